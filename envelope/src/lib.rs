@@ -1,1 +1,91 @@
+//! The cachekit value envelope.
+//!
+//! Every cachekit client (Rust, C through this library, the Redis fallback) encodes a value into
+//! an envelope before it reaches the daemon, the shared segment or Redis, and decodes it after.
+//! The daemon and the segment only ever store envelopes, opaque bytes to them.
+//!
+//! ```
+//! use cachekit_envelope::{decode, encode, EnvelopeConfig};
+//!
+//! let cfg = EnvelopeConfig::default(); // compress from 256 bytes, values up to 1 MiB
+//! let envelope = encode(&cfg, b"hello, cachekit")?;
+//! assert_eq!(decode(&cfg, &envelope)?, b"hello, cachekit");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Format (version 1)
+//!
+//! A fixed 16-byte header, then the payload. Integers are little-endian.
+//!
+//! | offset | size | field          | contents                                                     |
+//! |-------:|-----:|----------------|--------------------------------------------------------------|
+//! |      0 |    2 | `magic`        | `F8 4B`; `0xF8` never starts UTF-8 text or a common framing   |
+//! |      2 |    1 | `version`      | `1`                                                          |
+//! |      3 |    1 | `flags`        | bit 0: payload is LZ4; bit 1: AES-256-GCM (reserved); 2–7: 0  |
+//! |      4 |    4 | `original_len` | `u32`, length of the original value in bytes                 |
+//! |      8 |    8 | `checksum`     | `u64`, xxHash3-64 (seed 0) of the original value             |
+//! |     16 |    … | payload        | the value itself, or (bit 0) one LZ4 block decompressing to exactly `original_len` bytes |
+//!
+//! The per-value overhead is therefore 16 bytes; a value is stored compressed only when the LZ4
+//! block is strictly shorter than the value, so an envelope is never longer than
+//! `value.len() + 16` ([`encoded_len_bound`]). The payload runs to the end of the input: the
+//! envelope carries no length of its own, the container (segment slot, socket frame, Redis string)
+//! does. The LZ4 payload is a bare block (the LZ4 block format, no frame and no prepended size).
+//!
+//! Decoders reject, with a typed [`DecodeError`], a wrong magic, any version but 1, any flag bit
+//! but bit 0 (bit 1 gets [`DecodeError::Encrypted`], the others [`DecodeError::UnknownFlags`]), and
+//! any payload that does not decode to exactly `original_len` bytes hashing to `checksum`. A new
+//! flag, a new field or a different header therefore needs a new version, and so does anything
+//! that changes the bytes of the golden vectors in `tests/golden/`.
+//!
+//! Encryption (flag bit 1) is added by a later version of this crate; it will define what the
+//! payload and the checksum field hold for an encrypted value (a checksum of the plaintext in the
+//! clear would leak which values are equal). Until then such envelopes are refused.
+//!
+//! # Limits and why
+//!
+//! - **`max_value_bytes`** (default 1 MiB, [`DEFAULT_MAX_VALUE_BYTES`]): [`encode`] refuses longer
+//!   values and [`decode`] checks the header's `original_len` against it *before allocating*, then
+//!   decompresses into a buffer of exactly that length with `lz4_flex`'s safe decoder. A damaged or
+//!   hostile envelope (anyone who can write to the Redis fallback can plant one) therefore costs at
+//!   most `max_value_bytes` of memory: there is no decompression bomb. LZ4's own
+//!   `decompress_size_prepended`, which trusts a size read from the input, is deliberately not
+//!   used. Readers must allow at least what writers allow.
+//! - **`original_len` is a `u32`**: values are at most 4 GiB - 1 ([`MAX_FORMAT_LEN`]) whatever
+//!   `max_value_bytes` says; a cache value that size is a mistake anyway.
+//! - **`compress_threshold`** (default 256 bytes, [`DEFAULT_COMPRESS_THRESHOLD`]): shorter values
+//!   are stored raw. LZ4 compresses at roughly 0.5–1 GB/s and decompresses at 2.4–3.2 GB/s on this
+//!   project's machines, and a short value rarely contains enough repetition to win back the
+//!   block's token bytes.
+//! - **Checksum**: xxHash3-64 of the original bytes (8–17 GB/s), checked after decoding. It detects
+//!   damage and mix-ups, not tampering: it is not a MAC.
+//!
+//! # Errors
+//!
+//! One enum per operation: [`EncodeError`] and [`DecodeError`]. Each message names the limit
+//! involved and says what to do, e.g. `decoded length 3 MiB is over max_value_bytes = 1 MiB; raise
+//! max_value_bytes ...`. On error, the `_into` functions leave their output buffer empty.
+//!
+//! # Testing
+//!
+//! Unit tests cover every error path; `tests/roundtrip.rs` is a proptest round trip;
+//! `tests/golden.rs` checks the checked-in vectors in `tests/golden/vectors.txt` in both
+//! directions; `fuzz/` is a cargo-fuzz project whose `decode` target feeds arbitrary bytes to the
+//! decoder (`cd envelope/fuzz && cargo fuzz run -s none decode`).
+
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod codec;
+mod error;
+mod header;
+
+pub use codec::{
+    decode, decode_into, encode, encode_into, encoded_len_bound, peek_header, EnvelopeConfig,
+    DEFAULT_COMPRESS_THRESHOLD, DEFAULT_MAX_VALUE_BYTES,
+};
+pub use error::{DecodeError, EncodeError};
+pub use header::{
+    Header, FLAG_AES_256_GCM, FLAG_LZ4, FORMAT_VERSION, HEADER_LEN, KNOWN_FLAGS, MAGIC,
+    MAX_FORMAT_LEN,
+};

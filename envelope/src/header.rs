@@ -1,0 +1,132 @@
+//! The fixed 16-byte header: constants, parsing and writing.
+//!
+//! Offsets follow the table in the crate documentation; change neither without bumping
+//! [`FORMAT_VERSION`] and regenerating the golden vectors.
+
+use crate::error::DecodeError;
+
+/// The two bytes every envelope starts with.
+///
+/// `0xF8` never occurs in UTF-8 text and starts none of the usual framings (JSON, pickle, gzip,
+/// zstd, LZ4 frames), so a value written by something other than a cachekit client is recognised.
+pub const MAGIC: [u8; 2] = [0xF8, 0x4B];
+
+/// The envelope format version this crate writes and the only one it reads.
+pub const FORMAT_VERSION: u8 = 1;
+
+/// Length of the fixed header that precedes the payload, in bytes.
+pub const HEADER_LEN: usize = 16;
+
+/// Flag bit 0: the payload is an LZ4 block (no frame, no prepended size) that decompresses to
+/// exactly `original_len` bytes.
+pub const FLAG_LZ4: u8 = 1 << 0;
+
+/// Flag bit 1: reserved for AES-256-GCM encryption (added by a later version). This version
+/// rejects such envelopes with [`DecodeError::Encrypted`].
+pub const FLAG_AES_256_GCM: u8 = 1 << 1;
+
+/// Every flag bit this version knows the meaning of (and can therefore decode).
+pub const KNOWN_FLAGS: u8 = FLAG_LZ4;
+
+/// The largest original length the format can carry: the length field is a `u32`.
+pub const MAX_FORMAT_LEN: usize = u32::MAX as usize;
+
+// Byte offsets of each field, as in the crate-level table.
+const OFF_MAGIC: usize = 0;
+const OFF_VERSION: usize = 2;
+const OFF_FLAGS: usize = 3;
+const OFF_LEN: usize = 4;
+const OFF_CHECKSUM: usize = 8;
+
+// The header is exactly its fields, packed, with the checksum 8-byte aligned.
+const _: () = assert!(OFF_CHECKSUM + 8 == HEADER_LEN);
+const _: () = assert!(OFF_CHECKSUM % 8 == 0);
+const _: () = assert!(KNOWN_FLAGS & FLAG_AES_256_GCM == 0);
+
+/// The decoded fixed header of an envelope, as returned by [`peek_header`](crate::peek_header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Header {
+    /// Format version; always [`FORMAT_VERSION`] for a header this crate returns.
+    pub version: u8,
+    /// Flag bits ([`FLAG_LZ4`]); only bits in [`KNOWN_FLAGS`] are ever set in a returned header.
+    pub flags: u8,
+    /// Length of the original (uncompressed) value, in bytes.
+    pub original_len: u32,
+    /// xxHash3-64 (seed 0) of the original value.
+    pub checksum: u64,
+}
+
+impl Header {
+    /// Whether the payload is LZ4-compressed.
+    #[must_use]
+    pub const fn is_compressed(&self) -> bool {
+        self.flags & FLAG_LZ4 != 0
+    }
+
+    /// Serialises the header in the on-wire layout.
+    #[must_use]
+    pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        b[OFF_MAGIC..OFF_VERSION].copy_from_slice(&MAGIC);
+        b[OFF_VERSION] = self.version;
+        b[OFF_FLAGS] = self.flags;
+        b[OFF_LEN..OFF_CHECKSUM].copy_from_slice(&self.original_len.to_le_bytes());
+        b[OFF_CHECKSUM..HEADER_LEN].copy_from_slice(&self.checksum.to_le_bytes());
+        b
+    }
+
+    /// Parses and validates the header at the start of `bytes` (magic, version, flags), without
+    /// looking at the payload or at any configured limit.
+    pub(crate) fn parse(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let Some(h) = bytes.first_chunk::<HEADER_LEN>() else {
+            return Err(DecodeError::Truncated { len: bytes.len() });
+        };
+        let magic = [h[OFF_MAGIC], h[OFF_MAGIC + 1]];
+        if magic != MAGIC {
+            return Err(DecodeError::BadMagic { found: magic });
+        }
+        let version = h[OFF_VERSION];
+        if version != FORMAT_VERSION {
+            return Err(DecodeError::UnsupportedVersion { version });
+        }
+        let flags = h[OFF_FLAGS];
+        // Unknown bits first: they mean a newer writer, whatever else is set.
+        let unknown = flags & !(KNOWN_FLAGS | FLAG_AES_256_GCM);
+        if unknown != 0 {
+            return Err(DecodeError::UnknownFlags { flags, unknown });
+        }
+        if flags & FLAG_AES_256_GCM != 0 {
+            return Err(DecodeError::Encrypted);
+        }
+        let mut len = [0u8; 4];
+        len.copy_from_slice(&h[OFF_LEN..OFF_CHECKSUM]);
+        let mut sum = [0u8; 8];
+        sum.copy_from_slice(&h[OFF_CHECKSUM..HEADER_LEN]);
+        Ok(Self {
+            version,
+            flags,
+            original_len: u32::from_le_bytes(len),
+            checksum: u64::from_le_bytes(sum),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_matches_the_documented_table() {
+        let h = Header {
+            version: FORMAT_VERSION,
+            flags: FLAG_LZ4,
+            original_len: 0x0403_0201,
+            checksum: 0x0807_0605_0403_0201,
+        };
+        assert_eq!(
+            h.to_bytes(),
+            [0xF8, 0x4B, 1, 1, 1, 2, 3, 4, 1, 2, 3, 4, 5, 6, 7, 8]
+        );
+        assert_eq!(Header::parse(&h.to_bytes()).unwrap(), h);
+    }
+}
