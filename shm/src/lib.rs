@@ -1,1 +1,38 @@
-pub fn x(){}
+//! The cachekit shared-memory table: one writer (the daemon), many lock-free readers in
+//! other processes.
+//!
+//! - [`Writer`] owns the table: insert with TTL, grace and hierarchical tags; delete;
+//!   invalidate a tag in O(1); clear a namespace in O(1); clear all; expire; evict.
+//! - [`Reader`] maps it read-only and serves hits with no syscall and no lock. It never
+//!   trusts the segment: a corrupted segment gives misses and a counter, never a crash,
+//!   a hang or a wrong value.
+//!
+//! The byte layout and the protocol are drawn in `docs/ARCHITECTURE.md`; the layout in
+//! code is in [`layout`].
+
+mod arena;
+mod entry;
+mod error;
+mod geometry;
+mod hash;
+mod index;
+pub mod layout;
+mod reader;
+mod region;
+#[cfg(not(loom))]
+mod shared;
+mod sync;
+mod tags;
+mod time;
+mod writer;
+
+pub use entry::{ENTRY_HEADER_BYTES, MAX_KEY_BYTES, MAX_NAMESPACE_BYTES, VALUE_LEN_CEILING};
+pub use error::{AttachError, CreateError, InsertError, TagError};
+pub use geometry::TableConfig;
+pub use layout::Stat;
+pub use reader::{HitMeta, Lookup, Reader, ReaderStats, MAX_RETRIES};
+#[cfg(not(loom))]
+pub use shared::SegmentFds;
+pub use tags::{validate_tag, InvalidateMode, MAX_TAGS, MAX_TAG_BYTES, MAX_TAG_DEPTH};
+pub use time::now_ms;
+pub use writer::{Backing, InsertOptions, Writer};

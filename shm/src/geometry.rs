@@ -1,0 +1,312 @@
+//! Table configuration and the geometry derived from it.
+
+use crate::entry::{MAX_META_BYTES, VALUE_LEN_CEILING};
+use crate::error::{AttachError, CreateError};
+use crate::layout::{
+    align_up, header_word, ClientAreaHeader, ClientRecord, BUCKET_BYTES, CLIENT_RECORDS,
+    HEADER_BYTES, LAYOUT_VERSION, PAGE, SEGMENT_HEADER_BYTES, SLOTS_PER_BUCKET, TABLE_MAGIC,
+};
+use crate::region::Region;
+use crate::sync::Ordering;
+use core::mem::size_of;
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+/// How big a table to build. Every field has a default; see [`TableConfig::default`].
+#[derive(Clone, Debug)]
+pub struct TableConfig {
+    /// Bytes of arena for entries (rounded down to whole segments). Default 64 MiB.
+    pub arena_bytes: u64,
+    /// Bytes of one arena segment, a power of two. Default: the smallest power of two
+    /// of at least 1 MiB that holds the largest entry.
+    pub segment_bytes: Option<u64>,
+    /// Largest value accepted, in bytes. Default 1 MiB; at most 16 MiB - 1.
+    pub max_value_bytes: u64,
+    /// Expected average entry size, used to size the index (4 entries per 8-slot bucket
+    /// at that size). Default 128.
+    pub expected_entry_bytes: u64,
+    /// Number of tag-generation counters, a power of two. Default 2^18 (2 MiB).
+    pub tag_counters: u64,
+    /// Hash seed; random when `None`.
+    pub hash_seed: Option<u64>,
+    /// Daemon epoch written into the header; random non-zero when `None`.
+    pub epoch: Option<u64>,
+}
+
+impl Default for TableConfig {
+    fn default() -> Self {
+        TableConfig {
+            arena_bytes: 64 << 20,
+            segment_bytes: None,
+            max_value_bytes: 1 << 20,
+            expected_entry_bytes: 128,
+            tag_counters: 1 << 18,
+            hash_seed: None,
+            epoch: None,
+        }
+    }
+}
+
+/// Where everything is. Derived from a [`TableConfig`] by the writer, read back and
+/// validated from the header by readers, who then never trust the header again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    pub total_bytes: u64,
+    pub seed: u64,
+    pub tag_off: u64,
+    pub tag_count: u64,
+    pub index_off: u64,
+    pub bucket_count: u64,
+    pub arena_off: u64,
+    pub segment_bytes: u64,
+    pub segment_count: u64,
+    pub max_value_bytes: u64,
+    pub client_area_bytes: u64,
+}
+
+/// Byte offset of the records in the client area.
+pub(crate) const CLIENT_RECORDS_OFF: u64 = size_of::<ClientAreaHeader>() as u64;
+/// Byte offset of the access bitmap in the client area.
+pub(crate) const CLIENT_BITS_OFF: u64 = CLIENT_RECORDS_OFF + CLIENT_RECORDS * size_of::<ClientRecord>() as u64;
+
+/// Random-enough 64 bits without a dependency: std's per-process random hasher keys.
+pub(crate) fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    std::process::id().hash(&mut h);
+    std::time::SystemTime::now().hash(&mut h);
+    h.finish()
+}
+
+impl Geometry {
+    pub(crate) fn from_config(cfg: &TableConfig) -> Result<Geometry, CreateError> {
+        let bad = |m: String| Err(CreateError::Config(m));
+        if cfg.max_value_bytes == 0 || cfg.max_value_bytes > VALUE_LEN_CEILING as u64 {
+            return bad(format!(
+                "max_value_bytes = {} must be between 1 and {VALUE_LEN_CEILING}",
+                cfg.max_value_bytes
+            ));
+        }
+        let largest_entry = SEGMENT_HEADER_BYTES + MAX_META_BYTES as u64 + cfg.max_value_bytes;
+        let segment_bytes = match cfg.segment_bytes {
+            Some(s) => {
+                if !s.is_power_of_two() || s < PAGE {
+                    return bad(format!("segment_bytes = {s} must be a power of two of at least {PAGE}"));
+                }
+                if s < largest_entry {
+                    return bad(format!(
+                        "segment_bytes = {s} cannot hold the largest entry ({largest_entry} bytes with max_value_bytes = {}); raise segment_bytes or lower max_value_bytes",
+                        cfg.max_value_bytes
+                    ));
+                }
+                s
+            }
+            None => largest_entry.next_power_of_two().max(1 << 20),
+        };
+        if segment_bytes > 1 << 32 {
+            return bad(format!("segment_bytes = {segment_bytes} is over the 4 GiB limit"));
+        }
+        let segment_count = cfg.arena_bytes / segment_bytes;
+        if segment_count < 2 {
+            return bad(format!(
+                "arena_bytes = {} holds fewer than 2 segments of {segment_bytes} bytes; raise the memory size to at least {} or lower max_value_bytes",
+                cfg.arena_bytes,
+                2 * segment_bytes
+            ));
+        }
+        if !cfg.tag_counters.is_power_of_two() || cfg.tag_counters > 1 << 32 {
+            return bad(format!("tag_counters = {} must be a power of two no larger than 2^32", cfg.tag_counters));
+        }
+        let entries_hint = (segment_count * segment_bytes) / cfg.expected_entry_bytes.max(32);
+        let bucket_count = entries_hint.div_ceil(4).next_power_of_two().max(8);
+        let tag_off = HEADER_BYTES;
+        let index_off = align_up(tag_off + cfg.tag_counters * 8, PAGE);
+        let arena_off = align_up(index_off + bucket_count * BUCKET_BYTES, PAGE);
+        let total_bytes = arena_off + segment_count * segment_bytes;
+        if total_bytes >= 1 << 48 {
+            return bad(format!("table of {total_bytes} bytes is over the 256 TiB locator limit"));
+        }
+        let bits_words = bucket_count * SLOTS_PER_BUCKET as u64 / 64;
+        let client_area_bytes = align_up(CLIENT_BITS_OFF + bits_words * 8, PAGE);
+        Ok(Geometry {
+            total_bytes,
+            seed: cfg.hash_seed.unwrap_or_else(random_u64),
+            tag_off,
+            tag_count: cfg.tag_counters,
+            index_off,
+            bucket_count,
+            arena_off,
+            segment_bytes,
+            segment_count,
+            max_value_bytes: cfg.max_value_bytes,
+            client_area_bytes,
+        })
+    }
+
+    fn words(&self) -> [u64; 13] {
+        [
+            TABLE_MAGIC,
+            LAYOUT_VERSION,
+            self.total_bytes,
+            self.seed,
+            self.tag_off,
+            self.tag_count,
+            self.index_off,
+            self.bucket_count,
+            self.arena_off,
+            self.segment_bytes,
+            self.segment_count,
+            self.max_value_bytes,
+            self.client_area_bytes,
+        ]
+    }
+
+    fn check(&self) -> u64 {
+        let mut bytes = [0u8; 13 * 8];
+        for (i, w) in self.words().iter().enumerate() {
+            bytes[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
+        }
+        xxh3_64_with_seed(&bytes, TABLE_MAGIC)
+    }
+
+    /// Writes the fixed header words (writer, at creation).
+    pub(crate) fn write_header(&self, r: &Region) {
+        for (i, w) in self.words().iter().enumerate() {
+            r.store(i, *w, Ordering::Relaxed);
+        }
+        r.store(header_word!(geometry_check), self.check(), Ordering::Relaxed);
+    }
+
+    /// Reads and validates the header of a mapping of `mapped_len` bytes.
+    pub(crate) fn read_header(r: &Region) -> Result<Geometry, AttachError> {
+        let w = |i: usize| r.load(i, Ordering::Acquire).ok_or(AttachError::Corrupt("segment shorter than its header"));
+        if w(0)? != TABLE_MAGIC {
+            return Err(AttachError::BadMagic);
+        }
+        let version = w(1)?;
+        if version != LAYOUT_VERSION {
+            return Err(AttachError::UnsupportedVersion {
+                found: version,
+                expected: LAYOUT_VERSION,
+            });
+        }
+        let g = Geometry {
+            total_bytes: w(2)?,
+            seed: w(3)?,
+            tag_off: w(4)?,
+            tag_count: w(5)?,
+            index_off: w(6)?,
+            bucket_count: w(7)?,
+            arena_off: w(8)?,
+            segment_bytes: w(9)?,
+            segment_count: w(10)?,
+            max_value_bytes: w(11)?,
+            client_area_bytes: w(12)?,
+        };
+        if w(header_word!(geometry_check))? != g.check() {
+            return Err(AttachError::Corrupt("geometry check mismatch"));
+        }
+        g.validate(r.len_bytes() as u64)?;
+        Ok(g)
+    }
+
+    /// Everything a reader relies on when it turns header numbers into offsets.
+    fn validate(&self, mapped_len: u64) -> Result<(), AttachError> {
+        let c = AttachError::Corrupt;
+        if self.total_bytes > mapped_len {
+            return Err(c("segment is larger than its mapping"));
+        }
+        if !self.tag_count.is_power_of_two() || self.tag_count > 1 << 32 {
+            return Err(c("tag counter count is not a power of two"));
+        }
+        if !self.bucket_count.is_power_of_two() || self.bucket_count < 8 {
+            return Err(c("bucket count is not a power of two of at least 8"));
+        }
+        if !self.segment_bytes.is_power_of_two() || self.segment_bytes < PAGE || self.segment_bytes > 1 << 32 {
+            return Err(c("segment size is not a power of two between 4 KiB and 4 GiB"));
+        }
+        if self.max_value_bytes == 0
+            || self.max_value_bytes > VALUE_LEN_CEILING as u64
+            || SEGMENT_HEADER_BYTES + MAX_META_BYTES as u64 + self.max_value_bytes > self.segment_bytes
+        {
+            return Err(c("max value size does not fit a segment"));
+        }
+        let tag_end = self.tag_count.checked_mul(8).and_then(|b| b.checked_add(self.tag_off));
+        let index_end = self.bucket_count.checked_mul(BUCKET_BYTES).and_then(|b| b.checked_add(self.index_off));
+        let arena_end = self
+            .segment_count
+            .checked_mul(self.segment_bytes)
+            .and_then(|b| b.checked_add(self.arena_off));
+        let ordered = self.tag_off >= HEADER_BYTES
+            && matches!(tag_end, Some(e) if e <= self.index_off)
+            && matches!(index_end, Some(e) if e <= self.arena_off)
+            && matches!(arena_end, Some(e) if e <= self.total_bytes);
+        let aligned = [self.tag_off, self.index_off, self.arena_off].iter().all(|o| o % PAGE == 0);
+        if !ordered || !aligned || self.segment_count < 2 || self.total_bytes >= 1 << 48 {
+            return Err(c("sections overlap or are out of bounds"));
+        }
+        let bits_words = self.bucket_count * SLOTS_PER_BUCKET as u64 / 64;
+        if self.client_area_bytes < CLIENT_BITS_OFF + bits_words * 8 {
+            return Err(c("client area too small for the index"));
+        }
+        Ok(())
+    }
+
+    /// Word index of the first slot of `bucket`.
+    #[inline]
+    pub(crate) fn slot_word(&self, bucket: u64, i: usize) -> usize {
+        ((self.index_off + bucket * BUCKET_BYTES) / 8) as usize + i
+    }
+
+    /// Word index of tag counter `idx`.
+    #[inline]
+    pub(crate) fn counter_word(&self, idx: u32) -> usize {
+        (self.tag_off / 8) as usize + idx as usize
+    }
+
+    /// Byte offset of segment `seg`.
+    #[inline]
+    pub(crate) fn segment_off(&self, seg: u32) -> u64 {
+        self.arena_off + seg as u64 * self.segment_bytes
+    }
+
+    /// Word index (in the client area) and mask of the access bit of a slot.
+    #[inline]
+    pub(crate) fn access_bit(&self, slot_index: u64) -> (usize, u64) {
+        ((CLIENT_BITS_OFF / 8 + slot_index / 64) as usize, 1 << (slot_index % 64))
+    }
+
+    /// Bytes of the largest entry a segment can take (everything after its header).
+    pub(crate) fn segment_payload(&self) -> u64 {
+        self.segment_bytes - SEGMENT_HEADER_BYTES
+    }
+}
+
+/// Validates a client area against a table geometry.
+pub(crate) fn check_client_area(g: &Geometry, r: &Region) -> Result<(), AttachError> {
+    use crate::layout::CLIENT_MAGIC;
+    if (r.len_bytes() as u64) < g.client_area_bytes {
+        return Err(AttachError::Corrupt("client area smaller than the table needs"));
+    }
+    if r.load(0, Ordering::Relaxed) != Some(CLIENT_MAGIC) {
+        return Err(AttachError::Corrupt("client area has a bad magic"));
+    }
+    Ok(())
+}
+
+/// Writes the client-area header (writer, at creation).
+pub(crate) fn write_client_header(g: &Geometry, r: &Region) {
+    use crate::layout::CLIENT_MAGIC;
+    let bits_words = g.bucket_count * SLOTS_PER_BUCKET as u64 / 64;
+    let words = [
+        CLIENT_MAGIC,
+        LAYOUT_VERSION,
+        g.client_area_bytes,
+        CLIENT_RECORDS,
+        CLIENT_RECORDS_OFF,
+        CLIENT_BITS_OFF,
+        bits_words,
+    ];
+    for (i, w) in words.iter().enumerate() {
+        r.store(i, *w, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,426 @@
+//! The reader: serves hits straight from the mapped table with no syscall and no lock.
+//!
+//! A lookup hashes the key, scans one 64-byte bucket, and for a slot whose fingerprint
+//! matches runs the seqlock protocol of [`Reader::probe`]. It never trusts the segment:
+//! every offset and length is bounds-checked before use, every value is checked before it
+//! is returned, and every loop is bounded. Corruption yields misses and a counter.
+
+use crate::entry::{entry_check, fold_ref, EntryHeader, ENTRY_HEADER_BYTES, MAX_REFS};
+use crate::error::AttachError;
+use crate::geometry::{check_client_area, Geometry};
+use crate::hash::{key_hash, namespace_hash};
+use crate::index::{bucket_and_fp, slot_fp, slot_loc};
+use crate::layout::{header_word, Stat, SEGMENT_HEADER_BYTES, SEG_GENERATION_WORD, SLOTS_PER_BUCKET};
+use crate::region::Memory;
+use crate::sync::{fence, AtomicU64, Ordering};
+use crate::time::now_ms;
+use core::sync::atomic::AtomicU64 as LocalCounter;
+use std::sync::Arc;
+
+/// How many times a lookup restarts after seeing the table change under it before it
+/// gives up and reports a miss.
+pub const MAX_RETRIES: u32 = 8;
+
+/// What a hit carries besides the value bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HitMeta {
+    /// Length of the value in bytes.
+    pub value_len: usize,
+    /// Unix ms at which the entry was written.
+    pub created_ms: u64,
+    /// Unix ms at which it stops being fresh; `None` = never.
+    pub expires_ms: Option<u64>,
+    /// Unix ms after which it is gone; `None` = never.
+    pub grace_until_ms: Option<u64>,
+    /// True inside the grace window (past `expires_ms`, before `grace_until_ms`).
+    pub stale: bool,
+}
+
+/// Result of [`Reader::get_into`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// The value was copied to the front of the buffer.
+    Hit(HitMeta),
+    /// Not in the table (or expired, invalidated, unreadable).
+    Miss,
+    /// The value does not fit the buffer; nothing useful was written. `needed` is its
+    /// length at the time of the lookup.
+    BufferTooSmall {
+        /// Bytes needed.
+        needed: usize,
+    },
+}
+
+/// Counters of one reader handle (process-local).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReaderStats {
+    /// Hits (fresh and stale).
+    pub hits: u64,
+    /// Hits inside the grace window.
+    pub stale_hits: u64,
+    /// Misses.
+    pub misses: u64,
+    /// Restarts because the table changed during a read.
+    pub retries: u64,
+    /// Lookups that ran out of retries (counted as misses too).
+    pub gave_up: u64,
+    /// Entries that failed validation (bounds, check): a corrupted segment.
+    pub corrupt: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    hits: LocalCounter,
+    stale_hits: LocalCounter,
+    misses: LocalCounter,
+    retries: LocalCounter,
+    gave_up: LocalCounter,
+    corrupt: LocalCounter,
+}
+
+fn bump(c: &LocalCounter) {
+    c.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// Somewhere to put a value of a length learnt during the lookup.
+pub(crate) trait ValueSink {
+    fn slot(&mut self, len: usize) -> Option<&mut [u8]>;
+}
+
+impl ValueSink for [u8] {
+    #[inline]
+    fn slot(&mut self, len: usize) -> Option<&mut [u8]> {
+        self.get_mut(..len)
+    }
+}
+
+impl ValueSink for Vec<u8> {
+    #[inline]
+    fn slot(&mut self, len: usize) -> Option<&mut [u8]> {
+        self.resize(len, 0);
+        Some(&mut self[..])
+    }
+}
+
+enum Probe {
+    Hit(HitMeta),
+    /// The key's entry, but expired or invalidated: a definitive miss.
+    Dead,
+    TooSmall(usize),
+    /// A fingerprint collision with another key: keep scanning.
+    OtherKey,
+    /// The table changed under us: restart.
+    Retry,
+    Corrupt,
+}
+
+/// A read-only handle on a table. `Send + Sync`: share one between threads.
+pub struct Reader {
+    table: Arc<Memory>,
+    client: Option<Arc<Memory>>,
+    geo: Geometry,
+    counters: Counters,
+}
+
+impl Reader {
+    pub(crate) fn from_parts(table: Arc<Memory>, client: Option<Arc<Memory>>, geo: Geometry) -> Reader {
+        Reader {
+            table,
+            client,
+            geo,
+            counters: Counters::default(),
+        }
+    }
+
+    /// Maps a table handed over as a file descriptor (read-only) and, optionally, the
+    /// client area (read-write, for access bits). Validates the header.
+    #[cfg(not(loom))]
+    pub fn attach(
+        table: std::os::fd::BorrowedFd<'_>,
+        client: Option<std::os::fd::BorrowedFd<'_>>,
+    ) -> Result<Reader, AttachError> {
+        let table = crate::shared::map(table, false)?;
+        let geo = Geometry::read_header(table.region())?;
+        let client = match client {
+            Some(fd) => {
+                let c = crate::shared::map(fd, true)?;
+                check_client_area(&geo, c.region())?;
+                Some(Arc::new(c))
+            }
+            None => None,
+        };
+        Ok(Reader::from_parts(Arc::new(table), client, geo))
+    }
+
+    /// Validates a heap table's header as [`Reader::attach`] would (for tests).
+    #[doc(hidden)]
+    pub fn revalidate(&self) -> Result<(), AttachError> {
+        let g = Geometry::read_header(self.table.region())?;
+        if let Some(c) = &self.client {
+            check_client_area(&g, c.region())?;
+        }
+        Ok(())
+    }
+
+    /// The daemon epoch in the header (changes when a new daemon builds the segment).
+    pub fn epoch(&self) -> u64 {
+        self.table.region().load(header_word!(epoch), Ordering::Relaxed).unwrap_or(0)
+    }
+
+    /// The daemon's last heartbeat, Unix ms.
+    pub fn heartbeat_ms(&self) -> u64 {
+        // Acquire: pairs with the Release store in Writer::heartbeat_at.
+        self.table.region().load(header_word!(heartbeat_ms), Ordering::Acquire).unwrap_or(0)
+    }
+
+    /// Bumped by every full flush.
+    pub fn flush_generation(&self) -> u64 {
+        self.table.region().load(header_word!(flush_generation), Ordering::Acquire).unwrap_or(0)
+    }
+
+    /// The largest value the table holds.
+    pub fn max_value_bytes(&self) -> usize {
+        self.geo.max_value_bytes as usize
+    }
+
+    /// One of the writer's statistics, as published in the header.
+    pub fn table_stat(&self, s: Stat) -> u64 {
+        self.table.region().load(s.word(), Ordering::Relaxed).unwrap_or(0)
+    }
+
+    /// This handle's counters.
+    pub fn stats(&self) -> ReaderStats {
+        let l = |c: &LocalCounter| c.load(core::sync::atomic::Ordering::Relaxed);
+        let c = &self.counters;
+        ReaderStats {
+            hits: l(&c.hits),
+            stale_hits: l(&c.stale_hits),
+            misses: l(&c.misses),
+            retries: l(&c.retries),
+            gave_up: l(&c.gave_up),
+            corrupt: l(&c.corrupt),
+        }
+    }
+
+    /// Copies the value of `key` in `ns` into `buf`.
+    #[inline]
+    pub fn get_into(&self, ns: &str, key: &[u8], buf: &mut [u8]) -> Lookup {
+        self.get_into_at(ns, key, buf, None)
+    }
+
+    /// [`Reader::get_into`] as if the time were `now` (Unix ms; `None` = the clock).
+    pub fn get_into_at(&self, ns: &str, key: &[u8], buf: &mut [u8], now: Option<u64>) -> Lookup {
+        self.lookup(ns, key, buf, now)
+    }
+
+    /// The value of `key` in `ns`, in a new vector.
+    #[inline]
+    pub fn get(&self, ns: &str, key: &[u8]) -> Option<(Vec<u8>, HitMeta)> {
+        self.get_at(ns, key, None)
+    }
+
+    /// [`Reader::get`] as if the time were `now` (Unix ms; `None` = the clock).
+    pub fn get_at(&self, ns: &str, key: &[u8], now: Option<u64>) -> Option<(Vec<u8>, HitMeta)> {
+        let mut v = Vec::new();
+        match self.lookup(ns, key, &mut v, now) {
+            Lookup::Hit(m) => {
+                v.truncate(m.value_len);
+                Some((v, m))
+            }
+            _ => None,
+        }
+    }
+
+    fn lookup<S: ValueSink + ?Sized>(&self, ns: &str, key: &[u8], sink: &mut S, now: Option<u64>) -> Lookup {
+        let seed = self.geo.seed;
+        let kh = key_hash(seed, namespace_hash(seed, ns.as_bytes()), key);
+        let (bucket, fp) = bucket_and_fp(kh, self.geo.bucket_count);
+        let c = &self.counters;
+        for _attempt in 0..MAX_RETRIES {
+            let mut retry = false;
+            for i in 0..SLOTS_PER_BUCKET {
+                let Some(slot) = self.table.region().word(self.geo.slot_word(bucket, i)) else {
+                    bump(&c.corrupt);
+                    break;
+                };
+                // Acquire: pairs with the Release slot store in Writer::publish; the entry
+                // bytes written before it are visible to the copy below.
+                let s = slot.load(Ordering::Acquire);
+                if s == 0 || slot_fp(s) != fp {
+                    continue;
+                }
+                match self.probe(slot, s, kh, ns, key, sink, now) {
+                    Probe::Hit(m) => {
+                        bump(&c.hits);
+                        if m.stale {
+                            bump(&c.stale_hits);
+                        }
+                        self.touch(bucket * SLOTS_PER_BUCKET as u64 + i as u64);
+                        return Lookup::Hit(m);
+                    }
+                    Probe::TooSmall(needed) => return Lookup::BufferTooSmall { needed },
+                    Probe::OtherKey => continue,
+                    Probe::Dead => {
+                        bump(&c.misses);
+                        return Lookup::Miss;
+                    }
+                    Probe::Corrupt => {
+                        bump(&c.corrupt);
+                        continue;
+                    }
+                    Probe::Retry => {
+                        bump(&c.retries);
+                        retry = true;
+                        break;
+                    }
+                }
+            }
+            if !retry {
+                bump(&c.misses);
+                return Lookup::Miss;
+            }
+        }
+        bump(&c.gave_up);
+        bump(&c.misses);
+        Lookup::Miss
+    }
+
+    /// The seqlock read of one candidate entry.
+    ///
+    /// 1. load the segment generation (Acquire);
+    /// 2. re-load the slot: if it changed, the locator may be stale → retry;
+    /// 3. copy what is needed with relaxed word loads, bounds-checking every offset;
+    /// 4. Acquire fence, re-load the generation: if it changed, the segment was recycled
+    ///    during the copy → retry;
+    /// 5. only then trust the copy: check, times, tag counters.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn probe<S: ValueSink + ?Sized>(
+        &self,
+        slot: &AtomicU64,
+        s: u64,
+        kh: u64,
+        ns: &str,
+        key: &[u8],
+        sink: &mut S,
+        now: Option<u64>,
+    ) -> Probe {
+        let g = &self.geo;
+        let r = self.table.region();
+        let loc = slot_loc(s);
+        // Bounds: the entry header must lie inside one segment, after its header.
+        let Some(rel) = loc.checked_sub(g.arena_off) else { return Probe::Corrupt };
+        let seg = rel / g.segment_bytes;
+        if seg >= g.segment_count {
+            return Probe::Corrupt;
+        }
+        let seg_off = g.arena_off + seg * g.segment_bytes;
+        let seg_end = seg_off + g.segment_bytes;
+        if loc < seg_off + SEGMENT_HEADER_BYTES || loc + ENTRY_HEADER_BYTES as u64 > seg_end {
+            return Probe::Corrupt;
+        }
+        let gen_word = (seg_off / 8) as usize + SEG_GENERATION_WORD;
+        // Acquire: pairs with the Release store of the generation in Writer::recycle: if we
+        // see a recycled generation we also see the slot clears that came before it.
+        let Some(g1) = r.load(gen_word, Ordering::Acquire) else { return Probe::Corrupt };
+        // Acquire: as the first slot load; if the slot still holds `s`, the locator was
+        // current when the generation above was read.
+        if slot.load(Ordering::Acquire) != s {
+            return Probe::Retry;
+        }
+        // Settles a decision that depends on bytes read so far: if the segment changed
+        // under us the bytes meant nothing (retry); otherwise the decision stands.
+        let stable = || {
+            // Acquire fence: pairs with the Release fence in Writer::recycle. If any byte we
+            // copied was written after a recycle, the generation load below sees it.
+            #[cfg(not(cachekit_loom_weak))]
+            fence(Ordering::Acquire);
+            r.load(gen_word, Ordering::Relaxed) == Some(g1)
+        };
+        let settle = |p: Probe| if stable() { p } else { Probe::Retry };
+
+        let mut hb = [0u8; ENTRY_HEADER_BYTES];
+        if !r.read_bytes(loc as usize, &mut hb) {
+            return settle(Probe::Corrupt);
+        }
+        let h = EntryHeader::decode(&hb);
+        let total = h.total_len() as u64;
+        if loc + total > seg_end || h.value_len as u64 > g.max_value_bytes || h.ref_count as usize > MAX_REFS {
+            return settle(Probe::Corrupt);
+        }
+        if h.ns_len as usize != ns.len() || h.key_len as usize != key.len() {
+            return settle(Probe::OtherKey);
+        }
+        let ns_at = loc as usize + ENTRY_HEADER_BYTES;
+        let key_at = ns_at + ns.len();
+        if r.eq_bytes(ns_at, ns.as_bytes()) != Some(true) || r.eq_bytes(key_at, key) != Some(true) {
+            return settle(Probe::OtherKey);
+        }
+
+        // Tag counters: read inside the window so a torn reference is caught by the
+        // generation check rather than mistaken for corruption.
+        let refs_at = key_at + key.len();
+        let mut refs_fold = 0;
+        let mut bad_ref = false;
+        let mut invalidated = false;
+        for k in 0..h.ref_count as usize {
+            let mut b = [0u8; 4];
+            r.read_bytes(refs_at + 4 * k, &mut b);
+            let idx = u32::from_le_bytes(b);
+            refs_fold = fold_ref(refs_fold, idx);
+            if idx as u64 >= g.tag_count {
+                bad_ref = true;
+                continue;
+            }
+            // Acquire: pairs with the Release store in Writer::bump_counter.
+            let c = r.load(g.counter_word(idx), Ordering::Acquire).unwrap_or(u64::MAX);
+            invalidated |= c >= h.stamp;
+        }
+        let now = if h.ttl == crate::entry::DURATION_NEVER {
+            0
+        } else {
+            now.unwrap_or_else(now_ms)
+        };
+        let expires = h.expires_ms();
+        let grace_until = h.grace_until_ms();
+        if invalidated || grace_until.is_some_and(|gu| now >= gu) {
+            return settle(if bad_ref { Probe::Corrupt } else { Probe::Dead });
+        }
+        let value_at = refs_at + 4 * h.ref_count as usize;
+        let len = h.value_len as usize;
+        let Some(dst) = sink.slot(len) else {
+            return settle(Probe::TooSmall(len));
+        };
+        if !r.read_bytes(value_at, dst) {
+            return settle(Probe::Corrupt);
+        }
+        if !stable() {
+            return Probe::Retry;
+        }
+        // The copy is consistent: anything wrong now is corruption.
+        if bad_ref || entry_check(g.seed, &hb, kh, refs_fold, dst) != h.check {
+            return Probe::Corrupt;
+        }
+        Probe::Hit(HitMeta {
+            value_len: len,
+            created_ms: h.created_ms(),
+            expires_ms: expires,
+            grace_until_ms: grace_until,
+            stale: expires.is_some_and(|e| now >= e),
+        })
+    }
+
+    /// Sets the access bit of a slot, at most once: no store when it is set already, so
+    /// hot keys cause no cache-line ping-pong between readers.
+    #[inline]
+    fn touch(&self, slot_index: u64) {
+        if let Some(c) = &self.client {
+            let (w, mask) = self.geo.access_bit(slot_index);
+            if let Some(word) = c.region().word(w) {
+                if word.load(Ordering::Relaxed) & mask == 0 {
+                    word.fetch_or(mask, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! Word-atomic access to a block of memory another process may be writing.
+//!
+//! Shared memory is only ever touched through `AtomicU64` words: never through a
+//! `&[u8]`, which would be undefined behaviour while the writer stores into it.
+//! Byte ranges are copied with relaxed word loads and stores ([`Region::read_bytes`],
+//! [`Region::write_bytes`]); the ordering that makes a copy meaningful comes from the
+//! protocol around it (slot Release/Acquire, the segment seqlock).
+
+use crate::sync::{AtomicU64, Ordering};
+use core::ptr::NonNull;
+
+/// A view of `words` atomic words. Does not own the memory: the owner ([`Memory`])
+/// keeps it alive for as long as the region is reachable.
+pub(crate) struct Region {
+    base: NonNull<AtomicU64>,
+    words: usize,
+}
+
+// SAFETY:
+// - a Region is a pointer to atomics; every access is an atomic operation, so sharing
+//   it between threads cannot cause a data race.
+// - the memory outlives the Region (enforced by `Memory`, which owns both).
+unsafe impl Send for Region {}
+// SAFETY: as for Send: only atomic operations are performed through the pointer.
+unsafe impl Sync for Region {}
+
+impl Region {
+    /// # Safety
+    /// - `base` is 8-byte aligned and valid for reads of `words * 8` bytes for as long
+    ///   as the returned Region is used;
+    /// - the memory is only accessed through atomic operations by every party that
+    ///   touches it while the Region is used;
+    /// - if the memory is mapped read-only, the caller performs only loads.
+    pub(crate) unsafe fn new(base: NonNull<AtomicU64>, words: usize) -> Self {
+        Region { base, words }
+    }
+
+    /// Length in bytes.
+    #[inline]
+    pub(crate) fn len_bytes(&self) -> usize {
+        self.words * 8
+    }
+
+    /// The word at index `idx`, or `None` when out of bounds.
+    #[inline]
+    pub(crate) fn word(&self, idx: usize) -> Option<&AtomicU64> {
+        if idx < self.words {
+            // SAFETY:
+            // - idx < words, so the pointer stays inside the block `new` was given;
+            // - the block is valid and aligned for AtomicU64 (contract of `new`).
+            Some(unsafe { &*self.base.as_ptr().add(idx) })
+        } else {
+            None
+        }
+    }
+
+    /// Loads word `idx`; out of bounds reads as `None`.
+    #[inline]
+    pub(crate) fn load(&self, idx: usize, order: Ordering) -> Option<u64> {
+        self.word(idx).map(|w| w.load(order))
+    }
+
+    /// Stores word `idx` (writer only). Out-of-bounds stores are a bug of the writer and panic.
+    #[inline]
+    pub(crate) fn store(&self, idx: usize, value: u64, order: Ordering) {
+        self.word(idx)
+            .expect("writer stored outside its own region")
+            .store(value, order);
+    }
+
+    /// Copies `dst.len()` bytes starting at byte `off` with relaxed word loads.
+    /// Returns false (and copies nothing useful) when the range is out of bounds.
+    #[inline]
+    pub(crate) fn read_bytes(&self, off: usize, dst: &mut [u8]) -> bool {
+        let Some(end) = off.checked_add(dst.len()) else {
+            return false;
+        };
+        if end > self.len_bytes() {
+            return false;
+        }
+        if dst.is_empty() {
+            return true;
+        }
+        let mut word = off / 8;
+        let mut skip = off % 8;
+        let mut out = 0;
+        while out < dst.len() {
+            // In bounds: word * 8 < end <= len_bytes.
+            let bytes = match self.load(word, Ordering::Relaxed) {
+                Some(w) => w.to_ne_bytes(),
+                None => return false,
+            };
+            let take = (8 - skip).min(dst.len() - out);
+            dst[out..out + take].copy_from_slice(&bytes[skip..skip + take]);
+            out += take;
+            skip = 0;
+            word += 1;
+        }
+        true
+    }
+
+    /// Compares the bytes at `off` with `expected` using relaxed word loads, without
+    /// copying. `None` when the range is out of bounds.
+    #[inline]
+    pub(crate) fn eq_bytes(&self, off: usize, expected: &[u8]) -> Option<bool> {
+        let end = off.checked_add(expected.len())?;
+        if end > self.len_bytes() {
+            return None;
+        }
+        let mut word = off / 8;
+        let mut skip = off % 8;
+        let mut at = 0;
+        while at < expected.len() {
+            let bytes = self.load(word, Ordering::Relaxed)?.to_ne_bytes();
+            let take = (8 - skip).min(expected.len() - at);
+            if bytes[skip..skip + take] != expected[at..at + take] {
+                return Some(false);
+            }
+            at += take;
+            skip = 0;
+            word += 1;
+        }
+        Some(true)
+    }
+
+    /// Copies `src` to byte `off` with relaxed word stores (writer only). Partial words at
+    /// either end are merged with what is there; the writer is the only one storing, so a
+    /// load-merge-store cannot lose a concurrent store.
+    pub(crate) fn write_bytes(&self, off: usize, src: &[u8]) {
+        let end = off + src.len();
+        assert!(end <= self.len_bytes(), "writer wrote outside its own region");
+        let mut word = off / 8;
+        let mut skip = off % 8;
+        let mut inp = 0;
+        while inp < src.len() {
+            let take = (8 - skip).min(src.len() - inp);
+            let w = self.word(word).expect("bounds checked above");
+            let mut bytes = if take == 8 {
+                [0u8; 8]
+            } else {
+                w.load(Ordering::Relaxed).to_ne_bytes()
+            };
+            bytes[skip..skip + take].copy_from_slice(&src[inp..inp + take]);
+            w.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
+            inp += take;
+            skip = 0;
+            word += 1;
+        }
+    }
+}
+
+/// Memory that backs a [`Region`]: a heap block (tests, loom) or a shared mapping.
+pub(crate) struct Memory {
+    region: Region,
+    _owner: Owner,
+}
+
+enum Owner {
+    Heap(#[allow(dead_code)] Box<[AtomicU64]>),
+    #[cfg(not(loom))]
+    Mapped(#[allow(dead_code)] memmap2::MmapRaw),
+}
+
+impl Memory {
+    /// A zeroed heap block of `bytes` (rounded up to whole words).
+    pub(crate) fn heap(bytes: usize) -> Memory {
+        let words = bytes.div_ceil(8);
+        let block: Box<[AtomicU64]> = (0..words).map(|_| AtomicU64::new(0)).collect();
+        let base = NonNull::from(&block[..]).cast::<AtomicU64>();
+        // SAFETY:
+        // - the boxed slice is aligned for AtomicU64 and holds `words` of them;
+        // - it is owned by the returned Memory next to the Region and never moved out
+        //   (moving the Box does not move its heap allocation);
+        // - it is only accessed through atomics.
+        let region = unsafe { Region::new(base, words) };
+        Memory {
+            region,
+            _owner: Owner::Heap(block),
+        }
+    }
+
+    /// Wraps a mapping. `words` must not exceed the mapping.
+    #[cfg(not(loom))]
+    pub(crate) fn mapped(map: memmap2::MmapRaw) -> Memory {
+        let words = map.len() / 8;
+        let base = NonNull::new(map.as_mut_ptr().cast::<AtomicU64>())
+            .expect("mmap never returns a null mapping");
+        // SAFETY:
+        // - mmap returns page-aligned memory, valid for map.len() bytes while `map` lives;
+        // - `map` is owned by the returned Memory next to the Region;
+        // - every party (this process and the others mapping the same file) touches it
+        //   only through atomic word operations; read-only mappings are only loaded from.
+        let region = unsafe { Region::new(base, words) };
+        Memory {
+            region,
+            _owner: Owner::Mapped(map),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn region(&self) -> &Region {
+        &self.region
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_round_trip_at_every_alignment() {
+        let mem = Memory::heap(128);
+        let r = mem.region();
+        for off in 0..16 {
+            for len in 0..40 {
+                let src: Vec<u8> = (0..len).map(|i| (i * 7 + off + 1) as u8).collect();
+                r.write_bytes(off, &src);
+                let mut dst = vec![0u8; len];
+                assert!(r.read_bytes(off, &mut dst));
+                assert_eq!(dst, src, "off {off} len {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn partial_writes_keep_neighbours() {
+        let mem = Memory::heap(32);
+        let r = mem.region();
+        r.write_bytes(0, &[0xAA; 32]);
+        r.write_bytes(3, &[1, 2, 3]);
+        let mut all = [0u8; 32];
+        assert!(r.read_bytes(0, &mut all));
+        assert_eq!(&all[..3], &[0xAA; 3]);
+        assert_eq!(&all[3..6], &[1, 2, 3]);
+        assert_eq!(&all[6..], &[0xAA; 26]);
+    }
+
+    #[test]
+    fn out_of_bounds_reads_fail() {
+        let mem = Memory::heap(16);
+        let r = mem.region();
+        let mut d = [0u8; 4];
+        assert!(!r.read_bytes(14, &mut d));
+        assert!(!r.read_bytes(usize::MAX - 1, &mut d));
+        assert!(r.read_bytes(12, &mut d));
+        assert!(r.load(2, Ordering::Relaxed).is_none());
+    }
+}

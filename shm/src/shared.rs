@@ -1,0 +1,92 @@
+//! Real shared memory: sealed memfds that the writer maps read-write and readers map
+//! read-only.
+//!
+//! The table memfd is sealed with `F_SEAL_FUTURE_WRITE | F_SEAL_SHRINK | F_SEAL_GROW |
+//! F_SEAL_SEAL` after the writer mapped it: the writer's mapping stays writable, every
+//! later writable mapping (and `mprotect(PROT_WRITE)`) fails, and nobody can shrink it
+//! under a reader (which would turn reads into SIGBUS). The client area is sealed
+//! against resizing only: every client may write it.
+
+use crate::region::Memory;
+use memmap2::{MmapOptions, MmapRaw};
+use rustix::fs::{fstat, ftruncate, memfd_create, MemfdFlags, SealFlags};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+/// The two file descriptors a client needs: the table (read-only) and the client area.
+#[derive(Debug)]
+pub struct SegmentFds {
+    /// The table memfd, sealed against writes.
+    pub table: OwnedFd,
+    /// The client area memfd.
+    pub client: OwnedFd,
+}
+
+impl SegmentFds {
+    /// Duplicates both descriptors (close-on-exec).
+    pub fn try_clone(&self) -> io::Result<SegmentFds> {
+        Ok(SegmentFds {
+            table: self.table.try_clone()?,
+            client: self.client.try_clone()?,
+        })
+    }
+}
+
+/// Creates a memfd of `bytes`, maps it read-write, and applies `seals`.
+pub(crate) fn create(name: &str, bytes: u64, seals: SealFlags) -> io::Result<(OwnedFd, Memory)> {
+    let fd = memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
+    ftruncate(&fd, bytes)?;
+    let file = File::from(fd);
+    let map = MmapOptions::new().len(bytes as usize).map_raw(&file)?;
+    rustix::fs::fcntl_add_seals(&file, seals)?;
+    Ok((OwnedFd::from(file), Memory::mapped(map)))
+}
+
+pub(crate) fn table_seals() -> SealFlags {
+    SealFlags::SHRINK | SealFlags::GROW | SealFlags::FUTURE_WRITE | SealFlags::SEAL
+}
+
+pub(crate) fn client_seals() -> SealFlags {
+    SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL
+}
+
+/// Maps a whole file descriptor, read-only or read-write.
+pub(crate) fn map(fd: BorrowedFd<'_>, writable: bool) -> io::Result<Memory> {
+    let len = fstat(fd)?.st_size;
+    if len <= 0 || len % 8 != 0 {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("segment of {len} bytes")));
+    }
+    // Shrinking would turn our reads into SIGBUS: refuse segments that allow it.
+    let seals = rustix::fs::fcntl_get_seals(fd)?;
+    if !seals.contains(SealFlags::SHRINK) {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "segment is not sealed against shrinking; refusing to map it",
+        ));
+    }
+    let file = File::from(fd.try_clone_to_owned()?);
+    let opts = {
+        let mut o = MmapOptions::new();
+        o.len(len as usize);
+        o
+    };
+    let map: MmapRaw = if writable {
+        opts.map_raw(&file)?
+    } else {
+        opts.map_raw_read_only(&file)?
+    };
+    Ok(Memory::mapped(map))
+}
+
+/// Borrowed views of the fds, for passing over a socket.
+impl SegmentFds {
+    /// The table descriptor.
+    pub fn table_fd(&self) -> BorrowedFd<'_> {
+        self.table.as_fd()
+    }
+    /// The client-area descriptor.
+    pub fn client_fd(&self) -> BorrowedFd<'_> {
+        self.client.as_fd()
+    }
+}
