@@ -58,7 +58,8 @@ pub(crate) fn map(fd: BorrowedFd<'_>, writable: bool) -> io::Result<Memory> {
         return Err(io::Error::new(io::ErrorKind::InvalidData, format!("segment of {len} bytes")));
     }
     // Shrinking would turn our reads into SIGBUS: refuse segments that allow it.
-    let seals = rustix::fs::fcntl_get_seals(fd)?;
+    // A file that cannot carry seals (not a memfd) answers EINVAL: not sealed either.
+    let seals = rustix::fs::fcntl_get_seals(fd).unwrap_or(SealFlags::empty());
     if !seals.contains(SealFlags::SHRINK) {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
