@@ -1,1 +1,271 @@
+//! The wire protocol between cachekit clients and the daemon `cachekitd`, spoken over a Unix
+//! stream socket: a pure, I/O-free frame codec ([`encode_request`], [`encode_reply`],
+//! [`decode_frame`]) plus small blocking helpers ([`read_frame`], [`write_request`], ...).
+//!
+//! # Conversation
+//!
+//! The client opens the socket and sends HELLO; the daemon checks the peer's credentials
+//! (SO_PEERCRED) and answers HELLO_OK, with the segment file descriptors attached to that frame
+//! as SCM_RIGHTS ancillary data, or ERROR. After that the client sends requests, each with a
+//! request id of its choosing, and the daemon answers every request with exactly one reply
+//! carrying the same id. Clients number requests from 1: **request id 0** is reserved for
+//! connection-level ERRORs that answer no particular request (for example a frame whose header
+//! could not be read), after which the daemon closes the connection.
+//!
+//! | request | replies |
+//! |---|---|
+//! | HELLO | HELLO_OK, ERROR |
+//! | SET, INVALIDATE, CLEAR | OK, ERROR |
+//! | DELETE | DELETED, ERROR |
+//! | FETCH | FETCH_HIT, FETCH_MISS, ERROR |
+//! | STATS | STATS_REPLY, ERROR |
+//! | PING | PONG, ERROR |
+//!
+//! **Errors and framing.** An invalid header (bad magic, unsupported version, unknown kind,
+//! length over `max_frame_bytes`) leaves the receiver unable to find the next frame: it closes the
+//! connection (a daemon first sends ERROR with request id 0). An invalid body inside a valid
+//! header (a field over its limit, bad UTF-8, a truncated or over-long body) leaves the stream at
+//! a frame boundary: the daemon answers ERROR with the frame's request id and goes on.
+//!
+//! **Versions.** The header layout, and the HELLO, HELLO_OK and ERROR bodies, are frozen for all
+//! versions. A client sends HELLO in a version-1 header, offering `min_version..=max_version`;
+//! the daemon picks the highest version both speak and answers HELLO_OK in a version-1 header
+//! (or ERROR `UNSUPPORTED_VERSION` if there is none). Every later frame carries the negotiated
+//! version. This build speaks only version [`PROTOCOL_VERSION`] = 1.
+//!
+//! # Frame
+//!
+//! Every frame is a 12-byte header followed by `body_len` bytes of body. All integers are
+//! little-endian.
+//!
+//! | offset | size | field | value |
+//! |---:|---:|---|---|
+//! | 0 | 4 | `body_len` | u32: length of the body after the header (the frame is `12 + body_len` bytes, at most `max_frame_bytes`) |
+//! | 4 | 2 | `magic` | `"CK"`: bytes 0x43 0x4B ([`MAGIC`] = 0x4B43 as a u16) |
+//! | 6 | 1 | `version` | u8: protocol version of the body layout, [`PROTOCOL_VERSION`] = 1 |
+//! | 7 | 1 | `kind` | u8: message kind, requests `0x01..=0x7F`, replies `0x80..=0xFF` (table below) |
+//! | 8 | 4 | `request_id` | u32: chosen by the client, echoed by the reply; 0 = connection-level |
+//! | 12 | `body_len` | body | per kind (tables below) |
+//!
+//! The decoder checks, as soon as the 12 header bytes are there and before reading the body:
+//! magic, then version, then kind, then `12 + body_len <= max_frame_bytes`.
+//!
+//! # Message kinds
+//!
+//! | kind | name | direction | body |
+//! |---:|---|---|---|
+//! | 0x01 | HELLO | client → daemon | see below |
+//! | 0x02 | SET | client → daemon | see below |
+//! | 0x03 | DELETE | client → daemon | see below |
+//! | 0x04 | INVALIDATE | client → daemon | see below |
+//! | 0x05 | CLEAR | client → daemon | see below |
+//! | 0x06 | FETCH | client → daemon | see below |
+//! | 0x07 | STATS | client → daemon | empty |
+//! | 0x08 | PING | client → daemon | empty |
+//! | 0x81 | HELLO_OK | daemon → client | see below (+ SCM_RIGHTS fds) |
+//! | 0x82 | OK | daemon → client | empty |
+//! | 0x83 | DELETED | daemon → client | see below |
+//! | 0x84 | FETCH_HIT | daemon → client | see below |
+//! | 0x85 | FETCH_MISS | daemon → client | empty |
+//! | 0x86 | STATS_REPLY | daemon → client | see below |
+//! | 0x87 | PONG | daemon → client | see below |
+//! | 0xFF | ERROR | daemon → client | see below |
+//!
+//! Any other kind byte is an error ([`ProtoError::UnknownKind`]).
+//!
+//! # Field encodings
+//!
+//! A body is its fields in the order listed, with no padding and no alignment; it must be used
+//! up exactly (leftover bytes are [`ProtoError::TrailingBytes`]).
+//!
+//! | type | encoding | size |
+//! |---|---|---|
+//! | `u8`, `u16`, `u32`, `u64` | little-endian | 1, 2, 4, 8 |
+//! | `bool` | u8, 0 = false, 1 = true; anything else is an error | 1 |
+//! | `opt_u64` | u8 presence (0 = none, 1 = some; anything else is an error), then the u64 only if 1 | 1 or 9 |
+//! | `bytes` | u32 length, then that many bytes | 4 + len |
+//! | `str` | like `bytes`, and the bytes must be valid UTF-8 | 4 + len |
+//! | `list<T>` | u16 count, then that many `T` | 2 + items |
+//!
+//! Every length and count is checked against its limit right after it is read, before the
+//! decoder looks further or allocates. Keys and values are `bytes`; namespaces, tags and names are
+//! `str`.
+//!
+//! # Request bodies
+//!
+//! **HELLO** (0x01) — 10 + name bytes
+//!
+//! | field | type | notes |
+//! |---|---|---|
+//! | `min_version` | u8 | oldest version the client speaks |
+//! | `max_version` | u8 | newest version the client speaks |
+//! | `client_pid` | u32 | informational; the daemon trusts SO_PEERCRED |
+//! | `client_name` | str | informational, ≤ [`MAX_CLIENT_NAME_BYTES`] = 255 |
+//!
+//! **SET** (0x02) — 23 (31 with a TTL) + namespace + key + value + Σ(4 + tag) bytes
+//!
+//! | field | type | notes |
+//! |---|---|---|
+//! | `namespace` | str | ≤ `max_namespace_bytes` |
+//! | `key` | bytes | ≤ `max_key_bytes` |
+//! | `ttl_ms` | opt_u64 | time to live; none = never expires |
+//! | `grace_ms` | u64 | stale-while-revalidate window after expiry |
+//! | `tags` | `list<str>` | ≤ `max_tags` tags of ≤ `max_tag_bytes` each |
+//! | `value` | bytes | ≤ `max_value_bytes`; opaque (an encoded envelope) |
+//!
+//! **DELETE** (0x03), **FETCH** (0x06) — 8 + namespace + key bytes
+//!
+//! | field | type | notes |
+//! |---|---|---|
+//! | `namespace` | str | ≤ `max_namespace_bytes` |
+//! | `key` | bytes | ≤ `max_key_bytes` |
+//!
+//! **INVALIDATE** (0x04) — 7 + namespace + Σ(4 + tag) bytes
+//!
+//! | field | type | notes |
+//! |---|---|---|
+//! | `namespace` | str | ≤ `max_namespace_bytes` |
+//! | `tags` | `list<str>` | ≤ `max_tags` tags of ≤ `max_tag_bytes` each |
+//! | `exact` | bool | 0: each tag and every tag below it; 1: exactly these paths |
+//!
+//! **CLEAR** (0x05) — 4 + namespace bytes
+//!
+//! | field | type | notes |
+//! |---|---|---|
+//! | `namespace` | str | ≤ `max_namespace_bytes` |
+//!
+//! **STATS** (0x07), **PING** (0x08) — empty body.
+//!
+//! # Reply bodies
+//!
+//! **HELLO_OK** (0x81) — 60 bytes, fixed
+//!
+//! | body offset | field | type | notes |
+//! |---:|---|---|---|
+//! | 0 | `version` | u8 | negotiated protocol version |
+//! | 1 | `daemon_epoch` | u64 | bumped on every daemon start |
+//! | 9 | `layout_version` | u32 | layout version of the shared segment |
+//! | 13 | `segment_size` | u64 | bytes of the read-only table segment |
+//! | 21 | `client_area_size` | u64 | bytes of the client-writable area |
+//! | 29 | `client_slot` | u32 | this client's slot in the client area |
+//! | 33 | `heartbeat_timeout_ms` | u32 | heartbeat age after which the segment must not be trusted |
+//! | 37 | `fd_count` | u8 | file descriptors attached by SCM_RIGHTS: table segment, then client area |
+//! | 38 | `max_frame_bytes` | u32 | the daemon's [`Limits`] |
+//! | 42 | `max_key_bytes` | u32 | |
+//! | 46 | `max_namespace_bytes` | u32 | |
+//! | 50 | `max_value_bytes` | u32 | |
+//! | 54 | `max_tags` | u16 | |
+//! | 56 | `max_tag_bytes` | u32 | |
+//!
+//! The codec only describes the frame; the descriptors travel as SCM_RIGHTS ancillary data sent
+//! with the frame's bytes (`sendmsg`). A client must receive this frame with `recvmsg`, not with
+//! [`read_frame`] (plain `read` discards the descriptors), and then decode the bytes with
+//! [`decode_frame`].
+//!
+//! **OK** (0x82), **FETCH_MISS** (0x85) — empty body.
+//!
+//! **DELETED** (0x83) — 1 byte
+//!
+//! | field | type | notes |
+//! |---|---|---|
+//! | `existed` | bool | whether the key was present |
+//!
+//! **FETCH_HIT** (0x84) — 15 to 31 + value bytes
+//!
+//! | field | type | notes |
+//! |---|---|---|
+//! | `created_ms` | u64 | Unix ms when the entry was written |
+//! | `expires_ms` | opt_u64 | Unix ms when it stops being fresh; none = never |
+//! | `grace_until_ms` | opt_u64 | Unix ms when it stops being servable stale; none = no grace |
+//! | `stale` | bool | past expiry, within grace: serve it and refresh it |
+//! | `value` | bytes | ≤ `max_value_bytes` |
+//!
+//! **STATS_REPLY** (0x86) — 2 + Σ(12 + name) bytes
+//!
+//! | field | type | notes |
+//! |---|---|---|
+//! | `counters` | `list<(str, u64)>` | ≤ [`MAX_STATS`] = 1024 pairs of name (≤ [`MAX_STAT_NAME_BYTES`] = 255) and value |
+//!
+//! **PONG** (0x87) — 16 bytes
+//!
+//! | field | type | notes |
+//! |---|---|---|
+//! | `epoch` | u64 | the daemon epoch |
+//! | `heartbeat_ms` | u64 | Unix ms of the heartbeat the daemon last published |
+//!
+//! **ERROR** (0xFF) — 6 + message bytes
+//!
+//! | field | type | notes |
+//! |---|---|---|
+//! | `code` | u16 | [`ErrorCode`], table below |
+//! | `message` | str | for people: what is wrong and what to do; ≤ [`MAX_ERROR_MESSAGE_BYTES`] = 4096 |
+//!
+//! | code | name | meaning |
+//! |---:|---|---|
+//! | 1 | BAD_FRAME | the frame could not be decoded |
+//! | 2 | UNSUPPORTED_VERSION | no common protocol version |
+//! | 3 | TOO_LARGE | a frame, field or list is over a limit; the message names it |
+//! | 4 | NOT_PERMITTED | the peer's credentials do not allow the request |
+//! | 5 | UNAVAILABLE | cannot serve now (Redis down for a write, shutting down); retry later |
+//! | 6 | INVALID_ARGUMENT | well-formed, but an argument is refused |
+//! | 7 | INTERNAL | unexpected failure inside the daemon |
+//! | 8 | UNEXPECTED_MESSAGE | a request before HELLO, a second HELLO, or a reply sent to the daemon |
+//!
+//! Codes this build does not know decode as [`ErrorCode::Unknown`]; 0 is never assigned.
+//!
+//! # Limits
+//!
+//! The decoder enforces a [`Limits`] (defaults: key 4096 bytes, namespace 127, value 1 MiB,
+//! 8 tags of 1024 bytes, frame 1 MiB + 64 KiB) plus the fixed protocol limits above. A length
+//! prefix over `max_frame_bytes` is rejected from the header alone; every field length and count
+//! is checked before anything is allocated, so no input makes the decoder allocate more than a
+//! small multiple of the bytes it actually received. [`Request::validate`] and [`Reply::validate`] run the same checks on the
+//! sending side, so a sender learns "value is 3145728 bytes, over max_value_bytes = 1048576"
+//! before the bytes leave.
+//!
+//! # Example
+//!
+//! ```
+//! use cachekit_proto::{decode_frame, encode_request, Limits, Message, Request};
+//!
+//! let limits = Limits::DEFAULT;
+//! let fetch = Request::Fetch { namespace: "app".into(), key: b"user:1".to_vec() };
+//! fetch.validate(&limits)?; // the error names the limit, before anything is sent
+//! let mut wire = Vec::new();
+//! encode_request(&fetch, 1, &mut wire)?;
+//!
+//! // The receiver decodes incrementally: `None` until the whole frame is there.
+//! assert_eq!(decode_frame(&wire[..5], &limits)?, None);
+//! let (frame, consumed) = decode_frame(&wire, &limits)?.expect("complete");
+//! assert_eq!((frame.request_id, consumed), (1, wire.len()));
+//! assert_eq!(frame.message, Message::Request(fetch));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod error;
+mod frame;
+mod header;
+mod io;
+mod limits;
+mod reply;
+mod request;
+mod wire;
+
+pub use error::{EncodeError, Field, ProtoError};
+pub use frame::{
+    decode_body, decode_frame, encode_frame, encode_reply, encode_request, Frame, Message,
+};
+pub use header::{
+    decode_header, Header, Kind, HEADER_LEN, MAGIC, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+};
+pub use io::{
+    read_frame, read_reply, read_request, write_frame, write_reply, write_request, RecvError,
+    SendError,
+};
+pub use limits::{
+    Limits, MAX_CLIENT_NAME_BYTES, MAX_ERROR_MESSAGE_BYTES, MAX_STATS, MAX_STAT_NAME_BYTES,
+};
+pub use reply::{ErrorCode, FetchHit, HelloOk, Reply};
+pub use request::{Hello, Request, Set};

@@ -1,0 +1,320 @@
+//! The fixed 12-byte frame header and the message kinds.
+
+use std::fmt;
+
+use crate::error::ProtoError;
+use crate::limits::Limits;
+
+/// The protocol version this build writes into every frame header.
+pub const PROTOCOL_VERSION: u8 = 1;
+/// The oldest protocol version this build can decode.
+pub const MIN_PROTOCOL_VERSION: u8 = 1;
+/// Bytes 4..6 of every header: `"CK"` (0x43 0x4B), read as a little-endian u16.
+pub const MAGIC: u16 = u16::from_le_bytes(*b"CK");
+/// Length of the fixed frame header in bytes.
+pub const HEADER_LEN: usize = 12;
+
+// Offsets of the header fields; they follow the table in the crate documentation.
+const OFF_BODY_LEN: usize = 0;
+const OFF_MAGIC: usize = 4;
+const OFF_VERSION: usize = 6;
+const OFF_KIND: usize = 7;
+const OFF_REQUEST_ID: usize = 8;
+const _: () = assert!(OFF_REQUEST_ID + 4 == HEADER_LEN);
+
+/// A message kind: byte 7 of the header. Requests are `0x01..=0x7F`, replies `0x80..=0xFF`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Kind {
+    /// Request HELLO: open a session, negotiate the version.
+    Hello = 0x01,
+    /// Request SET: store a value.
+    Set = 0x02,
+    /// Request DELETE: remove one key.
+    Delete = 0x03,
+    /// Request INVALIDATE: invalidate entries by tag.
+    Invalidate = 0x04,
+    /// Request CLEAR: drop a whole namespace.
+    Clear = 0x05,
+    /// Request FETCH: the miss path, ask the daemon to look up or fill a key.
+    Fetch = 0x06,
+    /// Request STATS: read the daemon's counters.
+    Stats = 0x07,
+    /// Request PING: liveness check.
+    Ping = 0x08,
+    /// Reply HELLO_OK: session parameters (segment fds ride alongside by SCM_RIGHTS).
+    HelloOk = 0x81,
+    /// Reply OK: the write was applied.
+    Ok = 0x82,
+    /// Reply DELETED: whether the key existed.
+    Deleted = 0x83,
+    /// Reply FETCH_HIT: the value and its times.
+    FetchHit = 0x84,
+    /// Reply FETCH_MISS: neither the table nor Redis has the key.
+    FetchMiss = 0x85,
+    /// Reply STATS_REPLY: named counters.
+    StatsReply = 0x86,
+    /// Reply PONG: the daemon's epoch and heartbeat.
+    Pong = 0x87,
+    /// Reply ERROR: a code and a message.
+    Error = 0xFF,
+}
+
+impl Kind {
+    /// Every kind, in wire order.
+    pub const ALL: [Kind; 16] = [
+        Kind::Hello,
+        Kind::Set,
+        Kind::Delete,
+        Kind::Invalidate,
+        Kind::Clear,
+        Kind::Fetch,
+        Kind::Stats,
+        Kind::Ping,
+        Kind::HelloOk,
+        Kind::Ok,
+        Kind::Deleted,
+        Kind::FetchHit,
+        Kind::FetchMiss,
+        Kind::StatsReply,
+        Kind::Pong,
+        Kind::Error,
+    ];
+
+    /// The kind with this wire byte, if any.
+    pub const fn from_u8(byte: u8) -> Option<Kind> {
+        Some(match byte {
+            0x01 => Kind::Hello,
+            0x02 => Kind::Set,
+            0x03 => Kind::Delete,
+            0x04 => Kind::Invalidate,
+            0x05 => Kind::Clear,
+            0x06 => Kind::Fetch,
+            0x07 => Kind::Stats,
+            0x08 => Kind::Ping,
+            0x81 => Kind::HelloOk,
+            0x82 => Kind::Ok,
+            0x83 => Kind::Deleted,
+            0x84 => Kind::FetchHit,
+            0x85 => Kind::FetchMiss,
+            0x86 => Kind::StatsReply,
+            0x87 => Kind::Pong,
+            0xFF => Kind::Error,
+            _ => return None,
+        })
+    }
+
+    /// The wire byte.
+    pub const fn as_u8(self) -> u8 {
+        self as u8
+    }
+
+    /// Whether a client sends this kind (`true`) or the daemon does (`false`).
+    pub const fn is_request(self) -> bool {
+        (self as u8) < 0x80
+    }
+
+    /// The protocol name, as in the documentation tables (`"FETCH_HIT"`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Kind::Hello => "HELLO",
+            Kind::Set => "SET",
+            Kind::Delete => "DELETE",
+            Kind::Invalidate => "INVALIDATE",
+            Kind::Clear => "CLEAR",
+            Kind::Fetch => "FETCH",
+            Kind::Stats => "STATS",
+            Kind::Ping => "PING",
+            Kind::HelloOk => "HELLO_OK",
+            Kind::Ok => "OK",
+            Kind::Deleted => "DELETED",
+            Kind::FetchHit => "FETCH_HIT",
+            Kind::FetchMiss => "FETCH_MISS",
+            Kind::StatsReply => "STATS_REPLY",
+            Kind::Pong => "PONG",
+            Kind::Error => "ERROR",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A decoded, checked frame header: the magic, version, kind and length were valid under the
+/// [`Limits`] it was decoded with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Header {
+    /// Length of the body that follows the header, in bytes.
+    pub body_len: u32,
+    /// Protocol version of the body layout.
+    pub version: u8,
+    /// Message kind.
+    pub kind: Kind,
+    /// Request id chosen by the client, echoed by the reply.
+    pub request_id: u32,
+}
+
+impl Header {
+    /// Length of the whole frame: header plus body.
+    pub fn frame_len(&self) -> usize {
+        // Cannot saturate for a parsed header: it passed `max_frame_bytes`, itself a usize.
+        HEADER_LEN.saturating_add(self.body_len as usize)
+    }
+
+    /// The header as bytes.
+    pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        b[OFF_BODY_LEN..OFF_MAGIC].copy_from_slice(&self.body_len.to_le_bytes());
+        b[OFF_MAGIC..OFF_VERSION].copy_from_slice(&MAGIC.to_le_bytes());
+        b[OFF_VERSION] = self.version;
+        b[OFF_KIND] = self.kind.as_u8();
+        b[OFF_REQUEST_ID..HEADER_LEN].copy_from_slice(&self.request_id.to_le_bytes());
+        b
+    }
+
+    /// Parses and checks a header: magic, then version, then kind, then the announced frame length
+    /// against `limits.max_frame_bytes`.
+    pub fn parse(bytes: &[u8; HEADER_LEN], limits: &Limits) -> Result<Header, ProtoError> {
+        let [l0, l1, l2, l3, m0, m1, version, kind, r0, r1, r2, r3] = *bytes;
+        let magic = u16::from_le_bytes([m0, m1]);
+        if magic != MAGIC {
+            return Err(ProtoError::BadMagic { found: magic });
+        }
+        if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) {
+            return Err(ProtoError::UnsupportedVersion { found: version });
+        }
+        let kind = Kind::from_u8(kind).ok_or(ProtoError::UnknownKind { kind })?;
+        let body_len = u32::from_le_bytes([l0, l1, l2, l3]);
+        let frame_bytes = HEADER_LEN as u64 + u64::from(body_len);
+        if frame_bytes > limits.max_frame_bytes as u64 {
+            return Err(ProtoError::FrameTooLarge {
+                frame_bytes,
+                max_frame_bytes: limits.max_frame_bytes,
+            });
+        }
+        Ok(Header {
+            body_len,
+            version,
+            kind,
+            request_id: u32::from_le_bytes([r0, r1, r2, r3]),
+        })
+    }
+}
+
+/// Decodes the header at the start of `buf`: `Ok(None)` while fewer than [`HEADER_LEN`] bytes are
+/// there. Says nothing about whether the body has arrived; see [`Header::frame_len`].
+pub fn decode_header(buf: &[u8], limits: &Limits) -> Result<Option<Header>, ProtoError> {
+    match buf.first_chunk::<HEADER_LEN>() {
+        Some(bytes) => Header::parse(bytes, limits).map(Some),
+        None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(kind: Kind, body_len: u32) -> Header {
+        Header {
+            body_len,
+            version: PROTOCOL_VERSION,
+            kind,
+            request_id: 0x0403_0201,
+        }
+    }
+
+    #[test]
+    fn layout_matches_the_table() {
+        let bytes = header(Kind::Set, 0x1234).to_bytes();
+        assert_eq!(
+            bytes,
+            [0x34, 0x12, 0, 0, b'C', b'K', 1, 0x02, 0x01, 0x02, 0x03, 0x04]
+        );
+        assert_eq!(MAGIC, 0x4B43);
+    }
+
+    #[test]
+    fn round_trips_every_kind() {
+        for kind in Kind::ALL {
+            assert_eq!(Kind::from_u8(kind.as_u8()), Some(kind));
+            let h = header(kind, 7);
+            assert_eq!(Header::parse(&h.to_bytes(), &Limits::DEFAULT), Ok(h));
+            assert_eq!(kind.is_request(), kind.as_u8() < 0x80);
+        }
+        let known = (0..=255u8).filter(|b| Kind::from_u8(*b).is_some()).count();
+        assert_eq!(known, Kind::ALL.len());
+    }
+
+    #[test]
+    fn needs_twelve_bytes() {
+        let bytes = header(Kind::Ping, 0).to_bytes();
+        for n in 0..HEADER_LEN {
+            assert_eq!(decode_header(&bytes[..n], &Limits::DEFAULT), Ok(None));
+        }
+        assert!(decode_header(&bytes, &Limits::DEFAULT).unwrap().is_some());
+    }
+
+    #[test]
+    fn rejects_bad_magic() {
+        let mut bytes = header(Kind::Ping, 0).to_bytes();
+        bytes[4] = b'X';
+        let err = Header::parse(&bytes, &Limits::DEFAULT).unwrap_err();
+        assert_eq!(err, ProtoError::BadMagic { found: 0x4B58 });
+        assert!(err
+            .to_string()
+            .contains("not speaking the cachekit protocol"));
+    }
+
+    #[test]
+    fn rejects_unsupported_versions() {
+        for version in [0u8, 2, 255] {
+            let mut bytes = header(Kind::Ping, 0).to_bytes();
+            bytes[OFF_VERSION] = version;
+            assert_eq!(
+                Header::parse(&bytes, &Limits::DEFAULT),
+                Err(ProtoError::UnsupportedVersion { found: version })
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_unknown_kinds() {
+        for kind in [0x00u8, 0x09, 0x7F, 0x80, 0x88, 0xFE] {
+            let mut bytes = header(Kind::Ping, 0).to_bytes();
+            bytes[OFF_KIND] = kind;
+            assert_eq!(
+                Header::parse(&bytes, &Limits::DEFAULT),
+                Err(ProtoError::UnknownKind { kind })
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_oversized_frames_from_the_header_alone() {
+        let limits = Limits {
+            max_frame_bytes: 100,
+            ..Limits::DEFAULT
+        };
+        assert!(Header::parse(&header(Kind::Set, 88).to_bytes(), &limits).is_ok());
+        let err = Header::parse(&header(Kind::Set, 89).to_bytes(), &limits).unwrap_err();
+        assert_eq!(
+            err,
+            ProtoError::FrameTooLarge {
+                frame_bytes: 101,
+                max_frame_bytes: 100
+            }
+        );
+        assert!(err.to_string().contains("max_frame_bytes = 100"));
+        let err = Header::parse(&header(Kind::Set, u32::MAX).to_bytes(), &Limits::DEFAULT);
+        assert_eq!(
+            err,
+            Err(ProtoError::FrameTooLarge {
+                frame_bytes: 4_294_967_307,
+                max_frame_bytes: Limits::DEFAULT.max_frame_bytes
+            })
+        );
+    }
+}

@@ -1,0 +1,327 @@
+//! Requests: what a client sends to the daemon.
+
+use crate::error::{EncodeError, Field, ProtoError};
+use crate::header::{Kind, HEADER_LEN, PROTOCOL_VERSION};
+use crate::limits::{Limits, MAX_CLIENT_NAME_BYTES};
+use crate::wire::{self, Cursor, WIRE_MAX_COUNT, WIRE_MAX_LEN};
+
+/// A request from a client to the daemon. Each variant documents its body layout in the crate
+/// documentation's tables.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Request {
+    /// HELLO: the first request on every connection. Answered by HELLO_OK or ERROR.
+    Hello(Hello),
+    /// SET: store a value. Answered by OK.
+    Set(Set),
+    /// DELETE: remove one key. Answered by DELETED.
+    Delete {
+        /// The key's namespace.
+        namespace: String,
+        /// The key.
+        key: Vec<u8>,
+    },
+    /// INVALIDATE: invalidate the entries of a namespace that carry any of `tags`. Answered by OK.
+    Invalidate {
+        /// The namespace.
+        namespace: String,
+        /// Tag paths such as `posts/123`.
+        tags: Vec<String>,
+        /// `false`: also every tag below each path (`posts/123/comments`); `true`: exactly the paths.
+        exact: bool,
+    },
+    /// CLEAR: drop every entry of a namespace. Answered by OK.
+    Clear {
+        /// The namespace.
+        namespace: String,
+    },
+    /// FETCH: the miss path; the daemon looks the key up (filling from Redis). Answered by
+    /// FETCH_HIT or FETCH_MISS.
+    Fetch {
+        /// The key's namespace.
+        namespace: String,
+        /// The key.
+        key: Vec<u8>,
+    },
+    /// STATS: read the daemon's counters. Answered by STATS_REPLY.
+    Stats,
+    /// PING: liveness check. Answered by PONG.
+    Ping,
+}
+
+/// The body of HELLO.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Hello {
+    /// Oldest protocol version the client speaks.
+    pub min_version: u8,
+    /// Newest protocol version the client speaks.
+    pub max_version: u8,
+    /// The client's process id (informational; the daemon trusts SO_PEERCRED, not this).
+    pub client_pid: u32,
+    /// A name for logs and stats (informational), at most [`MAX_CLIENT_NAME_BYTES`].
+    pub client_name: String,
+}
+
+impl Hello {
+    /// A HELLO offering exactly this build's [`PROTOCOL_VERSION`], with this process's id.
+    pub fn new(client_name: impl Into<String>) -> Hello {
+        Hello {
+            min_version: PROTOCOL_VERSION,
+            max_version: PROTOCOL_VERSION,
+            client_pid: std::process::id(),
+            client_name: client_name.into(),
+        }
+    }
+}
+
+/// The body of SET.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Set {
+    /// The key's namespace.
+    pub namespace: String,
+    /// The key.
+    pub key: Vec<u8>,
+    /// The value: opaque bytes, normally an already-encoded envelope.
+    pub value: Vec<u8>,
+    /// Time to live in milliseconds; `None` = never expires.
+    pub ttl_ms: Option<u64>,
+    /// How long after expiry the entry may still be served stale, in milliseconds.
+    pub grace_ms: u64,
+    /// Tag paths the entry belongs to.
+    pub tags: Vec<String>,
+}
+
+impl Request {
+    /// The message kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Request::Hello(_) => Kind::Hello,
+            Request::Set(_) => Kind::Set,
+            Request::Delete { .. } => Kind::Delete,
+            Request::Invalidate { .. } => Kind::Invalidate,
+            Request::Clear { .. } => Kind::Clear,
+            Request::Fetch { .. } => Kind::Fetch,
+            Request::Stats => Kind::Stats,
+            Request::Ping => Kind::Ping,
+        }
+    }
+
+    /// Checks the request against `limits` exactly as the daemon's decoder will: `Ok` here means
+    /// the encoded frame decodes under the same limits. Call it before sending to get the error
+    /// locally (the message names the limit) instead of an ERROR reply.
+    pub fn validate(&self, limits: &Limits) -> Result<(), ProtoError> {
+        match self {
+            Request::Hello(h) => wire::check_len(
+                Field::ClientName,
+                h.client_name.len(),
+                MAX_CLIENT_NAME_BYTES,
+            )?,
+            Request::Set(s) => {
+                check_namespace(&s.namespace, limits)?;
+                wire::check_len(Field::Key, s.key.len(), limits.max_key_bytes)?;
+                check_tags(&s.tags, limits)?;
+                wire::check_len(Field::Value, s.value.len(), limits.max_value_bytes)?;
+            }
+            Request::Delete { namespace, key } | Request::Fetch { namespace, key } => {
+                check_namespace(namespace, limits)?;
+                wire::check_len(Field::Key, key.len(), limits.max_key_bytes)?;
+            }
+            Request::Invalidate {
+                namespace, tags, ..
+            } => {
+                check_namespace(namespace, limits)?;
+                check_tags(tags, limits)?;
+            }
+            Request::Clear { namespace } => check_namespace(namespace, limits)?,
+            Request::Stats | Request::Ping => {}
+        }
+        let frame_bytes = HEADER_LEN as u64 + self.body_len();
+        if frame_bytes > limits.max_frame_bytes as u64 {
+            return Err(ProtoError::FrameTooLarge {
+                frame_bytes,
+                max_frame_bytes: limits.max_frame_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// Length of the encoded body in bytes.
+    pub fn body_len(&self) -> u64 {
+        use wire::{bytes_len, opt_u64_len, str_list_len};
+        match self {
+            Request::Hello(h) => 1 + 1 + 4 + bytes_len(h.client_name.len()),
+            Request::Set(s) => {
+                bytes_len(s.namespace.len())
+                    + bytes_len(s.key.len())
+                    + opt_u64_len(s.ttl_ms)
+                    + 8
+                    + str_list_len(&s.tags)
+                    + bytes_len(s.value.len())
+            }
+            Request::Delete { namespace, key } | Request::Fetch { namespace, key } => {
+                bytes_len(namespace.len()) + bytes_len(key.len())
+            }
+            Request::Invalidate {
+                namespace, tags, ..
+            } => bytes_len(namespace.len()) + str_list_len(tags) + 1,
+            Request::Clear { namespace } => bytes_len(namespace.len()),
+            Request::Stats | Request::Ping => 0,
+        }
+    }
+
+    /// Appends the body (without header) to `out`. On error `out` may hold a partial body; the
+    /// caller truncates.
+    pub(crate) fn encode_body(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        match self {
+            Request::Hello(h) => {
+                wire::put_u8(out, h.min_version);
+                wire::put_u8(out, h.max_version);
+                wire::put_u32(out, h.client_pid);
+                put_str(
+                    out,
+                    Field::ClientName,
+                    &h.client_name,
+                    MAX_CLIENT_NAME_BYTES,
+                )?;
+            }
+            Request::Set(s) => {
+                put_str(out, Field::Namespace, &s.namespace, WIRE_MAX_LEN)?;
+                wire::put_bytes(out, Field::Key, &s.key, WIRE_MAX_LEN)?;
+                wire::put_opt_u64(out, s.ttl_ms);
+                wire::put_u64(out, s.grace_ms);
+                put_tags(out, &s.tags)?;
+                wire::put_bytes(out, Field::Value, &s.value, WIRE_MAX_LEN)?;
+            }
+            Request::Delete { namespace, key } | Request::Fetch { namespace, key } => {
+                put_str(out, Field::Namespace, namespace, WIRE_MAX_LEN)?;
+                wire::put_bytes(out, Field::Key, key, WIRE_MAX_LEN)?;
+            }
+            Request::Invalidate {
+                namespace,
+                tags,
+                exact,
+            } => {
+                put_str(out, Field::Namespace, namespace, WIRE_MAX_LEN)?;
+                put_tags(out, tags)?;
+                wire::put_flag(out, *exact);
+            }
+            Request::Clear { namespace } => {
+                put_str(out, Field::Namespace, namespace, WIRE_MAX_LEN)?
+            }
+            Request::Stats | Request::Ping => {}
+        }
+        Ok(())
+    }
+
+    /// Decodes the body of a request of kind `c.kind()`; `None` if that kind is a reply.
+    pub(crate) fn decode_body(
+        c: &mut Cursor<'_>,
+        limits: &Limits,
+    ) -> Option<Result<Request, ProtoError>> {
+        let request = match c.kind() {
+            Kind::Hello => decode_hello(c),
+            Kind::Set => decode_set(c, limits),
+            Kind::Delete => namespace_and_key(c, limits)
+                .map(|(namespace, key)| Request::Delete { namespace, key }),
+            Kind::Invalidate => decode_invalidate(c, limits),
+            Kind::Clear => namespace(c, limits).map(|namespace| Request::Clear { namespace }),
+            Kind::Fetch => namespace_and_key(c, limits)
+                .map(|(namespace, key)| Request::Fetch { namespace, key }),
+            Kind::Stats => Ok(Request::Stats),
+            Kind::Ping => Ok(Request::Ping),
+            Kind::HelloOk
+            | Kind::Ok
+            | Kind::Deleted
+            | Kind::FetchHit
+            | Kind::FetchMiss
+            | Kind::StatsReply
+            | Kind::Pong
+            | Kind::Error => return None,
+        };
+        Some(request)
+    }
+}
+
+fn check_namespace(namespace: &str, limits: &Limits) -> Result<(), ProtoError> {
+    wire::check_len(
+        Field::Namespace,
+        namespace.len(),
+        limits.max_namespace_bytes,
+    )
+}
+
+fn check_tags(tags: &[String], limits: &Limits) -> Result<(), ProtoError> {
+    wire::check_count(Field::Tags, tags.len(), limits.max_tags)?;
+    tags.iter()
+        .try_for_each(|t| wire::check_len(Field::Tag, t.len(), limits.max_tag_bytes))
+}
+
+fn put_str(out: &mut Vec<u8>, field: Field, s: &str, limit: usize) -> Result<(), EncodeError> {
+    wire::put_bytes(out, field, s.as_bytes(), limit)
+}
+
+fn put_tags(out: &mut Vec<u8>, tags: &[String]) -> Result<(), EncodeError> {
+    wire::put_count(out, Field::Tags, tags.len(), WIRE_MAX_COUNT)?;
+    tags.iter()
+        .try_for_each(|t| put_str(out, Field::Tag, t, WIRE_MAX_LEN))
+}
+
+fn namespace(c: &mut Cursor<'_>, limits: &Limits) -> Result<String, ProtoError> {
+    c.str(Field::Namespace, limits.max_namespace_bytes)
+        .map(str::to_owned)
+}
+
+fn namespace_and_key(c: &mut Cursor<'_>, limits: &Limits) -> Result<(String, Vec<u8>), ProtoError> {
+    let namespace = namespace(c, limits)?;
+    let key = c.bytes(Field::Key, limits.max_key_bytes)?.to_vec();
+    Ok((namespace, key))
+}
+
+fn tags(c: &mut Cursor<'_>, limits: &Limits) -> Result<Vec<String>, ProtoError> {
+    // Each tag takes at least its 4-byte length prefix.
+    let (count, capacity) = c.count(Field::Tags, limits.max_tags, 4)?;
+    let mut tags = Vec::with_capacity(capacity);
+    for _ in 0..count {
+        tags.push(c.str(Field::Tag, limits.max_tag_bytes)?.to_owned());
+    }
+    Ok(tags)
+}
+
+fn decode_hello(c: &mut Cursor<'_>) -> Result<Request, ProtoError> {
+    let min_version = c.u8("min_version")?;
+    let max_version = c.u8("max_version")?;
+    let client_pid = c.u32("client_pid")?;
+    let client_name = c.str(Field::ClientName, MAX_CLIENT_NAME_BYTES)?.to_owned();
+    Ok(Request::Hello(Hello {
+        min_version,
+        max_version,
+        client_pid,
+        client_name,
+    }))
+}
+
+fn decode_set(c: &mut Cursor<'_>, limits: &Limits) -> Result<Request, ProtoError> {
+    let (namespace, key) = namespace_and_key(c, limits)?;
+    let ttl_ms = c.opt_u64("ttl_ms")?;
+    let grace_ms = c.u64("grace_ms")?;
+    let tags = tags(c, limits)?;
+    let value = c.bytes(Field::Value, limits.max_value_bytes)?.to_vec();
+    Ok(Request::Set(Set {
+        namespace,
+        key,
+        value,
+        ttl_ms,
+        grace_ms,
+        tags,
+    }))
+}
+
+fn decode_invalidate(c: &mut Cursor<'_>, limits: &Limits) -> Result<Request, ProtoError> {
+    let namespace = namespace(c, limits)?;
+    let tags = tags(c, limits)?;
+    let exact = c.flag("exact")?;
+    Ok(Request::Invalidate {
+        namespace,
+        tags,
+        exact,
+    })
+}

@@ -1,0 +1,305 @@
+//! Property tests: exact round trips, `validate` agreeing with the decoder, and a decoder that
+//! never panics on random, truncated or corrupted input.
+
+use std::io::Cursor;
+
+use cachekit_proto::{
+    decode_frame, encode_frame, read_frame, ErrorCode, FetchHit, Frame, Hello, HelloOk, Kind,
+    Limits, Message, ProtoError, RecvError, Reply, Request, Set, HEADER_LEN,
+};
+use proptest::prelude::*;
+
+fn text(max: usize) -> impl Strategy<Value = String> {
+    prop::collection::vec(any::<char>(), 0..=max).prop_map(|c| c.into_iter().collect())
+}
+
+fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(any::<u8>(), 0..=max)
+}
+
+fn tags() -> impl Strategy<Value = Vec<String>> {
+    prop::collection::vec(text(12), 0..=10)
+}
+
+fn request() -> impl Strategy<Value = Request> {
+    prop_oneof![
+        (any::<u8>(), any::<u8>(), any::<u32>(), text(40)).prop_map(|(min, max, pid, name)| {
+            Request::Hello(Hello {
+                min_version: min,
+                max_version: max,
+                client_pid: pid,
+                client_name: name,
+            })
+        }),
+        (
+            text(10),
+            bytes(12),
+            bytes(300),
+            any::<Option<u64>>(),
+            any::<u64>(),
+            tags()
+        )
+            .prop_map(|(namespace, key, value, ttl_ms, grace_ms, tags)| {
+                Request::Set(Set {
+                    namespace,
+                    key,
+                    value,
+                    ttl_ms,
+                    grace_ms,
+                    tags,
+                })
+            }),
+        (text(10), bytes(12)).prop_map(|(namespace, key)| Request::Delete { namespace, key }),
+        (text(10), tags(), any::<bool>()).prop_map(|(namespace, tags, exact)| {
+            Request::Invalidate {
+                namespace,
+                tags,
+                exact,
+            }
+        }),
+        text(10).prop_map(|namespace| Request::Clear { namespace }),
+        (text(10), bytes(12)).prop_map(|(namespace, key)| Request::Fetch { namespace, key }),
+        Just(Request::Stats),
+        Just(Request::Ping),
+    ]
+}
+
+fn wire_limits() -> impl Strategy<Value = Limits> {
+    (
+        any::<u32>(),
+        any::<u32>(),
+        any::<u32>(),
+        any::<u32>(),
+        any::<u16>(),
+        any::<u32>(),
+    )
+        .prop_map(|(frame, key, ns, value, tags, tag)| Limits {
+            max_frame_bytes: frame as usize,
+            max_key_bytes: key as usize,
+            max_namespace_bytes: ns as usize,
+            max_value_bytes: value as usize,
+            max_tags: tags.into(),
+            max_tag_bytes: tag as usize,
+        })
+}
+
+fn reply() -> impl Strategy<Value = Reply> {
+    prop_oneof![
+        (
+            (any::<u8>(), any::<u64>(), any::<u32>(), any::<u64>()),
+            (any::<u64>(), any::<u32>(), any::<u32>(), any::<u8>()),
+            wire_limits()
+        )
+            .prop_map(
+                |((version, epoch, layout, seg), (area, slot, hb, fds), limits)| {
+                    Reply::HelloOk(HelloOk {
+                        version,
+                        daemon_epoch: epoch,
+                        layout_version: layout,
+                        segment_size: seg,
+                        client_area_size: area,
+                        client_slot: slot,
+                        heartbeat_timeout_ms: hb,
+                        fd_count: fds,
+                        limits,
+                    })
+                }
+            ),
+        Just(Reply::Ok),
+        any::<bool>().prop_map(|existed| Reply::Deleted { existed }),
+        (
+            bytes(300),
+            any::<u64>(),
+            any::<Option<u64>>(),
+            any::<Option<u64>>(),
+            any::<bool>()
+        )
+            .prop_map(|(value, created_ms, expires_ms, grace_until_ms, stale)| {
+                Reply::FetchHit(FetchHit {
+                    value,
+                    created_ms,
+                    expires_ms,
+                    grace_until_ms,
+                    stale,
+                })
+            }),
+        Just(Reply::FetchMiss),
+        prop::collection::vec((text(20), any::<u64>()), 0..20)
+            .prop_map(|counters| Reply::Stats { counters }),
+        (any::<u64>(), any::<u64>()).prop_map(|(epoch, heartbeat_ms)| Reply::Pong {
+            epoch,
+            heartbeat_ms
+        }),
+        (any::<u16>(), text(60))
+            .prop_map(|(code, message)| Reply::error(ErrorCode::from_u16(code), message)),
+    ]
+}
+
+fn message() -> impl Strategy<Value = Message> {
+    prop_oneof![
+        request().prop_map(Message::Request),
+        reply().prop_map(Message::Reply),
+    ]
+}
+
+fn frame() -> impl Strategy<Value = Frame> {
+    (any::<u32>(), message()).prop_map(|(request_id, message)| Frame {
+        request_id,
+        message,
+    })
+}
+
+/// Limits small enough that the generated messages cross them often.
+fn small_limits() -> impl Strategy<Value = Limits> {
+    (
+        0usize..400,
+        0usize..14,
+        0usize..12,
+        0usize..300,
+        0usize..11,
+        0usize..14,
+    )
+        .prop_map(|(frame, key, ns, value, tags, tag)| Limits {
+            max_frame_bytes: frame,
+            max_key_bytes: key,
+            max_namespace_bytes: ns,
+            max_value_bytes: value,
+            max_tags: tags,
+            max_tag_bytes: tag,
+        })
+}
+
+fn encode(frame: &Frame) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_frame(frame, &mut out).expect("generated messages are encodable");
+    out
+}
+
+/// The decoder's contract on arbitrary input: no panic; a decoded frame consumed a prefix of the
+/// input, re-encodes to exactly those bytes, and passes `validate`; `read_frame` agrees.
+fn check_arbitrary_input(input: &[u8], limits: &Limits) -> Result<(), TestCaseError> {
+    let decoded = decode_frame(input, limits);
+    if let Ok(Some((frame, consumed))) = &decoded {
+        prop_assert!(*consumed >= HEADER_LEN && *consumed <= input.len());
+        prop_assert_eq!(encode(frame), &input[..*consumed]);
+        prop_assert_eq!(frame.message.validate(limits), Ok(()));
+    }
+    let mut reader = Cursor::new(input);
+    match (read_frame(&mut reader, limits), decoded) {
+        (Ok(read), Ok(Some((frame, consumed)))) => {
+            prop_assert_eq!(read, frame);
+            prop_assert_eq!(reader.position(), consumed as u64);
+        }
+        (Err(RecvError::Closed | RecvError::Io(_)), Ok(None)) => {}
+        (Err(RecvError::Header(e)), Err(d)) => prop_assert_eq!(e, d),
+        (Err(RecvError::Body { error, .. }), Err(d)) => prop_assert_eq!(error, d),
+        (read, decoded) => {
+            prop_assert!(false, "read_frame {:?} vs decode_frame {:?}", read, decoded)
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #[test]
+    fn frames_round_trip_exactly(frame in frame()) {
+        let bytes = encode(&frame);
+        prop_assert_eq!(bytes.len() as u64, HEADER_LEN as u64 + frame.message.body_len());
+        let decoded = decode_frame(&bytes, &Limits { max_frame_bytes: usize::MAX, ..wide() });
+        prop_assert_eq!(decoded, Ok(Some((frame.clone(), bytes.len()))));
+        // And through the blocking reader.
+        let read = read_frame(&mut Cursor::new(&bytes), &wide()).unwrap();
+        prop_assert_eq!(read, frame);
+    }
+
+    #[test]
+    fn requests_and_replies_keep_their_kind(frame in frame()) {
+        let kind = frame.message.kind();
+        let bytes = encode(&frame);
+        prop_assert_eq!(bytes[7], kind.as_u8());
+        prop_assert_eq!(Kind::from_u8(bytes[7]), Some(kind));
+        prop_assert_eq!(kind.is_request(), matches!(frame.message, Message::Request(_)));
+    }
+
+    #[test]
+    fn validate_agrees_with_the_decoder(frame in frame(), limits in small_limits()) {
+        let bytes = encode(&frame);
+        let decoded = decode_frame(&bytes, &limits);
+        let validated = frame.message.validate(&limits);
+        prop_assert_eq!(validated.is_ok(), matches!(decoded, Ok(Some(_))));
+        // When the frame fits, both report the same first problem.
+        if bytes.len() <= limits.max_frame_bytes {
+            prop_assert_eq!(decoded.map(|_| ()), validated);
+        } else {
+            let too_large = matches!(decoded, Err(ProtoError::FrameTooLarge { .. }));
+            prop_assert!(too_large);
+        }
+    }
+
+    #[test]
+    fn valid_messages_fit_largest_frame(frame in frame(), limits in small_limits()) {
+        let unbounded = Limits { max_frame_bytes: usize::MAX, ..limits };
+        if frame.message.validate(&unbounded).is_ok() {
+            prop_assert!(encode(&frame).len() as u64 <= limits.largest_frame());
+        }
+    }
+
+    #[test]
+    fn every_truncation_needs_more(frame in frame()) {
+        let bytes = encode(&frame);
+        for cut in 0..bytes.len() {
+            prop_assert_eq!(decode_frame(&bytes[..cut], &wide()), Ok(None));
+            check_arbitrary_input(&bytes[..cut], &wide())?;
+        }
+    }
+
+    #[test]
+    fn random_bytes_never_panic(input in bytes(200), limits in small_limits()) {
+        check_arbitrary_input(&input, &limits)?;
+        check_arbitrary_input(&input, &Limits::DEFAULT)?;
+    }
+
+    #[test]
+    fn random_bodies_behind_valid_headers_never_panic(
+        kind in prop::sample::select(Kind::ALL.to_vec()),
+        id in any::<u32>(),
+        body in bytes(120),
+        limits in small_limits(),
+    ) {
+        let mut input = Vec::new();
+        input.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        input.extend_from_slice(b"CK");
+        input.extend_from_slice(&[1, kind.as_u8()]);
+        input.extend_from_slice(&id.to_le_bytes());
+        input.extend_from_slice(&body);
+        check_arbitrary_input(&input, &limits)?;
+        check_arbitrary_input(&input, &wide())?;
+    }
+
+    #[test]
+    fn corrupted_frames_never_panic(
+        frame in frame(),
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+        limits in small_limits(),
+    ) {
+        let mut bytes = encode(&frame);
+        for (at, xor) in flips {
+            let i = at.index(bytes.len());
+            bytes[i] ^= xor;
+        }
+        check_arbitrary_input(&bytes, &limits)?;
+        check_arbitrary_input(&bytes, &wide())?;
+    }
+}
+
+/// Limits wide enough for every generated message.
+fn wide() -> Limits {
+    Limits {
+        max_frame_bytes: 1 << 20,
+        max_key_bytes: 64,
+        max_namespace_bytes: 64,
+        max_value_bytes: 1024,
+        max_tags: 16,
+        max_tag_bytes: 64,
+    }
+}
