@@ -36,3 +36,7 @@ pub use shared::SegmentFds;
 pub use tags::{validate_tag, InvalidateMode, MAX_TAGS, MAX_TAG_BYTES, MAX_TAG_DEPTH};
 pub use time::now_ms;
 pub use writer::{Backing, InsertOptions, Writer};
+
+#[cfg(loom)]
+#[doc(hidden)]
+pub use sync::weaken;

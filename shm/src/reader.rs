@@ -333,8 +333,13 @@ impl Reader {
         let stable = || {
             // Acquire fence: pairs with the Release fence in Writer::recycle. If any byte we
             // copied was written after a recycle, the generation load below sees it.
-            #[cfg(not(cachekit_loom_weak))]
-            fence(Ordering::Acquire);
+            #[cfg(loom)]
+            let skip = crate::sync::weaken::skips(crate::sync::weaken::Fence::Reader);
+            #[cfg(not(loom))]
+            let skip = false;
+            if !skip {
+                fence(Ordering::Acquire);
+            }
             r.load(gen_word, Ordering::Relaxed) == Some(g1)
         };
         let settle = |p: Probe| if stable() { p } else { Probe::Retry };

@@ -522,7 +522,13 @@ impl Writer {
         self.r().store(gen_word, gen.wrapping_add(1), Ordering::Release);
         // Release fence: pairs with the Acquire fence in Reader::probe. A reader that copies
         // any byte stored after this fence sees the new generation when it re-checks.
-        fence(Ordering::Release);
+        #[cfg(loom)]
+        let skip = crate::sync::weaken::skips(crate::sync::weaken::Fence::Writer);
+        #[cfg(not(loom))]
+        let skip = false;
+        if !skip {
+            fence(Ordering::Release);
+        }
         self.r().store(seg_word(seg_off, SEG_WRITE_OFFSET_WORD), SEGMENT_HEADER_BYTES, Ordering::Relaxed);
         let used = self.arena.segs[seg as usize].write_off - SEGMENT_HEADER_BYTES;
         let st = &mut self.arena.segs[seg as usize];
