@@ -245,6 +245,7 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod fdpass;
 mod frame;
 mod header;
 mod io;
