@@ -246,6 +246,7 @@
 
 mod error;
 pub mod fdpass;
+pub mod paths;
 mod frame;
 mod header;
 mod io;
