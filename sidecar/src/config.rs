@@ -1,0 +1,249 @@
+//! Configuration: flags, then `CACHEKIT_*` environment variables, then an optional TOML
+//! file (`--config`), then built-in defaults. Every setting works with no file at all.
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// cachekitd: the per-host cache daemon. Owns the shared-memory table; clients read hits
+/// from it directly and send writes and misses here over a Unix socket.
+#[derive(Parser, Debug, Default)]
+#[command(version, about)]
+pub struct Flags {
+    /// TOML configuration file (keys as the long flags, with '_' for '-').
+    #[arg(long, env = "CACHEKIT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Runtime directory for the socket and lock file
+    /// [default: /run/cachekit if writable, else $XDG_RUNTIME_DIR/cachekit, else /tmp/cachekit-UID].
+    #[arg(long, env = "CACHEKIT_DIR")]
+    pub dir: Option<PathBuf>,
+    /// Instance name: several daemons can run side by side under different names [default: default].
+    #[arg(long, env = "CACHEKIT_INSTANCE")]
+    pub instance: Option<String>,
+    /// Memory for entries, e.g. 64MiB, 1GiB [default: 64MiB].
+    #[arg(long, env = "CACHEKIT_MEMORY")]
+    pub memory: Option<String>,
+    /// Largest value accepted, e.g. 1MiB [default: 1MiB; at most 16MiB-1].
+    #[arg(long, env = "CACHEKIT_MAX_VALUE_BYTES")]
+    pub max_value_bytes: Option<String>,
+    /// Number of tag-generation counters, a power of two [default: 262144].
+    #[arg(long, env = "CACHEKIT_TAG_COUNTERS")]
+    pub tag_counters: Option<u64>,
+    /// Socket file mode, octal [default: 0660].
+    #[arg(long, env = "CACHEKIT_SOCKET_MODE")]
+    pub socket_mode: Option<String>,
+    /// Group that owns the socket (name or gid) [default: the daemon's group].
+    #[arg(long, env = "CACHEKIT_SOCKET_GROUP")]
+    pub socket_group: Option<String>,
+    /// Uids allowed to write, comma-separated [default: the daemon's uid].
+    #[arg(long, env = "CACHEKIT_WRITER_UIDS", value_delimiter = ',')]
+    pub writer_uids: Option<Vec<u32>>,
+    /// Gids allowed to write, comma-separated [default: the daemon's gid].
+    #[arg(long, env = "CACHEKIT_WRITER_GIDS", value_delimiter = ',')]
+    pub writer_gids: Option<Vec<u32>>,
+    /// Heartbeat interval in milliseconds [default: 250].
+    #[arg(long, env = "CACHEKIT_HEARTBEAT_MS")]
+    pub heartbeat_ms: Option<u64>,
+    /// Heartbeat age after which clients stop trusting the segment, ms [default: 2000].
+    #[arg(long, env = "CACHEKIT_HEARTBEAT_TIMEOUT_MS")]
+    pub heartbeat_timeout_ms: Option<u64>,
+    /// Most client connections at once [default: 1024].
+    #[arg(long, env = "CACHEKIT_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Once a frame has started, the rest must arrive within this many ms [default: 5000].
+    #[arg(long, env = "CACHEKIT_FRAME_TIMEOUT_MS")]
+    pub frame_timeout_ms: Option<u64>,
+    /// Log filter (error, warn, info, debug, trace, or a tracing filter) [default: info].
+    #[arg(long, env = "CACHEKIT_LOG")]
+    pub log: Option<String>,
+    /// Log format: text or json [default: text].
+    #[arg(long, env = "CACHEKIT_LOG_FORMAT")]
+    pub log_format: Option<String>,
+}
+
+/// The same settings as a TOML file.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    dir: Option<PathBuf>,
+    instance: Option<String>,
+    memory: Option<String>,
+    max_value_bytes: Option<String>,
+    tag_counters: Option<u64>,
+    socket_mode: Option<String>,
+    socket_group: Option<String>,
+    writer_uids: Option<Vec<u32>>,
+    writer_gids: Option<Vec<u32>>,
+    heartbeat_ms: Option<u64>,
+    heartbeat_timeout_ms: Option<u64>,
+    max_connections: Option<usize>,
+    frame_timeout_ms: Option<u64>,
+    log: Option<String>,
+    log_format: Option<String>,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub dir: Option<PathBuf>,
+    pub instance: String,
+    pub memory_bytes: u64,
+    pub max_value_bytes: u64,
+    pub tag_counters: u64,
+    pub socket_mode: u32,
+    pub socket_group: Option<u32>,
+    pub writer_uids: Vec<u32>,
+    pub writer_gids: Vec<u32>,
+    pub heartbeat: Duration,
+    pub heartbeat_timeout: Duration,
+    pub max_connections: usize,
+    pub frame_timeout: Duration,
+    pub log: String,
+    pub log_json: bool,
+}
+
+impl Config {
+    pub fn resolve(flags: Flags) -> Result<Config> {
+        let file = match &flags.config {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).with_context(|| format!("reading config file {}", p.display()))?;
+                toml::from_str::<FileConfig>(&text).with_context(|| format!("parsing config file {}", p.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let instance = flags.instance.or(file.instance).unwrap_or_else(|| "default".into());
+        cachekit_proto::paths::validate_instance(&instance).map_err(anyhow::Error::msg)?;
+        let memory_bytes = parse_size(&flags.memory.or(file.memory).unwrap_or_else(|| "64MiB".into())).context("--memory")?;
+        let max_value_bytes =
+            parse_size(&flags.max_value_bytes.or(file.max_value_bytes).unwrap_or_else(|| "1MiB".into())).context("--max-value-bytes")?;
+        let mode_text = flags.socket_mode.or(file.socket_mode).unwrap_or_else(|| "0660".into());
+        let socket_mode = u32::from_str_radix(mode_text.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .with_context(|| format!("--socket-mode {mode_text:?} is not an octal file mode like 0660"))?;
+        let socket_group = match flags.socket_group.or(file.socket_group) {
+            Some(g) => Some(resolve_group(&g)?),
+            None => None,
+        };
+        let heartbeat = Duration::from_millis(flags.heartbeat_ms.or(file.heartbeat_ms).unwrap_or(250));
+        let heartbeat_timeout = Duration::from_millis(flags.heartbeat_timeout_ms.or(file.heartbeat_timeout_ms).unwrap_or(2000));
+        if heartbeat.is_zero() || heartbeat_timeout < heartbeat * 2 {
+            bail!("heartbeat_timeout_ms ({heartbeat_timeout:?}) must be at least twice heartbeat_ms ({heartbeat:?}), and heartbeat_ms above 0");
+        }
+        let uid = rustix::process::getuid().as_raw();
+        let gid = rustix::process::getgid().as_raw();
+        let log_format = flags.log_format.or(file.log_format).unwrap_or_else(|| "text".into());
+        if log_format != "text" && log_format != "json" {
+            bail!("--log-format {log_format:?}: use text or json");
+        }
+        Ok(Config {
+            dir: flags.dir.or(file.dir),
+            instance,
+            memory_bytes,
+            max_value_bytes,
+            tag_counters: flags.tag_counters.or(file.tag_counters).unwrap_or(1 << 18),
+            socket_mode,
+            socket_group,
+            writer_uids: flags.writer_uids.or(file.writer_uids).unwrap_or_else(|| vec![uid]),
+            writer_gids: flags.writer_gids.or(file.writer_gids).unwrap_or_else(|| vec![gid]),
+            heartbeat,
+            heartbeat_timeout,
+            max_connections: flags.max_connections.or(file.max_connections).unwrap_or(1024).max(1),
+            frame_timeout: Duration::from_millis(flags.frame_timeout_ms.or(file.frame_timeout_ms).unwrap_or(5000).max(1)),
+            log: flags.log.or(file.log).unwrap_or_else(|| "info".into()),
+            log_json: log_format == "json",
+        })
+    }
+
+    /// The runtime directory: the configured one, or the first candidate we can create
+    /// and write.
+    pub fn runtime_dir(&self) -> Result<PathBuf> {
+        if let Some(d) = &self.dir {
+            ensure_dir(d)?;
+            return Ok(d.clone());
+        }
+        let mut errors = Vec::new();
+        for d in cachekit_proto::paths::candidate_dirs() {
+            match ensure_dir(&d) {
+                Ok(()) => return Ok(d),
+                Err(e) => errors.push(format!("{}: {e:#}", d.display())),
+            }
+        }
+        bail!("no usable runtime directory ({}); pass --dir", errors.join("; "))
+    }
+}
+
+fn ensure_dir(d: &Path) -> Result<()> {
+    std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    rustix::fs::access(d, rustix::fs::Access::WRITE_OK).with_context(|| format!("{} is not writable", d.display()))?;
+    Ok(())
+}
+
+fn resolve_group(g: &str) -> Result<u32> {
+    if let Ok(gid) = g.parse() {
+        return Ok(gid);
+    }
+    let groups = std::fs::read_to_string("/etc/group").context("reading /etc/group")?;
+    groups
+        .lines()
+        .find_map(|l| {
+            let mut f = l.split(':');
+            (f.next() == Some(g)).then(|| f.nth(1).and_then(|gid| gid.parse().ok())).flatten()
+        })
+        .with_context(|| format!("no group named {g:?}"))
+}
+
+/// Parses `64MiB`, `1G`, `512k`, `1048576` (binary units; `B` optional).
+pub fn parse_size(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().with_context(|| format!("{s:?} is not a size like 64MiB"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().trim_end_matches('b').trim_end_matches('i') {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        "t" => 1 << 40,
+        _ => bail!("{s:?}: unknown unit {unit:?}; use B, KiB, MiB, GiB or TiB"),
+    };
+    n.checked_mul(mult).with_context(|| format!("{s:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64MiB").unwrap(), 64 << 20);
+        assert_eq!(parse_size("1G").unwrap(), 1 << 30);
+        assert_eq!(parse_size("512k").unwrap(), 512 << 10);
+        assert_eq!(parse_size("100").unwrap(), 100);
+        assert_eq!(parse_size("2 MB").unwrap(), 2 << 20);
+        assert!(parse_size("12XB").is_err());
+        assert!(parse_size("MiB").is_err());
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let c = Config::resolve(Flags::default()).unwrap();
+        assert_eq!(c.instance, "default");
+        assert_eq!(c.memory_bytes, 64 << 20);
+        assert_eq!(c.socket_mode, 0o660);
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "memory = \"32MiB\"\ninstance = \"fromfile\"\n").unwrap();
+        let c = Config::resolve(Flags { config: Some(p.clone()), instance: Some("flag".into()), ..Flags::default() }).unwrap();
+        assert_eq!((c.instance.as_str(), c.memory_bytes), ("flag", 32 << 20));
+        std::fs::write(&p, "memroy = \"32MiB\"\n").unwrap();
+        let e = Config::resolve(Flags { config: Some(p), ..Flags::default() }).unwrap_err();
+        assert!(format!("{e:#}").contains("memroy"), "{e:#}");
+    }
+}

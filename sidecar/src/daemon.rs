@@ -1,0 +1,257 @@
+//! The daemon's state and what it does with each request.
+
+use crate::config::Config;
+use crate::fetch::Coalescer;
+use cachekit_proto::{ErrorCode, FetchHit, HelloOk, Limits, Reply, Request, PROTOCOL_VERSION};
+use cachekit_shm::{
+    Backing, InsertError, InsertOptions, InvalidateMode, Reader, SegmentFds, TableConfig, Writer,
+};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+/// Bytes a stored value may exceed the configured `max_value_bytes` by: room for the
+/// client-side envelope header (16 bytes) and, later, an AES-GCM nonce and tag.
+pub const ENVELOPE_HEADROOM: u64 = 64;
+
+/// Who is on the other end of a connection (from SO_PEERCRED).
+#[derive(Clone, Copy, Debug)]
+pub struct Peer {
+    pub pid: i32,
+    pub uid: u32,
+    pub gid: u32,
+    pub may_write: bool,
+}
+
+#[derive(Default)]
+pub struct Counters {
+    pub connections_total: AtomicU64,
+    pub connections_open: AtomicUsize,
+    pub connections_refused: AtomicU64,
+    pub requests: AtomicU64,
+    pub sets: AtomicU64,
+    pub deletes: AtomicU64,
+    pub invalidates: AtomicU64,
+    pub clears: AtomicU64,
+    pub fetches: AtomicU64,
+    pub fetch_hits: AtomicU64,
+    pub fetch_coalesced: AtomicU64,
+    pub bad_frames: AtomicU64,
+    pub not_permitted: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+pub struct Daemon {
+    pub cfg: Config,
+    writer: Mutex<Writer>,
+    reader: Reader,
+    pub fds: SegmentFds,
+    pub limits: Limits,
+    epoch: u64,
+    table_bytes: u64,
+    client_area_bytes: u64,
+    next_slot: AtomicU32,
+    fetches: Coalescer,
+    pub counters: Counters,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Daemon {
+    pub fn new(cfg: Config) -> anyhow::Result<Daemon> {
+        let stored_max = cfg.max_value_bytes + ENVELOPE_HEADROOM;
+        let table_cfg = TableConfig {
+            arena_bytes: cfg.memory_bytes,
+            max_value_bytes: stored_max,
+            tag_counters: cfg.tag_counters,
+            ..TableConfig::default()
+        };
+        let writer = Writer::create(&table_cfg, Backing::Memfd)?;
+        let fds = writer.fds().expect("memfd backing").try_clone()?;
+        let reader = writer.reader();
+        let stat_len = |fd| rustix::fs::fstat(fd).map(|s| s.st_size as u64);
+        let limits = Limits {
+            max_value_bytes: stored_max as usize,
+            ..Limits::DEFAULT
+        };
+        let limits = Limits {
+            max_frame_bytes: limits.largest_frame().min(u32::MAX as u64) as usize,
+            ..limits
+        };
+        Ok(Daemon {
+            epoch: writer.epoch(),
+            table_bytes: stat_len(fds.table_fd())?,
+            client_area_bytes: stat_len(fds.client_fd())?,
+            cfg,
+            writer: Mutex::new(writer),
+            reader,
+            fds,
+            limits,
+            next_slot: AtomicU32::new(0),
+            fetches: Coalescer::default(),
+            counters: Counters::default(),
+        })
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The writer. A panic while holding it cannot leave the table inconsistent for
+    /// readers (they validate everything), so a poisoned lock is taken over.
+    fn writer(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Heartbeat plus housekeeping, called every heartbeat interval.
+    pub fn tick(&self) {
+        let mut w = self.writer();
+        w.heartbeat();
+        w.expire();
+    }
+
+    /// Stops the heartbeat for good: clients see the segment go stale.
+    pub fn peer_may_write(&self, uid: u32, gid: u32) -> bool {
+        self.cfg.writer_uids.contains(&uid) || self.cfg.writer_gids.contains(&gid)
+    }
+
+    pub fn hello_ok(&self, min: u8, max: u8) -> Result<HelloOk, Reply> {
+        if !(min..=max).contains(&PROTOCOL_VERSION) {
+            return Err(Reply::error(
+                ErrorCode::UnsupportedVersion,
+                format!("client speaks protocol versions {min}..={max}, this cachekitd speaks {PROTOCOL_VERSION}; upgrade the older side"),
+            ));
+        }
+        Ok(HelloOk {
+            version: PROTOCOL_VERSION,
+            daemon_epoch: self.epoch,
+            layout_version: cachekit_shm::layout::LAYOUT_VERSION as u32,
+            segment_size: self.table_bytes,
+            client_area_size: self.client_area_bytes,
+            client_slot: self.next_slot.fetch_add(1, Ordering::Relaxed) % cachekit_shm::layout::CLIENT_RECORDS as u32,
+            heartbeat_timeout_ms: self.cfg.heartbeat_timeout.as_millis() as u32,
+            fd_count: 2,
+            limits: self.limits,
+        })
+    }
+
+    /// Answers one request (anything but HELLO).
+    pub fn handle(&self, peer: &Peer, req: Request) -> Reply {
+        let c = &self.counters;
+        bump(&c.requests);
+        let write = matches!(req, Request::Set(_) | Request::Delete { .. } | Request::Invalidate { .. } | Request::Clear { .. });
+        if write && !peer.may_write {
+            bump(&c.not_permitted);
+            return Reply::error(
+                ErrorCode::NotPermitted,
+                format!(
+                    "uid {} gid {} may not write to this cache; add it to writer_uids or writer_gids in the cachekitd configuration",
+                    peer.uid, peer.gid
+                ),
+            );
+        }
+        let reply = match req {
+            Request::Hello(_) => Reply::error(ErrorCode::UnexpectedMessage, "HELLO was already sent on this connection"),
+            Request::Set(s) => {
+                bump(&c.sets);
+                let tags: Vec<&str> = s.tags.iter().map(String::as_str).collect();
+                let opts = InsertOptions { ttl_ms: s.ttl_ms, grace_ms: s.grace_ms, tags: &tags };
+                match self.writer().insert(&s.namespace, &s.key, &s.value, &opts) {
+                    Ok(()) => Reply::Ok,
+                    Err(e) => insert_error(e),
+                }
+            }
+            Request::Delete { namespace, key } => {
+                bump(&c.deletes);
+                Reply::Deleted { existed: self.writer().delete(&namespace, &key) }
+            }
+            Request::Invalidate { namespace, tags, exact } => {
+                bump(&c.invalidates);
+                // Check every tag first, so an invalid one leaves nothing half done.
+                if let Some(e) = tags.iter().find_map(|t| cachekit_shm::validate_tag(t).err()) {
+                    return Reply::error(ErrorCode::InvalidArgument, e.to_string());
+                }
+                let mode = if exact { InvalidateMode::Exact } else { InvalidateMode::Hierarchical };
+                let mut w = self.writer();
+                for t in &tags {
+                    w.invalidate(&namespace, t, mode).expect("validated above");
+                }
+                Reply::Ok
+            }
+            Request::Clear { namespace } => {
+                bump(&c.clears);
+                self.writer().clear_namespace(&namespace);
+                Reply::Ok
+            }
+            Request::Fetch { namespace, key } => {
+                bump(&c.fetches);
+                let (reply, coalesced) = self.fetches.fetch(&namespace, &key, || self.lookup(&namespace, &key));
+                if coalesced {
+                    bump(&c.fetch_coalesced);
+                }
+                if matches!(reply, Reply::FetchHit(_)) {
+                    bump(&c.fetch_hits);
+                }
+                reply
+            }
+            Request::Stats => Reply::Stats { counters: self.stats() },
+            Request::Ping => Reply::Pong { epoch: self.epoch, heartbeat_ms: self.reader.heartbeat_ms() },
+        };
+        if matches!(reply, Reply::Error { .. }) {
+            bump(&c.errors);
+        }
+        reply
+    }
+
+    /// The miss path. Until a second tier is configured, the table is the only source.
+    fn lookup(&self, ns: &str, key: &[u8]) -> Reply {
+        match self.reader.get(ns, key) {
+            Some((value, m)) => Reply::FetchHit(FetchHit {
+                value,
+                created_ms: m.created_ms,
+                expires_ms: m.expires_ms,
+                grace_until_ms: m.grace_until_ms,
+                stale: m.stale,
+            }),
+            None => Reply::FetchMiss,
+        }
+    }
+
+    pub fn stats(&self) -> Vec<(String, u64)> {
+        let c = &self.counters;
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut out: Vec<(String, u64)> = self.writer().stats().into_iter().map(|(k, v)| (format!("table_{k}"), v)).collect();
+        out.extend([
+            ("epoch".into(), self.epoch),
+            ("memory_bytes".into(), self.cfg.memory_bytes),
+            ("max_value_bytes".into(), self.cfg.max_value_bytes),
+            ("heartbeat_ms".into(), self.reader.heartbeat_ms()),
+            ("connections_total".into(), l(&c.connections_total)),
+            ("connections_open".into(), c.connections_open.load(Ordering::Relaxed) as u64),
+            ("connections_refused".into(), l(&c.connections_refused)),
+            ("requests".into(), l(&c.requests)),
+            ("sets".into(), l(&c.sets)),
+            ("deletes".into(), l(&c.deletes)),
+            ("invalidates".into(), l(&c.invalidates)),
+            ("clears".into(), l(&c.clears)),
+            ("fetches".into(), l(&c.fetches)),
+            ("fetch_hits".into(), l(&c.fetch_hits)),
+            ("fetch_coalesced".into(), l(&c.fetch_coalesced)),
+            ("bad_frames".into(), l(&c.bad_frames)),
+            ("not_permitted".into(), l(&c.not_permitted)),
+            ("errors".into(), l(&c.errors)),
+        ]);
+        out
+    }
+}
+
+fn insert_error(e: InsertError) -> Reply {
+    let code = match e {
+        InsertError::KeyTooLarge { .. } | InsertError::NamespaceTooLarge { .. } | InsertError::ValueTooLarge { .. } => {
+            ErrorCode::TooLarge
+        }
+        InsertError::Tag(_) | InsertError::TooManyTags { .. } => ErrorCode::InvalidArgument,
+    };
+    Reply::error(code, e.to_string())
+}

@@ -1,0 +1,123 @@
+//! cachekitd: the per-host cache daemon.
+#![forbid(unsafe_code)]
+
+mod config;
+mod daemon;
+mod fetch;
+mod server;
+mod systemd;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use config::{Config, Flags};
+use daemon::Daemon;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::{error, info};
+
+fn main() {
+    let flags = Flags::parse();
+    let cfg = match Config::resolve(flags) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cachekitd: {e:#}");
+            std::process::exit(2);
+        }
+    };
+    init_logs(&cfg);
+    if let Err(e) = run(cfg) {
+        error!("{e:#}");
+        eprintln!("cachekitd: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn init_logs(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    if cfg.log_json {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+/// Holds the instance lock for the life of the process: a second daemon of the same
+/// instance in the same directory refuses to start instead of stealing the socket.
+fn lock_instance(dir: &Path, instance: &str) -> Result<File> {
+    let path = dir.join(format!("{instance}.lock"));
+    let f = OpenOptions::new().create(true).truncate(false).write(true).open(&path).with_context(|| format!("opening {}", path.display()))?;
+    if rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        bail!("another cachekitd is already running instance {instance:?} in {}; stop it or pick another --instance", dir.display());
+    }
+    Ok(f)
+}
+
+fn bind(cfg: &Config, path: &Path) -> Result<UnixListener> {
+    // We hold the instance lock, so a socket file left here is stale.
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(cfg.socket_mode)).context("setting the socket mode")?;
+    if let Some(gid) = cfg.socket_group {
+        rustix::fs::chown(path, None, Some(rustix::process::Gid::from_raw(gid))).context("setting the socket group")?;
+    }
+    Ok(listener)
+}
+
+fn run(cfg: Config) -> Result<()> {
+    let dir = cfg.runtime_dir()?;
+    let _lock = lock_instance(&dir, &cfg.instance)?;
+    let socket: PathBuf = dir.join(cachekit_proto::paths::socket_name(&cfg.instance));
+    let daemon = Arc::new(Daemon::new(cfg.clone()).context("creating the shared table")?);
+    let listener = bind(&cfg, &socket)?;
+
+    let d = daemon.clone();
+    let hb = cfg.heartbeat;
+    let watchdog = systemd::watchdog_interval();
+    std::thread::Builder::new().name("cachekitd-heartbeat".into()).spawn(move || {
+        let mut last_watchdog = Instant::now();
+        loop {
+            d.tick();
+            if let Some(w) = watchdog {
+                if last_watchdog.elapsed() >= w / 2 {
+                    systemd::notify("WATCHDOG=1");
+                    last_watchdog = Instant::now();
+                }
+            }
+            std::thread::sleep(hb);
+        }
+    })?;
+
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
+    let sock_path = socket.clone();
+    std::thread::Builder::new().name("cachekitd-signals".into()).spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            info!(signal = sig, "shutting down");
+            systemd::notify("STOPPING=1");
+            let _ = std::fs::remove_file(&sock_path);
+            std::process::exit(0);
+        }
+    })?;
+
+    info!(
+        instance = %cfg.instance,
+        socket = %socket.display(),
+        memory_bytes = cfg.memory_bytes,
+        max_value_bytes = cfg.max_value_bytes,
+        epoch = daemon.epoch(),
+        heartbeat_ms = hb.as_millis() as u64,
+        "cachekitd ready"
+    );
+    systemd::notify("READY=1");
+    server::accept_loop(daemon, listener);
+    Ok(())
+}
+

@@ -1,0 +1,189 @@
+//! The Unix socket: one thread per connection, so a slow or broken client only ever holds
+//! up itself. Frames are read with a deadline once started; a malformed frame gets an
+//! ERROR reply and, when the stream can no longer be trusted, the connection is closed.
+
+use crate::daemon::{Daemon, Peer};
+use cachekit_proto::fdpass::send_with_fds;
+use cachekit_proto::{
+    decode_body, encode_reply, ErrorCode, Header, Message, Reply, Request, HEADER_LEN,
+};
+use std::io::{self, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{debug, info, warn};
+
+pub fn accept_loop(daemon: Arc<Daemon>, listener: UnixListener) {
+    for stream in listener.incoming() {
+        let stream = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "accept failed");
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        let c = &daemon.counters;
+        c.connections_total.fetch_add(1, Ordering::Relaxed);
+        if c.connections_open.load(Ordering::Relaxed) >= daemon.cfg.max_connections {
+            c.connections_refused.fetch_add(1, Ordering::Relaxed);
+            let reply = Reply::error(
+                ErrorCode::Unavailable,
+                format!("cachekitd has {} connections open, its max_connections; raise it or close idle clients", daemon.cfg.max_connections),
+            );
+            let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+            let _ = send(&stream, &reply, 0);
+            continue;
+        }
+        c.connections_open.fetch_add(1, Ordering::Relaxed);
+        let d = daemon.clone();
+        let spawned = std::thread::Builder::new()
+            .name("cachekitd-conn".into())
+            .stack_size(256 << 10)
+            .spawn(move || {
+                serve(&d, stream);
+                d.counters.connections_open.fetch_sub(1, Ordering::Relaxed);
+            });
+        if let Err(e) = spawned {
+            warn!(error = %e, "cannot start a connection thread");
+            daemon.counters.connections_open.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn peer_of(daemon: &Daemon, stream: &UnixStream) -> io::Result<Peer> {
+    let cred = rustix::net::sockopt::socket_peercred(stream)?;
+    let (uid, gid) = (cred.uid.as_raw(), cred.gid.as_raw());
+    Ok(Peer { pid: cred.pid.as_raw_nonzero().get(), uid, gid, may_write: daemon.peer_may_write(uid, gid) })
+}
+
+fn serve(daemon: &Daemon, mut stream: UnixStream) {
+    let peer = match peer_of(daemon, &stream) {
+        Ok(p) => p,
+        Err(e) => {
+            warn!(error = %e, "SO_PEERCRED failed; closing");
+            return;
+        }
+    };
+    let timeout = daemon.cfg.frame_timeout;
+    if stream.set_write_timeout(Some(timeout)).is_err() {
+        return;
+    }
+    debug!(pid = peer.pid, uid = peer.uid, gid = peer.gid, write = peer.may_write, "client connected");
+    let mut said_hello = false;
+    loop {
+        let (header, body) = match read_frame(&mut stream, daemon, timeout) {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(FrameError::Header(e)) => {
+                daemon.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
+                debug!(pid = peer.pid, error = %e, "bad frame header; closing");
+                let _ = send(&stream, &Reply::error(e.code(), e.to_string()), 0);
+                break;
+            }
+            Err(FrameError::Io(e)) => {
+                debug!(pid = peer.pid, error = %e, "connection ended inside a frame");
+                break;
+            }
+        };
+        let id = header.request_id;
+        let req = match decode_body(&header, &body, &daemon.limits) {
+            Ok(Message::Request(r)) => r,
+            Ok(Message::Reply(_)) => {
+                daemon.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
+                let _ = send(&stream, &Reply::error(ErrorCode::UnexpectedMessage, "a reply was sent to the daemon; send requests"), id);
+                break;
+            }
+            Err(e) => {
+                daemon.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
+                debug!(pid = peer.pid, error = %e, "malformed frame; closing");
+                let _ = send(&stream, &Reply::error(e.code(), e.to_string()), id);
+                break;
+            }
+        };
+        let sent = match (said_hello, req) {
+            (false, Request::Hello(h)) => match daemon.hello_ok(h.min_version, h.max_version) {
+                Ok(ok) => {
+                    said_hello = true;
+                    info!(pid = peer.pid, uid = peer.uid, name = %h.client_name, "client attached");
+                    let mut buf = Vec::new();
+                    encode_reply(&Reply::HelloOk(ok), id, &mut buf).expect("HELLO_OK always encodes");
+                    send_with_fds(&stream, &buf, &[daemon.fds.table_fd(), daemon.fds.client_fd()])
+                }
+                Err(reply) => {
+                    let _ = send(&stream, &reply, id);
+                    break;
+                }
+            },
+            (false, _) => {
+                let _ = send(&stream, &Reply::error(ErrorCode::UnexpectedMessage, "send HELLO first"), id);
+                break;
+            }
+            (true, req) => {
+                let reply = daemon.handle(&peer, req);
+                send(&stream, &reply, id)
+            }
+        };
+        if let Err(e) = sent {
+            debug!(pid = peer.pid, error = %e, "write failed; closing");
+            break;
+        }
+    }
+    let _ = stream.flush();
+}
+
+fn send(mut stream: &UnixStream, reply: &Reply, id: u32) -> io::Result<()> {
+    let mut buf = Vec::new();
+    encode_reply(reply, id, &mut buf).map_err(io::Error::other)?;
+    stream.write_all(&buf)
+}
+
+enum FrameError {
+    Header(cachekit_proto::ProtoError),
+    Io(io::Error),
+}
+
+/// Reads one frame. Waits for its first byte as long as the client likes (idle pooled
+/// connections are normal); from then on the whole frame must arrive within `timeout`.
+/// `Ok(None)`: the client closed the connection between frames.
+fn read_frame(stream: &mut UnixStream, daemon: &Daemon, timeout: Duration) -> Result<Option<(Header, Vec<u8>)>, FrameError> {
+    let mut hb = [0u8; HEADER_LEN];
+    stream.set_read_timeout(None).map_err(FrameError::Io)?;
+    let first = loop {
+        match stream.read(&mut hb) {
+            Ok(0) => return Ok(None),
+            Ok(n) => break n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(FrameError::Io(e)),
+        }
+    };
+    let deadline = Instant::now() + timeout;
+    read_until(stream, &mut hb[first..], deadline)?;
+    let header = match cachekit_proto::decode_header(&hb, &daemon.limits) {
+        Ok(Some(h)) => h,
+        Ok(None) => unreachable!("a whole header was read"),
+        Err(e) => return Err(FrameError::Header(e)),
+    };
+    // The header is checked against max_frame_bytes before anything is allocated.
+    let mut body = vec![0u8; header.body_len as usize];
+    read_until(stream, &mut body, deadline)?;
+    Ok(Some((header, body)))
+}
+
+fn read_until(stream: &mut UnixStream, mut buf: &mut [u8], deadline: Instant) -> Result<(), FrameError> {
+    while !buf.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(FrameError::Io(io::Error::new(io::ErrorKind::TimedOut, "frame not finished within frame_timeout_ms")));
+        }
+        stream.set_read_timeout(Some(left)).map_err(FrameError::Io)?;
+        match stream.read(buf) {
+            Ok(0) => return Err(FrameError::Io(io::ErrorKind::UnexpectedEof.into())),
+            Ok(n) => buf = &mut buf[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(FrameError::Io(e)),
+        }
+    }
+    Ok(())
+}
