@@ -108,17 +108,17 @@ impl EntryHeader {
     }
 }
 
-/// Check over an entry: 13 bits mixing xxh3 of the header (check bits zeroed), the key
-/// hash (which covers namespace and key), a fold of the references, and xxh3 of the value.
+/// Check over an entry: 13 bits mixing the header words (check bits zeroed), the key hash
+/// (which covers namespace and key), a fold of the references, and xxh3 of the value.
 /// Catches corruption of a shared segment; torn reads are caught by the seqlock, not by this.
 pub(crate) fn entry_check(seed: u64, header: &[u8; ENTRY_HEADER_BYTES], key_hash: u64, refs_fold: u64, value: &[u8]) -> u16 {
-    let mut h = *header;
-    let packed = u64::from_le_bytes(h[16..24].try_into().expect("8 bytes")) & !(CHECK_MASK << CHECK_SHIFT);
-    h[16..24].copy_from_slice(&packed.to_le_bytes());
-    let hh = xxh3_64_with_seed(&h, seed);
+    let word = |i: usize| u64::from_le_bytes(header[i..i + 8].try_into().expect("8 bytes"));
+    let packed = word(16) & !(CHECK_MASK << CHECK_SHIFT);
+    let mix = |acc: u64, w: u64| (acc ^ w).wrapping_mul(0xFF51_AFD7_ED55_8CCD).rotate_left(31);
+    let hh = mix(mix(mix(seed, word(0)), word(8)), packed);
     let hv = xxh3_64_with_seed(value, seed ^ 0x9E37_79B9_7F4A_7C15);
     let mixed = hh ^ key_hash.rotate_left(13) ^ refs_fold.rotate_left(29) ^ hv.rotate_left(41);
-    ((mixed.wrapping_mul(0xFF51_AFD7_ED55_8CCD) >> CHECK_SHIFT) & CHECK_MASK) as u16
+    ((mixed.wrapping_mul(0xC4CE_B9FE_1A85_EC53) >> CHECK_SHIFT) & CHECK_MASK) as u16
 }
 
 /// Folds one tag-counter reference into the running hash the check covers.

@@ -72,29 +72,34 @@ impl Region {
     /// Returns false (and copies nothing useful) when the range is out of bounds.
     #[inline]
     pub(crate) fn read_bytes(&self, off: usize, dst: &mut [u8]) -> bool {
-        let Some(end) = off.checked_add(dst.len()) else {
-            return false;
-        };
-        if end > self.len_bytes() {
-            return false;
+        match off.checked_add(dst.len()) {
+            Some(end) if end <= self.len_bytes() => {}
+            _ => return false,
         }
         if dst.is_empty() {
             return true;
         }
+        // Every word index below is < ceil(end / 8) <= words: checked above.
         let mut word = off / 8;
-        let mut skip = off % 8;
+        let skip = off % 8;
         let mut out = 0;
-        while out < dst.len() {
-            // In bounds: word * 8 < end <= len_bytes.
-            let bytes = match self.load(word, Ordering::Relaxed) {
-                Some(w) => w.to_ne_bytes(),
-                None => return false,
-            };
-            let take = (8 - skip).min(dst.len() - out);
-            dst[out..out + take].copy_from_slice(&bytes[skip..skip + take]);
-            out += take;
-            skip = 0;
+        if skip != 0 {
+            let bytes = self.word_in_bounds(word).to_ne_bytes();
+            let take = (8 - skip).min(dst.len());
+            dst[..take].copy_from_slice(&bytes[skip..skip + take]);
+            out = take;
             word += 1;
+        }
+        let mut chunks = dst[out..].chunks_exact_mut(8);
+        for chunk in &mut chunks {
+            chunk.copy_from_slice(&self.word_in_bounds(word).to_ne_bytes());
+            word += 1;
+        }
+        let rest = chunks.into_remainder();
+        if !rest.is_empty() {
+            let bytes = self.word_in_bounds(word).to_ne_bytes();
+            let n = rest.len();
+            rest.copy_from_slice(&bytes[..n]);
         }
         true
     }
@@ -103,24 +108,46 @@ impl Region {
     /// copying. `None` when the range is out of bounds.
     #[inline]
     pub(crate) fn eq_bytes(&self, off: usize, expected: &[u8]) -> Option<bool> {
-        let end = off.checked_add(expected.len())?;
-        if end > self.len_bytes() {
-            return None;
+        match off.checked_add(expected.len()) {
+            Some(end) if end <= self.len_bytes() => {}
+            _ => return None,
+        }
+        if expected.is_empty() {
+            return Some(true);
         }
         let mut word = off / 8;
-        let mut skip = off % 8;
+        let skip = off % 8;
         let mut at = 0;
-        while at < expected.len() {
-            let bytes = self.load(word, Ordering::Relaxed)?.to_ne_bytes();
-            let take = (8 - skip).min(expected.len() - at);
-            if bytes[skip..skip + take] != expected[at..at + take] {
+        if skip != 0 {
+            let bytes = self.word_in_bounds(word).to_ne_bytes();
+            let take = (8 - skip).min(expected.len());
+            if bytes[skip..skip + take] != expected[..take] {
                 return Some(false);
             }
-            at += take;
-            skip = 0;
+            at = take;
             word += 1;
         }
+        let mut chunks = expected[at..].chunks_exact(8);
+        for chunk in &mut chunks {
+            let want = u64::from_ne_bytes(chunk.try_into().expect("8 bytes"));
+            if self.word_in_bounds(word) != want {
+                return Some(false);
+            }
+            word += 1;
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() && self.word_in_bounds(word).to_ne_bytes()[..rest.len()] != *rest {
+            return Some(false);
+        }
         Some(true)
+    }
+
+    /// Relaxed load of a word the caller has bounds-checked; out of bounds reads as 0
+    /// rather than panicking.
+    #[inline(always)]
+    fn word_in_bounds(&self, idx: usize) -> u64 {
+        debug_assert!(idx < self.words);
+        self.load(idx, Ordering::Relaxed).unwrap_or(0)
     }
 
     /// Copies `src` to byte `off` with relaxed word stores (writer only). Partial words at
