@@ -1,0 +1,1185 @@
+//! Deterministic corruption tests: a reader never trusts shared memory (DESIGN.md §1).
+//!
+//! A corrupted table must give misses and a corrupt counter, never a panic, a hang or a
+//! wrong value. Corruption goes through `Writer::raw_write`. Offsets are recomputed from
+//! the configuration the way `src/geometry.rs` does it (header page, tag counters, index,
+//! arena); the first entry of a fresh table sits right after segment 0's 64-byte header.
+//! The bytes an entry holds are recovered through the reader itself (see `recover_entry`),
+//! so that single bytes and bits can be flipped and restored.
+//!
+//! The entry check is 13 bits: a random corruption of an entry passes it with probability
+//! 1/8192 and returns a wrong value. That is a documented limitation (the client envelope
+//! carries a 64-bit xxh3); `wrong_value_rate_of_random_single_byte_corruptions` measures it.
+
+#![cfg(not(loom))]
+
+use cachekit_shm::layout::{LAYOUT_VERSION, TABLE_MAGIC};
+use cachekit_shm::{
+    AttachError, Backing, InsertOptions, InvalidateMode, Lookup, Reader, Stat, TableConfig, Writer,
+};
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+const SEGMENT_BYTES: u64 = 16 << 10;
+const MAX_VALUE: u64 = 4 << 10;
+const TAG_COUNTERS: u64 = 256;
+const SEED: u64 = 0x00C0_FFEE_D00D_F00D;
+const T0: u64 = 1_800_000_000_000;
+const PAGE: u64 = 4096;
+const SEGMENT_HEADER: u64 = 64;
+const ENTRY_HEADER: usize = 24;
+const CLIENT_BITS_OFF: u64 = 64 + 256 * 64;
+
+fn config(arena_bytes: u64) -> TableConfig {
+    TableConfig {
+        arena_bytes,
+        segment_bytes: Some(SEGMENT_BYTES),
+        max_value_bytes: MAX_VALUE,
+        expected_entry_bytes: 128,
+        tag_counters: TAG_COUNTERS,
+        hash_seed: Some(SEED),
+        epoch: Some(3),
+    }
+}
+
+/// The default table of these tests: 16 segments of 16 KiB.
+fn cfg() -> TableConfig {
+    config(256 << 10)
+}
+
+/// Where things are, recomputed from the configuration as `Geometry::from_config` does.
+#[derive(Clone, Copy, Debug)]
+struct Layout {
+    total: u64,
+    tag_off: u64,
+    index_off: u64,
+    bucket_count: u64,
+    arena_off: u64,
+    seg_count: u64,
+    client_area_bytes: u64,
+}
+
+fn align_up(v: u64, a: u64) -> u64 {
+    v.div_ceil(a) * a
+}
+
+impl Layout {
+    /// The layout of a table built from `cfg`. The parts fixed by the format (header page,
+    /// counters, section alignment) are recomputed; the index size, which depends on a
+    /// sizing heuristic, is read off the table's length. The result is proved against the
+    /// table's own header: the geometry check computed from these words, written alone
+    /// over the real one, must validate (a wrong guess leaves a mismatch).
+    fn of(cfg: &TableConfig) -> Layout {
+        let w = Writer::create(cfg, Backing::Heap).unwrap();
+        let r = w.reader();
+        let seg = cfg.segment_bytes.unwrap();
+        let seg_count = cfg.arena_bytes / seg;
+        let total = w.table_bytes() as u64;
+        let tag_off = PAGE;
+        let index_off = align_up(tag_off + cfg.tag_counters * 8, PAGE);
+        let arena_off = total - seg_count * seg;
+        let most = (arena_off - index_off) / 64;
+        let mut bucket_count = most.next_power_of_two();
+        while bucket_count >= 8 {
+            let lay = Layout {
+                total,
+                tag_off,
+                index_off,
+                bucket_count,
+                arena_off,
+                seg_count,
+                client_area_bytes: align_up(CLIENT_BITS_OFF + bucket_count * 8 / 64 * 8, PAGE),
+            };
+            let header = header_bytes(&lay.words());
+            w.raw_write(13 * 8, &header[13 * 8..]);
+            if r.revalidate().is_ok() {
+                return lay;
+            }
+            bucket_count /= 2;
+        }
+        panic!("no layout matches the table's header: the format drifted from src/geometry.rs");
+    }
+
+    /// The 13 geometry words of the header.
+    fn words(&self) -> [u64; 13] {
+        [
+            TABLE_MAGIC,
+            LAYOUT_VERSION,
+            self.total,
+            SEED,
+            self.tag_off,
+            TAG_COUNTERS,
+            self.index_off,
+            self.bucket_count,
+            self.arena_off,
+            SEGMENT_BYTES,
+            self.seg_count,
+            MAX_VALUE,
+            self.client_area_bytes,
+        ]
+    }
+
+    /// Location of the first entry written to a fresh table.
+    fn first_entry(&self) -> u64 {
+        self.arena_off + SEGMENT_HEADER
+    }
+}
+
+/// The 14 fixed header words as bytes, with a geometry check that matches them.
+fn header_bytes(words: &[u64; 13]) -> Vec<u8> {
+    let mut b: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+    let check = xxh3_64_with_seed(&b, TABLE_MAGIC);
+    b.extend_from_slice(&check.to_le_bytes());
+    b
+}
+
+fn opts(
+    ttl_ms: Option<u64>,
+    grace_ms: u64,
+    tags: &'static [&'static str],
+) -> InsertOptions<'static> {
+    InsertOptions {
+        ttl_ms,
+        grace_ms,
+        tags,
+    }
+}
+
+/// Everything a read of one key can give, through every entry point.
+#[derive(Debug, PartialEq, Eq)]
+enum Read {
+    Right,
+    Miss,
+    /// A hit whose bytes are not the value written.
+    Wrong(Vec<u8>),
+}
+
+/// Reads `key` with `get_at`, `get_into_at` (large and small buffers) and plain `get`;
+/// checks that they agree and returns what they saw.
+fn read(r: &Reader, ns: &str, key: &[u8], now: u64, value: &[u8]) -> Read {
+    let got = r.get_at(ns, key, Some(now));
+    let mut large = vec![0xA5; MAX_VALUE as usize + 8];
+    let into = r.get_into_at(ns, key, &mut large, Some(now));
+    let mut small = [0x5A; 4];
+    let small_into = r.get_into_at(ns, key, &mut small, Some(now));
+    let _ = r.get(ns, key); // the real clock: must merely not panic
+    match (&got, into) {
+        (None, Lookup::Miss) => {}
+        (Some((v, m)), Lookup::Hit(m2)) => {
+            assert_eq!(*m, m2);
+            assert_eq!(m.value_len, v.len());
+            assert_eq!(&large[..v.len()], &v[..]);
+        }
+        (g, i) => panic!("get and get_into disagree: {g:?} vs {i:?}"),
+    }
+    match small_into {
+        Lookup::Hit(m) => assert_eq!(Some(&small[..m.value_len]), got.as_ref().map(|g| &g.0[..])),
+        Lookup::BufferTooSmall { needed } => {
+            assert!(
+                needed > small.len() && needed <= MAX_VALUE as usize,
+                "needed = {needed}"
+            );
+            if let Some((v, _)) = &got {
+                assert_eq!(needed, v.len());
+            }
+        }
+        Lookup::Miss => assert!(got.is_none(), "small buffer missed where get hit"),
+    }
+    match got {
+        None => Read::Miss,
+        Some((v, _)) if v == value => Read::Right,
+        Some((v, _)) => Read::Wrong(v),
+    }
+}
+
+/// Bucket of a key, found without recomputing its hash: in a table holding only that key,
+/// zero one bucket at a time until the key misses. The table is thrown away.
+fn find_bucket(cfg: &TableConfig, ns: &str, key: &[u8]) -> u64 {
+    let lay = Layout::of(cfg);
+    let mut w = Writer::create(cfg, Backing::Heap).unwrap();
+    let r = w.reader();
+    w.insert_at(ns, key, b"x", &InsertOptions::default(), T0)
+        .unwrap();
+    for b in 0..lay.bucket_count {
+        w.raw_write((lay.index_off + b * 64) as usize, &[0; 64]);
+        if r.get_at(ns, key, Some(T0)).is_none() {
+            return b;
+        }
+    }
+    panic!("key {ns:?}/{key:?} is in no bucket: the index layout drifted");
+}
+
+/// The bytes of the entry at `loc` for an entry written as the first one of a fresh table
+/// at time T0 (stamp = T0 << 20) with the given fields. The parts that cannot be derived
+/// from the documented layout (src/entry.rs) are recovered through the reader:
+/// - the tag-counter references: setting counter `j` to u64::MAX kills the entry exactly
+///   when `j` is one of its references (they are sorted, deduplicated);
+/// - the 13-bit check: exactly one of the 8192 values makes the entry readable again.
+#[allow(clippy::too_many_arguments)]
+fn recover_entry(
+    w: &Writer,
+    r: &Reader,
+    lay: &Layout,
+    ns: &str,
+    key: &[u8],
+    value: &[u8],
+    ttl: u32,
+    grace: u32,
+    now: u64,
+) -> Vec<u8> {
+    assert_eq!(read(r, ns, key, now, value), Read::Right);
+    let mut refs = Vec::new();
+    for j in 0..TAG_COUNTERS {
+        let at = (lay.tag_off + 8 * j) as usize;
+        w.raw_write(at, &u64::MAX.to_le_bytes());
+        if read(r, ns, key, now, value) == Read::Miss {
+            refs.push(j as u32);
+        }
+        w.raw_write(at, &0u64.to_le_bytes());
+    }
+    assert!(
+        !refs.is_empty(),
+        "every entry references its namespace counter"
+    );
+    let loc = lay.first_entry();
+    let packed_no_check = value.len() as u64
+        | (key.len() as u64) << 24
+        | (ns.len() as u64) << 37
+        | (refs.len() as u64) << 44;
+    let packed_at = loc as usize + 16;
+    let checks: Vec<u64> = (0..8192u64)
+        .filter(|c| {
+            w.raw_write(packed_at, &(packed_no_check | c << 51).to_le_bytes());
+            read(r, ns, key, now, value) == Read::Right
+        })
+        .collect();
+    assert_eq!(
+        checks.len(),
+        1,
+        "the entry header is not laid out as src/entry.rs documents"
+    );
+    let packed = packed_no_check | checks[0] << 51;
+    w.raw_write(packed_at, &packed.to_le_bytes());
+
+    let mut e = Vec::new();
+    e.extend_from_slice(&(T0 << 20).to_le_bytes());
+    e.extend_from_slice(&ttl.to_le_bytes());
+    e.extend_from_slice(&grace.to_le_bytes());
+    e.extend_from_slice(&packed.to_le_bytes());
+    e.extend_from_slice(ns.as_bytes());
+    e.extend_from_slice(key);
+    for x in &refs {
+        e.extend_from_slice(&x.to_le_bytes());
+    }
+    e.extend_from_slice(value);
+    // Writing the recovered bytes back must leave a readable entry.
+    w.raw_write(loc as usize, &e);
+    assert_eq!(
+        read(r, ns, key, now, value),
+        Read::Right,
+        "recovered entry bytes are wrong"
+    );
+    e
+}
+
+// ---------------------------------------------------------------------------------------
+// The header.
+
+/// What `revalidate` / `attach` must say about a header.
+#[derive(Debug)]
+enum Want {
+    Ok,
+    BadMagic,
+    Version(u64),
+    Corrupt(&'static str),
+}
+
+fn matches_want(got: &Result<(), AttachError>, want: &Want) -> bool {
+    match (got, want) {
+        (Ok(()), Want::Ok) => true,
+        (Err(AttachError::BadMagic), Want::BadMagic) => true,
+        (Err(AttachError::UnsupportedVersion { found, expected }), Want::Version(v)) => {
+            found == v && *expected == LAYOUT_VERSION
+        }
+        (Err(AttachError::Corrupt(m)), Want::Corrupt(s)) => m.contains(s),
+        _ => false,
+    }
+}
+
+/// Header cases: (what, byte offset, bytes to write, expected verdict).
+fn header_cases(lay: &Layout) -> Vec<(String, usize, Vec<u8>, Want)> {
+    let mut cases: Vec<(String, usize, Vec<u8>, Want)> = vec![
+        ("bad magic".into(), 0, b"NOTCKSHM".to_vec(), Want::BadMagic),
+        ("zero magic".into(), 0, vec![0; 8], Want::BadMagic),
+        ("one magic byte".into(), 7, vec![b'2'], Want::BadMagic),
+        (
+            "version 2".into(),
+            8,
+            2u64.to_le_bytes().to_vec(),
+            Want::Version(2),
+        ),
+        (
+            "version 0".into(),
+            8,
+            0u64.to_le_bytes().to_vec(),
+            Want::Version(0),
+        ),
+        (
+            "version max".into(),
+            8,
+            u64::MAX.to_le_bytes().to_vec(),
+            Want::Version(u64::MAX),
+        ),
+        (
+            "garbage everywhere".into(),
+            0,
+            vec![0xEE; 4096],
+            Want::BadMagic,
+        ),
+        (
+            "geometry check".into(),
+            13 * 8,
+            vec![0x11; 8],
+            Want::Corrupt("geometry check mismatch"),
+        ),
+    ];
+    // One geometry word changed, check left alone: the check must catch it.
+    for (i, name) in [
+        (2, "total_bytes"),
+        (3, "seed"),
+        (5, "tag_count"),
+        (8, "arena_off"),
+        (11, "max_value"),
+    ] {
+        cases.push((
+            format!("{name} without a matching check"),
+            i * 8,
+            (lay.words()[i] ^ 0x1000).to_le_bytes().to_vec(),
+            Want::Corrupt("geometry check mismatch"),
+        ));
+    }
+    // A forged header with a valid check: validation itself must catch every inconsistency.
+    let forged: [(&str, usize, u64, Want); 21] = [
+        (
+            "table larger than its mapping",
+            2,
+            lay.total + PAGE,
+            Want::Corrupt("larger than its mapping"),
+        ),
+        ("tag count 0", 5, 0, Want::Corrupt("tag counter count")),
+        ("tag count 3", 5, 3, Want::Corrupt("tag counter count")),
+        (
+            "tag count 2^33",
+            5,
+            1 << 33,
+            Want::Corrupt("tag counter count"),
+        ),
+        ("bucket count 4", 7, 4, Want::Corrupt("bucket count")),
+        ("bucket count 1000", 7, 1000, Want::Corrupt("bucket count")),
+        (
+            "bucket count 2^63",
+            7,
+            1 << 63,
+            Want::Corrupt("sections overlap"),
+        ),
+        ("segment 1000 bytes", 9, 1000, Want::Corrupt("segment size")),
+        ("segment 2 KiB", 9, 2048, Want::Corrupt("segment size")),
+        (
+            "segment 2^40 bytes",
+            9,
+            1 << 40,
+            Want::Corrupt("segment size"),
+        ),
+        ("max value 0", 11, 0, Want::Corrupt("max value")),
+        (
+            "max value = segment",
+            11,
+            SEGMENT_BYTES,
+            Want::Corrupt("max value"),
+        ),
+        ("max value 2^24", 11, 1 << 24, Want::Corrupt("max value")),
+        (
+            "tag_off inside the header",
+            4,
+            0,
+            Want::Corrupt("sections overlap"),
+        ),
+        (
+            "index before the counters end",
+            6,
+            lay.tag_off,
+            Want::Corrupt("sections overlap"),
+        ),
+        (
+            "arena misaligned",
+            8,
+            lay.arena_off + 8,
+            Want::Corrupt("sections overlap"),
+        ),
+        ("one segment", 10, 1, Want::Corrupt("sections overlap")),
+        (
+            "segment count overflows",
+            10,
+            u64::MAX / 2,
+            Want::Corrupt("sections overlap"),
+        ),
+        (
+            "client area 0",
+            12,
+            0,
+            Want::Corrupt("client area too small"),
+        ),
+        (
+            "client area larger than mapped",
+            12,
+            lay.client_area_bytes + PAGE,
+            Want::Corrupt("client area smaller"),
+        ),
+        ("another seed (consistent)", 3, 42, Want::Ok),
+    ];
+    for (name, i, v, want) in forged {
+        let mut words = lay.words();
+        words[i] = v;
+        cases.push((format!("forged: {name}"), 0, header_bytes(&words), want));
+    }
+    // Consistent forgeries: a reader attached through them reads the real entries with the
+    // wrong geometry (see the test below), which must give misses, never a panic.
+    let consistent: [(&str, &[(usize, u64)]); 5] = [
+        (
+            "smaller arena",
+            &[(10, 2), (2, lay.arena_off + 2 * SEGMENT_BYTES)],
+        ),
+        (
+            "8 KiB segments, 2 KiB values",
+            &[(9, 8192), (10, 2 * lay.seg_count), (11, 2048)],
+        ),
+        ("smaller max value", &[(11, 100)]),
+        ("8 buckets", &[(7, 8)]),
+        // Counters 256..512 overlap the index: slots read as tag counters.
+        ("tag counters over the index", &[(5, 512)]),
+    ];
+    for (name, changes) in consistent {
+        let mut words = lay.words();
+        for (i, v) in changes {
+            words[*i] = *v;
+        }
+        cases.push((
+            format!("forged, consistent: {name}"),
+            0,
+            header_bytes(&words),
+            Want::Ok,
+        ));
+    }
+    cases
+}
+
+type Entries = Vec<(&'static str, Vec<u8>, Vec<u8>)>;
+
+fn fill(w: &mut Writer) -> Entries {
+    let mut out = Vec::new();
+    for i in 0..40u32 {
+        let ns = ["app", "b", ""][i as usize % 3];
+        let key = format!("key-{i}").into_bytes();
+        let value: Vec<u8> = (0..(i as usize * 97) % 4097)
+            .map(|j| (j as u32 ^ i) as u8)
+            .collect();
+        let tags: &[&str] = if i % 2 == 0 { &["posts/1"] } else { &[] };
+        w.insert_at(ns, &key, &value, &opts(None, 0, tags), T0)
+            .unwrap();
+        out.push((ns, key, value));
+    }
+    out
+}
+
+#[test]
+fn header_garbage_is_reported_and_gets_survive() {
+    let lay = Layout::of(&cfg());
+    let original = header_bytes(&lay.words());
+    for backing in [Backing::Heap, Backing::Memfd] {
+        let mut w = Writer::create(&cfg(), backing).unwrap();
+        assert_eq!(
+            w.table_bytes() as u64,
+            lay.total,
+            "layout drifted from src/geometry.rs"
+        );
+        let r = w.reader();
+        let entries = fill(&mut w);
+        // Our recomputed header is the writer's: writing it back changes nothing.
+        w.raw_write(0, &original);
+        r.revalidate().expect("recomputed header must validate");
+
+        for (name, off, bytes, want) in header_cases(&lay) {
+            w.raw_write(off, &bytes);
+            let got = r.revalidate();
+            assert!(
+                matches_want(&got, &want),
+                "{backing:?} {name}: revalidate gave {got:?}, want {want:?}"
+            );
+            if let Some(fds) = w.fds() {
+                let attached = Reader::attach(fds.table_fd(), Some(fds.client_fd()));
+                assert!(
+                    matches_want(&attached.as_ref().map(|_| ()).map_err(clone_err), &want),
+                    "{backing:?} {name}: attach gave {:?}, want {want:?}",
+                    attached.as_ref().err()
+                );
+                // A reader attached through a forged but consistent header reads whatever
+                // it finds there: misses (another seed hashes elsewhere), never a panic
+                // or a value that was not written.
+                if let Ok(fresh) = attached {
+                    for (ns, key, value) in &entries {
+                        let got = read(&fresh, ns, key, T0, value);
+                        assert!(!matches!(got, Read::Wrong(_)), "{name}: {got:?}");
+                    }
+                }
+            }
+            // The attached reader copied the geometry at attach and never reads it again:
+            // its gets are unaffected.
+            for (ns, key, value) in &entries {
+                assert_eq!(
+                    read(&r, ns, key, T0, value),
+                    Read::Right,
+                    "{backing:?} {name}: {ns:?}/{key:?}"
+                );
+            }
+            w.raw_write(0, &original[..]);
+            if bytes.len() > original.len() {
+                // "garbage everywhere" also hit the epoch, heartbeat and statistics words.
+                w.raw_write(original.len(), &vec![0; bytes.len() - original.len()]);
+            }
+            r.revalidate()
+                .unwrap_or_else(|e| panic!("{name}: restored header fails: {e}"));
+        }
+        // And the writer still works on the restored table.
+        w.insert_at("app", b"after", b"ok", &InsertOptions::default(), T0)
+            .unwrap();
+        assert_eq!(read(&r, "app", b"after", T0, b"ok"), Read::Right);
+    }
+}
+
+fn clone_err(e: &AttachError) -> AttachError {
+    match e {
+        AttachError::BadMagic => AttachError::BadMagic,
+        AttachError::UnsupportedVersion { found, expected } => AttachError::UnsupportedVersion {
+            found: *found,
+            expected: *expected,
+        },
+        AttachError::Corrupt(m) => AttachError::Corrupt(m),
+        AttachError::Io(e) => AttachError::Io(std::io::Error::new(e.kind(), e.to_string())),
+    }
+}
+
+#[test]
+fn garbage_in_the_header_page_past_the_fixed_words_is_harmless() {
+    let lay = Layout::of(&cfg());
+    let mut w = Writer::create(&cfg(), Backing::Heap).unwrap();
+    let r = w.reader();
+    let entries = fill(&mut w);
+    // Epoch, heartbeat, flush generation, last stamp, statistics, and the rest of the page.
+    w.raw_write(14 * 8, &vec![0xFF; (PAGE as usize) - 14 * 8]);
+    r.revalidate().unwrap();
+    let _ = (
+        r.epoch(),
+        r.heartbeat_ms(),
+        r.flush_generation(),
+        r.table_stat(Stat::LiveEntries),
+    );
+    for (ns, key, value) in &entries {
+        assert_eq!(read(&r, ns, key, T0, value), Read::Right);
+    }
+    // Garbage in every segment header (generation, write offset, ...) is harmless to reads.
+    for s in 0..lay.seg_count {
+        w.raw_write((lay.arena_off + s * SEGMENT_BYTES) as usize, &[0xFF; 64]);
+    }
+    for (ns, key, value) in &entries {
+        assert_eq!(read(&r, ns, key, T0, value), Read::Right);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Entries.
+
+/// Where in an entry a byte is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Part {
+    Stamp,
+    Ttl,
+    Grace,
+    Packed,
+    Check,
+    Namespace,
+    Key,
+    Refs,
+    Value,
+}
+
+fn part_of(i: usize, bit: u8, ns: usize, key: usize, refs: usize) -> Part {
+    match i {
+        0..=7 => Part::Stamp,
+        8..=11 => Part::Ttl,
+        12..=15 => Part::Grace,
+        // check = bits 51..63 of the packed word (bytes 16..24): byte 22 from bit 3 up, byte 23.
+        22 if bit >= 0x08 => Part::Check,
+        23 => Part::Check,
+        16..=23 => Part::Packed,
+        i if i < ENTRY_HEADER + ns => Part::Namespace,
+        i if i < ENTRY_HEADER + ns + key => Part::Key,
+        i if i < ENTRY_HEADER + ns + key + 4 * refs => Part::Refs,
+        _ => Part::Value,
+    }
+}
+
+struct FlipCase {
+    ns: &'static str,
+    key: &'static [u8],
+    value: Vec<u8>,
+    ttl: Option<u64>,
+    grace: u64,
+    tags: &'static [&'static str],
+    now: u64,
+}
+
+/// Flips every byte of the first entry of a fresh table (xor 0xFF), and every bit of it,
+/// one at a time, restoring it after each read.
+fn flip_every_byte(case: &FlipCase) {
+    let lay = Layout::of(&cfg());
+    let mut w = Writer::create(&cfg(), Backing::Heap).unwrap();
+    let r = w.reader();
+    let (ns, key, value, now) = (case.ns, case.key, &case.value[..], case.now);
+    w.insert_at(ns, key, value, &opts(case.ttl, case.grace, case.tags), T0)
+        .unwrap();
+    let enc = |d: Option<u64>| d.map_or(u32::MAX, |d| d as u32);
+    let orig = recover_entry(
+        &w,
+        &r,
+        &lay,
+        ns,
+        key,
+        value,
+        enc(case.ttl),
+        enc(Some(case.grace)),
+        now,
+    );
+    let refs = (orig.len() - ENTRY_HEADER - ns.len() - key.len() - value.len()) / 4;
+    let loc = lay.first_entry() as usize;
+
+    let mut wrong = Vec::new();
+    let (mut flips, mut misses, mut right, mut counted) = (0, 0, 0, 0);
+    for (i, &byte) in orig.iter().enumerate() {
+        for mask in [0xFFu8, 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80] {
+            let part = part_of(i, mask, ns.len(), key.len(), refs);
+            let before = r.stats().corrupt;
+            w.raw_write(loc + i, &[byte ^ mask]);
+            let got = read(&r, ns, key, now, value);
+            let delta = r.stats().corrupt - before;
+            w.raw_write(loc + i, &[byte]);
+            flips += 1;
+            counted += (delta > 0) as u32;
+            match got {
+                Read::Miss => {
+                    misses += 1;
+                    // Damage the check can see is counted. A namespace or key that no
+                    // longer matches is another key (fingerprints collide legitimately);
+                    // a header that says "expired" is a plain miss; lengths may do either.
+                    // The stamp too, when the entry never expires (otherwise a flipped stamp
+                    // may just move it past its grace deadline).
+                    let must_count = matches!(part, Part::Check | Part::Refs | Part::Value)
+                        || (part == Part::Stamp && case.ttl.is_none());
+                    assert!(
+                        !must_count || delta > 0,
+                        "byte {i} ({part:?}) ^ {mask:#04x}: a miss not counted as corrupt"
+                    );
+                }
+                // The check does not cover... nothing: a right value after a flip means the
+                // 13-bit check collided on a byte that does not change the value (header).
+                Read::Right => right += 1,
+                Read::Wrong(v) => wrong.push((i, mask, part, v.len())),
+            }
+            assert_eq!(
+                read(&r, ns, key, now, value),
+                Read::Right,
+                "restoring byte {i} failed"
+            );
+        }
+    }
+    println!(
+        "{ns:?}/{:?}: {} entry bytes, {flips} flips: {misses} misses ({counted} counted corrupt), {right} right, {} wrong {wrong:?}",
+        String::from_utf8_lossy(key),
+        orig.len(),
+        wrong.len()
+    );
+    // Each flip passes the 13-bit check with probability 1/8192 (about 0.1 expected per
+    // entry here): the check is a truncated hash, not a CRC, so even a single-bit flip is
+    // only caught with that probability. With this seed one flip of the tagged entry passes
+    // (see `single_bit_flips_in_values_are_always_detected`). More than 2 would be far
+    // beyond 1/8192 and points at a check that ignores part of the entry.
+    assert!(wrong.len() <= 2, "wrong values returned: {wrong:?}");
+    assert!(
+        counted > flips / 2,
+        "the corrupt counter barely moved: {counted} of {flips}"
+    );
+}
+
+#[test]
+fn every_byte_of_an_untagged_entry_flipped() {
+    flip_every_byte(&FlipCase {
+        ns: "app",
+        key: b"the-key",
+        value: (0..40u8).collect(),
+        ttl: None,
+        grace: 0,
+        tags: &[],
+        now: T0,
+    });
+}
+
+#[test]
+fn every_byte_of_a_tagged_entry_with_ttl_and_grace_flipped() {
+    flip_every_byte(&FlipCase {
+        ns: "b",
+        key: b"tagged",
+        value: (0..33u8).map(|b| b.wrapping_mul(7)).collect(),
+        ttl: Some(60_000),
+        grace: 30_000,
+        tags: &["posts/1/comments", "users/7"],
+        // Inside the grace window: a stale hit.
+        now: T0 + 70_000,
+    });
+}
+
+#[test]
+fn every_byte_of_an_empty_entry_flipped() {
+    // Empty namespace, empty key, empty value.
+    flip_every_byte(&FlipCase {
+        ns: "",
+        key: b"",
+        value: Vec::new(),
+        ttl: Some(5_000),
+        grace: 0,
+        tags: &["a"],
+        now: T0,
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// Slots and lengths.
+
+#[test]
+fn slot_pointing_anywhere_wrong_is_a_miss_and_counted() {
+    let cfg = cfg();
+    let lay = Layout::of(&cfg);
+    let (ns, key, value) = ("app", &b"slot-key"[..], vec![0x42u8; 50]);
+    let bucket = find_bucket(&cfg, ns, key);
+    let mut w = Writer::create(&cfg, Backing::Heap).unwrap();
+    let r = w.reader();
+    w.insert_at(ns, key, &value, &InsertOptions::default(), T0)
+        .unwrap();
+    // Alone in its bucket, the key took slot 0; its entry is the table's first.
+    let slot = (lay.index_off + bucket * 64) as usize;
+    let set_loc = |loc: u64| w.raw_write(slot, &loc.to_le_bytes()[..6]); // keeps the fingerprint
+    set_loc(lay.first_entry());
+    assert_eq!(
+        read(&r, ns, key, T0, &value),
+        Read::Right,
+        "slot or entry location drifted"
+    );
+
+    let seg = |s: u64| lay.arena_off + s * SEGMENT_BYTES;
+    let counted: [(&str, u64); 13] = [
+        ("the header", 1),
+        ("the header, aligned", 64),
+        ("the tag counters", lay.tag_off + 8),
+        ("the index (its own slot)", slot as u64),
+        ("the arena start (segment 0 header)", seg(0)),
+        ("the middle of segment 0 header", seg(0) + 40),
+        ("segment 5 header", seg(5)),
+        ("the last segment header", seg(lay.seg_count - 1) + 8),
+        ("an entry header crossing its segment's end", seg(1) - 8),
+        ("an entry header crossing the table's end", lay.total - 16),
+        ("just past the table", lay.total),
+        ("far past the table", lay.total + (1 << 30)),
+        ("the largest locator", (1 << 48) - 1),
+    ];
+    for (what, loc) in counted {
+        let before = r.stats().corrupt;
+        set_loc(loc);
+        assert_eq!(
+            read(&r, ns, key, T0, &value),
+            Read::Miss,
+            "slot into {what}"
+        );
+        assert!(
+            r.stats().corrupt > before,
+            "slot into {what} ({loc:#x}) not counted as corrupt"
+        );
+    }
+    // Into the arena but not at an entry: another key as far as the reader can tell.
+    for (what, loc) in [
+        ("the entry, one byte in", lay.first_entry() + 1),
+        ("the entry's value", lay.first_entry() + 40),
+        ("zeroes after the entry", lay.first_entry() + 4096),
+        ("an empty segment", seg(7) + 64),
+        ("the last bytes of the arena", lay.total - 24),
+    ] {
+        set_loc(loc);
+        assert_eq!(
+            read(&r, ns, key, T0, &value),
+            Read::Miss,
+            "slot into {what}"
+        );
+    }
+    set_loc(lay.first_entry());
+    assert_eq!(read(&r, ns, key, T0, &value), Read::Right);
+
+    // Lengths in the entry header: value_len is bits 0..24 of the packed word, key_len
+    // 24..37, ns_len 37..44, ref_count 44..51.
+    let packed_at = lay.first_entry() as usize + 16;
+    let base = (ns.len() as u64) << 37 | (key.len() as u64) << 24 | 1 << 44;
+    let lengths: [(&str, u64, bool); 8] = [
+        ("value_len 2^24-1", base | 0xFF_FFFF, true),
+        ("value_len max+1", base | (MAX_VALUE + 1), true),
+        ("value_len max, check fails", base | MAX_VALUE, true),
+        ("value_len 0", base, true),
+        (
+            "ref_count 127",
+            (base & !(0x7F << 44)) | 127 << 44 | value.len() as u64,
+            true,
+        ),
+        (
+            "ref_count 0",
+            (base & !(0x7F << 44)) | value.len() as u64,
+            true,
+        ),
+        (
+            "key_len 8191",
+            (base & !(0x1FFF << 24)) | 0x1FFF << 24 | value.len() as u64,
+            false,
+        ),
+        (
+            "ns_len 127",
+            (base & !(0x7F << 37)) | 0x7F << 37 | value.len() as u64,
+            false,
+        ),
+    ];
+    for (what, packed, must_count) in lengths {
+        let before = r.stats().corrupt;
+        w.raw_write(packed_at, &packed.to_le_bytes());
+        assert_eq!(read(&r, ns, key, T0, &value), Read::Miss, "{what}");
+        if must_count {
+            assert!(r.stats().corrupt > before, "{what}: not counted as corrupt");
+        }
+    }
+    // An entry header whose lengths run past the end of its segment.
+    let near_end = seg(1) - 64;
+    w.raw_write(near_end as usize + 16, &(base | 100).to_le_bytes());
+    let before = r.stats().corrupt;
+    set_loc(near_end);
+    assert_eq!(
+        read(&r, ns, key, T0, &value),
+        Read::Miss,
+        "entry running past its segment"
+    );
+    assert!(
+        r.stats().corrupt > before,
+        "entry running past its segment: not counted"
+    );
+    // A segment full of 0xFF where an entry should be, and a slot pointing at it.
+    w.raw_write(seg(3) as usize, &vec![0xFF; SEGMENT_BYTES as usize]);
+    set_loc(seg(3) + 64);
+    assert_eq!(read(&r, ns, key, T0, &value), Read::Miss);
+}
+
+#[test]
+fn index_and_tag_counters_full_of_garbage() {
+    let cfg = cfg();
+    let lay = Layout::of(&cfg);
+    for fillb in [0x00u8, 0xFF, 0x5A, 0x01] {
+        let mut w = Writer::create(&cfg, Backing::Heap).unwrap();
+        let r = w.reader();
+        let entries = fill(&mut w);
+        // The whole index: every slot of every bucket.
+        w.raw_write(
+            lay.index_off as usize,
+            &vec![fillb; (lay.bucket_count * 64) as usize],
+        );
+        for (ns, key, value) in &entries {
+            let got = read(&r, ns, key, T0, value);
+            assert_eq!(got, Read::Miss, "{fillb:#x}: {ns:?}/{key:?}");
+        }
+        // Counters at u64::MAX invalidate everything; zero counters are the fresh state.
+        let mut w = Writer::create(&cfg, Backing::Heap).unwrap();
+        let r = w.reader();
+        let entries = fill(&mut w);
+        w.raw_write(
+            lay.tag_off as usize,
+            &vec![fillb; (TAG_COUNTERS * 8) as usize],
+        );
+        for (ns, key, value) in &entries {
+            let got = read(&r, ns, key, T0, value);
+            assert!(
+                matches!(got, Read::Right | Read::Miss),
+                "{fillb:#x}: {ns:?}/{key:?}: {got:?}"
+            );
+            if fillb == 0xFF || fillb == 0x5A {
+                assert_eq!(
+                    got,
+                    Read::Miss,
+                    "a counter above every stamp kills the entry"
+                );
+            }
+        }
+    }
+}
+
+/// Pure random garbage over the whole table after filling it: nothing may panic or hang.
+/// Wrong values can only come from the 13-bit check's 1/8192 chance per damaged entry
+/// read (about 0.3 expected over this test); they are counted and bounded.
+#[test]
+fn whole_table_random_garbage() {
+    let cfg = cfg();
+    let mut rng = SplitMix(7);
+    let (mut wrong, mut misses, mut reads) = (0, 0, 0);
+    for _round in 0..50 {
+        let mut w = Writer::create(&cfg, Backing::Heap).unwrap();
+        let r = w.reader();
+        let entries = fill(&mut w);
+        let total = w.table_bytes();
+        for _ in 0..200 {
+            let off = rng.below(total as u64) as usize;
+            let len = 1 + rng.below(32) as usize;
+            let bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            w.raw_write(off.min(total - len), &bytes);
+        }
+        let _ = r.revalidate();
+        for (ns, key, value) in &entries {
+            reads += 1;
+            match read(&r, ns, key, T0, value) {
+                Read::Wrong(_) => wrong += 1,
+                Read::Miss => misses += 1,
+                Read::Right => {}
+            }
+        }
+        assert_eq!(read(&r, "nope", b"absent", T0, b""), Read::Miss);
+    }
+    println!("random garbage: {reads} reads, {misses} misses, {wrong} wrong values");
+    assert!(misses > 0);
+    assert!(
+        wrong <= 3,
+        "{wrong} wrong values: far more than the 13-bit check allows"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The rate of wrong values.
+
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// 200k tables (release build), each filled with the same entries and hit by one random byte written at a
+/// random offset *inside the entries* (the worst case: a corruption elsewhere cannot make
+/// a wrong value). Every key is read after each corruption. The wrong-value rate must stay
+/// near the 13-bit check's 1/8192 and below 1/2000.
+#[test]
+fn wrong_value_rate_of_random_single_byte_corruptions() {
+    // 200k in release (about 2 s); fewer in a debug build, where each trial is 30x slower.
+    const TRIALS: u64 = if cfg!(debug_assertions) {
+        40_000
+    } else {
+        200_000
+    };
+    let cfg = config(2 * SEGMENT_BYTES); // two segments: a small table is quick to build
+    let lay = Layout::of(&cfg);
+    let entries: Vec<(String, Vec<u8>, &'static [&'static str])> = (0..16u32)
+        .map(|i| {
+            let value = (0..[0usize, 1, 8, 33, 100, 250, 700, 64][i as usize % 8] + i as usize)
+                .map(|j| (j as u32 * 7 + i) as u8)
+                .collect();
+            let tags: &'static [&'static str] =
+                [&[][..], &["posts/1"][..], &["a/b", "c"][..]][i as usize % 3];
+            (format!("k{i}"), value, tags)
+        })
+        .collect();
+    let build = || {
+        let mut w = Writer::create(&cfg, Backing::Heap).unwrap();
+        for (k, v, tags) in &entries {
+            w.insert_at("ns", k.as_bytes(), v, &opts(None, 0, tags), T0)
+                .unwrap();
+        }
+        w
+    };
+    // Every entry has no TTL: one class, one segment, packed from the first entry on.
+    let used = build().stat(Stat::UsedBytes);
+    assert!(used > 0 && used < SEGMENT_BYTES - SEGMENT_HEADER);
+    let mut rng = SplitMix(0xC0C0);
+    let (mut wrong, mut misses, mut right, mut corrupt) = (0u64, 0u64, 0u64, 0u64);
+    let mut examples = Vec::new();
+    for t in 0..TRIALS {
+        let w = build();
+        let r = w.reader();
+        let off = lay.first_entry() + rng.below(used);
+        let byte = rng.next() as u8;
+        w.raw_write(off as usize, &[byte]);
+        for (k, v, _) in &entries {
+            match read(&r, "ns", k.as_bytes(), T0, v) {
+                Read::Right => right += 1,
+                Read::Miss => misses += 1,
+                Read::Wrong(got) => {
+                    wrong += 1;
+                    if examples.len() < 5 {
+                        examples.push(format!(
+                            "trial {t}: byte {byte:#04x} at arena+{} -> {k}: {} bytes instead of {}",
+                            off - lay.arena_off,
+                            got.len(),
+                            v.len()
+                        ));
+                    }
+                }
+            }
+        }
+        corrupt += r.stats().corrupt;
+    }
+    let rate = wrong as f64 / TRIALS as f64;
+    println!(
+        "{TRIALS} single-byte corruptions in {used} bytes of entries: {wrong} wrong values \
+         (rate {rate:.2e} = 1/{:.0}; 13-bit check: 1/8192 = {:.2e}), {misses} misses, {right} right reads, \
+         corrupt counter total {corrupt}",
+        if wrong > 0 { 1.0 / rate } else { f64::INFINITY },
+        1.0 / 8192.0
+    );
+    for e in &examples {
+        println!("  {e}");
+    }
+    assert!(misses > TRIALS / 2, "most corruptions should cost a miss");
+    assert!(
+        rate < 1.0 / 2000.0,
+        "wrong-value rate {rate:.2e} is above 1/2000"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Found by these tests; reported to the core owner. Ignored until fixed.
+
+/// The writer trusts the slots it reads back from the table. A slot whose locator points
+/// before the arena (here into the zeroed header page, which reads as an entry with an
+/// empty namespace and an empty key) makes `delete` (and an overwrite, or a bucket
+/// eviction) call `Writer::release` -> `segment_index(loc)`, which computes
+/// `loc - arena_off` (src/writer.rs, `segment_index`): an overflow panic with overflow
+/// checks, otherwise an out-of-bounds index into `arena.segs`. Readers are fine (they
+/// count the slot as corrupt); the daemon dies, and would die again on a warm restart
+/// that re-attaches the same segment.
+#[test]
+#[ignore = "bug: the writer panics on a slot pointing outside the arena (src/writer.rs segment_index/release)"]
+fn writer_survives_a_slot_pointing_before_the_arena() {
+    let cfg = cfg();
+    let bucket = find_bucket(&cfg, "", b"");
+    let lay = Layout::of(&cfg);
+    let mut w = Writer::create(&cfg, Backing::Heap).unwrap();
+    let r = w.reader();
+    w.insert_at("", b"", b"v", &InsertOptions::default(), T0)
+        .unwrap();
+    let slot = (lay.index_off + bucket * 64) as usize;
+    w.raw_write(slot, &2048u64.to_le_bytes()[..6]); // inside the header page, all zeroes
+    assert_eq!(read(&r, "", b"", T0, b"v"), Read::Miss);
+    w.delete("", b""); // panics
+    w.insert_at("", b"", b"v2", &InsertOptions::default(), T0)
+        .unwrap();
+    assert_eq!(read(&r, "", b"", T0, b"v2"), Read::Right);
+}
+
+/// Same root cause through an overwrite: a slot pointing past the arena at bytes that read
+/// as the key's entry.
+#[test]
+#[ignore = "bug: the writer panics on a slot pointing outside the arena (src/writer.rs segment_index/release)"]
+fn writer_survives_an_overwrite_through_a_slot_before_the_arena() {
+    let cfg = cfg();
+    let bucket = find_bucket(&cfg, "", b"");
+    let lay = Layout::of(&cfg);
+    let mut w = Writer::create(&cfg, Backing::Heap).unwrap();
+    w.insert_at("", b"", b"v", &InsertOptions::default(), T0)
+        .unwrap();
+    w.raw_write(
+        (lay.index_off + bucket * 64) as usize,
+        &2048u64.to_le_bytes()[..6],
+    );
+    w.insert_at("", b"", b"v2", &InsertOptions::default(), T0)
+        .unwrap(); // panics
+}
+
+/// The 13-bit entry check is a truncated hash: a single-bit flip in a value passes it with
+/// probability 1/8192 instead of always failing (a CRC of that width catches every
+/// single-bit error and every burst up to its width). Found by
+/// `every_byte_of_a_tagged_entry_with_ttl_and_grace_flipped` (with the check of commit
+/// 554a6b3, flipping bit 5 of the first value byte of that entry returned the flipped value
+/// as a hit). Here: every bit of three 4 KiB values flipped one at a time, ~98k flips,
+/// about 12 false passes expected with any 13-bit hash. Expected under the documented
+/// limitation; ignored until the check changes (src/entry.rs, `entry_check`).
+#[test]
+#[ignore = "limitation: the 13-bit entry check lets single-bit flips of values through (src/entry.rs entry_check)"]
+fn single_bit_flips_in_values_are_always_detected() {
+    let lay = Layout::of(&cfg());
+    let mut passed = Vec::new();
+    for k in 0..3u8 {
+        let mut w = Writer::create(&cfg(), Backing::Heap).unwrap();
+        let r = w.reader();
+        let key = [b'k', k];
+        let value: Vec<u8> = (0..MAX_VALUE as usize)
+            .map(|i| (i * 31 + k as usize) as u8)
+            .collect();
+        w.insert_at("ns", &key, &value, &InsertOptions::default(), T0)
+            .unwrap();
+        // Header 24 + namespace 2 + key 2 + one reference (the namespace's) 4.
+        let at = lay.first_entry() as usize + 32;
+        for (i, &b) in value.iter().enumerate() {
+            for bit in 0..8 {
+                w.raw_write(at + i, &[b ^ 1 << bit]);
+                if let Some((got, _)) = r.get_at("ns", &key, Some(T0)) {
+                    assert_ne!(
+                        got, value,
+                        "the flip did not land in the value: layout drifted"
+                    );
+                    passed.push((k, i, bit));
+                }
+                w.raw_write(at + i, &[b]);
+            }
+        }
+        assert_eq!(r.get_at("ns", &key, Some(T0)).map(|g| g.0), Some(value));
+    }
+    assert!(
+        passed.is_empty(),
+        "{} single-bit flips passed the entry check: {passed:?}",
+        passed.len()
+    );
+}
+
+/// A limitation rather than a bug of the code, but a breach of "never a wrong value":
+/// tag counters carry no check, so a corruption that lowers one brings back every entry
+/// invalidated through it. Reported; ignored until the design answers it.
+#[test]
+#[ignore = "limitation: a lowered tag counter resurrects invalidated entries (no integrity check on counters)"]
+fn lowered_tag_counter_does_not_resurrect_an_invalidated_entry() {
+    let cfg = cfg();
+    let lay = Layout::of(&cfg);
+    let mut w = Writer::create(&cfg, Backing::Heap).unwrap();
+    let r = w.reader();
+    w.insert_at("app", b"k", b"old", &opts(None, 0, &["posts/1"]), T0)
+        .unwrap();
+    w.invalidate_at("app", "posts", InvalidateMode::Hierarchical, T0)
+        .unwrap();
+    assert_eq!(read(&r, "app", b"k", T0, b"old"), Read::Miss);
+    w.raw_write(lay.tag_off as usize, &vec![0; (TAG_COUNTERS * 8) as usize]);
+    assert_eq!(
+        read(&r, "app", b"k", T0, b"old"),
+        Read::Miss,
+        "an invalidated value came back"
+    );
+}
