@@ -1,0 +1,167 @@
+//! `cachekit`: the command-line client for cachekitd.
+#![forbid(unsafe_code)]
+
+mod args;
+mod duration;
+mod output;
+
+use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::process::ExitCode;
+
+use cachekit_client::{Client, ClientOptions, Error, SetOptions};
+use clap::Parser;
+use serde_json::json;
+
+use args::{Cli, Command};
+use output::{exit_code, Outcome};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    match run(cli) {
+        Ok(outcome) => outcome.finish(json),
+        Err(e) => {
+            output::print_error(&e, json);
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+fn options(cli: &Cli) -> ClientOptions {
+    let mut opts = ClientOptions::new()
+        .instance(cli.instance.clone())
+        .namespace(cli.namespace.clone())
+        .request_timeout(cli.timeout)
+        .connect_timeout(cli.timeout.min(std::time::Duration::from_secs(2)))
+        .pool_size(1)
+        .client_name("cachekit-cli");
+    opts.socket = cli.socket.clone();
+    opts
+}
+
+fn run(cli: Cli) -> Result<Outcome, CliError> {
+    let client = Client::connect(options(&cli))?;
+    match cli.command {
+        Command::Ping => Ok(output::ping(&client, client.ping()?)),
+        Command::Stats => Ok(output::stats(&client, &client.stats()?)),
+        Command::Get { key, raw } => {
+            let key = key.as_bytes();
+            match client.get(key)? {
+                Some(v) => Ok(output::value(key, &v, raw)),
+                None => Ok(Outcome::miss(key)),
+            }
+        }
+        Command::Set {
+            key,
+            value,
+            file,
+            ttl,
+            grace,
+            tags,
+        } => {
+            let bytes = match (value, file) {
+                (_, Some(path)) => std::fs::read(&path)
+                    .map_err(|e| CliError::Input(format!("cannot read {}: {e}", path.display())))?,
+                (Some(v), None) if v == "-" => {
+                    let mut buf = Vec::new();
+                    std::io::stdin()
+                        .read_to_end(&mut buf)
+                        .map_err(|e| CliError::Input(format!("cannot read stdin: {e}")))?;
+                    buf
+                }
+                (Some(v), None) => v.as_bytes().to_vec(),
+                (None, None) => unreachable!("clap requires a value or --file"),
+            };
+            let opts = SetOptions {
+                ttl,
+                grace,
+                tags: tags.clone(),
+            };
+            client.set(key.as_bytes(), &bytes, &opts)?;
+            Ok(Outcome::done(
+                json!({
+                    "ok": true,
+                    "namespace": client.namespace(),
+                    "key": output::key_text(key.as_bytes()),
+                    "bytes": bytes.len(),
+                    "ttl_ms": ttl.map(|t| t.as_millis() as u64),
+                    "grace_ms": grace.as_millis() as u64,
+                    "tags": tags,
+                }),
+                format!(
+                    "stored {} ({} bytes{}{})",
+                    output::key_text(key.as_bytes()),
+                    bytes.len(),
+                    ttl.map(|t| format!(", ttl {}", duration::format_duration(t)))
+                        .unwrap_or_default(),
+                    if tags.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", tags {}", tags.join(" "))
+                    }
+                ),
+            ))
+        }
+        Command::Del { key } => {
+            let existed = client.delete(key.as_bytes())?;
+            Ok(Outcome::done(
+                json!({"key": output::key_text(key.as_bytes()), "existed": existed}),
+                if existed { "deleted" } else { "not found" }.to_string(),
+            ))
+        }
+        Command::Invalidate { tags, exact } => {
+            if exact {
+                client.invalidate_exact(&tags)?;
+            } else {
+                client.invalidate(&tags)?;
+            }
+            let mode = if exact { "exact" } else { "hierarchical" };
+            Ok(Outcome::done(
+                json!({"ok": true, "namespace": client.namespace(), "tags": tags, "mode": mode}),
+                format!(
+                    "invalidated {} ({mode}) in namespace {}",
+                    tags.join(" "),
+                    client.namespace()
+                ),
+            ))
+        }
+        Command::Clear => {
+            client.clear()?;
+            Ok(Outcome::done(
+                json!({"ok": true, "namespace": client.namespace()}),
+                format!("cleared namespace {}", client.namespace()),
+            ))
+        }
+    }
+}
+
+/// Everything `run` can fail with.
+#[derive(Debug)]
+pub enum CliError {
+    /// From the client library.
+    Client(Error),
+    /// Reading the value to store.
+    Input(String),
+}
+
+impl From<Error> for CliError {
+    fn from(e: Error) -> Self {
+        CliError::Client(e)
+    }
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CliError::Client(e) => write!(f, "{e}"),
+            CliError::Input(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Writes to stdout, ignoring a closed pipe (`cachekit get k | head -c1`).
+fn write_stdout(bytes: &[u8]) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(bytes).and_then(|()| out.flush());
+}

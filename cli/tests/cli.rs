@@ -1,0 +1,153 @@
+//! The `cachekit` binary: exit codes and output, without a daemon and against the real
+//! `cachekitd` (when it is built next to this binary; otherwise that test says so and passes).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const CLI: &str = env!("CARGO_BIN_EXE_cachekit");
+
+fn cachekit(socket: &Path, args: &[&str]) -> Output {
+    cachekit_with_stdin(socket, args, None)
+}
+
+fn cachekit_with_stdin(socket: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(CLI)
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .env_remove("CACHEKIT_INSTANCE")
+        .env_remove("CACHEKIT_NAMESPACE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run cachekit");
+    {
+        let mut input = child.stdin.take().unwrap();
+        if let Some(bytes) = stdin {
+            input.write_all(bytes).unwrap();
+        }
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn no_daemon_is_exit_code_3_with_how_to_start_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("dev.sock");
+    let o = cachekit(&socket, &["get", "k"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("cachekitd is not running at"), "{err}");
+    assert!(err.contains("--instance dev"), "{err}");
+
+    let o = cachekit(&socket, &["--json", "ping"]);
+    assert_eq!(o.status.code(), Some(3));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["error"]["kind"], "unavailable");
+}
+
+#[test]
+fn usage_errors_are_exit_code_2() {
+    let o = Command::new(CLI)
+        .args(["set", "k", "v", "--ttl", "soon"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("like 30s"));
+}
+
+fn daemon_binary() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("CACHEKITD_BIN") {
+        return Some(PathBuf::from(p));
+    }
+    let p = Path::new(CLI).parent()?.join("cachekitd");
+    p.exists().then_some(p)
+}
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn end_to_end_with_the_real_daemon() {
+    let Some(bin) = daemon_binary() else {
+        eprintln!("skipped: no cachekitd binary next to cachekit (cargo build -p cachekitd)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let _daemon = Daemon(
+        Command::new(bin)
+            .arg("--dir")
+            .arg(dir.path())
+            .args(["--instance", "cli", "--memory", "8MiB", "--log", "warn"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let socket = dir.path().join("cli.sock");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cachekit(&socket, &["ping"]).status.success() {
+        assert!(Instant::now() < deadline, "cachekitd did not come up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let o = cachekit(&socket, &["set", "k", "v", "--ttl", "30s", "--tag", "a/b"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = cachekit(&socket, &["get", "k"]);
+    assert_eq!((o.status.code(), stdout(&o).as_str()), (Some(0), "v\n"));
+
+    let o = cachekit(&socket, &["--json", "get", "k"]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["value"], "v");
+    assert_eq!(v["hit"], true);
+    assert_eq!(v["source"], "segment");
+    assert!(v["expires_ms"].as_u64().unwrap() > v["created_ms"].as_u64().unwrap());
+
+    // Namespaces are separate.
+    let o = cachekit(&socket, &["-n", "other", "get", "k"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stderr(&o).trim(), "miss");
+
+    // Hierarchical invalidation of a parent tag.
+    assert!(cachekit(&socket, &["invalidate", "a"]).status.success());
+    assert_eq!(cachekit(&socket, &["get", "k"]).status.code(), Some(1));
+
+    // Binary values from stdin, back with --raw.
+    let bytes: Vec<u8> = (0..=255u8).collect();
+    let o = cachekit_with_stdin(&socket, &["set", "bin", "-"], Some(&bytes));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = cachekit(&socket, &["get", "bin", "--raw"]);
+    assert_eq!(o.stdout, bytes);
+
+    let o = cachekit(&socket, &["--json", "del", "bin"]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["existed"], true);
+    assert!(cachekit(&socket, &["clear"]).status.success());
+
+    let o = cachekit(&socket, &["--json", "stats"]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert!(v["daemon"]["sets"].as_u64().unwrap() >= 2);
+    assert_eq!(v["segment"]["live"], true);
+
+    // Refused before sending: exit code 4.
+    let o = cachekit(&socket, &["set", "k", "v", "--tag", "a//b"]);
+    assert_eq!(o.status.code(), Some(4));
+    assert!(stderr(&o).contains("empty segment"));
+}

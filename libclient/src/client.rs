@@ -1,0 +1,395 @@
+//! The [`Client`] handle and its operations.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use cachekit_envelope::{decode, decode_into, encode};
+use cachekit_proto::{Reply, Request, Set};
+
+use crate::error::Error;
+use crate::limits::{check_encoded_value, check_key, check_namespace, check_tags};
+use crate::options::{duration_ms, ClientOptions, SetOptions};
+use crate::shared::{SegmentOutcome, Shared};
+use crate::stats::{bump, LocalStats, Pong, Stats};
+use crate::value::{HitInfo, Value};
+
+/// A cachekit client bound to one namespace.
+///
+/// `Send + Sync` and cheap to clone: clones, and handles made by
+/// [`with_namespace`](Client::with_namespace), share the attached segment, the connection pool
+/// and the counters. Use one per process (per daemon) and share it between threads.
+///
+/// - **Hits** are read from the shared segment: no syscall, no lock, no socket request, no
+///   allocation beyond the returned value ([`get_into`](Client::get_into): none at all once the
+///   buffers are warm).
+/// - **Misses** ask the daemon (FETCH), which fills from Redis and coalesces concurrent misses.
+/// - **Writes** go to the daemon and are visible to every read on the host that starts after
+///   they return.
+/// - **Liveness**: while the daemon's heartbeat is stale the segment is not read (it could miss
+///   invalidations); gets go to the daemon, and when it cannot be reached either a get is a miss
+///   and a write fails with [`Error::Unavailable`]. Reconnecting and re-attaching a restarted
+///   daemon's segment is automatic.
+#[derive(Clone)]
+pub struct Client {
+    shared: Arc<Shared>,
+    namespace: Arc<str>,
+}
+
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Client>();
+};
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("namespace", &self.namespace)
+            .field("socket", &self.shared.opts.resolve_socket())
+            .field("segment", &self.shared.segment_info())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Connects to the daemon (HELLO) and maps its segment.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] / [`Error::TooLarge`] for bad options;
+    /// [`Error::Unavailable`] when the daemon is not running (the message says how to start
+    /// it); [`Error::NotPermitted`] when the socket or the daemon refuses this user.
+    pub fn connect(options: ClientOptions) -> Result<Client, Error> {
+        let client = Client::connect_lazy(options)?;
+        client.shared.warm_up()?;
+        Ok(client)
+    }
+
+    /// Like [`connect`](Client::connect), but connects on first use: a missing daemon is not
+    /// an error here, and until it comes up gets miss and writes fail with
+    /// [`Error::Unavailable`]. For services that must start whether or not the daemon is up.
+    ///
+    /// # Errors
+    /// Only bad options.
+    pub fn connect_lazy(options: ClientOptions) -> Result<Client, Error> {
+        options.validate()?;
+        let namespace: Arc<str> = Arc::from(options.namespace.as_str());
+        Ok(Client {
+            shared: Arc::new(Shared::new(options)),
+            namespace,
+        })
+    }
+
+    /// A handle on another namespace sharing this one's connections, segment and counters.
+    /// Cheap: no connection, no mapping.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an empty namespace, [`Error::TooLarge`] over
+    /// `max_namespace_bytes`.
+    pub fn with_namespace(&self, namespace: &str) -> Result<Client, Error> {
+        check_namespace(namespace, &self.shared.limits())?;
+        Ok(Client {
+            shared: self.shared.clone(),
+            namespace: Arc::from(namespace),
+        })
+    }
+
+    /// This handle's namespace.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The options the client was made with.
+    pub fn options(&self) -> &ClientOptions {
+        &self.shared.opts
+    }
+
+    /// The value of `key`, or `None` on a miss (and when neither the segment nor the daemon can
+    /// answer). A stale hit (within grace) has [`Value::stale`] set.
+    ///
+    /// # Errors
+    /// [`Error::TooLarge`] for a key over `max_key_bytes`; [`Error::Envelope`] when the stored
+    /// bytes are not a valid envelope; [`Error::NotPermitted`], [`Error::Protocol`] from the
+    /// daemon.
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Value>, Error> {
+        let key = key.as_ref();
+        let cfg = &self.shared.opts.envelope;
+        match self.shared.segment_get(&self.namespace, key, |raw, meta| {
+            decode(cfg, raw).map(|bytes| {
+                let info = HitInfo::from_segment(meta, bytes.len());
+                Value::new(bytes, info)
+            })
+        })? {
+            SegmentOutcome::Hit(r) => return self.decoded(r).map(Some),
+            SegmentOutcome::Miss | SegmentOutcome::Unusable => {}
+        }
+        self.fetch(key, |hit| {
+            let bytes = decode(cfg, &hit.value)?;
+            let info = HitInfo::from_fetch(&hit, bytes.len());
+            Ok(Value::new(bytes, info))
+        })
+    }
+
+    /// Like [`get`](Client::get), but decodes the value into `out` (replacing its contents,
+    /// reusing its capacity). Returns the metadata on a hit; on a miss `out` is left empty.
+    ///
+    /// # Errors
+    /// As [`get`](Client::get).
+    pub fn get_into(
+        &self,
+        key: impl AsRef<[u8]>,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<HitInfo>, Error> {
+        let key = key.as_ref();
+        let cfg = &self.shared.opts.envelope;
+        out.clear();
+        let seg = self.shared.segment_get(&self.namespace, key, |raw, meta| {
+            decode_into(cfg, raw, out).map(|()| HitInfo::from_segment(meta, out.len()))
+        })?;
+        match seg {
+            SegmentOutcome::Hit(r) => return self.decoded(r).map(Some),
+            SegmentOutcome::Miss | SegmentOutcome::Unusable => {}
+        }
+        self.fetch(key, |hit| {
+            decode_into(cfg, &hit.value, out)?;
+            Ok(HitInfo::from_fetch(&hit, out.len()))
+        })
+    }
+
+    /// The values of `keys`, in order. Hits come from the segment; the misses are then fetched
+    /// from the daemon one after the other.
+    ///
+    /// # Errors
+    /// As [`get`](Client::get), for the first key that fails.
+    pub fn get_many<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Option<Value>>, Error> {
+        let cfg = &self.shared.opts.envelope;
+        let mut out = Vec::with_capacity(keys.len());
+        let mut missing = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            let seg = self
+                .shared
+                .segment_get(&self.namespace, key.as_ref(), |raw, meta| {
+                    decode(cfg, raw).map(|bytes| {
+                        let info = HitInfo::from_segment(meta, bytes.len());
+                        Value::new(bytes, info)
+                    })
+                })?;
+            match seg {
+                SegmentOutcome::Hit(r) => out.push(Some(self.decoded(r)?)),
+                SegmentOutcome::Miss | SegmentOutcome::Unusable => {
+                    out.push(None);
+                    missing.push(i);
+                }
+            }
+        }
+        for i in missing {
+            out[i] = self.fetch(keys[i].as_ref(), |hit| {
+                let bytes = decode(cfg, &hit.value)?;
+                let info = HitInfo::from_fetch(&hit, bytes.len());
+                Ok(Value::new(bytes, info))
+            })?;
+        }
+        Ok(out)
+    }
+
+    fn decoded<T>(&self, r: Result<T, cachekit_envelope::DecodeError>) -> Result<T, Error> {
+        r.map_err(|e| {
+            bump(&self.shared.counters.decode_errors);
+            Error::Envelope(e)
+        })
+    }
+
+    /// FETCH over the socket; a daemon that cannot be reached makes it a miss.
+    fn fetch<T>(
+        &self,
+        key: &[u8],
+        on_hit: impl FnOnce(cachekit_proto::FetchHit) -> Result<T, cachekit_envelope::DecodeError>,
+    ) -> Result<Option<T>, Error> {
+        let c = &self.shared.counters;
+        bump(&c.fetches);
+        let req = Request::Fetch {
+            namespace: self.namespace.to_string(),
+            key: key.to_vec(),
+        };
+        match self.shared.request(&req) {
+            Ok(Reply::FetchHit(hit)) => {
+                bump(&c.fetch_hits);
+                self.decoded(on_hit(hit)).map(Some)
+            }
+            Ok(Reply::FetchMiss) => {
+                bump(&c.fetch_misses);
+                Ok(None)
+            }
+            Ok(other) => Err(unexpected("FETCH", &other)),
+            Err(e) if e.is_unavailable() => {
+                bump(&c.unavailable_misses);
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Stores `value` under `key`, encoded in an envelope (LZ4 from 256 bytes). When this
+    /// returns, no read on the host that starts afterwards sees an older value.
+    ///
+    /// # Errors
+    /// [`Error::TooLarge`] for a key, value or tag over its limit (checked before sending);
+    /// [`Error::InvalidArgument`] for a malformed tag; [`Error::Unavailable`] when the daemon
+    /// cannot be reached.
+    pub fn set(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        options: &SetOptions,
+    ) -> Result<(), Error> {
+        let (key, value) = (key.as_ref(), value.as_ref());
+        let limits = self.shared.limits();
+        check_key(key, &limits)?;
+        check_tags(&options.tags, &limits)?;
+        let envelope = encode(&self.shared.opts.envelope, value).map_err(|e| Error::TooLarge {
+            message: e.to_string(),
+        })?;
+        check_encoded_value(value.len(), envelope.len(), &limits)?;
+        let req = Request::Set(Set {
+            namespace: self.namespace.to_string(),
+            key: key.to_vec(),
+            value: envelope,
+            ttl_ms: options.ttl.map(duration_ms),
+            grace_ms: duration_ms(options.grace),
+            tags: options.tags.clone(),
+        });
+        match self.shared.request(&req)? {
+            Reply::Ok => Ok(()),
+            other => Err(unexpected("SET", &other)),
+        }
+    }
+
+    /// Removes `key`; returns whether it was present.
+    ///
+    /// # Errors
+    /// [`Error::TooLarge`] for a key over `max_key_bytes`; [`Error::Unavailable`].
+    pub fn delete(&self, key: impl AsRef<[u8]>) -> Result<bool, Error> {
+        let key = key.as_ref();
+        check_key(key, &self.shared.limits())?;
+        let req = Request::Delete {
+            namespace: self.namespace.to_string(),
+            key: key.to_vec(),
+        };
+        match self.shared.request(&req)? {
+            Reply::Deleted { existed } => Ok(existed),
+            other => Err(unexpected("DELETE", &other)),
+        }
+    }
+
+    /// Invalidates every entry of this namespace tagged with one of `tags` or with a tag below
+    /// one (`posts/123` also covers `posts/123/comments`, not `posts/1234`). An empty list does
+    /// nothing.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] / [`Error::TooLarge`] for a bad tag list;
+    /// [`Error::Unavailable`].
+    pub fn invalidate<T: AsRef<str>>(&self, tags: &[T]) -> Result<(), Error> {
+        self.invalidate_mode(tags, false)
+    }
+
+    /// Invalidates only the entries tagged with exactly one of `tags`.
+    ///
+    /// # Errors
+    /// As [`invalidate`](Client::invalidate).
+    pub fn invalidate_exact<T: AsRef<str>>(&self, tags: &[T]) -> Result<(), Error> {
+        self.invalidate_mode(tags, true)
+    }
+
+    fn invalidate_mode<T: AsRef<str>>(&self, tags: &[T], exact: bool) -> Result<(), Error> {
+        if tags.is_empty() {
+            return Ok(());
+        }
+        let tags: Vec<String> = tags.iter().map(|t| t.as_ref().to_string()).collect();
+        check_tags(&tags, &self.shared.limits())?;
+        let req = Request::Invalidate {
+            namespace: self.namespace.to_string(),
+            tags,
+            exact,
+        };
+        match self.shared.request(&req)? {
+            Reply::Ok => Ok(()),
+            other => Err(unexpected("INVALIDATE", &other)),
+        }
+    }
+
+    /// Drops every entry of this handle's namespace (other namespaces are untouched).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`], [`Error::NotPermitted`].
+    pub fn clear(&self) -> Result<(), Error> {
+        let req = Request::Clear {
+            namespace: self.namespace.to_string(),
+        };
+        match self.shared.request(&req)? {
+            Reply::Ok => Ok(()),
+            other => Err(unexpected("CLEAR", &other)),
+        }
+    }
+
+    /// The daemon's counters (STATS) and this client's own.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when the daemon cannot be reached (the local counters alone are in
+    /// [`local_stats`](Client::local_stats)).
+    pub fn stats(&self) -> Result<Stats, Error> {
+        let daemon = match self.shared.request(&Request::Stats)? {
+            Reply::Stats { counters } => counters,
+            other => return Err(unexpected("STATS", &other)),
+        };
+        Ok(Stats {
+            daemon,
+            local: self.shared.local_stats(),
+            segment: self.shared.segment_info(),
+        })
+    }
+
+    /// This client's counters, without asking the daemon.
+    pub fn local_stats(&self) -> LocalStats {
+        self.shared.local_stats()
+    }
+
+    /// Request frames sent over the socket so far (HELLO included); hits send none.
+    pub fn request_count(&self) -> u64 {
+        self.local_stats().requests
+    }
+
+    /// The attached segment's epoch, liveness and heartbeat, if one is attached.
+    pub fn segment(&self) -> Option<crate::stats::SegmentInfo> {
+        self.shared.segment_info()
+    }
+
+    /// (open, idle) connections in the pool, for diagnostics.
+    pub fn pool_connections(&self) -> (usize, usize) {
+        self.shared.pool_counts()
+    }
+
+    /// Round trip to the daemon.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when it cannot be reached, [`Error::Timeout`] when it does not
+    /// answer.
+    pub fn ping(&self) -> Result<Pong, Error> {
+        let start = Instant::now();
+        match self.shared.request(&Request::Ping)? {
+            Reply::Pong {
+                epoch,
+                heartbeat_ms,
+            } => Ok(Pong {
+                epoch,
+                heartbeat_ms,
+                rtt: start.elapsed(),
+            }),
+            other => Err(unexpected("PING", &other)),
+        }
+    }
+}
+
+fn unexpected(operation: &str, reply: &Reply) -> Error {
+    Error::Protocol {
+        message: format!("cachekitd answered {operation} with {}", reply.kind()),
+    }
+}

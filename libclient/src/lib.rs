@@ -1,0 +1,77 @@
+//! The Rust client of cachekit, the per-host shared-memory cache.
+//!
+//! ```no_run
+//! use cachekit_client::{Client, ClientOptions, SetOptions};
+//! use std::time::Duration;
+//!
+//! let client = Client::connect(ClientOptions::new().namespace("sessions"))?;
+//! client.set("user:1", b"alice", &SetOptions::new().ttl(Duration::from_secs(30)).tag("users/1"))?;
+//! if let Some(v) = client.get("user:1")? {
+//!     assert_eq!(v.bytes, b"alice");
+//!     if v.stale {
+//!         // within grace: serve it, and refresh it
+//!     }
+//! }
+//! client.invalidate(&["users/1"])?; // and every tag below it
+//! assert!(client.get("user:1")?.is_none());
+//! # Ok::<(), cachekit_client::Error>(())
+//! ```
+//!
+//! # How a get works
+//!
+//! 1. Load the attached segment (one `arc-swap` load: lock-free), check the daemon's heartbeat
+//!    in it (one atomic load, one clock read).
+//! 2. Heartbeat fresh: look the key up in the mapped table, copying the envelope into a
+//!    per-thread buffer (no syscall, no lock, no socket), decode it (LZ4, xxh3 check) into the
+//!    returned value. The only allocation is the returned `Vec`; [`Client::get_into`] reuses the
+//!    caller's.
+//! 3. Not in the segment: FETCH over the socket; the daemon fills from Redis, coalescing
+//!    concurrent misses for one key on the host.
+//! 4. Heartbeat stale (daemon dead or stuck): the segment is not read, since it could miss
+//!    invalidations; the get is a FETCH, and if the daemon cannot be reached it is a miss.
+//!
+//! # Namespaces
+//!
+//! A [`Client`] is bound to one namespace ([`ClientOptions::namespace`]). For another one, call
+//! [`Client::with_namespace`]: the new handle shares the connections, the segment and the
+//! counters, and costs one `Arc` clone.
+//!
+//! # Connections, liveness, restarts
+//!
+//! Writes, misses, `stats` and `ping` use a small pool of Unix-socket connections
+//! ([`ClientOptions::pool_size`]); each connection does its own HELLO. A restarted daemon
+//! builds a new segment with a new epoch: the client notices when a pooled connection fails or
+//! when the old segment's heartbeat goes stale, reconnects (at most every 100 ms after a
+//! failure), and swaps the new segment in without blocking readers. Application code never
+//! reconnects.
+//!
+//! # Errors
+//!
+//! One [`Error`] enum; its messages name the limit or the command involved, e.g. "cachekitd is
+//! not running at /run/cachekit/default.sock; start it with `cachekitd`". Keys, namespaces,
+//! tags and values are checked against the daemon's limits (from HELLO_OK) before anything is
+//! sent.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod client;
+mod conn;
+mod error;
+mod limits;
+mod options;
+mod pool;
+mod shared;
+mod stats;
+mod value;
+
+pub use cachekit_envelope::EnvelopeConfig;
+pub use cachekit_proto::ErrorCode;
+pub use client::Client;
+pub use error::Error;
+pub use options::{
+    ClientOptions, SetOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_NAMESPACE, DEFAULT_POOL_SIZE,
+    DEFAULT_REQUEST_TIMEOUT,
+};
+pub use shared::{RECONNECT_INTERVAL_MS, REFRESH_INTERVAL_MS};
+pub use stats::{LocalStats, Pong, SegmentInfo, Stats};
+pub use value::{HitInfo, Source, Value};

@@ -1,0 +1,418 @@
+//! Client configuration ([`ClientOptions`]) and per-write options ([`SetOptions`]).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cachekit_envelope::EnvelopeConfig;
+use cachekit_proto::paths::DEFAULT_INSTANCE;
+
+use crate::error::Error;
+
+/// The namespace used when none is given.
+pub const DEFAULT_NAMESPACE: &str = "default";
+/// Default [`ClientOptions::connect_timeout`]: 1 s. Connecting to a Unix socket is immediate
+/// unless the daemon's backlog is full.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default [`ClientOptions::request_timeout`]: 5 s. A FETCH may wait for Redis; the daemon's
+/// circuit breaker keeps that far shorter when Redis is sick.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default [`ClientOptions::pool_size`]: 4 connections. Hits never use a connection; misses and
+/// writes hold one for one round trip (about 13 µs plus the daemon's work).
+pub const DEFAULT_POOL_SIZE: usize = 4;
+
+/// How to reach the daemon and how to encode values. Build with [`ClientOptions::new`] (or
+/// `Default`) and the builder methods, or [`ClientOptions::from_env`].
+///
+/// ```
+/// use cachekit_client::ClientOptions;
+/// use std::time::Duration;
+///
+/// let opts = ClientOptions::new()
+///     .instance("dev")
+///     .namespace("sessions")
+///     .request_timeout(Duration::from_millis(500));
+/// assert_eq!(opts.instance, "dev");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// The daemon's socket. When set it overrides `instance`; when `None` the socket is
+    /// `<dir>/<instance>.sock` in the first runtime directory that holds it (`/run/cachekit`,
+    /// `$XDG_RUNTIME_DIR/cachekit`, `/tmp/cachekit-<uid>`, or `$CACHEKIT_DIR` alone), looked up
+    /// again on every reconnect.
+    pub socket: Option<PathBuf>,
+    /// The daemon instance. Default `"default"`.
+    pub instance: String,
+    /// The namespace of the [`Client`](crate::Client) returned by `connect`. Default
+    /// `"default"`. Other namespaces: [`Client::with_namespace`](crate::Client::with_namespace).
+    pub namespace: String,
+    /// Value encoding: compression threshold and the largest value decoded.
+    pub envelope: EnvelopeConfig,
+    /// How long to wait for the daemon to accept a connection and answer HELLO.
+    pub connect_timeout: Duration,
+    /// How long to wait for the daemon's reply to one request (and for a free pooled
+    /// connection).
+    pub request_timeout: Duration,
+    /// Most connections open at once; threads beyond it wait for a free one (misses and
+    /// writes only: hits use no connection). At least 1.
+    pub pool_size: usize,
+    /// Name sent in HELLO, for the daemon's logs. Default: this program's file name.
+    pub client_name: String,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            socket: None,
+            instance: DEFAULT_INSTANCE.to_string(),
+            namespace: DEFAULT_NAMESPACE.to_string(),
+            envelope: EnvelopeConfig::DEFAULT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            pool_size: DEFAULT_POOL_SIZE,
+            client_name: default_client_name(),
+        }
+    }
+}
+
+fn default_client_name() -> String {
+    let name = std::env::args_os()
+        .next()
+        .map(PathBuf::from)
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "cachekit-client".to_string());
+    truncate_utf8(name, cachekit_proto::MAX_CLIENT_NAME_BYTES)
+}
+
+fn truncate_utf8(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
+impl ClientOptions {
+    /// The defaults: instance `default`, namespace `default`, 1 s connect timeout, 5 s request
+    /// timeout, 4 connections, default envelope.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The defaults overridden by the environment: `CACHEKIT_SOCKET`, `CACHEKIT_INSTANCE`,
+    /// `CACHEKIT_NAMESPACE` (empty variables are ignored). `CACHEKIT_DIR` is honoured when the
+    /// socket is looked up.
+    pub fn from_env() -> Self {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// [`ClientOptions::from_env`] with the variables read through `var`.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Self {
+        let get = |name: &str| var(name).filter(|v| !v.is_empty());
+        let mut opts = Self::default();
+        if let Some(socket) = get("CACHEKIT_SOCKET") {
+            opts.socket = Some(PathBuf::from(socket));
+        }
+        if let Some(instance) = get("CACHEKIT_INSTANCE") {
+            opts.instance = instance;
+        }
+        if let Some(namespace) = get("CACHEKIT_NAMESPACE") {
+            opts.namespace = namespace;
+        }
+        opts
+    }
+
+    /// Connect to this socket instead of looking one up by instance.
+    pub fn socket(mut self, path: impl Into<PathBuf>) -> Self {
+        self.socket = Some(path.into());
+        self
+    }
+
+    /// The daemon instance whose socket to look up.
+    pub fn instance(mut self, instance: impl Into<String>) -> Self {
+        self.instance = instance.into();
+        self
+    }
+
+    /// The namespace of the client.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// The envelope configuration.
+    pub fn envelope(mut self, envelope: EnvelopeConfig) -> Self {
+        self.envelope = envelope;
+        self
+    }
+
+    /// The connect (and HELLO) timeout.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The per-request timeout.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// The most connections open at once.
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size;
+        self
+    }
+
+    /// The name sent in HELLO (cut to 255 bytes).
+    pub fn client_name(mut self, name: impl Into<String>) -> Self {
+        self.client_name = truncate_utf8(name.into(), cachekit_proto::MAX_CLIENT_NAME_BYTES);
+        self
+    }
+
+    /// Checks the options; [`Client::connect`](crate::Client::connect) calls it.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.socket.is_none() {
+            cachekit_proto::paths::validate_instance(&self.instance)
+                .map_err(|message| Error::InvalidArgument { message })?;
+        }
+        crate::limits::check_namespace(&self.namespace, &cachekit_proto::Limits::DEFAULT)?;
+        if self.pool_size == 0 {
+            return Err(Error::InvalidArgument {
+                message: "pool_size is 0; it must be at least 1".into(),
+            });
+        }
+        for (name, t) in [
+            ("connect_timeout", self.connect_timeout),
+            ("request_timeout", self.request_timeout),
+        ] {
+            if t.is_zero() {
+                return Err(Error::InvalidArgument {
+                    message: format!("{name} is 0; give it a positive duration"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The socket to connect to now: `socket`, or the instance's socket looked up in the
+    /// runtime directories.
+    pub fn resolve_socket(&self) -> PathBuf {
+        match &self.socket {
+            Some(p) => p.clone(),
+            None => cachekit_proto::paths::client_socket(&self.instance),
+        }
+    }
+
+    /// The command that starts the daemon these options point at, for error messages.
+    pub(crate) fn start_hint(&self) -> String {
+        let env_dir = std::env::var_os("CACHEKIT_DIR").filter(|d| !d.is_empty());
+        start_hint(
+            self.socket.as_deref(),
+            &self.instance,
+            env_dir.as_deref().map(Path::new),
+        )
+    }
+}
+
+/// `cachekitd`, with the flags that make it listen where the client looks.
+fn start_hint(socket: Option<&Path>, instance: &str, env_dir: Option<&Path>) -> String {
+    let (dir, instance) = match socket {
+        Some(p) => {
+            let stem = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".sock"));
+            match (p.parent(), stem) {
+                (Some(dir), Some(stem)) if !stem.is_empty() => (Some(dir), stem),
+                _ => return "cachekitd (configured to listen on this socket)".to_string(),
+            }
+        }
+        None => (env_dir, instance),
+    };
+    let mut hint = "cachekitd".to_string();
+    if let Some(dir) = dir {
+        hint.push_str(&format!(" --dir {}", dir.display()));
+    }
+    if instance != DEFAULT_INSTANCE {
+        hint.push_str(&format!(" --instance {instance}"));
+    }
+    hint
+}
+
+/// Options of one [`Client::set`](crate::Client::set): lifetime and tags.
+///
+/// ```
+/// use cachekit_client::SetOptions;
+/// use std::time::Duration;
+///
+/// let opts = SetOptions::new()
+///     .ttl(Duration::from_secs(30))
+///     .grace(Duration::from_secs(5))
+///     .tag("posts/123");
+/// assert_eq!(opts.tags, ["posts/123"]);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SetOptions {
+    /// Time to live; `None` = never expires (until evicted, deleted or invalidated).
+    pub ttl: Option<Duration>,
+    /// How long after expiry the value may still be served, marked stale, while a caller
+    /// refreshes it. Default 0.
+    pub grace: Duration,
+    /// Tag paths (`posts/123/comments`) the entry belongs to, for [`Client::invalidate`](crate::Client::invalidate).
+    pub tags: Vec<String>,
+}
+
+impl SetOptions {
+    /// No TTL, no grace, no tags.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the time to live.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Sets the grace period.
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// Adds a tag.
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        self.tags.push(tag.into());
+        self
+    }
+
+    /// Adds tags.
+    pub fn tags<I, S>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.tags.extend(tags.into_iter().map(Into::into));
+        self
+    }
+}
+
+/// Milliseconds for the wire, rounding a positive sub-millisecond duration up to 1 ms (so a tiny
+/// TTL never turns into "expires at creation") and saturating at `u64::MAX`.
+pub(crate) fn duration_ms(d: Duration) -> u64 {
+    let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    if ms == 0 && !d.is_zero() {
+        1
+    } else {
+        ms
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn defaults() {
+        let o = ClientOptions::default();
+        assert_eq!(o.instance, "default");
+        assert_eq!(o.namespace, "default");
+        assert_eq!(o.socket, None);
+        assert_eq!(o.pool_size, 4);
+        assert_eq!(o.envelope, EnvelopeConfig::DEFAULT);
+        assert!(!o.client_name.is_empty());
+        o.validate().unwrap();
+    }
+
+    #[test]
+    fn start_hints_point_where_the_client_looks() {
+        assert_eq!(start_hint(None, "default", None), "cachekitd");
+        assert_eq!(start_hint(None, "dev", None), "cachekitd --instance dev");
+        assert_eq!(
+            start_hint(None, "dev", Some(Path::new("/tmp/ck"))),
+            "cachekitd --dir /tmp/ck --instance dev"
+        );
+        assert_eq!(
+            start_hint(Some(Path::new("/srv/ck/default.sock")), "x", None),
+            "cachekitd --dir /srv/ck"
+        );
+        assert_eq!(
+            start_hint(Some(Path::new("/srv/ck/a.sock")), "x", None),
+            "cachekitd --dir /srv/ck --instance a"
+        );
+        assert_eq!(
+            start_hint(Some(Path::new("/srv/ck/socket")), "x", None),
+            "cachekitd (configured to listen on this socket)"
+        );
+    }
+
+    #[test]
+    fn environment_overrides() {
+        let vars: HashMap<&str, &str> = [
+            ("CACHEKIT_SOCKET", "/tmp/x.sock"),
+            ("CACHEKIT_INSTANCE", "dev"),
+            ("CACHEKIT_NAMESPACE", ""),
+        ]
+        .into();
+        let o = ClientOptions::from_vars(|k| vars.get(k).map(|v| v.to_string()));
+        assert_eq!(o.socket, Some(PathBuf::from("/tmp/x.sock")));
+        assert_eq!(o.instance, "dev");
+        assert_eq!(o.namespace, "default", "empty variables are ignored");
+        assert_eq!(o.resolve_socket(), PathBuf::from("/tmp/x.sock"));
+    }
+
+    #[test]
+    fn builder_and_validation() {
+        let o = ClientOptions::new().instance("dev").namespace("app");
+        o.validate().unwrap();
+        assert!(matches!(
+            ClientOptions::new().instance("../etc").validate(),
+            Err(Error::InvalidArgument { .. })
+        ));
+        // An explicit socket makes the instance irrelevant.
+        ClientOptions::new()
+            .instance("../etc")
+            .socket("/tmp/s.sock")
+            .validate()
+            .unwrap();
+        assert!(matches!(
+            ClientOptions::new().namespace("").validate(),
+            Err(Error::InvalidArgument { .. })
+        ));
+        assert!(matches!(
+            ClientOptions::new().namespace("n".repeat(128)).validate(),
+            Err(Error::TooLarge { .. })
+        ));
+        assert!(ClientOptions::new().pool_size(0).validate().is_err());
+        assert!(ClientOptions::new()
+            .request_timeout(Duration::ZERO)
+            .validate()
+            .is_err());
+        let long = ClientOptions::new().client_name("é".repeat(200));
+        assert!(long.client_name.len() <= 255);
+    }
+
+    #[test]
+    fn set_options_builder() {
+        let o = SetOptions::new()
+            .ttl(Duration::from_secs(1))
+            .tags(["a", "b/c"])
+            .tag("d");
+        assert_eq!(o.ttl, Some(Duration::from_secs(1)));
+        assert_eq!(o.grace, Duration::ZERO);
+        assert_eq!(o.tags, ["a", "b/c", "d"]);
+    }
+
+    #[test]
+    fn durations_round_up_to_a_millisecond() {
+        assert_eq!(duration_ms(Duration::ZERO), 0);
+        assert_eq!(duration_ms(Duration::from_micros(10)), 1);
+        assert_eq!(duration_ms(Duration::from_millis(1500)), 1500);
+        assert_eq!(duration_ms(Duration::MAX), u64::MAX);
+    }
+}

@@ -1,0 +1,357 @@
+//! The state every handle of one client shares: the attached segment (swapped lock-free), the
+//! connection pool, the counters, and the reconnect logic.
+//!
+//! # Liveness and re-attach
+//!
+//! - The segment is used only while its heartbeat is younger than the daemon's
+//!   `heartbeat_timeout_ms` (one atomic load and one clock read per get).
+//! - Every new connection does its own HELLO and receives the segment descriptors; when its
+//!   epoch differs from the attached segment's, the new segment is mapped and swapped in
+//!   (`arc-swap`: readers never wait). Otherwise the descriptors are closed.
+//! - A request that fails on a pooled connection with a lost connection empties the pool and is
+//!   retried once on a fresh connection (which does HELLO, and so re-attaches).
+//! - A get that finds the heartbeat stale empties the pool, at most every
+//!   [`REFRESH_INTERVAL_MS`], so that its FETCH goes through a fresh HELLO: that is how a client
+//!   that only reads notices a restarted daemon.
+//! - After a failed connection attempt no other is made for [`RECONNECT_INTERVAL_MS`]: while
+//!   the daemon is down, gets miss and writes fail at once instead of each paying a connect.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use arc_swap::ArcSwapOption;
+use cachekit_proto::{HelloOk, Limits, Reply, Request};
+use cachekit_shm::{now_ms, Lookup, Reader, ReaderStats};
+
+use crate::conn::{Conn, ConnectParams};
+use crate::error::Error;
+use crate::options::ClientOptions;
+use crate::pool::Pool;
+use crate::stats::{bump, Counters, LocalStats, SegmentInfo};
+
+/// Least time between two connection attempts after one failed, in ms.
+pub const RECONNECT_INTERVAL_MS: u64 = 100;
+/// Least time between two forced reconnects while the heartbeat is stale, in ms.
+pub const REFRESH_INTERVAL_MS: u64 = 100;
+/// Initial size of each thread's segment copy buffer; it grows to the largest value read.
+const INITIAL_RAW_BYTES: usize = 4096;
+/// How many times a lookup grows the buffer for a value that keeps growing under it.
+const MAX_GROWS: usize = 3;
+
+thread_local! {
+    /// Envelope bytes copied out of the segment, before decoding. One per thread, so hits
+    /// allocate nothing but the value they return.
+    static RAW: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// An attached daemon: its segment (if it could be mapped) and what HELLO_OK said.
+pub(crate) struct Session {
+    pub(crate) reader: Option<Reader>,
+    pub(crate) epoch: u64,
+    pub(crate) heartbeat_timeout_ms: u64,
+    pub(crate) limits: Limits,
+}
+
+impl Session {
+    /// The reader, if its heartbeat is recent enough to trust.
+    fn live_reader(&self, now: u64) -> Option<&Reader> {
+        let reader = self.reader.as_ref()?;
+        let age = now.saturating_sub(reader.heartbeat_ms());
+        (age <= self.heartbeat_timeout_ms).then_some(reader)
+    }
+}
+
+/// What the segment said about a key.
+pub(crate) enum SegmentOutcome<T> {
+    Hit(T),
+    Miss,
+    /// No segment, or its heartbeat is stale: ask the daemon.
+    Unusable,
+}
+
+pub(crate) struct Shared {
+    pub(crate) opts: ClientOptions,
+    session: ArcSwapOption<Session>,
+    pool: Pool,
+    pub(crate) counters: Counters,
+    /// Unix ms before which no connection is attempted (set after a failed one).
+    connect_after_ms: AtomicU64,
+    /// Unix ms before which a stale heartbeat does not force another reconnect.
+    refresh_after_ms: AtomicU64,
+    /// Slow-path state: the last connect failure, counters of retired readers. Never touched
+    /// by a hit.
+    slow: Mutex<Slow>,
+}
+
+#[derive(Default)]
+struct Slow {
+    last_connect_error: Option<Error>,
+    retired: ReaderStats,
+}
+
+impl Shared {
+    pub(crate) fn new(opts: ClientOptions) -> Shared {
+        let pool = Pool::new(opts.pool_size);
+        Shared {
+            opts,
+            session: ArcSwapOption::empty(),
+            pool,
+            counters: Counters::default(),
+            connect_after_ms: AtomicU64::new(0),
+            refresh_after_ms: AtomicU64::new(0),
+            slow: Mutex::new(Slow::default()),
+        }
+    }
+
+    fn slow(&self) -> MutexGuard<'_, Slow> {
+        self.slow.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The limits to check requests against before sending: the daemon's, once known.
+    pub(crate) fn limits(&self) -> Limits {
+        self.session
+            .load()
+            .as_ref()
+            .map_or(Limits::DEFAULT, |s| s.limits)
+    }
+
+    /// Looks `key` up in the segment and, on a hit, hands the envelope bytes to `on_hit`.
+    /// Lock-free: one `arc-swap` load, one heartbeat load, one clock read, the table lookup.
+    pub(crate) fn segment_get<T>(
+        &self,
+        ns: &str,
+        key: &[u8],
+        on_hit: impl FnOnce(&[u8], &cachekit_shm::HitMeta) -> T,
+    ) -> Result<SegmentOutcome<T>, Error> {
+        let guard = self.session.load();
+        let Some(session) = guard.as_deref() else {
+            crate::limits::check_key(key, &Limits::DEFAULT)?;
+            self.refresh();
+            return Ok(SegmentOutcome::Unusable);
+        };
+        crate::limits::check_key(key, &session.limits)?;
+        let Some(reader) = session.live_reader(now_ms()) else {
+            if session.reader.is_some() {
+                bump(&self.counters.stale_heartbeat);
+                self.refresh();
+            }
+            return Ok(SegmentOutcome::Unusable);
+        };
+        Ok(RAW.with_borrow_mut(|raw| {
+            if raw.len() < INITIAL_RAW_BYTES {
+                raw.resize(INITIAL_RAW_BYTES, 0);
+            }
+            for _ in 0..MAX_GROWS {
+                match reader.get_into(ns, key, raw.as_mut_slice()) {
+                    Lookup::Hit(m) => return SegmentOutcome::Hit(on_hit(&raw[..m.value_len], &m)),
+                    Lookup::Miss => return SegmentOutcome::Miss,
+                    Lookup::BufferTooSmall { needed } => raw.resize(needed, 0),
+                }
+            }
+            SegmentOutcome::Miss
+        }))
+    }
+
+    /// The heartbeat is stale (or no segment is attached): make the next request open a fresh
+    /// connection, whose HELLO re-attaches if the daemon restarted. At most every
+    /// [`REFRESH_INTERVAL_MS`], and by one thread only.
+    fn refresh(&self) {
+        let now = now_ms();
+        let after = self.refresh_after_ms.load(Ordering::Relaxed);
+        if now < after {
+            return;
+        }
+        if self
+            .refresh_after_ms
+            .compare_exchange(
+                after,
+                now + REFRESH_INTERVAL_MS,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+        {
+            self.pool.clear();
+        }
+    }
+
+    /// Opens a connection (HELLO), attaching its segment if it is a new one. Rate-limited after
+    /// a failure.
+    fn open_conn(&self) -> Result<Conn, Error> {
+        let now = now_ms();
+        if now < self.connect_after_ms.load(Ordering::Relaxed) {
+            if let Some(e) = self.slow().last_connect_error.as_ref() {
+                return Err(Error::Unavailable {
+                    message: e.to_string(),
+                });
+            }
+        }
+        let path = self.opts.resolve_socket();
+        let hint = self.opts.start_hint();
+        let params = ConnectParams {
+            path: &path,
+            start_hint: &hint,
+            client_name: &self.opts.client_name,
+            connect_timeout: self.opts.connect_timeout,
+            request_timeout: self.opts.request_timeout,
+        };
+        match Conn::open(&params) {
+            Ok((conn, fds)) => {
+                bump(&self.counters.requests);
+                bump(&self.counters.connects);
+                self.connect_after_ms.store(0, Ordering::Relaxed);
+                self.observe_hello(&conn.hello, fds);
+                Ok(conn)
+            }
+            Err(e) => {
+                bump(&self.counters.connect_failures);
+                if e.is_unavailable() {
+                    self.connect_after_ms
+                        .store(now + RECONNECT_INTERVAL_MS, Ordering::Relaxed);
+                    self.slow().last_connect_error = Some(Error::Unavailable {
+                        message: e.to_string(),
+                    });
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Swaps in the segment of a HELLO_OK whose epoch is new; closes the descriptors otherwise.
+    fn observe_hello(&self, hello: &HelloOk, fds: Vec<OwnedFd>) {
+        let current = self.session.load();
+        if current
+            .as_ref()
+            .is_some_and(|s| s.epoch == hello.daemon_epoch)
+        {
+            return;
+        }
+        drop(current);
+        // Serialise attaches (slow path only): two connections to a new daemon map it once.
+        let mut slow = self.slow();
+        let current = self.session.load_full();
+        if current
+            .as_ref()
+            .is_some_and(|s| s.epoch == hello.daemon_epoch)
+        {
+            return;
+        }
+        let attached = match fds.as_slice() {
+            [table, client, ..] => Some(Reader::attach(table.as_fd(), Some(client.as_fd()))),
+            [table] => Some(Reader::attach(table.as_fd(), None)),
+            [] => None,
+        };
+        let reader = match attached {
+            Some(Ok(r)) => Some(r),
+            Some(Err(_)) => {
+                bump(&self.counters.attach_failures);
+                None
+            }
+            None => None,
+        };
+        let session = Session {
+            reader,
+            epoch: hello.daemon_epoch,
+            heartbeat_timeout_ms: u64::from(hello.heartbeat_timeout_ms),
+            limits: hello.limits,
+        };
+        if let Some(old) = current {
+            bump(&self.counters.reattaches);
+            if let Some(r) = &old.reader {
+                slow.retired = add(slow.retired, r.stats());
+            }
+        }
+        self.session.store(Some(std::sync::Arc::new(session)));
+    }
+
+    /// Sends `req` on a pooled connection and returns the reply; an ERROR reply becomes the
+    /// matching [`Error`]. A lost pooled connection is retried once on a fresh one.
+    pub(crate) fn request(&self, req: &Request) -> Result<Reply, Error> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut lease = self
+                .pool
+                .checkout(self.opts.request_timeout, || self.open_conn())?;
+            req.validate(lease.conn().limits())
+                .map_err(Error::from_validation)?;
+            bump(&self.counters.requests);
+            match lease.conn().call(req) {
+                Ok(Reply::Error { code, message }) => {
+                    let e = Error::from_daemon(code, message);
+                    if matches!(e, Error::Protocol { .. }) {
+                        lease.mark_broken();
+                    }
+                    return Err(e);
+                }
+                Ok(reply) => return Ok(reply),
+                Err(e) => {
+                    if e.breaks_connection() {
+                        lease.mark_broken();
+                    }
+                    let reused = lease.reused;
+                    drop(lease);
+                    if matches!(e, Error::Unavailable { .. }) {
+                        // The daemon went away: every pooled connection is dead too.
+                        self.pool.clear();
+                        if reused && attempt == 1 {
+                            bump(&self.counters.retries);
+                            continue;
+                        }
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Opens the first connection now (so `connect` reports a missing daemon).
+    pub(crate) fn warm_up(&self) -> Result<(), Error> {
+        let lease = self
+            .pool
+            .checkout(self.opts.request_timeout, || self.open_conn())?;
+        drop(lease);
+        Ok(())
+    }
+
+    pub(crate) fn local_stats(&self) -> LocalStats {
+        let retired = self.slow().retired;
+        let current = self
+            .session
+            .load()
+            .as_ref()
+            .and_then(|s| s.reader.as_ref().map(Reader::stats))
+            .unwrap_or_default();
+        self.counters.snapshot(add(retired, current))
+    }
+
+    pub(crate) fn segment_info(&self) -> Option<SegmentInfo> {
+        let guard = self.session.load();
+        let session = guard.as_deref()?;
+        let reader = session.reader.as_ref()?;
+        let heartbeat_ms = reader.heartbeat_ms();
+        Some(SegmentInfo {
+            epoch: session.epoch,
+            heartbeat_ms,
+            heartbeat_timeout_ms: session.heartbeat_timeout_ms,
+            live: now_ms().saturating_sub(heartbeat_ms) <= session.heartbeat_timeout_ms,
+        })
+    }
+
+    /// (open, idle) pooled connections.
+    pub(crate) fn pool_counts(&self) -> (usize, usize) {
+        self.pool.counts()
+    }
+}
+
+fn add(a: ReaderStats, b: ReaderStats) -> ReaderStats {
+    ReaderStats {
+        hits: a.hits + b.hits,
+        stale_hits: a.stale_hits + b.stale_hits,
+        misses: a.misses + b.misses,
+        retries: a.retries + b.retries,
+        gave_up: a.gave_up + b.gave_up,
+        corrupt: a.corrupt + b.corrupt,
+    }
+}

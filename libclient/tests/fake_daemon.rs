@@ -1,0 +1,383 @@
+//! The client against an in-process stand-in for cachekitd (tests/common): the hit path, the
+//! miss path, liveness and re-attach, told as stories. Each test runs under a watchdog.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cachekit_client::{Client, ClientOptions, Error, SetOptions, Source};
+use common::{eventually, socket_path, watchdog, FakeDaemon, HEARTBEAT_TIMEOUT_MS};
+
+fn options(path: &std::path::Path) -> ClientOptions {
+    ClientOptions::new()
+        .socket(path)
+        .namespace("test")
+        .request_timeout(Duration::from_secs(5))
+}
+
+#[test]
+fn hits_come_from_the_segment_without_socket_requests() {
+    watchdog(30, || {
+        let (_dir, path) = socket_path();
+        let daemon = FakeDaemon::start(&path);
+        let client = Client::connect(options(&path)).unwrap();
+        client
+            .set(
+                "k",
+                b"hello",
+                &SetOptions::new().ttl(Duration::from_secs(60)),
+            )
+            .unwrap();
+
+        let requests = client.request_count();
+        let daemon_requests = daemon.requests();
+        let mut buf = Vec::new();
+        for _ in 0..1000 {
+            let v = client.get("k").unwrap().expect("hit");
+            assert_eq!(v.bytes, b"hello");
+            assert_eq!(v.source, Source::Segment);
+            assert!(!v.stale);
+            assert!(v.expires_ms.is_some());
+            let info = client.get_into("k", &mut buf).unwrap().expect("hit");
+            assert_eq!(buf, b"hello");
+            assert_eq!(info.source, Source::Segment);
+            assert_eq!(info.len, 5);
+        }
+        assert_eq!(
+            client.request_count(),
+            requests,
+            "hits sent socket requests"
+        );
+        assert_eq!(daemon.requests(), daemon_requests);
+        let local = client.local_stats();
+        assert!(local.segment_hits >= 2000, "{local:?}");
+        assert_eq!(local.fetches, 0);
+    });
+}
+
+#[test]
+fn a_miss_asks_the_daemon_once() {
+    watchdog(30, || {
+        let (_dir, path) = socket_path();
+        let _daemon = FakeDaemon::start(&path);
+        let client = Client::connect(options(&path)).unwrap();
+        let before = client.request_count();
+        assert_eq!(client.get("absent").unwrap(), None);
+        assert_eq!(client.request_count(), before + 1);
+        let local = client.local_stats();
+        assert_eq!((local.fetches, local.fetch_misses), (1, 1));
+    });
+}
+
+#[test]
+fn values_round_trip_raw_and_compressed() {
+    watchdog(30, || {
+        let (_dir, path) = socket_path();
+        let _daemon = FakeDaemon::start(&path);
+        let client = Client::connect(options(&path)).unwrap();
+        let big = "cachekit ".repeat(10_000).into_bytes(); // compresses well
+        let binary: Vec<u8> = (0..=255u8).collect();
+        client.set("big", &big, &SetOptions::new()).unwrap();
+        client.set("bin", &binary, &SetOptions::new()).unwrap();
+        client.set("empty", b"", &SetOptions::new()).unwrap();
+        assert_eq!(client.get("big").unwrap().unwrap().bytes, big);
+        assert_eq!(client.get("bin").unwrap().unwrap().bytes, binary);
+        assert_eq!(client.get("empty").unwrap().unwrap().bytes, b"");
+        let many = client.get_many(&["big", "nope", "bin"]).unwrap();
+        assert_eq!(many.len(), 3);
+        assert_eq!(many[0].as_ref().unwrap().bytes, big);
+        assert!(many[1].is_none());
+        assert_eq!(many[2].as_ref().unwrap().bytes, binary);
+        // get_into reuses the caller's buffer; a miss leaves it empty.
+        let mut buf = Vec::with_capacity(200_000);
+        client.get_into("big", &mut buf).unwrap().unwrap();
+        assert_eq!(buf, big);
+        assert!(client.get_into("nope", &mut buf).unwrap().is_none());
+        assert!(buf.is_empty());
+    });
+}
+
+#[test]
+fn writes_delete_invalidate_clear() {
+    watchdog(30, || {
+        let (_dir, path) = socket_path();
+        let _daemon = FakeDaemon::start(&path);
+        let client = Client::connect(options(&path)).unwrap();
+        let tagged = |t: &str| SetOptions::new().tag(t);
+        client.set("a", b"1", &tagged("posts/1")).unwrap();
+        client.set("b", b"2", &tagged("posts/1/comments")).unwrap();
+        client.set("c", b"3", &tagged("posts/12")).unwrap();
+
+        // Exact invalidation leaves the child tag alone.
+        client.invalidate_exact(&["posts/1"]).unwrap();
+        assert!(client.get("a").unwrap().is_none());
+        assert!(client.get("b").unwrap().is_some());
+        // Hierarchical covers children, not siblings that share a prefix of characters.
+        client.set("a", b"1", &tagged("posts/1")).unwrap();
+        client.invalidate(&["posts/1"]).unwrap();
+        assert!(client.get("a").unwrap().is_none());
+        assert!(client.get("b").unwrap().is_none());
+        assert_eq!(client.get("c").unwrap().unwrap().bytes, b"3");
+
+        assert!(client.delete("c").unwrap());
+        assert!(!client.delete("c").unwrap());
+        assert!(client.get("c").unwrap().is_none());
+
+        // clear() is per namespace; with_namespace shares the connection state.
+        let other = client.with_namespace("other").unwrap();
+        assert_eq!(other.namespace(), "other");
+        client.set("k", b"mine", &SetOptions::new()).unwrap();
+        other.set("k", b"theirs", &SetOptions::new()).unwrap();
+        assert_eq!(client.get("k").unwrap().unwrap().bytes, b"mine");
+        client.clear().unwrap();
+        assert!(client.get("k").unwrap().is_none());
+        assert_eq!(other.get("k").unwrap().unwrap().bytes, b"theirs");
+        assert_eq!(client.local_stats(), other.local_stats());
+        assert_eq!(client.pool_connections().0, other.pool_connections().0);
+    });
+}
+
+#[test]
+fn a_stale_hit_is_marked_stale() {
+    watchdog(30, || {
+        let (_dir, path) = socket_path();
+        let _daemon = FakeDaemon::start(&path);
+        let client = Client::connect(options(&path)).unwrap();
+        let opts = SetOptions::new()
+            .ttl(Duration::from_millis(50))
+            .grace(Duration::from_secs(60));
+        client.set("k", b"v", &opts).unwrap();
+        assert!(eventually(10, || client
+            .get("k")
+            .unwrap()
+            .is_some_and(|v| v.stale)));
+        let v = client.get("k").unwrap().unwrap();
+        assert!(v.stale && !v.is_fresh());
+        assert_eq!(v.source, Source::Segment);
+        assert!(v.grace_until_ms.unwrap() > v.expires_ms.unwrap());
+    });
+}
+
+#[test]
+fn limits_are_checked_before_sending() {
+    watchdog(30, || {
+        let (_dir, path) = socket_path();
+        let _daemon = FakeDaemon::start(&path);
+        let client = Client::connect(options(&path)).unwrap();
+        let before = client.request_count();
+        let long_key = vec![b'k'; 4097];
+        let e = client.get(&long_key).unwrap_err();
+        assert!(e.to_string().contains("max_key_bytes = 4096"), "{e}");
+        let e = client.set(&long_key, b"v", &SetOptions::new()).unwrap_err();
+        assert!(matches!(e, Error::TooLarge { .. }), "{e}");
+        let e = client
+            .set("k", vec![7u8; 2 << 20], &SetOptions::new())
+            .unwrap_err();
+        assert!(matches!(e, Error::TooLarge { .. }), "{e}");
+        assert!(e.to_string().contains("max_value_bytes"), "{e}");
+        let e = client
+            .set("k", b"v", &SetOptions::new().tag("a//b"))
+            .unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument { .. }), "{e}");
+        let nine: Vec<String> = (0..9).map(|i| format!("t{i}")).collect();
+        let e = client.invalidate(&nine).unwrap_err();
+        assert!(e.to_string().contains("max_tags = 8"), "{e}");
+        assert!(client.with_namespace("").is_err());
+        assert!(client.with_namespace(&"n".repeat(128)).is_err());
+        assert_eq!(client.request_count(), before, "invalid requests were sent");
+    });
+}
+
+#[test]
+fn the_daemons_own_limits_apply() {
+    watchdog(30, || {
+        let (_dir, path) = socket_path();
+        let limits = cachekit_proto::Limits {
+            max_value_bytes: 1000,
+            ..cachekit_proto::Limits::DEFAULT
+        };
+        let _daemon = FakeDaemon::start_with(&path, limits);
+        let client = Client::connect(options(&path)).unwrap();
+        // Incompressible 1000 bytes grow by the 16-byte envelope header: over the limit.
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let value: Vec<u8> = (0..1000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let e = client.set("k", &value, &SetOptions::new()).unwrap_err();
+        assert!(e.to_string().contains("max_value_bytes = 1000"), "{e}");
+        client.set("k", &value[..900], &SetOptions::new()).unwrap();
+    });
+}
+
+#[test]
+fn stale_heartbeat_bypasses_the_segment() {
+    watchdog(30, || {
+        let (_dir, path) = socket_path();
+        let daemon = FakeDaemon::start(&path);
+        let client = Client::connect(options(&path)).unwrap();
+        client.set("k", b"v", &SetOptions::new()).unwrap();
+        assert_eq!(client.get("k").unwrap().unwrap().source, Source::Segment);
+
+        daemon.pause_heartbeat();
+        // Once the heartbeat is older than heartbeat_timeout_ms, gets go to the daemon.
+        assert!(eventually(10, || client
+            .get("k")
+            .unwrap()
+            .is_some_and(|v| v.source == Source::Daemon)));
+        assert!(!client.segment().unwrap().live);
+        assert!(client.local_stats().stale_heartbeat > 0);
+
+        daemon.resume_heartbeat();
+        assert!(eventually(10, || client
+            .get("k")
+            .unwrap()
+            .is_some_and(|v| v.source == Source::Segment)));
+        assert!(client.segment().unwrap().live);
+        let _ = HEARTBEAT_TIMEOUT_MS;
+    });
+}
+
+#[test]
+fn daemon_down_means_misses_and_unavailable_writes() {
+    watchdog(30, || {
+        let (_dir, path) = socket_path();
+        let daemon = FakeDaemon::start(&path);
+        let client = Client::connect(options(&path)).unwrap();
+        client.set("k", b"v", &SetOptions::new()).unwrap();
+        daemon.stop();
+
+        // Until the heartbeat goes stale the segment may still answer; after that, misses.
+        assert!(eventually(10, || client.get("k").unwrap().is_none()));
+        assert!(client.local_stats().unavailable_misses > 0);
+        let e = client.set("k", b"v2", &SetOptions::new()).unwrap_err();
+        assert!(matches!(e, Error::Unavailable { .. }), "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains("cachekitd is not running at"), "{msg}");
+        assert!(msg.contains(&path.display().to_string()), "{msg}");
+        assert!(msg.contains("start it"), "{msg}");
+        assert!(client.delete("k").unwrap_err().is_unavailable());
+        assert!(client.ping().unwrap_err().is_unavailable());
+    });
+}
+
+#[test]
+fn connect_reports_a_missing_daemon_and_connect_lazy_waits_for_it() {
+    watchdog(30, || {
+        let (_dir, path) = socket_path();
+        let e = Client::connect(options(&path)).unwrap_err();
+        assert!(matches!(e, Error::Unavailable { .. }), "{e}");
+
+        let client = Client::connect_lazy(options(&path)).unwrap();
+        assert_eq!(client.get("k").unwrap(), None);
+        assert!(client.set("k", b"v", &SetOptions::new()).is_err());
+
+        let daemon = FakeDaemon::start(&path);
+        // Reconnects are rate-limited (100 ms), not blocked.
+        assert!(eventually(10, || client
+            .set("k", b"v", &SetOptions::new())
+            .is_ok()));
+        assert_eq!(client.get("k").unwrap().unwrap().source, Source::Segment);
+        assert_eq!(client.segment().unwrap().epoch, daemon.epoch());
+    });
+}
+
+#[test]
+fn a_restarted_daemon_is_reattached_transparently() {
+    watchdog(60, || {
+        let (_dir, path) = socket_path();
+        let first = FakeDaemon::start(&path);
+        let first_epoch = first.epoch();
+        let client = Client::connect(options(&path)).unwrap();
+        client.set("k", b"old", &SetOptions::new()).unwrap();
+        assert_eq!(client.segment().unwrap().epoch, first_epoch);
+        first.stop();
+
+        let second = FakeDaemon::start(&path);
+        assert_ne!(second.epoch(), first_epoch);
+        // A write notices at once (its pooled connection is dead: one retry, fresh HELLO).
+        client.set("k", b"new", &SetOptions::new()).unwrap();
+        assert_eq!(client.segment().unwrap().epoch, second.epoch());
+        let v = client.get("k").unwrap().unwrap();
+        assert_eq!(
+            (v.bytes.as_slice(), v.source),
+            (&b"new"[..], Source::Segment)
+        );
+        assert!(client.local_stats().reattaches >= 1);
+        second.stop();
+
+        // A client that only reads notices through the stale heartbeat.
+        let third = FakeDaemon::start(&path);
+        third.insert(
+            "test",
+            b"r",
+            &cachekit_envelope::encode(&Default::default(), b"third").unwrap(),
+        );
+        assert!(eventually(10, || client.get("r").unwrap().is_some_and(
+            |v| v.bytes == b"third" && v.source == Source::Segment
+        )));
+        assert_eq!(client.segment().unwrap().epoch, third.epoch());
+    });
+}
+
+#[test]
+fn many_threads_share_one_client() {
+    watchdog(60, || {
+        let (_dir, path) = socket_path();
+        let _daemon = FakeDaemon::start(&path);
+        let client = Arc::new(Client::connect(options(&path).pool_size(2)).unwrap());
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let c = client.clone();
+                std::thread::spawn(move || {
+                    for i in 0..200 {
+                        let key = format!("t{t}-{}", i % 20);
+                        let value = format!("v{t}-{i}");
+                        c.set(&key, &value, &SetOptions::new()).unwrap();
+                        let got = c.get(&key).unwrap().expect("own write visible");
+                        assert_eq!(got.bytes, value.as_bytes());
+                        let _ = c.get("missing").unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let (open, idle) = client.pool_connections();
+        assert!(open <= 2 && idle <= open, "{open} {idle}");
+    });
+}
+
+#[test]
+fn stats_and_ping() {
+    watchdog(30, || {
+        let (_dir, path) = socket_path();
+        let daemon = FakeDaemon::start(&path);
+        let client = Client::connect(options(&path)).unwrap();
+        let pong = client.ping().unwrap();
+        assert_eq!(pong.epoch, daemon.epoch());
+        let stats = client.stats().unwrap();
+        assert!(stats.daemon_counter("requests").is_some());
+        assert_eq!(stats.local.requests, client.request_count());
+        assert_eq!(stats.segment.unwrap().epoch, daemon.epoch());
+    });
+}
+
+#[test]
+fn a_value_that_is_not_an_envelope_is_an_error() {
+    watchdog(30, || {
+        let (_dir, path) = socket_path();
+        let daemon = FakeDaemon::start(&path);
+        let client = Client::connect(options(&path)).unwrap();
+        daemon.insert("test", b"raw", b"not an envelope at all");
+        let e = client.get("raw").unwrap_err();
+        assert!(matches!(e, Error::Envelope(_)), "{e}");
+        assert_eq!(client.local_stats().decode_errors, 1);
+    });
+}
