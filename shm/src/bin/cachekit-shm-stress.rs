@@ -3,8 +3,8 @@
 //! once per reader, with the role as the first argument:
 //!
 //! ```text
-//! cachekit-shm-stress torn-reader --table-fd N --client-fd M --secs S --seed X
-//! cachekit-shm-stress inv-reader  --table-fd N --client-fd M --secs S
+//! cachekit-shm-stress torn-reader --table-fd N --client-fd M --secs S [--until-eof true] [--seed X] [--report K]
+//! cachekit-shm-stress inv-reader  --table-fd N --client-fd M --secs S [--until-eof true] [--report K]
 //! cachekit-shm-stress check       --table-fd N --client-fd M
 //! ```
 //!
@@ -15,9 +15,11 @@
 //! - `check` answers expectations sent on stdin, one line per batch:
 //!   `<namespace> <key>=<value> <key>=- ...` (`-` = must miss) → `ok <n>` or `bad ...`.
 //!
-//! The two reader roles run for `--secs` and print one line of flat JSON counts on stdout
-//! (details of the first few bad values go to stderr). They exit 0 whatever they found:
-//! the verdict is the test's. Exit 2 = bad arguments or a segment that cannot be attached.
+//! The two reader roles run for `--secs`, or with `--until-eof true` until their stdin
+//! is closed (the writer decides when it has done enough; `--secs` is then a cap). They
+//! print one line of flat JSON counts on stdout (the first `--report` bad values, default
+//! 5, are described on stderr) and exit 0 whatever they found: the verdict is the test's.
+//! Exit 2 = bad arguments or a segment that cannot be attached.
 //!
 //! File descriptors: the parent hands the table and client-area memfds over by
 //! inheritance — it clears `FD_CLOEXEC` on duplicates made for this child and passes their
@@ -103,7 +105,7 @@ pub mod codec {
         let r = rng.next_u64();
         if (HOT_KEYS..HOT_KEYS + TIMED_KEYS).contains(&id) {
             100 + (r % 151) as u16
-        } else if r % 8 == 0 {
+        } else if r & 7 == 0 {
             3_000
         } else {
             0
@@ -153,7 +155,10 @@ pub mod codec {
 
     /// Writes the value of (`slot`, `version`) of `len` bytes into `out`.
     pub fn encode(slot: u32, version: u32, len: usize, ttl_ms: u16, out: &mut Vec<u8>) {
-        assert!((HEADER..=u16::MAX as usize).contains(&len), "value length {len} out of range");
+        assert!(
+            (HEADER..=u16::MAX as usize).contains(&len),
+            "value length {len} out of range"
+        );
         out.clear();
         out.resize(len, 0);
         out[0..4].copy_from_slice(&slot.to_le_bytes());
@@ -186,8 +191,8 @@ pub mod codec {
         Meta,
     }
 
-    /// Checks a value read for `want_slot`, returns its version. `t0` and `t1` are
-    /// `now_ms()` just before and just after the read.
+    /// Checks a value read for `want_slot`, returns its version. `[t0, t1]` bounds the
+    /// clock reading the lookup judged deadlines with (read just before and just after).
     pub fn verify(v: &[u8], want_slot: u32, meta: &HitMeta, t0: u64, t1: u64) -> Result<u32, Bad> {
         if v.len() < HEADER {
             return Err(Bad::Short);
@@ -197,7 +202,13 @@ pub mod codec {
             b[..r.len()].copy_from_slice(&v[r]);
             u32::from_le_bytes(b)
         };
-        let (slot, version, len, ttl, check) = (word(0..4), word(4..8), word(8..10), word(10..12), word(12..16));
+        let (slot, version, len, ttl, check) = (
+            word(0..4),
+            word(4..8),
+            word(8..10),
+            word(10..12),
+            word(12..16),
+        );
         if slot != want_slot {
             return Err(Bad::WrongKey);
         }
@@ -225,7 +236,9 @@ pub mod codec {
         if ttl == 0 {
             return m.expires_ms.is_none() && m.grace_until_ms.is_none() && !m.stale;
         }
-        let (Some(exp), Some(grace_until)) = (m.expires_ms, m.grace_until_ms) else { return false };
+        let (Some(exp), Some(grace_until)) = (m.expires_ms, m.grace_until_ms) else {
+            return false;
+        };
         // The lookup's clock reading lies in [t0, t1]: a hit means it was before
         // grace_until; `stale` means it was at or after `expires`.
         exp == m.created_ms + ttl
@@ -287,12 +300,49 @@ mod roles {
     use cachekit_shm::{now_ms, Lookup, Reader, ReaderStats};
     use std::collections::HashMap;
     use std::fmt::Write as _;
-    use std::io::{BufRead, Write};
+    use std::io::{BufRead, Read, Write};
     use std::os::fd::{BorrowedFd, RawFd};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    /// How many bad values a reader describes on stderr (all are counted).
+    /// How many bad values a reader describes on stderr by default (`--report`); all are
+    /// counted.
     const REPORT_FIRST: u64 = 5;
+
+    /// Bounds of the clock a lookup judges deadlines with, read just before it
+    /// ([`DeadlineClock::before`]) and just after it ([`DeadlineClock::after`]). Its clock is the coarse real-time clock plus
+    /// one tick of it (`deadline_now_ms`), which can lag the precise clock `now_ms()` by
+    /// more than its tick (see `expired_entries_are_never_served_late` in the test), so the
+    /// window admits both: the timing check here is that the reader applied its own clock
+    /// to the right deadlines; whether that clock is late is the dedicated test's business.
+    struct DeadlineClock {
+        tick_ms: u64,
+    }
+
+    impl DeadlineClock {
+        fn new() -> DeadlineClock {
+            let r = rustix::time::clock_getres(rustix::time::ClockId::RealtimeCoarse);
+            let tick_ms =
+                (r.tv_sec as u64 * 1000 + (r.tv_nsec as u64).div_ceil(1_000_000)).clamp(1, 100);
+            DeadlineClock { tick_ms }
+        }
+
+        fn coarse_ms(&self) -> u64 {
+            let t = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
+            t.tv_sec as u64 * 1000 + t.tv_nsec as u64 / 1_000_000 + self.tick_ms
+        }
+
+        /// A lower bound of any clock reading the lookup about to start may make.
+        fn before(&self) -> u64 {
+            now_ms().min(self.coarse_ms())
+        }
+
+        /// An upper bound of any clock reading the lookup that just ended made.
+        fn after(&self) -> u64 {
+            now_ms().max(self.coarse_ms())
+        }
+    }
 
     /// `--name value` pairs.
     pub struct Args(HashMap<String, String>);
@@ -302,7 +352,9 @@ mod roles {
             let mut m = HashMap::new();
             let mut it = args;
             while let Some(name) = it.next() {
-                let Some(name) = name.strip_prefix("--") else { return Err(format!("unexpected argument {name:?}")) };
+                let Some(name) = name.strip_prefix("--") else {
+                    return Err(format!("unexpected argument {name:?}"));
+                };
                 let value = it.next().ok_or_else(|| format!("--{name} needs a value"))?;
                 m.insert(name.to_owned(), value);
             }
@@ -310,7 +362,10 @@ mod roles {
         }
 
         pub fn get<T: std::str::FromStr>(&self, name: &str) -> Result<T, String> {
-            let v = self.0.get(name).ok_or_else(|| format!("missing --{name}"))?;
+            let v = self
+                .0
+                .get(name)
+                .ok_or_else(|| format!("missing --{name}"))?;
             v.parse().map_err(|_| format!("bad --{name} {v:?}"))
         }
 
@@ -325,7 +380,8 @@ mod roles {
 
     /// Checks that `fd` names an open memfd of this process.
     fn check_memfd(fd: RawFd) -> Result<(), String> {
-        let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).map_err(|e| format!("fd {fd}: {e}"))?;
+        let link = std::fs::read_link(format!("/proc/self/fd/{fd}"))
+            .map_err(|e| format!("fd {fd}: {e}"))?;
         if link.to_string_lossy().starts_with("/memfd:") {
             Ok(())
         } else {
@@ -346,7 +402,12 @@ mod roles {
         // - nothing closes them while borrowed: this process never makes an OwnedFd, File
         //   or any other owner from these numbers, and the borrows end when `attach`
         //   returns (the mappings it makes do not need the fds afterwards).
-        let (table, client) = unsafe { (BorrowedFd::borrow_raw(table), BorrowedFd::borrow_raw(client)) };
+        let (table, client) = unsafe {
+            (
+                BorrowedFd::borrow_raw(table),
+                BorrowedFd::borrow_raw(client),
+            )
+        };
         Reader::attach(table, Some(client)).map_err(|e| format!("attach: {e}"))
     }
 
@@ -368,27 +429,54 @@ mod roles {
         s
     }
 
-    fn deadline(args: &Args) -> Result<Instant, String> {
-        let secs: f64 = args.get("secs")?;
-        if !(0.0..=86_400.0).contains(&secs) {
-            return Err(format!("--secs {secs} out of range"));
-        }
-        Ok(Instant::now() + Duration::from_secs_f64(secs))
+    /// When a reader loop stops: at `--secs`, or (`--until-eof true`) when stdin closes.
+    struct Stop {
+        end: Instant,
+        eof: Arc<AtomicBool>,
     }
 
-    /// Reads random keys until the deadline and verifies every hit.
+    impl Stop {
+        fn new(args: &Args) -> Result<Stop, String> {
+            let secs: f64 = args.get("secs")?;
+            if !(0.0..=86_400.0).contains(&secs) {
+                return Err(format!("--secs {secs} out of range"));
+            }
+            let eof = Arc::new(AtomicBool::new(false));
+            if args.get_or("until-eof", false)? {
+                let flag = eof.clone();
+                std::thread::spawn(move || {
+                    let mut sink = [0u8; 64];
+                    let mut stdin = std::io::stdin().lock();
+                    while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
+                    flag.store(true, Ordering::Relaxed);
+                });
+            }
+            Ok(Stop {
+                end: Instant::now() + Duration::from_secs_f64(secs),
+                eof,
+            })
+        }
+
+        fn reached(&self) -> bool {
+            self.eof.load(Ordering::Relaxed) || Instant::now() >= self.end
+        }
+    }
+
+    /// Reads random keys until told to stop and verifies every hit.
     pub fn torn_reader(args: &Args) -> Result<String, String> {
         use codec::{Bad, NAMESPACES};
         let reader = attach(args)?;
-        let end = deadline(args)?;
+        let stop = Stop::new(args)?;
+        let report = args.get_or("report", REPORT_FIRST)?;
         let mut rng = codec::Rng(args.get_or("seed", 1)?);
+        let clock = DeadlineClock::new();
         let mut last = vec![0u32; NAMESPACES.len() * codec::KEYS as usize];
         let mut buf = vec![0u8; reader.max_value_bytes()];
         let (mut reads, mut checked, mut backwards, mut too_small) = (0u64, 0u64, 0u64, 0u64);
         let mut bad = [0u64; 6];
         let mut reported = 0;
         loop {
-            if reads % 256 == 0 && Instant::now() >= end {
+            if reads % 256 == 0 && stop.reached() {
                 break;
             }
             reads += 1;
@@ -396,7 +484,7 @@ mod roles {
             let (k, kl) = codec::key(id);
             let key = &k[..kl];
             let slot = codec::slot(ns, id);
-            let t0 = now_ms();
+            let t0 = clock.before();
             // Mostly the zero-allocation path; every 16th read through `get`.
             let owned;
             let (value, meta) = if reads % 16 == 0 {
@@ -417,7 +505,7 @@ mod roles {
                     }
                 }
             };
-            let t1 = now_ms();
+            let t1 = clock.after();
             checked += 1;
             let problem = match codec::verify(value, slot, &meta, t0, t1) {
                 Ok(version) => {
@@ -436,11 +524,11 @@ mod roles {
                 }
             };
             if let Some(p) = problem {
-                if reported < REPORT_FIRST {
+                if reported < report {
                     reported += 1;
                     let head = &value[..value.len().min(codec::HEADER)];
                     eprintln!(
-                        "torn-reader: {} key {id}: {p}; value of {} bytes starting {head:02x?}; {meta:?}",
+                        "torn-reader: {} key {id}: {p}; value of {} bytes starting {head:02x?}; {meta:?}; read within [{t0}, {t1}]",
                         NAMESPACES[ns],
                         value.len()
                     );
@@ -472,16 +560,21 @@ mod roles {
         Some(u64::from_le_bytes(v.try_into().ok()?))
     }
 
-    /// Follows the invalidation rounds of [`plan`] until the deadline.
+    /// Follows the invalidation rounds of [`plan`] until told to stop.
     pub fn inv_reader(args: &Args) -> Result<String, String> {
         let reader = attach(args)?;
-        let end = deadline(args)?;
-        let steady: Vec<(&str, &str, Vec<u8>)> =
-            plan::STEADY.iter().map(|(ns, k, _)| (*ns, *k, plan::steady_value(ns, k))).collect();
-        let (mut loops, mut max_round, mut violations, mut fresh_hits, mut churn_misses) = (0u64, 0u64, 0u64, 0u64, 0u64);
-        let (mut steady_hits, mut steady_misses, mut steady_gave_up, mut bad_value) = (0u64, 0u64, 0u64, 0u64);
+        let stop = Stop::new(args)?;
+        let report = args.get_or("report", REPORT_FIRST)?;
+        let steady: Vec<(&str, &str, Vec<u8>)> = plan::STEADY
+            .iter()
+            .map(|(ns, k, _)| (*ns, *k, plan::steady_value(ns, k)))
+            .collect();
+        let (mut loops, mut max_round, mut violations, mut fresh_hits, mut churn_misses) =
+            (0u64, 0u64, 0u64, 0u64, 0u64);
+        let (mut steady_hits, mut steady_misses, mut steady_gave_up, mut bad_value) =
+            (0u64, 0u64, 0u64, 0u64);
         let mut reported = 0;
-        while loops % 64 != 0 || Instant::now() < end {
+        while loops % 64 != 0 || !stop.reached() {
             loops += 1;
             // Acquire of the round slot (inside get): every invalidation that returned
             // before round R was published is visible to the reads below.
@@ -500,7 +593,7 @@ mod roles {
                         None => bad_value += 1,
                         Some(r) if r <= round => {
                             violations += 1;
-                            if reported < REPORT_FIRST {
+                            if reported < report {
                                 reported += 1;
                                 eprintln!(
                                     "inv-reader: {key} returned round {r} after round {round} was published, i.e. after its invalidation returned"
@@ -521,7 +614,7 @@ mod roles {
                         if reader.stats().gave_up > gave_up {
                             steady_gave_up += 1;
                         }
-                        if reported < REPORT_FIRST {
+                        if reported < report {
                             reported += 1;
                             eprintln!("inv-reader: steady key {ns}/{key} missed (round {round})");
                         }
@@ -558,16 +651,26 @@ mod roles {
             let mut n = 0;
             let mut wrong = Vec::new();
             for w in words {
-                let Some((key, want)) = w.split_once('=') else { return Err(format!("bad expectation {w:?}")) };
-                let got = reader.get(ns, key.as_bytes()).map(|(v, _)| String::from_utf8_lossy(&v).into_owned());
+                let Some((key, want)) = w.split_once('=') else {
+                    return Err(format!("bad expectation {w:?}"));
+                };
+                let got = reader
+                    .get(ns, key.as_bytes())
+                    .map(|(v, _)| String::from_utf8_lossy(&v).into_owned());
                 let want = (want != "-").then(|| want.to_owned());
                 if got != want {
                     wrong.push(format!("{key}: got {got:?}, want {want:?}"));
                 }
                 n += 1;
             }
-            let reply = if wrong.is_empty() { format!("ok {n}") } else { format!("bad {ns}: {}", wrong.join("; ")) };
-            writeln!(out, "{reply}").and_then(|()| out.flush()).map_err(|e| format!("stdout: {e}"))?;
+            let reply = if wrong.is_empty() {
+                format!("ok {n}")
+            } else {
+                format!("bad {ns}: {}", wrong.join("; "))
+            };
+            writeln!(out, "{reply}")
+                .and_then(|()| out.flush())
+                .map_err(|e| format!("stdout: {e}"))?;
         }
         Ok(json("check", &[], &reader.stats()))
     }
@@ -584,10 +687,16 @@ fn main() {
         "torn-reader" => roles::torn_reader(&args),
         "inv-reader" => roles::inv_reader(&args),
         "check" => roles::check(&args),
-        _ => Err(format!("unknown role {role:?}; roles: torn-reader, inv-reader, check (see the file's docs)")),
+        _ => Err(format!(
+            "unknown role {role:?}; roles: torn-reader, inv-reader, check (see the file's docs)"
+        )),
     });
     match result {
-        Ok(line) => println!("{line}"),
+        Ok(line) => {
+            use std::io::Write;
+            // A writer that has gone away (closed pipe) is no reason to panic.
+            let _ = writeln!(std::io::stdout(), "{line}");
+        }
         Err(e) => {
             eprintln!("cachekit-shm-stress {role}: {e}");
             std::process::exit(2);
