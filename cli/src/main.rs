@@ -90,9 +90,10 @@ fn run(cli: Cli) -> Result<Outcome, CliError> {
                     "tags": tags,
                 }),
                 format!(
-                    "stored {} ({} bytes{}{})",
+                    "stored {} ({} byte{}{}{})",
                     output::key_text(key.as_bytes()),
                     bytes.len(),
+                    if bytes.len() == 1 { "" } else { "s" },
                     ttl.map(|t| format!(", ttl {}", duration::format_duration(t)))
                         .unwrap_or_default(),
                     if tags.is_empty() {

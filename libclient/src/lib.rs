@@ -45,6 +45,17 @@
 //! failure), and swaps the new segment in without blocking readers. Application code never
 //! reconnects.
 //!
+//! While the daemon is down, gets miss and writes fail at once with [`Error::Unavailable`]
+//! (after one failed attempt, connecting is retried at most every 100 ms). While it is stuck
+//! (alive but not answering, e.g. SIGSTOP), the segment is not read once its heartbeat is
+//! stale, gets wait up to the timeouts and then miss, and writes fail with [`Error::Timeout`];
+//! [`Error::is_unavailable`] covers both.
+//!
+//! # Memory
+//!
+//! Besides the mapping of the segment, each thread that reads keeps one copy buffer, 4 KiB at
+//! first, growing to the largest envelope it has read (at most the daemon's `max_value_bytes`).
+//!
 //! # Errors
 //!
 //! One [`Error`] enum; its messages name the limit or the command involved, e.g. "cachekitd is
