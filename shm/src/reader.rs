@@ -13,7 +13,7 @@ use crate::index::{bucket_and_fp, slot_fp, slot_loc};
 use crate::layout::{header_word, Stat, SEGMENT_HEADER_BYTES, SEG_GENERATION_WORD, SLOTS_PER_BUCKET};
 use crate::region::Memory;
 use crate::sync::{fence, AtomicU64, Ordering};
-use crate::time::deadline_now_ms;
+use crate::time::now_ms;
 use core::sync::atomic::AtomicU64 as LocalCounter;
 use std::sync::Arc;
 
@@ -384,7 +384,9 @@ impl Reader {
         let now = if h.ttl == crate::entry::DURATION_NEVER {
             0
         } else {
-            now.unwrap_or_else(deadline_now_ms)
+            // The precise clock: the coarse one lags it by more than its resolution on some
+            // machines, which would serve entries past their deadline.
+            now.unwrap_or_else(now_ms)
         };
         let expires = h.expires_ms();
         let grace_until = h.grace_until_ms();

@@ -25,7 +25,7 @@ pub struct Flags {
     /// Memory for entries, e.g. 64MiB, 1GiB [default: 64MiB].
     #[arg(long, env = "CACHEKIT_MEMORY")]
     pub memory: Option<String>,
-    /// Largest value accepted, e.g. 1MiB [default: 1MiB; at most 16MiB-1].
+    /// Largest value accepted, e.g. 1MiB [default: 1MiB; at most 16MiB-65].
     #[arg(long, env = "CACHEKIT_MAX_VALUE_BYTES")]
     pub max_value_bytes: Option<String>,
     /// Number of tag-generation counters, a power of two [default: 262144].
@@ -118,6 +118,15 @@ impl Config {
         let memory_bytes = parse_size(&flags.memory.or(file.memory).unwrap_or_else(|| "64MiB".into())).context("--memory")?;
         let max_value_bytes =
             parse_size(&flags.max_value_bytes.or(file.max_value_bytes).unwrap_or_else(|| "1MiB".into())).context("--max-value-bytes")?;
+        // The daemon stores encoded values up to 64 bytes larger than this.
+        let ceiling = cachekit_shm::VALUE_LEN_CEILING as u64 - crate::daemon::ENVELOPE_HEADROOM;
+        if max_value_bytes == 0 || max_value_bytes > ceiling {
+            bail!("max_value_bytes = {max_value_bytes} (--max-value-bytes) must be between 1 and {ceiling} (16 MiB - 65)");
+        }
+        let tag_counters = flags.tag_counters.or(file.tag_counters).unwrap_or(1 << 18);
+        if !tag_counters.is_power_of_two() || tag_counters > 1 << 32 {
+            bail!("--tag-counters {tag_counters} must be a power of two no larger than 4294967296");
+        }
         let mode_text = flags.socket_mode.or(file.socket_mode).unwrap_or_else(|| "0660".into());
         let socket_mode = u32::from_str_radix(mode_text.trim_start_matches("0o"), 8)
             .ok()
@@ -143,7 +152,7 @@ impl Config {
             instance,
             memory_bytes,
             max_value_bytes,
-            tag_counters: flags.tag_counters.or(file.tag_counters).unwrap_or(1 << 18),
+            tag_counters,
             socket_mode,
             socket_group,
             writer_uids: flags.writer_uids.or(file.writer_uids).unwrap_or_else(|| vec![uid]),

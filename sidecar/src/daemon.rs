@@ -51,6 +51,9 @@ pub struct Daemon {
     client_area_bytes: u64,
     next_slot: AtomicU32,
     fetches: Coalescer,
+    /// Bumped after every write, so a FETCH never joins a lookup older than a write that
+    /// returned before the FETCH arrived.
+    write_gen: AtomicU64,
     pub counters: Counters,
 }
 
@@ -90,6 +93,7 @@ impl Daemon {
             limits,
             next_slot: AtomicU32::new(0),
             fetches: Coalescer::default(),
+            write_gen: AtomicU64::new(0),
             counters: Counters::default(),
         })
     }
@@ -157,36 +161,47 @@ impl Daemon {
                 bump(&c.sets);
                 let tags: Vec<&str> = s.tags.iter().map(String::as_str).collect();
                 let opts = InsertOptions { ttl_ms: s.ttl_ms, grace_ms: s.grace_ms, tags: &tags };
-                match self.writer().insert(&s.namespace, &s.key, &s.value, &opts) {
+                let r = self.writer().insert(&s.namespace, &s.key, &s.value, &opts);
+                self.write_gen.fetch_add(1, Ordering::Release);
+                match r {
                     Ok(()) => Reply::Ok,
-                    Err(e) => insert_error(e),
+                    Err(e) => self.insert_error(e),
                 }
             }
             Request::Delete { namespace, key } => {
                 bump(&c.deletes);
-                Reply::Deleted { existed: self.writer().delete(&namespace, &key) }
+                let existed = self.writer().delete(&namespace, &key);
+                self.write_gen.fetch_add(1, Ordering::Release);
+                Reply::Deleted { existed }
             }
             Request::Invalidate { namespace, tags, exact } => {
                 bump(&c.invalidates);
                 // Check every tag first, so an invalid one leaves nothing half done.
-                if let Some(e) = tags.iter().find_map(|t| cachekit_shm::validate_tag(t).err()) {
-                    return Reply::error(ErrorCode::InvalidArgument, e.to_string());
+                match tags.iter().find_map(|t| cachekit_shm::validate_tag(t).err()) {
+                    Some(e) => Reply::error(ErrorCode::InvalidArgument, e.to_string()),
+                    None => {
+                        let mode = if exact { InvalidateMode::Exact } else { InvalidateMode::Hierarchical };
+                        let mut w = self.writer();
+                        for t in &tags {
+                            w.invalidate(&namespace, t, mode).expect("validated above");
+                        }
+                        self.write_gen.fetch_add(1, Ordering::Release);
+                        Reply::Ok
+                    }
                 }
-                let mode = if exact { InvalidateMode::Exact } else { InvalidateMode::Hierarchical };
-                let mut w = self.writer();
-                for t in &tags {
-                    w.invalidate(&namespace, t, mode).expect("validated above");
-                }
-                Reply::Ok
             }
             Request::Clear { namespace } => {
                 bump(&c.clears);
                 self.writer().clear_namespace(&namespace);
+                self.write_gen.fetch_add(1, Ordering::Release);
                 Reply::Ok
             }
             Request::Fetch { namespace, key } => {
                 bump(&c.fetches);
-                let (reply, coalesced) = self.fetches.fetch(&namespace, &key, || self.lookup(&namespace, &key));
+                // A lookup started before the latest write may have missed it: join only
+                // lookups that started after it.
+                let gen = self.write_gen.load(Ordering::Acquire);
+                let (reply, coalesced) = self.fetches.fetch(&namespace, &key, gen, || self.lookup(&namespace, &key));
                 if coalesced {
                     bump(&c.fetch_coalesced);
                 }
@@ -246,12 +261,21 @@ impl Daemon {
     }
 }
 
-fn insert_error(e: InsertError) -> Reply {
-    let code = match e {
-        InsertError::KeyTooLarge { .. } | InsertError::NamespaceTooLarge { .. } | InsertError::ValueTooLarge { .. } => {
-            ErrorCode::TooLarge
-        }
-        InsertError::Tag(_) | InsertError::TooManyTags { .. } => ErrorCode::InvalidArgument,
-    };
-    Reply::error(code, e.to_string())
+impl Daemon {
+    fn insert_error(&self, e: InsertError) -> Reply {
+        let code = match e {
+            InsertError::ValueTooLarge { len, .. } => {
+                return Reply::error(
+                    ErrorCode::TooLarge,
+                    format!(
+                        "value of {len} bytes (encoded) is over max_value_bytes = {}; raise it with cachekitd --max-value-bytes",
+                        self.cfg.max_value_bytes
+                    ),
+                )
+            }
+            InsertError::KeyTooLarge { .. } | InsertError::NamespaceTooLarge { .. } => ErrorCode::TooLarge,
+            InsertError::Tag(_) | InsertError::TooManyTags { .. } => ErrorCode::InvalidArgument,
+        };
+        Reply::error(code, e.to_string())
+    }
 }

@@ -32,7 +32,9 @@ fn main() {
     if let Err(e) = run(cfg) {
         error!("{e:#}");
         eprintln!("cachekitd: {e:#}");
-        std::process::exit(1);
+        // A configuration the table refuses is a usage error, like a bad flag.
+        let usage = e.chain().any(|c| matches!(c.downcast_ref::<cachekit_shm::CreateError>(), Some(cachekit_shm::CreateError::Config(_))));
+        std::process::exit(if usage { 2 } else { 1 });
     }
 }
 

@@ -5,7 +5,7 @@
 use crate::daemon::{Daemon, Peer};
 use cachekit_proto::fdpass::send_with_fds;
 use cachekit_proto::{
-    decode_body, encode_reply, ErrorCode, Header, Message, Reply, Request, HEADER_LEN,
+    decode_body, encode_reply, ErrorCode, Header, Kind, Message, Reply, Request, HEADER_LEN,
 };
 use std::io::{self, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -76,10 +76,18 @@ fn serve(daemon: &Daemon, mut stream: UnixStream) {
         let (header, body) = match read_frame(&mut stream, daemon, timeout) {
             Ok(Some(f)) => f,
             Ok(None) => break,
-            Err(FrameError::Header(e)) => {
+            Err(FrameError::Header(e, kind)) => {
                 daemon.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
                 debug!(pid = peer.pid, error = %e, "bad frame header; closing");
-                let _ = send(&stream, &Reply::error(e.code(), e.to_string()), 0);
+                let message = match (&e, kind) {
+                    // The only frame a user can make too large is a SET: say which setting.
+                    (cachekit_proto::ProtoError::FrameTooLarge { frame_bytes, .. }, k) if k == Kind::Set as u8 => format!(
+                        "SET of {frame_bytes} bytes is larger than any value this daemon accepts: max_value_bytes = {}; raise it with cachekitd --max-value-bytes",
+                        daemon.cfg.max_value_bytes
+                    ),
+                    _ => e.to_string(),
+                };
+                let _ = send(&stream, &Reply::error(e.code(), message), 0);
                 break;
             }
             Err(FrameError::Io(e)) => {
@@ -96,10 +104,15 @@ fn serve(daemon: &Daemon, mut stream: UnixStream) {
                 break;
             }
             Err(e) => {
+                // The whole body was read: the stream is still at a frame boundary, so
+                // answer and go on.
                 daemon.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
-                debug!(pid = peer.pid, error = %e, "malformed frame; closing");
-                let _ = send(&stream, &Reply::error(e.code(), e.to_string()), id);
-                break;
+                daemon.counters.errors.fetch_add(1, Ordering::Relaxed);
+                debug!(pid = peer.pid, error = %e, "malformed frame body");
+                if send(&stream, &Reply::error(e.code(), e.to_string()), id).is_err() {
+                    break;
+                }
+                continue;
             }
         };
         let sent = match (said_hello, req) {
@@ -140,7 +153,8 @@ fn send(mut stream: &UnixStream, reply: &Reply, id: u32) -> io::Result<()> {
 }
 
 enum FrameError {
-    Header(cachekit_proto::ProtoError),
+    /// The header is bad (with its kind byte, for the error message).
+    Header(cachekit_proto::ProtoError, u8),
     Io(io::Error),
 }
 
@@ -163,7 +177,7 @@ fn read_frame(stream: &mut UnixStream, daemon: &Daemon, timeout: Duration) -> Re
     let header = match cachekit_proto::decode_header(&hb, &daemon.limits) {
         Ok(Some(h)) => h,
         Ok(None) => unreachable!("a whole header was read"),
-        Err(e) => return Err(FrameError::Header(e)),
+        Err(e) => return Err(FrameError::Header(e, hb[7])),
     };
     // The header is checked against max_frame_bytes before anything is allocated.
     let mut body = vec![0u8; header.body_len as usize];
