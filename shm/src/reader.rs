@@ -68,7 +68,9 @@ pub struct ReaderStats {
     pub corrupt: u64,
 }
 
+/// One stripe of counters, alone on its cache line(s).
 #[derive(Default)]
+#[repr(align(128))]
 struct Counters {
     hits: LocalCounter,
     stale_hits: LocalCounter,
@@ -80,6 +82,20 @@ struct Counters {
 
 fn bump(c: &LocalCounter) {
     c.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// Counter stripes per reader: threads of one process bump different cache lines, so a
+/// hit never contends with a hit on another core.
+const STRIPES: usize = 8;
+
+/// This thread's stripe, assigned round-robin the first time it is needed.
+fn stripe() -> usize {
+    use core::sync::atomic::{AtomicUsize, Ordering as O};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    std::thread_local! {
+        static MINE: usize = NEXT.fetch_add(1, O::Relaxed) % STRIPES;
+    }
+    MINE.try_with(|m| *m).unwrap_or(0)
 }
 
 /// Somewhere to put a value of a length learnt during the lookup.
@@ -119,7 +135,7 @@ pub struct Reader {
     table: Arc<Memory>,
     client: Option<Arc<Memory>>,
     geo: Geometry,
-    counters: Counters,
+    counters: [Counters; STRIPES],
 }
 
 impl Reader {
@@ -128,7 +144,7 @@ impl Reader {
             table,
             client,
             geo,
-            counters: Counters::default(),
+            counters: Default::default(),
         }
     }
 
@@ -190,15 +206,16 @@ impl Reader {
 
     /// This handle's counters.
     pub fn stats(&self) -> ReaderStats {
-        let l = |c: &LocalCounter| c.load(core::sync::atomic::Ordering::Relaxed);
-        let c = &self.counters;
+        let sum = |f: fn(&Counters) -> &LocalCounter| {
+            self.counters.iter().map(|c| f(c).load(core::sync::atomic::Ordering::Relaxed)).sum()
+        };
         ReaderStats {
-            hits: l(&c.hits),
-            stale_hits: l(&c.stale_hits),
-            misses: l(&c.misses),
-            retries: l(&c.retries),
-            gave_up: l(&c.gave_up),
-            corrupt: l(&c.corrupt),
+            hits: sum(|c| &c.hits),
+            stale_hits: sum(|c| &c.stale_hits),
+            misses: sum(|c| &c.misses),
+            retries: sum(|c| &c.retries),
+            gave_up: sum(|c| &c.gave_up),
+            corrupt: sum(|c| &c.corrupt),
         }
     }
 
@@ -235,7 +252,7 @@ impl Reader {
         let seed = self.geo.seed;
         let kh = key_hash(seed, namespace_hash(seed, ns.as_bytes()), key);
         let (bucket, fp) = bucket_and_fp(kh, self.geo.bucket_count);
-        let c = &self.counters;
+        let c = &self.counters[stripe()];
         for _attempt in 0..MAX_RETRIES {
             let mut retry = false;
             for i in 0..SLOTS_PER_BUCKET {
