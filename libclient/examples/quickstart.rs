@@ -9,7 +9,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     client.set(
         b"user:42",
         b"{\"name\":\"Ada\"}",
-        &SetOptions::default().ttl(Duration::from_secs(60)).tag("users/42"),
+        &SetOptions::default()
+            .ttl(Duration::from_secs(60))
+            .tag("users/42"),
     )?;
     if let Some(v) = client.get(b"user:42")? {
         // Served from shared memory.

@@ -24,7 +24,10 @@ pub const MAX_FDS: usize = 4;
 
 /// Sends `frame` (already encoded) with `fds` attached to its first byte.
 pub fn send_with_fds<S: AsFd>(sock: S, frame: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
-    assert!(fds.len() <= MAX_FDS, "at most {MAX_FDS} descriptors per frame");
+    assert!(
+        fds.len() <= MAX_FDS,
+        "at most {MAX_FDS} descriptors per frame"
+    );
     let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let mut anc = SendAncillaryBuffer::new(&mut space);
     if !fds.is_empty() && !anc.push(SendAncillaryMessage::ScmRights(fds)) {
@@ -40,7 +43,12 @@ pub fn send_with_fds<S: AsFd>(sock: S, frame: &[u8], fds: &[BorrowedFd<'_>]) -> 
     // The descriptors went with the first chunk; the rest is plain bytes.
     while sent < frame.len() {
         let mut none = SendAncillaryBuffer::default();
-        match sendmsg(&sock, &[IoSlice::new(&frame[sent..])], &mut none, SendFlags::NOSIGNAL) {
+        match sendmsg(
+            &sock,
+            &[IoSlice::new(&frame[sent..])],
+            &mut none,
+            SendFlags::NOSIGNAL,
+        ) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => sent += n,
             Err(rustix::io::Errno::INTR) => continue,
@@ -62,7 +70,12 @@ where
     let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let mut anc = RecvAncillaryBuffer::new(&mut space);
     let n = loop {
-        match recvmsg(&sock, &mut [IoSliceMut::new(&mut buf)], &mut anc, RecvFlags::CMSG_CLOEXEC) {
+        match recvmsg(
+            &sock,
+            &mut [IoSliceMut::new(&mut buf)],
+            &mut anc,
+            RecvFlags::CMSG_CLOEXEC,
+        ) {
             Ok(r) => break r.bytes,
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(RecvError::Io(e.into())),
@@ -135,7 +148,12 @@ mod tests {
     fn a_frame_in_pieces_is_reassembled() {
         let (mut a, b) = UnixStream::pair().unwrap();
         let mut frame = Vec::new();
-        encode_reply(&Reply::error(crate::reply::ErrorCode::Internal, "x".repeat(100)), 9, &mut frame).unwrap();
+        encode_reply(
+            &Reply::error(crate::reply::ErrorCode::Internal, "x".repeat(100)),
+            9,
+            &mut frame,
+        )
+        .unwrap();
         let t = std::thread::spawn(move || {
             a.write_all(&frame[..5]).unwrap();
             std::thread::sleep(std::time::Duration::from_millis(20));

@@ -246,11 +246,11 @@
 
 mod error;
 pub mod fdpass;
-pub mod paths;
 mod frame;
 mod header;
 mod io;
 mod limits;
+pub mod paths;
 mod reply;
 mod request;
 mod wire;

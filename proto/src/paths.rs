@@ -18,7 +18,10 @@ pub fn candidate_dirs() -> Vec<PathBuf> {
     if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
         dirs.push(Path::new(&x).join("cachekit"));
     }
-    dirs.push(PathBuf::from(format!("/tmp/cachekit-{}", rustix::process::getuid().as_raw())));
+    dirs.push(PathBuf::from(format!(
+        "/tmp/cachekit-{}",
+        rustix::process::getuid().as_raw()
+    )));
     dirs
 }
 
@@ -32,7 +35,9 @@ pub fn validate_instance(instance: &str) -> Result<(), String> {
     let ok = !instance.is_empty()
         && instance.len() <= 64
         && !instance.starts_with('.')
-        && instance.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        && instance
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
     if ok {
         Ok(())
     } else {

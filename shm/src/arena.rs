@@ -97,9 +97,15 @@ impl Arena {
 
     /// The oldest sealed segment across classes; failing that, the oldest active one.
     pub(crate) fn eviction_victim(&self) -> Option<u32> {
-        let oldest = |it: &mut dyn Iterator<Item = u32>| it.min_by_key(|s| self.segs[*s as usize].alloc_seq);
-        oldest(&mut self.classes.iter().filter_map(|c| c.sealed.front().copied()))
-            .or_else(|| oldest(&mut self.classes.iter().filter_map(|c| c.active)))
+        let oldest =
+            |it: &mut dyn Iterator<Item = u32>| it.min_by_key(|s| self.segs[*s as usize].alloc_seq);
+        oldest(
+            &mut self
+                .classes
+                .iter()
+                .filter_map(|c| c.sealed.front().copied()),
+        )
+        .or_else(|| oldest(&mut self.classes.iter().filter_map(|c| c.active)))
     }
 
     /// Removes `seg` from whatever list holds it and marks it as being evicted.

@@ -23,7 +23,8 @@ pub const MAX_REFS: usize = 127;
 pub const VALUE_LEN_CEILING: usize = (1 << 24) - 1;
 
 /// Largest metadata block (header, namespace, key, references) of any entry.
-pub const MAX_META_BYTES: usize = ENTRY_HEADER_BYTES + MAX_NAMESPACE_BYTES + MAX_KEY_BYTES + 4 * MAX_REFS;
+pub const MAX_META_BYTES: usize =
+    ENTRY_HEADER_BYTES + MAX_NAMESPACE_BYTES + MAX_KEY_BYTES + 4 * MAX_REFS;
 
 const CHECK_BITS: u32 = 13;
 const CHECK_SHIFT: u32 = 51;
@@ -111,10 +112,20 @@ impl EntryHeader {
 /// Check over an entry: 13 bits mixing the header words (check bits zeroed), the key hash
 /// (which covers namespace and key), a fold of the references, and xxh3 of the value.
 /// Catches corruption of a shared segment; torn reads are caught by the seqlock, not by this.
-pub(crate) fn entry_check(seed: u64, header: &[u8; ENTRY_HEADER_BYTES], key_hash: u64, refs_fold: u64, value: &[u8]) -> u16 {
+pub(crate) fn entry_check(
+    seed: u64,
+    header: &[u8; ENTRY_HEADER_BYTES],
+    key_hash: u64,
+    refs_fold: u64,
+    value: &[u8],
+) -> u16 {
     let word = |i: usize| u64::from_le_bytes(header[i..i + 8].try_into().expect("8 bytes"));
     let packed = word(16) & !(CHECK_MASK << CHECK_SHIFT);
-    let mix = |acc: u64, w: u64| (acc ^ w).wrapping_mul(0xFF51_AFD7_ED55_8CCD).rotate_left(31);
+    let mix = |acc: u64, w: u64| {
+        (acc ^ w)
+            .wrapping_mul(0xFF51_AFD7_ED55_8CCD)
+            .rotate_left(31)
+    };
     let hh = mix(mix(mix(seed, word(0)), word(8)), packed);
     let hv = xxh3_64_with_seed(value, seed ^ 0x9E37_79B9_7F4A_7C15);
     let mixed = hh ^ key_hash.rotate_left(13) ^ refs_fold.rotate_left(29) ^ hv.rotate_left(41);
@@ -124,7 +135,9 @@ pub(crate) fn entry_check(seed: u64, header: &[u8; ENTRY_HEADER_BYTES], key_hash
 /// Folds one tag-counter reference into the running hash the check covers.
 #[inline]
 pub(crate) fn fold_ref(acc: u64, r: u32) -> u64 {
-    (acc ^ r as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(23)
+    (acc ^ r as u64)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .rotate_left(23)
 }
 
 /// Low bits of a stamp that order writes within one millisecond.
@@ -181,7 +194,13 @@ mod tests {
         assert_eq!(decode_duration(encode_duration(Some(0))), Some(0));
         assert_eq!(decode_duration(encode_duration(Some(1234))), Some(1234));
         let long = 90 * 24 * 3600 * 1000 + 1;
-        assert_eq!(decode_duration(encode_duration(Some(long))), Some(90 * 24 * 3600 * 1000 + 1000));
-        assert_eq!(decode_duration(encode_duration(Some(u64::MAX))), Some((SECONDS_FLAG as u64 - 2) * 1000));
+        assert_eq!(
+            decode_duration(encode_duration(Some(long))),
+            Some(90 * 24 * 3600 * 1000 + 1000)
+        );
+        assert_eq!(
+            decode_duration(encode_duration(Some(u64::MAX))),
+            Some((SECONDS_FLAG as u64 - 2) * 1000)
+        );
     }
 }

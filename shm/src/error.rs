@@ -6,7 +6,9 @@ use std::io;
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum InsertError {
     /// The key is longer than the table supports.
-    #[error("key is {len} bytes, over the limit of {max} bytes; use a shorter key (hash long keys)")]
+    #[error(
+        "key is {len} bytes, over the limit of {max} bytes; use a shorter key (hash long keys)"
+    )]
     KeyTooLarge {
         /// Length of the key.
         len: usize,
@@ -33,7 +35,9 @@ pub enum InsertError {
     #[error(transparent)]
     Tag(#[from] TagError),
     /// More tags than an entry may carry.
-    #[error("{count} tags on one entry, over the limit of {max}; group them under a common parent tag")]
+    #[error(
+        "{count} tags on one entry, over the limit of {max}; group them under a common parent tag"
+    )]
     TooManyTags {
         /// Number of tags given.
         count: usize,

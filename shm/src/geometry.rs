@@ -66,7 +66,8 @@ pub(crate) struct Geometry {
 /// Byte offset of the records in the client area.
 pub(crate) const CLIENT_RECORDS_OFF: u64 = size_of::<ClientAreaHeader>() as u64;
 /// Byte offset of the access bitmap in the client area.
-pub(crate) const CLIENT_BITS_OFF: u64 = CLIENT_RECORDS_OFF + CLIENT_RECORDS * size_of::<ClientRecord>() as u64;
+pub(crate) const CLIENT_BITS_OFF: u64 =
+    CLIENT_RECORDS_OFF + CLIENT_RECORDS * size_of::<ClientRecord>() as u64;
 
 /// Random-enough 64 bits without a dependency: std's per-process random hasher keys.
 pub(crate) fn random_u64() -> u64 {
@@ -90,7 +91,9 @@ impl Geometry {
         let segment_bytes = match cfg.segment_bytes {
             Some(s) => {
                 if !s.is_power_of_two() || s < PAGE {
-                    return bad(format!("segment_bytes = {s} must be a power of two of at least {PAGE}"));
+                    return bad(format!(
+                        "segment_bytes = {s} must be a power of two of at least {PAGE}"
+                    ));
                 }
                 if s < largest_entry {
                     return bad(format!(
@@ -103,7 +106,9 @@ impl Geometry {
             None => largest_entry.next_power_of_two().max(1 << 20),
         };
         if segment_bytes > 1 << 32 {
-            return bad(format!("segment_bytes = {segment_bytes} is over the 4 GiB limit"));
+            return bad(format!(
+                "segment_bytes = {segment_bytes} is over the 4 GiB limit"
+            ));
         }
         let segment_count = cfg.arena_bytes / segment_bytes;
         if segment_count < 2 {
@@ -114,7 +119,10 @@ impl Geometry {
             ));
         }
         if !cfg.tag_counters.is_power_of_two() || cfg.tag_counters > 1 << 32 {
-            return bad(format!("tag_counters = {} must be a power of two no larger than 2^32", cfg.tag_counters));
+            return bad(format!(
+                "tag_counters = {} must be a power of two no larger than 2^32",
+                cfg.tag_counters
+            ));
         }
         let entries_hint = (segment_count * segment_bytes) / cfg.expected_entry_bytes.max(32);
         // Aim at 3 entries per 8-slot bucket (2 to 4 after rounding to a power of two): at 4,
@@ -125,7 +133,9 @@ impl Geometry {
         let arena_off = align_up(index_off + bucket_count * BUCKET_BYTES, PAGE);
         let total_bytes = arena_off + segment_count * segment_bytes;
         if total_bytes >= 1 << 48 {
-            return bad(format!("table of {total_bytes} bytes is over the 256 TiB locator limit"));
+            return bad(format!(
+                "table of {total_bytes} bytes is over the 256 TiB locator limit"
+            ));
         }
         let bits_words = bucket_count * SLOTS_PER_BUCKET as u64 / 64;
         let client_area_bytes = align_up(CLIENT_BITS_OFF + bits_words * 8, PAGE);
@@ -175,12 +185,19 @@ impl Geometry {
         for (i, w) in self.words().iter().enumerate() {
             r.store(i, *w, Ordering::Relaxed);
         }
-        r.store(header_word!(geometry_check), self.check(), Ordering::Relaxed);
+        r.store(
+            header_word!(geometry_check),
+            self.check(),
+            Ordering::Relaxed,
+        );
     }
 
     /// Reads and validates the header of a mapping of `mapped_len` bytes.
     pub(crate) fn read_header(r: &Region) -> Result<Geometry, AttachError> {
-        let w = |i: usize| r.load(i, Ordering::Acquire).ok_or(AttachError::Corrupt("segment shorter than its header"));
+        let w = |i: usize| {
+            r.load(i, Ordering::Acquire)
+                .ok_or(AttachError::Corrupt("segment shorter than its header"))
+        };
         if w(0)? != TABLE_MAGIC {
             return Err(AttachError::BadMagic);
         }
@@ -223,17 +240,29 @@ impl Geometry {
         if !self.bucket_count.is_power_of_two() || self.bucket_count < 8 {
             return Err(c("bucket count is not a power of two of at least 8"));
         }
-        if !self.segment_bytes.is_power_of_two() || self.segment_bytes < PAGE || self.segment_bytes > 1 << 32 {
-            return Err(c("segment size is not a power of two between 4 KiB and 4 GiB"));
+        if !self.segment_bytes.is_power_of_two()
+            || self.segment_bytes < PAGE
+            || self.segment_bytes > 1 << 32
+        {
+            return Err(c(
+                "segment size is not a power of two between 4 KiB and 4 GiB",
+            ));
         }
         if self.max_value_bytes == 0
             || self.max_value_bytes > VALUE_LEN_CEILING as u64
-            || SEGMENT_HEADER_BYTES + MAX_META_BYTES as u64 + self.max_value_bytes > self.segment_bytes
+            || SEGMENT_HEADER_BYTES + MAX_META_BYTES as u64 + self.max_value_bytes
+                > self.segment_bytes
         {
             return Err(c("max value size does not fit a segment"));
         }
-        let tag_end = self.tag_count.checked_mul(8).and_then(|b| b.checked_add(self.tag_off));
-        let index_end = self.bucket_count.checked_mul(BUCKET_BYTES).and_then(|b| b.checked_add(self.index_off));
+        let tag_end = self
+            .tag_count
+            .checked_mul(8)
+            .and_then(|b| b.checked_add(self.tag_off));
+        let index_end = self
+            .bucket_count
+            .checked_mul(BUCKET_BYTES)
+            .and_then(|b| b.checked_add(self.index_off));
         let arena_end = self
             .segment_count
             .checked_mul(self.segment_bytes)
@@ -242,7 +271,9 @@ impl Geometry {
             && matches!(tag_end, Some(e) if e <= self.index_off)
             && matches!(index_end, Some(e) if e <= self.arena_off)
             && matches!(arena_end, Some(e) if e <= self.total_bytes);
-        let aligned = [self.tag_off, self.index_off, self.arena_off].iter().all(|o| o % PAGE == 0);
+        let aligned = [self.tag_off, self.index_off, self.arena_off]
+            .iter()
+            .all(|o| o % PAGE == 0);
         if !ordered || !aligned || self.segment_count < 2 || self.total_bytes >= 1 << 48 {
             return Err(c("sections overlap or are out of bounds"));
         }
@@ -274,7 +305,10 @@ impl Geometry {
     /// Word index (in the client area) and mask of the access bit of a slot.
     #[inline]
     pub(crate) fn access_bit(&self, slot_index: u64) -> (usize, u64) {
-        ((CLIENT_BITS_OFF / 8 + slot_index / 64) as usize, 1 << (slot_index % 64))
+        (
+            (CLIENT_BITS_OFF / 8 + slot_index / 64) as usize,
+            1 << (slot_index % 64),
+        )
     }
 
     /// Bytes of the largest entry a segment can take (everything after its header).
@@ -287,7 +321,9 @@ impl Geometry {
 pub(crate) fn check_client_area(g: &Geometry, r: &Region) -> Result<(), AttachError> {
     use crate::layout::CLIENT_MAGIC;
     if (r.len_bytes() as u64) < g.client_area_bytes {
-        return Err(AttachError::Corrupt("client area smaller than the table needs"));
+        return Err(AttachError::Corrupt(
+            "client area smaller than the table needs",
+        ));
     }
     if r.load(0, Ordering::Relaxed) != Some(CLIENT_MAGIC) {
         return Err(AttachError::Corrupt("client area has a bad magic"));

@@ -10,7 +10,9 @@ use crate::error::AttachError;
 use crate::geometry::{check_client_area, Geometry};
 use crate::hash::{key_hash, namespace_hash};
 use crate::index::{bucket_and_fp, slot_fp, slot_loc};
-use crate::layout::{header_word, Stat, SEGMENT_HEADER_BYTES, SEG_GENERATION_WORD, SLOTS_PER_BUCKET};
+use crate::layout::{
+    header_word, Stat, SEGMENT_HEADER_BYTES, SEG_GENERATION_WORD, SLOTS_PER_BUCKET,
+};
 use crate::region::Memory;
 use crate::sync::{fence, AtomicU64, Ordering};
 use crate::time::now_ms;
@@ -139,7 +141,11 @@ pub struct Reader {
 }
 
 impl Reader {
-    pub(crate) fn from_parts(table: Arc<Memory>, client: Option<Arc<Memory>>, geo: Geometry) -> Reader {
+    pub(crate) fn from_parts(
+        table: Arc<Memory>,
+        client: Option<Arc<Memory>>,
+        geo: Geometry,
+    ) -> Reader {
         Reader {
             table,
             client,
@@ -180,18 +186,27 @@ impl Reader {
 
     /// The daemon epoch in the header (changes when a new daemon builds the segment).
     pub fn epoch(&self) -> u64 {
-        self.table.region().load(header_word!(epoch), Ordering::Relaxed).unwrap_or(0)
+        self.table
+            .region()
+            .load(header_word!(epoch), Ordering::Relaxed)
+            .unwrap_or(0)
     }
 
     /// The daemon's last heartbeat, Unix ms.
     pub fn heartbeat_ms(&self) -> u64 {
         // Acquire: pairs with the Release store in Writer::heartbeat_at.
-        self.table.region().load(header_word!(heartbeat_ms), Ordering::Acquire).unwrap_or(0)
+        self.table
+            .region()
+            .load(header_word!(heartbeat_ms), Ordering::Acquire)
+            .unwrap_or(0)
     }
 
     /// Bumped by every full flush.
     pub fn flush_generation(&self) -> u64 {
-        self.table.region().load(header_word!(flush_generation), Ordering::Acquire).unwrap_or(0)
+        self.table
+            .region()
+            .load(header_word!(flush_generation), Ordering::Acquire)
+            .unwrap_or(0)
     }
 
     /// The largest value the table holds.
@@ -201,13 +216,19 @@ impl Reader {
 
     /// One of the writer's statistics, as published in the header.
     pub fn table_stat(&self, s: Stat) -> u64 {
-        self.table.region().load(s.word(), Ordering::Relaxed).unwrap_or(0)
+        self.table
+            .region()
+            .load(s.word(), Ordering::Relaxed)
+            .unwrap_or(0)
     }
 
     /// This handle's counters.
     pub fn stats(&self) -> ReaderStats {
         let sum = |f: fn(&Counters) -> &LocalCounter| {
-            self.counters.iter().map(|c| f(c).load(core::sync::atomic::Ordering::Relaxed)).sum()
+            self.counters
+                .iter()
+                .map(|c| f(c).load(core::sync::atomic::Ordering::Relaxed))
+                .sum()
         };
         ReaderStats {
             hits: sum(|c| &c.hits),
@@ -248,7 +269,13 @@ impl Reader {
         }
     }
 
-    fn lookup<S: ValueSink + ?Sized>(&self, ns: &str, key: &[u8], sink: &mut S, now: Option<u64>) -> Lookup {
+    fn lookup<S: ValueSink + ?Sized>(
+        &self,
+        ns: &str,
+        key: &[u8],
+        sink: &mut S,
+        now: Option<u64>,
+    ) -> Lookup {
         let seed = self.geo.seed;
         let kh = key_hash(seed, namespace_hash(seed, ns.as_bytes()), key);
         let (bucket, fp) = bucket_and_fp(kh, self.geo.bucket_count);
@@ -326,7 +353,9 @@ impl Reader {
         let r = self.table.region();
         let loc = slot_loc(s);
         // Bounds: the entry header must lie inside one segment, after its header.
-        let Some(rel) = loc.checked_sub(g.arena_off) else { return Probe::Corrupt };
+        let Some(rel) = loc.checked_sub(g.arena_off) else {
+            return Probe::Corrupt;
+        };
         let seg = rel / g.segment_bytes;
         if seg >= g.segment_count {
             return Probe::Corrupt;
@@ -339,7 +368,9 @@ impl Reader {
         let gen_word = (seg_off / 8) as usize + SEG_GENERATION_WORD;
         // Acquire: pairs with the Release store of the generation in Writer::recycle: if we
         // see a recycled generation we also see the slot clears that came before it.
-        let Some(g1) = r.load(gen_word, Ordering::Acquire) else { return Probe::Corrupt };
+        let Some(g1) = r.load(gen_word, Ordering::Acquire) else {
+            return Probe::Corrupt;
+        };
         // Acquire: as the first slot load; if the slot still holds `s`, the locator was
         // current when the generation above was read.
         if slot.load(Ordering::Acquire) != s {
@@ -367,7 +398,10 @@ impl Reader {
         }
         let h = EntryHeader::decode(&hb);
         let total = h.total_len() as u64;
-        if loc + total > seg_end || h.value_len as u64 > g.max_value_bytes || h.ref_count as usize > MAX_REFS {
+        if loc + total > seg_end
+            || h.value_len as u64 > g.max_value_bytes
+            || h.ref_count as usize > MAX_REFS
+        {
             return settle(Probe::Corrupt);
         }
         if h.ns_len as usize != ns.len() || h.key_len as usize != key.len() {
@@ -395,7 +429,9 @@ impl Reader {
                 continue;
             }
             // Acquire: pairs with the Release store in Writer::bump_counter.
-            let c = r.load(g.counter_word(idx), Ordering::Acquire).unwrap_or(u64::MAX);
+            let c = r
+                .load(g.counter_word(idx), Ordering::Acquire)
+                .unwrap_or(u64::MAX);
             invalidated |= c >= h.stamp;
         }
         let now = if h.ttl == crate::entry::DURATION_NEVER {

@@ -155,7 +155,10 @@ impl Region {
     /// load-merge-store cannot lose a concurrent store.
     pub(crate) fn write_bytes(&self, off: usize, src: &[u8]) {
         let end = off + src.len();
-        assert!(end <= self.len_bytes(), "writer wrote outside its own region");
+        assert!(
+            end <= self.len_bytes(),
+            "writer wrote outside its own region"
+        );
         let mut word = off / 8;
         let mut skip = off % 8;
         let mut inp = 0;

@@ -55,7 +55,10 @@ pub(crate) fn client_seals() -> SealFlags {
 pub(crate) fn map(fd: BorrowedFd<'_>, writable: bool) -> io::Result<Memory> {
     let len = fstat(fd)?.st_size;
     if len <= 0 || len % 8 != 0 {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("segment of {len} bytes")));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("segment of {len} bytes"),
+        ));
     }
     // Shrinking would turn our reads into SIGBUS: refuse segments that allow it.
     // A file that cannot carry seals (not a memfd) answers EINVAL: not sealed either.

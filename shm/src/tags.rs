@@ -36,7 +36,9 @@ pub fn validate_tag(tag: &str) -> Result<usize, TagError> {
     let mut depth = 0;
     for seg in tag.split('/') {
         if seg.is_empty() {
-            return Err(TagError::EmptySegment { tag: tag.to_owned() });
+            return Err(TagError::EmptySegment {
+                tag: tag.to_owned(),
+            });
         }
         depth += 1;
     }
@@ -70,10 +72,22 @@ pub(crate) fn entry_refs(
         validate_tag(tag)?;
         for (i, b) in tag.bytes().enumerate() {
             if b == b'/' {
-                out.push(counter_index(seed, ns_hash, RefKind::Prefix, &tag.as_bytes()[..i], mask));
+                out.push(counter_index(
+                    seed,
+                    ns_hash,
+                    RefKind::Prefix,
+                    &tag.as_bytes()[..i],
+                    mask,
+                ));
             }
         }
-        out.push(counter_index(seed, ns_hash, RefKind::Exact, tag.as_bytes(), mask));
+        out.push(counter_index(
+            seed,
+            ns_hash,
+            RefKind::Exact,
+            tag.as_bytes(),
+            mask,
+        ));
     }
     out.sort_unstable();
     out.dedup();
@@ -94,7 +108,13 @@ pub(crate) fn invalidation_counters(
         InvalidateMode::Exact => [Some(exact), None],
         InvalidateMode::Hierarchical => [
             Some(exact),
-            Some(counter_index(seed, ns_hash, RefKind::Prefix, tag.as_bytes(), mask)),
+            Some(counter_index(
+                seed,
+                ns_hash,
+                RefKind::Prefix,
+                tag.as_bytes(),
+                mask,
+            )),
         ],
     })
 }
@@ -106,12 +126,30 @@ mod tests {
     #[test]
     fn validation() {
         assert_eq!(validate_tag("posts/123/comments"), Ok(3));
-        assert!(matches!(validate_tag(""), Err(TagError::EmptySegment { .. })));
-        assert!(matches!(validate_tag("/a"), Err(TagError::EmptySegment { .. })));
-        assert!(matches!(validate_tag("a//b"), Err(TagError::EmptySegment { .. })));
-        assert!(matches!(validate_tag("a/"), Err(TagError::EmptySegment { .. })));
-        assert!(matches!(validate_tag("a/b/c/d/e/f/g/h/i"), Err(TagError::TooDeep { depth: 9, .. })));
-        assert!(matches!(validate_tag(&"x".repeat(1025)), Err(TagError::TooLong { .. })));
+        assert!(matches!(
+            validate_tag(""),
+            Err(TagError::EmptySegment { .. })
+        ));
+        assert!(matches!(
+            validate_tag("/a"),
+            Err(TagError::EmptySegment { .. })
+        ));
+        assert!(matches!(
+            validate_tag("a//b"),
+            Err(TagError::EmptySegment { .. })
+        ));
+        assert!(matches!(
+            validate_tag("a/"),
+            Err(TagError::EmptySegment { .. })
+        ));
+        assert!(matches!(
+            validate_tag("a/b/c/d/e/f/g/h/i"),
+            Err(TagError::TooDeep { depth: 9, .. })
+        ));
+        assert!(matches!(
+            validate_tag(&"x".repeat(1025)),
+            Err(TagError::TooLong { .. })
+        ));
     }
 
     #[test]

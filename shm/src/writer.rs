@@ -9,16 +9,16 @@
 
 use crate::arena::{ttl_class, Arena, Use, TTL_CLASSES};
 use crate::entry::{
-    encode_duration, entry_check, fold_ref, EntryHeader, ENTRY_HEADER_BYTES, MAX_KEY_BYTES, MAX_NAMESPACE_BYTES,
-    STAMP_COUNTER_BITS,
+    encode_duration, entry_check, fold_ref, EntryHeader, ENTRY_HEADER_BYTES, MAX_KEY_BYTES,
+    MAX_NAMESPACE_BYTES, STAMP_COUNTER_BITS,
 };
 use crate::error::{CreateError, InsertError, TagError};
 use crate::geometry::{random_u64, write_client_header, Geometry, TableConfig};
 use crate::hash::{counter_index, key_hash, namespace_hash, RefKind};
 use crate::index::{bucket_and_fp, slot_fp, slot_loc, slot_value};
 use crate::layout::{
-    header_word, Stat, SEGMENT_HEADER_BYTES, SEG_ALLOC_SEQ_WORD, SEG_CLASS_WORD, SEG_GENERATION_WORD,
-    SEG_MAX_GRACE_WORD, SEG_WRITE_OFFSET_WORD, SLOTS_PER_BUCKET,
+    header_word, Stat, SEGMENT_HEADER_BYTES, SEG_ALLOC_SEQ_WORD, SEG_CLASS_WORD,
+    SEG_GENERATION_WORD, SEG_MAX_GRACE_WORD, SEG_WRITE_OFFSET_WORD, SLOTS_PER_BUCKET,
 };
 use crate::reader::Reader;
 use crate::region::{Memory, Region};
@@ -68,23 +68,35 @@ impl Writer {
         #[cfg(not(loom))]
         let mut fds = None;
         let (table, client) = match backing {
-            Backing::Heap => (Memory::heap(geo.total_bytes as usize), Memory::heap(geo.client_area_bytes as usize)),
+            Backing::Heap => (
+                Memory::heap(geo.total_bytes as usize),
+                Memory::heap(geo.client_area_bytes as usize),
+            ),
             #[cfg(not(loom))]
             Backing::Memfd => {
                 use crate::shared;
                 // Sealing FUTURE_WRITE after mapping keeps our mapping writable; the
                 // header is written through it afterwards.
-                let (tfd, table) = shared::create("cachekit-table", geo.total_bytes, shared::table_seals())?;
-                let (cfd, client) =
-                    shared::create("cachekit-clients", geo.client_area_bytes, shared::client_seals())?;
-                fds = Some(shared::SegmentFds { table: tfd, client: cfd });
+                let (tfd, table) =
+                    shared::create("cachekit-table", geo.total_bytes, shared::table_seals())?;
+                let (cfd, client) = shared::create(
+                    "cachekit-clients",
+                    geo.client_area_bytes,
+                    shared::client_seals(),
+                )?;
+                fds = Some(shared::SegmentFds {
+                    table: tfd,
+                    client: cfd,
+                });
                 (table, client)
             }
         };
         geo.write_header(table.region());
         write_client_header(&geo, client.region());
         let epoch = cfg.epoch.unwrap_or_else(|| random_u64() | 1);
-        table.region().store(header_word!(epoch), epoch, Ordering::Relaxed);
+        table
+            .region()
+            .store(header_word!(epoch), epoch, Ordering::Relaxed);
         let w = Writer {
             table: Arc::new(table),
             client: Arc::new(client),
@@ -119,13 +131,16 @@ impl Writer {
 
     /// The epoch in the header.
     pub fn epoch(&self) -> u64 {
-        self.r().load(header_word!(epoch), Ordering::Relaxed).unwrap_or(0)
+        self.r()
+            .load(header_word!(epoch), Ordering::Relaxed)
+            .unwrap_or(0)
     }
 
     /// Publishes a heartbeat of `now` (Unix ms).
     pub fn heartbeat_at(&self, now: u64) {
         // Release: pairs with the Acquire load in Reader::heartbeat_ms.
-        self.r().store(header_word!(heartbeat_ms), now, Ordering::Release);
+        self.r()
+            .store(header_word!(heartbeat_ms), now, Ordering::Release);
     }
 
     /// Publishes a heartbeat of the current time.
@@ -140,14 +155,20 @@ impl Writer {
 
     /// Every statistic with its name.
     pub fn stats(&self) -> Vec<(&'static str, u64)> {
-        Stat::ALL.iter().map(|s| (s.name(), self.stat(*s))).collect()
+        Stat::ALL
+            .iter()
+            .map(|s| (s.name(), self.stat(*s)))
+            .collect()
     }
 
     /// Writes raw bytes into the table, bypassing the protocol. For fuzzing and
     /// corruption tests only: it is how a test plays a hostile or broken writer.
     #[doc(hidden)]
     pub fn raw_write(&self, byte_off: usize, bytes: &[u8]) {
-        if byte_off.checked_add(bytes.len()).is_some_and(|e| e <= self.r().len_bytes()) {
+        if byte_off
+            .checked_add(bytes.len())
+            .is_some_and(|e| e <= self.r().len_bytes())
+        {
             self.r().write_bytes(byte_off, bytes);
         }
     }
@@ -174,12 +195,19 @@ impl Writer {
     fn next_stamp(&mut self, now: u64) -> u64 {
         let s = (now << STAMP_COUNTER_BITS).max(self.last_stamp + 1);
         self.last_stamp = s;
-        self.r().store(header_word!(last_stamp), s, Ordering::Relaxed);
+        self.r()
+            .store(header_word!(last_stamp), s, Ordering::Relaxed);
         s
     }
 
     /// Inserts or overwrites `key` in namespace `ns`, at the current time.
-    pub fn insert(&mut self, ns: &str, key: &[u8], value: &[u8], opts: &InsertOptions<'_>) -> Result<(), InsertError> {
+    pub fn insert(
+        &mut self,
+        ns: &str,
+        key: &[u8],
+        value: &[u8],
+        opts: &InsertOptions<'_>,
+    ) -> Result<(), InsertError> {
         self.insert_at(ns, key, value, opts, now_ms())
     }
 
@@ -282,7 +310,11 @@ impl Writer {
         self.clear_access_bit(bucket * SLOTS_PER_BUCKET as u64 + i as u64);
         // Release: pairs with the Acquire slot loads in Reader::probe; publishes the entry
         // bytes written above.
-        self.r().store(self.geo.slot_word(bucket, i), slot_value(fp, loc), Ordering::Release);
+        self.r().store(
+            self.geo.slot_word(bucket, i),
+            slot_value(fp, loc),
+            Ordering::Release,
+        );
         self.segment_of_mut(loc).live += 1;
         self.add_stat(Stat::LiveEntries, 1);
         if old != 0 {
@@ -300,7 +332,8 @@ impl Writer {
             if s != 0 && slot_fp(s) == fp && self.entry_is(slot_loc(s), ns, key) {
                 // Release: orders the clear after everything before it; a reader that
                 // loads 0 misses.
-                self.r().store(self.geo.slot_word(bucket, i), 0, Ordering::Release);
+                self.r()
+                    .store(self.geo.slot_word(bucket, i), 0, Ordering::Release);
                 self.release(s);
                 self.add_stat(Stat::Deletes, 1);
                 return true;
@@ -311,14 +344,26 @@ impl Writer {
 
     /// Invalidates `tag` in `ns`: hierarchically (the tag and everything under it) or
     /// exactly. O(1) whatever the number of entries tagged.
-    pub fn invalidate(&mut self, ns: &str, tag: &str, mode: InvalidateMode) -> Result<(), TagError> {
+    pub fn invalidate(
+        &mut self,
+        ns: &str,
+        tag: &str,
+        mode: InvalidateMode,
+    ) -> Result<(), TagError> {
         self.invalidate_at(ns, tag, mode, now_ms())
     }
 
     /// [`Writer::invalidate`] at time `now`.
-    pub fn invalidate_at(&mut self, ns: &str, tag: &str, mode: InvalidateMode, now: u64) -> Result<(), TagError> {
+    pub fn invalidate_at(
+        &mut self,
+        ns: &str,
+        tag: &str,
+        mode: InvalidateMode,
+        now: u64,
+    ) -> Result<(), TagError> {
         let nsh = namespace_hash(self.geo.seed, ns.as_bytes());
-        let counters = invalidation_counters(self.geo.seed, nsh, tag, mode, self.geo.tag_count - 1)?;
+        let counters =
+            invalidation_counters(self.geo.seed, nsh, tag, mode, self.geo.tag_count - 1)?;
         let stamp = self.next_stamp(now);
         for idx in counters.into_iter().flatten() {
             self.bump_counter(idx, stamp);
@@ -335,7 +380,13 @@ impl Writer {
     /// [`Writer::clear_namespace`] at time `now`.
     pub fn clear_namespace_at(&mut self, ns: &str, now: u64) {
         let nsh = namespace_hash(self.geo.seed, ns.as_bytes());
-        let idx = counter_index(self.geo.seed, nsh, RefKind::Namespace, b"", self.geo.tag_count - 1);
+        let idx = counter_index(
+            self.geo.seed,
+            nsh,
+            RefKind::Namespace,
+            b"",
+            self.geo.tag_count - 1,
+        );
         let stamp = self.next_stamp(now);
         self.bump_counter(idx, stamp);
         self.add_stat(Stat::NamespaceClears, 1);
@@ -344,7 +395,8 @@ impl Writer {
     fn bump_counter(&self, idx: u32, stamp: u64) {
         // Release: pairs with the Acquire counter loads in Reader::probe. Stamps only grow,
         // so a plain store keeps the counter monotonic.
-        self.r().store(self.geo.counter_word(idx), stamp, Ordering::Release);
+        self.r()
+            .store(self.geo.counter_word(idx), stamp, Ordering::Release);
     }
 
     /// Drops everything, in every namespace, and frees every segment.
@@ -354,7 +406,8 @@ impl Writer {
                 if self.load_slot(b, i) != 0 {
                     // Release: a reader that still sees the old slot re-checks it after
                     // loading the generation bumped below.
-                    self.r().store(self.geo.slot_word(b, i), 0, Ordering::Release);
+                    self.r()
+                        .store(self.geo.slot_word(b, i), 0, Ordering::Release);
                 }
             }
         }
@@ -367,8 +420,12 @@ impl Writer {
         }
         self.set_stat(Stat::LiveEntries, 0);
         self.add_stat(Stat::Flushes, 1);
-        let fg = self.r().load(header_word!(flush_generation), Ordering::Relaxed).unwrap_or(0);
-        self.r().store(header_word!(flush_generation), fg + 1, Ordering::Release);
+        let fg = self
+            .r()
+            .load(header_word!(flush_generation), Ordering::Relaxed)
+            .unwrap_or(0);
+        self.r()
+            .store(header_word!(flush_generation), fg + 1, Ordering::Release);
     }
 
     /// Reclaims every sealed segment whose entries are all past their grace deadline.
@@ -392,7 +449,9 @@ impl Writer {
         let mut n = 0;
         for c in 0..TTL_CLASSES {
             while n < max {
-                let Some(&head) = self.arena.classes[c].sealed.front() else { break };
+                let Some(&head) = self.arena.classes[c].sealed.front() else {
+                    break;
+                };
                 if self.arena.segs[head as usize].max_grace > now {
                     break;
                 }
@@ -443,7 +502,11 @@ impl Writer {
                     let loc = seg_off + st.write_off;
                     st.write_off += len;
                     let wo = st.write_off;
-                    self.r().store(seg_word(seg_off, SEG_WRITE_OFFSET_WORD), wo, Ordering::Relaxed);
+                    self.r().store(
+                        seg_word(seg_off, SEG_WRITE_OFFSET_WORD),
+                        wo,
+                        Ordering::Relaxed,
+                    );
                     self.add_stat(Stat::UsedBytes, len as i64);
                     return Some(loc);
                 }
@@ -459,9 +522,18 @@ impl Writer {
             let s = self.arena.activate(class)?;
             let seg_off = self.geo.segment_off(s);
             let st = self.arena.segs[s as usize];
-            self.r().store(seg_word(seg_off, SEG_CLASS_WORD), class as u64, Ordering::Relaxed);
-            self.r().store(seg_word(seg_off, SEG_ALLOC_SEQ_WORD), st.alloc_seq, Ordering::Relaxed);
-            self.r().store(seg_word(seg_off, SEG_MAX_GRACE_WORD), 0, Ordering::Relaxed);
+            self.r().store(
+                seg_word(seg_off, SEG_CLASS_WORD),
+                class as u64,
+                Ordering::Relaxed,
+            );
+            self.r().store(
+                seg_word(seg_off, SEG_ALLOC_SEQ_WORD),
+                st.alloc_seq,
+                Ordering::Relaxed,
+            );
+            self.r()
+                .store(seg_word(seg_off, SEG_MAX_GRACE_WORD), 0, Ordering::Relaxed);
             self.add_stat(Stat::FreeSegments, -1);
         }
     }
@@ -489,7 +561,11 @@ impl Writer {
                         self.r().write_bytes(new as usize, &buf);
                         self.note_grace(new, h.grace_until_ms());
                         // Release: publishes the copied bytes, as in `publish`.
-                        self.r().store(self.geo.slot_word(bucket, i), slot_value(slot_fp(slot), new), Ordering::Release);
+                        self.r().store(
+                            self.geo.slot_word(bucket, i),
+                            slot_value(slot_fp(slot), new),
+                            Ordering::Release,
+                        );
                         self.segment_of_mut(new).live += 1;
                         self.add_stat(Stat::SecondChances, 1);
                         moved = true;
@@ -497,7 +573,8 @@ impl Writer {
                 }
                 if !moved {
                     // Release: see `delete`.
-                    self.r().store(self.geo.slot_word(bucket, i), 0, Ordering::Release);
+                    self.r()
+                        .store(self.geo.slot_word(bucket, i), 0, Ordering::Release);
                     self.add_stat(Stat::LiveEntries, -1);
                     if alive {
                         self.add_stat(Stat::Evictions, 1);
@@ -519,7 +596,8 @@ impl Writer {
         // Release: pairs with the Acquire load of the generation in Reader::probe. A reader
         // that sees the new generation also sees the slot clears made before it, so its
         // slot re-check fails instead of trusting a stale locator.
-        self.r().store(gen_word, gen.wrapping_add(1), Ordering::Release);
+        self.r()
+            .store(gen_word, gen.wrapping_add(1), Ordering::Release);
         // Release fence: pairs with the Acquire fence in Reader::probe. A reader that copies
         // any byte stored after this fence sees the new generation when it re-checks.
         #[cfg(loom)]
@@ -529,7 +607,11 @@ impl Writer {
         if !skip {
             fence(Ordering::Release);
         }
-        self.r().store(seg_word(seg_off, SEG_WRITE_OFFSET_WORD), SEGMENT_HEADER_BYTES, Ordering::Relaxed);
+        self.r().store(
+            seg_word(seg_off, SEG_WRITE_OFFSET_WORD),
+            SEGMENT_HEADER_BYTES,
+            Ordering::Relaxed,
+        );
         let used = self.arena.segs[seg as usize].write_off - SEGMENT_HEADER_BYTES;
         let st = &mut self.arena.segs[seg as usize];
         st.used = Use::Free;
@@ -574,12 +656,15 @@ impl Writer {
         if g > st.max_grace {
             st.max_grace = g;
             let off = self.geo.segment_off(seg);
-            self.r().store(seg_word(off, SEG_MAX_GRACE_WORD), g, Ordering::Relaxed);
+            self.r()
+                .store(seg_word(off, SEG_MAX_GRACE_WORD), g, Ordering::Relaxed);
         }
     }
 
     fn load_slot(&self, bucket: u64, i: usize) -> u64 {
-        self.r().load(self.geo.slot_word(bucket, i), Ordering::Relaxed).unwrap_or(0)
+        self.r()
+            .load(self.geo.slot_word(bucket, i), Ordering::Relaxed)
+            .unwrap_or(0)
     }
 
     fn header_at(&self, loc: u64) -> EntryHeader {
@@ -608,7 +693,10 @@ impl Writer {
             self.r().read_bytes(refs_at + 4 * k, &mut b);
             let c = self
                 .r()
-                .load(self.geo.counter_word(u32::from_le_bytes(b)), Ordering::Relaxed)
+                .load(
+                    self.geo.counter_word(u32::from_le_bytes(b)),
+                    Ordering::Relaxed,
+                )
                 .unwrap_or(u64::MAX);
             c < h.stamp
         })

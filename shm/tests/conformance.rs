@@ -8,7 +8,11 @@ use common::{small, table, BACKINGS};
 const T0: u64 = 1_700_000_000_000;
 
 fn opts<'a>(ttl_ms: Option<u64>, grace_ms: u64, tags: &'a [&'a str]) -> InsertOptions<'a> {
-    InsertOptions { ttl_ms, grace_ms, tags }
+    InsertOptions {
+        ttl_ms,
+        grace_ms,
+        tags,
+    }
 }
 
 fn get(r: &Reader, ns: &str, key: &str, now: u64) -> Option<Vec<u8>> {
@@ -20,9 +24,11 @@ fn set_get_overwrite_delete() {
     for b in BACKINGS {
         let (mut w, r) = table(&small(), b);
         assert_eq!(get(&r, "n", "k", T0), None);
-        w.insert_at("n", b"k", b"one", &InsertOptions::default(), T0).unwrap();
+        w.insert_at("n", b"k", b"one", &InsertOptions::default(), T0)
+            .unwrap();
         assert_eq!(get(&r, "n", "k", T0).as_deref(), Some(&b"one"[..]));
-        w.insert_at("n", b"k", b"two", &InsertOptions::default(), T0).unwrap();
+        w.insert_at("n", b"k", b"two", &InsertOptions::default(), T0)
+            .unwrap();
         assert_eq!(get(&r, "n", "k", T0).as_deref(), Some(&b"two"[..]));
         assert_eq!(w.stat(Stat::LiveEntries), 1);
         assert_eq!(w.stat(Stat::Overwrites), 1);
@@ -31,7 +37,8 @@ fn set_get_overwrite_delete() {
         assert_eq!(get(&r, "n", "k", T0), None);
         assert_eq!(w.stat(Stat::LiveEntries), 0);
         // Empty key and empty value are ordinary.
-        w.insert_at("n", b"", b"", &InsertOptions::default(), T0).unwrap();
+        w.insert_at("n", b"", b"", &InsertOptions::default(), T0)
+            .unwrap();
         assert_eq!(get(&r, "n", "", T0).as_deref(), Some(&b""[..]));
     }
 }
@@ -40,7 +47,8 @@ fn set_get_overwrite_delete() {
 fn ttl_and_grace() {
     for b in BACKINGS {
         let (mut w, r) = table(&small(), b);
-        w.insert_at("n", b"k", b"v", &opts(Some(1_000), 500, &[]), T0).unwrap();
+        w.insert_at("n", b"k", b"v", &opts(Some(1_000), 500, &[]), T0)
+            .unwrap();
         let (_, m) = r.get_at("n", b"k", Some(T0 + 999)).unwrap();
         assert!(!m.stale);
         assert_eq!(m.created_ms, T0);
@@ -48,13 +56,27 @@ fn ttl_and_grace() {
         assert_eq!(m.grace_until_ms, Some(T0 + 1_500));
         let (_, m) = r.get_at("n", b"k", Some(T0 + 1_000)).unwrap();
         assert!(m.stale, "inside the grace window a hit is flagged stale");
-        assert!(r.get_at("n", b"k", Some(T0 + 1_500)).is_none(), "gone after grace");
+        assert!(
+            r.get_at("n", b"k", Some(T0 + 1_500)).is_none(),
+            "gone after grace"
+        );
         // No TTL: never expires.
-        w.insert_at("n", b"forever", b"v", &opts(None, 0, &[]), T0).unwrap();
+        w.insert_at("n", b"forever", b"v", &opts(None, 0, &[]), T0)
+            .unwrap();
         let (_, m) = r.get_at("n", b"forever", Some(u64::MAX / 2)).unwrap();
-        assert_eq!((m.expires_ms, m.grace_until_ms, m.stale), (None, None, false));
+        assert_eq!(
+            (m.expires_ms, m.grace_until_ms, m.stale),
+            (None, None, false)
+        );
         // TTL over 24 days is kept in seconds, rounded up.
-        w.insert_at("n", b"long", b"v", &opts(Some(90 * 86_400_000 + 1), 0, &[]), T0).unwrap();
+        w.insert_at(
+            "n",
+            b"long",
+            b"v",
+            &opts(Some(90 * 86_400_000 + 1), 0, &[]),
+            T0,
+        )
+        .unwrap();
         let (_, m) = r.get_at("n", b"long", Some(T0)).unwrap();
         assert_eq!(m.expires_ms, Some(T0 + 90 * 86_400_000 + 1_000));
     }
@@ -65,22 +87,34 @@ fn hierarchical_and_exact_invalidation() {
     for b in BACKINGS {
         let (mut w, r) = table(&small(), b);
         let put = |w: &mut Writer, k: &str, tag: &str| {
-            w.insert_at("n", k.as_bytes(), k.as_bytes(), &opts(None, 0, &[tag]), T0).unwrap()
+            w.insert_at("n", k.as_bytes(), k.as_bytes(), &opts(None, 0, &[tag]), T0)
+                .unwrap()
         };
-        for (k, t) in [("p1", "posts/1"), ("p1c", "posts/1/comments"), ("p2", "posts/2"), ("p", "posts"), ("p10", "posts/10")] {
+        for (k, t) in [
+            ("p1", "posts/1"),
+            ("p1c", "posts/1/comments"),
+            ("p2", "posts/2"),
+            ("p", "posts"),
+            ("p10", "posts/10"),
+        ] {
             put(&mut w, k, t);
         }
-        w.invalidate_at("n", "posts/1", InvalidateMode::Hierarchical, T0).unwrap();
+        w.invalidate_at("n", "posts/1", InvalidateMode::Hierarchical, T0)
+            .unwrap();
         assert_eq!(get(&r, "n", "p1", T0), None);
         assert_eq!(get(&r, "n", "p1c", T0), None);
         assert!(get(&r, "n", "p2", T0).is_some(), "a sibling survives");
         assert!(get(&r, "n", "p", T0).is_some(), "the parent survives");
-        assert!(get(&r, "n", "p10", T0).is_some(), "posts/10 is not under posts/1");
+        assert!(
+            get(&r, "n", "p10", T0).is_some(),
+            "posts/10 is not under posts/1"
+        );
 
         // Exact: only that path.
         put(&mut w, "p1", "posts/1");
         put(&mut w, "p1c", "posts/1/comments");
-        w.invalidate_at("n", "posts/1", InvalidateMode::Exact, T0).unwrap();
+        w.invalidate_at("n", "posts/1", InvalidateMode::Exact, T0)
+            .unwrap();
         assert_eq!(get(&r, "n", "p1", T0), None);
         assert!(get(&r, "n", "p1c", T0).is_some());
 
@@ -89,14 +123,24 @@ fn hierarchical_and_exact_invalidation() {
         assert!(get(&r, "n", "p1", T0).is_some());
 
         // A tag in another namespace is another tag.
-        w.insert_at("m", b"p2", b"x", &opts(None, 0, &["posts/2"]), T0).unwrap();
-        w.invalidate_at("m", "posts", InvalidateMode::Hierarchical, T0).unwrap();
+        w.insert_at("m", b"p2", b"x", &opts(None, 0, &["posts/2"]), T0)
+            .unwrap();
+        w.invalidate_at("m", "posts", InvalidateMode::Hierarchical, T0)
+            .unwrap();
         assert!(get(&r, "m", "p2", T0).is_none());
         assert!(get(&r, "n", "p2", T0).is_some());
 
         // Several tags: any of them kills the entry.
-        w.insert_at("n", b"multi", b"x", &opts(None, 0, &["users/7", "posts/3"]), T0).unwrap();
-        w.invalidate_at("n", "users", InvalidateMode::Hierarchical, T0).unwrap();
+        w.insert_at(
+            "n",
+            b"multi",
+            b"x",
+            &opts(None, 0, &["users/7", "posts/3"]),
+            T0,
+        )
+        .unwrap();
+        w.invalidate_at("n", "users", InvalidateMode::Hierarchical, T0)
+            .unwrap();
         assert!(get(&r, "n", "multi", T0).is_none());
     }
 }
@@ -105,21 +149,25 @@ fn hierarchical_and_exact_invalidation() {
 fn namespaces_are_isolated_and_clear_alone() {
     for b in BACKINGS {
         let (mut w, r) = table(&small(), b);
-        w.insert_at("a", b"k", b"in a", &InsertOptions::default(), T0).unwrap();
-        w.insert_at("b", b"k", b"in b", &InsertOptions::default(), T0).unwrap();
+        w.insert_at("a", b"k", b"in a", &InsertOptions::default(), T0)
+            .unwrap();
+        w.insert_at("b", b"k", b"in b", &InsertOptions::default(), T0)
+            .unwrap();
         assert_eq!(get(&r, "a", "k", T0).as_deref(), Some(&b"in a"[..]));
         assert_eq!(get(&r, "b", "k", T0).as_deref(), Some(&b"in b"[..]));
         w.clear_namespace_at("a", T0);
         assert_eq!(get(&r, "a", "k", T0), None);
         assert_eq!(get(&r, "b", "k", T0).as_deref(), Some(&b"in b"[..]));
-        w.insert_at("a", b"k", b"again", &InsertOptions::default(), T0).unwrap();
+        w.insert_at("a", b"k", b"again", &InsertOptions::default(), T0)
+            .unwrap();
         assert_eq!(get(&r, "a", "k", T0).as_deref(), Some(&b"again"[..]));
         w.clear_all();
         assert_eq!(get(&r, "a", "k", T0), None);
         assert_eq!(get(&r, "b", "k", T0), None);
         assert_eq!(w.stat(Stat::LiveEntries), 0);
         assert_eq!(r.flush_generation(), 1);
-        w.insert_at("b", b"k", b"after", &InsertOptions::default(), T0).unwrap();
+        w.insert_at("b", b"k", b"after", &InsertOptions::default(), T0)
+            .unwrap();
         assert_eq!(get(&r, "b", "k", T0).as_deref(), Some(&b"after"[..]));
     }
 }
@@ -130,16 +178,36 @@ fn limits_give_errors_that_name_the_setting() {
         let (mut w, _) = table(&small(), b);
         let d = InsertOptions::default();
         let e = w.insert("n", &[0; MAX_KEY_BYTES + 1], b"", &d).unwrap_err();
-        assert!(matches!(e, InsertError::KeyTooLarge { len: 4097, max: 4096 }));
-        assert!(w.insert("n", &[0; MAX_KEY_BYTES], b"", &d).is_ok(), "4 KiB keys are allowed");
-        let e = w.insert("n", b"k", &vec![0; (16 << 10) + 1], &d).unwrap_err();
+        assert!(matches!(
+            e,
+            InsertError::KeyTooLarge {
+                len: 4097,
+                max: 4096
+            }
+        ));
+        assert!(
+            w.insert("n", &[0; MAX_KEY_BYTES], b"", &d).is_ok(),
+            "4 KiB keys are allowed"
+        );
+        let e = w
+            .insert("n", b"k", &vec![0; (16 << 10) + 1], &d)
+            .unwrap_err();
         assert!(e.to_string().contains("max_value_bytes = 16384"), "{e}");
         assert!(w.insert("n", b"k", &vec![0; 16 << 10], &d).is_ok());
         let long_ns = "x".repeat(MAX_NAMESPACE_BYTES + 1);
-        assert!(matches!(w.insert(&long_ns, b"k", b"", &d), Err(InsertError::NamespaceTooLarge { .. })));
+        assert!(matches!(
+            w.insert(&long_ns, b"k", b"", &d),
+            Err(InsertError::NamespaceTooLarge { .. })
+        ));
         let nine = ["a"; 9];
-        assert!(matches!(w.insert("n", b"k", b"", &opts(None, 0, &nine)), Err(InsertError::TooManyTags { count: 9, max: 8 })));
-        assert!(matches!(w.insert("n", b"k", b"", &opts(None, 0, &["a//b"])), Err(InsertError::Tag(TagError::EmptySegment { .. }))));
+        assert!(matches!(
+            w.insert("n", b"k", b"", &opts(None, 0, &nine)),
+            Err(InsertError::TooManyTags { count: 9, max: 8 })
+        ));
+        assert!(matches!(
+            w.insert("n", b"k", b"", &opts(None, 0, &["a//b"])),
+            Err(InsertError::Tag(TagError::EmptySegment { .. }))
+        ));
         assert!(w.invalidate("n", "", InvalidateMode::Hierarchical).is_err());
         // Nothing was written by refused inserts.
         assert_eq!(w.stat(Stat::Inserts), 2);
@@ -150,9 +218,13 @@ fn limits_give_errors_that_name_the_setting() {
 fn buffer_too_small_reports_the_size() {
     for b in BACKINGS {
         let (mut w, r) = table(&small(), b);
-        w.insert("n", b"k", &[7; 100], &InsertOptions::default()).unwrap();
+        w.insert("n", b"k", &[7; 100], &InsertOptions::default())
+            .unwrap();
         let mut small_buf = [0u8; 99];
-        assert_eq!(r.get_into("n", b"k", &mut small_buf), Lookup::BufferTooSmall { needed: 100 });
+        assert_eq!(
+            r.get_into("n", b"k", &mut small_buf),
+            Lookup::BufferTooSmall { needed: 100 }
+        );
         let mut buf = [0u8; 100];
         assert!(matches!(r.get_into("n", b"k", &mut buf), Lookup::Hit(m) if m.value_len == 100));
         assert_eq!(buf, [7; 100]);
@@ -166,16 +238,20 @@ fn a_full_table_evicts_and_never_refuses() {
         let (mut w, r) = table(&small(), b);
         let value = [0xAB; 1000];
         for i in 0..10_000u32 {
-            w.insert("n", &i.to_le_bytes(), &value, &InsertOptions::default()).expect("a full table evicts");
+            w.insert("n", &i.to_le_bytes(), &value, &InsertOptions::default())
+                .expect("a full table evicts");
         }
         assert!(w.stat(Stat::Evictions) > 0);
         // The most recent writes are all there; nothing was wiped.
-        let recent = (9_500..10_000u32).filter(|i| r.get("n", &i.to_le_bytes()).is_some()).count();
+        let recent = (9_500..10_000u32)
+            .filter(|i| r.get("n", &i.to_le_bytes()).is_some())
+            .count();
         assert!(recent > 450, "recent entries survive, got {recent}/500");
         let live = w.stat(Stat::LiveEntries);
         assert!(live > 500, "the table stays mostly full, {live} live");
         // Largest allowed value still goes in.
-        w.insert("n", b"big", &vec![1; 16 << 10], &InsertOptions::default()).unwrap();
+        w.insert("n", b"big", &vec![1; 16 << 10], &InsertOptions::default())
+            .unwrap();
         assert!(r.get("n", b"big").is_some());
     }
 }
@@ -185,18 +261,23 @@ fn second_chance_keeps_read_entries() {
     for b in BACKINGS {
         let (mut w, r) = table(&small(), b);
         let value = [0xCD; 1000];
-        w.insert("n", b"hot", &value, &InsertOptions::default()).unwrap();
+        w.insert("n", b"hot", &value, &InsertOptions::default())
+            .unwrap();
         for i in 0..10_000u32 {
             // Read the hot key now and then: its access bit gets it copied forward
             // whenever its segment is evicted.
             if i % 50 == 0 {
                 assert!(r.get("n", b"hot").is_some(), "hot key evicted at {i}");
             }
-            w.insert("n", &i.to_le_bytes(), &value, &InsertOptions::default()).unwrap();
+            w.insert("n", &i.to_le_bytes(), &value, &InsertOptions::default())
+                .unwrap();
         }
         assert!(w.stat(Stat::SecondChances) > 0);
         assert!(r.get("n", b"hot").is_some());
-        assert!(r.get("n", &0u32.to_le_bytes()).is_none(), "cold early keys are gone");
+        assert!(
+            r.get("n", &0u32.to_le_bytes()).is_none(),
+            "cold early keys are gone"
+        );
     }
 }
 
@@ -206,13 +287,24 @@ fn expired_segments_are_reclaimed_without_a_scan() {
         let (mut w, r) = table(&small(), b);
         // Enough short-lived entries to seal several segments of their TTL class.
         for i in 0..300u32 {
-            w.insert_at("n", &i.to_le_bytes(), &[1; 1000], &opts(Some(500), 0, &[]), T0).unwrap();
+            w.insert_at(
+                "n",
+                &i.to_le_bytes(),
+                &[1; 1000],
+                &opts(Some(500), 0, &[]),
+                T0,
+            )
+            .unwrap();
         }
-        w.insert_at("n", b"keep", b"v", &opts(None, 0, &[]), T0).unwrap();
+        w.insert_at("n", b"keep", b"v", &opts(None, 0, &[]), T0)
+            .unwrap();
         let free_before = w.stat(Stat::FreeSegments);
         assert_eq!(w.expire_at(T0 + 400), 0, "nothing has expired yet");
         let n = w.expire_at(T0 + 500);
-        assert!(n >= 3, "sealed segments of expired entries are reclaimed, got {n}");
+        assert!(
+            n >= 3,
+            "sealed segments of expired entries are reclaimed, got {n}"
+        );
         assert_eq!(w.stat(Stat::FreeSegments), free_before + n as u64);
         assert_eq!(w.stat(Stat::ExpiredSegments), n as u64);
         assert!(r.get_at("n", b"keep", Some(T0 + 500)).is_some());
@@ -225,11 +317,21 @@ fn readers_cannot_write_the_table() {
     let w = Writer::create(&small(), Backing::Memfd).unwrap();
     let fds = w.fds().unwrap();
     let file = File::from(fds.table.try_clone().unwrap());
-    let err = memmap2::MmapOptions::new().len(4096).map_raw(&file).unwrap_err();
-    assert_eq!(err.raw_os_error(), Some(libc_eperm()), "a writable mapping of the table is refused: {err}");
+    let err = memmap2::MmapOptions::new()
+        .len(4096)
+        .map_raw(&file)
+        .unwrap_err();
+    assert_eq!(
+        err.raw_os_error(),
+        Some(libc_eperm()),
+        "a writable mapping of the table is refused: {err}"
+    );
     // The client area stays writable for access bits.
     let cfile = File::from(fds.client.try_clone().unwrap());
-    assert!(memmap2::MmapOptions::new().len(4096).map_raw(&cfile).is_ok());
+    assert!(memmap2::MmapOptions::new()
+        .len(4096)
+        .map_raw(&cfile)
+        .is_ok());
     // Nobody can shrink the table under a reader.
     assert!(file.set_len(4096).is_err());
 }
@@ -243,12 +345,17 @@ fn attach_rejects_what_is_not_a_table() {
     let w = Writer::create(&small(), Backing::Memfd).unwrap();
     let fds = w.fds().unwrap();
     // The client area is sealed, but it is not a table.
-    assert!(matches!(Reader::attach(fds.client_fd(), None), Err(AttachError::BadMagic)));
+    assert!(matches!(
+        Reader::attach(fds.client_fd(), None),
+        Err(AttachError::BadMagic)
+    ));
     // An unsealed file is refused before it is mapped.
     let f = tempfile::tempfile().unwrap();
     f.set_len(1 << 20).unwrap();
     use std::os::fd::AsFd;
-    let e = Reader::attach(f.as_fd(), None).err().expect("unsealed file refused");
+    let e = Reader::attach(f.as_fd(), None)
+        .err()
+        .expect("unsealed file refused");
     assert!(e.to_string().contains("not sealed"), "{e}");
 }
 
@@ -259,7 +366,8 @@ fn metadata_overhead_is_32_bytes() {
     assert_eq!(ENTRY_HEADER_BYTES + 8, 32);
     for b in BACKINGS {
         let (mut w, _) = table(&small(), b);
-        w.insert("ns", b"key", &[0; 100], &InsertOptions::default()).unwrap();
+        w.insert("ns", b"key", &[0; 100], &InsertOptions::default())
+            .unwrap();
         // 24 header + 2 ns + 3 key + 4 (namespace reference) + 100 value.
         assert_eq!(w.stat(Stat::UsedBytes), 24 + 2 + 3 + 4 + 100);
     }
@@ -268,7 +376,10 @@ fn metadata_overhead_is_32_bytes() {
 #[test]
 fn heartbeat_and_epoch_are_published() {
     for b in BACKINGS {
-        let cfg = TableConfig { epoch: Some(42), ..small() };
+        let cfg = TableConfig {
+            epoch: Some(42),
+            ..small()
+        };
         let (w, r) = table(&cfg, b);
         assert_eq!(r.epoch(), 42);
         w.heartbeat_at(T0 + 5);
@@ -278,8 +389,24 @@ fn heartbeat_and_epoch_are_published() {
 
 #[test]
 fn bad_configurations_are_refused_with_the_fix() {
-    let e = Writer::create(&TableConfig { arena_bytes: 1 << 20, ..TableConfig::default() }, Backing::Heap).err().unwrap();
+    let e = Writer::create(
+        &TableConfig {
+            arena_bytes: 1 << 20,
+            ..TableConfig::default()
+        },
+        Backing::Heap,
+    )
+    .err()
+    .unwrap();
     assert!(e.to_string().contains("fewer than 2 segments"), "{e}");
-    let e = Writer::create(&TableConfig { segment_bytes: Some(4096), ..small() }, Backing::Heap).err().unwrap();
+    let e = Writer::create(
+        &TableConfig {
+            segment_bytes: Some(4096),
+            ..small()
+        },
+        Backing::Heap,
+    )
+    .err()
+    .unwrap();
     assert!(e.to_string().contains("raise segment_bytes"), "{e}");
 }

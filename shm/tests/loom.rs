@@ -29,13 +29,16 @@ fn model(preemptions: usize, leave_out: Fence) {
             epoch: Some(1),
         };
         let mut w = Writer::create(&cfg, Backing::Heap).unwrap();
-        w.insert("n", b"k", &OLD, &InsertOptions::default()).unwrap();
+        w.insert("n", b"k", &OLD, &InsertOptions::default())
+            .unwrap();
         let r = Arc::new(w.reader());
         let r2 = r.clone();
         let reader = thread::spawn(move || {
             let got = r2.get("n", b"k").map(|(v, _)| v);
             assert!(
-                got.is_none() || got.as_deref() == Some(&OLD[..]) || got.as_deref() == Some(&NEW[..]),
+                got.is_none()
+                    || got.as_deref() == Some(&OLD[..])
+                    || got.as_deref() == Some(&NEW[..]),
                 "torn read: {got:?}"
             );
         });
@@ -43,9 +46,14 @@ fn model(preemptions: usize, leave_out: Fence) {
         // new value: the free list hands the recycled segment straight back, so the new
         // entry lands on the bytes the reader may be copying.
         assert!(w.evict());
-        w.insert("n", b"k", &NEW, &InsertOptions::default()).unwrap();
+        w.insert("n", b"k", &NEW, &InsertOptions::default())
+            .unwrap();
         reader.join().unwrap();
-        assert_eq!(r.stats().corrupt, 0, "a torn copy slipped past the seqlock and was caught only by the check");
+        assert_eq!(
+            r.stats().corrupt,
+            0,
+            "a torn copy slipped past the seqlock and was caught only by the check"
+        );
     });
 }
 

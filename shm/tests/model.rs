@@ -18,14 +18,35 @@ const T0: u64 = 1_700_000_000_000;
 
 #[derive(Clone, Debug)]
 enum Op {
-    Insert { ns: usize, key: u8, value: Vec<u8>, ttl: Option<u64>, grace: u64, tags: Vec<usize> },
-    Delete { ns: usize, key: u8 },
-    Invalidate { ns: usize, tag: usize, exact: bool },
-    ClearNamespace { ns: usize },
+    Insert {
+        ns: usize,
+        key: u8,
+        value: Vec<u8>,
+        ttl: Option<u64>,
+        grace: u64,
+        tags: Vec<usize>,
+    },
+    Delete {
+        ns: usize,
+        key: u8,
+    },
+    Invalidate {
+        ns: usize,
+        tag: usize,
+        exact: bool,
+    },
+    ClearNamespace {
+        ns: usize,
+    },
     ClearAll,
-    Advance { ms: u64 },
+    Advance {
+        ms: u64,
+    },
     Expire,
-    Get { ns: usize, key: u8 },
+    Get {
+        ns: usize,
+        key: u8,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -71,12 +92,18 @@ struct Oracle {
 
 impl Oracle {
     fn visible(&self, ns: usize, key: u8, now: u64) -> Option<&Model> {
-        self.live.get(&(ns, key)).filter(|m| m.grace_until().is_none_or(|g| now < g))
+        self.live
+            .get(&(ns, key))
+            .filter(|m| m.grace_until().is_none_or(|g| now < g))
     }
     fn invalidate(&mut self, ns: usize, tag: &str, exact: bool) {
         let under = format!("{tag}/");
         self.live.retain(|(n, _), m| {
-            *n != ns || !m.tags.iter().any(|t| *t == tag || (!exact && t.starts_with(&under)))
+            *n != ns
+                || !m
+                    .tags
+                    .iter()
+                    .any(|t| *t == tag || (!exact && t.starts_with(&under)))
         });
     }
 }
@@ -86,29 +113,53 @@ fn run(ops: &[Op], cfg: &TableConfig, backing: Backing, strict: bool) -> Result<
     let (mut w, r) = table(cfg, backing);
     let mut o = Oracle::default();
     let mut now = T0;
-    let check = |r: &Reader, o: &Oracle, ns: usize, key: u8, now: u64| -> Result<(), TestCaseError> {
-        let got = r.get_at(NAMESPACES[ns], &[key], Some(now));
-        match (got, o.visible(ns, key, now)) {
-            (Some((v, meta)), Some(m)) => {
-                prop_assert_eq!(&v, &m.value, "value of {}/{}", ns, key);
-                prop_assert_eq!(meta.created_ms, m.created);
-                prop_assert_eq!(meta.expires_ms, m.expires());
-                prop_assert_eq!(meta.grace_until_ms, m.grace_until());
-                prop_assert_eq!(meta.stale, m.expires().is_some_and(|e| now >= e));
+    let check =
+        |r: &Reader, o: &Oracle, ns: usize, key: u8, now: u64| -> Result<(), TestCaseError> {
+            let got = r.get_at(NAMESPACES[ns], &[key], Some(now));
+            match (got, o.visible(ns, key, now)) {
+                (Some((v, meta)), Some(m)) => {
+                    prop_assert_eq!(&v, &m.value, "value of {}/{}", ns, key);
+                    prop_assert_eq!(meta.created_ms, m.created);
+                    prop_assert_eq!(meta.expires_ms, m.expires());
+                    prop_assert_eq!(meta.grace_until_ms, m.grace_until());
+                    prop_assert_eq!(meta.stale, m.expires().is_some_and(|e| now >= e));
+                }
+                (Some((v, _)), None) => {
+                    prop_assert!(false, "stale or phantom hit {:?} for {}/{}", v, ns, key)
+                }
+                (None, Some(_)) if strict => prop_assert!(false, "miss for live {}/{}", ns, key),
+                (None, _) => {}
             }
-            (Some((v, _)), None) => prop_assert!(false, "stale or phantom hit {:?} for {}/{}", v, ns, key),
-            (None, Some(_)) if strict => prop_assert!(false, "miss for live {}/{}", ns, key),
-            (None, _) => {}
-        }
-        Ok(())
-    };
+            Ok(())
+        };
     for op in ops {
         match op {
-            Op::Insert { ns, key, value, ttl, grace, tags } => {
+            Op::Insert {
+                ns,
+                key,
+                value,
+                ttl,
+                grace,
+                tags,
+            } => {
                 let tags: Vec<&'static str> = tags.iter().map(|t| TAGS[*t]).collect();
-                let opts = InsertOptions { ttl_ms: *ttl, grace_ms: *grace, tags: &tags };
-                w.insert_at(NAMESPACES[*ns], &[*key], value, &opts, now).unwrap();
-                o.live.insert((*ns, *key), Model { value: value.clone(), created: now, ttl: *ttl, grace: *grace, tags });
+                let opts = InsertOptions {
+                    ttl_ms: *ttl,
+                    grace_ms: *grace,
+                    tags: &tags,
+                };
+                w.insert_at(NAMESPACES[*ns], &[*key], value, &opts, now)
+                    .unwrap();
+                o.live.insert(
+                    (*ns, *key),
+                    Model {
+                        value: value.clone(),
+                        created: now,
+                        ttl: *ttl,
+                        grace: *grace,
+                        tags,
+                    },
+                );
             }
             Op::Delete { ns, key } => {
                 let was = w.delete(NAMESPACES[*ns], &[*key]);
@@ -119,8 +170,13 @@ fn run(ops: &[Op], cfg: &TableConfig, backing: Backing, strict: bool) -> Result<
                 o.live.remove(&(*ns, *key));
             }
             Op::Invalidate { ns, tag, exact } => {
-                let mode = if *exact { InvalidateMode::Exact } else { InvalidateMode::Hierarchical };
-                w.invalidate_at(NAMESPACES[*ns], TAGS[*tag], mode, now).unwrap();
+                let mode = if *exact {
+                    InvalidateMode::Exact
+                } else {
+                    InvalidateMode::Hierarchical
+                };
+                w.invalidate_at(NAMESPACES[*ns], TAGS[*tag], mode, now)
+                    .unwrap();
                 o.invalidate(*ns, TAGS[*tag], *exact);
             }
             Op::ClearNamespace { ns } => {
@@ -144,7 +200,11 @@ fn run(ops: &[Op], cfg: &TableConfig, backing: Backing, strict: bool) -> Result<
         }
     }
     if strict {
-        prop_assert_eq!(w.stat(Stat::Evictions) + w.stat(Stat::BucketEvictions), 0, "strict runs must not evict");
+        prop_assert_eq!(
+            w.stat(Stat::Evictions) + w.stat(Stat::BucketEvictions),
+            0,
+            "strict runs must not evict"
+        );
     }
     Ok(())
 }

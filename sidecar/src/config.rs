@@ -108,16 +108,32 @@ impl Config {
     pub fn resolve(flags: Flags) -> Result<Config> {
         let file = match &flags.config {
             Some(p) => {
-                let text = std::fs::read_to_string(p).with_context(|| format!("reading config file {}", p.display()))?;
-                toml::from_str::<FileConfig>(&text).with_context(|| format!("parsing config file {}", p.display()))?
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading config file {}", p.display()))?;
+                toml::from_str::<FileConfig>(&text)
+                    .with_context(|| format!("parsing config file {}", p.display()))?
             }
             None => FileConfig::default(),
         };
-        let instance = flags.instance.or(file.instance).unwrap_or_else(|| "default".into());
+        let instance = flags
+            .instance
+            .or(file.instance)
+            .unwrap_or_else(|| "default".into());
         cachekit_proto::paths::validate_instance(&instance).map_err(anyhow::Error::msg)?;
-        let memory_bytes = parse_size(&flags.memory.or(file.memory).unwrap_or_else(|| "64MiB".into())).context("--memory")?;
-        let max_value_bytes =
-            parse_size(&flags.max_value_bytes.or(file.max_value_bytes).unwrap_or_else(|| "1MiB".into())).context("--max-value-bytes")?;
+        let memory_bytes = parse_size(
+            &flags
+                .memory
+                .or(file.memory)
+                .unwrap_or_else(|| "64MiB".into()),
+        )
+        .context("--memory")?;
+        let max_value_bytes = parse_size(
+            &flags
+                .max_value_bytes
+                .or(file.max_value_bytes)
+                .unwrap_or_else(|| "1MiB".into()),
+        )
+        .context("--max-value-bytes")?;
         // The daemon stores encoded values up to 64 bytes larger than this.
         let ceiling = cachekit_shm::VALUE_LEN_CEILING as u64 - crate::daemon::ENVELOPE_HEADROOM;
         if max_value_bytes == 0 || max_value_bytes > ceiling {
@@ -127,23 +143,37 @@ impl Config {
         if !tag_counters.is_power_of_two() || tag_counters > 1 << 32 {
             bail!("--tag-counters {tag_counters} must be a power of two no larger than 4294967296");
         }
-        let mode_text = flags.socket_mode.or(file.socket_mode).unwrap_or_else(|| "0660".into());
+        let mode_text = flags
+            .socket_mode
+            .or(file.socket_mode)
+            .unwrap_or_else(|| "0660".into());
         let socket_mode = u32::from_str_radix(mode_text.trim_start_matches("0o"), 8)
             .ok()
             .filter(|m| *m <= 0o777)
-            .with_context(|| format!("--socket-mode {mode_text:?} is not an octal file mode like 0660"))?;
+            .with_context(|| {
+                format!("--socket-mode {mode_text:?} is not an octal file mode like 0660")
+            })?;
         let socket_group = match flags.socket_group.or(file.socket_group) {
             Some(g) => Some(resolve_group(&g)?),
             None => None,
         };
-        let heartbeat = Duration::from_millis(flags.heartbeat_ms.or(file.heartbeat_ms).unwrap_or(250));
-        let heartbeat_timeout = Duration::from_millis(flags.heartbeat_timeout_ms.or(file.heartbeat_timeout_ms).unwrap_or(2000));
+        let heartbeat =
+            Duration::from_millis(flags.heartbeat_ms.or(file.heartbeat_ms).unwrap_or(250));
+        let heartbeat_timeout = Duration::from_millis(
+            flags
+                .heartbeat_timeout_ms
+                .or(file.heartbeat_timeout_ms)
+                .unwrap_or(2000),
+        );
         if heartbeat.is_zero() || heartbeat_timeout < heartbeat * 2 {
             bail!("heartbeat_timeout_ms ({heartbeat_timeout:?}) must be at least twice heartbeat_ms ({heartbeat:?}), and heartbeat_ms above 0");
         }
         let uid = rustix::process::getuid().as_raw();
         let gid = rustix::process::getgid().as_raw();
-        let log_format = flags.log_format.or(file.log_format).unwrap_or_else(|| "text".into());
+        let log_format = flags
+            .log_format
+            .or(file.log_format)
+            .unwrap_or_else(|| "text".into());
         if log_format != "text" && log_format != "json" {
             bail!("--log-format {log_format:?}: use text or json");
         }
@@ -155,12 +185,28 @@ impl Config {
             tag_counters,
             socket_mode,
             socket_group,
-            writer_uids: flags.writer_uids.or(file.writer_uids).unwrap_or_else(|| vec![uid]),
-            writer_gids: flags.writer_gids.or(file.writer_gids).unwrap_or_else(|| vec![gid]),
+            writer_uids: flags
+                .writer_uids
+                .or(file.writer_uids)
+                .unwrap_or_else(|| vec![uid]),
+            writer_gids: flags
+                .writer_gids
+                .or(file.writer_gids)
+                .unwrap_or_else(|| vec![gid]),
             heartbeat,
             heartbeat_timeout,
-            max_connections: flags.max_connections.or(file.max_connections).unwrap_or(1024).max(1),
-            frame_timeout: Duration::from_millis(flags.frame_timeout_ms.or(file.frame_timeout_ms).unwrap_or(5000).max(1)),
+            max_connections: flags
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(1024)
+                .max(1),
+            frame_timeout: Duration::from_millis(
+                flags
+                    .frame_timeout_ms
+                    .or(file.frame_timeout_ms)
+                    .unwrap_or(5000)
+                    .max(1),
+            ),
             log: flags.log.or(file.log).unwrap_or_else(|| "info".into()),
             log_json: log_format == "json",
         })
@@ -180,13 +226,17 @@ impl Config {
                 Err(e) => errors.push(format!("{}: {e:#}", d.display())),
             }
         }
-        bail!("no usable runtime directory ({}); pass --dir", errors.join("; "))
+        bail!(
+            "no usable runtime directory ({}); pass --dir",
+            errors.join("; ")
+        )
     }
 }
 
 fn ensure_dir(d: &Path) -> Result<()> {
     std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
-    rustix::fs::access(d, rustix::fs::Access::WRITE_OK).with_context(|| format!("{} is not writable", d.display()))?;
+    rustix::fs::access(d, rustix::fs::Access::WRITE_OK)
+        .with_context(|| format!("{} is not writable", d.display()))?;
     Ok(())
 }
 
@@ -199,7 +249,9 @@ fn resolve_group(g: &str) -> Result<u32> {
         .lines()
         .find_map(|l| {
             let mut f = l.split(':');
-            (f.next() == Some(g)).then(|| f.nth(1).and_then(|gid| gid.parse().ok())).flatten()
+            (f.next() == Some(g))
+                .then(|| f.nth(1).and_then(|gid| gid.parse().ok()))
+                .flatten()
         })
         .with_context(|| format!("no group named {g:?}"))
 }
@@ -209,8 +261,15 @@ pub fn parse_size(s: &str) -> Result<u64> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().with_context(|| format!("{s:?} is not a size like 64MiB"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().trim_end_matches('b').trim_end_matches('i') {
+    let n: u64 = num
+        .parse()
+        .with_context(|| format!("{s:?} is not a size like 64MiB"))?;
+    let mult: u64 = match unit
+        .trim()
+        .to_ascii_lowercase()
+        .trim_end_matches('b')
+        .trim_end_matches('i')
+    {
         "" => 1,
         "k" => 1 << 10,
         "m" => 1 << 20,
@@ -218,7 +277,8 @@ pub fn parse_size(s: &str) -> Result<u64> {
         "t" => 1 << 40,
         _ => bail!("{s:?}: unknown unit {unit:?}; use B, KiB, MiB, GiB or TiB"),
     };
-    n.checked_mul(mult).with_context(|| format!("{s:?} is too large"))
+    n.checked_mul(mult)
+        .with_context(|| format!("{s:?} is too large"))
 }
 
 #[cfg(test)]
@@ -249,10 +309,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
         std::fs::write(&p, "memory = \"32MiB\"\ninstance = \"fromfile\"\n").unwrap();
-        let c = Config::resolve(Flags { config: Some(p.clone()), instance: Some("flag".into()), ..Flags::default() }).unwrap();
+        let c = Config::resolve(Flags {
+            config: Some(p.clone()),
+            instance: Some("flag".into()),
+            ..Flags::default()
+        })
+        .unwrap();
         assert_eq!((c.instance.as_str(), c.memory_bytes), ("flag", 32 << 20));
         std::fs::write(&p, "memroy = \"32MiB\"\n").unwrap();
-        let e = Config::resolve(Flags { config: Some(p), ..Flags::default() }).unwrap_err();
+        let e = Config::resolve(Flags {
+            config: Some(p),
+            ..Flags::default()
+        })
+        .unwrap_err();
         assert!(format!("{e:#}").contains("memroy"), "{e:#}");
     }
 }

@@ -133,7 +133,8 @@ impl Daemon {
             layout_version: cachekit_shm::layout::LAYOUT_VERSION as u32,
             segment_size: self.table_bytes,
             client_area_size: self.client_area_bytes,
-            client_slot: self.next_slot.fetch_add(1, Ordering::Relaxed) % cachekit_shm::layout::CLIENT_RECORDS as u32,
+            client_slot: self.next_slot.fetch_add(1, Ordering::Relaxed)
+                % cachekit_shm::layout::CLIENT_RECORDS as u32,
             heartbeat_timeout_ms: self.cfg.heartbeat_timeout.as_millis() as u32,
             fd_count: 2,
             limits: self.limits,
@@ -144,7 +145,13 @@ impl Daemon {
     pub fn handle(&self, peer: &Peer, req: Request) -> Reply {
         let c = &self.counters;
         bump(&c.requests);
-        let write = matches!(req, Request::Set(_) | Request::Delete { .. } | Request::Invalidate { .. } | Request::Clear { .. });
+        let write = matches!(
+            req,
+            Request::Set(_)
+                | Request::Delete { .. }
+                | Request::Invalidate { .. }
+                | Request::Clear { .. }
+        );
         if write && !peer.may_write {
             bump(&c.not_permitted);
             return Reply::error(
@@ -156,11 +163,18 @@ impl Daemon {
             );
         }
         let reply = match req {
-            Request::Hello(_) => Reply::error(ErrorCode::UnexpectedMessage, "HELLO was already sent on this connection"),
+            Request::Hello(_) => Reply::error(
+                ErrorCode::UnexpectedMessage,
+                "HELLO was already sent on this connection",
+            ),
             Request::Set(s) => {
                 bump(&c.sets);
                 let tags: Vec<&str> = s.tags.iter().map(String::as_str).collect();
-                let opts = InsertOptions { ttl_ms: s.ttl_ms, grace_ms: s.grace_ms, tags: &tags };
+                let opts = InsertOptions {
+                    ttl_ms: s.ttl_ms,
+                    grace_ms: s.grace_ms,
+                    tags: &tags,
+                };
                 let r = self.writer().insert(&s.namespace, &s.key, &s.value, &opts);
                 self.write_gen.fetch_add(1, Ordering::Release);
                 match r {
@@ -174,13 +188,24 @@ impl Daemon {
                 self.write_gen.fetch_add(1, Ordering::Release);
                 Reply::Deleted { existed }
             }
-            Request::Invalidate { namespace, tags, exact } => {
+            Request::Invalidate {
+                namespace,
+                tags,
+                exact,
+            } => {
                 bump(&c.invalidates);
                 // Check every tag first, so an invalid one leaves nothing half done.
-                match tags.iter().find_map(|t| cachekit_shm::validate_tag(t).err()) {
+                match tags
+                    .iter()
+                    .find_map(|t| cachekit_shm::validate_tag(t).err())
+                {
                     Some(e) => Reply::error(ErrorCode::InvalidArgument, e.to_string()),
                     None => {
-                        let mode = if exact { InvalidateMode::Exact } else { InvalidateMode::Hierarchical };
+                        let mode = if exact {
+                            InvalidateMode::Exact
+                        } else {
+                            InvalidateMode::Hierarchical
+                        };
                         let mut w = self.writer();
                         for t in &tags {
                             w.invalidate(&namespace, t, mode).expect("validated above");
@@ -201,7 +226,9 @@ impl Daemon {
                 // A lookup started before the latest write may have missed it: join only
                 // lookups that started after it.
                 let gen = self.write_gen.load(Ordering::Acquire);
-                let (reply, coalesced) = self.fetches.fetch(&namespace, &key, gen, || self.lookup(&namespace, &key));
+                let (reply, coalesced) = self
+                    .fetches
+                    .fetch(&namespace, &key, gen, || self.lookup(&namespace, &key));
                 if coalesced {
                     bump(&c.fetch_coalesced);
                 }
@@ -210,8 +237,13 @@ impl Daemon {
                 }
                 reply
             }
-            Request::Stats => Reply::Stats { counters: self.stats() },
-            Request::Ping => Reply::Pong { epoch: self.epoch, heartbeat_ms: self.reader.heartbeat_ms() },
+            Request::Stats => Reply::Stats {
+                counters: self.stats(),
+            },
+            Request::Ping => Reply::Pong {
+                epoch: self.epoch,
+                heartbeat_ms: self.reader.heartbeat_ms(),
+            },
         };
         if matches!(reply, Reply::Error { .. }) {
             bump(&c.errors);
@@ -236,14 +268,22 @@ impl Daemon {
     pub fn stats(&self) -> Vec<(String, u64)> {
         let c = &self.counters;
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let mut out: Vec<(String, u64)> = self.writer().stats().into_iter().map(|(k, v)| (format!("table_{k}"), v)).collect();
+        let mut out: Vec<(String, u64)> = self
+            .writer()
+            .stats()
+            .into_iter()
+            .map(|(k, v)| (format!("table_{k}"), v))
+            .collect();
         out.extend([
             ("epoch".into(), self.epoch),
             ("memory_bytes".into(), self.cfg.memory_bytes),
             ("max_value_bytes".into(), self.cfg.max_value_bytes),
             ("heartbeat_ms".into(), self.reader.heartbeat_ms()),
             ("connections_total".into(), l(&c.connections_total)),
-            ("connections_open".into(), c.connections_open.load(Ordering::Relaxed) as u64),
+            (
+                "connections_open".into(),
+                c.connections_open.load(Ordering::Relaxed) as u64,
+            ),
             ("connections_refused".into(), l(&c.connections_refused)),
             ("requests".into(), l(&c.requests)),
             ("sets".into(), l(&c.sets)),

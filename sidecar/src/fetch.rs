@@ -28,7 +28,13 @@ impl Coalescer {
     /// Runs `load` for `(ns, key)` unless a lookup of the same key that started at the same
     /// write generation `gen` is already running, in which case its answer is shared.
     /// Returns the answer and whether it was shared.
-    pub fn fetch(&self, ns: &str, key: &[u8], gen: u64, load: impl FnOnce() -> Reply) -> (Reply, bool) {
+    pub fn fetch(
+        &self,
+        ns: &str,
+        key: &[u8],
+        gen: u64,
+        load: impl FnOnce() -> Reply,
+    ) -> (Reply, bool) {
         let id = (ns.to_owned(), key.to_vec());
         let (flight, leader) = {
             let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
@@ -37,7 +43,10 @@ impl Coalescer {
                 _ => {
                     // None running, or one that may predate a write: start a fresh one (the
                     // older one still answers its own followers).
-                    let f = Arc::new(Flight { gen, ..Flight::default() });
+                    let f = Arc::new(Flight {
+                        gen,
+                        ..Flight::default()
+                    });
                     map.insert(id.clone(), f.clone());
                     (f, true)
                 }
@@ -53,7 +62,10 @@ impl Coalescer {
                         map.remove(self.1);
                     }
                     drop(map);
-                    let r = self.3.take().unwrap_or_else(|| Reply::error(ErrorCode::Internal, "the lookup failed"));
+                    let r = self
+                        .3
+                        .take()
+                        .unwrap_or_else(|| Reply::error(ErrorCode::Internal, "the lookup failed"));
                     *self.2.done.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
                     self.2.cv.notify_all();
                 }
@@ -71,7 +83,13 @@ impl Coalescer {
             .unwrap_or_else(|p| p.into_inner());
         match &*done {
             Some(r) => (r.clone(), true),
-            None => (Reply::error(ErrorCode::Unavailable, "timed out waiting for a concurrent lookup of the same key"), true),
+            None => (
+                Reply::error(
+                    ErrorCode::Unavailable,
+                    "timed out waiting for a concurrent lookup of the same key",
+                ),
+                true,
+            ),
         }
     }
 }
@@ -100,7 +118,11 @@ mod tests {
                 })
             })
             .collect();
-        let shared = threads.into_iter().map(|t| t.join().unwrap()).filter(|(_, s)| *s).count();
+        let shared = threads
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .filter(|(_, s)| *s)
+            .count();
         assert_eq!(loads.load(Ordering::SeqCst), 1);
         assert_eq!(shared, 7);
     }

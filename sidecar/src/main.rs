@@ -33,13 +33,19 @@ fn main() {
         error!("{e:#}");
         eprintln!("cachekitd: {e:#}");
         // A configuration the table refuses is a usage error, like a bad flag.
-        let usage = e.chain().any(|c| matches!(c.downcast_ref::<cachekit_shm::CreateError>(), Some(cachekit_shm::CreateError::Config(_))));
+        let usage = e.chain().any(|c| {
+            matches!(
+                c.downcast_ref::<cachekit_shm::CreateError>(),
+                Some(cachekit_shm::CreateError::Config(_))
+            )
+        });
         std::process::exit(if usage { 2 } else { 1 });
     }
 }
 
 fn init_logs(cfg: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -56,7 +62,12 @@ fn init_logs(cfg: &Config) {
 /// instance in the same directory refuses to start instead of stealing the socket.
 fn lock_instance(dir: &Path, instance: &str) -> Result<File> {
     let path = dir.join(format!("{instance}.lock"));
-    let f = OpenOptions::new().create(true).truncate(false).write(true).open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
     if rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
         bail!("another cachekitd is already running instance {instance:?} in {}; stop it or pick another --instance", dir.display());
     }
@@ -66,10 +77,13 @@ fn lock_instance(dir: &Path, instance: &str) -> Result<File> {
 fn bind(cfg: &Config, path: &Path) -> Result<UnixListener> {
     // We hold the instance lock, so a socket file left here is stale.
     let _ = std::fs::remove_file(path);
-    let listener = UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(cfg.socket_mode)).context("setting the socket mode")?;
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(cfg.socket_mode))
+        .context("setting the socket mode")?;
     if let Some(gid) = cfg.socket_group {
-        rustix::fs::chown(path, None, Some(rustix::process::Gid::from_raw(gid))).context("setting the socket group")?;
+        rustix::fs::chown(path, None, Some(rustix::process::Gid::from_raw(gid)))
+            .context("setting the socket group")?;
     }
     Ok(listener)
 }
@@ -84,30 +98,37 @@ fn run(cfg: Config) -> Result<()> {
     let d = daemon.clone();
     let hb = cfg.heartbeat;
     let watchdog = systemd::watchdog_interval();
-    std::thread::Builder::new().name("cachekitd-heartbeat".into()).spawn(move || {
-        let mut last_watchdog = Instant::now();
-        loop {
-            d.tick();
-            if let Some(w) = watchdog {
-                if last_watchdog.elapsed() >= w / 2 {
-                    systemd::notify("WATCHDOG=1");
-                    last_watchdog = Instant::now();
+    std::thread::Builder::new()
+        .name("cachekitd-heartbeat".into())
+        .spawn(move || {
+            let mut last_watchdog = Instant::now();
+            loop {
+                d.tick();
+                if let Some(w) = watchdog {
+                    if last_watchdog.elapsed() >= w / 2 {
+                        systemd::notify("WATCHDOG=1");
+                        last_watchdog = Instant::now();
+                    }
                 }
+                std::thread::sleep(hb);
             }
-            std::thread::sleep(hb);
-        }
-    })?;
+        })?;
 
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])?;
     let sock_path = socket.clone();
-    std::thread::Builder::new().name("cachekitd-signals".into()).spawn(move || {
-        if let Some(sig) = signals.forever().next() {
-            info!(signal = sig, "shutting down");
-            systemd::notify("STOPPING=1");
-            let _ = std::fs::remove_file(&sock_path);
-            std::process::exit(0);
-        }
-    })?;
+    std::thread::Builder::new()
+        .name("cachekitd-signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                info!(signal = sig, "shutting down");
+                systemd::notify("STOPPING=1");
+                let _ = std::fs::remove_file(&sock_path);
+                std::process::exit(0);
+            }
+        })?;
 
     info!(
         instance = %cfg.instance,
@@ -122,4 +143,3 @@ fn run(cfg: Config) -> Result<()> {
     server::accept_loop(daemon, listener);
     Ok(())
 }
-

@@ -47,7 +47,10 @@ pub fn accept_loop(daemon: Arc<Daemon>, listener: UnixListener) {
             });
         if let Err(e) = spawned {
             warn!(error = %e, "cannot start a connection thread");
-            daemon.counters.connections_open.fetch_sub(1, Ordering::Relaxed);
+            daemon
+                .counters
+                .connections_open
+                .fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -55,7 +58,12 @@ pub fn accept_loop(daemon: Arc<Daemon>, listener: UnixListener) {
 fn peer_of(daemon: &Daemon, stream: &UnixStream) -> io::Result<Peer> {
     let cred = rustix::net::sockopt::socket_peercred(stream)?;
     let (uid, gid) = (cred.uid.as_raw(), cred.gid.as_raw());
-    Ok(Peer { pid: cred.pid.as_raw_nonzero().get(), uid, gid, may_write: daemon.peer_may_write(uid, gid) })
+    Ok(Peer {
+        pid: cred.pid.as_raw_nonzero().get(),
+        uid,
+        gid,
+        may_write: daemon.peer_may_write(uid, gid),
+    })
 }
 
 fn serve(daemon: &Daemon, mut stream: UnixStream) {
@@ -70,7 +78,13 @@ fn serve(daemon: &Daemon, mut stream: UnixStream) {
     if stream.set_write_timeout(Some(timeout)).is_err() {
         return;
     }
-    debug!(pid = peer.pid, uid = peer.uid, gid = peer.gid, write = peer.may_write, "client connected");
+    debug!(
+        pid = peer.pid,
+        uid = peer.uid,
+        gid = peer.gid,
+        write = peer.may_write,
+        "client connected"
+    );
     let mut said_hello = false;
     loop {
         let (header, body) = match read_frame(&mut stream, daemon, timeout) {
@@ -100,7 +114,14 @@ fn serve(daemon: &Daemon, mut stream: UnixStream) {
             Ok(Message::Request(r)) => r,
             Ok(Message::Reply(_)) => {
                 daemon.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
-                let _ = send(&stream, &Reply::error(ErrorCode::UnexpectedMessage, "a reply was sent to the daemon; send requests"), id);
+                let _ = send(
+                    &stream,
+                    &Reply::error(
+                        ErrorCode::UnexpectedMessage,
+                        "a reply was sent to the daemon; send requests",
+                    ),
+                    id,
+                );
                 break;
             }
             Err(e) => {
@@ -121,8 +142,13 @@ fn serve(daemon: &Daemon, mut stream: UnixStream) {
                     said_hello = true;
                     info!(pid = peer.pid, uid = peer.uid, name = %h.client_name, "client attached");
                     let mut buf = Vec::new();
-                    encode_reply(&Reply::HelloOk(ok), id, &mut buf).expect("HELLO_OK always encodes");
-                    send_with_fds(&stream, &buf, &[daemon.fds.table_fd(), daemon.fds.client_fd()])
+                    encode_reply(&Reply::HelloOk(ok), id, &mut buf)
+                        .expect("HELLO_OK always encodes");
+                    send_with_fds(
+                        &stream,
+                        &buf,
+                        &[daemon.fds.table_fd(), daemon.fds.client_fd()],
+                    )
                 }
                 Err(reply) => {
                     let _ = send(&stream, &reply, id);
@@ -130,7 +156,11 @@ fn serve(daemon: &Daemon, mut stream: UnixStream) {
                 }
             },
             (false, _) => {
-                let _ = send(&stream, &Reply::error(ErrorCode::UnexpectedMessage, "send HELLO first"), id);
+                let _ = send(
+                    &stream,
+                    &Reply::error(ErrorCode::UnexpectedMessage, "send HELLO first"),
+                    id,
+                );
                 break;
             }
             (true, req) => {
@@ -161,7 +191,11 @@ enum FrameError {
 /// Reads one frame. Waits for its first byte as long as the client likes (idle pooled
 /// connections are normal); from then on the whole frame must arrive within `timeout`.
 /// `Ok(None)`: the client closed the connection between frames.
-fn read_frame(stream: &mut UnixStream, daemon: &Daemon, timeout: Duration) -> Result<Option<(Header, Vec<u8>)>, FrameError> {
+fn read_frame(
+    stream: &mut UnixStream,
+    daemon: &Daemon,
+    timeout: Duration,
+) -> Result<Option<(Header, Vec<u8>)>, FrameError> {
     let mut hb = [0u8; HEADER_LEN];
     stream.set_read_timeout(None).map_err(FrameError::Io)?;
     let first = loop {
@@ -185,13 +219,22 @@ fn read_frame(stream: &mut UnixStream, daemon: &Daemon, timeout: Duration) -> Re
     Ok(Some((header, body)))
 }
 
-fn read_until(stream: &mut UnixStream, mut buf: &mut [u8], deadline: Instant) -> Result<(), FrameError> {
+fn read_until(
+    stream: &mut UnixStream,
+    mut buf: &mut [u8],
+    deadline: Instant,
+) -> Result<(), FrameError> {
     while !buf.is_empty() {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(FrameError::Io(io::Error::new(io::ErrorKind::TimedOut, "frame not finished within frame_timeout_ms")));
+            return Err(FrameError::Io(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "frame not finished within frame_timeout_ms",
+            )));
         }
-        stream.set_read_timeout(Some(left)).map_err(FrameError::Io)?;
+        stream
+            .set_read_timeout(Some(left))
+            .map_err(FrameError::Io)?;
         match stream.read(buf) {
             Ok(0) => return Err(FrameError::Io(io::ErrorKind::UnexpectedEof.into())),
             Ok(n) => buf = &mut buf[n..],
