@@ -1183,3 +1183,54 @@ fn lowered_tag_counter_does_not_resurrect_an_invalidated_entry() {
         "an invalidated value came back"
     );
 }
+
+/// Second chance copies an entry forward using the length in its (possibly corrupted)
+/// header: `Writer::evict_segment` -> `alloc(class, len, now, false)` with `len` up to
+/// 16 MiB. With debug assertions, `debug_assert!(len <= self.geo.segment_payload())` in
+/// `Writer::alloc` (src/writer.rs) panics; without them, `alloc` activates and seals every
+/// free segment looking for room, then gives up (the free list collapses until eviction
+/// walks those empty segments again). Needs: an entry read since the last eviction (access
+/// bit set), its value_len corrupted, then `evict()`.
+#[test]
+#[ignore = "bug: eviction trusts a corrupted entry length (src/writer.rs alloc/evict_segment)"]
+fn eviction_survives_an_entry_with_a_corrupted_length() {
+    let cfg = cfg();
+    let lay = Layout::of(&cfg);
+    let mut w = Writer::create(&cfg, Backing::Heap).unwrap();
+    let r = w.reader();
+    let value = vec![7u8; 100];
+    w.insert_at("app", b"hot", &value, &InsertOptions::default(), T0)
+        .unwrap();
+    assert_eq!(read(&r, "app", b"hot", T0, &value), Read::Right); // sets the access bit
+                                                                  // value_len (bits 0..24 of the packed word at byte 16) = 2^24 - 1; the rest as written:
+                                                                  // key_len 3, ns_len 3, one reference; the check does not matter to the writer.
+    let packed = 0xFF_FFFFu64 | 3 << 24 | 3 << 37 | 1 << 44;
+    w.raw_write(lay.first_entry() as usize + 16, &packed.to_le_bytes());
+    let free_before = w.stat(Stat::FreeSegments);
+    assert!(w.evict()); // panics with debug assertions
+    let free_after = w.stat(Stat::FreeSegments);
+    assert!(
+        free_after >= free_before,
+        "evicting one segment left fewer free segments: {free_before} -> {free_after}"
+    );
+    assert_eq!(read(&r, "app", b"hot", T0, &value), Read::Miss);
+}
+
+/// `Writer::clear_all` bumps the flush generation it reads back from the header with
+/// `fg + 1` (src/writer.rs, `clear_all`): a header word corrupted to u64::MAX makes it
+/// panic with overflow checks (debug builds, the fuzz build); release wraps to 0. Found by
+/// the corrupt_segment fuzz target. Fails only where overflow checks are on.
+#[test]
+#[ignore = "bug: clear_all overflows on a corrupted flush generation (src/writer.rs clear_all, fg + 1)"]
+fn clear_all_survives_a_corrupted_flush_generation() {
+    let mut w = Writer::create(&cfg(), Backing::Heap).unwrap();
+    let r = w.reader();
+    let at = core::mem::offset_of!(cachekit_shm::layout::TableHeader, flush_generation);
+    w.raw_write(at, &u64::MAX.to_le_bytes());
+    w.clear_all(); // panics with overflow checks
+    assert_ne!(
+        r.flush_generation(),
+        u64::MAX,
+        "the flush generation did not move"
+    );
+}

@@ -48,7 +48,7 @@ use libfuzzer_sys::fuzz_target;
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Once, OnceLock};
+use std::sync::{Mutex, Once, OnceLock};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 // ---------------------------------------------------------------------------------------
@@ -358,6 +358,24 @@ fn init_once() {
         std::panic::set_hook(Box::new(move |info| {
             if !QUIET.with(|q| q.get()) {
                 prev(info);
+                return;
+            }
+            // A caught writer panic: print each place once.
+            let at = info
+                .location()
+                .map(|l| format!("{}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            let msg = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            static SEEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
+            let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+            if !seen.contains(&at) {
+                eprintln!("cachekit-fuzz: writer panic after corruption (caught) at {at}: {msg}");
+                seen.push(at);
             }
         }));
         sanity_check_layout();
