@@ -550,6 +550,12 @@ impl Writer {
         while loc < end {
             let h = self.header_at(loc);
             let len = h.total_len() as u64;
+            if loc + len > end || h.value_len as u64 > self.geo.max_value_bytes {
+                // Only corrupted memory gets here: the rest of the segment cannot be walked.
+                // Slots still pointing into it are stale locators, which readers reject after
+                // the generation bump below.
+                break;
+            }
             if let Some((bucket, i, slot)) = self.slot_pointing_at(loc, &h) {
                 let alive = self.entry_alive(loc, &h, now);
                 let slot_index = bucket * SLOTS_PER_BUCKET as u64 + i as u64;
@@ -626,8 +632,11 @@ impl Writer {
     /// A slot stopped pointing at the entry `old`: account for it, and free its segment
     /// when that was the last one.
     fn release(&mut self, old: u64) {
-        let seg = self.segment_index(slot_loc(old));
         self.add_stat(Stat::LiveEntries, -1);
+        // A slot the writer did not make (corrupted memory) has no segment to account to.
+        let Some(seg) = self.segment_index(slot_loc(old)) else {
+            return;
+        };
         let st = &mut self.arena.segs[seg as usize];
         st.live = st.live.saturating_sub(1);
         if st.live == 0 && st.used == Use::Sealed {
@@ -650,7 +659,7 @@ impl Writer {
     }
 
     fn note_grace(&mut self, loc: u64, grace_until: Option<u64>) {
-        let seg = self.segment_index(loc);
+        let seg = self.segment_index(loc).expect("allocated inside the arena");
         let g = grace_until.unwrap_or(u64::MAX);
         let st = &mut self.arena.segs[seg as usize];
         if g > st.max_grace {
@@ -718,12 +727,16 @@ impl Writer {
         })
     }
 
-    fn segment_index(&self, loc: u64) -> u32 {
-        ((loc - self.geo.arena_off) / self.geo.segment_bytes) as u32
+    /// The segment of an arena location. Callers pass locations the writer made itself;
+    /// a location outside the arena (a corrupted slot) maps to `None`.
+    fn segment_index(&self, loc: u64) -> Option<u32> {
+        let seg = loc.checked_sub(self.geo.arena_off)? / self.geo.segment_bytes;
+        (seg < self.geo.segment_count).then_some(seg as u32)
     }
 
+    /// The segment of a location the writer just allocated (always in the arena).
     fn segment_of_mut(&mut self, loc: u64) -> &mut crate::arena::SegState {
-        let s = self.segment_index(loc);
+        let s = self.segment_index(loc).expect("allocated inside the arena");
         &mut self.arena.segs[s as usize]
     }
 

@@ -1078,7 +1078,6 @@ fn wrong_value_rate_of_random_single_byte_corruptions() {
 /// count the slot as corrupt); the daemon dies, and would die again on a warm restart
 /// that re-attaches the same segment.
 #[test]
-#[ignore = "bug: the writer panics on a slot pointing outside the arena (src/writer.rs segment_index/release)"]
 fn writer_survives_a_slot_pointing_before_the_arena() {
     let cfg = cfg();
     let bucket = find_bucket(&cfg, "", b"");
@@ -1099,7 +1098,6 @@ fn writer_survives_a_slot_pointing_before_the_arena() {
 /// Same root cause through an overwrite: a slot pointing past the arena at bytes that read
 /// as the key's entry.
 #[test]
-#[ignore = "bug: the writer panics on a slot pointing outside the arena (src/writer.rs segment_index/release)"]
 fn writer_survives_an_overwrite_through_a_slot_before_the_arena() {
     let cfg = cfg();
     let bucket = find_bucket(&cfg, "", b"");
@@ -1192,7 +1190,6 @@ fn lowered_tag_counter_does_not_resurrect_an_invalidated_entry() {
 /// walks those empty segments again). Needs: an entry read since the last eviction (access
 /// bit set), its value_len corrupted, then `evict()`.
 #[test]
-#[ignore = "bug: eviction trusts a corrupted entry length (src/writer.rs alloc/evict_segment)"]
 fn eviction_survives_an_entry_with_a_corrupted_length() {
     let cfg = cfg();
     let lay = Layout::of(&cfg);
@@ -1221,7 +1218,6 @@ fn eviction_survives_an_entry_with_a_corrupted_length() {
 /// panic with overflow checks (debug builds, the fuzz build); release wraps to 0. Found by
 /// the corrupt_segment fuzz target. Fails only where overflow checks are on.
 #[test]
-#[ignore = "bug: clear_all overflows on a corrupted flush generation (src/writer.rs clear_all, fg + 1)"]
 fn clear_all_survives_a_corrupted_flush_generation() {
     let mut w = Writer::create(&cfg(), Backing::Heap).unwrap();
     let r = w.reader();
