@@ -115,7 +115,16 @@ impl Daemon {
         w.expire();
     }
 
-    /// Stops the heartbeat for good: clients see the segment go stale.
+    /// Marks the segment dead for good, at once: heartbeat 0, and the writer lock is held
+    /// until the process exits so no tick can publish a fresh one. Clients stop reading it
+    /// immediately instead of after the heartbeat timeout, so a daemon restarted right away
+    /// cannot acknowledge a write that a client of the old segment would not see.
+    pub fn shut_down(&self) -> MutexGuard<'_, Writer> {
+        let w = self.writer();
+        w.heartbeat_at(0);
+        w
+    }
+
     pub fn peer_may_write(&self, uid: u32, gid: u32) -> bool {
         self.cfg.writer_uids.contains(&uid) || self.cfg.writer_gids.contains(&gid)
     }

@@ -75,7 +75,17 @@ fn lock_instance(dir: &Path, instance: &str) -> Result<File> {
 }
 
 fn bind(cfg: &Config, path: &Path) -> Result<UnixListener> {
-    // We hold the instance lock, so a socket file left here is stale.
+    // We hold the instance lock, so a socket file left here is stale: the previous daemon
+    // died without its clean stop (kill -9, crash), and its clients may go on trusting its
+    // segment until its last heartbeat is heartbeat_timeout old. Do not acknowledge any
+    // write before then, or a client of the old segment could read the value it replaced.
+    if path.exists() {
+        info!(
+            wait_ms = cfg.heartbeat_timeout.as_millis() as u64,
+            "a previous daemon died without stopping cleanly; waiting until its clients have noticed"
+        );
+        std::thread::sleep(cfg.heartbeat_timeout);
+    }
     let _ = std::fs::remove_file(path);
     let listener =
         UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
@@ -119,12 +129,16 @@ fn run(cfg: Config) -> Result<()> {
         signal_hook::consts::SIGINT,
     ])?;
     let sock_path = socket.clone();
+    let d = daemon.clone();
     std::thread::Builder::new()
         .name("cachekitd-signals".into())
         .spawn(move || {
             if let Some(sig) = signals.forever().next() {
                 info!(signal = sig, "shutting down");
                 systemd::notify("STOPPING=1");
+                // Held until exit: the segment's heartbeat stays 0, so clients stop trusting
+                // it now, and the socket is gone, so they attach to the next daemon.
+                let _dead = d.shut_down();
                 let _ = std::fs::remove_file(&sock_path);
                 std::process::exit(0);
             }

@@ -337,16 +337,11 @@ fn restart_within_heartbeat_timeout(clean_stop: bool) {
 }
 
 #[test]
-#[ignore = "bug: a client keeps serving a killed daemon's segment after a restart within \
-            heartbeat_timeout_ms, so writes acknowledged by the new daemon are not seen \
-            (sidecar/src/main.rs run(): the restarted daemon serves writes at once)"]
 fn a_write_after_a_quick_restart_hides_the_old_value_kill_9() {
     restart_within_heartbeat_timeout(false);
 }
 
 #[test]
-#[ignore = "bug: a cleanly stopped daemon leaves its segment's heartbeat fresh, so clients \
-            serve it after a quick restart (sidecar/src/main.rs SIGTERM handler)"]
 fn a_write_after_a_quick_restart_hides_the_old_value_sigterm() {
     restart_within_heartbeat_timeout(true);
 }
