@@ -112,32 +112,24 @@ impl Region {
             Some(end) if end <= self.len_bytes() => {}
             _ => return None,
         }
-        if expected.is_empty() {
-            return Some(true);
-        }
         let mut word = off / 8;
-        let skip = off % 8;
-        let mut at = 0;
-        if skip != 0 {
-            let bytes = self.word_in_bounds(word).to_ne_bytes();
-            let take = (8 - skip).min(expected.len());
-            if bytes[skip..skip + take] != expected[..take] {
+        let mut skip = off % 8;
+        let mut rest = expected;
+        while !rest.is_empty() {
+            let take = (8 - skip).min(rest.len());
+            // The expected bytes placed where they sit in the word, and a mask of them:
+            // one compare per word, no memcmp call for partial words.
+            let mut want = [0u8; 8];
+            let mut mask = [0u8; 8];
+            want[skip..skip + take].copy_from_slice(&rest[..take]);
+            mask[skip..skip + take].fill(0xFF);
+            let (want, mask) = (u64::from_ne_bytes(want), u64::from_ne_bytes(mask));
+            if (self.word_in_bounds(word) ^ want) & mask != 0 {
                 return Some(false);
             }
-            at = take;
+            rest = &rest[take..];
+            skip = 0;
             word += 1;
-        }
-        let mut chunks = expected[at..].chunks_exact(8);
-        for chunk in &mut chunks {
-            let want = u64::from_ne_bytes(chunk.try_into().expect("8 bytes"));
-            if self.word_in_bounds(word) != want {
-                return Some(false);
-            }
-            word += 1;
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() && self.word_in_bounds(word).to_ne_bytes()[..rest.len()] != *rest {
-            return Some(false);
         }
         Some(true)
     }
