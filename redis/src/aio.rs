@@ -1,0 +1,225 @@
+//! The daemon's store: tokio, a `ConnectionManager` (one multiplexed connection that
+//! reconnects by itself) or a Redis Cluster connection; every call under a timeout.
+
+use crate::event::{Cursor, Event};
+use crate::record::Fetched;
+use crate::scripts::{self, WriteContext, WriteOp, Written};
+use crate::target::Target;
+use crate::StoreError;
+use futures_util::StreamExt;
+use redis::aio::ConnectionManager;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, RedisFuture, Value};
+use std::future::Future;
+use std::time::Duration;
+
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// An async handle on Redis. Cheap to clone (clones share the connection).
+#[derive(Clone)]
+pub struct AsyncStore {
+    conn: Conn,
+    target: Target,
+    ctx: WriteContext,
+}
+
+impl AsyncStore {
+    /// A store for `target`. Connects lazily: a Redis that is down now is not an error here
+    /// (the first calls fail instead, and the connection is retried in the background).
+    /// Must be called inside a tokio runtime.
+    ///
+    /// # Errors
+    /// [`StoreError::Config`] when the target cannot be used.
+    pub fn new(target: &Target, ctx: WriteContext) -> Result<AsyncStore, StoreError> {
+        let config_err = |e: redis::RedisError| StoreError::Config {
+            url: target.shown.clone(),
+            message: e.to_string(),
+        };
+        let conn = if target.cluster {
+            let client = redis::cluster::ClusterClient::builder(target.urls.clone())
+                .connection_timeout(target.timeout)
+                .response_timeout(target.timeout)
+                .retries(1)
+                .build()
+                .map_err(config_err)?;
+            let cfg = redis::cluster::ClusterConfig::new()
+                .set_connection_timeout(target.timeout)
+                .set_response_timeout(target.timeout);
+            Conn::Cluster(client.get_pending_async_connection_with_config(cfg))
+        } else {
+            let client = redis::Client::open(target.urls[0].as_str()).map_err(config_err)?;
+            let cfg = redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(target.timeout))
+                .set_response_timeout(Some(target.timeout))
+                .set_number_of_retries(2)
+                .set_min_delay(Duration::from_millis(10))
+                .set_max_delay(Duration::from_millis(500));
+            Conn::Single(
+                client
+                    .get_connection_manager_lazy(cfg)
+                    .map_err(config_err)?,
+            )
+        };
+        Ok(AsyncStore {
+            conn,
+            target: target.clone(),
+            ctx,
+        })
+    }
+
+    /// The target, for messages.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    async fn timed<T>(
+        &self,
+        operation: &'static str,
+        f: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.target.timeout, f).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(
+                match StoreError::from_redis(&e, &self.target.shown, operation) {
+                    StoreError::Timeout { target, .. } => StoreError::Timeout {
+                        target,
+                        operation,
+                        after: self.target.timeout,
+                    },
+                    other => other,
+                },
+            ),
+            Err(_) => Err(StoreError::Timeout {
+                target: self.target.shown.clone(),
+                operation,
+                after: self.target.timeout,
+            }),
+        }
+    }
+
+    /// The record of `key` and the newest invalidation covering it (one GET, one MGET, one
+    /// round trip); `None` when Redis has no such key.
+    ///
+    /// # Errors
+    /// Any [`StoreError`]; none of them panics.
+    pub async fn fetch(&self, ns: &str, key: &[u8]) -> Result<Option<Fetched>, StoreError> {
+        let inv = scripts::fetch_invocation(ns, key);
+        let mut c = self.conn.clone();
+        let v: Value = self.timed("FETCH", inv.invoke_async(&mut c)).await?;
+        scripts::parse_fetched(&v)
+    }
+
+    /// Runs a write script at time `now` (Unix ms).
+    ///
+    /// # Errors
+    /// Any [`StoreError`].
+    pub async fn write(&self, op: &WriteOp, now: u64) -> Result<Written, StoreError> {
+        let inv = scripts::write_invocation(op, &self.ctx, now);
+        let mut c = self.conn.clone();
+        let v: Value = self.timed(op.name(), inv.invoke_async(&mut c)).await?;
+        scripts::parse_written(&v)
+    }
+
+    /// Where a new follower of `ns` starts: after the stream's last entry.
+    ///
+    /// # Errors
+    /// Any [`StoreError`].
+    pub async fn follow_start(&self, ns: &str) -> Result<Cursor, StoreError> {
+        let inv = scripts::follow_start_invocation(ns);
+        let mut c = self.conn.clone();
+        let v: Value = self.timed("FOLLOW", inv.invoke_async(&mut c)).await?;
+        scripts::parse_cursor(&v)
+    }
+
+    /// Up to `count` events of `ns` after `cursor`.
+    ///
+    /// # Errors
+    /// Any [`StoreError`].
+    pub async fn read_since(
+        &self,
+        ns: &str,
+        cursor: &Cursor,
+        count: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        let cmd = scripts::read_cmd(ns, cursor, count);
+        let mut c = self.conn.clone();
+        let v: Value = self.timed("XRANGE", cmd.query_async(&mut c)).await?;
+        scripts::parse_read(&v)
+    }
+
+    /// PING (for the circuit breaker's probe).
+    ///
+    /// # Errors
+    /// Any [`StoreError`].
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let _: Value = self
+            .timed("PING", redis::cmd("PING").query_async(&mut c))
+            .await?;
+        Ok(())
+    }
+
+    /// Subscribes to the doorbell channel on a dedicated connection (for a cluster: the
+    /// first seed node that answers; classic pub/sub reaches every node). Yields the
+    /// namespace names rung; ends when the connection is lost.
+    ///
+    /// # Errors
+    /// Any [`StoreError`].
+    pub async fn doorbell(
+        &self,
+    ) -> Result<impl futures_util::Stream<Item = String> + Send + 'static, StoreError> {
+        let mut last = None;
+        for url in &self.target.urls {
+            let attempt = async {
+                let client = redis::Client::open(url.as_str())?;
+                let mut ps = client.get_async_pubsub().await?;
+                ps.subscribe(crate::keys::DOORBELL_CHANNEL).await?;
+                Ok::<_, redis::RedisError>(ps)
+            };
+            match self.timed("SUBSCRIBE", attempt).await {
+                Ok(ps) => {
+                    return Ok(ps
+                        .into_on_message()
+                        .map(|m| String::from_utf8_lossy(m.get_payload_bytes()).into_owned()))
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| StoreError::Config {
+            url: self.target.shown.clone(),
+            message: "no URL".into(),
+        }))
+    }
+}

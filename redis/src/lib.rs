@@ -1,0 +1,52 @@
+//! cachekit's Redis tier: what the daemon and the client library's direct fallback share.
+//!
+//! - [`keys`]: key names, all under `ck:{<namespace>}:` (one Redis Cluster slot per
+//!   namespace);
+//! - [`record`]: the record stored per key (header, tags, the client's envelope) and its
+//!   validation against invalidations;
+//! - [`event`]: the events of a namespace's stream and how a follower detects a gap;
+//! - [`WriteOp`] and the Lua scripts behind it: one round trip per operation;
+//! - [`AsyncStore`] (feature `async`, tokio, for the daemon) and [`SyncStore`] (feature
+//!   `sync`, blocking, for the client library), with a timeout on every call.
+//!
+//! The layout is drawn in `docs/ARCHITECTURE.md`, section "The Redis tier".
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod event;
+pub mod keys;
+pub mod record;
+mod scripts;
+pub mod target;
+
+#[cfg(feature = "async")]
+mod aio;
+#[cfg(feature = "sync")]
+mod blocking;
+
+#[cfg(feature = "async")]
+pub use aio::AsyncStore;
+#[cfg(feature = "sync")]
+pub use blocking::SyncStore;
+pub use error::StoreError;
+pub use event::{Continuity, Cursor, Event, EventKind};
+pub use record::{Fetched, Record, Rejected};
+pub use scripts::{WriteContext, WriteOp, Written};
+pub use target::Target;
+
+/// A random origin id for a writer (a daemon start or a client process): 16 hex digits from
+/// the time, the pid and the address of a stack variable, hashed. Only needs to differ
+/// between writers, not to be secret.
+pub fn new_origin(role: &str) -> Vec<u8> {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    format!("{role}:{:016x}", h.finish()).into_bytes()
+}
