@@ -61,6 +61,41 @@ pub struct Flags {
     /// Log format: text or json [default: text].
     #[arg(long, env = "CACHEKIT_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Redis, the second tier shared by every host: redis://[user:password@]host:port[/db],
+    /// rediss://… (TLS) or unix:///path; for a cluster, seed URLs separated by commas
+    /// [default: none, the daemon works alone].
+    #[arg(long, env = "CACHEKIT_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Speak the Redis Cluster protocol to redis_url.
+    #[arg(long, env = "CACHEKIT_REDIS_CLUSTER")]
+    pub redis_cluster: Option<bool>,
+    /// Timeout of every Redis call (connect and answer), ms [default: 250].
+    #[arg(long, env = "CACHEKIT_REDIS_TIMEOUT_MS")]
+    pub redis_timeout_ms: Option<u64>,
+    /// Writes: "through" (acknowledged once Redis has them) or "behind" (acknowledged at
+    /// once, sent to Redis in order by a background task) [default: through].
+    #[arg(long, env = "CACHEKIT_REDIS_WRITE_MODE")]
+    pub redis_write_mode: Option<String>,
+    /// Consecutive Redis failures that open the circuit breaker [default: 5].
+    #[arg(long, env = "CACHEKIT_REDIS_BREAKER_FAILURES")]
+    pub redis_breaker_failures: Option<u32>,
+    /// How long the breaker stays open before one probe, ms [default: 1000].
+    #[arg(long, env = "CACHEKIT_REDIS_BREAKER_OPEN_MS")]
+    pub redis_breaker_open_ms: Option<u64>,
+    /// Most writes waiting for Redis (write-behind, or while it is unreachable) [default: 10000].
+    #[arg(long, env = "CACHEKIT_REDIS_QUEUE")]
+    pub redis_queue: Option<usize>,
+    /// Events kept per namespace stream (XADD MAXLEN ~) [default: 100000].
+    #[arg(long, env = "CACHEKIT_REDIS_STREAM_MAXLEN")]
+    pub redis_stream_maxlen: Option<u64>,
+    /// How often every followed stream is read even without a doorbell, ms [default: 1000].
+    #[arg(long, env = "CACHEKIT_REDIS_POLL_MS")]
+    pub redis_poll_ms: Option<u64>,
+    /// After this long without reading the streams, clear the followed namespaces (and again
+    /// every as long while it lasts), so no other host's invalidation is missed for longer;
+    /// 0 = never clear [default: 30000].
+    #[arg(long, env = "CACHEKIT_REDIS_STALE_BOUND_MS")]
+    pub redis_stale_bound_ms: Option<u64>,
 }
 
 /// The same settings as a TOML file.
@@ -82,6 +117,16 @@ struct FileConfig {
     frame_timeout_ms: Option<u64>,
     log: Option<String>,
     log_format: Option<String>,
+    redis_url: Option<String>,
+    redis_cluster: Option<bool>,
+    redis_timeout_ms: Option<u64>,
+    redis_write_mode: Option<String>,
+    redis_breaker_failures: Option<u32>,
+    redis_breaker_open_ms: Option<u64>,
+    redis_queue: Option<usize>,
+    redis_stream_maxlen: Option<u64>,
+    redis_poll_ms: Option<u64>,
+    redis_stale_bound_ms: Option<u64>,
 }
 
 /// The resolved configuration.
@@ -102,6 +147,30 @@ pub struct Config {
     pub frame_timeout: Duration,
     pub log: String,
     pub log_json: bool,
+    /// The Redis tier, if configured.
+    pub redis: Option<RedisConfig>,
+}
+
+/// How writes reach Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Acknowledged once Redis has the write (while Redis is healthy).
+    Through,
+    /// Acknowledged once applied on this host; sent to Redis in order by a background task.
+    Behind,
+}
+
+/// The Redis tier's settings.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    pub target: cachekit_redis::Target,
+    pub write_mode: WriteMode,
+    pub breaker_failures: u32,
+    pub breaker_open: Duration,
+    pub queue: usize,
+    pub stream_maxlen: u64,
+    pub poll: Duration,
+    pub stale_bound: Option<Duration>,
 }
 
 impl Config {
@@ -177,7 +246,7 @@ impl Config {
         if log_format != "text" && log_format != "json" {
             bail!("--log-format {log_format:?}: use text or json");
         }
-        Ok(Config {
+        Config {
             dir: flags.dir.or(file.dir),
             instance,
             memory_bytes,
@@ -209,7 +278,85 @@ impl Config {
             ),
             log: flags.log.or(file.log).unwrap_or_else(|| "info".into()),
             log_json: log_format == "json",
-        })
+            redis: match flags.redis_url.or(file.redis_url).filter(|u| !u.is_empty()) {
+                None => None,
+                Some(url) => Some(RedisConfig {
+                    target: cachekit_redis::Target::parse(
+                        &url,
+                        flags.redis_cluster.or(file.redis_cluster).unwrap_or(false),
+                        Duration::from_millis(
+                            flags
+                                .redis_timeout_ms
+                                .or(file.redis_timeout_ms)
+                                .unwrap_or(250),
+                        ),
+                    )
+                    .context("--redis-url")?,
+                    write_mode: match flags
+                        .redis_write_mode
+                        .or(file.redis_write_mode)
+                        .as_deref()
+                        .unwrap_or("through")
+                    {
+                        "through" => WriteMode::Through,
+                        "behind" => WriteMode::Behind,
+                        other => bail!("--redis-write-mode {other:?}: use through or behind"),
+                    },
+                    breaker_failures: flags
+                        .redis_breaker_failures
+                        .or(file.redis_breaker_failures)
+                        .unwrap_or(5)
+                        .max(1),
+                    breaker_open: Duration::from_millis(
+                        flags
+                            .redis_breaker_open_ms
+                            .or(file.redis_breaker_open_ms)
+                            .unwrap_or(1000)
+                            .max(1),
+                    ),
+                    queue: flags
+                        .redis_queue
+                        .or(file.redis_queue)
+                        .unwrap_or(10_000)
+                        .max(1),
+                    stream_maxlen: flags
+                        .redis_stream_maxlen
+                        .or(file.redis_stream_maxlen)
+                        .unwrap_or(100_000)
+                        .max(1),
+                    poll: Duration::from_millis(
+                        flags
+                            .redis_poll_ms
+                            .or(file.redis_poll_ms)
+                            .unwrap_or(1000)
+                            .max(10),
+                    ),
+                    stale_bound: match flags
+                        .redis_stale_bound_ms
+                        .or(file.redis_stale_bound_ms)
+                        .unwrap_or(30_000)
+                    {
+                        0 => None,
+                        ms => Some(Duration::from_millis(ms)),
+                    },
+                }),
+            },
+        }
+        .check_redis()
+    }
+
+    /// Checks the Redis settings against each other.
+    fn check_redis(self) -> Result<Config> {
+        if let Some(r) = &self.redis {
+            if r.stale_bound.is_some_and(|b| b < r.poll * 2) {
+                bail!(
+                    "redis_stale_bound_ms ({:?}) must be at least twice redis_poll_ms ({:?}), or 0 to never clear",
+                    r.stale_bound.unwrap_or_default(),
+                    r.poll
+                );
+            }
+        }
+        Ok(self)
     }
 
     /// The runtime directory: the configured one, or the first candidate we can create

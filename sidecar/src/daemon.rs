@@ -2,6 +2,7 @@
 
 use crate::config::Config;
 use crate::fetch::Coalescer;
+use crate::tiered::check_tags;
 use cachekit_proto::{ErrorCode, FetchHit, HelloOk, Limits, Reply, Request, PROTOCOL_VERSION};
 use cachekit_shm::{
     Backing, InsertError, InsertOptions, InvalidateMode, Reader, SegmentFds, TableConfig, Writer,
@@ -53,8 +54,13 @@ pub struct Daemon {
     fetches: Coalescer,
     /// Bumped after every write, so a FETCH never joins a lookup older than a write that
     /// returned before the FETCH arrived.
-    write_gen: AtomicU64,
+    pub(crate) write_gen: AtomicU64,
     pub counters: Counters,
+    /// Bumped under the writer lock by every change, so a fill from Redis can tell that a
+    /// write or an invalidation raced it.
+    pub(crate) gens: crate::gens::Gens,
+    /// The Redis tier, when `redis_url` is configured.
+    pub(crate) tier: Option<crate::tier::Tier>,
 }
 
 fn bump(c: &AtomicU64) {
@@ -69,6 +75,10 @@ impl Daemon {
             max_value_bytes: stored_max,
             tag_counters: cfg.tag_counters,
             ..TableConfig::default()
+        };
+        let tier = match &cfg.redis {
+            Some(r) => Some(crate::tier::Tier::new(r.clone())?),
+            None => None,
         };
         let writer = Writer::create(&table_cfg, Backing::Memfd)?;
         let fds = writer.fds().expect("memfd backing").try_clone()?;
@@ -95,6 +105,8 @@ impl Daemon {
             fetches: Coalescer::default(),
             write_gen: AtomicU64::new(0),
             counters: Counters::default(),
+            gens: crate::gens::Gens::default(),
+            tier,
         })
     }
 
@@ -104,7 +116,7 @@ impl Daemon {
 
     /// The writer. A panic while holding it cannot leave the table inconsistent for
     /// readers (they validate everything), so a poisoned lock is taken over.
-    fn writer(&self) -> MutexGuard<'_, Writer> {
+    pub(crate) fn writer(&self) -> MutexGuard<'_, Writer> {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -178,24 +190,25 @@ impl Daemon {
             ),
             Request::Set(s) => {
                 bump(&c.sets);
-                let tags: Vec<&str> = s.tags.iter().map(String::as_str).collect();
-                let opts = InsertOptions {
-                    ttl_ms: s.ttl_ms,
-                    grace_ms: s.grace_ms,
-                    tags: &tags,
-                };
-                let r = self.writer().insert(&s.namespace, &s.key, &s.value, &opts);
-                self.write_gen.fetch_add(1, Ordering::Release);
-                match r {
-                    Ok(()) => Reply::Ok,
-                    Err(e) => self.insert_error(e),
-                }
+                self.set(&s)
             }
             Request::Delete { namespace, key } => {
                 bump(&c.deletes);
-                let existed = self.writer().delete(&namespace, &key);
+                let remote = self.redis_write(cachekit_redis::WriteOp::Delete {
+                    ns: namespace.clone(),
+                    key: key.clone(),
+                });
+                let mut w = self.writer();
+                let existed = w.delete(&namespace, &key);
+                self.gens.bump_key(&namespace, &key);
+                drop(w);
                 self.write_gen.fetch_add(1, Ordering::Release);
-                Reply::Deleted { existed }
+                match remote {
+                    Ok(in_redis) => Reply::Deleted {
+                        existed: existed || in_redis,
+                    },
+                    Err(message) => Reply::error(ErrorCode::Unavailable, message),
+                }
             }
             Request::Invalidate {
                 namespace,
@@ -215,20 +228,42 @@ impl Daemon {
                         } else {
                             InvalidateMode::Hierarchical
                         };
+                        let remote = match tags.is_empty() {
+                            true => Ok(false),
+                            false => self.redis_write(cachekit_redis::WriteOp::Invalidate {
+                                ns: namespace.clone(),
+                                tags: tags.clone(),
+                                exact,
+                            }),
+                        };
                         let mut w = self.writer();
                         for t in &tags {
                             w.invalidate(&namespace, t, mode).expect("validated above");
                         }
+                        self.gens.bump_ns(&namespace);
+                        drop(w);
                         self.write_gen.fetch_add(1, Ordering::Release);
-                        Reply::Ok
+                        match remote {
+                            Ok(_) => Reply::Ok,
+                            Err(message) => Reply::error(ErrorCode::Unavailable, message),
+                        }
                     }
                 }
             }
             Request::Clear { namespace } => {
                 bump(&c.clears);
-                self.writer().clear_namespace(&namespace);
+                let remote = self.redis_write(cachekit_redis::WriteOp::Clear {
+                    ns: namespace.clone(),
+                });
+                let mut w = self.writer();
+                w.clear_namespace(&namespace);
+                self.gens.bump_ns(&namespace);
+                drop(w);
                 self.write_gen.fetch_add(1, Ordering::Release);
-                Reply::Ok
+                match remote {
+                    Ok(_) => Reply::Ok,
+                    Err(message) => Reply::error(ErrorCode::Unavailable, message),
+                }
             }
             Request::Fetch { namespace, key } => {
                 bump(&c.fetches);
@@ -260,7 +295,38 @@ impl Daemon {
         reply
     }
 
-    /// The miss path. Until a second tier is configured, the table is the only source.
+    /// SET: to Redis first (write-through), then the table.
+    fn set(&self, s: &cachekit_proto::Set) -> Reply {
+        if let Some(bad) = self.tier.as_ref().and_then(|_| check_tags(&s.tags)) {
+            return bad;
+        }
+        let failed = self.redis_set(s);
+        let tags: Vec<&str> = s.tags.iter().map(String::as_str).collect();
+        let opts = InsertOptions {
+            ttl_ms: s.ttl_ms,
+            grace_ms: s.grace_ms,
+            tags: &tags,
+        };
+        let mut w = self.writer();
+        let r = match &failed {
+            // Not in Redis: keep neither the old value nor the new one on this host.
+            Some(_) => {
+                w.delete(&s.namespace, &s.key);
+                Ok(())
+            }
+            None => w.insert(&s.namespace, &s.key, &s.value, &opts),
+        };
+        self.gens.bump_key(&s.namespace, &s.key);
+        drop(w);
+        self.write_gen.fetch_add(1, Ordering::Release);
+        match (r, failed) {
+            (Err(e), _) => self.insert_error(e),
+            (Ok(()), Some(message)) => Reply::error(ErrorCode::Unavailable, message),
+            (Ok(()), None) => Reply::Ok,
+        }
+    }
+
+    /// The miss path: the table, then Redis when it is configured.
     fn lookup(&self, ns: &str, key: &[u8]) -> Reply {
         match self.reader.get(ns, key) {
             Some((value, m)) => Reply::FetchHit(FetchHit {
@@ -270,7 +336,7 @@ impl Daemon {
                 grace_until_ms: m.grace_until_ms,
                 stale: m.stale,
             }),
-            None => Reply::FetchMiss,
+            None => self.lookup_redis(ns, key),
         }
     }
 
@@ -306,6 +372,9 @@ impl Daemon {
             ("not_permitted".into(), l(&c.not_permitted)),
             ("errors".into(), l(&c.errors)),
         ]);
+        if let Some(t) = &self.tier {
+            t.stats(&mut out);
+        }
         out
     }
 }

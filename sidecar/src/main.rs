@@ -1,11 +1,16 @@
 //! cachekitd: the per-host cache daemon.
 #![forbid(unsafe_code)]
 
+mod breaker;
 mod config;
 mod daemon;
 mod fetch;
+mod follow;
+mod gens;
 mod server;
 mod systemd;
+mod tier;
+mod tiered;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
@@ -103,6 +108,7 @@ fn run(cfg: Config) -> Result<()> {
     let _lock = lock_instance(&dir, &cfg.instance)?;
     let socket: PathBuf = dir.join(cachekit_proto::paths::socket_name(&cfg.instance));
     let daemon = Arc::new(Daemon::new(cfg.clone()).context("creating the shared table")?);
+    daemon.start_redis();
     let listener = bind(&cfg, &socket)?;
 
     let d = daemon.clone();

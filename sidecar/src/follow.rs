@@ -1,0 +1,205 @@
+//! Following the other hosts: every namespace this host has used has a cursor in its
+//! stream (`ck:{ns}:inv`); the follower reads the events after it and applies those of
+//! other writers to the table.
+//!
+//! - **Doorbell.** Every write script publishes the namespace on `ck:doorbell`; the
+//!   follower reads that namespace's stream at once (one round trip).
+//! - **Catch-up.** After (re)subscribing, and every `redis_poll_ms`, it reads every followed
+//!   stream from its cursor: what pub/sub dropped while disconnected is replayed from the
+//!   stream.
+//! - **Gaps.** The events carry consecutive clock values; a jump means entries were trimmed
+//!   (or Redis lost its data) before this host read them: the namespace is cleared locally.
+//! - **Outage bound.** After `redis_stale_bound_ms` without a complete read, every followed
+//!   namespace is cleared locally (and again every as long while it lasts), so nothing
+//!   another host invalidated is served past that bound.
+
+use crate::daemon::Daemon;
+use crate::tier::{bump, Tier};
+use cachekit_redis::{Continuity, Cursor};
+use futures_util::{FutureExt, Stream, StreamExt};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::{info, warn};
+
+/// Events read per XRANGE.
+const BATCH: usize = 1000;
+
+type Bell = Pin<Box<dyn Stream<Item = String> + Send>>;
+
+async fn next_ring(bell: &mut Option<Bell>) -> Option<String> {
+    match bell {
+        Some(b) => b.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The follower task: runs for the life of the daemon.
+pub async fn run(d: Arc<Daemon>) {
+    let Some(t) = d.tier() else { return };
+    let mut tick = tokio::time::interval(t.cfg.poll);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_ok = Instant::now();
+    let mut last_flush = Instant::now();
+    loop {
+        let mut bell: Option<Bell> = match t.store.doorbell().await {
+            Ok(s) => Some(Box::pin(s)),
+            Err(e) => {
+                t.failed(&e);
+                None
+            }
+        };
+        if catch_up(&d, t, true).await {
+            last_ok = Instant::now();
+        }
+        loop {
+            tokio::select! {
+                ring = next_ring(&mut bell) => match ring {
+                    Some(ns) => {
+                        // Take every ring already here, then read each namespace once.
+                        let mut names = vec![ns];
+                        if let Some(b) = bell.as_mut() {
+                            while let Some(Some(more)) = b.next().now_or_never() {
+                                if !names.contains(&more) {
+                                    names.push(more);
+                                }
+                            }
+                        }
+                        for ns in names {
+                            let _ = poll_ns(&d, t, &ns, false).await;
+                        }
+                    }
+                    None => {
+                        bump(&t.c.doorbell_reconnects);
+                        warn!("lost the doorbell subscription; resubscribing and catching up from the streams");
+                        break;
+                    }
+                },
+                _ = tick.tick() => {
+                    if catch_up(&d, t, true).await {
+                        last_ok = Instant::now();
+                    } else if let Some(bound) = t.cfg.stale_bound {
+                        if last_ok.elapsed() > bound && last_flush.elapsed() > bound {
+                            let names = followed(t);
+                            warn!(namespaces = names.len(), bound_ms = bound.as_millis() as u64,
+                                "cannot read the invalidation streams for longer than redis_stale_bound_ms: clearing the followed namespaces on this host");
+                            for ns in &names {
+                                d.flush_namespace_local(ns);
+                            }
+                            bump(&t.c.flushes_for_outage);
+                            last_flush = Instant::now();
+                        }
+                    }
+                    if t.breaker.state() != crate::breaker::State::Closed && t.breaker.allow() {
+                        match t.store.ping().await {
+                            Ok(()) => t.breaker.success(),
+                            Err(e) => t.failed(&e),
+                        }
+                    }
+                    if bell.is_none() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn followed(t: &Tier) -> Vec<String> {
+    t.follows
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .keys()
+        .cloned()
+        .collect()
+}
+
+/// Reads every followed stream; true when all reads succeeded.
+async fn catch_up(d: &Daemon, t: &Tier, replay: bool) -> bool {
+    let mut ok = true;
+    for ns in followed(t) {
+        ok &= poll_ns(d, t, &ns, replay).await.is_ok();
+    }
+    ok
+}
+
+fn cursor_of(t: &Tier, ns: &str) -> Option<Option<Cursor>> {
+    t.follows
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(ns)
+        .map(|f| f.cursor.clone())
+}
+
+/// Stores `new` as the cursor of `ns`, unless someone moved it since `old` was read (a new
+/// registration with an earlier starting point: the next read starts there).
+fn advance(t: &Tier, ns: &str, old: Option<&Cursor>, new: Cursor) {
+    let mut f = t.follows.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(f) = f.get_mut(ns) {
+        if f.cursor.as_ref() == old {
+            f.cursor = Some(new);
+        }
+    }
+}
+
+/// Reads and applies everything after the cursor of `ns`.
+async fn poll_ns(d: &Daemon, t: &Tier, ns: &str, replay: bool) -> Result<(), ()> {
+    loop {
+        let cursor = match cursor_of(t, ns) {
+            None => return Ok(()), // not a namespace this host uses
+            Some(Some(c)) => c,
+            Some(None) => {
+                // First used while Redis was unreachable: what happened since is unknown.
+                let c = t.store.follow_start(ns).await.map_err(|e| t.failed(&e))?;
+                d.flush_namespace_local(ns);
+                bump(&t.c.flushes_for_unknown_start);
+                info!(
+                    namespace = ns,
+                    "now following the namespace's stream; cleared it locally (used while Redis was unreachable)"
+                );
+                advance(t, ns, None, c);
+                continue;
+            }
+        };
+        let events = t
+            .store
+            .read_since(ns, &cursor, BATCH)
+            .await
+            .map_err(|e| t.failed(&e))?;
+        t.breaker.success();
+        let n = events.len();
+        let mut cur = cursor.clone();
+        for e in events {
+            match cur.continuity(e.seq) {
+                Continuity::Gap => {
+                    warn!(
+                        namespace = ns,
+                        after = cur.seq,
+                        next = e.seq,
+                        "events missing from the stream (trimmed before this host read them, or Redis lost data): clearing the namespace locally"
+                    );
+                    d.flush_namespace_local(ns);
+                    bump(&t.c.flushes_for_gap);
+                }
+                Continuity::Next if e.origin != t.origin => {
+                    d.apply_event(ns, &e.kind);
+                    bump(&t.c.events);
+                    if replay {
+                        bump(&t.c.replayed);
+                    }
+                }
+                Continuity::Next => {}
+            }
+            cur = Cursor {
+                id: e.id,
+                seq: e.seq,
+            };
+        }
+        if n > 0 {
+            advance(t, ns, Some(&cursor), cur);
+        }
+        if n < BATCH {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! What the daemon does with the Redis tier: write-through or queued writes, fills from
+//! Redis on a miss, and the other hosts' events applied to the table.
+
+use crate::daemon::Daemon;
+use crate::tier::{bump, FetchOutcome, Tier, WriteOutcome};
+use cachekit_proto::{ErrorCode, FetchHit, Reply};
+use cachekit_redis::{EventKind, Record, WriteOp};
+use cachekit_shm::{now_ms, InsertOptions, InvalidateMode};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tracing::{debug, info, warn};
+
+/// An ERROR reply for a tag list the table would refuse, checked before anything reaches
+/// Redis (so a refused write leaves nothing half done).
+pub fn check_tags(tags: &[String]) -> Option<Reply> {
+    if tags.len() > cachekit_shm::MAX_TAGS {
+        return Some(Reply::error(
+            ErrorCode::InvalidArgument,
+            format!(
+                "{} tags, over the limit of {}",
+                tags.len(),
+                cachekit_shm::MAX_TAGS
+            ),
+        ));
+    }
+    tags.iter()
+        .find_map(|t| cachekit_shm::validate_tag(t).err())
+        .map(|e| Reply::error(ErrorCode::InvalidArgument, e.to_string()))
+}
+
+impl Daemon {
+    pub fn tier(&self) -> Option<&Tier> {
+        self.tier.as_ref()
+    }
+
+    /// Starts the follower and the write queue's drainer (no-op without Redis).
+    pub fn start_redis(self: &Arc<Self>) {
+        let Some(t) = self.tier() else { return };
+        info!(
+            redis = %t.cfg.target.shown,
+            cluster = t.cfg.target.cluster,
+            write_mode = ?t.cfg.write_mode,
+            origin = %String::from_utf8_lossy(&t.origin),
+            "Redis tier on"
+        );
+        t.spawn(crate::follow::run(self.clone()));
+        let d = self.clone();
+        t.spawn(async move {
+            if let Some(t) = d.tier() {
+                t.drain().await;
+            }
+        });
+    }
+
+    /// A SET on its way to Redis: `Some(message)` when it could neither be written nor
+    /// queued.
+    pub(crate) fn redis_set(&self, s: &cachekit_proto::Set) -> Option<String> {
+        let t = self.tier()?;
+        let now = now_ms();
+        let op = WriteOp::Set {
+            ns: s.namespace.clone(),
+            key: s.key.clone(),
+            record: Record::new(now, s.ttl_ms, s.grace_ms, s.tags.clone(), s.value.clone()),
+        };
+        match t.write(op, now) {
+            WriteOutcome::Done { .. } | WriteOutcome::Queued => None,
+            WriteOutcome::Failed(m) => Some(m),
+        }
+    }
+
+    /// A DELETE, INVALIDATE or CLEAR on its way to Redis: whether Redis had the key (for a
+    /// delete), or the message when it could neither be written nor queued.
+    pub(crate) fn redis_write(&self, op: WriteOp) -> Result<bool, String> {
+        let Some(t) = self.tier() else {
+            return Ok(false);
+        };
+        match t.write(op, now_ms()) {
+            WriteOutcome::Done { existed } => Ok(existed),
+            WriteOutcome::Queued => Ok(false),
+            WriteOutcome::Failed(m) => Err(m),
+        }
+    }
+
+    /// A miss of the table: read Redis (one GET), validate, fill the table with the remaining
+    /// lifetime, answer. The caller (the coalescer) makes this one call per key per host.
+    pub(crate) fn lookup_redis(&self, ns: &str, key: &[u8]) -> Reply {
+        let Some(t) = self.tier() else {
+            return Reply::FetchMiss;
+        };
+        if t.pending.any(ns, key) {
+            // Redis may not have this host's latest write yet: its copy could be older.
+            bump(&t.c.pending_misses);
+            return Reply::FetchMiss;
+        }
+        let known = t.ensure_followed(ns);
+        let before = self.gens.snapshot(ns, key);
+        let now = now_ms();
+        let rec = match t.fetch(ns, key, now) {
+            FetchOutcome::Miss => return Reply::FetchMiss,
+            FetchOutcome::Hit(r) => r,
+        };
+        if rec.value.len() > self.limits.max_value_bytes {
+            warn!(
+                namespace = ns,
+                len = rec.value.len(),
+                "a value in Redis is larger than this daemon's max_value_bytes; answering a miss (raise --max-value-bytes to match the other hosts)"
+            );
+            return Reply::FetchMiss;
+        }
+        let ttl_ms = rec.expires_ms.map(|e| e.saturating_sub(now));
+        let grace_ms = match (rec.expires_ms, rec.grace_until_ms) {
+            (Some(e), Some(g)) => g.saturating_sub(now.max(e)),
+            _ => 0,
+        };
+        {
+            let mut w = self.writer();
+            // Fill only if nothing touched this key or namespace since before the read (an
+            // invalidation applied meanwhile may cover what was read) and this host knows
+            // where it follows the namespace's stream from.
+            if known && self.gens.snapshot(ns, key) == before && !t.pending.any(ns, key) {
+                let tags: Vec<&str> = rec.tags.iter().map(String::as_str).collect();
+                let opts = InsertOptions {
+                    ttl_ms,
+                    grace_ms,
+                    tags: &tags,
+                };
+                match w.insert(ns, key, &rec.value, &opts) {
+                    Ok(()) => bump(&t.c.fills),
+                    Err(e) => debug!(namespace = ns, error = %e, "not filling the table"),
+                }
+            } else {
+                bump(&t.c.fill_races);
+            }
+        }
+        Reply::FetchHit(FetchHit {
+            stale: rec.stale_at(now),
+            created_ms: rec.created_ms,
+            expires_ms: rec.expires_ms,
+            grace_until_ms: rec.grace_until_ms,
+            value: rec.value,
+        })
+    }
+
+    /// Applies another host's event to the table.
+    pub fn apply_event(&self, ns: &str, kind: &EventKind) {
+        let mut w = self.writer();
+        match kind {
+            EventKind::Key(k) => {
+                w.delete(ns, k);
+                self.gens.bump_key(ns, k);
+            }
+            EventKind::Tags { tags, exact } => {
+                let mode = if *exact {
+                    InvalidateMode::Exact
+                } else {
+                    InvalidateMode::Hierarchical
+                };
+                for tag in tags {
+                    if w.invalidate(ns, tag, mode).is_err() {
+                        // A tag this table cannot represent: clearing is always safe.
+                        w.clear_namespace(ns);
+                    }
+                }
+                self.gens.bump_ns(ns);
+            }
+            EventKind::Clear => {
+                w.clear_namespace(ns);
+                self.gens.bump_ns(ns);
+            }
+        }
+        drop(w);
+        self.write_gen.fetch_add(1, Ordering::Release);
+    }
+
+    /// Clears `ns` on this host only (a gap in its stream, or Redis unreadable too long).
+    pub fn flush_namespace_local(&self, ns: &str) {
+        let mut w = self.writer();
+        w.clear_namespace(ns);
+        self.gens.bump_ns(ns);
+        drop(w);
+        self.write_gen.fetch_add(1, Ordering::Release);
+    }
+}
