@@ -7,12 +7,14 @@ use std::time::Instant;
 use cachekit_envelope::{decode, decode_into, encode};
 use cachekit_proto::{Reply, Request, Set};
 
+use crate::direct::Direct;
 use crate::error::Error;
 use crate::limits::{check_encoded_value, check_key, check_namespace, check_tags};
 use crate::options::{duration_ms, ClientOptions, SetOptions};
 use crate::shared::{SegmentOutcome, Shared};
 use crate::stats::{bump, LocalStats, Pong, Stats};
 use crate::value::{HitInfo, Value};
+use cachekit_redis::WriteOp;
 
 /// A cachekit client bound to one namespace.
 ///
@@ -198,13 +200,17 @@ impl Client {
         })
     }
 
-    /// FETCH over the socket; a daemon that cannot be reached makes it a miss.
+    /// FETCH over the socket; a daemon that cannot be reached makes it a miss, or a read from
+    /// Redis directly when the fallback is on.
     fn fetch<T>(
         &self,
         key: &[u8],
         on_hit: impl FnOnce(cachekit_proto::FetchHit) -> Result<T, cachekit_envelope::DecodeError>,
     ) -> Result<Option<T>, Error> {
         let c = &self.shared.counters;
+        if let (true, Some(direct)) = (self.shared.direct_first(), &self.shared.direct) {
+            return self.direct_fetch(direct, key, on_hit);
+        }
         bump(&c.fetches);
         let req = Request::Fetch {
             namespace: self.namespace.to_string(),
@@ -220,12 +226,57 @@ impl Client {
                 Ok(None)
             }
             Ok(other) => Err(unexpected("FETCH", &other)),
-            Err(e) if e.is_unavailable() => {
-                bump(&c.unavailable_misses);
-                Ok(None)
-            }
+            Err(e) if e.is_unavailable() => match &self.shared.direct {
+                Some(direct) if e.is_daemon_gone() => {
+                    self.shared.daemon_gone();
+                    self.direct_fetch(direct, key, on_hit)
+                }
+                _ => {
+                    bump(&c.unavailable_misses);
+                    Ok(None)
+                }
+            },
             Err(e) => Err(e),
         }
+    }
+
+    fn direct_fetch<T>(
+        &self,
+        direct: &Direct,
+        key: &[u8],
+        on_hit: impl FnOnce(cachekit_proto::FetchHit) -> Result<T, cachekit_envelope::DecodeError>,
+    ) -> Result<Option<T>, Error> {
+        match direct.get(&self.namespace, key, &self.shared.counters) {
+            Some(hit) => self.decoded(on_hit(hit)).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Sends a write to the daemon; while the daemon is down and the fallback is on, runs it in
+    /// Redis directly instead (and answers as the daemon would have).
+    fn write(&self, req: &Request) -> Result<Reply, Error> {
+        let daemon = if self.shared.direct_first() {
+            Err(Error::Unavailable {
+                message: "cachekitd's heartbeat is stale (the daemon is stopped or stuck)".into(),
+            })
+        } else {
+            self.shared.request(req)
+        };
+        let (Err(e), Some(direct)) = (&daemon, &self.shared.direct) else {
+            return daemon;
+        };
+        if !e.is_daemon_gone() {
+            return daemon;
+        }
+        self.shared.daemon_gone();
+        let Some(op) = write_op(req) else {
+            return daemon;
+        };
+        let w = direct.write(&op, e, &self.shared.counters)?;
+        Ok(match op {
+            WriteOp::Delete { .. } => Reply::Deleted { existed: w.existed },
+            _ => Reply::Ok,
+        })
     }
 
     /// Stores `value` under `key`, encoded in an envelope (LZ4 from 256 bytes). When this
@@ -257,7 +308,7 @@ impl Client {
             grace_ms: duration_ms(options.grace),
             tags: options.tags.clone(),
         });
-        match self.shared.request(&req)? {
+        match self.write(&req)? {
             Reply::Ok => Ok(()),
             other => Err(unexpected("SET", &other)),
         }
@@ -274,7 +325,7 @@ impl Client {
             namespace: self.namespace.to_string(),
             key: key.to_vec(),
         };
-        match self.shared.request(&req)? {
+        match self.write(&req)? {
             Reply::Deleted { existed } => Ok(existed),
             other => Err(unexpected("DELETE", &other)),
         }
@@ -310,7 +361,7 @@ impl Client {
             tags,
             exact,
         };
-        match self.shared.request(&req)? {
+        match self.write(&req)? {
             Reply::Ok => Ok(()),
             other => Err(unexpected("INVALIDATE", &other)),
         }
@@ -324,7 +375,7 @@ impl Client {
         let req = Request::Clear {
             namespace: self.namespace.to_string(),
         };
-        match self.shared.request(&req)? {
+        match self.write(&req)? {
             Reply::Ok => Ok(()),
             other => Err(unexpected("CLEAR", &other)),
         }
@@ -386,6 +437,40 @@ impl Client {
             other => Err(unexpected("PING", &other)),
         }
     }
+}
+
+/// The Redis write a write request stands for.
+fn write_op(req: &Request) -> Option<WriteOp> {
+    Some(match req {
+        Request::Set(s) => WriteOp::Set {
+            ns: s.namespace.clone(),
+            key: s.key.clone(),
+            record: cachekit_redis::Record::new(
+                cachekit_shm::now_ms(),
+                s.ttl_ms,
+                s.grace_ms,
+                s.tags.clone(),
+                s.value.clone(),
+            ),
+        },
+        Request::Delete { namespace, key } => WriteOp::Delete {
+            ns: namespace.clone(),
+            key: key.clone(),
+        },
+        Request::Invalidate {
+            namespace,
+            tags,
+            exact,
+        } => WriteOp::Invalidate {
+            ns: namespace.clone(),
+            tags: tags.clone(),
+            exact: *exact,
+        },
+        Request::Clear { namespace } => WriteOp::Clear {
+            ns: namespace.clone(),
+        },
+        _ => return None,
+    })
 }
 
 fn unexpected(operation: &str, reply: &Reply) -> Error {

@@ -74,7 +74,21 @@ pub enum Error {
     Envelope(#[from] cachekit_envelope::DecodeError),
 }
 
+/// How an UNAVAILABLE answer *from* the daemon starts (the daemon is alive, something behind it
+/// is not), as opposed to a daemon that cannot be reached.
+const DAEMON_SAYS_UNAVAILABLE: &str = "cachekitd is unavailable: ";
+
 impl Error {
+    /// Whether the daemon itself is gone or stuck (not reachable, or not answering), as opposed
+    /// to a daemon that answered "unavailable".
+    pub(crate) fn is_daemon_gone(&self) -> bool {
+        match self {
+            Error::Timeout { .. } => true,
+            Error::Unavailable { message } => !message.starts_with(DAEMON_SAYS_UNAVAILABLE),
+            _ => false,
+        }
+    }
+
     /// Whether the daemon could not be reached or did not answer ([`Error::Unavailable`],
     /// [`Error::Timeout`]): the cases in which a get becomes a miss.
     pub fn is_unavailable(&self) -> bool {
@@ -87,7 +101,7 @@ impl Error {
             ErrorCode::TooLarge => Error::TooLarge { message },
             ErrorCode::NotPermitted => Error::NotPermitted { message },
             ErrorCode::Unavailable => Error::Unavailable {
-                message: format!("cachekitd is unavailable: {message}"),
+                message: format!("{DAEMON_SAYS_UNAVAILABLE}{message}"),
             },
             ErrorCode::InvalidArgument => Error::InvalidArgument { message },
             ErrorCode::BadFrame | ErrorCode::UnsupportedVersion | ErrorCode::UnexpectedMessage => {

@@ -67,6 +67,7 @@
 
 mod client;
 mod conn;
+mod direct;
 mod error;
 mod limits;
 mod options;
@@ -78,10 +79,11 @@ mod value;
 pub use cachekit_envelope::EnvelopeConfig;
 pub use cachekit_proto::ErrorCode;
 pub use client::Client;
+pub use direct::DAEMON_PROBE_INTERVAL_MS;
 pub use error::Error;
 pub use options::{
     ClientOptions, SetOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_NAMESPACE, DEFAULT_POOL_SIZE,
-    DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_REDIS_TIMEOUT, DEFAULT_REQUEST_TIMEOUT,
 };
 pub use shared::{RECONNECT_INTERVAL_MS, REFRESH_INTERVAL_MS};
 pub use stats::{LocalStats, Pong, SegmentInfo, Stats};

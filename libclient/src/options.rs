@@ -19,6 +19,8 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default [`ClientOptions::pool_size`]: 4 connections. Hits never use a connection; misses and
 /// writes hold one for one round trip (about 13 µs plus the daemon's work).
 pub const DEFAULT_POOL_SIZE: usize = 4;
+/// Default [`ClientOptions::redis_timeout`]: 250 ms, the daemon's default too.
+pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// How to reach the daemon and how to encode values. Build with [`ClientOptions::new`] (or
 /// `Default`) and the builder methods, or [`ClientOptions::from_env`].
@@ -33,7 +35,7 @@ pub const DEFAULT_POOL_SIZE: usize = 4;
 ///     .request_timeout(Duration::from_millis(500));
 /// assert_eq!(opts.instance, "dev");
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ClientOptions {
     /// The daemon's socket. When set it overrides `instance`; when `None` the socket is
     /// `<dir>/<instance>.sock` in the first runtime directory that holds it (`/run/cachekit`,
@@ -57,6 +59,45 @@ pub struct ClientOptions {
     pub pool_size: usize,
     /// Name sent in HELLO, for the daemon's logs. Default: this program's file name.
     pub client_name: String,
+    /// Redis, for the direct fallback: while the daemon is down (socket refused, or its
+    /// heartbeat stale), gets and writes go to Redis directly, with the same record format,
+    /// scripts and invalidation log as the daemons, so the other hosts learn of the writes.
+    /// `redis://[user:password@]host:port[/db]`, `rediss://…`, `unix:///path`; for a cluster
+    /// (with [`redis_cluster`](ClientOptions::redis_cluster)), seed URLs separated by commas.
+    /// Default `None`: no fallback (env `CACHEKIT_REDIS_URL`).
+    pub redis_url: Option<String>,
+    /// `redis_url` lists the seed nodes of a Redis Cluster. Default false.
+    pub redis_cluster: bool,
+    /// Use the direct fallback when `redis_url` is set. Default true.
+    pub redis_fallback: bool,
+    /// Timeout of each call of the direct fallback (connect and answer). Default 250 ms.
+    pub redis_timeout: Duration,
+}
+
+impl std::fmt::Debug for ClientOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientOptions")
+            .field("socket", &self.socket)
+            .field("instance", &self.instance)
+            .field("namespace", &self.namespace)
+            .field("envelope", &self.envelope)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("pool_size", &self.pool_size)
+            .field("client_name", &self.client_name)
+            // Never print a password.
+            .field(
+                "redis_url",
+                &self
+                    .redis_url
+                    .as_deref()
+                    .map(cachekit_redis::target::redact),
+            )
+            .field("redis_cluster", &self.redis_cluster)
+            .field("redis_fallback", &self.redis_fallback)
+            .field("redis_timeout", &self.redis_timeout)
+            .finish()
+    }
 }
 
 impl Default for ClientOptions {
@@ -70,6 +111,10 @@ impl Default for ClientOptions {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             pool_size: DEFAULT_POOL_SIZE,
             client_name: default_client_name(),
+            redis_url: None,
+            redis_cluster: false,
+            redis_fallback: true,
+            redis_timeout: DEFAULT_REDIS_TIMEOUT,
         }
     }
 }
@@ -122,6 +167,12 @@ impl ClientOptions {
         if let Some(namespace) = get("CACHEKIT_NAMESPACE") {
             opts.namespace = namespace;
         }
+        if let Some(url) = get("CACHEKIT_REDIS_URL") {
+            opts.redis_url = Some(url);
+        }
+        if let Some(cluster) = get("CACHEKIT_REDIS_CLUSTER") {
+            opts.redis_cluster = matches!(cluster.as_str(), "1" | "true" | "yes");
+        }
         opts
     }
 
@@ -173,6 +224,44 @@ impl ClientOptions {
         self
     }
 
+    /// Redis for the direct fallback (see [`ClientOptions::redis_url`]).
+    pub fn redis_url(mut self, url: impl Into<String>) -> Self {
+        self.redis_url = Some(url.into());
+        self
+    }
+
+    /// Whether `redis_url` lists Redis Cluster seed nodes.
+    pub fn redis_cluster(mut self, cluster: bool) -> Self {
+        self.redis_cluster = cluster;
+        self
+    }
+
+    /// Turns the direct fallback on or off (on by default when `redis_url` is set).
+    pub fn redis_fallback(mut self, on: bool) -> Self {
+        self.redis_fallback = on;
+        self
+    }
+
+    /// The timeout of each direct Redis call.
+    pub fn redis_timeout(mut self, timeout: Duration) -> Self {
+        self.redis_timeout = timeout;
+        self
+    }
+
+    /// The parsed Redis target of the direct fallback, if it is on.
+    pub(crate) fn redis_target(&self) -> Result<Option<cachekit_redis::Target>, Error> {
+        match (&self.redis_url, self.redis_fallback) {
+            (Some(url), true) => {
+                cachekit_redis::Target::parse(url, self.redis_cluster, self.redis_timeout)
+                    .map(Some)
+                    .map_err(|e| Error::InvalidArgument {
+                        message: format!("redis_url: {e}"),
+                    })
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// Checks the options; [`Client::connect`](crate::Client::connect) calls it.
     pub fn validate(&self) -> Result<(), Error> {
         if self.socket.is_none() {
@@ -185,9 +274,11 @@ impl ClientOptions {
                 message: "pool_size is 0; it must be at least 1".into(),
             });
         }
+        self.redis_target()?;
         for (name, t) in [
             ("connect_timeout", self.connect_timeout),
             ("request_timeout", self.request_timeout),
+            ("redis_timeout", self.redis_timeout),
         ] {
             if t.is_zero() {
                 return Err(Error::InvalidArgument {

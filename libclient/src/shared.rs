@@ -82,6 +82,12 @@ pub(crate) struct Shared {
     /// Slow-path state: the last connect failure, counters of retired readers. Never touched
     /// by a hit.
     slow: Mutex<Slow>,
+    /// Redis without the daemon, when `redis_url` is set and the fallback is on.
+    pub(crate) direct: Option<crate::direct::Direct>,
+    /// Epoch of a segment whose daemon was found gone while the direct fallback is on (0 =
+    /// none): it is not read any more, since writes made directly in Redis never reach it.
+    /// A new daemon has a new epoch; the same one answering HELLO again clears it.
+    distrusted_epoch: AtomicU64,
 }
 
 #[derive(Default)]
@@ -93,7 +99,15 @@ struct Slow {
 impl Shared {
     pub(crate) fn new(opts: ClientOptions) -> Shared {
         let pool = Pool::new(opts.pool_size);
+        // `connect_lazy` validated the options, so the target parses.
+        let direct = opts
+            .redis_target()
+            .ok()
+            .flatten()
+            .map(crate::direct::Direct::new);
         Shared {
+            direct,
+            distrusted_epoch: AtomicU64::new(0),
             opts,
             session: ArcSwapOption::empty(),
             pool,
@@ -131,7 +145,8 @@ impl Shared {
             return Ok(SegmentOutcome::Unusable);
         };
         crate::limits::check_key(key, &session.limits)?;
-        let Some(reader) = session.live_reader(now_ms()) else {
+        let distrusted = self.distrusted_epoch.load(Ordering::Relaxed) == session.epoch;
+        let Some(reader) = session.live_reader(now_ms()).filter(|_| !distrusted) else {
             if session.reader.is_some() {
                 bump(&self.counters.stale_heartbeat);
                 self.refresh();
@@ -151,6 +166,30 @@ impl Shared {
             }
             SegmentOutcome::Miss
         }))
+    }
+
+    /// Whether to go to Redis directly without asking the daemon: the fallback is on and the
+    /// attached segment's heartbeat is stale (the daemon is dead or stuck), except for one
+    /// caller per [`DAEMON_PROBE_INTERVAL_MS`](crate::direct::DAEMON_PROBE_INTERVAL_MS), who tries
+    /// the daemon (and so re-attaches a restarted one).
+    pub(crate) fn direct_first(&self) -> bool {
+        let Some(direct) = &self.direct else {
+            return false;
+        };
+        let guard = self.session.load();
+        let stale = guard.as_deref().is_some_and(|s| {
+            s.reader.is_some()
+                && (s.live_reader(now_ms()).is_none()
+                    || self.distrusted_epoch.load(Ordering::Relaxed) == s.epoch)
+        });
+        stale && !direct.probe_due()
+    }
+
+    /// The daemon was found gone (with the direct fallback on): stop reading its segment.
+    pub(crate) fn daemon_gone(&self) {
+        if let Some(s) = self.session.load().as_deref() {
+            self.distrusted_epoch.store(s.epoch, Ordering::Relaxed);
+        }
     }
 
     /// The heartbeat is stale (or no segment is attached): make the next request open a fresh
@@ -202,6 +241,14 @@ impl Shared {
                 bump(&self.counters.connects);
                 self.connect_after_ms.store(0, Ordering::Relaxed);
                 self.observe_hello(&conn.hello, fds);
+                // The daemon answers again: its segment is followed again (a stuck daemon
+                // that resumed applies the direct writes from the invalidation log).
+                let _ = self.distrusted_epoch.compare_exchange(
+                    conn.hello.daemon_epoch,
+                    0,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
                 Ok(conn)
             }
             Err(e) => {

@@ -21,6 +21,10 @@ pub(crate) struct Counters {
     pub(crate) reattaches: AtomicU64,
     pub(crate) attach_failures: AtomicU64,
     pub(crate) decode_errors: AtomicU64,
+    pub(crate) redis_direct_gets: AtomicU64,
+    pub(crate) redis_direct_hits: AtomicU64,
+    pub(crate) redis_direct_writes: AtomicU64,
+    pub(crate) redis_direct_failures: AtomicU64,
 }
 
 pub(crate) fn bump(c: &AtomicU64) {
@@ -47,6 +51,10 @@ impl Counters {
             reattaches: l(&self.reattaches),
             attach_failures: l(&self.attach_failures),
             decode_errors: l(&self.decode_errors),
+            redis_direct_gets: l(&self.redis_direct_gets),
+            redis_direct_hits: l(&self.redis_direct_hits),
+            redis_direct_writes: l(&self.redis_direct_writes),
+            redis_direct_failures: l(&self.redis_direct_failures),
         }
     }
 }
@@ -87,6 +95,14 @@ pub struct LocalStats {
     pub attach_failures: u64,
     /// Stored values that did not decode as envelopes.
     pub decode_errors: u64,
+    /// Gets sent to Redis directly because the daemon was down (direct fallback).
+    pub redis_direct_gets: u64,
+    /// Of those, answered with a valid value (reported with [`Source::Daemon`](crate::Source)).
+    pub redis_direct_hits: u64,
+    /// Writes (set, delete, invalidate, clear) sent to Redis directly.
+    pub redis_direct_writes: u64,
+    /// Direct calls that failed (Redis unreachable too).
+    pub redis_direct_failures: u64,
 }
 
 /// The segment this client reads, as of the call.

@@ -5,6 +5,9 @@
 //! (`PUBLISH ck:doorbell <ns>`), all in one script, so the clock values in the stream are
 //! consecutive. Every write script answers `{clock, existed}` (`existed` is 0 but for DEL).
 
+// The stream-following helpers are used by the daemon's store only.
+#![cfg_attr(not(feature = "async"), allow(dead_code))]
+
 use crate::event::{parse_entries, Cursor, Event};
 use crate::keys::{NsKeys, DOORBELL_CHANNEL};
 use crate::record::{Fetched, Record};

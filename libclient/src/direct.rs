@@ -1,0 +1,118 @@
+//! The direct fallback: Redis without the daemon, for while the daemon is down.
+//!
+//! Blocking (no async runtime in the client library), one connection behind a mutex, every
+//! call under [`ClientOptions::redis_timeout`](crate::ClientOptions::redis_timeout). Reads run
+//! the daemon's fetch script and validate the record the same way (not invalidated since it was
+//! written, not past its grace deadline); writes run the daemons' scripts, so they land in the
+//! namespace's invalidation log and every daemon applies them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cachekit_proto::FetchHit;
+use cachekit_redis::{SyncStore, Target, WriteContext, WriteOp, Written};
+use cachekit_shm::now_ms;
+
+use crate::error::Error;
+use crate::stats::{bump, Counters};
+
+/// How often a client that goes to Redis directly because the daemon's heartbeat is stale
+/// still tries the daemon (which re-attaches a restarted one).
+pub const DAEMON_PROBE_INTERVAL_MS: u64 = 1000;
+
+/// Events kept per namespace stream; the daemons' default `redis_stream_maxlen`.
+const STREAM_MAXLEN: u64 = 100_000;
+
+pub(crate) struct Direct {
+    store: SyncStore,
+    /// Unix ms after which a caller should try the daemon again.
+    probe_after_ms: AtomicU64,
+}
+
+impl Direct {
+    pub(crate) fn new(target: Target) -> Direct {
+        Direct {
+            store: SyncStore::new(
+                target,
+                WriteContext {
+                    origin: cachekit_redis::new_origin("client"),
+                    stream_maxlen: STREAM_MAXLEN,
+                },
+            ),
+            probe_after_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether this caller should try the daemon although its heartbeat is stale: one caller
+    /// per [`DAEMON_PROBE_INTERVAL_MS`].
+    pub(crate) fn probe_due(&self) -> bool {
+        let now = now_ms();
+        let after = self.probe_after_ms.load(Ordering::Relaxed);
+        now >= after
+            && self
+                .probe_after_ms
+                .compare_exchange(
+                    after,
+                    now + DAEMON_PROBE_INTERVAL_MS,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+    }
+
+    /// The value of `key` from Redis, validated; `Ok(None)` on a miss and when Redis cannot be
+    /// reached either (counted).
+    pub(crate) fn get(&self, ns: &str, key: &[u8], c: &Counters) -> Option<FetchHit> {
+        bump(&c.redis_direct_gets);
+        let now = now_ms();
+        match self.store.fetch(ns, key) {
+            Ok(Some(f)) => match f.validate(now) {
+                Ok(r) => {
+                    bump(&c.redis_direct_hits);
+                    Some(FetchHit {
+                        stale: r.stale_at(now),
+                        created_ms: r.created_ms,
+                        expires_ms: r.expires_ms,
+                        grace_until_ms: r.grace_until_ms,
+                        value: r.value,
+                    })
+                }
+                Err(_) => None,
+            },
+            Ok(None) => None,
+            Err(_) => {
+                bump(&c.redis_direct_failures);
+                bump(&c.unavailable_misses);
+                None
+            }
+        }
+    }
+
+    /// Runs `op` in Redis. `daemon_error` is why the daemon was not used, for the message when
+    /// Redis fails too.
+    pub(crate) fn write(
+        &self,
+        op: &WriteOp,
+        daemon_error: &Error,
+        c: &Counters,
+    ) -> Result<Written, Error> {
+        match self.store.write(op, now_ms()) {
+            Ok(w) => {
+                bump(&c.redis_direct_writes);
+                Ok(w)
+            }
+            Err(e) => {
+                bump(&c.redis_direct_failures);
+                let message =
+                    format!("{daemon_error}; and the direct fallback to Redis failed too: {e}");
+                Err(if e.is_outage() {
+                    Error::Unavailable { message }
+                } else {
+                    Error::Daemon {
+                        code: cachekit_proto::ErrorCode::Internal,
+                        message,
+                    }
+                })
+            }
+        }
+    }
+}
