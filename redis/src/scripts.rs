@@ -111,7 +111,8 @@ return {v, m}
 /// follower starts.
 const FOLLOW_START: &str = r"
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-local c = tonumber(redis.call('GET', KEYS[2]) or '0')
+-- MGET, not GET: INFO commandstats' cmdstat_get counts fills only.
+local c = tonumber(redis.call('MGET', KEYS[2])[1] or '0')
 if #last == 0 then return {'0-0', c} end
 return {last[1][1], c}
 ";

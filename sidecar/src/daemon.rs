@@ -200,11 +200,13 @@ impl Daemon {
                 });
                 let mut w = self.writer();
                 let existed = w.delete(&namespace, &key);
-                self.gens.bump_key(&namespace, &key);
+                let clock = remote.as_ref().ok().and_then(|r| r.1);
+                self.gens.hold(&namespace, &key, None);
+                self.gens.bump_key(&namespace, &key, clock);
                 drop(w);
                 self.write_gen.fetch_add(1, Ordering::Release);
                 match remote {
-                    Ok(in_redis) => Reply::Deleted {
+                    Ok((in_redis, _)) => Reply::Deleted {
                         existed: existed || in_redis,
                     },
                     Err(message) => Reply::error(ErrorCode::Unavailable, message),
@@ -229,7 +231,7 @@ impl Daemon {
                             InvalidateMode::Hierarchical
                         };
                         let remote = match tags.is_empty() {
-                            true => Ok(false),
+                            true => Ok((false, None)),
                             false => self.redis_write(cachekit_redis::WriteOp::Invalidate {
                                 ns: namespace.clone(),
                                 tags: tags.clone(),
@@ -240,7 +242,8 @@ impl Daemon {
                         for t in &tags {
                             w.invalidate(&namespace, t, mode).expect("validated above");
                         }
-                        self.gens.bump_ns(&namespace);
+                        self.gens
+                            .bump_ns(&namespace, remote.as_ref().ok().and_then(|r| r.1));
                         drop(w);
                         self.write_gen.fetch_add(1, Ordering::Release);
                         match remote {
@@ -257,7 +260,8 @@ impl Daemon {
                 });
                 let mut w = self.writer();
                 w.clear_namespace(&namespace);
-                self.gens.bump_ns(&namespace);
+                self.gens
+                    .bump_ns(&namespace, remote.as_ref().ok().and_then(|r| r.1));
                 drop(w);
                 self.write_gen.fetch_add(1, Ordering::Release);
                 match remote {
@@ -300,7 +304,7 @@ impl Daemon {
         if let Some(bad) = self.tier.as_ref().and_then(|_| check_tags(&s.tags)) {
             return bad;
         }
-        let failed = self.redis_set(s);
+        let remote = self.redis_set(s);
         let tags: Vec<&str> = s.tags.iter().map(String::as_str).collect();
         let opts = InsertOptions {
             ttl_ms: s.ttl_ms,
@@ -308,21 +312,24 @@ impl Daemon {
             tags: &tags,
         };
         let mut w = self.writer();
-        let r = match &failed {
+        let r = match &remote {
             // Not in Redis: keep neither the old value nor the new one on this host.
-            Some(_) => {
+            Err(_) => {
                 w.delete(&s.namespace, &s.key);
                 Ok(())
             }
-            None => w.insert(&s.namespace, &s.key, &s.value, &opts),
+            Ok(_) => w.insert(&s.namespace, &s.key, &s.value, &opts),
         };
-        self.gens.bump_key(&s.namespace, &s.key);
+        let clock = remote.as_ref().ok().copied().flatten();
+        self.gens
+            .hold(&s.namespace, &s.key, clock.filter(|_| r.is_ok()));
+        self.gens.bump_key(&s.namespace, &s.key, clock);
         drop(w);
         self.write_gen.fetch_add(1, Ordering::Release);
-        match (r, failed) {
+        match (r, remote) {
             (Err(e), _) => self.insert_error(e),
-            (Ok(()), Some(message)) => Reply::error(ErrorCode::Unavailable, message),
-            (Ok(()), None) => Reply::Ok,
+            (Ok(()), Err(message)) => Reply::error(ErrorCode::Unavailable, message),
+            (Ok(()), Ok(_)) => Reply::Ok,
         }
     }
 

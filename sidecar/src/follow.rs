@@ -182,7 +182,7 @@ async fn poll_ns(d: &Daemon, t: &Tier, ns: &str, replay: bool) -> Result<(), ()>
                     bump(&t.c.flushes_for_gap);
                 }
                 Continuity::Next if e.origin != t.origin => {
-                    d.apply_event(ns, &e.kind);
+                    d.apply_event(ns, &e.kind, e.seq);
                     bump(&t.c.events);
                     if replay {
                         bump(&t.c.replayed);

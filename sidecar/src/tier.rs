@@ -65,8 +65,8 @@ pub struct Follow {
 /// What happened to a write on its way to Redis.
 #[derive(Debug)]
 pub enum WriteOutcome {
-    /// Redis has it.
-    Done { existed: bool },
+    /// Redis has it, at namespace clock `clock`.
+    Done { existed: bool, clock: u64 },
     /// Queued for Redis (write-behind, or Redis unreachable): acknowledged on this host.
     Queued,
     /// Not sent and not queued: the message says why and what to do.
@@ -203,7 +203,10 @@ impl Tier {
                 Ok(w) => {
                     self.breaker.success();
                     bump(&self.c.writes);
-                    return WriteOutcome::Done { existed: w.existed };
+                    return WriteOutcome::Done {
+                        existed: w.existed,
+                        clock: w.clock,
+                    };
                 }
                 Err(e) if e.is_outage() => {
                     self.failed(&e);

@@ -52,10 +52,12 @@ impl Daemon {
         });
     }
 
-    /// A SET on its way to Redis: `Some(message)` when it could neither be written nor
-    /// queued.
-    pub(crate) fn redis_set(&self, s: &cachekit_proto::Set) -> Option<String> {
-        let t = self.tier()?;
+    /// A SET on its way to Redis: its namespace clock value when Redis has it, `None` when
+    /// queued (or without Redis), the message when it could neither be written nor queued.
+    pub(crate) fn redis_set(&self, s: &cachekit_proto::Set) -> Result<Option<u64>, String> {
+        let Some(t) = self.tier() else {
+            return Ok(None);
+        };
         let now = now_ms();
         let op = WriteOp::Set {
             ns: s.namespace.clone(),
@@ -63,20 +65,22 @@ impl Daemon {
             record: Record::new(now, s.ttl_ms, s.grace_ms, s.tags.clone(), s.value.clone()),
         };
         match t.write(op, now) {
-            WriteOutcome::Done { .. } | WriteOutcome::Queued => None,
-            WriteOutcome::Failed(m) => Some(m),
+            WriteOutcome::Done { clock, .. } => Ok(Some(clock)),
+            WriteOutcome::Queued => Ok(None),
+            WriteOutcome::Failed(m) => Err(m),
         }
     }
 
     /// A DELETE, INVALIDATE or CLEAR on its way to Redis: whether Redis had the key (for a
-    /// delete), or the message when it could neither be written nor queued.
-    pub(crate) fn redis_write(&self, op: WriteOp) -> Result<bool, String> {
+    /// delete) and the write's namespace clock value (`None` when queued or without Redis),
+    /// or the message when it could neither be written nor queued.
+    pub(crate) fn redis_write(&self, op: WriteOp) -> Result<(bool, Option<u64>), String> {
         let Some(t) = self.tier() else {
-            return Ok(false);
+            return Ok((false, None));
         };
         match t.write(op, now_ms()) {
-            WriteOutcome::Done { existed } => Ok(existed),
-            WriteOutcome::Queued => Ok(false),
+            WriteOutcome::Done { existed, clock } => Ok((existed, Some(clock))),
+            WriteOutcome::Queued => Ok((false, None)),
             WriteOutcome::Failed(m) => Err(m),
         }
     }
@@ -117,7 +121,7 @@ impl Daemon {
             // Fill only if nothing touched this key or namespace since before the read (an
             // invalidation applied meanwhile may cover what was read) and this host knows
             // where it follows the namespace's stream from.
-            if known && self.gens.snapshot(ns, key) == before && !t.pending.any(ns, key) {
+            if known && self.gens.may_fill(before, ns, key, rec.stamp) && !t.pending.any(ns, key) {
                 let tags: Vec<&str> = rec.tags.iter().map(String::as_str).collect();
                 let opts = InsertOptions {
                     ttl_ms,
@@ -125,7 +129,10 @@ impl Daemon {
                     tags: &tags,
                 };
                 match w.insert(ns, key, &rec.value, &opts) {
-                    Ok(()) => bump(&t.c.fills),
+                    Ok(()) => {
+                        self.gens.hold(ns, key, Some(rec.stamp));
+                        bump(&t.c.fills);
+                    }
                     Err(e) => debug!(namespace = ns, error = %e, "not filling the table"),
                 }
             } else {
@@ -141,14 +148,17 @@ impl Daemon {
         })
     }
 
-    /// Applies another host's event to the table.
-    pub fn apply_event(&self, ns: &str, kind: &EventKind) {
+    /// Applies another host's event (namespace clock `clock`) to the table.
+    pub fn apply_event(&self, ns: &str, kind: &EventKind, clock: u64) {
         let mut w = self.writer();
         match kind {
-            EventKind::Key(k) => {
+            // Unless the table holds that very write already (filled from Redis after it).
+            EventKind::Key(k) if !self.gens.holds(ns, k, clock) => {
                 w.delete(ns, k);
-                self.gens.bump_key(ns, k);
+                self.gens.hold(ns, k, None);
+                self.gens.bump_key(ns, k, Some(clock));
             }
+            EventKind::Key(_) => {}
             EventKind::Tags { tags, exact } => {
                 let mode = if *exact {
                     InvalidateMode::Exact
@@ -161,11 +171,11 @@ impl Daemon {
                         w.clear_namespace(ns);
                     }
                 }
-                self.gens.bump_ns(ns);
+                self.gens.bump_ns(ns, Some(clock));
             }
             EventKind::Clear => {
                 w.clear_namespace(ns);
-                self.gens.bump_ns(ns);
+                self.gens.bump_ns(ns, Some(clock));
             }
         }
         drop(w);
@@ -176,7 +186,7 @@ impl Daemon {
     pub fn flush_namespace_local(&self, ns: &str) {
         let mut w = self.writer();
         w.clear_namespace(ns);
-        self.gens.bump_ns(ns);
+        self.gens.bump_ns(ns, None);
         drop(w);
         self.write_gen.fetch_add(1, Ordering::Release);
     }

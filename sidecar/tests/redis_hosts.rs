@@ -1,0 +1,115 @@
+//! Two hosts and one Redis: a value written on host A is read on host B from Redis, then from
+//! B's own table; A's invalidation reaches B's table. Measures the propagation latency of
+//! 1000 invalidations (printed: p50, p99).
+
+mod common;
+mod redis_util;
+
+use common::Site;
+use redis_util::*;
+use std::time::{Duration, Instant};
+
+const NS: &str = "hosts";
+
+#[test]
+fn a_value_travels_through_redis_and_an_invalidation_follows_it() {
+    let redis = RedisServer::start();
+    let (site_a, site_b) = (Site::new("host-a"), Site::new("host-b"));
+    let host_a = start_host(&site_a, &redis.url(), &[]);
+    let host_b = start_host(&site_b, &redis.url(), &[]);
+    let mut a = host_a.client("app-on-a");
+    let mut b = host_b.client("app-on-b");
+
+    set(&mut a, NS, "k", b"v1", &["t"]);
+    assert_eq!(in_table(&b, NS, "k"), None, "B has not read k yet");
+    let gets = redis.calls("get");
+    assert_eq!(fetch(&mut b, NS, "k").as_deref(), Some(&b"v1"[..]));
+    assert_eq!(redis.calls("get"), gets + 1, "B read k from Redis");
+    assert_eq!(
+        in_table(&b, NS, "k").as_deref(),
+        Some(&b"v1"[..]),
+        "B filled its table"
+    );
+    assert_eq!(fetch(&mut b, NS, "k").as_deref(), Some(&b"v1"[..]));
+    assert_eq!(
+        redis.calls("get"),
+        gets + 1,
+        "the second read came from B's table"
+    );
+    assert_eq!(b.stat("fills"), 1);
+
+    invalidate(&mut a, NS, &["t"]);
+    assert!(
+        eventually(PATIENCE, || in_table(&b, NS, "k").is_none()),
+        "A's invalidation of t never reached B's table"
+    );
+    assert_eq!(fetch(&mut b, NS, "k"), None, "B's next get misses");
+    assert!(
+        b.stat("redis_rejected") >= 1,
+        "Redis still holds k, but invalidated"
+    );
+
+    // A new value set on A replaces B's copy too.
+    set(&mut a, NS, "k", b"v2", &["t"]);
+    assert_eq!(fetch(&mut b, NS, "k").as_deref(), Some(&b"v2"[..]));
+    set(&mut a, NS, "k", b"v3", &["t"]);
+    assert!(
+        eventually(PATIENCE, || in_table(&b, NS, "k").is_none()),
+        "A's overwrite of k never dropped B's copy"
+    );
+    assert_eq!(fetch(&mut b, NS, "k").as_deref(), Some(&b"v3"[..]));
+    assert_eq!(b.stat("redis_state"), 0, "breaker closed");
+}
+
+#[test]
+fn invalidation_propagation_latency_over_1000_invalidations() {
+    let redis = RedisServer::start();
+    let (site_a, site_b) = (Site::new("lat-a"), Site::new("lat-b"));
+    let host_a = start_host(&site_a, &redis.url(), &[]);
+    let host_b = start_host(&site_b, &redis.url(), &[]);
+    let mut a = host_a.client("writer");
+    let mut b = host_b.client("reader");
+    let n = 1000;
+    let mut lat = Vec::with_capacity(n);
+    let started = Instant::now();
+    for i in 0..n {
+        let (key, tag) = (format!("k{i}"), format!("t/{i}"));
+        set(&mut a, NS, &key, b"value", &[&tag]);
+        assert!(
+            fetch(&mut b, NS, &key).is_some(),
+            "B reads {key} from Redis"
+        );
+        if in_table(&b, NS, &key).is_none() {
+            let stats = b.stats();
+            panic!("B did not fill {key}: {stats:?}");
+        }
+        let t0 = Instant::now();
+        invalidate(&mut a, NS, &[&tag]);
+        let deadline = t0 + PATIENCE;
+        while in_table(&b, NS, &key).is_some() {
+            assert!(
+                Instant::now() < deadline,
+                "invalidation {i} never reached B"
+            );
+            std::hint::spin_loop();
+        }
+        lat.push(t0.elapsed());
+    }
+    let p50 = percentile(&mut lat, 50.0);
+    let p99 = percentile(&mut lat, 99.0);
+    let max = percentile(&mut lat, 100.0);
+    println!(
+        "cross-host invalidation propagation over {n} invalidations (A's INVALIDATE sent -> gone from B's table): p50 {:?}, p99 {:?}, max {:?}; {:?} in all",
+        p50,
+        p99,
+        max,
+        started.elapsed()
+    );
+    assert!(
+        // Every set and invalidation of A but the first set, made before B used the namespace.
+        eventually(PATIENCE, || b.stat("redis_events") >= n as u64 * 2 - 1),
+        "B applied A's sets and invalidations: {:?}",
+        b.stats()
+    );
+    assert!(p99 < Duration::from_secs(5));
+}
