@@ -146,6 +146,12 @@ impl RedisServer {
             .map_or(0, |n| n.parse().expect("a call count"))
     }
 
+    /// Sends `sig` to the server (SIGSTOP: a Redis that hangs; SIGCONT: back).
+    pub fn signal(&self, sig: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_child(self.child.as_ref().expect("running"));
+        rustix::process::kill_process(pid, sig).expect("signalling redis-server");
+    }
+
     /// Kills the server (SIGKILL) and waits for it.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -170,9 +176,10 @@ impl Drop for RedisServer {
     }
 }
 
-/// The flags that attach a daemon to Redis, with short intervals for tests.
-pub fn redis_flags(url: &str) -> Vec<String> {
-    [
+/// The flags that attach a daemon to Redis, with short intervals for tests (except those
+/// `extra` sets itself).
+pub fn redis_flags(url: &str, extra: &[&str]) -> Vec<String> {
+    let defaults = [
         "--redis-url",
         url,
         "--redis-poll-ms",
@@ -183,16 +190,19 @@ pub fn redis_flags(url: &str) -> Vec<String> {
         "300",
         "--log",
         "info",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    ];
+    let mut out: Vec<String> = defaults
+        .chunks(2)
+        .filter(|kv| !extra.contains(&kv[0]))
+        .flat_map(|kv| [kv[0].to_string(), kv[1].to_string()])
+        .collect();
+    out.extend(extra.iter().map(|s| s.to_string()));
+    out
 }
 
 /// Starts a host: a daemon on `site` attached to `url`, with `extra` flags.
 pub fn start_host(site: &Site, url: &str, extra: &[&str]) -> Daemon {
-    let mut args = redis_flags(url);
-    args.extend(extra.iter().map(|s| s.to_string()));
+    let args = redis_flags(url, extra);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     site.start(&args)
 }
