@@ -1,0 +1,296 @@
+//! `cachekit_options`: how `cachekit_client_open` finds the daemon. An extensible struct: the
+//! caller sets `struct_size = sizeof(cachekit_options)`, so a program built against an older
+//! header (a smaller struct) and one built against a newer header both work with this library.
+
+use std::ffi::c_char;
+use std::mem::size_of;
+use std::time::Duration;
+
+use ::cachekit_client::ClientOptions;
+
+use crate::args::opt_str_in;
+use crate::error::Failure;
+
+/// `cachekit_options.flags`: connect on first use instead of in `cachekit_client_open`. Open
+/// then succeeds while the daemon is down; until it comes up, gets miss and writes return
+/// `CACHEKIT_UNAVAILABLE`.
+pub const CACHEKIT_OPEN_LAZY: u32 = 1;
+
+/// `cachekit_options.flags`: `redis_url` lists the seed nodes of a Redis Cluster.
+pub const CACHEKIT_OPEN_REDIS_CLUSTER: u32 = 2;
+
+/// `cachekit_options.flags`: do not fall back to Redis directly while the daemon is down, even
+/// with a `redis_url` (gets then miss and writes fail, as without one).
+pub const CACHEKIT_OPEN_NO_REDIS_FALLBACK: u32 = 4;
+
+/// Every flag this build knows.
+const KNOWN_FLAGS: u32 =
+    CACHEKIT_OPEN_LAZY | CACHEKIT_OPEN_REDIS_CLUSTER | CACHEKIT_OPEN_NO_REDIS_FALLBACK;
+
+/// Options of `cachekit_client_open`. Zero-initialise it, set `struct_size`, then set what you
+/// need: **every zero or NULL field means "the default"**.
+///
+/// ```c
+/// cachekit_options opts = {0};
+/// opts.struct_size = sizeof opts;
+/// opts.ns = "sessions";
+/// ```
+///
+/// Strings are NUL-terminated UTF-8, read during the call only. A NULL `socket_path`,
+/// `instance` or `ns` is taken from the environment (`CACHEKIT_SOCKET`, `CACHEKIT_INSTANCE`,
+/// `CACHEKIT_NAMESPACE`, `CACHEKIT_REDIS_URL`; `CACHEKIT_DIR` is honoured when the socket is
+/// looked up), else the default. Later versions append fields (an encryption key); old
+/// programs keep working because their `struct_size` is smaller, and a zero field means what
+/// it always did. The struct has no padding on 64-bit targets (72 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+#[allow(non_camel_case_types)]
+pub struct cachekit_options {
+    /// Must be `sizeof(cachekit_options)` as the program sees it.
+    pub struct_size: usize,
+    /// `CACHEKIT_OPEN_*` bits; 0 for none. Unknown bits are refused.
+    pub flags: u32,
+    /// Most connections open at once (misses and writes only; hits use none). 0 = 4.
+    pub pool_size: u32,
+    /// The daemon's socket. Overrides `instance`. NULL = look up `instance`'s socket.
+    pub socket_path: *const c_char,
+    /// The daemon instance whose socket is looked up in `/run/cachekit`,
+    /// `$XDG_RUNTIME_DIR/cachekit`, `/tmp/cachekit-<uid>`. NULL = "default".
+    pub instance: *const c_char,
+    /// The namespace of the handle (1 to 127 bytes). NULL = "default".
+    pub ns: *const c_char,
+    /// Name sent to the daemon for its logs. NULL = the program's name.
+    pub client_name: *const c_char,
+    /// Timeout to connect and handshake, ms. 0 = 1000.
+    pub connect_timeout_ms: u32,
+    /// Timeout of one request to the daemon, ms. 0 = 5000.
+    pub request_timeout_ms: u32,
+    /// Redis for the direct fallback: while the daemon is down, gets and writes go to Redis
+    /// directly (same records and invalidation log as the daemons).
+    /// `redis://[user:password@]host:port[/db]`, `rediss://...`, `unix:///path`; with
+    /// `CACHEKIT_OPEN_REDIS_CLUSTER`, seed URLs separated by commas. NULL = none.
+    pub redis_url: *const c_char,
+    /// Timeout of each call of the direct fallback, ms. 0 = 250.
+    pub redis_timeout_ms: u32,
+    /// Must be 0 (room for a later field).
+    pub reserved: u32,
+}
+
+/// The smallest `struct_size` accepted: the size of the first published version (this one).
+const MIN_STRUCT_SIZE: usize = size_of::<cachekit_options>();
+
+/// Pins the layout the header promises (64-bit targets).
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(size_of::<cachekit_options>() == 72);
+
+/// What an open asks for, once read from C.
+#[derive(Debug)]
+pub(crate) struct OpenOptions {
+    pub(crate) client: ClientOptions,
+    pub(crate) lazy: bool,
+}
+
+/// Reads a `cachekit_options` of the caller's `struct_size`.
+///
+/// # Safety
+/// `opts` is non-NULL, aligned, and points to at least `struct_size` readable bytes (where
+/// `struct_size` is its first field), whose string fields are NULL or NUL-terminated strings.
+pub(crate) unsafe fn read_options(opts: *const cachekit_options) -> Result<OpenOptions, Failure> {
+    // SAFETY: `opts` is aligned and readable for at least the first field, the caller promises.
+    let struct_size = unsafe { opts.cast::<usize>().read() };
+    if struct_size < MIN_STRUCT_SIZE {
+        return Err(Failure::invalid(format!(
+            "cachekit_options.struct_size is {struct_size}; set it to sizeof(cachekit_options) \
+             ({MIN_STRUCT_SIZE} with this header)"
+        )));
+    }
+    let ours = size_of::<cachekit_options>();
+    if struct_size > ours {
+        // A newer header: its extra fields must be zero ("default"), or this library would
+        // silently ignore a setting.
+        // SAFETY: the caller promises `struct_size` readable bytes; we read those past ours.
+        let extra =
+            unsafe { std::slice::from_raw_parts(opts.cast::<u8>().add(ours), struct_size - ours) };
+        if extra.iter().any(|&b| b != 0) {
+            return Err(Failure::invalid(format!(
+                "cachekit_options sets fields that libcachekit {} does not know (struct_size \
+                 {struct_size}, this library's is {ours}); use a newer libcachekit",
+                env!("CARGO_PKG_VERSION")
+            )));
+        }
+    }
+    // SAFETY: at least `ours` bytes are readable (struct_size >= MIN_STRUCT_SIZE == ours) and
+    // every bit pattern is a valid `cachekit_options` (integers and raw pointers).
+    let o = unsafe { opts.read() };
+    if o.flags & !KNOWN_FLAGS != 0 {
+        return Err(Failure::invalid(format!(
+            "cachekit_options.flags has unknown bits {:#x}",
+            o.flags & !KNOWN_FLAGS
+        )));
+    }
+    if o.reserved != 0 {
+        return Err(Failure::invalid(
+            "cachekit_options.reserved is not 0; zero-initialise the struct",
+        ));
+    }
+    let mut client = ClientOptions::from_env();
+    // SAFETY: the caller promises NULL or a NUL-terminated string at `o.socket_path`.
+    let socket = unsafe { opt_str_in(o.socket_path, "options.socket_path") }?;
+    // SAFETY: the caller promises NULL or a NUL-terminated string at `o.instance`.
+    let instance = unsafe { opt_str_in(o.instance, "options.instance") }?;
+    // SAFETY: the caller promises NULL or a NUL-terminated string at `o.ns`.
+    let ns = unsafe { opt_str_in(o.ns, "options.ns") }?;
+    // SAFETY: the caller promises NULL or a NUL-terminated string at `o.client_name`.
+    let name = unsafe { opt_str_in(o.client_name, "options.client_name") }?;
+    // SAFETY: the caller promises NULL or a NUL-terminated string at `o.redis_url`.
+    let redis_url = unsafe { opt_str_in(o.redis_url, "options.redis_url") }?;
+    if socket.is_some() || instance.is_some() {
+        // Explicit settings beat the environment as a whole: an instance given here is not
+        // overridden by a CACHEKIT_SOCKET from the environment.
+        client.socket = socket.map(Into::into);
+    }
+    if let Some(instance) = instance {
+        client.instance = instance.to_string();
+    }
+    if let Some(ns) = ns {
+        client.namespace = ns.to_string();
+    }
+    if let Some(name) = name {
+        client = client.client_name(name);
+    }
+    if o.pool_size != 0 {
+        client.pool_size = o.pool_size as usize;
+    }
+    if o.connect_timeout_ms != 0 {
+        client.connect_timeout = Duration::from_millis(o.connect_timeout_ms.into());
+    }
+    if o.request_timeout_ms != 0 {
+        client.request_timeout = Duration::from_millis(o.request_timeout_ms.into());
+    }
+    if let Some(url) = redis_url {
+        client.redis_url = Some(url.to_string());
+    }
+    if o.flags & CACHEKIT_OPEN_REDIS_CLUSTER != 0 {
+        client.redis_cluster = true;
+    }
+    if o.flags & CACHEKIT_OPEN_NO_REDIS_FALLBACK != 0 {
+        client.redis_fallback = false;
+    }
+    if o.redis_timeout_ms != 0 {
+        client.redis_timeout = Duration::from_millis(o.redis_timeout_ms.into());
+    }
+    Ok(OpenOptions {
+        client,
+        lazy: o.flags & CACHEKIT_OPEN_LAZY != 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::cachekit_result::*;
+
+    fn zeroed() -> cachekit_options {
+        cachekit_options {
+            struct_size: size_of::<cachekit_options>(),
+            flags: 0,
+            pool_size: 0,
+            socket_path: std::ptr::null(),
+            instance: std::ptr::null(),
+            ns: std::ptr::null(),
+            client_name: std::ptr::null(),
+            connect_timeout_ms: 0,
+            request_timeout_ms: 0,
+            redis_url: std::ptr::null(),
+            redis_timeout_ms: 0,
+            reserved: 0,
+        }
+    }
+
+    #[test]
+    fn zero_means_default() {
+        let o = zeroed();
+        // SAFETY: a whole, valid struct.
+        let r = unsafe { read_options(&o) }.unwrap();
+        assert_eq!(r.client.pool_size, 4);
+        assert!(!r.lazy);
+    }
+
+    #[test]
+    fn fields_are_read() {
+        let mut o = zeroed();
+        o.socket_path = c"/tmp/x.sock".as_ptr();
+        o.ns = c"app".as_ptr();
+        o.pool_size = 2;
+        o.request_timeout_ms = 250;
+        o.flags = CACHEKIT_OPEN_LAZY | CACHEKIT_OPEN_REDIS_CLUSTER;
+        o.redis_url = c"redis://a:6379,redis://b:6379".as_ptr();
+        o.redis_timeout_ms = 100;
+        // SAFETY: a whole, valid struct.
+        let r = unsafe { read_options(&o) }.unwrap();
+        assert_eq!(
+            r.client.redis_url.as_deref(),
+            Some("redis://a:6379,redis://b:6379")
+        );
+        assert!(r.client.redis_cluster && r.client.redis_fallback);
+        assert_eq!(r.client.redis_timeout, Duration::from_millis(100));
+        assert_eq!(
+            r.client.socket.as_deref(),
+            Some(std::path::Path::new("/tmp/x.sock"))
+        );
+        assert_eq!(r.client.namespace, "app");
+        assert_eq!(r.client.pool_size, 2);
+        assert_eq!(r.client.request_timeout, Duration::from_millis(250));
+        assert!(r.lazy);
+    }
+
+    #[test]
+    fn struct_size_is_checked() {
+        let mut o = zeroed();
+        o.struct_size = 0;
+        // SAFETY: a whole struct; only struct_size is wrong.
+        let e = unsafe { read_options(&o) }.unwrap_err();
+        assert_eq!(e.code, CACHEKIT_INVALID_ARGUMENT);
+        assert!(
+            e.message.contains("sizeof(cachekit_options)"),
+            "{}",
+            e.message
+        );
+
+        // A newer program's larger struct: zero extra fields are fine, set ones are refused.
+        #[repr(C)]
+        struct Newer {
+            base: cachekit_options,
+            redis_url: *const c_char,
+        }
+        let mut n = Newer {
+            base: zeroed(),
+            redis_url: std::ptr::null(),
+        };
+        n.base.struct_size = size_of::<Newer>();
+        // SAFETY: `n` is `struct_size` readable bytes, starting with a cachekit_options.
+        unsafe { read_options((&raw const n).cast()) }.unwrap();
+        n.redis_url = c"redis://x".as_ptr();
+        // SAFETY: as above.
+        let e = unsafe { read_options((&raw const n).cast()) }.unwrap_err();
+        assert!(e.message.contains("does not know"), "{}", e.message);
+    }
+
+    #[test]
+    fn reserved_must_be_zero() {
+        let mut o = zeroed();
+        o.reserved = 1;
+        // SAFETY: a whole, valid struct.
+        let e = unsafe { read_options(&o) }.unwrap_err();
+        assert!(e.message.contains("reserved"), "{}", e.message);
+    }
+
+    #[test]
+    fn unknown_flags_are_refused() {
+        let mut o = zeroed();
+        o.flags = 0x80;
+        // SAFETY: a whole, valid struct.
+        let e = unsafe { read_options(&o) }.unwrap_err();
+        assert!(e.message.contains("0x80"), "{}", e.message);
+    }
+}

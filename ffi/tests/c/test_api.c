@@ -1,0 +1,640 @@
+/*
+ * The whole C API against a real cachekitd, one process: every function, every documented
+ * result, every error path (NULL arguments, buffers too small, daemon not running, values and
+ * keys over the limits, bad tags, bad options), and "outputs are written only on success".
+ *
+ * Usage: test_api SOCKET
+ *   SOCKET: the socket of a running cachekitd started with --max-value-bytes 64KiB.
+ * Built by scripts/test-c with -DEXPECTED_VERSION="x.y.z" (the version in Cargo.toml).
+ */
+#include <pthread.h>
+#include <stdint.h>
+
+#include "check.h"
+
+#ifndef EXPECTED_VERSION
+#error "build with -DEXPECTED_VERSION=\"x.y.z\" (the version in Cargo.toml)"
+#endif
+
+static const char *SOCKET;
+static char ABSENT_SOCKET[4200];
+static cachekit_client *C; /* namespace "api", shared by the tests */
+
+#define K(s) (const uint8_t *)(s), (sizeof(s) - 1)
+
+/* ---- version and result codes ---- */
+
+static void version_macros_match_the_library_and_cargo(void) {
+  char want[64];
+  snprintf(want, sizeof want, "%d.%d.%d", CACHEKIT_VERSION_MAJOR, CACHEKIT_VERSION_MINOR,
+           CACHEKIT_VERSION_PATCH);
+  CHECK(cachekit_version() != NULL);
+  CHECK(strcmp(cachekit_version(), want) == 0);
+  CHECK(strcmp(want, EXPECTED_VERSION) == 0);
+}
+
+static void every_code_has_a_static_description(void) {
+  const char *seen[CACHEKIT_OTHER_ERROR + 1];
+  for (uint32_t code = 0; code <= CACHEKIT_OTHER_ERROR; code++) {
+    const char *d = cachekit_result_describe(code);
+    CHECK(d != NULL && d[0] != 0);
+    CHECK(strcmp(d, "unknown cachekit result code") != 0);
+    for (uint32_t j = 0; j < code; j++) CHECK(strcmp(seen[j], d) != 0);
+    seen[code] = d;
+    CHECK(cachekit_result_describe(code) == d); /* static: the same pointer every time */
+  }
+  CHECK(strcmp(cachekit_result_describe(CACHEKIT_OTHER_ERROR + 1),
+               "unknown cachekit result code") == 0);
+  CHECK(strcmp(cachekit_result_describe(0xFFFFFFFFu), "unknown cachekit result code") == 0);
+  CHECK(CACHEKIT_OK == 0);
+}
+
+/* ---- opening ---- */
+
+static void daemon_not_running_is_unavailable_with_a_helpful_message(void) {
+  cachekit_options o;
+  cachekit_client *c = (cachekit_client *)0x1; /* sentinel: must stay untouched */
+  memset(&o, 0, sizeof o);
+  o.struct_size = sizeof o;
+  o.socket_path = ABSENT_SOCKET;
+  CHECK_RC(cachekit_client_open(&o, &c), CACHEKIT_UNAVAILABLE);
+  CHECK(c == (cachekit_client *)0x1);
+  CHECK_MSG("cachekitd is not running at ");
+  CHECK_MSG(ABSENT_SOCKET);
+  CHECK_MSG("start it with `cachekitd");
+
+  /* Lazy: open succeeds, gets miss, writes are unavailable. */
+  o.flags = CACHEKIT_OPEN_LAZY;
+  c = NULL;
+  CHECK_RC(cachekit_client_open(&o, &c), CACHEKIT_OK);
+  CHECK(c != NULL);
+  char buf[16];
+  size_t len = 77;
+  CHECK_RC(cachekit_get(c, K("k"), (uint8_t *)buf, sizeof buf, &len, NULL), CACHEKIT_MISS);
+  CHECK(len == 77);
+  CHECK_RC(set_str(c, "k", "v", 0, NULL, 0), CACHEKIT_UNAVAILABLE);
+  CHECK_MSG("cachekitd is not running");
+  CHECK_RC(cachekit_delete(c, K("k")), CACHEKIT_UNAVAILABLE);
+  CHECK_RC(cachekit_clear(c), CACHEKIT_UNAVAILABLE);
+  CHECK_RC(cachekit_ping(c, NULL, NULL), CACHEKIT_UNAVAILABLE);
+  cachekit_stats *s = NULL;
+  CHECK_RC(cachekit_stats_fetch(c, &s), CACHEKIT_UNAVAILABLE);
+  CHECK(s == NULL);
+  cachekit_client_close(c);
+}
+
+static void options_are_checked(void) {
+  cachekit_options o;
+  cachekit_client *c = NULL;
+  memset(&o, 0, sizeof o);
+  o.socket_path = SOCKET;
+  /* struct_size forgotten */
+  CHECK_RC(cachekit_client_open(&o, &c), CACHEKIT_INVALID_ARGUMENT);
+  CHECK_MSG("struct_size");
+  o.struct_size = sizeof o;
+  o.flags = 0x100;
+  CHECK_RC(cachekit_client_open(&o, &c), CACHEKIT_INVALID_ARGUMENT);
+  CHECK_MSG("flags");
+  o.flags = 0;
+  o.ns = "";
+  CHECK_RC(cachekit_client_open(&o, &c), CACHEKIT_INVALID_ARGUMENT);
+  CHECK_MSG("namespace is empty");
+  char long_ns[200];
+  memset(long_ns, 'n', 128);
+  long_ns[128] = 0;
+  o.ns = long_ns;
+  CHECK_RC(cachekit_client_open(&o, &c), CACHEKIT_TOO_LARGE);
+  CHECK_MSG("max_namespace_bytes");
+  o.ns = "\xff\xfe";
+  CHECK_RC(cachekit_client_open(&o, &c), CACHEKIT_INVALID_ARGUMENT);
+  CHECK_MSG("UTF-8");
+  o.ns = NULL;
+  o.socket_path = NULL;
+  o.instance = "bad/instance";
+  CHECK_RC(cachekit_client_open(&o, &c), CACHEKIT_INVALID_ARGUMENT);
+  CHECK_MSG("instance name");
+  o.instance = NULL;
+  o.socket_path = SOCKET;
+  o.reserved = 1;
+  CHECK_RC(cachekit_client_open(&o, &c), CACHEKIT_INVALID_ARGUMENT);
+  CHECK_MSG("reserved");
+  o.reserved = 0;
+  o.redis_url = "not a url";
+  CHECK_RC(cachekit_client_open(&o, &c), CACHEKIT_INVALID_ARGUMENT);
+  CHECK_MSG("redis_url");
+  CHECK(c == NULL);
+
+  /* A program built against a newer header: larger struct, unknown fields zero = accepted. */
+  struct {
+    cachekit_options base;
+    const char *future_redis_url;
+  } newer;
+  memset(&newer, 0, sizeof newer);
+  newer.base.struct_size = sizeof newer;
+  newer.base.socket_path = SOCKET;
+  newer.base.ns = "api";
+  CHECK_RC(cachekit_client_open(&newer.base, &c), CACHEKIT_OK);
+  cachekit_client_close(c);
+  c = NULL;
+  newer.future_redis_url = "redis://localhost";
+  CHECK_RC(cachekit_client_open(&newer.base, &c), CACHEKIT_INVALID_ARGUMENT);
+  CHECK_MSG("does not know");
+  CHECK(c == NULL);
+}
+
+/* ---- get and set ---- */
+
+static void set_then_get_into_a_caller_buffer(void) {
+  const char *tags[] = {"demo/greetings"};
+  CHECK_RC(cachekit_set(C, K("greeting"), K("hello, world"), 60000, 5000, tags, 1), CACHEKIT_OK);
+  uint8_t buf[64];
+  size_t len = 0;
+  cachekit_value_info info;
+  memset(&info, 0xAB, sizeof info);
+  long long before = unix_ms();
+  CHECK_RC(cachekit_get(C, K("greeting"), buf, sizeof buf, &len, &info), CACHEKIT_OK);
+  CHECK(len == 12 && memcmp(buf, "hello, world", 12) == 0);
+  CHECK(!info.stale);
+  CHECK(info.source == CACHEKIT_SOURCE_SEGMENT); /* served from shared memory */
+  CHECK(info.created_ms > 0 && (long long)info.created_ms <= before + 1000);
+  CHECK(info.expires_ms == info.created_ms + 60000);
+  CHECK(info.grace_until_ms == info.expires_ms + 5000);
+  /* info is optional */
+  CHECK_RC(cachekit_get(C, K("greeting"), buf, sizeof buf, &len, NULL), CACHEKIT_OK);
+  /* Exactly the right size is enough. */
+  CHECK_RC(cachekit_get(C, K("greeting"), buf, 12, &len, NULL), CACHEKIT_OK);
+
+  /* No TTL: expires_ms = 0, grace_until_ms = 0. */
+  CHECK_RC(cachekit_set(C, K("forever"), K("x"), 0, 0, NULL, 0), CACHEKIT_OK);
+  CHECK_RC(cachekit_get(C, K("forever"), buf, sizeof buf, &len, &info), CACHEKIT_OK);
+  CHECK(info.expires_ms == 0 && info.grace_until_ms == 0 && !info.stale);
+}
+
+static void a_small_buffer_gets_the_size_and_nothing_else(void) {
+  CHECK_RC(cachekit_set(C, K("sized"), K("0123456789"), 0, 0, NULL, 0), CACHEKIT_OK);
+  size_t needed = 0;
+  /* Pure size query. */
+  CHECK_RC(cachekit_get(C, K("sized"), NULL, 0, &needed, NULL), CACHEKIT_BUFFER_TOO_SMALL);
+  CHECK(needed == 10);
+  CHECK_MSG("needs 10 bytes");
+  /* One byte short: the buffer and info are untouched. */
+  uint8_t buf[16];
+  memset(buf, 0x5A, sizeof buf);
+  cachekit_value_info info;
+  memset(&info, 0xAB, sizeof info);
+  needed = 0;
+  CHECK_RC(cachekit_get(C, K("sized"), buf, 9, &needed, &info), CACHEKIT_BUFFER_TOO_SMALL);
+  CHECK(needed == 10);
+  for (size_t i = 0; i < sizeof buf; i++) CHECK(buf[i] == 0x5A);
+  unsigned char *raw = (unsigned char *)&info;
+  for (size_t i = 0; i < sizeof info; i++) CHECK(raw[i] == 0xAB);
+  /* Then with the size it asked for. */
+  uint8_t *exact = malloc(needed);
+  size_t len = 0;
+  CHECK_RC(cachekit_get(C, K("sized"), exact, needed, &len, NULL), CACHEKIT_OK);
+  CHECK(len == 10 && memcmp(exact, "0123456789", 10) == 0);
+  free(exact);
+}
+
+static void a_miss_writes_nothing(void) {
+  uint8_t buf[8];
+  memset(buf, 0x5A, sizeof buf);
+  size_t len = 1234;
+  cachekit_value_info info;
+  memset(&info, 0xAB, sizeof info);
+  CHECK_RC(cachekit_get(C, K("never-set"), buf, sizeof buf, &len, &info), CACHEKIT_MISS);
+  CHECK(len == 1234 && buf[0] == 0x5A && ((unsigned char *)&info)[0] == 0xAB);
+  uint8_t *p = (uint8_t *)0x1;
+  CHECK_RC(cachekit_get_alloc(C, K("never-set"), &p, &len, &info), CACHEKIT_MISS);
+  CHECK(p == (uint8_t *)0x1 && len == 1234);
+}
+
+static void binary_keys_values_and_empty_ones(void) {
+  static const uint8_t key[] = {'a', 0, 'b', 0xFF};
+  static const uint8_t val[] = {0, 1, 2, 0, 0xFE};
+  CHECK_RC(cachekit_set(C, key, sizeof key, val, sizeof val, 0, 0, NULL, 0), CACHEKIT_OK);
+  uint8_t buf[8];
+  size_t len = 0;
+  CHECK_RC(cachekit_get(C, key, sizeof key, buf, sizeof buf, &len, NULL), CACHEKIT_OK);
+  CHECK(len == sizeof val && memcmp(buf, val, len) == 0);
+  /* A different key that shares a prefix is another key. */
+  CHECK_RC(cachekit_get(C, key, 3, buf, sizeof buf, &len, NULL), CACHEKIT_MISS);
+
+  /* Empty value: OK with length 0, even into a NULL buffer. */
+  CHECK_RC(cachekit_set(C, K("empty-value"), NULL, 0, 0, 0, NULL, 0), CACHEKIT_OK);
+  len = 99;
+  CHECK_RC(cachekit_get(C, K("empty-value"), NULL, 0, &len, NULL), CACHEKIT_OK);
+  CHECK(len == 0);
+  uint8_t *p = NULL;
+  CHECK_RC(cachekit_get_alloc(C, K("empty-value"), &p, &len, NULL), CACHEKIT_OK);
+  CHECK(p != NULL && len == 0);
+  cachekit_buf_free(p);
+
+  /* Empty key. */
+  CHECK_RC(cachekit_set(C, NULL, 0, K("for the empty key"), 0, 0, NULL, 0), CACHEKIT_OK);
+  char s[64];
+  CHECK_RC(get_str(C, "", s, sizeof s), CACHEKIT_OK);
+  CHECK(strcmp(s, "for the empty key") == 0);
+}
+
+static void get_alloc_returns_a_buffer_to_free(void) {
+  /* Large enough to be LZ4-compressed in the envelope. */
+  size_t n = 50000;
+  uint8_t *big = malloc(n);
+  for (size_t i = 0; i < n; i++) big[i] = (uint8_t)(i % 251);
+  CHECK_RC(cachekit_set(C, K("big"), big, n, 0, 0, NULL, 0), CACHEKIT_OK);
+  uint8_t *p = NULL;
+  size_t len = 0;
+  cachekit_value_info info;
+  CHECK_RC(cachekit_get_alloc(C, K("big"), &p, &len, &info), CACHEKIT_OK);
+  CHECK(p != NULL && len == n && memcmp(p, big, n) == 0);
+  CHECK(!info.stale);
+  cachekit_buf_free(p);
+  cachekit_buf_free(NULL);
+  /* And into a caller buffer, after a size query. */
+  size_t needed = 0;
+  CHECK_RC(cachekit_get(C, K("big"), NULL, 0, &needed, NULL), CACHEKIT_BUFFER_TOO_SMALL);
+  CHECK(needed == n);
+  uint8_t *buf = malloc(needed);
+  CHECK_RC(cachekit_get(C, K("big"), buf, needed, &len, NULL), CACHEKIT_OK);
+  CHECK(len == n && memcmp(buf, big, n) == 0);
+  free(buf);
+  free(big);
+}
+
+static void overwrite_and_delete(void) {
+  char s[64];
+  CHECK_RC(set_str(C, "k", "one", 0, NULL, 0), CACHEKIT_OK);
+  CHECK_RC(set_str(C, "k", "two", 0, NULL, 0), CACHEKIT_OK);
+  CHECK_RC(get_str(C, "k", s, sizeof s), CACHEKIT_OK);
+  CHECK(strcmp(s, "two") == 0);
+  CHECK_RC(cachekit_delete(C, K("k")), CACHEKIT_OK);
+  CHECK_RC(cachekit_delete(C, K("k")), CACHEKIT_MISS);
+  CHECK_RC(get_str(C, "k", s, sizeof s), CACHEKIT_MISS);
+}
+
+static void stale_hits_are_ok_with_the_stale_flag_then_miss(void) {
+  /* 100 ms of life, then 60 s of grace. */
+  CHECK_RC(cachekit_set(C, K("swr"), K("old"), 100, 60000, NULL, 0), CACHEKIT_OK);
+  /* 50 ms of life, 50 ms of grace: gone soon after. */
+  CHECK_RC(cachekit_set(C, K("gone"), K("x"), 50, 50, NULL, 0), CACHEKIT_OK);
+  uint8_t buf[8];
+  size_t len;
+  cachekit_value_info info;
+  long long deadline = mono_ms() + 20000;
+  cachekit_result rc;
+  for (;;) {
+    rc = cachekit_get(C, K("swr"), buf, sizeof buf, &len, &info);
+    if (rc != CACHEKIT_OK || info.stale || mono_ms() > deadline) break;
+    sleep_ms(10);
+  }
+  CHECK_RC(rc, CACHEKIT_OK);
+  CHECK(info.stale);
+  CHECK(len == 3 && memcmp(buf, "old", 3) == 0);
+  CHECK((long long)info.expires_ms <= unix_ms());
+  CHECK(info.grace_until_ms == info.expires_ms + 60000);
+  for (;;) {
+    rc = cachekit_get(C, K("gone"), buf, sizeof buf, &len, NULL);
+    if (rc != CACHEKIT_OK || mono_ms() > deadline) break;
+    sleep_ms(10);
+  }
+  CHECK_RC(rc, CACHEKIT_MISS);
+}
+
+/* ---- invalidation, namespaces, clear ---- */
+
+static void invalidate_is_hierarchical_unless_exact(void) {
+  const char *t1[] = {"posts/1"}, *t2[] = {"posts/1/comments"}, *t3[] = {"posts/10"},
+             *t4[] = {"posts"}, *t5[] = {"users/1"}, *t6[] = {"users/1/x"};
+  CHECK_RC(set_str(C, "p1", "v", 0, t1, 1), CACHEKIT_OK);
+  CHECK_RC(set_str(C, "p1c", "v", 0, t2, 1), CACHEKIT_OK);
+  CHECK_RC(set_str(C, "p10", "v", 0, t3, 1), CACHEKIT_OK);
+  CHECK_RC(set_str(C, "p", "v", 0, t4, 1), CACHEKIT_OK);
+  CHECK_RC(set_str(C, "u1", "v", 0, t5, 1), CACHEKIT_OK);
+  CHECK_RC(set_str(C, "u1x", "v", 0, t6, 1), CACHEKIT_OK);
+  char s[8];
+  CHECK_RC(cachekit_invalidate(C, t1, 1, 0), CACHEKIT_OK);
+  CHECK_RC(get_str(C, "p1", s, sizeof s), CACHEKIT_MISS);
+  CHECK_RC(get_str(C, "p1c", s, sizeof s), CACHEKIT_MISS);
+  CHECK_RC(get_str(C, "p10", s, sizeof s), CACHEKIT_OK);
+  CHECK_RC(get_str(C, "p", s, sizeof s), CACHEKIT_OK);
+  CHECK_RC(cachekit_invalidate(C, t5, 1, CACHEKIT_INVALIDATE_EXACT), CACHEKIT_OK);
+  CHECK_RC(get_str(C, "u1", s, sizeof s), CACHEKIT_MISS);
+  CHECK_RC(get_str(C, "u1x", s, sizeof s), CACHEKIT_OK);
+  /* Several tags at once; no tags is a no-op. */
+  const char *both[] = {"posts", "users"};
+  CHECK_RC(cachekit_invalidate(C, both, 2, 0), CACHEKIT_OK);
+  CHECK_RC(get_str(C, "p10", s, sizeof s), CACHEKIT_MISS);
+  CHECK_RC(get_str(C, "u1x", s, sizeof s), CACHEKIT_MISS);
+  CHECK_RC(cachekit_invalidate(C, NULL, 0, 0), CACHEKIT_OK);
+  CHECK_RC(cachekit_invalidate(C, t1, 1, 0x4), CACHEKIT_INVALID_ARGUMENT);
+  CHECK_MSG("unknown flags");
+}
+
+static void namespaces_are_separate_and_clear_clears_one(void) {
+  cachekit_client *other = NULL;
+  CHECK_RC(cachekit_client_with_namespace(C, "api-other", &other), CACHEKIT_OK);
+  char s[16];
+  CHECK_RC(set_str(C, "same", "mine", 0, NULL, 0), CACHEKIT_OK);
+  CHECK_RC(set_str(other, "same", "theirs", 0, NULL, 0), CACHEKIT_OK);
+  CHECK_RC(get_str(C, "same", s, sizeof s), CACHEKIT_OK);
+  CHECK(strcmp(s, "mine") == 0);
+  CHECK_RC(get_str(other, "same", s, sizeof s), CACHEKIT_OK);
+  CHECK(strcmp(s, "theirs") == 0);
+  CHECK_RC(cachekit_clear(other), CACHEKIT_OK);
+  CHECK_RC(get_str(other, "same", s, sizeof s), CACHEKIT_MISS);
+  CHECK_RC(get_str(C, "same", s, sizeof s), CACHEKIT_OK);
+  cachekit_client *bad = NULL;
+  CHECK_RC(cachekit_client_with_namespace(C, "", &bad), CACHEKIT_INVALID_ARGUMENT);
+  CHECK(bad == NULL);
+  /* The second handle outlives nothing it needs: close it first, C keeps working. */
+  cachekit_client_close(other);
+  CHECK_RC(get_str(C, "same", s, sizeof s), CACHEKIT_OK);
+}
+
+/* ---- get_many, stats, ping ---- */
+
+static void get_many_answers_each_key_in_order(void) {
+  CHECK_RC(set_str(C, "m1", "first", 0, NULL, 0), CACHEKIT_OK);
+  CHECK_RC(set_str(C, "m3", "third", 0, NULL, 0), CACHEKIT_OK);
+  const uint8_t *keys[] = {(const uint8_t *)"m1", (const uint8_t *)"m2", (const uint8_t *)"m3"};
+  size_t lens[] = {2, 2, 2};
+  cachekit_batch *b = NULL;
+  CHECK_RC(cachekit_get_many(C, keys, lens, 3, &b), CACHEKIT_OK);
+  CHECK(cachekit_batch_len(b) == 3);
+  const uint8_t *v = NULL;
+  size_t len = 0;
+  cachekit_value_info info;
+  CHECK_RC(cachekit_batch_get(b, 0, &v, &len, &info), CACHEKIT_OK);
+  CHECK(len == 5 && memcmp(v, "first", 5) == 0 && !info.stale);
+  v = (const uint8_t *)0x1;
+  CHECK_RC(cachekit_batch_get(b, 1, &v, &len, NULL), CACHEKIT_MISS);
+  CHECK(v == (const uint8_t *)0x1);
+  CHECK_RC(cachekit_batch_get(b, 2, &v, &len, NULL), CACHEKIT_OK);
+  CHECK(len == 5 && memcmp(v, "third", 5) == 0);
+  CHECK_RC(cachekit_batch_get(b, 3, &v, &len, NULL), CACHEKIT_INVALID_ARGUMENT);
+  CHECK_MSG("out of range");
+  cachekit_batch_free(b);
+  cachekit_batch_free(NULL);
+  /* No keys: an empty batch. */
+  b = NULL;
+  CHECK_RC(cachekit_get_many(C, NULL, NULL, 0, &b), CACHEKIT_OK);
+  CHECK(b != NULL && cachekit_batch_len(b) == 0);
+  cachekit_batch_free(b);
+  CHECK(cachekit_batch_len(NULL) == 0);
+}
+
+static void stats_iterate_and_look_up(void) {
+  char s[16];
+  CHECK_RC(set_str(C, "st", "v", 0, NULL, 0), CACHEKIT_OK);
+  CHECK_RC(get_str(C, "st", s, sizeof s), CACHEKIT_OK);
+  cachekit_stats *st = NULL;
+  CHECK_RC(cachekit_stats_fetch(C, &st), CACHEKIT_OK);
+  size_t n = cachekit_stats_len(st);
+  CHECK(n > 16);
+  int daemon = 0, client = 0, segment = 0;
+  for (size_t i = 0; i < n; i++) {
+    const char *name = NULL;
+    uint64_t value = 0;
+    CHECK_RC(cachekit_stats_entry(st, i, &name, &value), CACHEKIT_OK);
+    CHECK(name != NULL);
+    if (!name) continue;
+    daemon += strncmp(name, "daemon.", 7) == 0;
+    client += strncmp(name, "client.", 7) == 0;
+    segment += strncmp(name, "segment.", 8) == 0;
+    uint64_t again = 0;
+    CHECK_RC(cachekit_stats_lookup(st, name, &again), CACHEKIT_OK);
+    CHECK(again == value);
+  }
+  CHECK(daemon > 0 && client == 16 && segment == 4);
+  uint64_t v = 0;
+  CHECK_RC(cachekit_stats_lookup(st, "client.segment_hits", &v), CACHEKIT_OK);
+  CHECK(v >= 1);
+  CHECK_RC(cachekit_stats_lookup(st, "segment.live", &v), CACHEKIT_OK);
+  CHECK(v == 1);
+  v = 42;
+  CHECK_RC(cachekit_stats_lookup(st, "daemon.no_such_counter", &v), CACHEKIT_MISS);
+  CHECK(v == 42);
+  const char *name = NULL;
+  CHECK_RC(cachekit_stats_entry(st, n, &name, &v), CACHEKIT_INVALID_ARGUMENT);
+  CHECK(name == NULL);
+  cachekit_stats_free(st);
+  cachekit_stats_free(NULL);
+  CHECK(cachekit_stats_len(NULL) == 0);
+}
+
+static void ping_answers(void) {
+  uint64_t epoch = 0, rtt = UINT64_MAX;
+  CHECK_RC(cachekit_ping(C, &epoch, &rtt), CACHEKIT_OK);
+  CHECK(epoch != 0 && rtt < 10 * 1000 * 1000);
+  CHECK_RC(cachekit_ping(C, NULL, NULL), CACHEKIT_OK);
+}
+
+/* ---- limits and bad arguments ---- */
+
+static void keys_values_and_tags_over_the_limits(void) {
+  size_t klen = 4097;
+  uint8_t *key = malloc(klen);
+  memset(key, 'k', klen);
+  CHECK_RC(cachekit_set(C, key, klen, K("v"), 0, 0, NULL, 0), CACHEKIT_TOO_LARGE);
+  CHECK_MSG("max_key_bytes = 4096");
+  size_t len;
+  uint8_t buf[4];
+  CHECK_RC(cachekit_get(C, key, klen, buf, sizeof buf, &len, NULL), CACHEKIT_TOO_LARGE);
+  CHECK_RC(cachekit_delete(C, key, klen), CACHEKIT_TOO_LARGE);
+  free(key);
+
+  /* The daemon runs with --max-value-bytes 64KiB; random bytes do not compress. */
+  size_t vlen = 100 * 1024;
+  uint8_t *value = malloc(vlen);
+  uint64_t x = 0x9E3779B97F4A7C15ull;
+  for (size_t i = 0; i < vlen; i++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    value[i] = (uint8_t)x;
+  }
+  CHECK_RC(cachekit_set(C, K("huge"), value, vlen, 0, 0, NULL, 0), CACHEKIT_TOO_LARGE);
+  CHECK_MSG("max_value_bytes");
+  free(value);
+
+  const char *nine[] = {"a", "b", "c", "d", "e", "f", "g", "h", "i"};
+  CHECK_RC(set_str(C, "t", "v", 0, nine, 9), CACHEKIT_TOO_LARGE);
+  CHECK_MSG("max_tags = 8");
+  char long_tag[1100];
+  memset(long_tag, 't', 1025);
+  long_tag[1025] = 0;
+  const char *lt[] = {long_tag};
+  CHECK_RC(set_str(C, "t", "v", 0, lt, 1), CACHEKIT_TOO_LARGE);
+  CHECK_RC(cachekit_invalidate(C, lt, 1, 0), CACHEKIT_TOO_LARGE);
+}
+
+static void bad_tags_are_invalid_arguments(void) {
+  const char *empty_segment[] = {"a//b"};
+  CHECK_RC(set_str(C, "t", "v", 0, empty_segment, 1), CACHEKIT_INVALID_ARGUMENT);
+  CHECK_MSG("empty segment");
+  CHECK_RC(cachekit_invalidate(C, empty_segment, 1, 0), CACHEKIT_INVALID_ARGUMENT);
+  const char *deep[] = {"a/b/c/d/e/f/g/h/i"};
+  CHECK_RC(set_str(C, "t", "v", 0, deep, 1), CACHEKIT_INVALID_ARGUMENT);
+  CHECK_MSG("segments");
+  const char *not_utf8[] = {"ok", "\xc3\x28"};
+  CHECK_RC(set_str(C, "t", "v", 0, not_utf8, 2), CACHEKIT_INVALID_ARGUMENT);
+  CHECK_MSG("tags[1]");
+  CHECK_MSG("UTF-8");
+  char s[4];
+  CHECK_RC(get_str(C, "t", s, sizeof s), CACHEKIT_MISS); /* nothing was stored */
+}
+
+static void null_arguments_are_reported(void) {
+  const cachekit_client *N = NULL;
+  uint8_t buf[4];
+  size_t len = 0;
+  uint8_t *p = NULL;
+  cachekit_client *out = NULL;
+  cachekit_batch *b = NULL;
+  cachekit_stats *st = NULL;
+  uint64_t v = 0;
+  const char *name = NULL;
+  const char *tags_with_null[] = {"ok", NULL};
+
+  CHECK_RC(cachekit_client_open(NULL, &out), CACHEKIT_NULL_ARGUMENT);
+  CHECK_MSG("`options` is NULL");
+  cachekit_options o;
+  memset(&o, 0, sizeof o);
+  o.struct_size = sizeof o;
+  o.socket_path = SOCKET;
+  CHECK_RC(cachekit_client_open(&o, NULL), CACHEKIT_NULL_ARGUMENT);
+  CHECK_RC(cachekit_client_with_namespace(N, "x", &out), CACHEKIT_NULL_ARGUMENT);
+  CHECK_RC(cachekit_client_with_namespace(C, NULL, &out), CACHEKIT_NULL_ARGUMENT);
+  CHECK_RC(cachekit_client_with_namespace(C, "x", NULL), CACHEKIT_NULL_ARGUMENT);
+  CHECK(out == NULL);
+
+  CHECK_RC(cachekit_get(N, K("k"), buf, 4, &len, NULL), CACHEKIT_NULL_ARGUMENT);
+  CHECK_RC(cachekit_get(C, NULL, 1, buf, 4, &len, NULL), CACHEKIT_NULL_ARGUMENT);
+  CHECK_MSG("`key` is NULL");
+  CHECK_RC(cachekit_get(C, K("k"), NULL, 4, &len, NULL), CACHEKIT_NULL_ARGUMENT);
+  CHECK_RC(cachekit_get(C, K("k"), buf, 4, NULL, NULL), CACHEKIT_NULL_ARGUMENT);
+  CHECK_RC(cachekit_get_alloc(N, K("k"), &p, &len, NULL), CACHEKIT_NULL_ARGUMENT);
+  CHECK_RC(cachekit_get_alloc(C, K("k"), NULL, &len, NULL), CACHEKIT_NULL_ARGUMENT);
+  CHECK_RC(cachekit_get_alloc(C, K("k"), &p, NULL, NULL), CACHEKIT_NULL_ARGUMENT);
+
+  CHECK_RC(cachekit_set(N, K("k"), K("v"), 0, 0, NULL, 0), CACHEKIT_NULL_ARGUMENT);
+  CHECK_RC(cachekit_set(C, NULL, 1, K("v"), 0, 0, NULL, 0), CACHEKIT_NULL_ARGUMENT);
+  CHECK_RC(cachekit_set(C, K("k"), NULL, 1, 0, 0, NULL, 0), CACHEKIT_NULL_ARGUMENT);
+  CHECK_MSG("`value` is NULL");
+  CHECK_RC(cachekit_set(C, K("k"), K("v"), 0, 0, NULL, 1), CACHEKIT_NULL_ARGUMENT);
+  CHECK_RC(cachekit_set(C, K("k"), K("v"), 0, 0, tags_with_null, 2), CACHEKIT_NULL_ARGUMENT);
+  CHECK_MSG("`tags[1]` is NULL");
+  CHECK_RC(cachekit_delete(N, K("k")), CACHEKIT_NULL_ARGUMENT);
+  CHECK_RC(cachekit_delete(C, NULL, 1), CACHEKIT_NULL_ARGUMENT);
+  CHECK_RC(cachekit_invalidate(N, NULL, 0, 0), CACHEKIT_NULL_ARGUMENT);
+  CHECK_RC(cachekit_invalidate(C, NULL, 1, 0), CACHEKIT_NULL_ARGUMENT);
+  CHECK_RC(cachekit_clear(N), CACHEKIT_NULL_ARGUMENT);
+  CHECK_RC(cachekit_ping(N, NULL, NULL), CACHEKIT_NULL_ARGUMENT);
+
+  const uint8_t *keys[] = {(const uint8_t *)"a", NULL};
+  size_t lens[] = {1, 1};
+  CHECK_RC(cachekit_get_many(N, keys, lens, 1, &b), CACHEKIT_NULL_ARGUMENT);
+  CHECK_RC(cachekit_get_many(C, NULL, lens, 1, &b), CACHEKIT_NULL_ARGUMENT);
+  CHECK_RC(cachekit_get_many(C, keys, NULL, 1, &b), CACHEKIT_NULL_ARGUMENT);
+  CHECK_RC(cachekit_get_many(C, keys, lens, 2, &b), CACHEKIT_NULL_ARGUMENT);
+  CHECK_MSG("`keys[1]` is NULL");
+  CHECK_RC(cachekit_get_many(C, keys, lens, 1, NULL), CACHEKIT_NULL_ARGUMENT);
+  CHECK(b == NULL);
+  const uint8_t *vp;
+  CHECK_RC(cachekit_batch_get(NULL, 0, &vp, &len, NULL), CACHEKIT_NULL_ARGUMENT);
+
+  CHECK_RC(cachekit_stats_fetch(N, &st), CACHEKIT_NULL_ARGUMENT);
+  CHECK_RC(cachekit_stats_fetch(C, NULL), CACHEKIT_NULL_ARGUMENT);
+  CHECK(st == NULL);
+  CHECK_RC(cachekit_stats_entry(NULL, 0, &name, &v), CACHEKIT_NULL_ARGUMENT);
+  CHECK_RC(cachekit_stats_lookup(NULL, "x", &v), CACHEKIT_NULL_ARGUMENT);
+  CHECK_RC(cachekit_stats_fetch(C, &st), CACHEKIT_OK);
+  CHECK_RC(cachekit_stats_entry(st, 0, NULL, &v), CACHEKIT_NULL_ARGUMENT);
+  CHECK_RC(cachekit_stats_entry(st, 0, &name, NULL), CACHEKIT_NULL_ARGUMENT);
+  CHECK_RC(cachekit_stats_lookup(st, NULL, &v), CACHEKIT_NULL_ARGUMENT);
+  CHECK_RC(cachekit_stats_lookup(st, "x", NULL), CACHEKIT_NULL_ARGUMENT);
+  cachekit_stats_free(st);
+
+  size_t needed;
+  CHECK_RC(cachekit_last_error_message((char *)buf, sizeof buf, NULL), CACHEKIT_NULL_ARGUMENT);
+  CHECK_RC(cachekit_last_error_message(NULL, 4, &needed), CACHEKIT_NULL_ARGUMENT);
+
+  /* Every free/close takes NULL. */
+  cachekit_client_close(NULL);
+  cachekit_buf_free(NULL);
+  cachekit_batch_free(NULL);
+  cachekit_stats_free(NULL);
+}
+
+/* ---- the last error message ---- */
+
+static void *other_thread_last_error(void *arg) {
+  size_t *needed = arg;
+  char buf[8];
+  buf[0] = 'x';
+  cachekit_last_error_message(buf, sizeof buf, needed);
+  return NULL;
+}
+
+static void last_error_is_per_thread_with_a_size_query(void) {
+  const char *bad[] = {"x//y"};
+  CHECK_RC(set_str(C, "k", "v", 0, bad, 1), CACHEKIT_INVALID_ARGUMENT);
+  size_t needed = 0;
+  CHECK_RC(cachekit_last_error_message(NULL, 0, &needed), CACHEKIT_BUFFER_TOO_SMALL);
+  CHECK(needed > 10);
+  char small[5];
+  memset(small, 'Z', sizeof small);
+  size_t needed2 = 0;
+  CHECK_RC(cachekit_last_error_message(small, sizeof small, &needed2), CACHEKIT_BUFFER_TOO_SMALL);
+  CHECK(needed2 == needed && small[0] == 'Z' && small[4] == 'Z');
+  char *msg = malloc(needed);
+  CHECK_RC(cachekit_last_error_message(msg, needed, &needed2), CACHEKIT_OK);
+  CHECK(strlen(msg) + 1 == needed && strstr(msg, "x//y") != NULL);
+  free(msg);
+  /* Successful calls leave it in place. */
+  CHECK_RC(cachekit_ping(C, NULL, NULL), CACHEKIT_OK);
+  CHECK_MSG("x//y");
+  /* Another thread has its own (empty) message. */
+  pthread_t t;
+  size_t other = 0;
+  pthread_create(&t, NULL, other_thread_last_error, &other);
+  pthread_join(t, NULL);
+  CHECK(other == 1);
+}
+
+int main(int argc, char **argv) {
+  if (argc != 2) {
+    fprintf(stderr, "usage: %s SOCKET\n", argv[0]);
+    return 2;
+  }
+  SOCKET = argv[1];
+  snprintf(ABSENT_SOCKET, sizeof ABSENT_SOCKET, "%s.absent.sock", SOCKET);
+
+  TEST(version_macros_match_the_library_and_cargo);
+  TEST(every_code_has_a_static_description);
+  TEST(daemon_not_running_is_unavailable_with_a_helpful_message);
+  TEST(options_are_checked);
+  C = open_client(SOCKET, "api");
+  if (!C) {
+    fprintf(stderr, "cannot open a client on %s: %s\n", SOCKET, last_error());
+    return 1;
+  }
+  CHECK_RC(cachekit_clear(C), CACHEKIT_OK);
+  TEST(set_then_get_into_a_caller_buffer);
+  TEST(a_small_buffer_gets_the_size_and_nothing_else);
+  TEST(a_miss_writes_nothing);
+  TEST(binary_keys_values_and_empty_ones);
+  TEST(get_alloc_returns_a_buffer_to_free);
+  TEST(overwrite_and_delete);
+  TEST(stale_hits_are_ok_with_the_stale_flag_then_miss);
+  TEST(invalidate_is_hierarchical_unless_exact);
+  TEST(namespaces_are_separate_and_clear_clears_one);
+  TEST(get_many_answers_each_key_in_order);
+  TEST(stats_iterate_and_look_up);
+  TEST(ping_answers);
+  TEST(keys_values_and_tags_over_the_limits);
+  TEST(bad_tags_are_invalid_arguments);
+  TEST(null_arguments_are_reported);
+  TEST(last_error_is_per_thread_with_a_size_query);
+  cachekit_client_close(C);
+  return check_summary();
+}
