@@ -45,6 +45,10 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) {
+        self.spawn_with(&[]);
+    }
+
+    fn spawn_with(&mut self, extra: &[&str]) {
         let log = std::fs::File::create(self.dir.path().join("redis.log")).expect("log file");
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string()])
@@ -54,6 +58,7 @@ impl RedisServer {
             .args(["--protected-mode", "yes"])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup"))
             .stderr(log)
@@ -266,4 +271,87 @@ pub fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples.sort();
     let i = ((samples.len() as f64 - 1.0) * p / 100.0).round() as usize;
     samples[i.min(samples.len() - 1)]
+}
+
+/// A local Redis Cluster of three masters (no replicas), each on a free loopback port whose
+/// cluster bus port (+10000) is free too. Killed when dropped.
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+fn free_cluster_port() -> u16 {
+    for _ in 0..100 {
+        let p = free_port();
+        if p < 55_000 && TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok() {
+            return p;
+        }
+    }
+    panic!("no free loopback port pair for a cluster node");
+}
+
+impl RedisCluster {
+    pub fn start() -> RedisCluster {
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|_| {
+                let mut r = RedisServer {
+                    child: None,
+                    port: free_cluster_port(),
+                    dir: tempfile::Builder::new()
+                        .prefix("cachekit-redis-cluster-")
+                        .tempdir()
+                        .expect("temp dir"),
+                };
+                r.spawn_with(&["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"]);
+                r
+            })
+            .collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect(
+                "running redis-cli --cluster create (installed with redis-server by scripts/setup)",
+            );
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let c = RedisCluster { nodes };
+        let ok = eventually(PATIENCE, || {
+            c.nodes.iter().all(|n| {
+                redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query::<String>(&mut n.conn())
+                    .is_ok_and(|i| i.contains("cluster_state:ok"))
+            })
+        });
+        assert!(ok, "the cluster never reached cluster_state:ok");
+        c
+    }
+
+    /// The seed URLs, comma-separated.
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(RedisServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn nodes(&self) -> &[RedisServer] {
+        &self.nodes
+    }
+
+    /// `cmdstat_<command>` calls summed over the nodes.
+    pub fn calls(&self, command: &str) -> u64 {
+        self.nodes.iter().map(|n| n.calls(command)).sum()
+    }
 }
