@@ -113,3 +113,73 @@ fn invalidation_propagation_latency_over_1000_invalidations() {
     );
     assert!(p99 < Duration::from_secs(5));
 }
+
+#[test]
+fn a_fill_keeps_the_remaining_lifetime() {
+    let redis = RedisServer::start();
+    let (site_a, site_b) = (Site::new("ttl-a"), Site::new("ttl-b"));
+    let host_a = start_host(&site_a, &redis.url(), &[]);
+    let host_b = start_host(&site_b, &redis.url(), &[]);
+    let mut a = host_a.client("writer");
+    let mut b = host_b.client("reader");
+    let reply = a.call(&cachekit_proto::Request::Set(cachekit_proto::Set {
+        namespace: NS.into(),
+        key: b"short".to_vec(),
+        value: b"lived".to_vec(),
+        ttl_ms: Some(1_500),
+        grace_ms: 500,
+        tags: vec![],
+    }));
+    assert_eq!(reply, cachekit_proto::Reply::Ok);
+    let (_, on_a) = a.reader.get(NS, b"short").expect("on A");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(fetch(&mut b, NS, "short").is_some());
+    let (_, on_b) = b.reader.get(NS, b"short").expect("B filled it");
+    let (ea, eb) = (on_a.expires_ms.unwrap(), on_b.expires_ms.unwrap());
+    assert!(
+        ea.abs_diff(eb) <= 50,
+        "B's copy expires at {eb}, A's at {ea}: a fill keeps the remaining TTL, not a fresh one"
+    );
+    assert!(
+        on_b.grace_until_ms
+            .unwrap()
+            .abs_diff(on_a.grace_until_ms.unwrap())
+            <= 50
+    );
+}
+
+#[test]
+fn write_behind_acknowledges_at_once_and_reaches_the_other_host() {
+    let redis = RedisServer::start();
+    let (site_a, site_b) = (Site::new("wb-a"), Site::new("wb-b"));
+    let host_a = start_host(&site_a, &redis.url(), &["--redis-write-mode", "behind"]);
+    let host_b = start_host(&site_b, &redis.url(), &[]);
+    let mut a = host_a.client("writer");
+    let mut b = host_b.client("reader");
+    for i in 0..200 {
+        set(
+            &mut a,
+            NS,
+            &format!("wb{i}"),
+            format!("v{i}").as_bytes(),
+            &["wb"],
+        );
+    }
+    assert!(
+        eventually(PATIENCE, || a.stat("redis_queue_len") == 0),
+        "the write-behind queue never drained"
+    );
+    assert_eq!(a.stat("redis_writes"), 200);
+    assert_eq!(fetch(&mut b, NS, "wb199").as_deref(), Some(&b"v199"[..]));
+    // In order: an invalidation queued after the sets reaches Redis after them.
+    invalidate(&mut a, NS, &["wb"]);
+    assert!(
+        eventually(PATIENCE, || in_table(&b, NS, "wb199").is_none()),
+        "the queued invalidation never reached B"
+    );
+    assert_eq!(
+        fetch(&mut b, NS, "wb5"),
+        None,
+        "every set was invalidated after it"
+    );
+}
