@@ -489,6 +489,44 @@ mod tests {
     }
 
     #[test]
+    fn redis_options() {
+        let o = ClientOptions::new();
+        assert_eq!(o.redis_url, None);
+        assert!(o.redis_fallback);
+        assert_eq!(o.redis_target().unwrap().map(|t| t.urls), None);
+        let o = o.redis_url("redis://app:hunter2@10.0.0.1:6379");
+        o.validate().unwrap();
+        assert!(o.redis_target().unwrap().is_some());
+        let shown = format!("{o:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("app:***@"), "{shown}");
+        assert_eq!(
+            o.clone()
+                .redis_fallback(false)
+                .redis_target()
+                .unwrap()
+                .map(|t| t.urls),
+            None
+        );
+        assert!(matches!(
+            ClientOptions::new().redis_url("nope://").validate(),
+            Err(Error::InvalidArgument { .. })
+        ));
+        assert!(ClientOptions::new()
+            .redis_url("redis://a:1,redis://b:2")
+            .validate()
+            .is_err());
+        ClientOptions::new()
+            .redis_url("redis://a:1,redis://b:2")
+            .redis_cluster(true)
+            .validate()
+            .unwrap();
+        let vars: HashMap<&str, &str> = [("CACHEKIT_REDIS_URL", "redis://r:6379")].into();
+        let o = ClientOptions::from_vars(|k| vars.get(k).map(|v| v.to_string()));
+        assert_eq!(o.redis_url.as_deref(), Some("redis://r:6379"));
+    }
+
+    #[test]
     fn set_options_builder() {
         let o = SetOptions::new()
             .ttl(Duration::from_secs(1))

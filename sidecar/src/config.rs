@@ -452,6 +452,51 @@ mod tests {
     }
 
     #[test]
+    fn redis_is_off_by_default_and_checked_when_on() {
+        assert!(Config::resolve(Flags::default()).unwrap().redis.is_none());
+        let on = |f: Flags| {
+            Config::resolve(Flags {
+                redis_url: Some("redis://u:pw@127.0.0.1:6379/0".into()),
+                ..f
+            })
+        };
+        let c = on(Flags::default()).unwrap().redis.unwrap();
+        assert_eq!(c.write_mode, WriteMode::Through);
+        assert_eq!(c.stale_bound, Some(Duration::from_secs(30)));
+        assert_eq!(c.target.shown, "redis://u:***@127.0.0.1:6379/0");
+        let behind = on(Flags {
+            redis_write_mode: Some("behind".into()),
+            redis_stale_bound_ms: Some(0),
+            ..Flags::default()
+        })
+        .unwrap()
+        .redis
+        .unwrap();
+        assert_eq!(
+            (behind.write_mode, behind.stale_bound),
+            (WriteMode::Behind, None)
+        );
+        let bad_mode = on(Flags {
+            redis_write_mode: Some("sideways".into()),
+            ..Flags::default()
+        })
+        .unwrap_err();
+        assert!(format!("{bad_mode:#}").contains("through or behind"));
+        let bad_bound = on(Flags {
+            redis_stale_bound_ms: Some(100),
+            ..Flags::default()
+        })
+        .unwrap_err();
+        assert!(format!("{bad_bound:#}").contains("redis_poll_ms"));
+        let bad_url = Config::resolve(Flags {
+            redis_url: Some("http://x".into()),
+            ..Flags::default()
+        })
+        .unwrap_err();
+        assert!(format!("{bad_url:#}").contains("redis://"), "{bad_url:#}");
+    }
+
+    #[test]
     fn flags_override_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
