@@ -146,6 +146,9 @@ fn run(cfg: Config) -> Result<()> {
                 // it now, and the socket is gone, so they attach to the next daemon.
                 let _dead = d.shut_down();
                 let _ = std::fs::remove_file(&sock_path);
+                // Writes still queued for Redis (write-behind, or Redis was down) get a
+                // bounded chance to reach it.
+                d.finish_redis_queue(std::time::Duration::from_secs(2));
                 std::process::exit(0);
             }
         })?;

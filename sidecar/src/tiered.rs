@@ -52,6 +52,22 @@ impl Daemon {
         });
     }
 
+    /// Waits (at most `limit`) for the writes queued for Redis to reach it; logs what is left.
+    pub fn finish_redis_queue(&self, limit: std::time::Duration) {
+        let Some(t) = self.tier() else { return };
+        let deadline = std::time::Instant::now() + limit;
+        while t.queue_len() > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let left = t.queue_len();
+        if left > 0 {
+            warn!(
+                writes = left,
+                "stopping with writes that never reached Redis (it is unreachable); other hosts will not see them"
+            );
+        }
+    }
+
     /// A SET on its way to Redis: its namespace clock value when Redis has it, `None` when
     /// queued (or without Redis), the message when it could neither be written nor queued.
     pub(crate) fn redis_set(&self, s: &cachekit_proto::Set) -> Result<Option<u64>, String> {

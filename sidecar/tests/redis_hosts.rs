@@ -183,3 +183,25 @@ fn write_behind_acknowledges_at_once_and_reaches_the_other_host() {
         "every set was invalidated after it"
     );
 }
+
+#[test]
+fn a_clean_stop_drains_the_write_behind_queue() {
+    let redis = RedisServer::start();
+    let site = Site::new("wb-stop");
+    let mut host = start_host(&site, &redis.url(), &["--redis-write-mode", "behind"]);
+    let mut a = host.client("writer");
+    for i in 0..300 {
+        set(&mut a, NS, &format!("s{i}"), b"v", &[]);
+    }
+    host.signal(rustix::process::Signal::TERM);
+    assert!(host.wait_exit().success());
+    let n: u64 = redis::cmd("EVAL")
+        .arg("return #redis.call('KEYS', 'ck:{hosts}:v:s*')")
+        .arg(0)
+        .query(&mut redis.conn())
+        .expect("counting the keys");
+    assert_eq!(
+        n, 300,
+        "every acknowledged write reached Redis before the daemon exited"
+    );
+}
