@@ -160,3 +160,45 @@ fn invalidations_made_while_b_is_disconnected_or_restarting_are_not_lost() {
     );
     m.check_reads(&mut b);
 }
+
+#[test]
+fn events_trimmed_before_b_read_them_make_b_clear_the_namespace() {
+    let redis = RedisServer::start();
+    let (site_a, site_b) = (Site::new("gap-a"), Site::new("gap-b"));
+    let flags = ["--redis-stream-maxlen", "10"];
+    let host_a = start_host(&site_a, &redis.url(), &flags);
+    let host_b = start_host(&site_b, &redis.url(), &flags);
+    let mut a = host_a.client("writer");
+    let mut b = host_b.client("reader");
+    let mut m = Model {
+        expected: vec![None; KEYS],
+    };
+    for i in 0..KEYS {
+        m.set(&mut a, i, "v0");
+    }
+    m.check_reads(&mut b);
+    // B stops reading (the whole daemon is frozen) while A writes far more events than the
+    // stream keeps: the ones B needs are trimmed away.
+    host_b.signal(rustix::process::Signal::STOP);
+    m.invalidate_one(&mut a, 3);
+    for round in 0..400 {
+        m.set(&mut a, 7, &format!("v{round}"));
+    }
+    let len: u64 = redis::cmd("XLEN")
+        .arg("ck:{replay}:inv")
+        .query(&mut redis.conn())
+        .expect("XLEN");
+    assert!(len < 400, "the stream was trimmed ({len} entries left)");
+    host_b.signal(rustix::process::Signal::CONT);
+    assert!(
+        eventually(PATIENCE, || b.stat("flushes_for_gap") >= 1),
+        "B never noticed the gap: {:?}",
+        b.stats()
+    );
+    assert!(
+        m.stale_in_table(&b).is_empty(),
+        "{:?}",
+        m.stale_in_table(&b)
+    );
+    m.check_reads(&mut b);
+}
