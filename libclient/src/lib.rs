@@ -28,7 +28,21 @@
 //! 3. Not in the segment: FETCH over the socket; the daemon fills from Redis, coalescing
 //!    concurrent misses for one key on the host.
 //! 4. Heartbeat stale (daemon dead or stuck): the segment is not read, since it could miss
-//!    invalidations; the get is a FETCH, and if the daemon cannot be reached it is a miss.
+//!    invalidations; the get is a FETCH, and if the daemon cannot be reached it is a miss, or,
+//!    with [`ClientOptions::redis_url`], a read from Redis directly (see below).
+//!
+//! # Direct fallback to Redis
+//!
+//! With [`ClientOptions::redis_url`] set (and [`ClientOptions::redis_fallback`], on by
+//! default), a client whose daemon is down (socket refused or gone, requests timing out, or a
+//! stale heartbeat) keeps working against Redis directly: blocking calls, no async runtime,
+//! each bounded by [`ClientOptions::redis_timeout`]. Gets are validated as the daemon validates
+//! its fills (nothing covering the value was invalidated after it was written); sets, deletes,
+//! invalidations and clears run the daemons' own Lua scripts, so they land in the invalidation
+//! log and every host's daemon applies them. Once the client found its daemon gone it stops
+//! reading that daemon's segment (a direct write never reaches it); it tries the daemon again
+//! once a second ([`DAEMON_PROBE_INTERVAL_MS`]) and goes back to a new one by itself. When
+//! Redis is down too, a get is a miss and a write fails with [`Error::Unavailable`].
 //!
 //! # Namespaces
 //!
