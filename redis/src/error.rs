@@ -65,6 +65,12 @@ impl StoreError {
             };
         }
         match e.kind() {
+            redis::ErrorKind::InvalidClientConfig | redis::ErrorKind::AuthenticationFailed => {
+                StoreError::Config {
+                    url: target.to_owned(),
+                    message: e.to_string(),
+                }
+            }
             redis::ErrorKind::Server(_) => StoreError::Server {
                 operation,
                 message: e.to_string(),

@@ -30,6 +30,38 @@ fn free_port() -> u16 {
 }
 
 impl RedisServer {
+    /// Starts a server that also listens with TLS on `tls_port`, with this certificate and
+    /// key (PEM files); clients need no certificate of their own.
+    pub fn start_tls(tls_port: u16, cert: &std::path::Path, key: &std::path::Path) -> RedisServer {
+        let mut r = RedisServer {
+            child: None,
+            port: free_port(),
+            dir: tempfile::Builder::new()
+                .prefix("cachekit-redis-tls-")
+                .tempdir()
+                .expect("temp dir"),
+        };
+        let (cert, key) = (cert.to_str().expect("utf-8"), key.to_str().expect("utf-8"));
+        r.spawn_with(&[
+            "--tls-port",
+            &tls_port.to_string(),
+            "--tls-cert-file",
+            cert,
+            "--tls-key-file",
+            key,
+            "--tls-ca-cert-file",
+            cert,
+            "--tls-auth-clients",
+            "no",
+        ]);
+        r
+    }
+
+    /// A free loopback port.
+    pub fn free_port() -> u16 {
+        free_port()
+    }
+
     /// Starts a server and waits (bounded) until it answers PING.
     pub fn start() -> RedisServer {
         let mut r = RedisServer {
