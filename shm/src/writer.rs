@@ -425,7 +425,7 @@ impl Writer {
             .load(header_word!(flush_generation), Ordering::Relaxed)
             .unwrap_or(0);
         self.r()
-            .store(header_word!(flush_generation), fg + 1, Ordering::Release);
+            .store(header_word!(flush_generation), fg.wrapping_add(1), Ordering::Release);
     }
 
     /// Reclaims every sealed segment whose entries are all past their grace deadline.
