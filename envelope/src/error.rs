@@ -167,7 +167,7 @@ impl fmt::Display for Size {
         const GIB: usize = 1 << 30;
         let n = self.0;
         for (unit, name) in [(GIB, "GiB"), (MIB, "MiB"), (KIB, "KiB")] {
-            if n >= unit && n % unit == 0 {
+            if n >= unit && n.is_multiple_of(unit) {
                 return write!(f, "{} {name}", n / unit);
             }
         }

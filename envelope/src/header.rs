@@ -40,7 +40,7 @@ const OFF_CHECKSUM: usize = 8;
 
 // The header is exactly its fields, packed, with the checksum 8-byte aligned.
 const _: () = assert!(OFF_CHECKSUM + 8 == HEADER_LEN);
-const _: () = assert!(OFF_CHECKSUM % 8 == 0);
+const _: () = assert!(OFF_CHECKSUM.is_multiple_of(8));
 const _: () = assert!(KNOWN_FLAGS & FLAG_AES_256_GCM == 0);
 
 /// The decoded fixed header of an envelope, as returned by [`peek_header`](crate::peek_header).
