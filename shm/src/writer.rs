@@ -424,8 +424,11 @@ impl Writer {
             .r()
             .load(header_word!(flush_generation), Ordering::Relaxed)
             .unwrap_or(0);
-        self.r()
-            .store(header_word!(flush_generation), fg.wrapping_add(1), Ordering::Release);
+        self.r().store(
+            header_word!(flush_generation),
+            fg.wrapping_add(1),
+            Ordering::Release,
+        );
     }
 
     /// Reclaims every sealed segment whose entries are all past their grace deadline.
