@@ -146,7 +146,9 @@ impl Shared {
         };
         crate::limits::check_key(key, &session.limits)?;
         let distrusted = self.distrusted_epoch.load(Ordering::Relaxed) == session.epoch;
-        let Some(reader) = session.live_reader(now_ms()).filter(|_| !distrusted) else {
+        // One clock read serves both the heartbeat check and the entry's deadlines.
+        let now = now_ms();
+        let Some(reader) = session.live_reader(now).filter(|_| !distrusted) else {
             if session.reader.is_some() {
                 bump(&self.counters.stale_heartbeat);
                 self.refresh();
@@ -158,7 +160,7 @@ impl Shared {
                 raw.resize(INITIAL_RAW_BYTES, 0);
             }
             for _ in 0..MAX_GROWS {
-                match reader.get_into(ns, key, raw.as_mut_slice()) {
+                match reader.get_into_at(ns, key, raw.as_mut_slice(), Some(now)) {
                     Lookup::Hit(m) => return SegmentOutcome::Hit(on_hit(&raw[..m.value_len], &m)),
                     Lookup::Miss => return SegmentOutcome::Miss,
                     Lookup::BufferTooSmall { needed } => raw.resize(needed, 0),
