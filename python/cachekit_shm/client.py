@@ -1,0 +1,668 @@
+"""`Client`: the synchronous client, one native `cachekit_client` handle per object.
+
+Hits are read from the daemon's shared-memory segment inside `cachekit_get` (no syscall, no
+lock); misses and writes are requests to cachekitd over its Unix socket. One client serves
+any number of threads (the native handle is thread-safe; cffi releases the GIL during calls).
+
+Fork safety: a native handle does not survive ``fork()``. Every live client is registered
+with ``os.register_at_fork``: in the child, the inherited handle is closed (the child's copies
+of its sockets and mapping only; the parent's connection is untouched) and the client opens
+a new one, lazily, on its next use. Methods that talk to the daemon also compare
+``os.getpid()`` with the pid that opened the handle, for forks that bypass the hook.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import threading
+import weakref
+from datetime import timedelta
+from typing import (
+    Any,
+    Dict,
+    Iterable,
+    List,
+    Mapping,
+    NamedTuple,
+    Optional,
+    Tuple,
+    TypeVar,
+    Union,
+)
+
+from ._native import BUFFER_TOO_SMALL, MISS, OK, Batch, Native, StatsSnapshot, ffi, lib, raise_for
+from .errors import ClosedError, InvalidArgumentError
+from .serializers import Serializer, SerializerName, resolve
+
+__all__ = ["Client", "Info", "Pong", "Key", "Tag", "Tags", "Seconds"]
+
+Key = Union[str, bytes]
+"""A key: ``str`` (stored as its UTF-8 bytes) or ``bytes``."""
+Tag = Union[str, Tuple[Any, ...]]
+"""A tag path: ``"posts/123"``, or a tuple of parts joined with "/": ``("posts", 123)``."""
+Tags = Union[Tag, Iterable[Tag]]
+Seconds = Union[float, int, timedelta]
+T = TypeVar("T")
+
+
+class Info(NamedTuple):
+    """Metadata of a hit. Times are Unix milliseconds, the same in every process."""
+
+    stale: bool
+    """Past ``expires_ms``, within the grace period: serve it, and refresh it."""
+    created_ms: int
+    """When the entry was written."""
+    expires_ms: int
+    """When it stops being fresh; 0 = never."""
+    grace_until_ms: int
+    """When it stops being servable at all; 0 = no grace period."""
+    source: str
+    """``"segment"`` (read from shared memory) or ``"daemon"`` (answered over the socket)."""
+
+
+class Pong(NamedTuple):
+    """The answer of `Client.ping`."""
+
+    epoch: int
+    """The daemon's epoch: it changes when the daemon restarts."""
+    rtt_us: int
+    """Round-trip time in microseconds."""
+
+
+_SOURCES = {lib.CACHEKIT_SOURCE_SEGMENT: "segment", lib.CACHEKIT_SOURCE_DAEMON: "daemon"}
+_NULL = ffi.NULL
+_SEGMENT = lib.CACHEKIT_SOURCE_SEGMENT
+_get = lib.cachekit_get
+_buffer = ffi.buffer
+_unbuffered = ffi.new_allocator(should_clear_after_alloc=False)
+
+# Per-thread scratch for gets: a value buffer, its size, and the two out-parameters. cffi
+# releases the GIL during a call, so threads cannot share one.
+_SCRATCH_START = 16 << 10
+_SCRATCH_KEEP = 1 << 20  # a larger value gets a one-off buffer
+_tls = threading.local()
+
+
+def _new_scratch(cap: int = _SCRATCH_START) -> Tuple[Any, int, Any, Any, Any]:
+    """This thread's (buffer, its size, size_t *, buffer object, cachekit_value_info *). The
+    buffer object is made once: slicing it copies the value out as bytes (40 ns) where
+    ``ffi.buffer(buf, n)[:]`` would cost three times that."""
+    buf = _unbuffered("uint8_t[]", cap)
+    s = (buf, cap, ffi.new("size_t *"), _buffer(buf, cap), ffi.new("cachekit_value_info *"))
+    _tls.s = s
+    return s
+
+
+def _key(key: Any) -> bytes:
+    if isinstance(key, str):
+        return key.encode()
+    if isinstance(key, bytes):
+        return bytes(key)
+    if isinstance(key, (bytearray, memoryview)):
+        return bytes(key)
+    raise TypeError(f"a cachekit key is str or bytes, not {type(key).__name__}")
+
+
+def _ms(value: Optional[Seconds], what: str, *, zero: bool) -> int:
+    """Seconds (int, float, timedelta) as whole milliseconds, rounded up so that a positive
+    duration never becomes 0 (which means "never" / "none" to the library)."""
+    if value is None:
+        return 0
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise TypeError(f"{what} is seconds (int, float or timedelta), not {type(value).__name__}")
+    if not seconds >= 0 or (seconds == 0 and not zero) or math.isinf(seconds):
+        hint = " (None: never expires; to drop a key, delete it)" if what == "ttl" else ""
+        raise InvalidArgumentError(f"{what} must be {'>= 0' if zero else '> 0'} seconds, not {value!r}{hint}")
+    ms = math.ceil(seconds * 1000)
+    if ms >= 1 << 64:
+        raise InvalidArgumentError(f"{what} of {value!r} seconds is too long")
+    return ms
+
+
+def _part(p: Any) -> str:
+    if isinstance(p, bytes):
+        return p.decode()
+    return str(p)
+
+
+def tag_path(tag: Any) -> str:
+    """The path of one tag: a str as it is, a tuple's parts joined with "/"."""
+    if isinstance(tag, str):
+        path = tag
+    elif isinstance(tag, tuple):
+        if not tag:
+            raise InvalidArgumentError("a tag tuple is empty; give at least one part, like ('posts', 123)")
+        path = "/".join(_part(p) for p in tag)
+    else:
+        raise TypeError(
+            f"a tag is a str like 'posts/123' or a tuple like ('posts', 123), not {type(tag).__name__} "
+            f"({tag!r}); to give one tag made of parts, wrap it: tags=[('posts', 123)]"
+        )
+    if "\0" in path:
+        raise InvalidArgumentError(f"tag {path!r} contains a NUL character")
+    return path
+
+
+def _tag_list(tags: Any) -> Tuple[Any, int, List[Any]]:
+    """``(const char *const *, count, keep)`` for a tags argument (NULL, 0 for none). The
+    array points into the strings of `keep`: hold it until the call returns."""
+    if not tags:
+        return _NULL, 0, []
+    if isinstance(tags, str):
+        tags = (tags,)
+    keep = [ffi.new("char[]", tag_path(t).encode()) for t in tags]
+    if not keep:
+        return _NULL, 0, keep
+    return ffi.new("char *[]", keep), len(keep), keep
+
+
+class _Options:
+    """What a client was opened with, kept to reopen it (after fork)."""
+
+    __slots__ = ("instance", "socket", "namespace", "redis_url", "lazy", "connect_timeout_ms",
+                 "request_timeout_ms")
+
+    def __init__(self, instance: Optional[str], socket: Optional[str], namespace: Optional[str],
+                 redis_url: Optional[str], lazy: bool, connect_timeout: Optional[float],
+                 request_timeout: Optional[float]) -> None:
+        self.instance = instance
+        self.socket = os.fspath(socket) if socket is not None else None
+        self.namespace = namespace
+        self.redis_url = redis_url
+        self.lazy = lazy
+        self.connect_timeout_ms = _timeout_ms(connect_timeout, "connect_timeout")
+        self.request_timeout_ms = _timeout_ms(request_timeout, "request_timeout")
+
+    def copy(self, **changes: Any) -> "_Options":
+        new = object.__new__(_Options)
+        for name in _Options.__slots__:
+            setattr(new, name, changes.get(name, getattr(self, name)))
+        return new
+
+
+def _timeout_ms(seconds: Optional[float], what: str) -> int:
+    ms = _ms(seconds, what, zero=False)
+    if ms > 0xFFFF_FFFF:
+        raise InvalidArgumentError(f"{what} of {seconds!r} seconds is too long (at most 49 days)")
+    return ms
+
+
+def _cstr(value: Optional[str], what: str, keep: List[Any]) -> Any:
+    if value is None:
+        return _NULL
+    if not isinstance(value, str):
+        raise TypeError(f"{what} is a str, not {type(value).__name__}")
+    if "\0" in value:
+        raise InvalidArgumentError(f"{what} {value!r} contains a NUL character")
+    c = ffi.new("char[]", value.encode())
+    keep.append(c)
+    return c
+
+
+_CLIENT_NAME = "python:" + (os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python")
+
+
+def _open(opts: _Options, lazy: bool) -> Any:
+    keep: List[Any] = []
+    o = ffi.new("cachekit_options *")
+    o.struct_size = ffi.sizeof("cachekit_options")
+    o.flags = lib.CACHEKIT_OPEN_LAZY if lazy else 0
+    o.socket_path = _cstr(opts.socket, "socket", keep)
+    o.instance = _cstr(opts.instance, "instance", keep)
+    o.ns = _cstr(opts.namespace, "namespace", keep)
+    o.client_name = _cstr(_CLIENT_NAME[:200], "client name", keep)
+    o.redis_url = _cstr(opts.redis_url, "redis_url", keep)
+    o.connect_timeout_ms = opts.connect_timeout_ms
+    o.request_timeout_ms = opts.request_timeout_ms
+    out = ffi.new("cachekit_client **")
+    rc = lib.cachekit_client_open(o, out)
+    if rc != OK:
+        raise_for(rc)
+    return out[0]
+
+
+# Every live client, for the at-fork hook.
+_LIVE: "weakref.WeakSet[Client]" = weakref.WeakSet()
+
+
+class Client(Native):
+    """A client of one cachekitd, bound to one namespace.
+
+    ``instance`` / ``socket``: which daemon (``socket`` wins; both None: ``$CACHEKIT_SOCKET``,
+    ``$CACHEKIT_INSTANCE``, else the "default" instance). ``namespace``: entries of different
+    namespaces never meet (None: ``$CACHEKIT_NAMESPACE``, else "default"). ``serializer``:
+    "pickle" (default), "json", "msgpack", None (bytes in, bytes out) or an object with
+    ``dumps``/``loads``. ``redis_url``: go to Redis directly while the daemon is down.
+    ``lazy``: connect on first use (opening succeeds while the daemon is down). Timeouts are
+    seconds (None: the library's defaults, 1 s to connect, 5 s per request).
+
+    Raises `UnavailableError` when the daemon is not running (unless ``lazy``).
+    """
+
+    _free = lib.cachekit_client_close
+    _kind = "client"
+
+    def __init__(
+        self,
+        instance: Optional[str] = None,
+        socket: Optional[Union[str, "os.PathLike[str]"]] = None,
+        namespace: Optional[str] = "default",
+        serializer: Union[SerializerName, Serializer, None] = "pickle",
+        redis_url: Optional[str] = None,
+        lazy: bool = False,
+        connect_timeout: Optional[float] = None,
+        request_timeout: Optional[float] = None,
+    ) -> None:
+        self._ptr = None  # set first: the object is sane even if opening fails
+        self._closed = False
+        self._lock = threading.Lock()
+        self._parent: Optional[Client] = None
+        self._opts = _Options(instance, socket, namespace, redis_url, lazy, connect_timeout, request_timeout)
+        self._serializer = resolve(serializer)
+        self._dumps = self._serializer.dumps
+        self._loads = self._serializer.loads
+        Native.__init__(self, _open(self._opts, lazy))
+        self._pid = os.getpid()
+        _LIVE.add(self)
+
+    # ---- handle lifecycle ------------------------------------------------------------------
+
+    def _reopen(self) -> Any:
+        """The handle, opened again (lazily connected) if fork dropped it; ClosedError after
+        close()."""
+        with self._lock:
+            if self._closed:
+                raise ClosedError("this client is closed; open a new one")
+            ptr = self._ptr
+            if ptr is None or self._pid != os.getpid():
+                self._ptr = None  # in a child that bypassed the hook: drop the parent's handle
+                ptr = self._ptr = ffi.gc(self._open_raw(), lib.cachekit_client_close)
+                self._pid = os.getpid()
+            return ptr
+
+    def _open_raw(self) -> Any:
+        parent = self._parent
+        if parent is not None and not parent._closed:
+            out = ffi.new("cachekit_client **")
+            rc = lib.cachekit_client_with_namespace(parent._live(), self._opts.namespace.encode(), out)
+            if rc != OK:
+                raise_for(rc)
+            return out[0]
+        return _open(self._opts, lazy=True)
+
+    def _live(self) -> Any:
+        ptr = self._ptr
+        if ptr is None:
+            ptr = self._reopen()
+        return ptr
+
+    def _handle(self) -> Any:
+        """`_live` plus a pid check: for calls that will use the socket anyway."""
+        ptr = self._ptr
+        if ptr is None or self._pid != os.getpid():
+            ptr = self._reopen()
+        return ptr
+
+    def _forget_after_fork(self) -> None:
+        self._lock = threading.Lock()  # it may have been held by a thread that is not here
+        self._ptr = None  # closes the child's copy of the handle
+
+    def close(self) -> None:
+        """Closes the client. Idempotent. A call running in another thread finishes first
+        (the handle is freed when it returns); later calls raise `ClosedError`."""
+        with self._lock:
+            self._closed = True
+            self._ptr = None
+        _LIVE.discard(self)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> "Client":
+        return self
+
+    @property
+    def namespace(self) -> Optional[str]:
+        """The namespace given (None: taken from ``$CACHEKIT_NAMESPACE`` or "default")."""
+        return self._opts.namespace
+
+    @property
+    def serializer(self) -> Serializer:
+        return self._serializer
+
+    def __repr__(self) -> str:
+        where = self._opts.socket or f"instance {self._opts.instance or '$CACHEKIT_INSTANCE/default'}"
+        state = " closed" if self._closed else ""
+        return f"<cachekit_shm.Client namespace={self.namespace!r} {where} serializer={self._serializer.name}{state}>"
+
+    def with_namespace(self, namespace: str) -> "Client":
+        """A client on another namespace sharing this one's connections, segment and
+        serializer (no new connection). Close each one; in any order."""
+        if not isinstance(namespace, str):
+            raise TypeError(f"namespace is a str, not {type(namespace).__name__}")
+        if "\0" in namespace:
+            raise InvalidArgumentError(f"namespace {namespace!r} contains a NUL character")
+        out = ffi.new("cachekit_client **")
+        rc = lib.cachekit_client_with_namespace(self._handle(), namespace.encode(), out)
+        if rc != OK:
+            raise_for(rc)
+        child = object.__new__(type(self))
+        child._ptr = None
+        child._closed = False
+        child._lock = threading.Lock()
+        child._parent = self
+        child._opts = self._opts.copy(namespace=namespace)
+        child._serializer = self._serializer
+        child._dumps = self._dumps
+        child._loads = self._loads
+        Native.__init__(child, out[0])
+        child._pid = os.getpid()
+        _LIVE.add(child)
+        return child
+
+    # ---- reads -------------------------------------------------------------------------------
+    # get / get_raw / get_with_info repeat the same few lines instead of sharing a helper: a
+    # hit costs about a microsecond, and a Python call more is a tenth of that.
+
+    def get(self, key: Key, default: Any = None) -> Any:
+        """The value of `key` (deserialized), or `default` on a miss. A stale hit (past its
+        TTL, within grace) is returned like a fresh one; `get_with_info` tells them apart.
+
+        Never raises because the daemon is down: that is a miss.
+        """
+        ptr = self._ptr
+        if ptr is None:
+            ptr = self._reopen()
+        if type(key) is str:
+            k = key.encode()
+        elif type(key) is bytes:
+            k = key
+        else:
+            k = _key(key)
+        try:
+            buf, cap, lenp, view, info = _tls.s
+        except AttributeError:
+            buf, cap, lenp, view, info = _new_scratch()
+        rc = _get(ptr, k, len(k), buf, cap, lenp, _NULL)
+        if rc == 0:
+            return self._loads(view[: lenp[0]])
+        if rc == 1:
+            return default
+        hit = self._get_slow(rc, ptr, k)
+        return default if hit is None else self._loads(hit[0])
+
+    def get_raw(self, key: Key) -> Optional[bytes]:
+        """The stored bytes of `key` (no deserialization), or None on a miss."""
+        ptr = self._ptr
+        if ptr is None:
+            ptr = self._reopen()
+        if type(key) is str:
+            k = key.encode()
+        elif type(key) is bytes:
+            k = key
+        else:
+            k = _key(key)
+        try:
+            buf, cap, lenp, view, info = _tls.s
+        except AttributeError:
+            buf, cap, lenp, view, info = _new_scratch()
+        rc = _get(ptr, k, len(k), buf, cap, lenp, _NULL)
+        if rc == 0:
+            return view[: lenp[0]]
+        if rc == 1:
+            return None
+        hit = self._get_slow(rc, ptr, k)
+        return None if hit is None else hit[0]
+
+    def get_with_info(self, key: Key) -> Optional[Tuple[Any, Info]]:
+        """``(value, Info)`` for a hit, None for a miss. ``Info.stale``: serve the value and
+        refresh it (stale-while-revalidate)."""
+        hit = self.get_raw_with_info(key)
+        if hit is None:
+            return None
+        return self._loads(hit[0]), hit[1]
+
+    def get_raw_with_info(self, key: Key) -> Optional[Tuple[bytes, Info]]:
+        """``(stored bytes, Info)`` for a hit, None for a miss."""
+        ptr = self._live()
+        k = _key(key)
+        try:
+            buf, cap, lenp, view, info = _tls.s
+        except AttributeError:
+            buf, cap, lenp, view, info = _new_scratch()
+        rc = _get(ptr, k, len(k), buf, cap, lenp, info)
+        if rc == 0:
+            return view[: lenp[0]], _info(info)
+        if rc == 1:
+            return None
+        return self._get_slow(rc, ptr, k, want_info=True)
+
+    def _probe(self, k: bytes) -> Optional[Tuple[bytes, bool, int]]:
+        """For AsyncClient: ``(stored bytes, read from the segment?, ms until it stops being
+        servable or 0)`` for a hit, None for a miss."""
+        ptr = self._live()
+        try:
+            buf, cap, lenp, view, info = _tls.s
+        except AttributeError:
+            buf, cap, lenp, view, info = _new_scratch()
+        rc = _get(ptr, k, len(k), buf, cap, lenp, info)
+        if rc == 0:
+            return view[: lenp[0]], info.source == _SEGMENT, info.grace_until_ms or info.expires_ms
+        if rc == 1:
+            return None
+        hit = self._get_slow(rc, ptr, k, want_info=True)
+        if hit is None:
+            return None
+        i: Info = hit[1]  # type: ignore[assignment]
+        return hit[0], i.source == "segment", i.grace_until_ms or i.expires_ms
+
+    def _get_slow(self, rc: int, ptr: Any, k: bytes, want_info: bool = False) -> Optional[Tuple[bytes, Optional[Info]]]:
+        """A get that did not fit the thread's buffer (retried with a larger one), or failed."""
+        while rc == BUFFER_TOO_SMALL:
+            _, cap, lenp, _, info = _tls.s
+            need = lenp[0]
+            if need <= _SCRATCH_KEEP:  # grow this thread's buffer, and keep it
+                buf, cap, lenp, _, info = _new_scratch(max(need, min(2 * cap, _SCRATCH_KEEP)))
+            else:  # a one-off buffer for a value this large
+                buf, cap = _unbuffered("uint8_t[]", need), need
+            rc = _get(ptr, k, len(k), buf, cap, lenp, info if want_info else _NULL)
+            if rc == OK:
+                return _buffer(buf, lenp[0])[:], (_info(info) if want_info else None)
+        if rc == MISS:
+            return None
+        raise_for(rc)
+        return None  # unreachable
+
+    def get_many(self, keys: Iterable[Key]) -> Dict[Any, Any]:
+        """``{key: value}`` for the keys that hit (misses are left out), keys as given. Hits
+        come from shared memory; the misses are then asked of the daemon in one pass."""
+        return self._get_many(keys, self._loads)
+
+    def get_many_raw(self, keys: Iterable[Key]) -> Dict[Any, bytes]:
+        """Like `get_many`, with the stored bytes."""
+        return self._get_many(keys, None)
+
+    def _get_many(self, keys: Iterable[Key], loads: Any) -> Dict[Any, Any]:
+        keys = list(keys)
+        if not keys:
+            return {}
+        kb = [_key(k) for k in keys]
+        views = [ffi.from_buffer("uint8_t[]", k) for k in kb]  # no copy; kept alive by `views`
+        out = ffi.new("cachekit_batch **")
+        rc = lib.cachekit_get_many(self._handle(), ffi.new("uint8_t *[]", views),
+                                   [len(k) for k in kb], len(kb), out)
+        if rc != OK:
+            raise_for(rc)
+        result: Dict[Any, Any] = {}
+        with Batch(out[0]) as batch:
+            b = batch._live()
+            vp = ffi.new("const uint8_t **")
+            lp = ffi.new("size_t *")
+            for i, key in enumerate(keys):
+                rc = lib.cachekit_batch_get(b, i, vp, lp, _NULL)
+                if rc == OK:
+                    raw = _buffer(vp[0], lp[0])[:]
+                    result[key] = loads(raw) if loads is not None else raw
+                elif rc != MISS:
+                    raise_for(rc)
+        return result
+
+    # ---- writes ------------------------------------------------------------------------------
+
+    def set(self, key: Key, value: Any, ttl: Optional[Seconds] = None, grace: Seconds = 0,
+            tags: Tags = ()) -> None:
+        """Stores `value` (serialized) under `key`. When it returns, no read on the host that
+        starts afterwards sees an older value.
+
+        ``ttl``: seconds (or timedelta) until it expires; None = never (until evicted, deleted
+        or invalidated). ``grace``: how long after expiry it may still be served, marked
+        stale. ``tags``: tag paths for `invalidate` ("posts/123" or ("posts", 123); at most 8).
+
+        Raises `UnavailableError` / `CachekitTimeoutError` when the daemon cannot take it,
+        `TooLargeError`, `InvalidArgumentError`, `SerializationError`.
+        """
+        self._set(key, self._dumps(value), ttl, grace, tags)
+
+    def set_raw(self, key: Key, value: Union[bytes, bytearray, memoryview], ttl: Optional[Seconds] = None,
+                grace: Seconds = 0, tags: Tags = ()) -> None:
+        """Stores bytes as they are (no serializer)."""
+        if not isinstance(value, bytes):
+            if not isinstance(value, (bytearray, memoryview)):
+                raise TypeError(f"set_raw stores bytes, not {type(value).__name__}")
+            value = bytes(value)
+        self._set(key, value, ttl, grace, tags)
+
+    def _set(self, key: Key, data: bytes, ttl: Optional[Seconds], grace: Seconds, tags: Tags) -> None:
+        k = _key(key)
+        ttl_ms = _ms(ttl, "ttl", zero=False)
+        grace_ms = _ms(grace, "grace", zero=True)
+        ctags, ntags, _keep = _tag_list(tags)
+        rc = lib.cachekit_set(self._handle(), k, len(k), data, len(data), ttl_ms, grace_ms, ctags, ntags)
+        if rc != OK:
+            raise_for(rc)
+
+    def set_many(self, mapping: Union[Mapping[Key, Any], Iterable[Tuple[Key, Any]]],
+                 ttl: Optional[Seconds] = None, grace: Seconds = 0, tags: Tags = ()) -> None:
+        """`set` for each item, with the same ttl, grace and tags (one request each; the
+        first failure raises, after the items before it were stored)."""
+        items = mapping.items() if isinstance(mapping, Mapping) else mapping
+        ttl_ms = _ms(ttl, "ttl", zero=False)
+        grace_ms = _ms(grace, "grace", zero=True)
+        ctags, ntags, _keep = _tag_list(tags)
+        ptr = self._handle()
+        dumps = self._dumps
+        for key, value in items:
+            k = _key(key)
+            data = dumps(value)
+            rc = lib.cachekit_set(ptr, k, len(k), data, len(data), ttl_ms, grace_ms, ctags, ntags)
+            if rc != OK:
+                raise_for(rc)
+
+    def delete(self, key: Key) -> bool:
+        """Removes `key`; True if it was there."""
+        k = _key(key)
+        rc = lib.cachekit_delete(self._handle(), k, len(k))
+        if rc == OK:
+            return True
+        if rc == MISS:
+            return False
+        raise_for(rc)
+        return False  # unreachable
+
+    def invalidate(self, *tags: Tag, exact: bool = False) -> None:
+        """Drops every entry of this namespace tagged with one of `tags` or (unless `exact`)
+        with a tag below one: ``invalidate("posts/123")`` also drops ``posts/123/comments``,
+        never ``posts/1234``. O(1) per tag, visible on the whole host when it returns."""
+        if len(tags) == 1 and isinstance(tags[0], (list, set, frozenset)):
+            tags = tuple(tags[0])  # invalidate(["a", "b"]) as well as invalidate("a", "b")
+        ctags, ntags, _keep = _tag_list(tags)
+        if not ntags:
+            return
+        flags = lib.CACHEKIT_INVALIDATE_EXACT if exact else 0
+        rc = lib.cachekit_invalidate(self._handle(), ctags, ntags, flags)
+        if rc != OK:
+            raise_for(rc)
+
+    def clear(self) -> None:
+        """Drops every entry of this namespace (other namespaces are untouched). O(1)."""
+        rc = lib.cachekit_clear(self._handle())
+        if rc != OK:
+            raise_for(rc)
+
+    # ---- the daemon ----------------------------------------------------------------------------
+
+    def stats(self) -> Dict[str, int]:
+        """The daemon's counters and this client's own (``client.*``), by name."""
+        out = ffi.new("cachekit_stats **")
+        rc = lib.cachekit_stats_fetch(self._handle(), out)
+        if rc != OK:
+            raise_for(rc)
+        result: Dict[str, int] = {}
+        with StatsSnapshot(out[0]) as snap:
+            s = snap._live()
+            name = ffi.new("const char **")
+            value = ffi.new("uint64_t *")
+            for i in range(lib.cachekit_stats_len(s)):
+                if lib.cachekit_stats_entry(s, i, name, value) == OK:
+                    result[ffi.string(name[0]).decode()] = int(value[0])
+        return result
+
+    def ping(self) -> Pong:
+        """A round trip to the daemon: its epoch and the round-trip time. Raises
+        `UnavailableError` when it is down."""
+        epoch = ffi.new("uint64_t *")
+        rtt = ffi.new("uint64_t *")
+        rc = lib.cachekit_ping(self._handle(), epoch, rtt)
+        if rc != OK:
+            raise_for(rc)
+        return Pong(int(epoch[0]), int(rtt[0]))
+
+
+def _info(info: Any) -> Info:
+    return Info(bool(info.stale), info.created_ms, info.expires_ms, info.grace_until_ms,
+                _SOURCES.get(info.source, "daemon"))
+
+
+def _after_fork_in_child() -> None:
+    for client in list(_LIVE):
+        client._forget_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def version() -> str:
+    """The version of the bundled libcachekit."""
+    return ffi.string(lib.cachekit_version()).decode()
+
+
+_default_lock = threading.Lock()
+_default: Optional[Client] = None
+
+
+def default_client() -> Client:
+    """The process's shared client for `cached` when none is given: opened lazily (it works
+    whether or not the daemon is up yet) from the environment: ``$CACHEKIT_SOCKET`` or
+    ``$CACHEKIT_INSTANCE``, ``$CACHEKIT_NAMESPACE``, ``$CACHEKIT_REDIS_URL``; pickle."""
+    global _default
+    c = _default
+    if c is None or c.closed:
+        with _default_lock:
+            c = _default
+            if c is None or c.closed:
+                c = _default = Client(namespace=None, lazy=True)
+    return c
+
+
+def set_default_client(client: Optional[Client]) -> None:
+    """Sets (or, with None, forgets) the client `cached` uses when given none."""
+    global _default
+    with _default_lock:
+        _default = client

@@ -1,0 +1,128 @@
+"""Serializers: pickle (default), json, msgpack, None (bytes), a custom one; and the errors
+that name what could not be serialized."""
+
+from __future__ import annotations
+
+import datetime
+import threading
+from decimal import Decimal
+
+import pytest
+
+from cachekit_shm import CachekitError, Client, SerializationError
+
+
+@pytest.fixture
+def make(cachekitd_socket, namespace):
+    made = []
+
+    def make(serializer):
+        c = Client(socket=cachekitd_socket, namespace=namespace, serializer=serializer)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.close()
+
+
+class Point:
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __eq__(self, other):
+        return isinstance(other, Point) and (self.x, self.y) == (other.x, other.y)
+
+
+def test_pickle_round_trips_python_objects(make):
+    c = make("pickle")
+    value = {"p": Point(1, 2), "when": datetime.date(2026, 1, 2), "d": Decimal("1.5"), "t": (1, {2}), "b": b"x"}
+    c.set("k", value)
+    assert c.get("k") == value
+
+
+def test_json(make):
+    c = make("json")
+    c.set("k", {"a": [1, 2.5, "é", None, True]})
+    assert c.get("k") == {"a": [1, 2.5, "é", None, True]}
+    assert c.get_raw("k") == '{"a":[1,2.5,"é",null,true]}'.encode()
+    with pytest.raises(SerializationError, match="type set with json"):
+        c.set("k", {1, 2})
+
+
+def test_msgpack(make):
+    pytest.importorskip("msgpack")
+    c = make("msgpack")
+    c.set("k", {"a": [1, b"\x00", "é"], 1: 2})
+    assert c.get("k") == {"a": [1, b"\x00", "é"], 1: 2}
+    with pytest.raises(SerializationError, match="Point with msgpack"):
+        c.set("k", Point(1, 2))
+
+
+def test_none_is_bytes_in_bytes_out(make):
+    c = make(None)
+    c.set("k", b"raw")
+    assert c.get("k") == b"raw"
+    c.set("k", bytearray(b"ba"))
+    assert c.get("k") == b"ba"
+    with pytest.raises(SerializationError, match="type str with serializer=None"):
+        c.set("k", "text")
+    with pytest.raises(SerializationError, match="type int"):
+        c.set_many({"k": 1})
+
+
+@pytest.mark.parametrize(
+    "value, type_name",
+    [(lambda: 1, "function"), (threading.Lock(), "_thread.lock"), ((x for x in ()), "generator")],
+)
+def test_unpicklable_values_name_their_type(make, value, type_name):
+    with pytest.raises(SerializationError) as e:
+        make("pickle").set("k", value)
+    assert f"type {type_name} with pickle" in str(e.value)
+    assert isinstance(e.value, CachekitError)
+
+
+def test_bytes_that_do_not_load_are_a_serialization_error(make):
+    raw, pickled, as_json = make(None), make("pickle"), make("json")
+    raw.set("k", b"\x00 not a pickle")
+    with pytest.raises(SerializationError, match="does not load with pickle"):
+        pickled.get("k")
+    with pytest.raises(SerializationError, match="does not load with json"):
+        as_json.get("k")
+    with pytest.raises(SerializationError):
+        pickled.get_many(["k"])
+    with pytest.raises(SerializationError):
+        pickled.get_with_info("k")
+    assert pickled.get_raw("k") == b"\x00 not a pickle"  # bytes are always readable
+
+
+def test_custom_serializer(make):
+    class Upper:
+        name = "upper"
+
+        def dumps(self, value):
+            return value.upper().encode()
+
+        def loads(self, data):
+            return data.decode()
+
+    c = make(Upper())
+    c.set("k", "shout")
+    assert c.get("k") == "SHOUT"
+    with pytest.raises(TypeError):
+        make(object())
+
+
+def test_missing_msgpack_is_explained(monkeypatch, cachekitd_socket):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_msgpack(name, *args, **kwargs):
+        if name == "msgpack":
+            raise ImportError("no msgpack here")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_msgpack)
+    with pytest.raises(ImportError, match="pip install msgpack"):
+        Client(socket=cachekitd_socket, serializer="msgpack")
