@@ -1,0 +1,235 @@
+"""cachekitd as the storage backend of the ``cachekit`` PyPI package.
+
+``cachekit`` (the decorator library: ``@cache``, its serializers, encryption and L1) stores
+its own frames through a small backend protocol: synchronous, bytes only. This module gives
+it the host's shared cache, so a result computed by one process is a shared-memory hit in
+every other one::
+
+    from cachekit import cache
+    from cachekit_shm.cachekit_backend import CachekitShmBackend
+
+    backend = CachekitShmBackend(namespace="reports")   # Client keyword arguments
+
+    @cache(backend=backend, ttl=300)
+    def report(day): ...
+
+What it implements, as cachekit 0.24 calls it (keys arrive as ``str``; ``bytes`` work too):
+
+- ``BaseBackend``: ``get``, ``set(key, value, ttl)`` (seconds; None, 0 or negative keep the
+  entry until it is evicted, as cachekit's Redis backend does), ``delete``, ``exists``,
+  ``health_check() -> (bool, {"backend_type", "latency_ms", ...})``.
+- ``TTLInspectableBackend``: async ``get_ttl`` / ``refresh_ttl`` (whole seconds).
+- Stale-while-revalidate: ``get_with_freshness`` and ``set(..., stale_ttl=)`` map onto
+  cachekitd's grace period, so ``@cache(backend=..., ttl=60, stale_ttl=30)`` serves a stale
+  value from shared memory while one caller recomputes it.
+
+Errors are cachekit's ``BackendError`` with the type its circuit breaker expects: daemon
+down → TRANSIENT, too slow → TIMEOUT, refused by permissions → AUTHENTICATION, a value or key
+over the daemon's limits → PERMANENT. Gets never fail because the daemon is down: they miss.
+
+``refresh_ttl`` rewrites the value with the new TTL (cachekitd has no expire-only command),
+so it keeps the value read, not one written concurrently by another process in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from typing import Any
+
+from cachekit.backends.errors import BackendError, BackendErrorType
+
+from . import Client
+from .errors import (
+    CachekitError,
+    CachekitTimeoutError,
+    InvalidArgumentError,
+    NotPermittedError,
+    TooLargeError,
+    UnavailableError,
+)
+
+__all__ = ["CachekitShmBackend"]
+
+BACKEND_TYPE = "cachekit_shm"
+
+
+def _error_type(exc: CachekitError) -> BackendErrorType:
+    if isinstance(exc, UnavailableError):
+        return BackendErrorType.TRANSIENT
+    if isinstance(exc, CachekitTimeoutError):
+        return BackendErrorType.TIMEOUT
+    if isinstance(exc, NotPermittedError):
+        return BackendErrorType.AUTHENTICATION
+    if isinstance(exc, (TooLargeError, InvalidArgumentError)):
+        return BackendErrorType.PERMANENT
+    return BackendErrorType.UNKNOWN
+
+
+def _backend_error(exc: CachekitError, operation: str, key: Any = None) -> BackendError:
+    if isinstance(key, bytes):
+        key = key.decode("utf-8", "backslashreplace")
+    return BackendError(
+        str(exc),
+        error_type=_error_type(exc),
+        original_exception=exc,
+        operation=operation,
+        key=key,
+    )
+
+
+def _key(key: str | bytes) -> bytes:
+    return key if isinstance(key, bytes) else key.encode("utf-8")
+
+
+def _ttl(ttl: float | None) -> float | None:
+    """cachekit's TTL convention: None, 0 or negative = no expiry."""
+    return None if ttl is None or ttl <= 0 else ttl
+
+
+class CachekitShmBackend:
+    """A ``cachekit`` backend storing in cachekitd (see the module docstring).
+
+    ``client`` is a :class:`cachekit_shm.Client` opened with ``serializer=None`` (cachekit
+    hands over finished bytes); without one, a client is opened from ``client_kwargs``
+    (``namespace``, ``instance``, ``socket``, timeouts, ``redis_url``...) and closed by
+    :meth:`close`. A given client stays the caller's to close.
+    """
+
+    def __init__(self, client: Client | None = None, **client_kwargs: Any) -> None:
+        if client is None:
+            if client_kwargs.setdefault("serializer", None) is not None:
+                raise ValueError(
+                    "CachekitShmBackend stores cachekit's bytes as they are: "
+                    "leave serializer unset (or None)"
+                )
+            self._client = Client(**client_kwargs)
+            self._owned = True
+        else:
+            if client_kwargs:
+                raise TypeError("pass either a client or client keyword arguments, not both")
+            self._client = client
+            self._owned = False
+
+    @property
+    def client(self) -> Client:
+        """The cachekit_shm client underneath (stats, tags, namespaces)."""
+        return self._client
+
+    # -- BaseBackend -----------------------------------------------------------------------------
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            return self._client.get_raw(_key(key))
+        except CachekitError as exc:
+            raise _backend_error(exc, "get", key) from exc
+
+    def set(
+        self, key: str, value: bytes, ttl: int | None = None, stale_ttl: int | None = None
+    ) -> None:
+        grace = stale_ttl if stale_ttl and stale_ttl > 0 else 0
+        try:
+            self._client.set_raw(_key(key), bytes(value), ttl=_ttl(ttl), grace=grace)
+        except CachekitError as exc:
+            raise _backend_error(exc, "set", key) from exc
+
+    def delete(self, key: str) -> bool:
+        try:
+            return bool(self._client.delete(_key(key)))
+        except CachekitError as exc:
+            raise _backend_error(exc, "delete", key) from exc
+
+    def exists(self, key: str) -> bool:
+        return self.get(key) is not None
+
+    def health_check(self) -> tuple[bool, dict[str, Any]]:
+        """``(healthy, details)``: one round trip to cachekitd. Details always carry
+        ``backend_type`` and ``latency_ms`` (-1 when the daemon did not answer)."""
+        start = time.perf_counter()
+        try:
+            pong = self._client.ping()
+        except CachekitError as exc:
+            return False, {
+                "backend_type": BACKEND_TYPE,
+                "latency_ms": -1,
+                "namespace": self._client.namespace,
+                "error": str(exc),
+                "error_type": type(exc).__name__,
+            }
+        return True, {
+            "backend_type": BACKEND_TYPE,
+            "latency_ms": round((time.perf_counter() - start) * 1000.0, 3),
+            "namespace": self._client.namespace,
+            "daemon_epoch": pong.epoch,
+            "rtt_us": pong.rtt_us,
+        }
+
+    # -- stale-while-revalidate (cachekit's SWRCapableBackend) --------------------------------
+
+    def get_with_freshness(self, key: str) -> tuple[bytes, bool, int | None] | None:
+        """``(value, is_stale, fresh_for)``: ``fresh_for`` is the whole seconds the entry
+        stays fresh (None: no expiry; 0 when stale)."""
+        try:
+            hit = self._client.get_with_info(_key(key))
+        except CachekitError as exc:
+            raise _backend_error(exc, "get", key) from exc
+        if hit is None:
+            return None
+        value, info = hit
+        if not info.expires_ms:
+            return value, bool(info.stale), None
+        left = (info.expires_ms - time.time() * 1000.0) / 1000.0
+        return value, bool(info.stale), max(0, int(left))
+
+    # -- TTLInspectableBackend --------------------------------------------------------------
+
+    def _get_ttl(self, key: str) -> int | None:
+        try:
+            hit = self._client.get_with_info(_key(key))
+        except CachekitError as exc:
+            raise _backend_error(exc, "get_ttl", key) from exc
+        if hit is None or not hit[1].expires_ms or hit[1].stale:
+            return None
+        left = (hit[1].expires_ms - time.time() * 1000.0) / 1000.0
+        # Whole seconds as Redis TTL reports them; an entry about to expire reads 0.
+        return max(0, int(math.floor(left))) if left > 0 else None
+
+    def _refresh_ttl(self, key: str, ttl: int) -> bool:
+        k = _key(key)
+        try:
+            hit = self._client.get_with_info(k)
+            if hit is None:
+                return False
+            value, info = hit
+            grace = 0.0
+            if info.grace_until_ms and info.expires_ms:
+                grace = (info.grace_until_ms - info.expires_ms) / 1000.0
+            self._client.set_raw(k, value, ttl=_ttl(ttl), grace=grace)
+            return True
+        except CachekitError as exc:
+            raise _backend_error(exc, "refresh_ttl", key) from exc
+
+    async def get_ttl(self, key: str) -> int | None:
+        """Remaining whole seconds to live; None when missing or without expiry."""
+        return await asyncio.to_thread(self._get_ttl, key)
+
+    async def refresh_ttl(self, key: str, ttl: int) -> bool:
+        """Give an existing entry ``ttl`` seconds from now (0: no expiry). False if missing."""
+        return await asyncio.to_thread(self._refresh_ttl, key, ttl)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the client if this backend opened it."""
+        if self._owned:
+            self._client.close()
+
+    def __enter__(self) -> CachekitShmBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"CachekitShmBackend({self._client!r})"
