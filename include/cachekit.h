@@ -265,7 +265,8 @@ typedef struct cachekit_value_info {
    */
   uint64_t expires_ms;
   /**
-   * When it stops being servable at all; 0 = no grace period.
+   * When it stops being servable at all (equal to `expires_ms` when there is no grace
+   * period); 0 = never.
    */
   uint64_t grace_until_ms;
   /**

@@ -38,7 +38,8 @@ pub struct cachekit_value_info {
     pub created_ms: u64,
     /// When it stops being fresh; 0 = never.
     pub expires_ms: u64,
-    /// When it stops being servable at all; 0 = no grace period.
+    /// When it stops being servable at all (equal to `expires_ms` when there is no grace
+    /// period); 0 = never.
     pub grace_until_ms: u64,
     /// Where the hit came from (a `cachekit_source`).
     pub source: cachekit_source,
