@@ -207,13 +207,10 @@ class AsyncClient:
                 self._breaker_until = time.monotonic() + _BREAKER_SECONDS
         return hit
 
-    async def _get_raw_hit(self, key: Key) -> Optional[Tuple[bytes, bool, int]]:
-        k = _key(key)
-        hit = self._inline(k)
-        if hit is _DEFER:
-            hit = await self._run(self._sync._probe, k)
-            if hit is not None:
-                self._hints.note(k, hit[2])
+    async def _pooled_probe(self, k: bytes) -> Optional[Tuple[bytes, bool, int]]:
+        hit = await self._run(self._sync._probe, k)
+        if hit is not None:
+            self._hints.note(k, hit[2])
         return hit
 
     def _note_write(self, key: Key, ttl: Optional[Seconds], grace: Seconds) -> None:
@@ -228,13 +225,19 @@ class AsyncClient:
 
     async def get(self, key: Key, default: Any = None) -> Any:
         """The value of `key`, or `default` on a miss (see `Client.get`)."""
-        hit = await self._get_raw_hit(key)
+        k = key.encode() if type(key) is str else _key(key)
+        hit = self._inline(k)
+        if hit is _DEFER:
+            hit = await self._pooled_probe(k)
         if hit is None:
             return default
         return self._sync._loads(hit[0])
 
     async def get_raw(self, key: Key) -> Optional[bytes]:
-        hit = await self._get_raw_hit(key)
+        k = key.encode() if type(key) is str else _key(key)
+        hit = self._inline(k)
+        if hit is _DEFER:
+            hit = await self._pooled_probe(k)
         return None if hit is None else hit[0]
 
     async def get_with_info(self, key: Key) -> Optional[Tuple[Any, Info]]:

@@ -57,7 +57,8 @@ class Info(NamedTuple):
     expires_ms: int
     """When it stops being fresh; 0 = never."""
     grace_until_ms: int
-    """When it stops being servable at all; 0 = no grace period."""
+    """When it stops being servable at all (``expires_ms`` when there is no grace period);
+    0 = never."""
     source: str
     """``"segment"`` (read from shared memory) or ``"daemon"`` (answered over the socket)."""
 
@@ -168,7 +169,8 @@ class _Options:
     __slots__ = ("instance", "socket", "namespace", "redis_url", "lazy", "connect_timeout_ms",
                  "request_timeout_ms")
 
-    def __init__(self, instance: Optional[str], socket: Optional[str], namespace: Optional[str],
+    def __init__(self, instance: Optional[str], socket: Optional[Union[str, "os.PathLike[str]"]],
+                 namespace: Optional[str],
                  redis_url: Optional[str], lazy: bool, connect_timeout: Optional[float],
                  request_timeout: Optional[float]) -> None:
         self.instance = instance
@@ -290,7 +292,8 @@ class Client(Native):
         parent = self._parent
         if parent is not None and not parent._closed:
             out = ffi.new("cachekit_client **")
-            rc = lib.cachekit_client_with_namespace(parent._live(), self._opts.namespace.encode(), out)
+            ns = self._opts.namespace or "default"  # always set on a with_namespace client
+            rc = lib.cachekit_client_with_namespace(parent._live(), ns.encode(), out)
             if rc != OK:
                 raise_for(rc)
             return out[0]
@@ -442,7 +445,7 @@ class Client(Native):
             return view[: lenp[0]], _info(info)
         if rc == 1:
             return None
-        return self._get_slow(rc, ptr, k, want_info=True)
+        return self._get_slow(rc, ptr, k, want_info=True)  # type: ignore[return-value]
 
     def _probe(self, k: bytes) -> Optional[Tuple[bytes, bool, int]]:
         """For AsyncClient: ``(stored bytes, read from the segment?, ms until it stops being

@@ -108,7 +108,7 @@ def _canon(obj: Any, out: List[bytes], depth: int = 0) -> None:
         elif isinstance(obj, (str, int, float, bytes, tuple, list, dict, set, frozenset)):
             # Subclasses (IntEnum handled above, NamedTuple, str subclasses...): by type + value.
             out.append(b"x" + name + b":")
-            base = next(b for b in (bool, int, float, str, bytes, tuple, list, dict, frozenset, set)
+            base: Any = next(b for b in (bool, int, float, str, bytes, tuple, list, dict, frozenset, set)
                         if isinstance(obj, b))
             _canon(base(obj), out, depth + 1)
         else:
