@@ -81,14 +81,17 @@ class _Hints:
         keys.pop(k, None)
         keys[k] = until_ms
         if len(keys) > _HINTS_MAX:
-            del keys[next(iter(keys))]
+            try:
+                del keys[next(iter(keys))]
+            except (KeyError, RuntimeError, StopIteration):  # a client shared by two loops' threads
+                pass
 
     def usable(self, k: bytes) -> bool:
         until = self.keys.get(k)
         if until is None:
             return False
         if until and until <= time.time() * 1000:
-            del self.keys[k]
+            self.keys.pop(k, None)
             return False
         return True
 
