@@ -1,0 +1,218 @@
+// The C side of the Go binding: see shim.h for why each wrapper exists.
+#include <stdlib.h>
+#include <string.h>
+
+#include "shim.h"
+
+/* The calling thread's last error message, malloc'd for Go to free. Called right after the
+ * failing call, on the same thread: that is the whole point of these wrappers. */
+static char *take_error(void) {
+  size_t needed = 0;
+  cachekit_last_error_message(NULL, 0, &needed);
+  char *msg = malloc(needed ? needed : 1);
+  if (msg == NULL) return NULL;
+  msg[0] = 0;
+  size_t again = 0;
+  if (cachekit_last_error_message(msg, needed ? needed : 1, &again) != CACHEKIT_OK) msg[0] = 0;
+  return msg;
+}
+
+/* The handle back as the pointer it is. */
+#define CLIENT(h) ((const cachekit_client *)(h))
+
+static int is_error(cachekit_result rc) { return rc != CACHEKIT_OK && rc != CACHEKIT_MISS; }
+
+static ckgo_status status(cachekit_result rc) {
+  ckgo_status s = {rc, NULL};
+  if (is_error(rc)) s.err = take_error();
+  return s;
+}
+
+/* An array of `count` pointers into a flat buffer of NUL-terminated strings: on the stack for
+ * the usual handful, else malloc'd (*heap is then set, for the caller to free). */
+enum { STACK_TAGS = 16 };
+
+static const char **split_tags(const char *flat, size_t count, const char **stack, int *heap) {
+  const char **arr = stack;
+  *heap = 0;
+  if (count > STACK_TAGS) {
+    arr = malloc(count * sizeof *arr);
+    if (arr == NULL) return NULL;
+    *heap = 1;
+  }
+  for (size_t i = 0; i < count; i++) {
+    arr[i] = flat;
+    flat += strlen(flat) + 1;
+  }
+  return arr;
+}
+
+ckgo_open_result ckgo_open(const cachekit_options *options) {
+  ckgo_open_result r = {0, NULL, 0};
+  cachekit_client *client = NULL;
+  r.rc = cachekit_client_open(options, &client);
+  if (r.rc == CACHEKIT_OK) r.client = (ckgo_client)client;
+  if (is_error(r.rc)) r.err = take_error();
+  return r;
+}
+
+ckgo_open_result ckgo_with_namespace(ckgo_client h, const char *ns) {
+  ckgo_open_result r = {0, NULL, 0};
+  cachekit_client *client = NULL;
+  r.rc = cachekit_client_with_namespace(CLIENT(h), ns, &client);
+  if (r.rc == CACHEKIT_OK) r.client = (ckgo_client)client;
+  if (is_error(r.rc)) r.err = take_error();
+  return r;
+}
+
+void ckgo_close(ckgo_client h) { cachekit_client_close((cachekit_client *)h); }
+
+static void fill_info(ckgo_get_result *r, const cachekit_value_info *info) {
+  r->source = info->source;
+  r->created_ms = info->created_ms;
+  r->expires_ms = info->expires_ms;
+  r->grace_until_ms = info->grace_until_ms;
+  r->stale = info->stale;
+}
+
+ckgo_get_result ckgo_get(ckgo_client h, const uint8_t *key, size_t key_len,
+                         uint8_t *buf, size_t buf_len) {
+  ckgo_get_result r;
+  memset(&r, 0, sizeof r);
+  cachekit_value_info info;
+  size_t len = 0;
+  r.rc = cachekit_get(CLIENT(h), key, key_len, buf, buf_len, &len, &info);
+  if (r.rc == CACHEKIT_OK) {
+    r.len = len;
+    fill_info(&r, &info);
+  } else if (r.rc == CACHEKIT_BUFFER_TOO_SMALL) {
+    r.len = len;
+  } else if (is_error(r.rc)) {
+    r.err = take_error();
+  }
+  return r;
+}
+
+ckgo_get_result ckgo_get_alloc(ckgo_client h, const uint8_t *key,
+                               size_t key_len) {
+  ckgo_get_result r;
+  memset(&r, 0, sizeof r);
+  cachekit_value_info info;
+  size_t len = 0;
+  r.rc = cachekit_get_alloc(CLIENT(h), key, key_len, &r.alloc, &len, &info);
+  if (r.rc == CACHEKIT_OK) {
+    r.len = len;
+    fill_info(&r, &info);
+  } else if (is_error(r.rc)) {
+    r.err = take_error();
+  }
+  return r;
+}
+
+ckgo_batch_result ckgo_get_many(ckgo_client h, const uint8_t *keys,
+                                const size_t *key_lens, size_t count) {
+  ckgo_batch_result r = {0, NULL, NULL};
+  const uint8_t **ptrs = NULL;
+  if (count > 0) {
+    ptrs = malloc(count * sizeof *ptrs);
+    if (ptrs == NULL) {
+      r.rc = CACHEKIT_IO;
+      r.err = strdup("out of memory building the key array");
+      return r;
+    }
+    size_t off = 0;
+    for (size_t i = 0; i < count; i++) {
+      ptrs[i] = key_lens[i] ? keys + off : NULL;
+      off += key_lens[i];
+    }
+  }
+  r.rc = cachekit_get_many(CLIENT(h), ptrs, key_lens, count, &r.batch);
+  if (is_error(r.rc)) r.err = take_error();
+  free(ptrs);
+  return r;
+}
+
+void ckgo_batch_layout(const cachekit_batch *batch, size_t count, ckgo_entry *out) {
+  for (size_t i = 0; i < count; i++) {
+    const uint8_t *v = NULL;
+    size_t len = 0;
+    cachekit_value_info info;
+    memset(&out[i], 0, sizeof out[i]);
+    if (cachekit_batch_get(batch, i, &v, &len, &info) == CACHEKIT_OK) {
+      out[i].found = 1;
+      out[i].len = len;
+      out[i].created_ms = info.created_ms;
+      out[i].expires_ms = info.expires_ms;
+      out[i].grace_until_ms = info.grace_until_ms;
+      out[i].source = info.source;
+      out[i].stale = info.stale;
+    }
+  }
+}
+
+void ckgo_batch_copy(const cachekit_batch *batch, size_t count, uint8_t *dst) {
+  for (size_t i = 0; i < count; i++) {
+    const uint8_t *v = NULL;
+    size_t len = 0;
+    if (cachekit_batch_get(batch, i, &v, &len, NULL) == CACHEKIT_OK && len > 0) {
+      memcpy(dst, v, len);
+      dst += len;
+    }
+  }
+}
+
+ckgo_status ckgo_set(ckgo_client h, const uint8_t *key, size_t key_len,
+                     const uint8_t *value, size_t value_len, uint64_t ttl_ms, uint64_t grace_ms,
+                     const char *tags, size_t tag_count) {
+  const char *stack[STACK_TAGS];
+  int heap = 0;
+  const char **arr = NULL;
+  if (tag_count > 0) {
+    arr = split_tags(tags, tag_count, stack, &heap);
+    if (arr == NULL) return (ckgo_status){CACHEKIT_IO, strdup("out of memory building the tag array")};
+  }
+  ckgo_status s = status(
+      cachekit_set(CLIENT(h), key, key_len, value, value_len, ttl_ms, grace_ms, arr, tag_count));
+  if (heap) free(arr);
+  return s;
+}
+
+ckgo_status ckgo_delete(ckgo_client h, const uint8_t *key, size_t key_len) {
+  return status(cachekit_delete(CLIENT(h), key, key_len));
+}
+
+ckgo_status ckgo_invalidate(ckgo_client h, const char *tags, size_t tag_count,
+                            uint32_t flags) {
+  const char *stack[STACK_TAGS];
+  int heap = 0;
+  const char **arr = NULL;
+  if (tag_count > 0) {
+    arr = split_tags(tags, tag_count, stack, &heap);
+    if (arr == NULL) return (ckgo_status){CACHEKIT_IO, strdup("out of memory building the tag array")};
+  }
+  ckgo_status s = status(cachekit_invalidate(CLIENT(h), arr, tag_count, flags));
+  if (heap) free(arr);
+  return s;
+}
+
+ckgo_status ckgo_clear(ckgo_client h) { return status(cachekit_clear(CLIENT(h))); }
+
+ckgo_ping_result ckgo_ping(ckgo_client h) {
+  ckgo_ping_result r = {0, NULL, 0, 0};
+  r.rc = cachekit_ping(CLIENT(h), &r.epoch, &r.rtt_us);
+  if (is_error(r.rc)) r.err = take_error();
+  return r;
+}
+
+ckgo_stats_result ckgo_stats_fetch(ckgo_client h) {
+  ckgo_stats_result r = {0, NULL, NULL};
+  r.rc = cachekit_stats_fetch(CLIENT(h), &r.stats);
+  if (is_error(r.rc)) r.err = take_error();
+  return r;
+}
+
+ckgo_stat_entry ckgo_stats_entry(const cachekit_stats *stats, size_t index) {
+  ckgo_stat_entry e = {0, NULL, 0};
+  e.rc = cachekit_stats_entry(stats, index, &e.name, &e.value);
+  return e;
+}
