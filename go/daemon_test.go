@@ -168,7 +168,7 @@ func open(t testing.TB, ns string) *Client {
 	return c
 }
 
-// eventually retries cond every 10 ms until it holds, failing the test after 20 s (a
+// eventually retries cond every 2 ms until it holds, failing the test after 20 s (a
 // watchdog, not a timing assertion).
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
@@ -177,6 +177,6 @@ func eventually(t testing.TB, what string, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("still not true after 20 s: %s", what)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(2 * time.Millisecond)
 	}
 }
