@@ -249,6 +249,12 @@ func TestSetThenGetWithItsMetadata(t *testing.T) {
 	if err != nil || !ok || v.ExpiresMs != 0 || v.GraceUntilMs != 0 || !v.Expires().IsZero() || !v.GraceUntil().IsZero() {
 		t.Fatalf("GetInfo(forever) = %+v, %v, %v", v, ok, err)
 	}
+	// A TTL without grace: servable until it expires.
+	mustSet(t, c, "no-grace", "x", SetOptions{TTL: time.Minute})
+	v, ok, err = c.GetInfo(b("no-grace"))
+	if err != nil || !ok || v.ExpiresMs == 0 || v.GraceUntilMs != v.ExpiresMs {
+		t.Fatalf("GetInfo(no-grace) = %+v, %v, %v; want GraceUntilMs == ExpiresMs", v, ok, err)
+	}
 	// A TTL under a millisecond is rounded up, never taken as "forever".
 	mustSet(t, c, "brief", "x", SetOptions{TTL: time.Nanosecond})
 	if v, ok, _ := c.GetInfo(b("brief")); ok && v.ExpiresMs == 0 {

@@ -35,7 +35,8 @@ type Value struct {
 	CreatedMs uint64
 	// ExpiresMs is when it stops being fresh; 0 = never.
 	ExpiresMs uint64
-	// GraceUntilMs is when it stops being servable at all; 0 = no grace period.
+	// GraceUntilMs is when it stops being servable at all (equal to ExpiresMs when there is no
+	// grace period); 0 = never.
 	GraceUntilMs uint64
 	// Source is where the hit came from.
 	Source Source
@@ -47,7 +48,7 @@ func (v Value) Created() time.Time { return time.UnixMilli(int64(v.CreatedMs)) }
 // Expires is ExpiresMs as a time.Time; the zero Time when the entry never expires.
 func (v Value) Expires() time.Time { return msTime(v.ExpiresMs) }
 
-// GraceUntil is GraceUntilMs as a time.Time; the zero Time when there is no grace period.
+// GraceUntil is GraceUntilMs as a time.Time; the zero Time when the entry never expires.
 func (v Value) GraceUntil() time.Time { return msTime(v.GraceUntilMs) }
 
 func msTime(ms uint64) time.Time {
