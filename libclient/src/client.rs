@@ -4,14 +4,14 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
-use cachekit_envelope::{decode, decode_into, encode};
-use cachekit_proto::{Reply, Request, Set};
+use cachekit_envelope::{decode, decode_into, encode, DecodeError, EnvelopeConfig};
+use cachekit_proto::{FetchHit, Reply, Request, Set};
 
 use crate::direct::Direct;
 use crate::error::Error;
 use crate::limits::{check_encoded_value, check_key, check_namespace, check_tags};
 use crate::options::{duration_ms, ClientOptions, SetOptions};
-use crate::shared::{SegmentOutcome, Shared};
+use crate::shared::{LookupMode, SegmentOutcome, Shared};
 use crate::stats::{bump, LocalStats, Pong, Stats};
 use crate::value::{HitInfo, Value};
 use cachekit_redis::WriteOp;
@@ -24,7 +24,8 @@ use cachekit_redis::WriteOp;
 ///
 /// - **Hits** are read from the shared segment: no syscall, no lock, no socket request, no
 ///   allocation beyond the returned value ([`get_into`](Client::get_into): none at all once the
-///   buffers are warm).
+///   buffers are warm). [`get_local`](Client::get_local) reads the segment only, and never
+///   blocks: for event loops.
 /// - **Misses** ask the daemon (FETCH), which fills from Redis and coalesces concurrent misses.
 /// - **Writes** go to the daemon and are visible to every read on the host that starts after
 ///   they return.
@@ -114,17 +115,11 @@ impl Client {
     /// daemon.
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Value>, Error> {
         let key = key.as_ref();
-        let cfg = &self.shared.opts.envelope;
-        match self.shared.segment_get(&self.namespace, key, |raw, meta| {
-            decode(cfg, raw).map(|bytes| {
-                let info = HitInfo::from_segment(meta, bytes.len());
-                Value::new(bytes, info)
-            })
-        })? {
+        match self.segment_value(key, LookupMode::BeforeFetch)? {
             SegmentOutcome::Hit(r) => return self.decoded(r).map(Some),
             SegmentOutcome::Miss | SegmentOutcome::Unusable => {}
         }
-        self.fetch(key, |hit| {
+        self.fetch(key, |cfg, hit| {
             let bytes = decode(cfg, &hit.value)?;
             let info = HitInfo::from_fetch(&hit, bytes.len());
             Ok(Value::new(bytes, info))
@@ -142,19 +137,53 @@ impl Client {
         out: &mut Vec<u8>,
     ) -> Result<Option<HitInfo>, Error> {
         let key = key.as_ref();
-        let cfg = &self.shared.opts.envelope;
-        out.clear();
-        let seg = self.shared.segment_get(&self.namespace, key, |raw, meta| {
-            decode_into(cfg, raw, out).map(|()| HitInfo::from_segment(meta, out.len()))
-        })?;
-        match seg {
+        match self.segment_value_into(key, out, LookupMode::BeforeFetch)? {
             SegmentOutcome::Hit(r) => return self.decoded(r).map(Some),
             SegmentOutcome::Miss | SegmentOutcome::Unusable => {}
         }
-        self.fetch(key, |hit| {
+        self.fetch(key, |cfg, hit| {
             decode_into(cfg, &hit.value, out)?;
             Ok(HitInfo::from_fetch(&hit, out.len()))
         })
+    }
+
+    /// The value of `key` if the attached shared segment holds it, without ever leaving this
+    /// process: no socket request, no Redis, no reconnect, no lock. For callers that must not
+    /// block (an async event loop): try this first, and do a full [`get`](Client::get) (on a
+    /// thread that may block) only when it returns `None`.
+    ///
+    /// A hit is exactly a segment hit of [`get`](Client::get) (same liveness check, same
+    /// decoding; [`Value::source`] is [`Source::Segment`](crate::Source::Segment)). `None`
+    /// when the key is not in the segment, and when the segment cannot be used: none attached
+    /// yet (a [`connect_lazy`](Client::connect_lazy) client that has not reached the daemon),
+    /// the daemon's heartbeat is stale, or the daemon was found gone. A key the daemon could
+    /// fill from Redis is `None` here until a full get or a write brings it into the segment.
+    ///
+    /// # Errors
+    /// [`Error::TooLarge`] for a key over `max_key_bytes`; [`Error::Envelope`] when the stored
+    /// bytes are not a valid envelope.
+    pub fn get_local(&self, key: impl AsRef<[u8]>) -> Result<Option<Value>, Error> {
+        match self.segment_value(key.as_ref(), LookupMode::LocalOnly)? {
+            SegmentOutcome::Hit(r) => self.decoded(r).map(Some),
+            SegmentOutcome::Miss | SegmentOutcome::Unusable => Ok(None),
+        }
+    }
+
+    /// Like [`get_local`](Client::get_local), but decodes the value into `out` (replacing its
+    /// contents, reusing its capacity). Returns the metadata on a hit; otherwise `out` is left
+    /// empty.
+    ///
+    /// # Errors
+    /// As [`get_local`](Client::get_local).
+    pub fn get_local_into(
+        &self,
+        key: impl AsRef<[u8]>,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<HitInfo>, Error> {
+        match self.segment_value_into(key.as_ref(), out, LookupMode::LocalOnly)? {
+            SegmentOutcome::Hit(r) => self.decoded(r).map(Some),
+            SegmentOutcome::Miss | SegmentOutcome::Unusable => Ok(None),
+        }
     }
 
     /// The values of `keys`, in order. Hits come from the segment; the misses are then fetched
@@ -163,19 +192,10 @@ impl Client {
     /// # Errors
     /// As [`get`](Client::get), for the first key that fails.
     pub fn get_many<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Option<Value>>, Error> {
-        let cfg = &self.shared.opts.envelope;
         let mut out = Vec::with_capacity(keys.len());
         let mut missing = Vec::new();
         for (i, key) in keys.iter().enumerate() {
-            let seg = self
-                .shared
-                .segment_get(&self.namespace, key.as_ref(), |raw, meta| {
-                    decode(cfg, raw).map(|bytes| {
-                        let info = HitInfo::from_segment(meta, bytes.len());
-                        Value::new(bytes, info)
-                    })
-                })?;
-            match seg {
+            match self.segment_value(key.as_ref(), LookupMode::BeforeFetch)? {
                 SegmentOutcome::Hit(r) => out.push(Some(self.decoded(r)?)),
                 SegmentOutcome::Miss | SegmentOutcome::Unusable => {
                     out.push(None);
@@ -184,7 +204,7 @@ impl Client {
             }
         }
         for i in missing {
-            out[i] = self.fetch(keys[i].as_ref(), |hit| {
+            out[i] = self.fetch(keys[i].as_ref(), |cfg, hit| {
                 let bytes = decode(cfg, &hit.value)?;
                 let info = HitInfo::from_fetch(&hit, bytes.len());
                 Ok(Value::new(bytes, info))
@@ -193,7 +213,36 @@ impl Client {
         Ok(out)
     }
 
-    fn decoded<T>(&self, r: Result<T, cachekit_envelope::DecodeError>) -> Result<T, Error> {
+    /// The segment's answer for `key`, decoded into a new [`Value`] on a hit.
+    fn segment_value(
+        &self,
+        key: &[u8],
+        mode: LookupMode,
+    ) -> Result<SegmentOutcome<Result<Value, DecodeError>>, Error> {
+        self.shared
+            .segment_get(&self.namespace, key, mode, |raw, meta, cfg| {
+                decode(cfg, raw).map(|bytes| {
+                    let info = HitInfo::from_segment(meta, bytes.len());
+                    Value::new(bytes, info)
+                })
+            })
+    }
+
+    /// The segment's answer for `key`, decoded into `out` on a hit (`out` is emptied first).
+    fn segment_value_into(
+        &self,
+        key: &[u8],
+        out: &mut Vec<u8>,
+        mode: LookupMode,
+    ) -> Result<SegmentOutcome<Result<HitInfo, DecodeError>>, Error> {
+        out.clear();
+        self.shared
+            .segment_get(&self.namespace, key, mode, |raw, meta, cfg| {
+                decode_into(cfg, raw, out).map(|()| HitInfo::from_segment(meta, out.len()))
+            })
+    }
+
+    fn decoded<T>(&self, r: Result<T, DecodeError>) -> Result<T, Error> {
         r.map_err(|e| {
             bump(&self.shared.counters.decode_errors);
             Error::Envelope(e)
@@ -201,11 +250,13 @@ impl Client {
     }
 
     /// FETCH over the socket; a daemon that cannot be reached makes it a miss, or a read from
-    /// Redis directly when the fallback is on.
+    /// Redis directly when the fallback is on. `on_hit` decodes with the envelope configuration
+    /// in force once the reply is in (the HELLO of a fresh connection may have just attached
+    /// a daemon with other limits).
     fn fetch<T>(
         &self,
         key: &[u8],
-        on_hit: impl FnOnce(cachekit_proto::FetchHit) -> Result<T, cachekit_envelope::DecodeError>,
+        on_hit: impl FnOnce(&EnvelopeConfig, FetchHit) -> Result<T, DecodeError>,
     ) -> Result<Option<T>, Error> {
         let c = &self.shared.counters;
         if let (true, Some(direct)) = (self.shared.direct_first(), &self.shared.direct) {
@@ -219,7 +270,7 @@ impl Client {
         match self.shared.request(&req) {
             Ok(Reply::FetchHit(hit)) => {
                 bump(&c.fetch_hits);
-                self.decoded(on_hit(hit)).map(Some)
+                self.decoded(on_hit(&self.shared.envelope(), hit)).map(Some)
             }
             Ok(Reply::FetchMiss) => {
                 bump(&c.fetch_misses);
@@ -244,10 +295,10 @@ impl Client {
         &self,
         direct: &Direct,
         key: &[u8],
-        on_hit: impl FnOnce(cachekit_proto::FetchHit) -> Result<T, cachekit_envelope::DecodeError>,
+        on_hit: impl FnOnce(&EnvelopeConfig, FetchHit) -> Result<T, DecodeError>,
     ) -> Result<Option<T>, Error> {
         match direct.get(&self.namespace, key, &self.shared.counters) {
-            Some(hit) => self.decoded(on_hit(hit)).map(Some),
+            Some(hit) => self.decoded(on_hit(&self.shared.envelope(), hit)).map(Some),
             None => Ok(None),
         }
     }
@@ -282,6 +333,10 @@ impl Client {
     /// Stores `value` under `key`, encoded in an envelope (LZ4 from 256 bytes). When this
     /// returns, no read on the host that starts afterwards sees an older value.
     ///
+    /// Values may be as large as the daemon allows (its `--max-value-bytes`), unless
+    /// [`ClientOptions::envelope`] sets a smaller limit: see
+    /// [`max_value_bytes`](Client::max_value_bytes).
+    ///
     /// # Errors
     /// [`Error::TooLarge`] for a key, value or tag over its limit (checked before sending);
     /// [`Error::InvalidArgument`] for a malformed tag; [`Error::Unavailable`] when the daemon
@@ -293,10 +348,17 @@ impl Client {
         options: &SetOptions,
     ) -> Result<(), Error> {
         let (key, value) = (key.as_ref(), value.as_ref());
+        if !self.shared.attached() {
+            // A write needs the daemon anyway: reach it first, so the value is checked against
+            // its limits rather than the defaults. If it is down, the write below says so
+            // (reconnects are rate-limited: this makes no extra attempt).
+            let _ = self.shared.warm_up();
+        }
         let limits = self.shared.limits();
         check_key(key, &limits)?;
         check_tags(&options.tags, &limits)?;
-        let envelope = encode(&self.shared.opts.envelope, value).map_err(|e| Error::TooLarge {
+        self.shared.value_limit().check(value.len())?;
+        let envelope = encode(&self.shared.envelope(), value).map_err(|e| Error::TooLarge {
             message: e.to_string(),
         })?;
         check_encoded_value(value.len(), envelope.len(), &limits)?;
@@ -401,6 +463,14 @@ impl Client {
     /// This client's counters, without asking the daemon.
     pub fn local_stats(&self) -> LocalStats {
         self.shared.local_stats()
+    }
+
+    /// The largest value, in bytes, that [`set`](Client::set) accepts and gets decode now:
+    /// once a daemon is attached, its `--max-value-bytes` (or the smaller
+    /// `envelope.max_value_bytes` of [`ClientOptions`] when one was set); before that, the
+    /// configured `envelope.max_value_bytes`. See [`ClientOptions::envelope`].
+    pub fn max_value_bytes(&self) -> usize {
+        self.shared.value_limit().max
     }
 
     /// Request frames sent over the socket so far (HELLO included); hits send none.

@@ -31,6 +31,17 @@
 //!    invalidations; the get is a FETCH, and if the daemon cannot be reached it is a miss, or,
 //!    with [`ClientOptions::redis_url`], a read from Redis directly (see below).
 //!
+//! [`Client::get_local`] is steps 1 and 2 alone: not in the segment, or the segment not usable,
+//! is `None`, never a request. It never blocks, so an event loop can call it inline and hand
+//! only its misses to a thread that may wait for the daemon.
+//!
+//! # Value sizes
+//!
+//! Values may be as large as the daemon's `--max-value-bytes`: the client adopts the limit the
+//! daemon announces when it attaches, for encoding and decoding alike, unless
+//! [`ClientOptions::envelope`] sets a smaller one ([`Client::max_value_bytes`] says which
+//! applies).
+//!
 //! # Direct fallback to Redis
 //!
 //! With [`ClientOptions::redis_url`] set (and [`ClientOptions::redis_fallback`], on by

@@ -2,9 +2,86 @@
 //! protocol defaults before the first HELLO), so a caller gets an error naming the limit instead
 //! of an ERROR round trip.
 
+use cachekit_envelope::DEFAULT_MAX_VALUE_BYTES;
 use cachekit_proto::Limits;
 
 use crate::error::Error;
+
+/// Bytes a daemon lets a stored (encoded) value exceed its configured `--max-value-bytes` by:
+/// room for the envelope header. Its HELLO_OK announces `max_value_bytes` = configured + this.
+/// Must match `ENVELOPE_HEADROOM` in sidecar/src/daemon.rs.
+pub(crate) const ENVELOPE_HEADROOM: usize = 64;
+
+/// Where the value limit in force comes from (for error messages).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LimitSource {
+    /// The attached daemon's `--max-value-bytes`.
+    Daemon,
+    /// The client's own, smaller, `envelope.max_value_bytes`.
+    Client,
+    /// No daemon attached yet: the configured `envelope.max_value_bytes`.
+    NotAttached,
+}
+
+/// The largest value (in bytes before the envelope) a client encodes and decodes.
+///
+/// The rule ([`ClientOptions::envelope`](crate::ClientOptions::envelope) documents it):
+/// - before the first HELLO_OK: `envelope.max_value_bytes` as configured;
+/// - attached: the daemon's limit (its HELLO_OK `max_value_bytes` minus
+///   [`ENVELOPE_HEADROOM`]), or `envelope.max_value_bytes` when it was changed from the default
+///   ([`DEFAULT_MAX_VALUE_BYTES`]) to something smaller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ValueLimit {
+    pub(crate) max: usize,
+    pub(crate) source: LimitSource,
+}
+
+impl ValueLimit {
+    pub(crate) fn new(configured: usize, daemon: Option<&Limits>) -> ValueLimit {
+        let Some(daemon) = daemon else {
+            return ValueLimit {
+                max: configured,
+                source: LimitSource::NotAttached,
+            };
+        };
+        let daemons = daemon.max_value_bytes.saturating_sub(ENVELOPE_HEADROOM);
+        if configured != DEFAULT_MAX_VALUE_BYTES && configured < daemons {
+            ValueLimit {
+                max: configured,
+                source: LimitSource::Client,
+            }
+        } else {
+            ValueLimit {
+                max: daemons,
+                source: LimitSource::Daemon,
+            }
+        }
+    }
+
+    /// A value of `len` bytes is within the limit, or [`Error::TooLarge`] naming it.
+    pub(crate) fn check(&self, len: usize) -> Result<(), Error> {
+        if len <= self.max {
+            return Ok(());
+        }
+        let max = self.max;
+        let why = match self.source {
+            LimitSource::Daemon => {
+                "the daemon's limit; store a smaller value or raise max_value_bytes in the \
+                 daemon's configuration (cachekitd --max-value-bytes)"
+            }
+            LimitSource::Client => {
+                "this client's envelope.max_value_bytes; store a smaller value or raise it"
+            }
+            LimitSource::NotAttached => {
+                "this client's limit until it has reached cachekitd and adopted the daemon's \
+                 own; store a smaller value, or connect first"
+            }
+        };
+        Err(Error::TooLarge {
+            message: format!("value is {len} bytes, over max_value_bytes = {max} ({why})"),
+        })
+    }
+}
 
 /// A namespace: 1 to `max_namespace_bytes` bytes (and within the table's own limit).
 pub(crate) fn check_namespace(ns: &str, limits: &Limits) -> Result<(), Error> {
@@ -141,6 +218,65 @@ mod tests {
         ));
         let e = check_tags(&["x".repeat(1025)], &L).unwrap_err();
         assert!(e.to_string().contains("max_tag_bytes = 1024"), "{e}");
+    }
+
+    #[test]
+    fn the_value_limit_follows_the_daemon() {
+        const MIB: usize = 1 << 20;
+        let daemon = |configured: usize| Limits {
+            max_value_bytes: configured + ENVELOPE_HEADROOM,
+            ..L
+        };
+        let (d4, d64k) = (daemon(4 * MIB), daemon(64 << 10));
+        let v = |max, source| ValueLimit { max, source };
+        // Not attached: the configured value, default or not.
+        assert_eq!(ValueLimit::new(MIB, None), v(MIB, LimitSource::NotAttached));
+        assert_eq!(
+            ValueLimit::new(8 * MIB, None),
+            v(8 * MIB, LimitSource::NotAttached)
+        );
+        // The default follows the daemon, up or down.
+        assert_eq!(
+            ValueLimit::new(MIB, Some(&d4)),
+            v(4 * MIB, LimitSource::Daemon)
+        );
+        assert_eq!(
+            ValueLimit::new(MIB, Some(&d64k)),
+            v(64 << 10, LimitSource::Daemon)
+        );
+        // An explicit value is a cap: the smaller of the two wins.
+        assert_eq!(
+            ValueLimit::new(2 * MIB, Some(&d4)),
+            v(2 * MIB, LimitSource::Client)
+        );
+        assert_eq!(
+            ValueLimit::new(8 * MIB, Some(&d4)),
+            v(4 * MIB, LimitSource::Daemon)
+        );
+        assert_eq!(
+            ValueLimit::new(100, Some(&d64k)),
+            v(100, LimitSource::Client)
+        );
+        // A daemon announcing less than the headroom allows nothing (and does not underflow).
+        let tiny = Limits {
+            max_value_bytes: 10,
+            ..L
+        };
+        assert_eq!(ValueLimit::new(MIB, Some(&tiny)).max, 0);
+
+        let e = v(4 * MIB, LimitSource::Daemon)
+            .check(4 * MIB + 1)
+            .unwrap_err();
+        assert!(matches!(e, Error::TooLarge { .. }));
+        let m = e.to_string();
+        assert!(m.contains("max_value_bytes = 4194304"), "{m}");
+        assert!(m.contains("--max-value-bytes"), "{m}");
+        v(4 * MIB, LimitSource::Daemon).check(4 * MIB).unwrap();
+        let m = v(100, LimitSource::Client)
+            .check(101)
+            .unwrap_err()
+            .to_string();
+        assert!(m.contains("envelope.max_value_bytes"), "{m}");
     }
 
     #[test]

@@ -47,7 +47,25 @@ pub struct ClientOptions {
     /// The namespace of the [`Client`](crate::Client) returned by `connect`. Default
     /// `"default"`. Other namespaces: [`Client::with_namespace`](crate::Client::with_namespace).
     pub namespace: String,
-    /// Value encoding: compression threshold and the largest value decoded.
+    /// Value encoding: compression threshold and the largest value encoded and decoded.
+    ///
+    /// **`max_value_bytes` follows the daemon.** Once the client has attached a daemon (its
+    /// first HELLO), the largest value it encodes (in [`set`](crate::Client::set)) and
+    /// decodes (in every get) is the daemon's own limit, its `--max-value-bytes` (announced in
+    /// HELLO_OK as the encoded limit, that plus 64 bytes of envelope headroom):
+    ///
+    /// - left at the default ([`DEFAULT_MAX_VALUE_BYTES`](cachekit_envelope::DEFAULT_MAX_VALUE_BYTES),
+    ///   1 MiB), it means "whatever the daemon allows", larger or smaller than 1 MiB;
+    /// - set to any other value, it is a cap of this client's: the smaller of it and the
+    ///   daemon's limit applies (a larger one cannot raise the daemon's);
+    /// - before the first HELLO (a [`connect_lazy`](crate::Client::connect_lazy) client that
+    ///   has not reached the daemon, e.g. reading Redis directly), the value as set here
+    ///   applies. A `set` reaches the daemon before checking the value, so it is checked
+    ///   against the daemon's limit whenever the daemon is up.
+    ///
+    /// A cap of exactly the default cannot be told from "follow the daemon"; use 1 MiB − 1
+    /// for it. [`Client::max_value_bytes`](crate::Client::max_value_bytes) says which limit is
+    /// in force.
     pub envelope: EnvelopeConfig,
     /// How long to wait for the daemon to accept a connection and answer HELLO.
     pub connect_timeout: Duration,
@@ -194,7 +212,8 @@ impl ClientOptions {
         self
     }
 
-    /// The envelope configuration.
+    /// The envelope configuration (see [`ClientOptions::envelope`] for how its
+    /// `max_value_bytes` combines with the daemon's limit).
     pub fn envelope(mut self, envelope: EnvelopeConfig) -> Self {
         self.envelope = envelope;
         self

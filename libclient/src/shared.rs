@@ -12,7 +12,10 @@
 //!   retried once on a fresh connection (which does HELLO, and so re-attaches).
 //! - A get that finds the heartbeat stale empties the pool, at most every
 //!   [`REFRESH_INTERVAL_MS`], so that its FETCH goes through a fresh HELLO: that is how a client
-//!   that only reads notices a restarted daemon.
+//!   that only reads notices a restarted daemon. A segment-only get (`get_local`) never does:
+//!   it touches no lock and no socket, and leaves reconnecting to the next full get or write.
+//! - Each attach fixes the value limit for that daemon ([`ValueLimit`]): its `max_value_bytes`
+//!   less the envelope headroom, unless the options cap it lower.
 //! - After a failed connection attempt no other is made for [`RECONNECT_INTERVAL_MS`]: while
 //!   the daemon is down, gets miss and writes fail at once instead of each paying a connect.
 
@@ -21,11 +24,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use arc_swap::ArcSwapOption;
+use cachekit_envelope::EnvelopeConfig;
 use cachekit_proto::{HelloOk, Limits, Reply, Request};
-use cachekit_shm::{now_ms, Lookup, Reader, ReaderStats};
+use cachekit_shm::{self as shm, now_ms, Reader, ReaderStats};
 
 use crate::conn::{Conn, ConnectParams};
 use crate::error::Error;
+use crate::limits::ValueLimit;
 use crate::options::ClientOptions;
 use crate::pool::Pool;
 use crate::stats::{bump, Counters, LocalStats, SegmentInfo};
@@ -51,6 +56,10 @@ pub(crate) struct Session {
     pub(crate) epoch: u64,
     pub(crate) heartbeat_timeout_ms: u64,
     pub(crate) limits: Limits,
+    /// The largest value this client encodes and decodes while attached to this daemon.
+    pub(crate) value_limit: ValueLimit,
+    /// `opts.envelope` with `max_value_bytes = value_limit.max`.
+    pub(crate) envelope: EnvelopeConfig,
 }
 
 impl Session {
@@ -60,6 +69,16 @@ impl Session {
         let age = now.saturating_sub(reader.heartbeat_ms());
         (age <= self.heartbeat_timeout_ms).then_some(reader)
     }
+}
+
+/// What a segment lookup may do besides reading shared memory.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LookupMode {
+    /// The hit path of a full get: when the segment is unusable it schedules a refresh
+    /// (empties the connection pool, so the FETCH that follows does a fresh HELLO).
+    BeforeFetch,
+    /// A segment-only get: reads memory and atomics only; never touches the pool or a lock.
+    LocalOnly,
 }
 
 /// What the segment said about a key.
@@ -130,18 +149,46 @@ impl Shared {
             .map_or(Limits::DEFAULT, |s| s.limits)
     }
 
-    /// Looks `key` up in the segment and, on a hit, hands the envelope bytes to `on_hit`.
-    /// Lock-free: one `arc-swap` load, one heartbeat load, one clock read, the table lookup.
+    /// Whether a daemon has been attached (HELLO_OK seen) at least once.
+    pub(crate) fn attached(&self) -> bool {
+        self.session.load().is_some()
+    }
+
+    /// The largest value to encode and decode now: the attached daemon's, or the configured
+    /// one before the first HELLO (see [`ValueLimit`]).
+    pub(crate) fn value_limit(&self) -> ValueLimit {
+        self.session.load().as_ref().map_or_else(
+            || ValueLimit::new(self.opts.envelope.max_value_bytes, None),
+            |s| s.value_limit,
+        )
+    }
+
+    /// The envelope configuration to encode and decode with now (`opts.envelope` with the
+    /// [`value_limit`](Shared::value_limit)).
+    pub(crate) fn envelope(&self) -> EnvelopeConfig {
+        self.session
+            .load()
+            .as_ref()
+            .map_or(self.opts.envelope, |s| s.envelope)
+    }
+
+    /// Looks `key` up in the segment and, on a hit, hands the envelope bytes (and the envelope
+    /// configuration to decode them with) to `on_hit`. Lock-free: one `arc-swap` load, one
+    /// heartbeat load, one clock read, the table lookup; with [`LookupMode::BeforeFetch`], an
+    /// unusable segment also schedules a refresh.
     pub(crate) fn segment_get<T>(
         &self,
         ns: &str,
         key: &[u8],
-        on_hit: impl FnOnce(&[u8], &cachekit_shm::HitMeta) -> T,
+        mode: LookupMode,
+        on_hit: impl FnOnce(&[u8], &cachekit_shm::HitMeta, &EnvelopeConfig) -> T,
     ) -> Result<SegmentOutcome<T>, Error> {
         let guard = self.session.load();
         let Some(session) = guard.as_deref() else {
             crate::limits::check_key(key, &Limits::DEFAULT)?;
-            self.refresh();
+            if mode == LookupMode::BeforeFetch {
+                self.refresh();
+            }
             return Ok(SegmentOutcome::Unusable);
         };
         crate::limits::check_key(key, &session.limits)?;
@@ -151,7 +198,9 @@ impl Shared {
         let Some(reader) = session.live_reader(now).filter(|_| !distrusted) else {
             if session.reader.is_some() {
                 bump(&self.counters.stale_heartbeat);
-                self.refresh();
+                if mode == LookupMode::BeforeFetch {
+                    self.refresh();
+                }
             }
             return Ok(SegmentOutcome::Unusable);
         };
@@ -161,9 +210,15 @@ impl Shared {
             }
             for _ in 0..MAX_GROWS {
                 match reader.get_into_at(ns, key, raw.as_mut_slice(), Some(now)) {
-                    Lookup::Hit(m) => return SegmentOutcome::Hit(on_hit(&raw[..m.value_len], &m)),
-                    Lookup::Miss => return SegmentOutcome::Miss,
-                    Lookup::BufferTooSmall { needed } => raw.resize(needed, 0),
+                    shm::Lookup::Hit(m) => {
+                        return SegmentOutcome::Hit(on_hit(
+                            &raw[..m.value_len],
+                            &m,
+                            &session.envelope,
+                        ))
+                    }
+                    shm::Lookup::Miss => return SegmentOutcome::Miss,
+                    shm::Lookup::BufferTooSmall { needed } => raw.resize(needed, 0),
                 }
             }
             SegmentOutcome::Miss
@@ -299,11 +354,17 @@ impl Shared {
             }
             None => None,
         };
+        let value_limit = ValueLimit::new(self.opts.envelope.max_value_bytes, Some(&hello.limits));
         let session = Session {
             reader,
             epoch: hello.daemon_epoch,
             heartbeat_timeout_ms: u64::from(hello.heartbeat_timeout_ms),
             limits: hello.limits,
+            value_limit,
+            envelope: EnvelopeConfig {
+                max_value_bytes: value_limit.max,
+                ..self.opts.envelope
+            },
         };
         if let Some(old) = current {
             bump(&self.counters.reattaches);

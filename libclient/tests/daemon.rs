@@ -32,14 +32,17 @@ struct Daemon {
 
 impl Daemon {
     fn start(bin: &Path, dir: &Path) -> Daemon {
+        Self::start_with(bin, dir, &["--memory", "8MiB"])
+    }
+
+    /// A daemon with `extra` flags (say, `--max-value-bytes 4MiB`).
+    fn start_with(bin: &Path, dir: &Path, extra: &[&str]) -> Daemon {
         let child = Command::new(bin)
             .args(["--dir"])
             .arg(dir)
             .args([
                 "--instance",
                 "itest",
-                "--memory",
-                "8MiB",
                 "--heartbeat-ms",
                 "50",
                 "--heartbeat-timeout-ms",
@@ -47,6 +50,7 @@ impl Daemon {
                 "--log",
                 "warn",
             ])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -177,5 +181,69 @@ fn against_the_real_daemon() {
         assert_ne!(segment.epoch, first_epoch);
         assert!(segment.live);
         assert!(client.local_stats().reattaches >= 1);
+    });
+}
+
+/// Incompressible bytes (xorshift), so the envelope does not shrink them.
+fn noise(len: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn values_as_large_as_the_daemon_allows() {
+    const MIB: usize = 1 << 20;
+    let Some(bin) = daemon_binary() else {
+        eprintln!("skipped: no cachekitd binary (build it with `cargo build -p cachekitd`, or set CACHEKITD_BIN)");
+        return;
+    };
+    watchdog(120, move || {
+        // cachekitd --max-value-bytes 4MiB: a 3 MiB value round-trips.
+        let dir = tempfile::tempdir().unwrap();
+        let _big = Daemon::start_with(&bin, dir.path(), &["--max-value-bytes", "4MiB"]);
+        let client = connect(dir.path());
+        assert_eq!(client.max_value_bytes(), 4 * MIB);
+        let value = noise(3 * MIB);
+        client.set("3mib", &value, &SetOptions::new()).unwrap();
+        let v = client.get("3mib").unwrap().unwrap();
+        assert_eq!(v.source, Source::Segment);
+        assert!(v.bytes == value, "3 MiB value came back different");
+        let mut buf = Vec::new();
+        let info = client.get_into("3mib", &mut buf).unwrap().unwrap();
+        assert_eq!(info.len, value.len());
+        assert!(buf == value);
+        let before = client.request_count();
+        assert!(client.get_local("3mib").unwrap().unwrap().bytes == value);
+        assert_eq!(client.request_count(), before);
+        // Up to the limit exactly, and not a byte more.
+        client
+            .set("4mib", noise(4 * MIB), &SetOptions::new())
+            .unwrap();
+        assert_eq!(client.get("4mib").unwrap().unwrap().bytes.len(), 4 * MIB);
+        let e = client
+            .set("over", noise(4 * MIB + 1), &SetOptions::new())
+            .unwrap_err();
+        assert!(matches!(e, Error::TooLarge { .. }), "{e}");
+        assert!(e.to_string().contains("max_value_bytes = 4194304"), "{e}");
+
+        // A default daemon (1 MiB): a 2 MiB value is refused, naming the limit.
+        let dir = tempfile::tempdir().unwrap();
+        let _default = Daemon::start_with(&bin, dir.path(), &[]);
+        let client = connect(dir.path());
+        assert_eq!(client.max_value_bytes(), MIB);
+        let e = client
+            .set("2mib", noise(2 * MIB), &SetOptions::new())
+            .unwrap_err();
+        assert!(matches!(e, Error::TooLarge { .. }), "{e}");
+        assert!(e.to_string().contains("max_value_bytes = 1048576"), "{e}");
+        client.set("1mib", noise(MIB), &SetOptions::new()).unwrap();
+        assert_eq!(client.get("1mib").unwrap().unwrap().bytes.len(), MIB);
     });
 }

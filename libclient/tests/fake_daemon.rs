@@ -189,29 +189,213 @@ fn limits_are_checked_before_sending() {
     });
 }
 
+/// Incompressible bytes (xorshift), so the envelope does not shrink them.
+fn noise(len: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 #[test]
 fn the_daemons_own_limits_apply() {
     watchdog(30, || {
         let (_dir, path) = socket_path();
+        // Announces 1000 bytes of encoded value: a daemon run with --max-value-bytes 936.
         let limits = cachekit_proto::Limits {
             max_value_bytes: 1000,
             ..cachekit_proto::Limits::DEFAULT
         };
         let _daemon = FakeDaemon::start_with(&path, limits);
         let client = Client::connect(options(&path)).unwrap();
-        // Incompressible 1000 bytes grow by the 16-byte envelope header: over the limit.
-        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
-        let value: Vec<u8> = (0..1000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        assert_eq!(client.max_value_bytes(), 936);
+        let value = noise(1000);
+        let before = client.request_count();
         let e = client.set("k", &value, &SetOptions::new()).unwrap_err();
-        assert!(e.to_string().contains("max_value_bytes = 1000"), "{e}");
-        client.set("k", &value[..900], &SetOptions::new()).unwrap();
+        assert!(matches!(e, Error::TooLarge { .. }), "{e}");
+        assert!(e.to_string().contains("max_value_bytes = 936"), "{e}");
+        assert!(e.to_string().contains("--max-value-bytes"), "{e}");
+        assert_eq!(client.request_count(), before, "checked before sending");
+        client.set("k", &value[..936], &SetOptions::new()).unwrap();
+        assert_eq!(client.get("k").unwrap().unwrap().bytes, &value[..936]);
+    });
+}
+
+#[test]
+fn the_value_limit_follows_the_daemon_unless_capped() {
+    watchdog(60, || {
+        const MIB: usize = 1 << 20;
+        let (_dir, path) = socket_path();
+        let daemon = FakeDaemon::start_with_max_value(&path, 3 * MIB);
+        let big = noise(5 * MIB / 2);
+
+        // A lazy client starts with the configured default and adopts the daemon's limit on
+        // its first write, before checking the value.
+        let client = Client::connect_lazy(options(&path)).unwrap();
+        assert_eq!(client.max_value_bytes(), MIB);
+        client.set("big", &big, &SetOptions::new()).unwrap();
+        assert_eq!(client.max_value_bytes(), 3 * MIB);
+        let v = client.get("big").unwrap().unwrap();
+        assert_eq!((v.bytes.len(), v.source), (big.len(), Source::Segment));
+        assert!(v.bytes == big);
+        let e = client
+            .set("k", noise(3 * MIB + 1), &SetOptions::new())
+            .unwrap_err();
+        assert!(e.to_string().contains("max_value_bytes = 3145728"), "{e}");
+
+        // Decoding follows it too, on the FETCH path as well (the daemon fills from its
+        // "Redis"): a fresh client's first get is a FETCH that attaches.
+        let wide = cachekit_envelope::EnvelopeConfig {
+            max_value_bytes: 3 * MIB,
+            ..Default::default()
+        };
+        let envelope = cachekit_envelope::encode(&wide, &big).unwrap();
+        daemon.insert_remote("test", b"remote", &envelope);
+        let reader = Client::connect_lazy(options(&path)).unwrap();
+        let v = reader.get("remote").unwrap().unwrap();
+        assert_eq!((v.bytes.len(), v.source), (big.len(), Source::Daemon));
+        assert!(v.bytes == big);
+        let mut buf = Vec::new();
+        let info = reader.get_local_into("remote", &mut buf).unwrap().unwrap();
+        assert_eq!((info.len, info.source), (big.len(), Source::Segment));
+
+        // An explicit envelope.max_value_bytes below the daemon's is a cap, for writes and
+        // reads alike.
+        let capped_opts = options(&path).envelope(cachekit_envelope::EnvelopeConfig {
+            max_value_bytes: 2 * MIB,
+            ..Default::default()
+        });
+        let capped = Client::connect(capped_opts).unwrap();
+        assert_eq!(capped.max_value_bytes(), 2 * MIB);
+        let e = capped
+            .set("k", noise(2 * MIB + 1), &SetOptions::new())
+            .unwrap_err();
+        assert!(matches!(e, Error::TooLarge { .. }), "{e}");
+        assert!(e.to_string().contains("max_value_bytes = 2097152"), "{e}");
+        assert!(e.to_string().contains("envelope.max_value_bytes"), "{e}");
+        assert!(matches!(capped.get("big"), Err(Error::Envelope(_))));
+        // A larger one cannot raise the daemon's.
+        let wide_opts = options(&path).envelope(cachekit_envelope::EnvelopeConfig {
+            max_value_bytes: 8 * MIB,
+            ..Default::default()
+        });
+        assert_eq!(
+            Client::connect(wide_opts).unwrap().max_value_bytes(),
+            3 * MIB
+        );
+    });
+}
+
+#[test]
+fn get_local_reads_the_segment_and_nothing_else() {
+    watchdog(30, || {
+        let (_dir, path) = socket_path();
+        let daemon = FakeDaemon::start(&path);
+        let client = Client::connect(options(&path)).unwrap();
+        client
+            .set(
+                "k",
+                b"hello",
+                &SetOptions::new().ttl(Duration::from_secs(60)),
+            )
+            .unwrap();
+        let envelope = cachekit_envelope::encode(&Default::default(), b"from redis").unwrap();
+        daemon.insert_remote("test", b"remote", &envelope);
+
+        let requests = client.request_count();
+        let daemon_requests = daemon.requests();
+        let mut buf = Vec::new();
+        for _ in 0..100 {
+            let v = client.get_local("k").unwrap().expect("hit");
+            assert_eq!(
+                (v.bytes.as_slice(), v.source),
+                (&b"hello"[..], Source::Segment)
+            );
+            assert!(v.expires_ms.is_some() && !v.stale);
+            let info = client.get_local_into("k", &mut buf).unwrap().expect("hit");
+            assert_eq!(
+                (buf.as_slice(), info.len, info.source),
+                (&b"hello"[..], 5, Source::Segment)
+            );
+            // Not in the segment: None, whatever the daemon could answer.
+            assert_eq!(client.get_local("absent").unwrap(), None);
+            assert_eq!(client.get_local("remote").unwrap(), None);
+            assert!(client.get_local_into("remote", &mut buf).unwrap().is_none());
+            assert!(buf.is_empty());
+        }
+        assert_eq!(
+            client.request_count(),
+            requests,
+            "get_local sent socket requests"
+        );
+        assert_eq!(daemon.requests(), daemon_requests);
+        assert_eq!(client.local_stats().fetches, 0);
+
+        // A full get asks the daemon, which fills the segment; then get_local sees it.
+        let v = client.get("remote").unwrap().expect("the daemon has it");
+        assert_eq!(
+            (v.bytes.as_slice(), v.source),
+            (&b"from redis"[..], Source::Daemon)
+        );
+        assert_eq!(client.request_count(), requests + 1);
+        let v = client
+            .get_local("remote")
+            .unwrap()
+            .expect("now in the segment");
+        assert_eq!(v.source, Source::Segment);
+
+        // Its errors are get's: a key over the limit, stored bytes that are not an envelope.
+        let e = client.get_local(vec![b'k'; 4097]).unwrap_err();
+        assert!(matches!(e, Error::TooLarge { .. }), "{e}");
+        daemon.insert("test", b"raw", b"not an envelope at all");
+        assert!(matches!(client.get_local("raw"), Err(Error::Envelope(_))));
+        assert_eq!(client.request_count(), requests + 1);
+    });
+}
+
+#[test]
+fn get_local_never_connects_refreshes_or_waits() {
+    watchdog(30, || {
+        // A lazy client that has not reached the daemon: None, and no connection attempt.
+        let (_dir, path) = socket_path();
+        let lazy = Client::connect_lazy(options(&path)).unwrap();
+        assert_eq!(lazy.get_local("k").unwrap(), None);
+        let l = lazy.local_stats();
+        assert_eq!((l.requests, l.connects, l.connect_failures), (0, 0, 0));
+
+        let daemon = FakeDaemon::start(&path);
+        let client = Client::connect(options(&path)).unwrap();
+        client.set("k", b"v", &SetOptions::new()).unwrap();
+        assert!(client.get_local("k").unwrap().is_some());
+        // The daemon is up now, but get_local does not attach it...
+        assert_eq!(lazy.get_local("k").unwrap(), None);
+        assert_eq!(lazy.local_stats().connects, 0);
+        // ...a full get does, and from then on get_local hits.
+        assert!(lazy.get("k").unwrap().is_some());
+        assert_eq!(lazy.get_local("k").unwrap().unwrap().bytes, b"v");
+
+        // Stale heartbeat: the segment is not trusted, so get_local is None, with no request
+        // and no refresh (the idle pooled connection is not dropped).
+        daemon.pause_heartbeat();
+        let requests = client.request_count();
+        let (open, _) = client.pool_connections();
+        assert!(open >= 1);
+        assert!(eventually(10, || client.get_local("k").unwrap().is_none()));
+        for _ in 0..100 {
+            assert!(client.get_local("k").unwrap().is_none());
+        }
+        assert_eq!(client.request_count(), requests);
+        assert_eq!(client.pool_connections().0, open);
+        assert!(client.local_stats().stale_heartbeat > 0);
+        // The full get still answers, from the daemon.
+        assert_eq!(client.get("k").unwrap().unwrap().source, Source::Daemon);
+        daemon.resume_heartbeat();
+        assert!(eventually(10, || client.get_local("k").unwrap().is_some()));
     });
 }
 

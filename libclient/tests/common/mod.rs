@@ -4,6 +4,7 @@
 //! re-attach) be tested deterministically without the daemon binary.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -30,7 +31,13 @@ struct State {
     requests: AtomicU64,
     conns: Mutex<Vec<UnixStream>>,
     limits: Limits,
+    /// What the daemon can fill a miss from (standing in for Redis): FETCH of a key not in the
+    /// table inserts it from here, as cachekitd fills from its Redis tier.
+    remote: Mutex<Remote>,
 }
+
+/// (namespace, key) -> envelope.
+type Remote = HashMap<(String, Vec<u8>), Vec<u8>>;
 
 /// A running fake daemon; stopped on drop.
 pub struct FakeDaemon {
@@ -45,13 +52,36 @@ impl FakeDaemon {
         Self::start_with(path, Limits::DEFAULT)
     }
 
+    /// A daemon configured like `cachekitd --max-value-bytes <max_value_bytes>`: it announces
+    /// that plus the 64 bytes of envelope headroom, and its frame limit to match.
+    pub fn start_with_max_value(path: &Path, max_value_bytes: usize) -> FakeDaemon {
+        let limits = Limits {
+            max_value_bytes: max_value_bytes + 64,
+            ..Limits::DEFAULT
+        };
+        let limits = Limits {
+            max_frame_bytes: limits.largest_frame() as usize,
+            ..limits
+        };
+        Self::start_with(path, limits)
+    }
+
     pub fn start_with(path: &Path, limits: Limits) -> FakeDaemon {
-        let cfg = TableConfig {
-            arena_bytes: 8 << 20,
-            segment_bytes: Some(2 << 20),
-            max_value_bytes: 1 << 20,
-            tag_counters: 1 << 12,
-            ..TableConfig::default()
+        let cfg = if limits.max_value_bytes > 1 << 20 {
+            TableConfig {
+                arena_bytes: 64 << 20,
+                max_value_bytes: limits.max_value_bytes as u64,
+                tag_counters: 1 << 12,
+                ..TableConfig::default()
+            }
+        } else {
+            TableConfig {
+                arena_bytes: 8 << 20,
+                segment_bytes: Some(2 << 20),
+                max_value_bytes: 1 << 20,
+                tag_counters: 1 << 12,
+                ..TableConfig::default()
+            }
         };
         let writer = Writer::create(&cfg, Backing::Memfd).expect("create table");
         let state = Arc::new(State {
@@ -62,6 +92,7 @@ impl FakeDaemon {
             requests: AtomicU64::new(0),
             conns: Mutex::new(Vec::new()),
             limits,
+            remote: Mutex::new(HashMap::new()),
         });
         let _ = std::fs::remove_file(path);
         let listener = UnixListener::bind(path).expect("bind fake daemon socket");
@@ -110,6 +141,16 @@ impl FakeDaemon {
             .unwrap()
             .insert(ns, key, envelope, &InsertOptions::default())
             .unwrap();
+    }
+
+    /// Puts an envelope where only the daemon can find it (its "Redis"): not in the segment
+    /// until a FETCH fills it from there.
+    pub fn insert_remote(&self, ns: &str, key: &[u8], envelope: &[u8]) {
+        self.state
+            .remote
+            .lock()
+            .unwrap()
+            .insert((ns.to_string(), key.to_vec()), envelope.to_vec());
     }
 
     /// Stops listening, closes every connection, removes the socket. The segment's heartbeat
@@ -232,16 +273,26 @@ fn handle(state: &State, req: Request) -> Reply {
             w.clear_namespace(&namespace);
             Reply::Ok
         }
-        Request::Fetch { namespace, key } => match w.reader().get(&namespace, &key) {
-            Some((value, m)) => Reply::FetchHit(FetchHit {
-                value,
-                created_ms: m.created_ms,
-                expires_ms: m.expires_ms,
-                grace_until_ms: m.grace_until_ms,
-                stale: m.stale,
-            }),
-            None => Reply::FetchMiss,
-        },
+        Request::Fetch { namespace, key } => {
+            if w.reader().get(&namespace, &key).is_none() {
+                // A miss: fill from the remote tier, as cachekitd fills from Redis.
+                let remote = state.remote.lock().unwrap();
+                if let Some(v) = remote.get(&(namespace.clone(), key.clone())) {
+                    w.insert(&namespace, &key, v, &InsertOptions::default())
+                        .unwrap();
+                }
+            }
+            match w.reader().get(&namespace, &key) {
+                Some((value, m)) => Reply::FetchHit(FetchHit {
+                    value,
+                    created_ms: m.created_ms,
+                    expires_ms: m.expires_ms,
+                    grace_until_ms: m.grace_until_ms,
+                    stale: m.stale,
+                }),
+                None => Reply::FetchMiss,
+            }
+        }
         Request::Stats => Reply::Stats {
             counters: vec![("requests".into(), state.requests.load(Ordering::Relaxed))],
         },
