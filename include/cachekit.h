@@ -31,8 +31,8 @@
  *   arguments only during the call and keeps no pointer to them.
  *
  * Buffers and ownership.
- *   - Caller-owned buffers (cachekit_get, cachekit_last_error_message) follow
- *     (buf, len, &needed): when len is too small the function returns
+ *   - Caller-owned buffers (cachekit_get, cachekit_get_local, cachekit_last_error_message)
+ *     follow (buf, len, &needed): when len is too small the function returns
  *     CACHEKIT_BUFFER_TOO_SMALL and writes the size needed; buf = NULL with len = 0 is a pure
  *     size query.
  *   - Library-owned memory is freed by the matching function: cachekit_get_alloc ->
@@ -51,6 +51,13 @@
  *
  * Panics. Every function catches internal panics (bugs) at the boundary: they return
  *   CACHEKIT_PANIC (free/close functions return normally), never unwind into C.
+ *
+ * Never blocking. cachekit_get_local reads the shared segment only (no socket, no Redis, no
+ *   reconnect, no lock): an event loop calls it inline and sends only its misses to
+ *   cachekit_get on a thread that may wait.
+ *
+ * Value sizes. Values may be as large as the daemon's --max-value-bytes: a client adopts the
+ *   limit the daemon announces when it connects (before that, 1 MiB).
  *
  * Daemon down. Gets never fail because cachekitd is unreachable: they return CACHEKIT_MISS.
  *   Writes return CACHEKIT_UNAVAILABLE (not running) or CACHEKIT_TIMEOUT (stuck), unless
@@ -473,6 +480,9 @@ void cachekit_client_close(struct cachekit_client *client);
  * - `tags`, `tag_count`: tag paths (`posts/123/comments`) for `cachekit_invalidate`; NULL when
  *   `tag_count` is 0.
  *
+ * Values may be as large as the daemon's `--max-value-bytes` (the client adopts the daemon's
+ * limit when it connects).
+ *
  * Errors: `CACHEKIT_TOO_LARGE` (key, value, tag or tag count over the daemon's limits),
  * `CACHEKIT_INVALID_ARGUMENT` (malformed tag), `CACHEKIT_UNAVAILABLE`, `CACHEKIT_TIMEOUT`,
  * `CACHEKIT_NOT_PERMITTED`.
@@ -661,6 +671,38 @@ cachekit_result cachekit_get(const struct cachekit_client *client,
                              size_t buf_len,
                              size_t *value_len,
                              struct cachekit_value_info *info);
+
+/**
+ * Gets the value of `key` from the shared segment only: like `cachekit_get` (same
+ * parameters, same results, same outputs), except that it never leaves the process. No socket
+ * request, no Redis, no reconnect, no lock: a read of shared memory, so it never blocks (for
+ * event loops: call it inline, and `cachekit_get` on a thread that may wait only when it
+ * misses).
+ *
+ * - `CACHEKIT_OK`: a hit from the segment (`info->source` is `CACHEKIT_SOURCE_SEGMENT`),
+ *   fresh or stale, exactly as `cachekit_get` would have served it.
+ * - `CACHEKIT_MISS`: the segment does not hold the key, or cannot be used: not attached yet
+ *   (a `CACHEKIT_OPEN_LAZY` handle that has not reached the daemon), the daemon's heartbeat
+ *   is stale, or the daemon was found gone. A key the daemon could fill (from Redis) misses
+ *   here until a `cachekit_get` or a write brings it into the segment.
+ * - `CACHEKIT_BUFFER_TOO_SMALL`: as for `cachekit_get`.
+ * - errors: `CACHEKIT_TOO_LARGE` (key over `max_key_bytes`), `CACHEKIT_CORRUPT_VALUE`,
+ *   `CACHEKIT_NULL_ARGUMENT`.
+ *
+ * # Safety
+ *
+ * As `cachekit_get`: `client` must be a live handle; `key` must point to `key_len` readable
+ * bytes (or be NULL with length 0); `buf` to `buf_len` writable bytes (or NULL with length 0);
+ * `value_len` to a writable `size_t`; `info` must be NULL or point to a writable
+ * `cachekit_value_info`.
+ */
+cachekit_result cachekit_get_local(const struct cachekit_client *client,
+                                   const uint8_t *key,
+                                   size_t key_len,
+                                   uint8_t *buf,
+                                   size_t buf_len,
+                                   size_t *value_len,
+                                   struct cachekit_value_info *info);
 
 /**
  * Gets the value of `key` into a buffer the library allocates.

@@ -117,6 +117,9 @@ pub unsafe extern "C" fn cachekit_client_close(client: *mut cachekit_client) {
 /// - `tags`, `tag_count`: tag paths (`posts/123/comments`) for `cachekit_invalidate`; NULL when
 ///   `tag_count` is 0.
 ///
+/// Values may be as large as the daemon's `--max-value-bytes` (the client adopts the daemon's
+/// limit when it connects).
+///
 /// Errors: `CACHEKIT_TOO_LARGE` (key, value, tag or tag count over the daemon's limits),
 /// `CACHEKIT_INVALID_ARGUMENT` (malformed tag), `CACHEKIT_UNAVAILABLE`, `CACHEKIT_TIMEOUT`,
 /// `CACHEKIT_NOT_PERMITTED`.
@@ -278,6 +281,20 @@ mod tests {
         unsafe {
             assert_eq!(cachekit_clear(null()), CACHEKIT_NULL_ARGUMENT);
             assert_eq!(cachekit_delete(null(), null(), 0), CACHEKIT_NULL_ARGUMENT);
+            let mut len = 7usize;
+            assert_eq!(
+                crate::value::cachekit_get_local(
+                    null(),
+                    null(),
+                    0,
+                    null_mut(),
+                    0,
+                    &mut len,
+                    null_mut()
+                ),
+                CACHEKIT_NULL_ARGUMENT
+            );
+            assert_eq!(len, 7);
             assert_eq!(
                 cachekit_set(null(), null(), 0, null(), 0, 0, 0, null(), 0),
                 CACHEKIT_NULL_ARGUMENT
@@ -322,8 +339,28 @@ mod tests {
         // SAFETY: valid options and output.
         assert_eq!(unsafe { cachekit_client_open(&opts, &mut c) }, CACHEKIT_OK);
         assert!(!c.is_null());
-        // SAFETY: `c` is live; key and value are valid buffers.
+        // SAFETY: `c` is live; key, value and outputs are valid buffers.
         unsafe {
+            let (mut buf, mut len) = ([0u8; 4], 7usize);
+            let (k, cap) = (b"k".as_ptr(), buf.len());
+            // Never attached: both gets miss (only cachekit_get tried to connect).
+            assert_eq!(
+                crate::value::cachekit_get_local(
+                    c,
+                    k,
+                    1,
+                    buf.as_mut_ptr(),
+                    cap,
+                    &mut len,
+                    null_mut()
+                ),
+                CACHEKIT_MISS
+            );
+            assert_eq!(
+                crate::value::cachekit_get(c, k, 1, buf.as_mut_ptr(), cap, &mut len, null_mut()),
+                CACHEKIT_MISS
+            );
+            assert_eq!(len, 7);
             assert_eq!(
                 cachekit_set(c, b"k".as_ptr(), 1, b"v".as_ptr(), 1, 0, 0, null(), 0),
                 CACHEKIT_UNAVAILABLE

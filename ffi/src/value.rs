@@ -1,6 +1,7 @@
 //! Reading one value: `cachekit_get` (into the caller's buffer, with a size query),
-//! `cachekit_get_alloc` (into a buffer the library allocates), and `cachekit_value_info`, the
-//! metadata of a hit.
+//! `cachekit_get_alloc` (into a buffer the library allocates), `cachekit_get_local` (like
+//! `cachekit_get`, from the shared segment only), and `cachekit_value_info`, the metadata of a
+//! hit.
 
 use std::cell::RefCell;
 
@@ -73,10 +74,20 @@ thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Which get a read is.
+#[derive(Clone, Copy)]
+enum Reach {
+    /// `Client::get_into`: the segment, then the daemon (or Redis).
+    Full,
+    /// `Client::get_local_into`: the segment only.
+    Local,
+}
+
 /// Gets `key` into this thread's scratch buffer and hands the bytes to `then`.
 fn with_value<T>(
     client: &cachekit_client,
     key: &[u8],
+    reach: Reach,
     then: impl FnOnce(&[u8], HitInfo) -> Result<T, Failure>,
 ) -> Result<Option<T>, Failure> {
     SCRATCH.with(|cell| {
@@ -86,7 +97,10 @@ fn with_value<T>(
             Ok(b) => b,
             Err(_) => &mut fresh,
         };
-        let hit = client.client.get_into(key, buf);
+        let hit = match reach {
+            Reach::Full => client.client.get_into(key, buf),
+            Reach::Local => client.client.get_local_into(key, buf),
+        };
         let result = match hit {
             Ok(Some(info)) => then(buf, info).map(Some),
             Ok(None) => Ok(None),
@@ -129,40 +143,120 @@ pub unsafe extern "C" fn cachekit_get(
     info: *mut cachekit_value_info,
 ) -> cachekit_result {
     ffi_boundary(|| {
-        // SAFETY: the caller promises a live handle or NULL.
-        let c = unsafe { handle(client, "client") }?;
-        // SAFETY: the caller promises `key_len` readable bytes at `key` (or a length of 0).
-        let key = unsafe { bytes_in(key, key_len, "key") }?;
-        let value_len = out_ptr(value_len, "value_len")?;
-        if buf.is_null() && buf_len > 0 {
-            return Err(Failure::null_argument("buf"));
+        // SAFETY: the caller's promises are `get_into_buf`'s.
+        unsafe {
+            get_into_buf(
+                client,
+                key,
+                key_len,
+                buf,
+                buf_len,
+                value_len,
+                info,
+                Reach::Full,
+            )
         }
-        let found = with_value(c, key, |bytes, hit| {
-            if bytes.len() > buf_len {
-                // SAFETY: non-NULL and writable, the caller promises.
-                unsafe { write_out(value_len, bytes.len()) };
-                return Err(Failure::buffer_too_small("the value", bytes.len(), buf_len));
+    })
+}
+
+/// Gets the value of `key` from the shared segment only: like `cachekit_get` (same
+/// parameters, same results, same outputs), except that it never leaves the process. No socket
+/// request, no Redis, no reconnect, no lock: a read of shared memory, so it never blocks (for
+/// event loops: call it inline, and `cachekit_get` on a thread that may wait only when it
+/// misses).
+///
+/// - `CACHEKIT_OK`: a hit from the segment (`info->source` is `CACHEKIT_SOURCE_SEGMENT`),
+///   fresh or stale, exactly as `cachekit_get` would have served it.
+/// - `CACHEKIT_MISS`: the segment does not hold the key, or cannot be used: not attached yet
+///   (a `CACHEKIT_OPEN_LAZY` handle that has not reached the daemon), the daemon's heartbeat
+///   is stale, or the daemon was found gone. A key the daemon could fill (from Redis) misses
+///   here until a `cachekit_get` or a write brings it into the segment.
+/// - `CACHEKIT_BUFFER_TOO_SMALL`: as for `cachekit_get`.
+/// - errors: `CACHEKIT_TOO_LARGE` (key over `max_key_bytes`), `CACHEKIT_CORRUPT_VALUE`,
+///   `CACHEKIT_NULL_ARGUMENT`.
+///
+/// # Safety
+///
+/// As `cachekit_get`: `client` must be a live handle; `key` must point to `key_len` readable
+/// bytes (or be NULL with length 0); `buf` to `buf_len` writable bytes (or NULL with length 0);
+/// `value_len` to a writable `size_t`; `info` must be NULL or point to a writable
+/// `cachekit_value_info`.
+#[no_mangle]
+pub unsafe extern "C" fn cachekit_get_local(
+    client: *const cachekit_client,
+    key: *const u8,
+    key_len: usize,
+    buf: *mut u8,
+    buf_len: usize,
+    value_len: *mut usize,
+    info: *mut cachekit_value_info,
+) -> cachekit_result {
+    ffi_boundary(|| {
+        // SAFETY: the caller's promises are `get_into_buf`'s.
+        unsafe {
+            get_into_buf(
+                client,
+                key,
+                key_len,
+                buf,
+                buf_len,
+                value_len,
+                info,
+                Reach::Local,
+            )
+        }
+    })
+}
+
+/// The body of `cachekit_get` and `cachekit_get_local`.
+///
+/// # Safety
+///
+/// As `cachekit_get`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn get_into_buf(
+    client: *const cachekit_client,
+    key: *const u8,
+    key_len: usize,
+    buf: *mut u8,
+    buf_len: usize,
+    value_len: *mut usize,
+    info: *mut cachekit_value_info,
+    reach: Reach,
+) -> Result<cachekit_result, Failure> {
+    // SAFETY: the caller promises a live handle or NULL.
+    let c = unsafe { handle(client, "client") }?;
+    // SAFETY: the caller promises `key_len` readable bytes at `key` (or a length of 0).
+    let key = unsafe { bytes_in(key, key_len, "key") }?;
+    let value_len = out_ptr(value_len, "value_len")?;
+    if buf.is_null() && buf_len > 0 {
+        return Err(Failure::null_argument("buf"));
+    }
+    let found = with_value(c, key, reach, |bytes, hit| {
+        if bytes.len() > buf_len {
+            // SAFETY: non-NULL and writable, the caller promises.
+            unsafe { write_out(value_len, bytes.len()) };
+            return Err(Failure::buffer_too_small("the value", bytes.len(), buf_len));
+        }
+        // SAFETY:
+        // - `buf` has `buf_len >= bytes.len()` writable bytes (non-NULL when bytes is not
+        //   empty, since then buf_len > 0), the caller promises;
+        // - `bytes` is this thread's scratch buffer, which cannot overlap the caller's;
+        // - `value_len` is non-NULL and `info` NULL or writable, the caller promises.
+        unsafe {
+            if !bytes.is_empty() {
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf, bytes.len());
             }
-            // SAFETY:
-            // - `buf` has `buf_len >= bytes.len()` writable bytes (non-NULL when bytes is not
-            //   empty, since then buf_len > 0), the caller promises;
-            // - `bytes` is this thread's scratch buffer, which cannot overlap the caller's;
-            // - `value_len` is non-NULL and `info` NULL or writable, the caller promises.
-            unsafe {
-                if !bytes.is_empty() {
-                    std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf, bytes.len());
-                }
-                write_out(value_len, bytes.len());
-                if !info.is_null() {
-                    write_out(info, hit.into());
-                }
+            write_out(value_len, bytes.len());
+            if !info.is_null() {
+                write_out(info, hit.into());
             }
-            Ok(())
-        })?;
-        Ok(match found {
-            Some(()) => cachekit_result::CACHEKIT_OK,
-            None => cachekit_result::CACHEKIT_MISS,
-        })
+        }
+        Ok(())
+    })?;
+    Ok(match found {
+        Some(()) => cachekit_result::CACHEKIT_OK,
+        None => cachekit_result::CACHEKIT_MISS,
     })
 }
 
@@ -193,7 +287,7 @@ pub unsafe extern "C" fn cachekit_get_alloc(
         let key = unsafe { bytes_in(key, key_len, "key") }?;
         let value = out_ptr(value, "value")?;
         let value_len = out_ptr(value_len, "value_len")?;
-        let found = with_value(c, key, |bytes, hit| {
+        let found = with_value(c, key, Reach::Full, |bytes, hit| {
             let copy = alloc_copy(bytes);
             // SAFETY: `value` and `value_len` are non-NULL and writable, `info` NULL or
             // writable, the caller promises.

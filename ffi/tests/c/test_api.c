@@ -5,10 +5,20 @@
  *
  * Usage: test_api SOCKET
  *   SOCKET: the socket of a running cachekitd started with --max-value-bytes 64KiB.
+ * For large values the program also starts a cachekitd of its own with --max-value-bytes
+ * 4MiB: $CACHEKITD_BIN, else the cachekitd next to the libcachekit.so it runs with (the
+ * build directory, under scripts/test-c).
  * Built by scripts/test-c with -DEXPECTED_VERSION="x.y.z" (the version in Cargo.toml).
  */
+#include <dlfcn.h>
+#include <ftw.h>
+#include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "check.h"
 
@@ -71,6 +81,7 @@ static void daemon_not_running_is_unavailable_with_a_helpful_message(void) {
   char buf[16];
   size_t len = 77;
   CHECK_RC(cachekit_get(c, K("k"), (uint8_t *)buf, sizeof buf, &len, NULL), CACHEKIT_MISS);
+  CHECK_RC(cachekit_get_local(c, K("k"), (uint8_t *)buf, sizeof buf, &len, NULL), CACHEKIT_MISS);
   CHECK(len == 77);
   CHECK_RC(set_str(c, "k", "v", 0, NULL, 0), CACHEKIT_UNAVAILABLE);
   CHECK_MSG("cachekitd is not running");
@@ -301,6 +312,68 @@ static void stale_hits_are_ok_with_the_stale_flag_then_miss(void) {
   CHECK_RC(rc, CACHEKIT_MISS);
 }
 
+/* ---- get_local: the shared segment only ---- */
+
+/* client.requests of a fresh stats snapshot (which counts its own STATS request). */
+static uint64_t requests_sent(const cachekit_client *c) {
+  cachekit_stats *st = NULL;
+  uint64_t v = 0;
+  CHECK_RC(cachekit_stats_fetch(c, &st), CACHEKIT_OK);
+  CHECK_RC(cachekit_stats_lookup(st, "client.requests", &v), CACHEKIT_OK);
+  cachekit_stats_free(st);
+  return v;
+}
+
+static void get_local_reads_the_segment_and_sends_nothing(void) {
+  CHECK_RC(cachekit_set(C, K("local"), K("in shared memory"), 60000, 5000, NULL, 0), CACHEKIT_OK);
+  uint8_t buf[64];
+  size_t len = 0;
+  cachekit_value_info info, full;
+  uint64_t before = requests_sent(C);
+  for (int i = 0; i < 100; i++) {
+    memset(&info, 0xAB, sizeof info);
+    CHECK_RC(cachekit_get_local(C, K("local"), buf, sizeof buf, &len, &info), CACHEKIT_OK);
+    CHECK(len == 16 && memcmp(buf, "in shared memory", 16) == 0);
+    CHECK(info.source == CACHEKIT_SOURCE_SEGMENT && !info.stale);
+    /* A miss writes nothing. */
+    len = 1234;
+    buf[0] = 0x5A;
+    CHECK_RC(cachekit_get_local(C, K("not-local"), buf, sizeof buf, &len, &info), CACHEKIT_MISS);
+    CHECK(len == 1234 && buf[0] == 0x5A);
+  }
+  /* Only the two STATS requests: get_local never asked the daemon, even for the miss. */
+  CHECK(requests_sent(C) == before + 1);
+  /* The same metadata as cachekit_get's hit. */
+  CHECK_RC(cachekit_get(C, K("local"), buf, sizeof buf, &len, &full), CACHEKIT_OK);
+  CHECK(info.created_ms == full.created_ms && info.expires_ms == full.expires_ms &&
+        info.grace_until_ms == full.grace_until_ms && info.source == full.source &&
+        info.stale == full.stale);
+  CHECK(info.expires_ms == info.created_ms + 60000 && info.grace_until_ms == info.expires_ms + 5000);
+
+  /* cachekit_get's buffer conventions: size query, too small, exact. */
+  size_t needed = 0;
+  CHECK_RC(cachekit_get_local(C, K("local"), NULL, 0, &needed, NULL), CACHEKIT_BUFFER_TOO_SMALL);
+  CHECK(needed == 16);
+  CHECK_MSG("needs 16 bytes");
+  memset(buf, 0x5A, sizeof buf);
+  CHECK_RC(cachekit_get_local(C, K("local"), buf, 15, &needed, NULL), CACHEKIT_BUFFER_TOO_SMALL);
+  CHECK(needed == 16 && buf[0] == 0x5A);
+  CHECK_RC(cachekit_get_local(C, K("local"), buf, 16, &len, NULL), CACHEKIT_OK);
+  CHECK(len == 16);
+
+  /* Invalidation and deletes are seen at once, as by cachekit_get. */
+  CHECK_RC(cachekit_delete(C, K("local")), CACHEKIT_OK);
+  CHECK_RC(cachekit_get_local(C, K("local"), buf, sizeof buf, &len, NULL), CACHEKIT_MISS);
+
+  /* Errors are cachekit_get's. */
+  size_t klen = 4097;
+  uint8_t *key = malloc(klen);
+  memset(key, 'k', klen);
+  CHECK_RC(cachekit_get_local(C, key, klen, buf, sizeof buf, &len, NULL), CACHEKIT_TOO_LARGE);
+  CHECK_MSG("max_key_bytes = 4096");
+  free(key);
+}
+
 /* ---- invalidation, namespaces, clear ---- */
 
 static void invalidate_is_hierarchical_unless_exact(void) {
@@ -432,6 +505,143 @@ static void ping_answers(void) {
 
 /* ---- limits and bad arguments ---- */
 
+/* Incompressible bytes. */
+static uint8_t *noise(size_t n, uint64_t seed) {
+  uint8_t *p = malloc(n);
+  uint64_t x = seed | 1;
+  for (size_t i = 0; i < n; i++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    p[i] = (uint8_t)x;
+  }
+  return p;
+}
+
+/* ---- a cachekitd of the test's own ---- */
+
+/* $CACHEKITD_BIN, else the cachekitd next to the libcachekit.so this program runs with. */
+static int find_daemon(char *out, size_t cap) {
+  const char *env = getenv("CACHEKITD_BIN");
+  if (env && *env) {
+    snprintf(out, cap, "%s", env);
+  } else {
+    Dl_info di;
+    char real[PATH_MAX];
+    if (!dladdr((void *)cachekit_version, &di) || !di.dli_fname || !realpath(di.dli_fname, real))
+      return 0;
+    char *slash = strrchr(real, '/');
+    if (!slash) return 0;
+    *slash = 0;
+    snprintf(out, cap, "%s/cachekitd", real);
+  }
+  return access(out, X_OK) == 0;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  (void)st, (void)flag, (void)ftw;
+  return remove(path);
+}
+
+typedef struct {
+  pid_t pid;
+  char dir[64];
+  char socket[128];
+} own_daemon;
+
+/* Starts `cachekitd --max-value-bytes MAX` in a temp dir; 0 and a reported failure if not. */
+static int start_daemon(own_daemon *d, const char *max) {
+  char bin[PATH_MAX];
+  memset(d, 0, sizeof *d);
+  if (!find_daemon(bin, sizeof bin)) {
+    check_fail(__FILE__, __LINE__, "no cachekitd next to libcachekit.so; set CACHEKITD_BIN");
+    return 0;
+  }
+  snprintf(d->dir, sizeof d->dir, "/tmp/cachekit-test-api.XXXXXX");
+  if (!mkdtemp(d->dir)) {
+    check_fail(__FILE__, __LINE__, "mkdtemp failed");
+    return 0;
+  }
+  snprintf(d->socket, sizeof d->socket, "%s/big.sock", d->dir);
+  fflush(NULL);
+  d->pid = fork();
+  if (d->pid == 0) {
+    const char *vars[] = {"CACHEKIT_SOCKET", "CACHEKIT_INSTANCE", "CACHEKIT_DIR",
+                          "CACHEKIT_CONFIG", "NOTIFY_SOCKET"};
+    for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) unsetenv(vars[i]);
+    execl(bin, bin, "--dir", d->dir, "--instance", "big", "--max-value-bytes", max, "--log",
+          "warn", (char *)NULL);
+    _exit(127);
+  }
+  long long deadline = mono_ms() + 20000;
+  while (access(d->socket, F_OK) != 0) {
+    int status;
+    if (d->pid < 0 || waitpid(d->pid, &status, WNOHANG) != 0 || mono_ms() > deadline) {
+      check_fail(__FILE__, __LINE__, "%s --max-value-bytes %s did not start", bin, max);
+      if (d->pid > 0) kill(d->pid, SIGKILL), waitpid(d->pid, &status, 0);
+      nftw(d->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+      return 0;
+    }
+    sleep_ms(10);
+  }
+  return 1;
+}
+
+static void stop_daemon(own_daemon *d) {
+  int status = 0;
+  kill(d->pid, SIGTERM);
+  waitpid(d->pid, &status, 0);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0); /* it survived, and stopped cleanly */
+  nftw(d->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Against a daemon run with --max-value-bytes 4MiB: the client adopts its limit. */
+static void values_as_large_as_the_daemon_allows(void) {
+  own_daemon d;
+  if (!start_daemon(&d, "4MiB")) return;
+  cachekit_client *big = open_client(d.socket, "api-big");
+  if (!big) {
+    stop_daemon(&d);
+    return;
+  }
+  size_t n = 3u << 20;
+  uint8_t *value = noise(n, 42);
+  CHECK_RC(cachekit_set(big, K("3mib"), value, n, 0, 0, NULL, 0), CACHEKIT_OK);
+  /* Into a caller buffer, after a size query. */
+  size_t needed = 0, len = 0;
+  CHECK_RC(cachekit_get(big, K("3mib"), NULL, 0, &needed, NULL), CACHEKIT_BUFFER_TOO_SMALL);
+  CHECK(needed == n);
+  uint8_t *buf = malloc(n);
+  cachekit_value_info info;
+  CHECK_RC(cachekit_get(big, K("3mib"), buf, n, &len, &info), CACHEKIT_OK);
+  CHECK(len == n && memcmp(buf, value, n) == 0 && info.source == CACHEKIT_SOURCE_SEGMENT);
+  memset(buf, 0, n);
+  CHECK_RC(cachekit_get_local(big, K("3mib"), buf, n, &len, NULL), CACHEKIT_OK);
+  CHECK(len == n && memcmp(buf, value, n) == 0);
+  uint8_t *p = NULL;
+  CHECK_RC(cachekit_get_alloc(big, K("3mib"), &p, &len, NULL), CACHEKIT_OK);
+  CHECK(p != NULL && len == n && memcmp(p, value, n) == 0);
+  cachekit_buf_free(p);
+  /* And in a batch. */
+  const uint8_t *keys[] = {(const uint8_t *)"3mib"};
+  size_t lens[] = {4};
+  cachekit_batch *b = NULL;
+  CHECK_RC(cachekit_get_many(big, keys, lens, 1, &b), CACHEKIT_OK);
+  const uint8_t *v = NULL;
+  CHECK_RC(cachekit_batch_get(b, 0, &v, &len, NULL), CACHEKIT_OK);
+  CHECK(len == n && v != NULL && memcmp(v, value, n) == 0);
+  cachekit_batch_free(b);
+  free(buf);
+  free(value);
+  /* Over 4 MiB: refused before sending, naming the daemon's limit. */
+  n = (4u << 20) + 1;
+  value = noise(n, 7);
+  CHECK_RC(cachekit_set(big, K("over"), value, n, 0, 0, NULL, 0), CACHEKIT_TOO_LARGE);
+  CHECK_MSG("max_value_bytes = 4194304");
+  CHECK_RC(cachekit_set(big, K("4mib"), value, n - 1, 0, 0, NULL, 0), CACHEKIT_OK);
+  free(value);
+  cachekit_client_close(big);
+  stop_daemon(&d);
+}
+
 static void keys_values_and_tags_over_the_limits(void) {
   size_t klen = 4097;
   uint8_t *key = malloc(klen);
@@ -453,7 +663,11 @@ static void keys_values_and_tags_over_the_limits(void) {
     value[i] = (uint8_t)x;
   }
   CHECK_RC(cachekit_set(C, K("huge"), value, vlen, 0, 0, NULL, 0), CACHEKIT_TOO_LARGE);
-  CHECK_MSG("max_value_bytes");
+  CHECK_MSG("max_value_bytes = 65536"); /* the daemon's limit, not the 1 MiB default */
+  CHECK_MSG("--max-value-bytes");
+  /* Exactly the limit is fine. */
+  CHECK_RC(cachekit_set(C, K("64k"), value, 64 * 1024, 0, 0, NULL, 0), CACHEKIT_OK);
+  CHECK_RC(cachekit_set(C, K("64k+1"), value, 64 * 1024 + 1, 0, 0, NULL, 0), CACHEKIT_TOO_LARGE);
   free(value);
 
   const char *nine[] = {"a", "b", "c", "d", "e", "f", "g", "h", "i"};
@@ -512,6 +726,10 @@ static void null_arguments_are_reported(void) {
   CHECK_MSG("`key` is NULL");
   CHECK_RC(cachekit_get(C, K("k"), NULL, 4, &len, NULL), CACHEKIT_NULL_ARGUMENT);
   CHECK_RC(cachekit_get(C, K("k"), buf, 4, NULL, NULL), CACHEKIT_NULL_ARGUMENT);
+  CHECK_RC(cachekit_get_local(N, K("k"), buf, 4, &len, NULL), CACHEKIT_NULL_ARGUMENT);
+  CHECK_RC(cachekit_get_local(C, NULL, 1, buf, 4, &len, NULL), CACHEKIT_NULL_ARGUMENT);
+  CHECK_RC(cachekit_get_local(C, K("k"), NULL, 4, &len, NULL), CACHEKIT_NULL_ARGUMENT);
+  CHECK_RC(cachekit_get_local(C, K("k"), buf, 4, NULL, NULL), CACHEKIT_NULL_ARGUMENT);
   CHECK_RC(cachekit_get_alloc(N, K("k"), &p, &len, NULL), CACHEKIT_NULL_ARGUMENT);
   CHECK_RC(cachekit_get_alloc(C, K("k"), NULL, &len, NULL), CACHEKIT_NULL_ARGUMENT);
   CHECK_RC(cachekit_get_alloc(C, K("k"), &p, NULL, NULL), CACHEKIT_NULL_ARGUMENT);
@@ -626,12 +844,14 @@ int main(int argc, char **argv) {
   TEST(get_alloc_returns_a_buffer_to_free);
   TEST(overwrite_and_delete);
   TEST(stale_hits_are_ok_with_the_stale_flag_then_miss);
+  TEST(get_local_reads_the_segment_and_sends_nothing);
   TEST(invalidate_is_hierarchical_unless_exact);
   TEST(namespaces_are_separate_and_clear_clears_one);
   TEST(get_many_answers_each_key_in_order);
   TEST(stats_iterate_and_look_up);
   TEST(ping_answers);
   TEST(keys_values_and_tags_over_the_limits);
+  TEST(values_as_large_as_the_daemon_allows);
   TEST(bad_tags_are_invalid_arguments);
   TEST(null_arguments_are_reported);
   TEST(last_error_is_per_thread_with_a_size_query);
