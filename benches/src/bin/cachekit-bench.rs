@@ -996,6 +996,7 @@ fn table_sizes(plan: Plan, redis_port: Option<u16>, mc_port: Option<u16>) -> Val
         for _ in 0..plan.rounds {
             rounds.push(time_client_gets(&c, &keys, &order, plan.fast_ops));
         }
+        let table = table_only(n, &keys, &order, plan);
         let mut k = 0;
         let mut out = Vec::with_capacity(128);
         let loop_ns = loop_mean(plan.fast_ops, || {
@@ -1011,7 +1012,7 @@ fn table_sizes(plan: Plan, redis_port: Option<u16>, mc_port: Option<u16>) -> Val
         let counter = |name: &str| stats.daemon_counter(name).unwrap_or(0);
         points.push(json!({
             "entries": n, "daemon_memory": mem, "fill_sets_per_s": rate,
-            "get_hit": s.json(), "loop_mean_ns": loop_ns,
+            "get_hit": s.json(), "loop_mean_ns": loop_ns, "table_only": table,
             "p50_rounds_ns": rounds.iter().map(|r| r.p50).collect::<Vec<_>>(),
             "bucket_evictions": counter("table_bucket_evictions"),
             "evictions": counter("table_evictions"),
@@ -1041,6 +1042,74 @@ fn table_sizes(plan: Plan, redis_port: Option<u16>, mc_port: Option<u16>) -> Val
         }
     }
     json!({ "points": points, "scaling": scalings, "memory": memory, "invalidate_daemon": inv })
+}
+
+/// The table alone, for comparison with the client's hit: a memfd table with the same keys
+/// and 100-byte values (no envelope), a `Reader` attached to its fds as a client process
+/// attaches (read-only table mapping, client area for access bits), `get_into` a buffer.
+fn table_only(n: usize, keys: &[Vec<u8>], order: &[usize], plan: Plan) -> Value {
+    let entry = 24 + 1 + 16 + 4 + 100u64;
+    let mut w = Writer::create(
+        &TableConfig {
+            arena_bytes: (n as u64 * entry * 2).next_power_of_two().max(8 << 20),
+            expected_entry_bytes: entry + 1,
+            hash_seed: Some(0x5EED),
+            ..Default::default()
+        },
+        Backing::Memfd,
+    )
+    .expect("table");
+    let opts = InsertOptions {
+        ttl_ms: Some(3_600_000),
+        ..Default::default()
+    };
+    for (i, k) in keys.iter().enumerate() {
+        w.insert("t", k, &value_for(i, 100), &opts).unwrap();
+    }
+    let fds = w.fds().expect("memfd");
+    let reader =
+        cachekit_shm::Reader::attach(fds.table_fd(), Some(fds.client_fd())).expect("attach");
+    let mut buf = [0u8; 256];
+    let present = keys
+        .iter()
+        .filter(|k| {
+            matches!(
+                reader.get_into("t", k, &mut buf),
+                cachekit_shm::Lookup::Hit(_)
+            )
+        })
+        .count();
+    let hits: Vec<usize> = order
+        .iter()
+        .copied()
+        .filter(|&i| {
+            matches!(
+                reader.get_into("t", &keys[i], &mut buf),
+                cachekit_shm::Lookup::Hit(_)
+            )
+        })
+        .collect();
+    let mut rounds = Vec::new();
+    for _ in 0..plan.rounds {
+        let mut k = 0;
+        rounds.push(time_ops(plan.fast_ops, || {
+            let r = reader.get_into("t", black_box(&keys[hits[k]]), &mut buf);
+            debug_assert!(matches!(r, cachekit_shm::Lookup::Hit(_)));
+            black_box(r);
+            k = (k + 1) % hits.len();
+        }));
+    }
+    let mut k = 0;
+    let loop_ns = loop_mean(plan.fast_ops, || {
+        black_box(reader.get_into("t", black_box(&keys[hits[k]]), &mut buf));
+        k = (k + 1) % hits.len();
+    });
+    let s = Summary::median_of(&rounds);
+    log(format!(
+        "table alone, {n} entries: p50 {} ns, loop mean {loop_ns:.0} ns ({} of {n} present)",
+        s.p50, present
+    ));
+    json!({ "get_hit": s.json(), "loop_mean_ns": loop_ns, "present": present })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,763 @@
+"""Writes docs/PERFORMANCE.md, docs/performance.json and the SVG plots from one run of
+scripts/bench (cachekit-bench's JSON and scripts/bench-hit's output). Standard library only.
+
+    python3 benches/report.py --rust target/bench/rust.json --bench-hit target/bench/bench-hit.log \
+        --out-dir docs [--runtime S] [--load-before "a b c"] [--load-after "a b c"] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import re
+import statistics
+import subprocess
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+
+
+def sh(cmd: Sequence[str]) -> Optional[str]:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
+        return (out.stdout or out.stderr).strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def machine(venv_python: Optional[str]) -> Dict:
+    cpu = None
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = None
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemTotal"):
+                mem = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    first = lambda s: s.splitlines()[0] if s else None  # noqa: E731
+    debian = None
+    try:
+        debian = open("/etc/debian_version").read().strip()
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "memory_bytes": mem,
+        "kernel": platform.release(),
+        "debian": debian,
+        "rustc": first(sh(["rustc", "-V"])),
+        "redis_server": first(sh(["redis-server", "--version"])),
+        "memcached": first(sh(["memcached", "-V"])),
+        "go": first(sh(["go", "version"])),
+        "cc": first(sh(["cc", "--version"])),
+        "python": first(sh([venv_python, "--version"])) if venv_python else platform.python_version(),
+    }
+
+
+def bench_hit(log_path: Optional[str]) -> List[Dict]:
+    """scripts/bench-hit's LATENCY lines: each (lang, call) with the median of every field over
+    the rounds."""
+    if not log_path or not Path(log_path).exists():
+        return []
+    rows: Dict[Tuple[str, str], List[Dict[str, float]]] = {}
+    for line in open(log_path):
+        if not line.startswith("LATENCY "):
+            continue
+        f = dict(kv.split("=", 1) for kv in line.split()[1:])
+        rows.setdefault((f["lang"], f["call"]), []).append(f)
+    out = []
+    for (lang, call), fs in rows.items():
+        med = lambda k: statistics.median(float(f[k]) for f in fs)  # noqa: E731
+        out.append({
+            "id": f"{lang}_{call}", "lang": lang, "call": call, "rounds": len(fs), "ops": int(fs[0]["ops"]),
+            "p50_ns": med("p50"), "p90_ns": med("p90"), "p99_ns": med("p99"), "p999_ns": med("p999"),
+            "mean_loop_ns": med("mean"), "timer_ns": med("timer"),
+            "p50_rounds_ns": [float(f["p50"]) for f in fs],
+        })
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Formatting
+
+
+def fmt_ns(ns: Optional[float]) -> str:
+    if ns is None or (isinstance(ns, float) and math.isnan(ns)):
+        return "–"
+    if ns >= 1e6:
+        return f"{ns / 1e6:.2f} ms"
+    if ns >= 10_000:
+        return f"{ns / 1000:.1f} µs"
+    if ns >= 1000:
+        return f"{ns / 1000:.2f} µs"
+    return f"{ns:.0f} ns"
+
+
+def fmt_x(r: Optional[float]) -> str:
+    if r is None or math.isnan(r):
+        return "–"
+    if r >= 100:
+        return f"{r:.0f}×"
+    if r >= 10:
+        return f"{r:.1f}×"
+    return f"{r:.2f}×"
+
+
+def fmt_bytes(b: Optional[float]) -> str:
+    if b is None:
+        return "–"
+    for unit, k in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if b >= k:
+            return f"{b / k:.1f} {unit}"
+    return f"{b:.0f} B"
+
+
+def size_label(b: int) -> str:
+    return f"{b // 1024} KiB" if b >= 1024 else f"{b} B"
+
+
+def count_label(n: int) -> str:
+    if n >= 1_000_000 and n % 1_000_000 == 0:
+        return f"{n // 1_000_000}M"
+    if n >= 1000 and n % 1000 == 0:
+        return f"{n // 1000}k"
+    return str(n)
+
+
+def table(head: List[str], rows: List[List[str]], align: Optional[str] = None) -> str:
+    align = align or "l" + "r" * (len(head) - 1)
+    sep = ["---:" if a == "r" else "---" for a in align]
+    lines = ["| " + " | ".join(head) + " |", "| " + " | ".join(sep) + " |"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# SVG
+
+COLORS = ["#1f6feb", "#d1242f", "#1a7f37", "#9a6700", "#8250df", "#57606a"]
+
+
+def nice_linear_ticks(lo: float, hi: float, n: int = 5) -> List[float]:
+    span = hi - lo if hi > lo else abs(hi) or 1.0
+    raw = span / n
+    mag = 10 ** math.floor(math.log10(raw))
+    step = min((m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw), default=10 * mag)
+    start = math.floor(lo / step) * step
+    ticks = []
+    t = start
+    while t <= hi + step * 1e-9:
+        ticks.append(round(t, 10))
+        t += step
+    return ticks
+
+
+def log_ticks(lo: float, hi: float) -> List[float]:
+    ticks = []
+    e = math.floor(math.log10(lo))
+    while 10 ** e <= hi * 1.0001:
+        for m in (1, 2, 5):
+            v = m * 10 ** e
+            if lo / 1.0001 <= v <= hi * 1.0001:
+                ticks.append(v)
+        e += 1
+    return ticks
+
+
+def line_chart(title: str, x_label: str, y_label: str, series: List[Tuple[str, List[Tuple[float, float]], str]],
+               x_ticks: List[Tuple[float, str]], log_y: bool, y_fmt=fmt_ns, width: int = 720,
+               height: int = 420) -> str:
+    """A line chart with a log x axis (the given ticks) and a linear or log y axis."""
+    ml, mr, mt, mb = 80, 190, 48, 58
+    pw, ph = width - ml - mr, height - mt - mb
+    xs = [x for _, pts, _ in series for x, _ in pts] + [x for x, _ in x_ticks]
+    ys = [y for _, pts, _ in series for _, y in pts if y and y > 0]
+    xlo, xhi = math.log10(min(xs)), math.log10(max(xs))
+    if xhi == xlo:
+        xhi = xlo + 1
+    if log_y:
+        ylo, yhi = min(ys) / 1.5, max(ys) * 1.5
+        yt = log_ticks(ylo, yhi)
+        ymap = lambda y: mt + ph - (math.log10(y) - math.log10(ylo)) / (math.log10(yhi) - math.log10(ylo)) * ph  # noqa: E731
+    else:
+        yt = nice_linear_ticks(0, max(ys) * 1.1)
+        ylo, yhi = 0.0, yt[-1]
+        ymap = lambda y: mt + ph - (y - ylo) / (yhi - ylo) * ph  # noqa: E731
+    xmap = lambda x: ml + (math.log10(x) - xlo) / (xhi - xlo) * pw  # noqa: E731
+    o = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+         f'viewBox="0 0 {width} {height}" font-family="Helvetica, Arial, sans-serif" font-size="12">',
+         f'<rect width="{width}" height="{height}" fill="white"/>',
+         f'<text x="{ml}" y="24" font-size="15" font-weight="bold">{esc(title)}</text>']
+    for y in yt:
+        py = ymap(y)
+        o.append(f'<line x1="{ml}" x2="{ml + pw}" y1="{py:.1f}" y2="{py:.1f}" stroke="#e5e5e5"/>')
+        o.append(f'<text x="{ml - 6}" y="{py + 4:.1f}" text-anchor="end" fill="#444">{esc(y_fmt(y))}</text>')
+    for x, lab in x_ticks:
+        px = xmap(x)
+        o.append(f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{mt}" y2="{mt + ph}" stroke="#f0f0f0"/>')
+        o.append(f'<text x="{px:.1f}" y="{mt + ph + 18}" text-anchor="middle" fill="#444">{esc(lab)}</text>')
+    o.append(f'<rect x="{ml}" y="{mt}" width="{pw}" height="{ph}" fill="none" stroke="#888"/>')
+    o.append(f'<text x="{ml + pw / 2}" y="{height - 14}" text-anchor="middle">{esc(x_label)}</text>')
+    o.append(f'<text transform="translate(18 {mt + ph / 2}) rotate(-90)" text-anchor="middle">{esc(y_label)}</text>')
+    for i, (name, pts, dash) in enumerate(series):
+        c = COLORS[i % len(COLORS)]
+        pts = [(x, y) for x, y in pts if y and y > 0]
+        d = " ".join(f"{'M' if j == 0 else 'L'}{xmap(x):.1f},{ymap(y):.1f}" for j, (x, y) in enumerate(pts))
+        da = ' stroke-dasharray="6 4"' if dash else ""
+        o.append(f'<path d="{d}" fill="none" stroke="{c}" stroke-width="2"{da}/>')
+        for x, y in pts:
+            o.append(f'<circle cx="{xmap(x):.1f}" cy="{ymap(y):.1f}" r="3.5" fill="{c}">'
+                     f'<title>{esc(name)}: {esc(y_fmt(y))}</title></circle>')
+        ly = mt + 10 + i * 20
+        o.append(f'<line x1="{ml + pw + 16}" x2="{ml + pw + 40}" y1="{ly}" y2="{ly}" stroke="{c}" '
+                 f'stroke-width="2"{da}/>')
+        o.append(f'<text x="{ml + pw + 46}" y="{ly + 4}">{esc(name)}</text>')
+    o.append("</svg>")
+    return "\n".join(o) + "\n"
+
+
+def bar_chart(title: str, rows: List[Tuple[str, float, float, int]], width: int = 820) -> str:
+    """Horizontal bars of p50 (solid) with a p99 tick, on a log axis. rows: (label, p50, p99,
+    color index)."""
+    ml, mr, mt, mb, bh = 330, 30, 48, 40, 22
+    height = mt + mb + bh * len(rows)
+    pw = width - ml - mr
+    vals = [v for _, a, b, _ in rows for v in (a, b) if v and v > 0]
+    lo, hi = min(vals) / 1.5, max(vals) * 1.5
+    xmap = lambda v: ml + (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo)) * pw  # noqa: E731
+    o = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+         f'viewBox="0 0 {width} {height}" font-family="Helvetica, Arial, sans-serif" font-size="12">',
+         f'<rect width="{width}" height="{height}" fill="white"/>',
+         f'<text x="12" y="24" font-size="15" font-weight="bold">{esc(title)}</text>']
+    for t in log_ticks(lo, hi):
+        px = xmap(t)
+        o.append(f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{mt}" y2="{height - mb}" stroke="#eee"/>')
+        o.append(f'<text x="{px:.1f}" y="{height - mb + 16}" text-anchor="middle" fill="#444">{esc(fmt_ns(t))}</text>')
+    for i, (label, p50, p99, ci) in enumerate(rows):
+        y = mt + i * bh
+        c = COLORS[ci % len(COLORS)]
+        o.append(f'<text x="{ml - 8}" y="{y + bh / 2 + 4}" text-anchor="end">{esc(label)}</text>')
+        if p50 and p50 > 0:
+            o.append(f'<rect x="{ml}" y="{y + 4}" width="{max(1.0, xmap(p50) - ml):.1f}" height="{bh - 8}" '
+                     f'fill="{c}" opacity="0.85"><title>p50 {esc(fmt_ns(p50))}</title></rect>')
+        if p99 and p99 > 0:
+            px = xmap(p99)
+            o.append(f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{y + 2}" y2="{y + bh - 2}" stroke="black" '
+                     f'stroke-width="2"><title>p99 {esc(fmt_ns(p99))}</title></line>')
+    o.append(f'<text x="{ml}" y="{height - 6}" fill="#444">bar: p50; black tick: p99 (log scale)</text>')
+    o.append("</svg>")
+    return "\n".join(o) + "\n"
+
+
+def esc(s: str) -> str:
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# ---------------------------------------------------------------------------------------------
+# The report
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rust", required=True)
+    ap.add_argument("--bench-hit")
+    ap.add_argument("--bench-hit-table")
+    ap.add_argument("--venv-python")
+    ap.add_argument("--load-before")
+    ap.add_argument("--load-after")
+    ap.add_argument("--runtime", type=float)
+    ap.add_argument("--out-dir", required=True)
+    ap.add_argument("--quick", action="store_true")
+    a = ap.parse_args()
+
+    rust = json.load(open(a.rust))
+    out = Path(a.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    run = {
+        "date": now.strftime("%Y-%m-%d %H:%M UTC"),
+        "quick": a.quick,
+        "runtime_s": a.runtime,
+        "load_before": a.load_before,
+        "load_after": a.load_after,
+        "command": "scripts/bench" + (" --quick" if a.quick else ""),
+    }
+    m = machine(a.venv_python)
+    hit = bench_hit(a.bench_hit)
+    sbs = rust["side_by_side"]
+    rrows = {r["id"]: r for r in sbs["rust"]}
+    py = sbs.get("python") or {"rows": [], "versions": {}, "timer_ns": None}
+    prows = {r["id"]: r for r in py["rows"]}
+    hrows = {r["id"]: r for r in hit}
+    ts = rust["table_size"]
+    tpoints = ts["points"]
+    largest = tpoints[-1]
+    mem = ts["memory"]
+    inv_d = ts["invalidate_daemon"]
+    inv_t = rust["invalidate_table"]
+    scal = {s["entries"]: s for s in ts["scaling"]}
+    hr = rust["hit_ratio"]
+    timer = rust["timer"]["p50_ns"]
+
+    def ratio(a_: Optional[Dict], b_: Optional[Dict], k: str = "p50_ns") -> float:
+        if not a_ or not b_ or not b_.get(k):
+            return float("nan")
+        return a_[k] / b_[k]
+
+    ck = rrows.get("cachekit")
+    pck = prows.get("cachekit")
+    headline = {
+        "rust_hit_p50_ns_10k": ck and ck["p50_ns"],
+        "rust_hit_p50_ns_1M": largest["get_hit"]["p50_ns"],
+        "c_hit_p50_ns": hrows.get("c_cachekit_get", {}).get("p50_ns"),
+        "go_hit_p50_ns": hrows.get("go_GetInto", {}).get("p50_ns"),
+        "python_hit_p50_ns": pck and pck["p50_ns"],
+        "redis_crate_over_cachekit_p50": ratio(rrows.get("redis"), ck),
+        "redis_crate_over_cachekit_1M_p50": ratio(rrows.get("redis"), largest["get_hit"]),
+        "memcached_over_cachekit_p50": ratio(rrows.get("memcached"), ck),
+        "unix_rtt_over_cachekit_p50": ratio(rrows.get("unix_rtt"), ck),
+        "redis_py_over_cachekit_py_p50": ratio(prows.get("redis"), pck),
+        "diskcache_over_cachekit_py_p50": ratio(prows.get("diskcache"), pck),
+        "pymemcache_over_cachekit_py_p50": ratio(prows.get("memcached"), pck),
+    }
+
+    # --- §7 targets -------------------------------------------------------------------------
+    targets = []
+    p50_1m = largest["get_hit"]["p50_ns"]
+    loop_1m = largest.get("loop_mean_ns")
+    c_p50 = headline["c_hit_p50_ns"]
+    met1 = p50_1m <= 150
+    targets.append({
+        "target": f"Rust/C hit p50 ≤ 150 ns, 100 B value, table of {count_label(largest['entries'])} entries",
+        "measured": f"Rust {fmt_ns(p50_1m)} p50 at {count_label(largest['entries'])} entries (plain-loop mean "
+                    f"{fmt_ns(loop_1m)}; clock pair {fmt_ns(timer)}); at 10k entries: Rust "
+                    f"{fmt_ns(ck and ck['p50_ns'])}, C {fmt_ns(c_p50)}",
+        "met": met1,
+    })
+    r_redis = headline["redis_crate_over_cachekit_p50"]
+    r_redis_1m = headline["redis_crate_over_cachekit_1M_p50"]
+    targets.append({
+        "target": "Rust hit ≥ 300× faster than a Redis GET over loopback (same run)",
+        "measured": f"{fmt_x(r_redis)} at 10k entries, {fmt_x(r_redis_1m)} against the 1M-entry table (p50)",
+        "met": bool(r_redis >= 300),
+    })
+    targets.append({
+        "target": "Python hit ≤ 1.5 µs",
+        "measured": f"{fmt_ns(pck and pck['p50_ns'])} p50 (cachekit_shm get_raw, includes the "
+                    f"{fmt_ns(py.get('timer_ns'))} perf_counter_ns pair)",
+        "met": bool(pck and pck["p50_ns"] <= 1500),
+    })
+    r_py = headline["redis_py_over_cachekit_py_p50"]
+    r_dc = headline["diskcache_over_cachekit_py_p50"]
+    targets.append({"target": "Python hit ≥ 80× faster than redis-py (same run)",
+                    "measured": f"{fmt_x(r_py)} (p50)", "met": bool(r_py >= 80)})
+    targets.append({"target": "Python hit ≥ 8× faster than diskcache (same run)",
+                    "measured": f"{fmt_x(r_dc)} (p50)", "met": bool(r_dc >= 8)})
+    c_small = next(c for c in inv_t["cases"] if c["label"] == "10")
+    c_all = next(c for c in inv_t["cases"] if c["label"] == "all")
+    d_small = next(c for c in inv_d["cases"] if c["label"] == "10")
+    d_all = next(c for c in inv_d["cases"] if c["label"] == "all")
+    inv_ratio = c_all["repeat"]["p50_ns"] / c_small["repeat"]["p50_ns"]
+    dinv_ratio = d_all["repeat"]["p50_ns"] / d_small["repeat"]["p50_ns"]
+    targets.append({
+        "target": "Invalidating a tag costs the same for 10 entries or 1M",
+        "measured": f"in the table: {fmt_ns(c_small['repeat']['p50_ns'])} (10) vs "
+                    f"{fmt_ns(c_all['repeat']['p50_ns'])} ({count_label(c_all['covered'])}); through the daemon: "
+                    f"{fmt_ns(d_small['repeat']['p50_ns'])} (10) vs {fmt_ns(d_all['repeat']['p50_ns'])} "
+                    f"({count_label(d_all['covered'])})",
+        "met": bool(0.8 <= inv_ratio <= 1.25 and 0.8 <= dinv_ratio <= 1.25),
+    })
+    s1m = scal.get(largest["entries"]) or ts["scaling"][-1]
+    s1k = ts["scaling"][0]
+    targets.append({
+        "target": "Read throughput: 2 reader processes ≥ 1.8× one, on 2 cores",
+        "measured": f"{fmt_x(s1m['ratio'])} at {count_label(s1m['entries'])} entries, {fmt_x(s1k['ratio'])} at "
+                    f"{count_label(s1k['entries'])} (wall clock; the two readers got "
+                    f"{s1m['two_readers_cpus']:.2f} and {s1k['two_readers_cpus']:.2f} CPUs of 2); per CPU-second "
+                    f"they got: {fmt_x(s1m['cpu_normalised_ratio'])} and {fmt_x(s1k['cpu_normalised_ratio'])}",
+        "met": bool(s1m["ratio"] >= 1.8 and s1k["ratio"] >= 1.8),
+    })
+
+    # --- JSON --------------------------------------------------------------------------------
+    doc = {"run": run, "machine": m, "headline": headline, "targets": targets, "bench_hit": hit,
+           "python_versions": py.get("versions"), **rust}
+    (out / "performance.json").write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+
+    # --- plots -------------------------------------------------------------------------------
+    tx = [(p["entries"], count_label(p["entries"])) for p in tpoints]
+    (out / "latency-table-size.svg").write_text(line_chart(
+        "cachekit get hit (Rust client, 100 B) against table size",
+        "entries in the table (read in random order)", "latency per get",
+        [("p50", [(p["entries"], p["get_hit"]["p50_ns"]) for p in tpoints], False),
+         ("p99", [(p["entries"], p["get_hit"]["p99_ns"]) for p in tpoints], True),
+         ("plain-loop mean", [(p["entries"], p["loop_mean_ns"]) for p in tpoints], False),
+         ("table alone p50", [(p["entries"], p["table_only"]["get_hit"]["p50_ns"]) for p in tpoints], False)],
+        tx, log_y=False))
+    vp = rust["value_size"]["points"]
+    vx = [(p["value_bytes"], size_label(p["value_bytes"])) for p in vp]
+    vseries = [("cachekit p50", [(p["value_bytes"], p["cachekit"]["p50_ns"]) for p in vp], False),
+               ("cachekit p99", [(p["value_bytes"], p["cachekit"]["p99_ns"]) for p in vp], True)]
+    if all(p.get("redis") for p in vp):
+        vseries += [("Redis GET p50", [(p["value_bytes"], p["redis"]["p50_ns"]) for p in vp], False),
+                    ("Redis GET p99", [(p["value_bytes"], p["redis"]["p99_ns"]) for p in vp], True)]
+    (out / "latency-value-size.svg").write_text(line_chart(
+        "get hit against value size: cachekit (Rust client) vs Redis (redis crate)",
+        "value size (10k keys, random order)", "latency per get (log scale)", vseries, vx, log_y=True))
+    bars = []
+    for r in sbs["rust"]:
+        bars.append((f"Rust: {r['label']}", r["p50_ns"], r["p99_ns"], 0 if r["group"] == "cachekit" else 1))
+    for r in hit:
+        if r["lang"] in ("c", "go"):
+            bars.append((f"{r['lang'].upper() if r['lang'] == 'c' else 'Go'}: cachekit {r['call']} (bench-hit)",
+                         r["p50_ns"], r["p99_ns"], 0))
+    for r in py["rows"]:
+        bars.append((f"Python: {r['label']}", r["p50_ns"], r["p99_ns"], 0 if r["group"] == "cachekit" else 2))
+    (out / "side-by-side.svg").write_text(bar_chart("Get of a 100-byte value, side by side (one run)", bars))
+
+    # --- Markdown ----------------------------------------------------------------------------
+    md: List[str] = []
+    w = md.append
+    w("# Performance")
+    w("")
+    w(f"Measured by `{run['command']}` on {run['date']}, in one run of {fmt_secs(a.runtime)} "
+      f"(build included). Every figure below comes from that run; `docs/performance.json` holds all of "
+      f"them (and every round), the SVG plots are drawn from it. Regenerate everything with `scripts/bench`.")
+    w("")
+    w("**Noise.** The machine is shared with other sessions that build and test at the same time "
+      f"(load average {run['load_before']} before the run, {run['load_after']} after, on {m['cpus']} CPUs). "
+      "Absolute numbers move by 2× or more between runs; the subjects are measured in interleaved rounds "
+      "(each figure is the median of the rounds' percentiles), so **quote ratios measured in the same run**, "
+      "not absolute figures across runs.")
+    if a.quick:
+        w("")
+        w("**This is a `--quick` run** (small tables, short loops): a smoke test of the pipeline, not figures.")
+    w("")
+    w("## Headlines")
+    w("")
+    w(f"- A 100-byte hit from Rust costs **{fmt_ns(ck and ck['p50_ns'])}** p50 (10k entries) and "
+      f"**{fmt_ns(p50_1m)}** at {count_label(largest['entries'])} entries; from C {fmt_ns(c_p50)}, from Go "
+      f"{fmt_ns(headline['go_hit_p50_ns'])}, from Python {fmt_ns(pck and pck['p50_ns'])}.")
+    w(f"- Against a Redis GET over loopback (redis crate, one connection): **{fmt_x(r_redis)}** faster at p50; "
+      f"memcached GET: {fmt_x(headline['memcached_over_cachekit_p50'])}; a bare Unix-socket round trip: "
+      f"{fmt_x(headline['unix_rtt_over_cachekit_p50'])}.")
+    w(f"- From Python: **{fmt_x(r_py)}** faster than redis-py, **{fmt_x(r_dc)}** faster than diskcache, "
+      f"{fmt_x(headline['pymemcache_over_cachekit_py_p50'])} faster than pymemcache.")
+    w(f"- Invalidation is O(1): {fmt_ns(c_small['repeat']['p50_ns'])} in the table whether the tag covers 10 "
+      f"entries or {count_label(c_all['covered'])} ({fmt_ns(c_all['repeat']['p50_ns'])}); through the daemon it "
+      f"is one round trip ({fmt_ns(d_small['repeat']['p50_ns'])} vs {fmt_ns(d_all['repeat']['p50_ns'])}).")
+    w(f"- Two reader processes read {fmt_x(s1m['ratio'])} as much as one ({count_label(s1m['entries'])} entries).")
+    w("")
+    w("![side by side](side-by-side.svg)")
+    w("")
+    w("## DESIGN.md §7 targets")
+    w("")
+    w(table(["target", "measured (this run)", "met?"],
+            [[t["target"], t["measured"], "**met**" if t["met"] else "**not met**"] for t in targets], "llc"))
+    w("")
+    w("Why the misses miss (see the sections below for the figures):")
+    w("")
+    for line in why_lines(targets, rust, headline, timer, tpoints, s1m, s1k):
+        w(f"- {line}")
+    w("")
+    w("## Machine and method")
+    w("")
+    w(table(["", ""], [
+        ["CPU", f"{m['cpu']} ({m['cpus']} CPUs, a VM)"],
+        ["memory", fmt_bytes(m["memory_bytes"])],
+        ["OS", f"Linux {m['kernel']}, Debian {m['debian']}"],
+        ["Rust", str(m["rustc"])],
+        ["servers", f"{m['redis_server']}; {m['memcached']}"],
+        ["Python", f"{m['python']}; " + ", ".join(f"{k} {v}" for k, v in (py.get('versions') or {}).items()
+                                                  if k != "python")],
+        ["Go, C", f"{m['go']}; {m['cc']}"],
+        ["date", run["date"]],
+        ["run time", f"{fmt_secs(a.runtime)} for the whole of `scripts/bench`, build included"],
+    ], "ll"))
+    w("")
+    plan = rust["plan"]
+    w(f"- **Latency** is timed one operation at a time with a pair of monotonic clock reads (the pair costs "
+      f"{fmt_ns(timer)} p50 in Rust and C, {fmt_ns(py.get('timer_ns'))} in Python; it is included in every "
+      f"p50/p99, not subtracted), after a tenth as many untimed operations, keys in a shuffled order. "
+      f"{plan['rounds']} rounds of {plan['fast_ops']} timed operations per in-memory subject "
+      f"({plan['slow_ops']} per subject that crosses a socket); rounds interleave the subjects; each "
+      f"percentile is the median over the rounds. The \"plain-loop mean\" is the same gets in a loop without "
+      f"the clock.")
+    w(f"- **Same keys and values everywhere**: `scripts/bench-hit`'s {sbs['keys']} keys `hit-0`… with "
+      f"{sbs['value_bytes']}-byte random values (splitmix64), in cachekit (one `cachekitd`), Redis, memcached, "
+      "diskcache and the in-process caches, read in the same shuffled order. C and Go figures come from "
+      "`scripts/bench-hit` (run by `scripts/bench`, its own `cachekitd`, same keys and values).")
+    w("- Redis and memcached are Debian's, started by the harness on free loopback ports (no persistence; "
+      "memcached `-m 1024 -t 2`). Pipelined rows send 100 GETs per round trip and give the time per GET.")
+    w("- In-process caches (HashMap, quick_cache, moka, a Python dict) are private to one process: a "
+      "worker pool keeps one copy per worker, with no invalidation across them. They are the floor, not an "
+      "alternative for the same job.")
+    w("")
+    w("## 1. Get of a 100-byte value, side by side")
+    w("")
+    w("### Rust")
+    w("")
+    w(table(["subject", "p50", "p99", "p99.9", "p50 ÷ cachekit", "p99 ÷ cachekit"],
+            [[r["label"], fmt_ns(r["p50_ns"]), fmt_ns(r["p99_ns"]), fmt_ns(r["p999_ns"]),
+              fmt_x(ratio(r, ck)), fmt_x(ratio(r, ck, "p99_ns"))] for r in sbs["rust"]]))
+    w("")
+    w(f"cachekit plain-loop mean: {fmt_ns(sbs['cachekit_loop_mean_ns'])} per get.")
+    w("")
+    if hit:
+        w("### C, Go, Rust (`scripts/bench-hit`, one `cachekitd`, interleaved rounds)")
+        w("")
+        w(table(["client", "call", "p50", "p99", "p99.9", "plain-loop mean", "p50 per round"],
+                [[r["lang"], f"`{r['call']}`", fmt_ns(r["p50_ns"]), fmt_ns(r["p99_ns"]), fmt_ns(r["p999_ns"]),
+                  fmt_ns(r["mean_loop_ns"]), " ".join(f"{x:.0f}" for x in r["p50_rounds_ns"])] for r in hit],
+                "llrrrrl"))
+        w("")
+    if py["rows"]:
+        w("### Python")
+        w("")
+        w(table(["subject", "p50", "p99", "p99.9", "p50 ÷ cachekit_shm", "p99 ÷ cachekit_shm"],
+                [[r["label"], fmt_ns(r["p50_ns"]), fmt_ns(r["p99_ns"]), fmt_ns(r["p999_ns"]),
+                  fmt_x(ratio(r, pck)), fmt_x(ratio(r, pck, "p99_ns"))] for r in py["rows"]]))
+        w("")
+    w("## 2. Latency against value size")
+    w("")
+    w("![latency against value size](latency-value-size.svg)")
+    w("")
+    w(table(["value", "cachekit p50", "cachekit p99", "Redis GET p50", "Redis GET p99", "Redis ÷ cachekit (p50)"],
+            [[size_label(p["value_bytes"]), fmt_ns(p["cachekit"]["p50_ns"]), fmt_ns(p["cachekit"]["p99_ns"]),
+              fmt_ns(p["redis"] and p["redis"]["p50_ns"]), fmt_ns(p["redis"] and p["redis"]["p99_ns"]),
+              fmt_x(ratio(p.get("redis"), p["cachekit"]))] for p in vp]))
+    w("")
+    w("Values are random bytes: from 256 bytes on the client offers them to LZ4, which gives up on random "
+      "data, so they are stored raw; a hit verifies the xxh3-64 checksum of the value and copies it out, "
+      "which is what grows with the size (section 6 has the envelope alone).")
+    w("")
+    w("## 3. Latency against table size")
+    w("")
+    w("![latency against table size](latency-table-size.svg)")
+    w("")
+    w(table(["entries", "daemon --memory", "client p50", "client p99", "client plain-loop mean",
+             "table alone p50", "table alone plain-loop mean", "fill (sets/s, 2 threads)"],
+            [[count_label(p["entries"]), p["daemon_memory"], fmt_ns(p["get_hit"]["p50_ns"]),
+              fmt_ns(p["get_hit"]["p99_ns"]), fmt_ns(p["loop_mean_ns"]),
+              fmt_ns(p["table_only"]["get_hit"]["p50_ns"]), fmt_ns(p["table_only"]["loop_mean_ns"]),
+              f"{p['fill_sets_per_s']:.0f}"] for p in tpoints]))
+    w("")
+    w("Client: one daemon per size, `Client::get_into` of 100-byte values under 16-byte keys, every key read "
+      "in a shuffled order. Table alone: the same keys and values in a memfd table built in-process, read by "
+      "a `cachekit_shm::Reader` attached to its fds as a client attaches (no envelope, no heartbeat check, no "
+      "`Arc` swap): the difference is what the client adds. The larger tables no longer fit in the caches, "
+      "so a hit pays DRAM (and TLB) misses on the index bucket, the entry and the access bit.")
+    w("")
+    w("## 4. Read throughput with 1 and 2 reader processes")
+    w("")
+    w(table(["entries", "1 reader (gets/s)", "2 readers (gets/s)", "ratio (wall)", "ratio per round",
+             "CPUs the readers got (1 / 2)", "ratio per CPU-second × 2"],
+            [[count_label(s["entries"]), f"{s['one_reader_ops_per_s'] / 1e6:.2f} M",
+              f"{s['two_readers_ops_per_s'] / 1e6:.2f} M", fmt_x(s["ratio"]),
+              " ".join(f"{x:.2f}" for x in s["round_ratios"]),
+              f"{s['one_reader_cpus']:.2f} / {s['two_readers_cpus']:.2f}", fmt_x(s["cpu_normalised_ratio"])]
+             for s in ts["scaling"]], "lrrrlrr"))
+    w("")
+    w(f"Each reader is a separate process with its own client, reading the table's keys in its own random "
+      f"order for {plan['reader_ms'] / 1000:.1f} s; 1 and 2 readers alternate over the rounds (medians shown). "
+      "The last column divides out CPU time taken by other processes: gets per CPU-second the two readers "
+      "got, over that of one reader, times two.")
+    w("")
+    w("## 5. Invalidation cost against entries covered")
+    w("")
+    w(table(["tag covers", "in the table (`Writer::invalidate`) p50", "p99", "first call",
+             "through the daemon p50", "p99", "first call"],
+            inv_rows(inv_t, inv_d)))
+    w("")
+    w(f"In-process: a heap table of {count_label(inv_t['entries'])} entries, each tagged "
+      f"`all/<a>/<b>/<c>`; through the daemon: {count_label(inv_d['entries'])} entries tagged `all/<a>/<b>`. "
+      "The first call is the one that kills live entries (the later ones bump the same counters again); it "
+      "is one sample, cold caches included. An invalidation stores one or two tag counters, never touches "
+      "the entries: readers find them dead on their next read.")
+    w("")
+    w("## 6. Memory per entry")
+    w("")
+    w(memory_section(mem))
+    w("")
+    w("## 7. Value envelope (encode in the client on set, decode on every hit)")
+    w("")
+    w(table(["value", "content", "stored bytes", "encode p50", "decode p50"],
+            [[size_label(e["value_bytes"]), e["kind"], str(e["encoded_bytes"]), fmt_ns(e["encode"]["p50_ns"]),
+              fmt_ns(e["decode"]["p50_ns"])] for e in rust["envelope"]]))
+    w("")
+    w("## 8. Hit ratio: cachekit's eviction against quick_cache and moka")
+    w("")
+    w(table(["trace", "capacity (entries)", "cachekit", "quick_cache (S3-FIFO)", "moka (TinyLFU)",
+             "cachekit segments"],
+            [[r["trace"], f"{r['capacity']}", f"{r['cachekit']['core_ratio']:.3f}",
+              f"{r['quick_cache']['core_ratio']:.3f}", f"{r['moka']['core_ratio']:.3f}",
+              f"{r['cachekit_segments']} × {fmt_bytes(r['cachekit_segment_bytes'])}"] for r in hr]))
+    w("")
+    for t in dict((r["trace"], r["description"]) for r in hr).items():
+        w(f"- `{t[0]}`: {t[1]}.")
+    w("- Hit ratios count the Zipf requests after the warm-up (scan keys are read once and can never hit, "
+      "in any cache; the overall ratios, scans included, are in performance.json).")
+    w("- cachekit is the real table code (`cachekit_shm::Writer` on a heap table, a `Reader` whose hits set "
+      "access bits, an insert on every miss). Its capacity is in bytes; the capacity column is the number of "
+      "entries it held on average over the measured part, and quick_cache (`unsync::Cache`) and moka "
+      "(`sync::Cache`) get exactly that many entries.")
+    w("")
+    w(hit_ratio_comment(hr))
+    w("")
+    w("## Criterion micro-benchmarks")
+    w("")
+    w("Not run by `scripts/bench` (they take longer and measure one thing at a time):")
+    w("")
+    w("- `cargo bench -p cachekit-benches --bench cachekit`: client get hit by value size (16 B–64 KiB) and by "
+      "table size (1k–1M), get miss, set through the daemon, get_many, invalidate 10 vs 100k through the "
+      "daemon, envelope encode/decode;")
+    w("- `cargo bench -p cachekit-shm --bench table`: the table alone (no client, no envelope): hit at "
+      "1k/100k/1M, miss, insert, invalidate 10 vs 100k;")
+    w("- `cargo bench -p cachekit-client --bench client`: client hit/miss/set with percentiles, and the "
+      "Unix-socket round trip.")
+    w("")
+    w("## Left out")
+    w("")
+    w("- Throughput under concurrent writes, and hits while the daemon evicts: not measured here.")
+    w("- Redis with client-side caching (RESP3 tracking) and memcached's binary/meta protocol: not measured.")
+    w("- Tails: p99.9 and max are in performance.json; on a shared 2-core VM they mostly measure the "
+      "scheduler.")
+    (out / "PERFORMANCE.md").write_text("\n".join(md) + "\n")
+    print(f"report: {out / 'PERFORMANCE.md'}")
+    for t in targets:
+        print(f"  {'MET    ' if t['met'] else 'NOT MET'} {t['target']}: {t['measured']}")
+
+
+def fmt_secs(s: Optional[float]) -> str:
+    if s is None:
+        return "–"
+    return f"{int(s) // 60} min {int(s) % 60} s"
+
+
+def inv_rows(inv_t: Dict, inv_d: Dict) -> List[List[str]]:
+    d = {c["label"]: c for c in inv_d["cases"]}
+    rows = []
+    for c in inv_t["cases"]:
+        dc = d.get(c["label"])
+        if c["label"] == "all":
+            dc = None
+        rows.append([count_label(c["covered"]), fmt_ns(c["repeat"]["p50_ns"]), fmt_ns(c["repeat"]["p99_ns"]),
+                     fmt_ns(c["first_ns"]), fmt_ns(dc and dc["repeat"]["p50_ns"]),
+                     fmt_ns(dc and dc["repeat"]["p99_ns"]), fmt_ns(dc and dc["first_ns"])])
+    da = d.get("all")
+    if da:
+        rows.append([f"{count_label(da['covered'])} (daemon)", "", "", "", fmt_ns(da["repeat"]["p50_ns"]),
+                     fmt_ns(da["repeat"]["p99_ns"]), fmt_ns(da["first_ns"])])
+    # Put the daemon's "all" row where its size belongs.
+    return rows
+
+
+def memory_section(mem: Dict) -> str:
+    n = mem["live_entries"]
+    rows = [
+        ["cachekit: arena bytes used per entry (`table_used_bytes` / `table_live_entries`)",
+         f"{mem['used_bytes_per_entry']:.0f} B"],
+        [f"cachekit: whole table segment per entry (mapped, `--memory {mem['daemon_memory_flag']}`: arena + "
+         "index + tag counters)", f"{mem['segment_bytes_per_entry']:.0f} B" if mem.get("segment_bytes_per_entry")
+         else "–"],
+        ["cachekit: resident shared memory of the daemon per entry (`RssShmem`: pages touched)",
+         f"{mem['rss_shmem_bytes_per_entry']:.0f} B" if mem.get("rss_shmem_bytes_per_entry") else "–"],
+    ]
+    o = mem.get("others") or {}
+    if "redis" in o:
+        r = o["redis"]
+        rows.append(["Redis: `used_memory` growth per key", f"{r['bytes_per_key']:.0f} B"])
+        rows.append(["Redis: RSS growth per key", f"{r['rss_bytes_per_key']:.0f} B"])
+    if "memcached" in o:
+        mm = o["memcached"]
+        rows.append(["memcached: `bytes` (item storage) growth per key", f"{mm['bytes_per_key']:.0f} B"])
+        rows.append(["memcached: slab memory (`total_malloced`) growth per key",
+                     f"{mm['malloced_bytes_per_key']:.0f} B"])
+        rows.append(["memcached: RSS growth per key", f"{mm['rss_bytes_per_key']:.0f} B"])
+    text = table(["at " + count_label(n) + " entries of 100 B (16-byte keys)", "bytes"], rows)
+    text += (
+        "\n\nA cachekit entry is a 24-byte header, the namespace, the key, 4 bytes per tag-counter reference "
+        "(here only the namespace's) and the value as stored: a 16-byte envelope header plus the 100 bytes. "
+        "The arena and index are sized from `--memory` when the daemon starts (the index for 3 entries per "
+        "8-slot bucket at 128 bytes per entry), so the mapped size per entry depends on how full the table "
+        "is; the daemon touches only the pages it uses (`RssShmem`). Redis and memcached hold the same 1M keys "
+        "and values (no envelope), loaded by the harness after the cachekit fill."
+    )
+    return text
+
+
+def hit_ratio_comment(hr: List[Dict]) -> str:
+    worse = [r for r in hr if r["cachekit"]["core_ratio"] < max(r["quick_cache"]["core_ratio"], r["moka"]["core_ratio"])]
+    if not worse:
+        return "cachekit's hit ratio matches or beats both on every trace and capacity of this run."
+    gaps = [max(r["quick_cache"]["core_ratio"], r["moka"]["core_ratio"]) - r["cachekit"]["core_ratio"] for r in worse]
+    return (
+        f"cachekit trails the best of the two by up to {max(gaps) * 100:.1f} points of hit ratio. Its eviction "
+        "is coarse by design: whole arena segments (FIFO) with a second chance for entries read since they were "
+        "written, and no admission filter, so every miss is inserted (one-hit wonders and scan keys push "
+        "popular entries towards eviction); quick_cache's S3-FIFO keeps new keys in a small probationary queue "
+        "and moka's TinyLFU refuses keys rarer than the victim. What cachekit buys with it: eviction costs the "
+        "reader nothing (at most one access-bit store per entry per segment lifetime) and the writer evicts a "
+        "whole segment at once."
+    )
+
+
+def why_lines(targets: List[Dict], rust: Dict, headline: Dict, timer: float, tpoints: List[Dict], s1m: Dict,
+              s1k: Dict) -> List[str]:
+    out = []
+    by = {t["target"]: t for t in targets}
+    t1 = targets[0]
+    if not t1["met"]:
+        small = tpoints[0]
+        out.append(
+            f"**150 ns at 1M entries**: the same get costs {fmt_ns(small['get_hit']['p50_ns'])} at "
+            f"{count_label(small['entries'])} entries and {fmt_ns(tpoints[-1]['get_hit']['p50_ns'])} at "
+            f"{count_label(tpoints[-1]['entries'])}: with the table out of cache, a random hit pays dependent "
+            "DRAM misses (index bucket, then entry, then the access-bit word), each ~100 ns or more on this VM, "
+            "plus TLB misses on a 4 KiB-page mapping of hundreds of MiB (no huge pages for a sealed memfd here). "
+            f"The client adds the heartbeat check (one clock read, ~{timer:.0f} ns) and the envelope's checksum "
+            "and copy. Reaching 150 ns at 1M would need fewer dependent misses per hit (entry inline in the "
+            "bucket line, or prefetching the entry with the bucket) or huge pages.")
+    if not targets[1]["met"]:
+        redis = next((r for r in rust["side_by_side"]["rust"] if r["id"] == "redis"), None)
+        out.append(f"**300× Redis**: a Redis GET over loopback costs {fmt_ns(redis and redis['p50_ns'])} here, "
+                   "at the fast end of the NOTES baseline (40–130 µs); the ratio is the hit's cost against one "
+                   "loopback round trip of this machine.")
+    if not by["Python hit ≤ 1.5 µs"]["met"]:
+        out.append("**Python 1.5 µs**: the Python call itself (argument conversion, the cffi call, building the "
+                   "bytes object) costs most of it; on a loaded machine it exceeds the budget.")
+    if not by["Python hit ≥ 80× faster than redis-py (same run)"]["met"]:
+        out.append("**80× redis-py**: redis-py with hiredis on a loopback is cheaper than the design assumed "
+                   "(the NOTES baseline is 120–175 µs), while a Python-level call has a floor of a few hundred ns "
+                   "(a dict get is in the same table): the ratio is capped by the interpreter, not by cachekit.")
+    if not by["Python hit ≥ 8× faster than diskcache (same run)"]["met"]:
+        out.append("**8× diskcache**: diskcache's get of a hot key is an SQLite lookup served from the page "
+                   "cache, a few µs; the Python call overhead that dominates cachekit_shm's hit keeps the ratio "
+                   "under 8×.")
+    if not targets[-1]["met"]:
+        cpu = f"{s1m['two_readers_cpus']:.2f}"
+        out.append(f"**2 readers ≥ 1.8×**: the two readers got only {cpu} CPUs of 2 on average (other sessions "
+                   "were running on the same two cores); per CPU-second they got, two readers do "
+                   f"{fmt_x(s1m['cpu_normalised_ratio'])} (1M) and {fmt_x(s1k['cpu_normalised_ratio'])} (1k) the work "
+                   "of one: the read path itself shares nothing written (no lock, at most one access-bit store "
+                   "per entry), so it scales when it gets the cores.")
+    if not out:
+        out.append("All targets were met in this run.")
+    return out
+
+
+if __name__ == "__main__":
+    main()
