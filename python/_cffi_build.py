@@ -117,6 +117,10 @@ cachekit_result cachekit_get(const struct cachekit_client *client,
                              const uint8_t *key, size_t key_len,
                              uint8_t *buf, size_t buf_len, size_t *value_len,
                              struct cachekit_value_info *info);
+cachekit_result cachekit_get_local(const struct cachekit_client *client,
+                                   const uint8_t *key, size_t key_len,
+                                   uint8_t *buf, size_t buf_len, size_t *value_len,
+                                   struct cachekit_value_info *info);
 cachekit_result cachekit_get_alloc(const struct cachekit_client *client,
                                    const uint8_t *key, size_t key_len,
                                    uint8_t **value, size_t *value_len,

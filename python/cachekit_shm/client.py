@@ -1,8 +1,9 @@
 """`Client`: the synchronous client, one native `cachekit_client` handle per object.
 
 Hits are read from the daemon's shared-memory segment inside `cachekit_get` (no syscall, no
-lock); misses and writes are requests to cachekitd over its Unix socket. One client serves
-any number of threads (the native handle is thread-safe; cffi releases the GIL during calls).
+lock); misses and writes are requests to cachekitd over its Unix socket. `get_local` reads the
+segment only (`cachekit_get_local`): it never waits for the daemon. One client serves any
+number of threads (the native handle is thread-safe; cffi releases the GIL during calls).
 
 Fork safety: a native handle does not survive ``fork()``. Every live client is registered
 with ``os.register_at_fork``: in the child, the inherited handle is closed (the child's copies
@@ -74,8 +75,8 @@ class Pong(NamedTuple):
 
 _SOURCES = {lib.CACHEKIT_SOURCE_SEGMENT: "segment", lib.CACHEKIT_SOURCE_DAEMON: "daemon"}
 _NULL = ffi.NULL
-_SEGMENT = lib.CACHEKIT_SOURCE_SEGMENT
 _get = lib.cachekit_get
+_get_local = lib.cachekit_get_local
 _buffer = ffi.buffer
 _unbuffered = ffi.new_allocator(should_clear_after_alloc=False)
 
@@ -447,27 +448,50 @@ class Client(Native):
             return None
         return self._get_slow(rc, ptr, k, want_info=True)  # type: ignore[return-value]
 
-    def _probe(self, k: bytes) -> Optional[Tuple[bytes, bool, int]]:
-        """For AsyncClient: ``(stored bytes, read from the segment?, ms until it stops being
-        servable or 0)`` for a hit, None for a miss."""
+    def get_local(self, key: Key, default: Any = None) -> Any:
+        """The value of `key` if the shared segment holds it, else `default`: never asks the
+        daemon, so it never waits (no socket, no Redis, no reconnect), whatever state the
+        daemon is in. A key the daemon could still answer for (from Redis, or one that it has
+        not put in the segment) is `default` here; `get` asks for it. Used by `AsyncClient` to
+        serve hits on the event loop."""
+        raw = self._local_raw(_key(key))
+        return default if raw is None else self._loads(raw)
+
+    def _local_raw(self, k: bytes) -> Optional[bytes]:
+        """The stored bytes of `k` from the segment (`cachekit_get_local`), or None."""
+        ptr = self._ptr
+        if ptr is None:
+            ptr = self._reopen()
+        try:
+            buf, cap, lenp, view, info = _tls.s
+        except AttributeError:
+            buf, cap, lenp, view, info = _new_scratch()
+        rc = _get_local(ptr, k, len(k), buf, cap, lenp, _NULL)
+        if rc == 0:
+            return view[: lenp[0]]
+        if rc == 1:
+            return None
+        hit = self._get_slow(rc, ptr, k, get=_get_local)
+        return None if hit is None else hit[0]
+
+    def _local_raw_with_info(self, k: bytes) -> Optional[Tuple[bytes, Info]]:
+        """``(stored bytes, Info)`` of `k` from the segment, or None."""
         ptr = self._live()
         try:
             buf, cap, lenp, view, info = _tls.s
         except AttributeError:
             buf, cap, lenp, view, info = _new_scratch()
-        rc = _get(ptr, k, len(k), buf, cap, lenp, info)
+        rc = _get_local(ptr, k, len(k), buf, cap, lenp, info)
         if rc == 0:
-            return view[: lenp[0]], info.source == _SEGMENT, info.grace_until_ms or info.expires_ms
+            return view[: lenp[0]], _info(info)
         if rc == 1:
             return None
-        hit = self._get_slow(rc, ptr, k, want_info=True)
-        if hit is None:
-            return None
-        i: Info = hit[1]  # type: ignore[assignment]
-        return hit[0], i.source == "segment", i.grace_until_ms or i.expires_ms
+        return self._get_slow(rc, ptr, k, want_info=True, get=_get_local)  # type: ignore[return-value]
 
-    def _get_slow(self, rc: int, ptr: Any, k: bytes, want_info: bool = False) -> Optional[Tuple[bytes, Optional[Info]]]:
-        """A get that did not fit the thread's buffer (retried with a larger one), or failed."""
+    def _get_slow(self, rc: int, ptr: Any, k: bytes, want_info: bool = False,
+                  get: Any = _get) -> Optional[Tuple[bytes, Optional[Info]]]:
+        """A get (`get`: cachekit_get or cachekit_get_local) that did not fit the thread's
+        buffer (retried with a larger one), or failed."""
         while rc == BUFFER_TOO_SMALL:
             _, cap, lenp, _, info = _tls.s
             need = lenp[0]
@@ -475,7 +499,7 @@ class Client(Native):
                 buf, cap, lenp, _, info = _new_scratch(max(need, min(2 * cap, _SCRATCH_KEEP)))
             else:  # a one-off buffer for a value this large
                 buf, cap = _unbuffered("uint8_t[]", need), need
-            rc = _get(ptr, k, len(k), buf, cap, lenp, info if want_info else _NULL)
+            rc = get(ptr, k, len(k), buf, cap, lenp, info if want_info else _NULL)
             if rc == OK:
                 return _buffer(buf, lenp[0])[:], (_info(info) if want_info else None)
         if rc == MISS:

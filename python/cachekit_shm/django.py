@@ -30,9 +30,9 @@ readable, as with Django's memcached backend); ``set_many`` returns such keys in
 Writes while cachekitd is down raise ``UnavailableError`` (a ``ConnectionError``); gets
 miss.
 
-The ``a*`` methods are native (cachekit_shm.AsyncClient over the same connection): a hit
-the client has seen recently is read inline on the event loop, misses and writes run in a
-thread pool. Nothing goes through ``sync_to_async``.
+The ``a*`` methods are native (cachekit_shm.AsyncClient over the same connection): a hit is
+read inline on the event loop from shared memory (a read that never waits for the daemon),
+misses and writes run in a thread pool. Nothing goes through ``sync_to_async``.
 
 Extensions: ``set_tagged(key, value, timeout, tags=("posts/42",))`` and
 ``invalidate_tags("posts/42")`` (every entry tagged ``posts/42`` or below it, in O(1)), and
@@ -173,7 +173,7 @@ class CachekitCache(BaseCache):
             if options.get(name) is not None:
                 config[name] = options[name]
         self._config = tuple(sorted(config.items()))
-        self._async_local = threading.local()
+        self._async: AsyncClient | None = None
         protocol = options.get("pickle_protocol")
         self._protocol = pickle.HIGHEST_PROTOCOL if protocol is None else int(protocol)
         if not 2 <= self._protocol <= pickle.HIGHEST_PROTOCOL:
@@ -190,13 +190,12 @@ class CachekitCache(BaseCache):
 
     @property
     def _aclient(self) -> AsyncClient:
-        # An AsyncClient over the shared Client: no connection of its own, but its hints
-        # (which keys to read inline on the event loop) are touched by one thread only, so
-        # each thread using this backend gets its own.
-        local = self._async_local
-        aclient = getattr(local, "client", None)
-        if aclient is None:
-            aclient = local.client = AsyncClient.from_client(self._client)
+        # An AsyncClient over the shared Client: no connection or state of its own, so one
+        # serves every thread and loop.
+        client = self._client
+        aclient = self._async
+        if aclient is None or aclient.sync is not client:
+            aclient = self._async = AsyncClient.from_client(client)
         return aclient
 
     def _key(self, key: Any, version: int | None) -> bytes:

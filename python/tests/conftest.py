@@ -39,6 +39,16 @@ def _daemon_bin() -> str:
     raise RuntimeError("no cachekitd: set CACHEKITD_BIN or run scripts/test-python (it builds one)")
 
 
+def _thread_stopped(task: str) -> bool:
+    """Whether the thread at /proc/PID/task/TID is stopped (state T) or gone."""
+    try:
+        with open(os.path.join(task, "stat")) as f:
+            stat = f.read()
+    except OSError:
+        return True
+    return stat[stat.rindex(")") + 2] in "Tt"
+
+
 class Daemon:
     """One cachekitd process in a directory of its own (``--dir``), under ``--instance``."""
 
@@ -85,8 +95,17 @@ class Daemon:
         self.proc = None
 
     def freeze(self) -> None:
+        """SIGSTOP, and wait until every thread of the daemon has stopped: the signal stops
+        one thread first and the others after, so without waiting a running thread could
+        still answer a request sent right after the kill."""
         assert self.proc is not None
         self.proc.send_signal(signal.SIGSTOP)
+        task_dir = f"/proc/{self.proc.pid}/task"
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not all(_thread_stopped(os.path.join(task_dir, t)) for t in os.listdir(task_dir)):
+            if time.monotonic() > deadline:
+                raise RuntimeError("cachekitd did not stop after SIGSTOP")
+            time.sleep(0.001)
 
     def thaw(self) -> None:
         assert self.proc is not None

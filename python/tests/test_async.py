@@ -65,40 +65,79 @@ async def test_hits_are_inline_misses_and_writes_are_pooled(aclient, pool, cache
     await aclient.set("k", "v")  # a write: in the pool
     assert pool.submitted == 1
     for _ in range(100):
-        assert await aclient.get("k") == "v"  # a key it wrote: hits inline
-    assert await aclient.get_with_info("k") is not None
+        assert await aclient.get("k") == "v"  # in the segment: inline
+    assert await aclient.get_raw("k") is not None
+    value, info = await aclient.get_with_info("k")
+    assert value == "v" and info.source == "segment"
     assert pool.submitted == 1
-    assert await aclient.get("cold") is None  # never seen: asked in the pool
-    assert pool.submitted == 2
-    # A key written by someone else: the first get goes to the pool, the next ones are inline.
+    assert await aclient.get("cold") is None  # not in the segment: asked in the pool
+    assert await aclient.get_raw("cold") is None
+    assert await aclient.get_with_info("cold") is None
+    assert pool.submitted == 4
+    # A key written by another client: in the segment, so inline from the first get on.
     with Client(socket=cachekitd_socket, namespace=namespace) as other:
         other.set("theirs", 42)
-    assert await aclient.get("theirs") == 42
-    assert pool.submitted == 3
     for _ in range(10):
         assert await aclient.get("theirs") == 42
-    assert pool.submitted == 3
+    assert pool.submitted == 4
 
 
-async def test_a_hinted_key_that_went_away_misses_correctly(aclient, cachekitd_socket, namespace, pool):
+async def test_inline_gets_send_no_request(aclient, pool):
+    await aclient.set("k", 1)
+    before = (await aclient.stats())["client.requests"]
+    for _ in range(100):
+        assert await aclient.get("k") == 1
+        assert aclient.sync.get_local("k") == 1
+        assert aclient.sync.get_local("cold", "d") == "d"  # a miss, still no request
+    after = (await aclient.stats())["client.requests"]
+    assert after == before + 1  # the second STATS only
+
+
+async def test_a_key_gone_elsewhere_misses_through_the_pool(aclient, cachekitd_socket, namespace, pool):
     await aclient.set("k", 1)
     assert await aclient.get("k") == 1
     with Client(socket=cachekitd_socket, namespace=namespace) as other:
         other.delete("k")
-    assert await aclient.get("k") is None  # inline, once: the answer is still right
-    assert await aclient.get("k") is None  # no longer hinted: in the pool
+    assert await aclient.get("k") is None  # not in the segment any more: asked in the pool
+    assert pool.submitted == 2
+    with Client(socket=cachekitd_socket, namespace=namespace) as other:
+        other.set("k", 2)
+    assert await aclient.get("k") == 2  # back in the segment: inline
     assert pool.submitted == 2
 
 
-async def test_slow_inline_get_sends_gets_to_the_pool(cachekitd_socket, namespace, pool):
-    async with AsyncClient(socket=cachekitd_socket, namespace=namespace, executor=pool, inline_budget=0) as c:
-        await c.set("a", 1)
-        await c.set("b", 2)
-        with Client(socket=cachekitd_socket, namespace=namespace) as other:
-            other.delete("a")
-        assert await c.get("a") is None  # inline, not from the segment, over budget: breaker
+async def test_get_many_reads_inline_and_asks_only_for_the_rest(aclient, pool):
+    await aclient.set_many({"a": 1, "b": 2})
+    assert pool.submitted == 1
+    assert await aclient.get_many(["a", "b"]) == {"a": 1, "b": 2}  # all inline
+    assert pool.submitted == 1
+    result = await aclient.get_many(["x", "a", "y", "b"])  # one pooled batch for x and y
+    assert result == {"a": 1, "b": 2} and list(result) == ["a", "b"]
+    assert pool.submitted == 2
+    assert await aclient.get_many([]) == {}
+    assert pool.submitted == 2
+
+
+async def test_a_stale_segment_is_never_read_inline(make_daemon, pool):
+    d = make_daemon("--heartbeat-ms", "50", "--heartbeat-timeout-ms", "200")
+    async with AsyncClient(socket=d.socket, request_timeout=0.5, executor=pool) as c:
+        await c.set("warm", 1)
+        assert await c.get("warm") == 1
         before = pool.submitted
-        assert await c.get("b") == 2  # hinted, but the breaker is open: pooled
+        d.freeze()
+        try:
+            await asyncio.sleep(0.5)  # the heartbeat is now older than its timeout
+            started = time.monotonic()
+            assert c.sync.get_local("warm") is None  # the segment is not trusted; no waiting
+            assert time.monotonic() - started < 0.1
+            assert await c.get("warm") is None  # so the get went to the pool, and timed out there
+            assert pool.submitted == before + 1
+        finally:
+            d.thaw()
+        deadline = time.monotonic() + 10
+        while c.sync.get_local("warm") is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert await c.get("warm") == 1  # inline again
         assert pool.submitted == before + 1
 
 

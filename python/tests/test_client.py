@@ -56,12 +56,59 @@ def test_raw_bytes_in_and_out(client, raw_client):
 
 @pytest.mark.parametrize("size", [0, 100, 16 << 10, (16 << 10) + 1, 300 << 10, 1 << 20])
 def test_values_of_every_size(raw_client, size):
-    # Around the per-thread buffer (16 KiB) as it grows, up to the clients' 1 MiB limit.
+    # Around the per-thread buffer (16 KiB) as it grows, up to the session daemon's 1 MiB.
     value = os.urandom(size)
     raw_client.set_raw(f"v{size}", value)
     assert raw_client.get_raw(f"v{size}") == value
     assert raw_client.get_raw_with_info(f"v{size}")[0] == value
     assert raw_client.get_many_raw([f"v{size}"]) == {f"v{size}": value}
+    assert raw_client.get_local(f"v{size}") == value
+
+
+def test_values_as_large_as_the_daemon_allows(make_daemon, namespace):
+    d = make_daemon("--max-value-bytes", "4MiB")
+    with Client(socket=d.socket, namespace=namespace, serializer=None) as c:
+        value = os.urandom(3 << 20)
+        c.set_raw("3mib", value)
+        assert c.get_raw("3mib") == value
+        data, info = c.get_raw_with_info("3mib")
+        assert data == value and info.source == "segment"
+        assert c.get_local("3mib") == value
+        assert c.get_many_raw(["3mib"]) == {"3mib": value}
+        with pytest.raises(TooLargeError, match="max_value_bytes = 4194304"):
+            c.set_raw("over", os.urandom((4 << 20) + 1))
+    # A client opened lazily (as after fork) adopts the limit on its first write too.
+    with Client(socket=d.socket, namespace=namespace, serializer=None, lazy=True) as c:
+        c.set_raw("3mib-lazy", value)
+        assert c.get_raw("3mib-lazy") == value
+
+
+def test_a_default_daemon_refuses_2_mib(raw_client):
+    with pytest.raises(TooLargeError, match=r"max_value_bytes = 1048576 .*--max-value-bytes"):
+        raw_client.set_raw("2mib", os.urandom(2 << 20))
+    assert raw_client.get_raw("2mib") is None
+
+
+def test_get_local_reads_shared_memory_only(client):
+    client.set("k", {"v": 1}, ttl=60)
+    assert client.get_local("k") == {"v": 1}
+    assert client.get_local("absent") is None
+    assert client.get_local("absent", "d") == "d"
+    before = client.stats()["client.requests"]
+    for _ in range(100):
+        assert client.get_local("k") == {"v": 1}
+        assert client.get_local("absent") is None
+    assert client.stats()["client.requests"] == before + 1  # the second STATS only
+    with pytest.raises(TooLargeError, match="max_key_bytes"):
+        client.get_local("k" * 5000)
+    client.close()
+    with pytest.raises(ClosedError):
+        client.get_local("k")
+
+
+def test_get_local_of_a_lazy_client_that_never_connected(tmp_path):
+    with Client(socket=str(tmp_path / "none.sock"), lazy=True) as c:
+        assert c.get_local("k", "d") == "d"
 
 
 def test_info_times(client):
@@ -354,7 +401,7 @@ def test_limits_are_too_large_errors(client):
     with pytest.raises(InvalidArgumentError, match="9 segments"):
         client.set("k", 1, tags=["/".join("abcdefghi")])  # 9 levels deep: malformed
     with pytest.raises(TooLargeError, match="max_value_bytes"):
-        client.set_raw("k", os.urandom((1 << 20) + 1))  # the C library's limit: 1 MiB
+        client.set_raw("k", os.urandom((1 << 20) + 1))  # the session daemon's limit: 1 MiB
 
 
 def test_bad_namespaces(cachekitd_socket, client):
