@@ -174,8 +174,9 @@ impl Reader {
         Ok(Reader::from_parts(Arc::new(table), client, geo))
     }
 
-    /// Validates a heap table's header as [`Reader::attach`] would (for tests).
-    #[doc(hidden)]
+    /// Validates the header of this reader's table as [`Reader::attach`] would (it reads the
+    /// header again; the reader itself keeps the geometry it copied when it was made).
+    #[cfg(feature = "testing")]
     pub fn revalidate(&self) -> Result<(), AttachError> {
         let g = Geometry::read_header(self.table.region())?;
         if let Some(c) = &self.client {
