@@ -294,6 +294,8 @@ pub mod plan {
     }
 }
 
+// A thread flag of this process, not shared memory: std's atomics are fine here.
+#[allow(clippy::disallowed_types)]
 #[cfg(not(loom))]
 mod roles {
     use super::{codec, plan};
