@@ -223,12 +223,8 @@ impl Reader {
 
     /// This handle's counters.
     pub fn stats(&self) -> ReaderStats {
-        let sum = |f: fn(&Counters) -> &LocalCounter| {
-            self.counters
-                .iter()
-                .map(|c| f(c).get())
-                .sum()
-        };
+        let sum =
+            |f: fn(&Counters) -> &LocalCounter| self.counters.iter().map(|c| f(c).get()).sum();
         ReaderStats {
             hits: sum(|c| &c.hits),
             stale_hits: sum(|c| &c.stale_hits),
