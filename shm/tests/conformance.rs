@@ -20,6 +20,10 @@ fn get(r: &Reader, ns: &str, key: &str, now: u64) -> Option<Vec<u8>> {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a minute or more under Miri (its table alone is 1.8 MB): scripts/test --deep runs a subset"
+)]
 fn set_get_overwrite_delete() {
     for b in BACKINGS {
         let (mut w, r) = table(&small(), b);
@@ -87,6 +91,10 @@ fn ttl_and_grace() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a minute or more under Miri (its table alone is 1.8 MB): scripts/test --deep runs a subset"
+)]
 fn hierarchical_and_exact_invalidation() {
     for b in BACKINGS {
         let (mut w, r) = table(&small(), b);

@@ -234,8 +234,10 @@ fn tiny() -> TableConfig {
     }
 }
 
-/// Cases per property: fewer under Miri, which runs about a thousand times slower.
-const CASES: u32 = if cfg!(miri) { 4 } else { 192 };
+/// Cases per property, and operations per case of the evicting model: fewer under Miri,
+/// which runs about a thousand times slower.
+const CASES: u32 = if cfg!(miri) { 2 } else { 192 };
+const EVICTING_OPS: usize = if cfg!(miri) { 40 } else { 300 };
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: CASES, ..ProptestConfig::default() })]
@@ -249,7 +251,7 @@ proptest! {
     }
 
     #[test]
-    fn evicting_never_returns_a_wrong_value(ops in prop::collection::vec(op(), 1..300)) {
+    fn evicting_never_returns_a_wrong_value(ops in prop::collection::vec(op(), 1..EVICTING_OPS)) {
         for b in BACKINGS {
             run(&ops, &tiny(), b, false)?;
         }
