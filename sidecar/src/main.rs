@@ -1,16 +1,28 @@
 //! cachekitd: the per-host cache daemon.
+//!
+//! The map, in the order a request travels:
+//! - `socket.rs`: the Unix socket; one thread per connection reads frames, decodes them,
+//!   answers HELLO (with the segment's memfds), hands every other request to `ops`;
+//! - `ops/`: the permission check, then one file per operation (set, delete, invalidate,
+//!   clear, fetch, stats and ping, hello);
+//! - `daemon.rs`: the state the operations share (table, tier, coalescer, limits, counters);
+//! - `table.rs`: the one way to change the shared table; `changes.rs`: what a fill from Redis
+//!   checks before it may put a record in it;
+//! - `coalesce.rs`: one lookup per key at a time, however many clients miss it;
+//! - `tier/`: the Redis tier, a component the operations call (writes, read-through) that
+//!   changes the table through `table.rs` only (fills, other hosts' events, local flushes);
+//! - `config.rs`: flags, environment, file; `systemd.rs`: sd_notify.
 #![forbid(unsafe_code)]
 
-mod breaker;
+mod changes;
+mod coalesce;
 mod config;
 mod daemon;
-mod fetch;
-mod follow;
-mod gens;
-mod server;
+mod ops;
+mod socket;
 mod systemd;
+mod table;
 mod tier;
-mod tiered;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
@@ -119,7 +131,7 @@ fn run(cfg: Config) -> Result<()> {
         .spawn(move || {
             let mut last_watchdog = Instant::now();
             loop {
-                d.tick();
+                d.table.housekeeping();
                 if let Some(w) = watchdog {
                     if last_watchdog.elapsed() >= w / 2 {
                         systemd::notify("WATCHDOG=1");
@@ -144,7 +156,7 @@ fn run(cfg: Config) -> Result<()> {
                 systemd::notify("STOPPING=1");
                 // Held until exit: the segment's heartbeat stays 0, so clients stop trusting
                 // it now, and the socket is gone, so they attach to the next daemon.
-                let _dead = d.shut_down();
+                let _dead = d.table.shut_down();
                 let _ = std::fs::remove_file(&sock_path);
                 // Writes still queued for Redis (write-behind, or Redis was down) get a
                 // bounded chance to reach it.
@@ -158,11 +170,11 @@ fn run(cfg: Config) -> Result<()> {
         socket = %socket.display(),
         memory_bytes = cfg.memory_bytes,
         max_value_bytes = cfg.max_value_bytes,
-        epoch = daemon.epoch(),
+        epoch = daemon.epoch,
         heartbeat_ms = hb.as_millis() as u64,
         "cachekitd ready"
     );
     systemd::notify("READY=1");
-    server::accept_loop(daemon, listener);
+    socket::accept_loop(daemon, listener);
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! ERROR reply and, when the stream can no longer be trusted, the connection is closed.
 
 use crate::daemon::{Daemon, Peer};
+use crate::ops;
 use cachekit_proto::fdpass::send_with_fds;
 use cachekit_proto::{
     decode_body, encode_reply, ErrorCode, Header, Kind, Message, Reply, Request, HEADER_LEN,
@@ -138,7 +139,8 @@ fn serve(daemon: &Daemon, mut stream: UnixStream) {
             }
         };
         let sent = match (said_hello, req) {
-            (false, Request::Hello(h)) => match daemon.hello_ok(h.min_version, h.max_version) {
+            (false, Request::Hello(h)) => match ops::hello_ok(daemon, h.min_version, h.max_version)
+            {
                 Ok(ok) => {
                     said_hello = true;
                     info!(pid = peer.pid, uid = peer.uid, name = %h.client_name, "client attached");
@@ -165,7 +167,7 @@ fn serve(daemon: &Daemon, mut stream: UnixStream) {
                 break;
             }
             (true, req) => {
-                let reply = daemon.handle(&peer, req);
+                let reply = ops::handle(daemon, &peer, req);
                 send(&stream, &reply, id)
             }
         };
