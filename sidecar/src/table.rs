@@ -204,3 +204,6 @@ impl SharedTable {
         self.lock().stats()
     }
 }
+
+#[cfg(test)]
+mod fill_races;
