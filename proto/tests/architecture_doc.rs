@@ -6,7 +6,7 @@
 //! with headings moved down two levels (`# Frame` becomes `### Frame`) and intra-doc links written
 //! as plain code (`` [`Limits`] `` becomes `` `Limits` ``). It stands between the same markers in
 //! ARCHITECTURE.md. After editing the crate documentation, rewrite the copy with
-//! `CACHEKIT_BLESS=1 cargo test -p cachekit-proto --test architecture_doc`.
+//! `CACHEKIT_BLESS=1 cargo test --profile ci -p cachekit-proto --test architecture_doc`.
 
 use cachekit_proto::{
     encode_reply, encode_request, ErrorCode, FetchHit, Hello, HelloOk, Kind, Limits, Reply,
@@ -15,7 +15,8 @@ use cachekit_proto::{
 };
 use std::path::PathBuf;
 
-const BLESS: &str = "CACHEKIT_BLESS=1 cargo test -p cachekit-proto --test architecture_doc";
+const BLESS: &str =
+    "CACHEKIT_BLESS=1 cargo test --profile ci -p cachekit-proto --test architecture_doc";
 
 fn repo_file(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
