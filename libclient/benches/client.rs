@@ -1,4 +1,5 @@
-//! End-to-end benchmarks of the Rust client against a real `cachekitd` (DESIGN.md §7), with
+//! End-to-end benchmarks of the Rust client against a real `cachekitd` (the performance contract:
+//! §7 of the design brief, `../shared/DESIGN.md`, outside this repository), with
 //! the cost of a bare Unix-socket round trip measured in the same run as the reference.
 //!
 //! - `client/get_hit/{16B,100B,4KiB}`: `Client::get_into` of a key present in the segment,

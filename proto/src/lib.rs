@@ -2,6 +2,8 @@
 //! stream socket: a pure, I/O-free frame codec ([`encode_request`], [`encode_reply`],
 //! [`decode_frame`]) plus small blocking helpers ([`read_frame`], [`write_request`], ...).
 //!
+//! <!-- protocol:begin: copied into docs/ARCHITECTURE.md, see proto/tests/architecture_doc.rs -->
+//!
 //! # Conversation
 //!
 //! The client opens the socket and sends HELLO; the daemon checks the peer's credentials
@@ -222,6 +224,8 @@
 //! small multiple of the bytes it actually received. [`Request::validate`] and [`Reply::validate`] run the same checks on the
 //! sending side, so a sender learns "value is 3145728 bytes, over max_value_bytes = 1048576"
 //! before the bytes leave.
+//!
+//! <!-- protocol:end -->
 //!
 //! # Example
 //!

@@ -26,9 +26,11 @@ mod tags;
 mod time;
 mod writer;
 
-pub use entry::{ENTRY_HEADER_BYTES, MAX_KEY_BYTES, MAX_NAMESPACE_BYTES, VALUE_LEN_CEILING};
+pub use entry::{
+    ENTRY_HEADER_BYTES, MAX_KEY_BYTES, MAX_NAMESPACE_BYTES, MAX_REFS, VALUE_LEN_CEILING,
+};
 pub use error::{AttachError, CreateError, InsertError, TagError};
-pub use geometry::TableConfig;
+pub use geometry::{TableConfig, INDEX_LOAD_TARGET, MIN_BUCKETS};
 pub use layout::Stat;
 pub use reader::{HitMeta, Lookup, Reader, ReaderStats, MAX_RETRIES};
 #[cfg(not(loom))]
