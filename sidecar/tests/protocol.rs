@@ -10,7 +10,7 @@ use cachekit_proto::{
     encode_request, ErrorCode, Header, Hello, Kind, Reply, Request, Set, HEADER_LEN,
     PROTOCOL_VERSION,
 };
-use common::{assert_error, Client, Daemon, Site, WATCHDOG};
+use common::{assert_error, Client, Connect, Daemon, Site, WATCHDOG};
 use rustix::process::Signal;
 use std::io::ErrorKind;
 use std::net::Shutdown;
@@ -998,7 +998,7 @@ fn sigterm_stops_the_daemon_with_exit_0_and_removes_its_socket() {
     assert!(site.socket().exists());
 
     d.signal(Signal::TERM);
-    let status = d.wait_exit();
+    let status = d.wait_exit(WATCHDOG);
     assert_eq!(status.code(), Some(0), "{status}; log:\n{}", d.log());
     assert!(!site.socket().exists(), "the socket is removed");
     c.expect_closed();
@@ -1018,7 +1018,7 @@ fn a_second_daemon_on_the_same_dir_and_instance_refuses_to_start() {
     );
     assert!(log.contains("already running"), "{log}");
     assert!(
-        log.contains(&site.instance),
+        log.contains(site.instance()),
         "the message names the instance: {log}"
     );
 
@@ -1028,7 +1028,7 @@ fn a_second_daemon_on_the_same_dir_and_instance_refuses_to_start() {
     assert_eq!(again.ping(), epoch);
 
     // Another instance in the same directory is a different daemon, and may run.
-    let other = site.start(&["--instance", &format!("{}-b", site.instance)]);
+    let other = site.start(&["--instance", &format!("{}-b", site.instance())]);
     assert_ne!(other.client("of the other").hello.daemon_epoch, epoch);
 }
 

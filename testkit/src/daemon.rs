@@ -2,6 +2,7 @@
 //! [`Daemon`] (one process started on it).
 
 use std::fs::File;
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -52,11 +53,7 @@ impl Site {
         let n = NEXT_SITE.fetch_add(1, Ordering::Relaxed);
         // At most 1 + 10 + 1 + 10 + 1 + 32 bytes: within the daemon's 64, with room for a
         // suffix naming a second instance.
-        let instance = format!(
-            "t{}-{n}-{}",
-            std::process::id(),
-            crate::sanitize(story, 32)
-        );
+        let instance = format!("t{}-{n}-{}", std::process::id(), crate::sanitize(story, 32));
         Site(Arc::new(SiteInner {
             dir,
             instance,
@@ -91,8 +88,8 @@ impl Site {
     }
 
     /// Starts `cachekitd --dir <site> --instance <site> <DEFAULT_FLAGS> <flags>` (a default
-    /// is left out when `flags` name it) and waits (bounded by [`PATIENCE`]) until it accepts
-    /// connections.
+    /// is left out when `flags` name it) and waits (bounded by [`PATIENCE`]) until it answers
+    /// on its socket (see [`Daemon::wait_ready`]).
     pub fn start(&self, flags: &[&str]) -> Daemon {
         let mut d = self.spawn(flags, |_| {});
         d.wait_ready();
@@ -140,7 +137,10 @@ impl Site {
         let out = File::create(&log).expect("creating the daemon log");
         let mut cmd = Command::new(&self.0.bin);
         cmd.arg("--dir").arg(self.dir());
-        for (flag, value) in [("--instance", self.instance())].into_iter().chain(DEFAULT_FLAGS) {
+        for (flag, value) in [("--instance", self.instance())]
+            .into_iter()
+            .chain(DEFAULT_FLAGS)
+        {
             if !flags.iter().any(|f| f == flag) {
                 cmd.args([flag, value]);
             }
@@ -162,6 +162,26 @@ impl Site {
     }
 }
 
+/// Whether a daemon answers on `socket`: it replies to a PING sent before HELLO (with an
+/// error, and closes; nothing is counted in its STATS). Being able to connect is not enough:
+/// the daemon binds its socket before it installs its signal handlers and serves, so a
+/// SIGTERM sent then would kill it uncleanly. A socket file left by a killed daemon refuses
+/// connections until the new one binds.
+fn answers(socket: &Path) -> bool {
+    let Ok(mut stream) = UnixStream::connect(socket) else {
+        return false;
+    };
+    let mut ping = Vec::new();
+    cachekit_proto::encode_request(&cachekit_proto::Request::Ping, 1, &mut ping)
+        .expect("PING always encodes");
+    let mut reply = [0u8; 64];
+    stream
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .is_ok()
+        && stream.write_all(&ping).is_ok()
+        && matches!(stream.read(&mut reply), Ok(n) if n > 0)
+}
+
 /// A `cachekitd` started by the kit; SIGKILLed and reaped when dropped, and its log printed
 /// if the test is failing.
 pub struct Daemon {
@@ -181,7 +201,7 @@ impl Daemon {
         Site::new(story).start(flags)
     }
 
-    /// Waits (bounded by [`PATIENCE`]) until the daemon accepts connections; panics with its
+    /// Waits (bounded by [`PATIENCE`]) until the daemon answers on its socket; panics with its
     /// log if it exits or does not come up.
     pub fn wait_ready(&mut self) {
         let deadline = Instant::now() + PATIENCE;
@@ -189,13 +209,12 @@ impl Daemon {
             if let Some(s) = self.proc.try_wait() {
                 panic!("cachekitd exited at start ({s}); log:\n{}", self.log());
             }
-            // A socket file left by a killed daemon refuses connections: wait for the new one.
-            if UnixStream::connect(&self.socket).is_ok() {
+            if answers(&self.socket) {
                 return;
             }
             if Instant::now() >= deadline {
                 panic!(
-                    "cachekitd did not accept connections on {} within {PATIENCE:?}; log:\n{}",
+                    "cachekitd did not answer on {} within {PATIENCE:?}; log:\n{}",
                     self.socket.display(),
                     self.log()
                 );
@@ -278,14 +297,17 @@ impl Daemon {
             Some(s) => s,
             None => {
                 self.proc.kill();
-                panic!("cachekitd did not exit within {within:?}; log:\n{}", self.log())
+                panic!(
+                    "cachekitd did not exit within {within:?}; log:\n{}",
+                    self.log()
+                )
             }
         }
     }
 
     /// Starts it again in the same directory with the same flags (a fresh log file; not the
     /// `configure` step of [`Site::spawn`]), after killing it (SIGKILL) if it still runs, and
-    /// waits until it accepts connections.
+    /// waits until it answers on its socket.
     pub fn restart(&mut self) {
         self.proc.kill();
         let (proc, log) = self.site.launch(&self.flags, |_| {});
@@ -343,7 +365,10 @@ mod tests {
         d.restart();
         UnixStream::connect(&socket).expect("the restarted daemon listens");
         let log = d.log();
-        assert!(log.contains(d.instance()), "the log is the new daemon's: {log}");
+        assert!(
+            log.contains(d.instance()),
+            "the log is the new daemon's: {log}"
+        );
     }
 
     #[test]

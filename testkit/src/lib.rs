@@ -39,8 +39,8 @@ pub use crate::redis::{Redis, RedisCluster};
 pub use crate::watchdog::{eventually, poll, test_name, watchdog};
 pub use rustix::process::Signal;
 
-/// The longest the kit waits for one of its processes to come up (a daemon accepting
-/// connections, a server answering PING) or to exit after a signal. A bound against hangs,
+/// The longest the kit waits for one of its processes to come up (a daemon answering
+/// on its socket, a server answering PING) or to exit after a signal. A bound against hangs,
 /// not a performance target: generous, because CI machines have two cores shared by many
 /// tests, each starting its own daemons.
 pub const PATIENCE: Duration = Duration::from_secs(20);

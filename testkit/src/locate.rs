@@ -22,7 +22,9 @@ pub fn cachekitd() -> PathBuf {
     static FOUND: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let found = FOUND.get_or_init(|| {
         let exe = std::env::current_exe().map_err(|e| {
-            format!("cannot tell where this executable is ({e}), so where cachekitd is: set {BIN_VAR}")
+            format!(
+                "cannot tell where this executable is ({e}), so where cachekitd is: set {BIN_VAR}"
+            )
         })?;
         locate(std::env::var_os(BIN_VAR), &exe)
     });
@@ -150,8 +152,15 @@ mod tests {
 
     #[test]
     fn a_given_path_that_is_not_a_file_fails_naming_the_variable() {
-        let e = locate(Some("/nonexistent/cachekitd".into()), Path::new("/x/deps/t")).unwrap_err();
-        assert!(e.contains("CACHEKITD_BIN=/nonexistent/cachekitd is not a file"), "{e}");
+        let e = locate(
+            Some("/nonexistent/cachekitd".into()),
+            Path::new("/x/deps/t"),
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("CACHEKITD_BIN=/nonexistent/cachekitd is not a file"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -162,7 +171,11 @@ mod tests {
             ("release", "`cargo build -p cachekitd --release`"),
             ("ci", "`cargo build -p cachekitd --profile ci`"),
         ] {
-            let exe = target.path().join(profile).join("deps").join("some_test-0123");
+            let exe = target
+                .path()
+                .join(profile)
+                .join("deps")
+                .join("some_test-0123");
             let e = locate(None, &exe).unwrap_err();
             assert!(e.contains("cachekitd is not built"), "{e}");
             assert!(e.contains(command), "{profile}: {e}");
@@ -177,7 +190,10 @@ mod tests {
         let profile = target.path().join("ci");
         std::fs::create_dir_all(profile.join("deps")).unwrap();
         std::fs::write(profile.join("cachekitd"), b"").unwrap();
-        for exe in [profile.join("deps/a_test-0123"), profile.join("cachekit-bench")] {
+        for exe in [
+            profile.join("deps/a_test-0123"),
+            profile.join("cachekit-bench"),
+        ] {
             assert_eq!(locate(None, &exe).unwrap(), profile.join("cachekitd"));
         }
     }
@@ -193,10 +209,19 @@ mod tests {
         std::fs::create_dir_all(src.parent().unwrap()).unwrap();
         std::fs::write(&src, b"").unwrap();
         let escaped = src.display().to_string().replace(' ', "\\ ");
-        std::fs::write(bin.with_extension("d"), format!("{}: {escaped}\n", bin.display())).unwrap();
+        std::fs::write(
+            bin.with_extension("d"),
+            format!("{}: {escaped}\n", bin.display()),
+        )
+        .unwrap();
         let set_mtime = |p: &Path, secs: u64| {
             let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs);
-            std::fs::File::options().write(true).open(p).unwrap().set_modified(t).unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_modified(t)
+                .unwrap();
         };
         set_mtime(&bin, 2_000_000_000);
         set_mtime(&src, 1_000_000_000);

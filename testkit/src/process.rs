@@ -91,7 +91,10 @@ impl Proc {
             return self.status;
         }
         let mut live = live();
-        let child = self.child.as_mut().expect("a process without status is not reaped");
+        let child = self
+            .child
+            .as_mut()
+            .expect("a process without status is not reaped");
         match child.try_wait() {
             Ok(Some(status)) => {
                 live.retain(|l| l.pid != self.pid);
@@ -138,7 +141,10 @@ impl Proc {
         }
         // Off the list first: it is reaped below without the lock.
         live().retain(|l| l.pid != self.pid);
-        let mut child = self.child.take().expect("a process without status is not reaped");
+        let mut child = self
+            .child
+            .take()
+            .expect("a process without status is not reaped");
         // SIGKILL works on a stopped process too; an already exited one ignores it.
         let _ = child.kill();
         let status = child

@@ -230,7 +230,11 @@ impl Drop for Redis {
     fn drop(&mut self) {
         self.kill();
         if std::thread::panicking() {
-            eprintln!("---- redis-server log (port {}) ----\n{}", self.port, self.log());
+            eprintln!(
+                "---- redis-server log (port {}) ----\n{}",
+                self.port,
+                self.log()
+            );
         }
     }
 }
@@ -284,7 +288,10 @@ impl RedisCluster {
                     .is_ok_and(|i| i.contains("cluster_state:ok"))
             })
         });
-        assert!(ok, "the cluster never reached cluster_state:ok within {PATIENCE:?}");
+        assert!(
+            ok,
+            "the cluster never reached cluster_state:ok within {PATIENCE:?}"
+        );
         c
     }
 
@@ -314,13 +321,21 @@ mod tests {
     #[test]
     fn a_server_answers_pauses_and_comes_back_empty_on_the_same_port() {
         let mut r = Redis::start();
-        let _: () = redis::cmd("SET").arg("k").arg("v").query(&mut r.conn()).unwrap();
+        let _: () = redis::cmd("SET")
+            .arg("k")
+            .arg("v")
+            .query(&mut r.conn())
+            .unwrap();
         assert!(r.calls("set") >= 1);
         r.pause();
         let mut c = r.try_conn();
         if let Ok(c) = c.as_mut() {
-            c.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-            assert!(redis::cmd("PING").query::<String>(c).is_err(), "a paused server answers nothing");
+            c.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            assert!(
+                redis::cmd("PING").query::<String>(c).is_err(),
+                "a paused server answers nothing"
+            );
         }
         r.resume();
         let port = r.port();

@@ -52,7 +52,9 @@ pub fn test_name() -> String {
         .and_then(|e| e.file_stem().map(|s| s.to_string_lossy().into_owned()))
         .map(|stem| match stem.rsplit_once('-') {
             // Cargo names test executables `<target>-<16 hex digits>`.
-            Some((name, hash)) if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Some((name, hash))
+                if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) =>
+            {
                 name.to_string()
             }
             _ => stem,
@@ -112,10 +114,16 @@ mod tests {
         assert!(message.contains("did not finish within 300ms"), "{message}");
         let pid = rx.recv().unwrap();
         assert!(message.contains(&format!("pids [{pid}]")), "{message}");
-        // Killed: a zombie until its (hung) owner reaps it.
-        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-        let state = state.rsplit_once(") ").unwrap().1;
-        assert!(state.starts_with('Z'), "{state}");
+        // Killed: a zombie (once the signal is handled) until its hung owner reaps it.
+        let state = || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+            stat.rsplit_once(") ").unwrap().1.to_string()
+        };
+        assert!(
+            eventually(Duration::from_secs(10), || state().starts_with('Z')),
+            "{}",
+            state()
+        );
     }
 
     #[test]
