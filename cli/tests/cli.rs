@@ -1,10 +1,13 @@
 //! The `cachekit` binary: exit codes and output, without a daemon and against the real
-//! `cachekitd` (when it is built next to this binary; otherwise that test says so and passes).
+//! `cachekitd` (from the workspace test kit, which fails, saying how to build it, when there is
+//! none: the test never passes without running).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use cachekit_testkit::{eventually, temp_dir, watchdog, Daemon};
 
 const CLI: &str = env!("CARGO_BIN_EXE_cachekit");
 
@@ -43,7 +46,7 @@ fn stderr(o: &Output) -> String {
 
 #[test]
 fn no_daemon_is_exit_code_3_with_how_to_start_it() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = temp_dir("cli-no-daemon");
     let socket = dir.path().join("dev.sock");
     let o = cachekit(&socket, &["get", "k"]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
@@ -67,46 +70,21 @@ fn usage_errors_are_exit_code_2() {
     assert!(stderr(&o).contains("like 30s"));
 }
 
-fn daemon_binary() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("CACHEKITD_BIN") {
-        return Some(PathBuf::from(p));
-    }
-    let p = Path::new(CLI).parent()?.join("cachekitd");
-    p.exists().then_some(p)
-}
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn end_to_end_with_the_real_daemon() {
-    let Some(bin) = daemon_binary() else {
-        eprintln!("skipped: no cachekitd binary next to cachekit (cargo build -p cachekitd)");
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let _daemon = Daemon(
-        Command::new(bin)
-            .arg("--dir")
-            .arg(dir.path())
-            .args(["--instance", "cli", "--memory", "8MiB", "--log", "warn"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
+    watchdog(Duration::from_secs(120), end_to_end);
+}
+
+fn end_to_end() {
+    let daemon = Daemon::start("cli", &["--memory", "8MiB"]);
+    let socket = daemon.socket().to_path_buf();
+    assert!(
+        eventually(Duration::from_secs(10), || cachekit(&socket, &["ping"])
+            .status
+            .success()),
+        "cachekit ping never succeeded; daemon log:\n{}",
+        daemon.log()
     );
-    let socket = dir.path().join("cli.sock");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cachekit(&socket, &["ping"]).status.success() {
-        assert!(Instant::now() < deadline, "cachekitd did not come up");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 
     let o = cachekit(&socket, &["set", "k", "v", "--ttl", "30s", "--tag", "a/b"]);
     assert!(o.status.success(), "{}", stderr(&o));
