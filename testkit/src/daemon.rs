@@ -51,8 +51,9 @@ impl Site {
         let bin = crate::cachekitd();
         let dir = crate::temp_dir(story);
         let n = NEXT_SITE.fetch_add(1, Ordering::Relaxed);
-        // At most 1 + 10 + 1 + 10 + 1 + 32 bytes: within the daemon's 64, with room for a
-        // suffix naming a second instance.
+        // A pid has at most 7 digits (Linux's pid_max is at most 2^22): with fewer than a
+        // million sites per process, at most 1 + 7 + 1 + 6 + 1 + 32 = 48 bytes, within the
+        // daemon's 64 with room for a suffix naming a second instance.
         let instance = format!("t{}-{n}-{}", std::process::id(), crate::sanitize(story, 32));
         Site(Arc::new(SiteInner {
             dir,

@@ -28,7 +28,7 @@ mod locate;
 mod ports;
 mod process;
 mod redis;
-mod watchdog;
+mod wait;
 
 use std::time::Duration;
 
@@ -36,7 +36,7 @@ pub use crate::daemon::{Daemon, Site, DEFAULT_FLAGS};
 pub use crate::locate::{cachekitd, BIN_VAR};
 pub use crate::ports::{free_port, free_port_pair};
 pub use crate::redis::{Redis, RedisCluster};
-pub use crate::watchdog::{eventually, poll, test_name, watchdog};
+pub use crate::wait::{eventually, poll, test_name, watchdog};
 pub use rustix::process::Signal;
 
 /// The longest the kit waits for one of its processes to come up (a daemon answering

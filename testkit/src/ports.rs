@@ -2,9 +2,8 @@
 
 use std::net::TcpListener;
 
-/// A TCP port free on 127.0.0.1 right now (the kernel picks it; it stays free unless another
-/// process binds it before the caller does, which the kernel makes unlikely by handing out
-/// ports in turn).
+/// A TCP port free on 127.0.0.1 right now: the kernel picks it, and it stays free unless
+/// another process binds it before the caller does.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -1,5 +1,5 @@
 //! Child processes of the kit: killed (SIGKILL) and reaped when dropped, and listed while
-//! they run, so that a [`watchdog`](crate::watchdog) that gives up on a hung test can kill
+//! they run, so that a [`watchdog`](crate::watchdog()) that gives up on a hung test can kill
 //! the processes that test started.
 //!
 //! A process is listed from its spawn until it is reaped, and is reaped only with the list
