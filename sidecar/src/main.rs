@@ -121,27 +121,8 @@ fn run(cfg: Config) -> Result<()> {
     let socket: PathBuf = dir.join(cachekit_proto::paths::socket_name(&cfg.instance));
     let daemon = Arc::new(Daemon::new(cfg.clone()).context("creating the shared table")?);
     daemon.start_redis();
-    let listener = bind(&cfg, &socket)?;
-
-    let d = daemon.clone();
-    let hb = cfg.heartbeat;
-    let watchdog = systemd::watchdog_interval();
-    std::thread::Builder::new()
-        .name("cachekitd-heartbeat".into())
-        .spawn(move || {
-            let mut last_watchdog = Instant::now();
-            loop {
-                d.table.housekeeping();
-                if let Some(w) = watchdog {
-                    if last_watchdog.elapsed() >= w / 2 {
-                        systemd::notify("WATCHDOG=1");
-                        last_watchdog = Instant::now();
-                    }
-                }
-                std::thread::sleep(hb);
-            }
-        })?;
-
+    // Signals first: a SIGTERM that arrives while binding (or waiting out a dead daemon's
+    // clients) still stops the daemon cleanly.
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
@@ -162,6 +143,27 @@ fn run(cfg: Config) -> Result<()> {
                 // bounded chance to reach it.
                 d.finish_redis_queue(std::time::Duration::from_secs(2));
                 std::process::exit(0);
+            }
+        })?;
+
+    let listener = bind(&cfg, &socket)?;
+
+    let d = daemon.clone();
+    let hb = cfg.heartbeat;
+    let watchdog = systemd::watchdog_interval();
+    std::thread::Builder::new()
+        .name("cachekitd-heartbeat".into())
+        .spawn(move || {
+            let mut last_watchdog = Instant::now();
+            loop {
+                d.table.housekeeping();
+                if let Some(w) = watchdog {
+                    if last_watchdog.elapsed() >= w / 2 {
+                        systemd::notify("WATCHDOG=1");
+                        last_watchdog = Instant::now();
+                    }
+                }
+                std::thread::sleep(hb);
             }
         })?;
 
