@@ -65,7 +65,10 @@ impl Field {
     /// What to do about a value over the limit.
     const fn advice(self) -> &'static str {
         match self {
-            Field::Namespace | Field::Key | Field::Value | Field::Tag | Field::Tags => {
+            // The tag limits are the table's (`cachekit_shm`): no daemon setting raises them.
+            Field::Tag => "use a shorter tag path",
+            Field::Tags => "group them under a common parent tag",
+            Field::Namespace | Field::Key | Field::Value => {
                 "shrink it, or raise the limit in the daemon's configuration (clients learn it from HELLO_OK)"
             }
             Field::ClientName | Field::StatName | Field::Stats | Field::ErrorMessage => {
@@ -163,7 +166,7 @@ pub enum ProtoError {
         limit: usize,
     },
     /// A list has more items than its limit.
-    #[error("{field} has {count} items, over {} = {limit}; {}", field.limit_name(), field.advice())]
+    #[error("{count} {field}, over {} = {limit}; {}", field.limit_name(), field.advice())]
     TooManyItems {
         /// The list.
         field: Field,
@@ -180,6 +183,14 @@ pub enum ProtoError {
         field: Field,
         /// Length of the valid prefix.
         valid_up_to: usize,
+    },
+    /// A tag (SET, INVALIDATE) breaks the tag grammar of the table, [`cachekit_shm::validate_tag`]:
+    /// an empty segment (`a//b`, `/a`, `a/`, the empty tag) or more segments than
+    /// [`cachekit_shm::MAX_TAG_DEPTH`]. The frame is well-formed; the argument is refused.
+    #[error("{message}")]
+    InvalidTag {
+        /// The grammar's explanation, naming the tag and how to write it.
+        message: String,
     },
     /// A boolean or option-presence byte is neither 0 nor 1.
     #[error("{kind} field `{field}` must be 0 or 1, found {value}")]
@@ -201,6 +212,7 @@ impl ProtoError {
             ProtoError::FrameTooLarge { .. }
             | ProtoError::FieldTooLarge { .. }
             | ProtoError::TooManyItems { .. } => ErrorCode::TooLarge,
+            ProtoError::InvalidTag { .. } => ErrorCode::InvalidArgument,
             ProtoError::BadMagic { .. }
             | ProtoError::UnknownKind { .. }
             | ProtoError::Truncated { .. }

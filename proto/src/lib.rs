@@ -112,7 +112,7 @@
 //! | `key` | bytes | ≤ `max_key_bytes` |
 //! | `ttl_ms` | opt_u64 | time to live; none = never expires |
 //! | `grace_ms` | u64 | stale-while-revalidate window after expiry |
-//! | `tags` | `list<str>` | ≤ `max_tags` tags of ≤ `max_tag_bytes` each |
+//! | `tags` | `list<str>` | ≤ `max_tags` tag paths of ≤ `max_tag_bytes` each (see [Tags](#tags)) |
 //! | `value` | bytes | ≤ `max_value_bytes`; opaque (an encoded envelope) |
 //!
 //! **DELETE** (0x03), **FETCH** (0x06) — 8 + namespace + key bytes
@@ -127,7 +127,7 @@
 //! | field | type | notes |
 //! |---|---|---|
 //! | `namespace` | str | ≤ `max_namespace_bytes` |
-//! | `tags` | `list<str>` | ≤ `max_tags` tags of ≤ `max_tag_bytes` each |
+//! | `tags` | `list<str>` | ≤ `max_tags` tag paths of ≤ `max_tag_bytes` each (see [Tags](#tags)) |
 //! | `exact` | bool | 0: each tag and every tag below it; 1: exactly these paths |
 //!
 //! **CLEAR** (0x05) — 4 + namespace bytes
@@ -215,6 +215,14 @@
 //!
 //! Codes this build does not know decode as [`ErrorCode::Unknown`]; 0 is never assigned.
 //!
+//! # Tags
+//!
+//! A tag is a path of 1 to [`cachekit_shm::MAX_TAG_DEPTH`] = 8 non-empty segments joined by `/`
+//! (`posts/123/comments`), at most [`cachekit_shm::MAX_TAG_BYTES`] = 1024 bytes: the table's
+//! grammar, [`cachekit_shm::validate_tag`]. The decoder refuses a SET or INVALIDATE with a tag
+//! that breaks it ([`ProtoError::InvalidTag`], answered with INVALID_ARGUMENT; too long is
+//! TOO_LARGE), so the daemon never starts a write the table would refuse.
+//!
 //! # Limits
 //!
 //! The decoder enforces a [`Limits`] (defaults: key 4096 bytes, namespace 127, value 1 MiB,
@@ -271,7 +279,8 @@ pub use io::{
     SendError,
 };
 pub use limits::{
-    Limits, MAX_CLIENT_NAME_BYTES, MAX_ERROR_MESSAGE_BYTES, MAX_STATS, MAX_STAT_NAME_BYTES,
+    Limits, ENVELOPE_HEADROOM, MAX_CLIENT_NAME_BYTES, MAX_ERROR_MESSAGE_BYTES, MAX_STATS,
+    MAX_STAT_NAME_BYTES,
 };
 pub use reply::{ErrorCode, FetchHit, HelloOk, Reply};
 pub use request::{Hello, Request, Set};

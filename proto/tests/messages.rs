@@ -81,7 +81,7 @@ fn set(ttl_ms: Option<u64>) -> Set {
         value: vec![9, 8, 7],
         ttl_ms,
         grace_ms: 0x0102,
-        tags: vec!["posts/1".into(), "".into()],
+        tags: vec!["posts/1".into(), "t".into()],
     }
 }
 
@@ -109,7 +109,7 @@ fn hello_new_offers_this_version() {
 
 #[test]
 fn set_bytes_with_and_without_ttl() {
-    let tags = cat(&[&2u16.to_le_bytes(), &lv(b"posts/1"), &lv(b"")]);
+    let tags = cat(&[&2u16.to_le_bytes(), &lv(b"posts/1"), &lv(b"t")]);
     let with = cat(&[
         &lv(b"app"),
         &lv(b"k\x00\xff"),
@@ -119,7 +119,7 @@ fn set_bytes_with_and_without_ttl() {
         &tags,
         &lv(&[9, 8, 7]),
     ]);
-    assert_eq!(with.len(), 31 + 3 + 3 + 3 + (4 + 7) + 4);
+    assert_eq!(with.len(), 31 + 3 + 3 + 3 + (4 + 7) + (4 + 1));
     golden_request(Request::Set(set(Some(7))), &frame(0x02, ID, &with));
 
     let without = cat(&[
@@ -671,9 +671,97 @@ fn limit_errors_say_what_to_do() {
         count: 9,
         limit: 8,
     };
-    assert!(err
-        .to_string()
-        .starts_with("tags has 9 items, over max_tags = 8"));
+    assert_eq!(
+        err.to_string(),
+        "9 tags, over max_tags = 8; group them under a common parent tag"
+    );
+}
+
+/// A SET or INVALIDATE whose tag breaks the table's grammar is refused at decode with
+/// INVALID_ARGUMENT and the grammar's own message (and `validate` refuses it the same way); a
+/// tag over the table's length limit is TOO_LARGE even when the connection's limit is higher.
+#[test]
+fn tags_that_break_the_grammar_are_refused_at_decode() {
+    let set = |tags: &[&str]| {
+        Message::Request(Request::Set(Set {
+            namespace: "ns".into(),
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            ttl_ms: None,
+            grace_ms: 0,
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+        }))
+    };
+    let invalidate = |tags: &[&str]| {
+        Message::Request(Request::Invalidate {
+            namespace: "ns".into(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            exact: false,
+        })
+    };
+    let l = Limits::DEFAULT;
+    let deepest = "a/b/c/d/e/f/g/h";
+    for ok in [
+        set(&["posts/123/comments", deepest]),
+        invalidate(&[deepest]),
+    ] {
+        ok.validate(&l).unwrap();
+        let mut bytes = Vec::new();
+        let frame = Frame {
+            request_id: 1,
+            message: ok,
+        };
+        encode_frame(&frame, &mut bytes).unwrap();
+        assert_eq!(decode(&bytes), Ok(Some((frame, bytes.len()))));
+    }
+    let cases = [
+        ("a//b", "tag \"a//b\" has an empty segment"),
+        ("/a", "empty segment"),
+        ("a/", "empty segment"),
+        ("", "tag \"\" has an empty segment"),
+        ("a/b/c/d/e/f/g/h/i", "has 9 segments, over the limit of 8"),
+    ];
+    for (tag, words) in cases {
+        for message in [set(&["fine", tag]), invalidate(&["fine", tag])] {
+            // The encoder does not check the grammar (a test or a fuzzer may send any tag).
+            let mut bytes = Vec::new();
+            encode_frame(
+                &Frame {
+                    request_id: 9,
+                    message: message.clone(),
+                },
+                &mut bytes,
+            )
+            .unwrap();
+            let err = decode_err(&bytes, &l);
+            assert!(
+                matches!(err, ProtoError::InvalidTag { .. }),
+                "{tag:?}: {err:?}"
+            );
+            assert_eq!(err.code(), ErrorCode::InvalidArgument, "{tag:?}");
+            assert!(err.to_string().contains(words), "{tag:?}: {err}");
+            assert_eq!(message.validate(&l), Err(err), "{tag:?}");
+        }
+    }
+    // Longer than the table's 1024 bytes: too large, whatever the connection allows.
+    let wide = Limits {
+        max_tag_bytes: 4096,
+        ..l
+    };
+    let long = "t".repeat(1025);
+    rejects(
+        set(&[&long]),
+        &wide,
+        ProtoError::FieldTooLarge {
+            field: Field::Tag,
+            len: 1025,
+            limit: 1024,
+        },
+    );
+    assert_eq!(
+        set(&[&long]).validate(&l).unwrap_err().to_string(),
+        "tag is 1025 bytes, over max_tag_bytes = 1024; use a shorter tag path"
+    );
 }
 
 #[test]
@@ -890,6 +978,12 @@ fn proto_errors_map_to_error_codes() {
                 limit: 8,
             },
             ErrorCode::TooLarge,
+        ),
+        (
+            ProtoError::InvalidTag {
+                message: "tag \"a//b\" has an empty segment".into(),
+            },
+            ErrorCode::InvalidArgument,
         ),
     ];
     for (err, code) in cases {
