@@ -112,7 +112,7 @@
 //! | `key` | bytes | ≤ `max_key_bytes` |
 //! | `ttl_ms` | opt_u64 | time to live; none = never expires |
 //! | `grace_ms` | u64 | stale-while-revalidate window after expiry |
-//! | `tags` | `list<str>` | ≤ `max_tags` tag paths of ≤ `max_tag_bytes` each (see [Tags](#tags)) |
+//! | `tags` | `list<str>` | ≤ `max_tags` tag paths of ≤ `max_tag_bytes` each (see Tags below) |
 //! | `value` | bytes | ≤ `max_value_bytes`; opaque (an encoded envelope) |
 //!
 //! **DELETE** (0x03), **FETCH** (0x06) — 8 + namespace + key bytes
@@ -127,7 +127,7 @@
 //! | field | type | notes |
 //! |---|---|---|
 //! | `namespace` | str | ≤ `max_namespace_bytes` |
-//! | `tags` | `list<str>` | ≤ `max_tags` tag paths of ≤ `max_tag_bytes` each (see [Tags](#tags)) |
+//! | `tags` | `list<str>` | ≤ `max_tags` tag paths of ≤ `max_tag_bytes` each (see Tags below) |
 //! | `exact` | bool | 0: each tag and every tag below it; 1: exactly these paths |
 //!
 //! **CLEAR** (0x05) — 4 + namespace bytes

@@ -538,7 +538,7 @@ fn hello_ok_table_matches_the_encoder() {
 
 #[test]
 fn constants_quoted_in_the_docs_have_their_values() {
-    let known: [(&str, u64); 7] = [
+    let known: [(&str, u64); 9] = [
         ("PROTOCOL_VERSION", u64::from(PROTOCOL_VERSION)),
         ("MAGIC", u64::from(MAGIC)),
         ("HEADER_LEN", HEADER_LEN as u64),
@@ -546,6 +546,14 @@ fn constants_quoted_in_the_docs_have_their_values() {
         ("MAX_STATS", MAX_STATS as u64),
         ("MAX_STAT_NAME_BYTES", MAX_STAT_NAME_BYTES as u64),
         ("MAX_ERROR_MESSAGE_BYTES", MAX_ERROR_MESSAGE_BYTES as u64),
+        (
+            "cachekit_shm::MAX_TAG_DEPTH",
+            cachekit_shm::MAX_TAG_DEPTH as u64,
+        ),
+        (
+            "cachekit_shm::MAX_TAG_BYTES",
+            cachekit_shm::MAX_TAG_BYTES as u64,
+        ),
     ];
     let mut quoted = 0;
     for (line, text) in protocol_source() {
