@@ -204,7 +204,7 @@ impl Config {
         )
         .context("--max-value-bytes")?;
         // The daemon stores encoded values up to 64 bytes larger than this.
-        let ceiling = cachekit_shm::VALUE_LEN_CEILING as u64 - crate::daemon::ENVELOPE_HEADROOM;
+        let ceiling = (cachekit_shm::VALUE_LEN_CEILING - cachekit_proto::ENVELOPE_HEADROOM) as u64;
         if max_value_bytes == 0 || max_value_bytes > ceiling {
             bail!("max_value_bytes = {max_value_bytes} (--max-value-bytes) must be between 1 and {ceiling} (16 MiB - 65)");
         }

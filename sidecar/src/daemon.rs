@@ -10,10 +10,6 @@ use cachekit_shm::{Backing, SegmentFds, TableConfig, Writer};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-/// Bytes a stored value may exceed the configured `max_value_bytes` by: room for the
-/// client-side envelope header (16 bytes) and, later, an AES-GCM nonce and tag.
-pub const ENVELOPE_HEADROOM: u64 = 64;
-
 /// Who is on the other end of a connection (from SO_PEERCRED).
 #[derive(Clone, Copy, Debug)]
 pub struct Peer {
@@ -69,7 +65,8 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn new(cfg: Config) -> anyhow::Result<Daemon> {
-        let stored_max = cfg.max_value_bytes + ENVELOPE_HEADROOM;
+        // Stored values are envelopes: up to ENVELOPE_HEADROOM bytes over the user's limit.
+        let stored_max = cfg.max_value_bytes + cachekit_proto::ENVELOPE_HEADROOM as u64;
         let table_cfg = TableConfig {
             arena_bytes: cfg.memory_bytes,
             max_value_bytes: stored_max,

@@ -49,8 +49,9 @@ impl Table {
         existed
     }
 
-    /// Invalidates every tag of `tags` in `ns`. Checks them all first, so an invalid one
-    /// changes nothing.
+    /// Invalidates every tag of `tags` in `ns`. Tags from clients were checked at decode;
+    /// one the table refuses anyway (an event from Redis) stops there, and the caller
+    /// decides (what was invalidated stays so: that direction is always safe).
     pub fn invalidate(
         &mut self,
         ns: &str,
@@ -58,18 +59,11 @@ impl Table {
         mode: InvalidateMode,
         clock: Option<u64>,
     ) -> Result<(), TagError> {
-        if let Some(e) = tags
-            .iter()
-            .find_map(|t| cachekit_shm::validate_tag(t).err())
-        {
-            return Err(e);
-        }
-        for tag in tags {
-            self.writer
-                .invalidate(ns, tag, mode)
-                .expect("every tag was validated above");
-        }
+        // Counted first: a fill that raced even a partial invalidation must not land.
         self.changes.namespace_changed(ns, clock);
+        for tag in tags {
+            self.writer.invalidate(ns, tag, mode)?;
+        }
         Ok(())
     }
 

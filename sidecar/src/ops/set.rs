@@ -8,12 +8,7 @@ use cachekit_shm::{now_ms, InsertError, InsertOptions};
 
 pub fn run(d: &Daemon, s: &Set) -> Reply {
     bump(&d.counters.sets);
-    if d.tier.is_some() {
-        // Checked before anything reaches Redis, so a refused write leaves nothing half done.
-        if let Some(bad) = check_tags(&s.tags) {
-            return bad;
-        }
-    }
+    // The tags were checked at decode (proto), before anything reaches Redis.
     let remote = to_redis(d, || WriteOp::Set {
         ns: s.namespace.clone(),
         key: s.key.clone(),
@@ -44,23 +39,6 @@ pub fn run(d: &Daemon, s: &Set) -> Reply {
         (Ok(()), Err(message)) => Reply::error(ErrorCode::Unavailable, message),
         (Ok(()), Ok(_)) => Reply::Ok,
     }
-}
-
-/// An ERROR reply for a tag list the table would refuse.
-fn check_tags(tags: &[String]) -> Option<Reply> {
-    if tags.len() > cachekit_shm::MAX_TAGS {
-        return Some(Reply::error(
-            ErrorCode::InvalidArgument,
-            format!(
-                "{} tags, over the limit of {}",
-                tags.len(),
-                cachekit_shm::MAX_TAGS
-            ),
-        ));
-    }
-    tags.iter()
-        .find_map(|t| cachekit_shm::validate_tag(t).err())
-        .map(|e| Reply::error(ErrorCode::InvalidArgument, e.to_string()))
 }
 
 fn insert_error(d: &Daemon, e: InsertError) -> Reply {
