@@ -1,8 +1,9 @@
 //! cachekitd: the per-host cache daemon.
 //!
 //! The map, in the order a request travels:
-//! - `socket.rs`: the Unix socket; one thread per connection reads frames, decodes them,
-//!   answers HELLO (with the segment's memfds), hands every other request to `ops`;
+//! - `socket.rs`: the Unix socket; one thread per connection reads frames (`frames.rs`),
+//!   decodes them, answers HELLO (with the segment's memfds), hands every other request to
+//!   `ops`;
 //! - `ops/`: the permission check, then one file per operation (set, delete, invalidate,
 //!   clear, fetch, stats and ping, hello);
 //! - `daemon.rs`: the state the operations share (table, tier, coalescer, limits, counters);
@@ -18,6 +19,7 @@ mod changes;
 mod coalesce;
 mod config;
 mod daemon;
+mod frames;
 mod ops;
 mod socket;
 mod systemd;

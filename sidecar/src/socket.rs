@@ -1,18 +1,18 @@
 //! The Unix socket: one thread per connection, so a slow or broken client only ever holds
-//! up itself. Frames are read with a deadline once started; a malformed frame gets an
-//! ERROR reply and, when the stream can no longer be trusted, the connection is closed.
+//! up itself. Frames are read with a deadline once started (`frames.rs`), decoded, and
+//! answered: HELLO here (with the memfds), everything else by `ops`. A malformed frame gets
+//! an ERROR reply and, when the stream can no longer be trusted, the connection is closed.
 
 use crate::daemon::{Daemon, Peer};
+use crate::frames::{FrameError, FrameReader};
 use crate::ops;
 use cachekit_proto::fdpass::send_with_fds;
-use cachekit_proto::{
-    decode_body, encode_reply, ErrorCode, Header, Kind, Message, Reply, Request, HEADER_LEN,
-};
-use std::io::{self, Read, Write};
+use cachekit_proto::{decode_body, encode_reply, ErrorCode, Kind, Message, Reply, Request};
+use std::io::{self, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tracing::{debug, info, warn};
 
 pub fn accept_loop(daemon: Arc<Daemon>, listener: UnixListener) {
@@ -89,7 +89,7 @@ fn serve(daemon: &Daemon, mut stream: UnixStream) {
     let mut said_hello = false;
     let mut frames = FrameReader::new();
     loop {
-        let (header, body) = match frames.next(&mut stream, daemon, timeout) {
+        let (header, body) = match frames.next(&mut stream, &daemon.limits, timeout) {
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(FrameError::Header(e, kind)) => {
@@ -183,147 +183,4 @@ fn send(mut stream: &UnixStream, reply: &Reply, id: u32) -> io::Result<()> {
     let mut buf = Vec::new();
     encode_reply(reply, id, &mut buf).map_err(io::Error::other)?;
     stream.write_all(&buf)
-}
-
-enum FrameError {
-    /// The header is bad (with its kind byte, for the error message).
-    Header(cachekit_proto::ProtoError, u8),
-    Io(io::Error),
-}
-
-/// Reads frames from one connection through a buffer, so a whole small frame costs one
-/// `recv`, and touches the socket's timeout only when a frame arrives in pieces.
-struct FrameReader {
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
-    /// Whether SO_RCVTIMEO is currently set on the socket.
-    timed: bool,
-}
-
-impl FrameReader {
-    fn new() -> FrameReader {
-        FrameReader {
-            buf: vec![0; 16 << 10],
-            start: 0,
-            end: 0,
-            timed: false,
-        }
-    }
-
-    fn set_timeout(&mut self, stream: &UnixStream, t: Option<Duration>) -> Result<(), FrameError> {
-        if t.is_some() || self.timed {
-            stream.set_read_timeout(t).map_err(FrameError::Io)?;
-            self.timed = t.is_some();
-        }
-        Ok(())
-    }
-
-    /// Reads once into the free end of the buffer. `Ok(0)` is end of stream.
-    fn read_more(&mut self, stream: &mut UnixStream) -> Result<usize, FrameError> {
-        if self.start > 0 {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
-        loop {
-            match stream.read(&mut self.buf[self.end..]) {
-                Ok(n) => {
-                    self.end += n;
-                    return Ok(n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(FrameError::Io(e)),
-            }
-        }
-    }
-
-    /// Reads until `need` bytes are buffered, before `deadline`.
-    fn fill(
-        &mut self,
-        stream: &mut UnixStream,
-        need: usize,
-        deadline: Instant,
-    ) -> Result<(), FrameError> {
-        while self.end - self.start < need {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(timed_out());
-            }
-            self.set_timeout(stream, Some(left))?;
-            if self.read_more(stream)? == 0 {
-                return Err(FrameError::Io(io::ErrorKind::UnexpectedEof.into()));
-            }
-        }
-        Ok(())
-    }
-
-    /// Reads one frame. Waits for its first byte as long as the client likes (idle pooled
-    /// connections are normal); from then on the whole frame must arrive within `timeout`.
-    /// `Ok(None)`: the client closed the connection between frames.
-    fn next(
-        &mut self,
-        stream: &mut UnixStream,
-        daemon: &Daemon,
-        timeout: Duration,
-    ) -> Result<Option<(Header, Vec<u8>)>, FrameError> {
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-            self.set_timeout(stream, None)?;
-            if self.read_more(stream)? == 0 {
-                return Ok(None);
-            }
-        }
-        let deadline = Instant::now() + timeout;
-        self.fill(stream, HEADER_LEN, deadline)?;
-        let hb = &self.buf[self.start..self.start + HEADER_LEN];
-        let header = match cachekit_proto::decode_header(hb, &daemon.limits) {
-            Ok(Some(h)) => h,
-            Ok(None) => unreachable!("a whole header is buffered"),
-            Err(e) => return Err(FrameError::Header(e, hb[7])),
-        };
-        self.start += HEADER_LEN;
-        // The header was checked against max_frame_bytes before anything is allocated.
-        let len = header.body_len as usize;
-        let have = (self.end - self.start).min(len);
-        let mut body = Vec::with_capacity(len);
-        body.extend_from_slice(&self.buf[self.start..self.start + have]);
-        self.start += have;
-        if have < len {
-            body.resize(len, 0);
-            read_exact_by(stream, &mut body[have..], deadline, self)?;
-        }
-        Ok(Some((header, body)))
-    }
-}
-
-fn timed_out() -> FrameError {
-    FrameError::Io(io::Error::new(
-        io::ErrorKind::TimedOut,
-        "frame not finished within frame_timeout_ms",
-    ))
-}
-
-/// Reads a large body straight into its buffer, before `deadline`.
-fn read_exact_by(
-    stream: &mut UnixStream,
-    mut buf: &mut [u8],
-    deadline: Instant,
-    reader: &mut FrameReader,
-) -> Result<(), FrameError> {
-    while !buf.is_empty() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(timed_out());
-        }
-        reader.set_timeout(stream, Some(left))?;
-        match stream.read(buf) {
-            Ok(0) => return Err(FrameError::Io(io::ErrorKind::UnexpectedEof.into())),
-            Ok(n) => buf = &mut buf[n..],
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(FrameError::Io(e)),
-        }
-    }
-    Ok(())
 }
