@@ -64,6 +64,8 @@ pub struct Flags {
     /// Redis, the second tier shared by every host: redis://[user:password@]host:port[/db],
     /// rediss://… (TLS) or unix:///path; for a cluster, seed URLs separated by commas
     /// [default: none, the daemon works alone].
+    // The text above is clap's --help, not Markdown: `[user:password@]` is no doc link.
+    #[allow(rustdoc::broken_intra_doc_links)]
     #[arg(long, env = "CACHEKIT_REDIS_URL")]
     pub redis_url: Option<String>,
     /// Speak the Redis Cluster protocol to redis_url.
