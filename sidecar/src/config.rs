@@ -37,12 +37,15 @@ pub struct Flags {
     /// Group that owns the socket (name or gid) [default: the daemon's group].
     #[arg(long, env = "CACHEKIT_SOCKET_GROUP")]
     pub socket_group: Option<String>,
-    /// Uids allowed to write, comma-separated [default: the daemon's uid].
-    #[arg(long, env = "CACHEKIT_WRITER_UIDS", value_delimiter = ',')]
-    pub writer_uids: Option<Vec<u32>>,
-    /// Gids allowed to write, comma-separated [default: the daemon's gid].
-    #[arg(long, env = "CACHEKIT_WRITER_GIDS", value_delimiter = ',')]
-    pub writer_gids: Option<Vec<u32>>,
+    /// Uids allowed to write, comma-separated, '' for none. Giving writer_uids or writer_gids
+    /// replaces both defaults [default: the daemon's uid, if neither is given].
+    #[arg(long, env = "CACHEKIT_WRITER_UIDS")]
+    pub writer_uids: Option<String>,
+    /// Gids allowed to write (primary or supplementary group of the client), comma-separated,
+    /// '' for none. Giving writer_uids or writer_gids replaces both defaults [default: the
+    /// daemon's gid, if neither is given].
+    #[arg(long, env = "CACHEKIT_WRITER_GIDS")]
+    pub writer_gids: Option<String>,
     /// Heartbeat interval in milliseconds [default: 250].
     #[arg(long, env = "CACHEKIT_HEARTBEAT_MS")]
     pub heartbeat_ms: Option<u64>,
@@ -237,8 +240,16 @@ impl Config {
         if heartbeat.is_zero() || heartbeat_timeout < heartbeat * 2 {
             bail!("heartbeat_timeout_ms ({heartbeat_timeout:?}) must be at least twice heartbeat_ms ({heartbeat:?}), and heartbeat_ms above 0");
         }
-        let uid = rustix::process::getuid().as_raw();
-        let gid = rustix::process::getgid().as_raw();
+        let (writer_uids, writer_gids) = writers(
+            match flags.writer_uids {
+                Some(text) => Some(parse_ids(&text, "--writer-uids")?),
+                None => file.writer_uids,
+            },
+            match flags.writer_gids {
+                Some(text) => Some(parse_ids(&text, "--writer-gids")?),
+                None => file.writer_gids,
+            },
+        );
         let log_format = flags
             .log_format
             .or(file.log_format)
@@ -254,14 +265,8 @@ impl Config {
             tag_counters,
             socket_mode,
             socket_group,
-            writer_uids: flags
-                .writer_uids
-                .or(file.writer_uids)
-                .unwrap_or_else(|| vec![uid]),
-            writer_gids: flags
-                .writer_gids
-                .or(file.writer_gids)
-                .unwrap_or_else(|| vec![gid]),
+            writer_uids,
+            writer_gids,
             heartbeat,
             heartbeat_timeout,
             max_connections: flags
@@ -380,6 +385,33 @@ impl Config {
     }
 }
 
+/// Who may write: `(writer_uids, writer_gids)` from the lists given (flag, environment or
+/// file, each list resolved on its own). Neither given: the daemon's own uid and gid. Either
+/// given: both exactly as given, the one not given empty; so `--writer-uids 0` lets root
+/// alone write, not also whoever has the daemon's group.
+fn writers(uids: Option<Vec<u32>>, gids: Option<Vec<u32>>) -> (Vec<u32>, Vec<u32>) {
+    match (uids, gids) {
+        (None, None) => (
+            vec![rustix::process::getuid().as_raw()],
+            vec![rustix::process::getgid().as_raw()],
+        ),
+        (uids, gids) => (uids.unwrap_or_default(), gids.unwrap_or_default()),
+    }
+}
+
+/// A comma-separated list of ids; empty (or only spaces) for none.
+fn parse_ids(text: &str, setting: &str) -> Result<Vec<u32>> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse().with_context(|| {
+                format!("{setting} {text:?}: {t:?} is not a numeric id; give ids like 0,1000 (or '' for none)")
+            })
+        })
+        .collect()
+}
+
 fn ensure_dir(d: &Path) -> Result<()> {
     std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
     rustix::fs::access(d, rustix::fs::Access::WRITE_OK)
@@ -494,6 +526,28 @@ mod tests {
         })
         .unwrap_err();
         assert!(format!("{bad_url:#}").contains("redis://"), "{bad_url:#}");
+    }
+
+    #[test]
+    fn giving_either_writer_list_replaces_both_defaults() {
+        let own = (
+            vec![rustix::process::getuid().as_raw()],
+            vec![rustix::process::getgid().as_raw()],
+        );
+        assert_eq!(writers(None, None), own);
+        assert_eq!(writers(Some(vec![0]), None), (vec![0], vec![]));
+        assert_eq!(writers(None, Some(vec![7])), (vec![], vec![7]));
+        assert_eq!(writers(Some(vec![]), Some(vec![])), (vec![], vec![]));
+        assert_eq!(parse_ids("", "--writer-gids").unwrap(), Vec::<u32>::new());
+        assert_eq!(parse_ids("0, 1000,", "--writer-uids").unwrap(), [0, 1000]);
+        let e = parse_ids("0,root", "--writer-uids").unwrap_err();
+        assert!(format!("{e:#}").contains("--writer-uids"), "{e:#}");
+        let c = Config::resolve(Flags {
+            writer_gids: Some(String::new()),
+            ..Flags::default()
+        })
+        .unwrap();
+        assert_eq!((c.writer_uids, c.writer_gids), (vec![], vec![]));
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod config;
 mod daemon;
 mod frames;
 mod ops;
+mod peer;
 mod socket;
 mod systemd;
 mod table;
