@@ -32,11 +32,13 @@ use clap::Parser;
 use config::{Config, Flags};
 use daemon::Daemon;
 use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::FileExt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tracing::{error, info};
 
 fn main() {
@@ -78,33 +80,65 @@ fn init_logs(cfg: &Config) {
     }
 }
 
+/// What a daemon writes into its lock file: the heartbeat timeout its clients were given,
+/// which a successor after a crash must wait out (see [`bind`]).
+const LOCK_TIMEOUT_KEY: &str = "heartbeat_timeout_ms=";
+
 /// Holds the instance lock for the life of the process: a second daemon of the same
 /// instance in the same directory refuses to start instead of stealing the socket.
-fn lock_instance(dir: &Path, instance: &str) -> Result<File> {
+/// Returns the lock and the heartbeat timeout the previous daemon published in it (`None`
+/// when there was none, or a daemon too old to publish it), after replacing it with ours.
+fn lock_instance(
+    dir: &Path,
+    instance: &str,
+    heartbeat_timeout: Duration,
+) -> Result<(File, Option<Duration>)> {
     let path = dir.join(format!("{instance}.lock"));
-    let f = OpenOptions::new()
+    let mut f = OpenOptions::new()
         .create(true)
         .truncate(false)
+        .read(true)
         .write(true)
         .open(&path)
         .with_context(|| format!("opening {}", path.display()))?;
     if rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
         bail!("another cachekitd is already running instance {instance:?} in {}; stop it or pick another --instance", dir.display());
     }
-    Ok(f)
+    let mut old = String::new();
+    // At most a line: anything else is not ours.
+    let _ = (&mut f).take(256).read_to_string(&mut old);
+    let previous = old
+        .trim()
+        .strip_prefix(LOCK_TIMEOUT_KEY)
+        .and_then(|ms| ms.parse().ok())
+        .map(Duration::from_millis);
+    f.set_len(0)
+        .and_then(|()| {
+            f.write_all_at(
+                format!("{LOCK_TIMEOUT_KEY}{}\n", heartbeat_timeout.as_millis()).as_bytes(),
+                0,
+            )
+        })
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok((f, previous))
 }
 
-fn bind(cfg: &Config, path: &Path) -> Result<UnixListener> {
+/// `previous`: the heartbeat timeout the previous daemon gave its clients (from the lock file).
+fn bind(cfg: &Config, path: &Path, previous: Option<Duration>) -> Result<UnixListener> {
     // We hold the instance lock, so a socket file left here is stale: the previous daemon
     // died without its clean stop (kill -9, crash), and its clients may go on trusting its
-    // segment until its last heartbeat is heartbeat_timeout old. Do not acknowledge any
-    // write before then, or a client of the old segment could read the value it replaced.
+    // segment until its last heartbeat is *its* heartbeat_timeout old (the one it handed
+    // them, which may differ from ours). Do not acknowledge any write before then, or a
+    // client of the old segment could read the value it replaced.
     if path.exists() {
+        let wait = previous.map_or(cfg.heartbeat_timeout, |p| p.max(cfg.heartbeat_timeout));
         info!(
-            wait_ms = cfg.heartbeat_timeout.as_millis() as u64,
-            "a previous daemon died without stopping cleanly; waiting until its clients have noticed"
+            wait_ms = wait.as_millis() as u64,
+            previous_heartbeat_timeout_ms = previous.map(|p| p.as_millis() as u64),
+            heartbeat_timeout_ms = cfg.heartbeat_timeout.as_millis() as u64,
+            "a previous daemon died without stopping cleanly; waiting until its clients have noticed (the larger of its heartbeat timeout and ours)"
         );
-        std::thread::sleep(cfg.heartbeat_timeout);
+        std::thread::sleep(wait);
     }
     let _ = std::fs::remove_file(path);
     let listener =
@@ -120,7 +154,7 @@ fn bind(cfg: &Config, path: &Path) -> Result<UnixListener> {
 
 fn run(cfg: Config) -> Result<()> {
     let dir = cfg.runtime_dir()?;
-    let _lock = lock_instance(&dir, &cfg.instance)?;
+    let (_lock, previous_timeout) = lock_instance(&dir, &cfg.instance, cfg.heartbeat_timeout)?;
     let socket: PathBuf = dir.join(cachekit_proto::paths::socket_name(&cfg.instance));
     let daemon = Arc::new(Daemon::new(cfg.clone()).context("creating the shared table")?);
     daemon.start_redis();
@@ -149,7 +183,7 @@ fn run(cfg: Config) -> Result<()> {
             }
         })?;
 
-    let listener = bind(&cfg, &socket)?;
+    let listener = bind(&cfg, &socket, previous_timeout)?;
 
     let d = daemon.clone();
     let hb = cfg.heartbeat;
