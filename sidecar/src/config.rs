@@ -99,6 +99,47 @@ pub struct Flags {
     /// 0 = never clear [default: 30000].
     #[arg(long, env = "CACHEKIT_REDIS_STALE_BOUND_MS")]
     pub redis_stale_bound_ms: Option<u64>,
+    /// The settings above that came from a `CACHEKIT_*` variable rather than a flag (by
+    /// field name), so that errors name the setting as the user gave it.
+    #[arg(skip)]
+    pub from_env: Vec<String>,
+}
+
+impl Flags {
+    /// The process's flags and `CACHEKIT_*` variables (exits with clap's usage error).
+    pub fn from_command_line() -> Flags {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Flags::command().get_matches();
+        let mut flags = Flags::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        flags.from_env = matches
+            .ids()
+            .filter(|id| {
+                matches.value_source(id.as_str()) == Some(clap::parser::ValueSource::EnvVariable)
+            })
+            .map(|id| id.as_str().to_string())
+            .collect();
+        flags
+    }
+}
+
+/// A setting named as the user gave it: `--memory`, `CACHEKIT_MEMORY`, or `memory in FILE`.
+/// `in_flags`: whether a flag or the environment gave it (`from_env` says which); else the
+/// file did (`in_file`), or nothing: then it is its default.
+fn origin(
+    from_env: &[String],
+    file: Option<&Path>,
+    name: &str,
+    in_flags: bool,
+    in_file: bool,
+) -> String {
+    match (in_flags, in_file, file) {
+        (true, _, _) if from_env.iter().any(|e| e == name) => {
+            format!("CACHEKIT_{}", name.to_ascii_uppercase())
+        }
+        (true, _, _) => format!("--{}", name.replace('_', "-")),
+        (false, true, Some(file)) => format!("{name} in {}", file.display()),
+        _ => format!("{name} (default)"),
+    }
 }
 
 /// The same settings as a TOML file.
@@ -138,6 +179,8 @@ pub struct Config {
     pub dir: Option<PathBuf>,
     pub instance: String,
     pub memory_bytes: u64,
+    /// Where `memory_bytes` came from, as the user gave it (`--memory 1TiB`), for messages.
+    pub memory_setting: String,
     pub max_value_bytes: u64,
     pub tag_counters: u64,
     pub socket_mode: u32,
@@ -177,7 +220,12 @@ pub struct RedisConfig {
 }
 
 impl Config {
-    pub fn resolve(flags: Flags) -> Result<Config> {
+    pub fn resolve(mut flags: Flags) -> Result<Config> {
+        let from_env = std::mem::take(&mut flags.from_env);
+        let config_file = flags.config.clone();
+        let named = |name: &str, in_flags: bool, in_file: bool| {
+            origin(&from_env, config_file.as_deref(), name, in_flags, in_file)
+        };
         let file = match &flags.config {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
@@ -192,24 +240,30 @@ impl Config {
             .or(file.instance)
             .unwrap_or_else(|| "default".into());
         cachekit_proto::paths::validate_instance(&instance).map_err(anyhow::Error::msg)?;
-        let memory_bytes = parse_size(
-            &flags
-                .memory
-                .or(file.memory)
-                .unwrap_or_else(|| "64MiB".into()),
-        )
-        .context("--memory")?;
+        let memory_from = named("memory", flags.memory.is_some(), file.memory.is_some());
+        let memory_text = flags
+            .memory
+            .clone()
+            .or(file.memory)
+            .unwrap_or_else(|| "64MiB".into());
+        let memory_bytes = parse_size(&memory_text).context(memory_from.clone())?;
+        let max_value_from = named(
+            "max_value_bytes",
+            flags.max_value_bytes.is_some(),
+            file.max_value_bytes.is_some(),
+        );
         let max_value_bytes = parse_size(
             &flags
                 .max_value_bytes
+                .clone()
                 .or(file.max_value_bytes)
                 .unwrap_or_else(|| "1MiB".into()),
         )
-        .context("--max-value-bytes")?;
+        .context(max_value_from.clone())?;
         // The daemon stores encoded values up to 64 bytes larger than this.
         let ceiling = (cachekit_shm::VALUE_LEN_CEILING - cachekit_proto::ENVELOPE_HEADROOM) as u64;
         if max_value_bytes == 0 || max_value_bytes > ceiling {
-            bail!("max_value_bytes = {max_value_bytes} (--max-value-bytes) must be between 1 and {ceiling} (16 MiB - 65)");
+            bail!("max_value_bytes = {max_value_bytes} ({max_value_from}) must be between 1 and {ceiling} (16 MiB - 65)");
         }
         let tag_counters = flags.tag_counters.or(file.tag_counters).unwrap_or(1 << 18);
         if !tag_counters.is_power_of_two() || tag_counters > 1 << 32 {
@@ -241,12 +295,12 @@ impl Config {
             bail!("heartbeat_timeout_ms ({heartbeat_timeout:?}) must be at least twice heartbeat_ms ({heartbeat:?}), and heartbeat_ms above 0");
         }
         let (writer_uids, writer_gids) = writers(
-            match flags.writer_uids {
-                Some(text) => Some(parse_ids(&text, "--writer-uids")?),
+            match &flags.writer_uids {
+                Some(text) => Some(parse_ids(text, &named("writer_uids", true, false))?),
                 None => file.writer_uids,
             },
-            match flags.writer_gids {
-                Some(text) => Some(parse_ids(&text, "--writer-gids")?),
+            match &flags.writer_gids {
+                Some(text) => Some(parse_ids(text, &named("writer_gids", true, false))?),
                 None => file.writer_gids,
             },
         );
@@ -261,6 +315,7 @@ impl Config {
             dir: flags.dir.or(file.dir),
             instance,
             memory_bytes,
+            memory_setting: format!("{memory_from} {memory_text}"),
             max_value_bytes,
             tag_counters,
             socket_mode,
@@ -548,6 +603,44 @@ mod tests {
         })
         .unwrap();
         assert_eq!((c.writer_uids, c.writer_gids), (vec![], vec![]));
+    }
+
+    #[test]
+    fn a_bad_setting_is_named_as_the_user_gave_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "memory = \"abc\"\n").unwrap();
+        let from_file = Config::resolve(Flags {
+            config: Some(p.clone()),
+            ..Flags::default()
+        })
+        .unwrap_err();
+        let e = format!("{from_file:#}");
+        assert!(
+            e.starts_with(&format!("memory in {}: ", p.display())),
+            "{e}"
+        );
+        let from_env = Config::resolve(Flags {
+            memory: Some("abc".into()),
+            from_env: vec!["memory".into()],
+            ..Flags::default()
+        })
+        .unwrap_err();
+        assert!(
+            format!("{from_env:#}").starts_with("CACHEKIT_MEMORY: "),
+            "{from_env:#}"
+        );
+        let from_flag = Config::resolve(Flags {
+            memory: Some("abc".into()),
+            ..Flags::default()
+        })
+        .unwrap_err();
+        assert!(
+            format!("{from_flag:#}").starts_with("--memory: "),
+            "{from_flag:#}"
+        );
+        let c = Config::resolve(Flags::default()).unwrap();
+        assert_eq!(c.memory_setting, "memory (default) 64MiB");
     }
 
     #[test]

@@ -12,7 +12,9 @@
 //! - `coalesce.rs`: one lookup per key at a time, however many clients miss it;
 //! - `tier/`: the Redis tier, a component the operations call (writes, read-through) that
 //!   changes the table through `table.rs` only (fills, other hosts' events, local flushes);
-//! - `config.rs`: flags, environment, file; `systemd.rs`: sd_notify.
+//! - `peer.rs`: a peer's supplementary groups, for the write permission;
+//! - `config.rs`: flags, environment, file; `host.rs`: `--memory` against the host's memory;
+//!   `systemd.rs`: sd_notify.
 #![forbid(unsafe_code)]
 
 mod changes;
@@ -20,6 +22,7 @@ mod coalesce;
 mod config;
 mod daemon;
 mod frames;
+mod host;
 mod ops;
 mod peer;
 mod socket;
@@ -28,7 +31,6 @@ mod table;
 mod tier;
 
 use anyhow::{bail, Context, Result};
-use clap::Parser;
 use config::{Config, Flags};
 use daemon::Daemon;
 use std::fs::{File, OpenOptions};
@@ -42,18 +44,33 @@ use std::time::{Duration, Instant};
 use tracing::{error, info};
 
 fn main() {
-    let flags = Flags::parse();
-    let cfg = match Config::resolve(flags) {
+    let cfg = match Config::resolve(Flags::from_command_line()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("cachekitd: {e:#}");
             std::process::exit(2);
         }
     };
+    // A table larger than the host could ever hold is refused like a bad flag; one larger
+    // than what is available now is a warning (see host.rs).
+    let memory_warning = match host::Memory::read().check(cfg.memory_bytes, &cfg.memory_setting) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("cachekitd: {e}");
+            std::process::exit(2);
+        }
+    };
     init_logs(&cfg);
+    if let Some(w) = memory_warning {
+        tracing::warn!("{w}");
+    }
     if let Err(e) = run(cfg) {
-        error!("{e:#}");
-        eprintln!("cachekitd: {e:#}");
+        // Once: through the log when it shows errors (so JSON logs stay JSON), else on stderr.
+        if tracing::enabled!(tracing::Level::ERROR) {
+            error!("{e:#}");
+        } else {
+            eprintln!("cachekitd: {e:#}");
+        }
         // A configuration the table refuses is a usage error, like a bad flag.
         let usage = e.chain().any(|c| {
             matches!(
@@ -130,7 +147,24 @@ fn bind(cfg: &Config, path: &Path, previous: Option<Duration>) -> Result<UnixLis
     // segment until its last heartbeat is *its* heartbeat_timeout old (the one it handed
     // them, which may differ from ours). Do not acknowledge any write before then, or a
     // client of the old segment could read the value it replaced.
-    if path.exists() {
+    if let Ok(m) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        let t = m.file_type();
+        if !t.is_socket() {
+            let what = if t.is_dir() {
+                "a directory"
+            } else if t.is_symlink() {
+                "a symbolic link"
+            } else if t.is_file() {
+                "a regular file"
+            } else {
+                "not a socket"
+            };
+            bail!(
+                "{} is {what}, not a socket a previous cachekitd left: cachekitd does not replace it; move it away, or pick another --dir or --instance",
+                path.display()
+            );
+        }
         let wait = previous.map_or(cfg.heartbeat_timeout, |p| p.max(cfg.heartbeat_timeout));
         info!(
             wait_ms = wait.as_millis() as u64,
@@ -163,13 +197,24 @@ fn run(cfg: Config) -> Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
     ])?;
     let sock_path = socket.clone();
     let d = daemon.clone();
     std::thread::Builder::new()
         .name("cachekitd-signals".into())
         .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
+            for sig in signals.forever() {
+                if sig == signal_hook::consts::SIGHUP {
+                    // Its default would kill the daemon and leave the socket behind. There is
+                    // nothing to reload: settings change with a restart, and the logs go to
+                    // stderr, which needs no reopening.
+                    info!(
+                        signal = sig,
+                        "SIGHUP ignored: cachekitd reloads nothing (restart it to change settings) and logs to stderr"
+                    );
+                    continue;
+                }
                 info!(signal = sig, "shutting down");
                 systemd::notify("STOPPING=1");
                 // Held until exit: the segment's heartbeat stays 0, so clients stop trusting
