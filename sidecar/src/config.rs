@@ -265,10 +265,20 @@ impl Config {
         if max_value_bytes == 0 || max_value_bytes > ceiling {
             bail!("max_value_bytes = {max_value_bytes} ({max_value_from}) must be between 1 and {ceiling} (16 MiB - 65)");
         }
+        let tag_counters_from = named(
+            "tag_counters",
+            flags.tag_counters.is_some(),
+            file.tag_counters.is_some(),
+        );
         let tag_counters = flags.tag_counters.or(file.tag_counters).unwrap_or(1 << 18);
         if !tag_counters.is_power_of_two() || tag_counters > 1 << 32 {
-            bail!("--tag-counters {tag_counters} must be a power of two no larger than 4294967296");
+            bail!("{tag_counters_from} {tag_counters} must be a power of two no larger than 4294967296");
         }
+        let mode_from = named(
+            "socket_mode",
+            flags.socket_mode.is_some(),
+            file.socket_mode.is_some(),
+        );
         let mode_text = flags
             .socket_mode
             .or(file.socket_mode)
@@ -277,7 +287,7 @@ impl Config {
             .ok()
             .filter(|m| *m <= 0o777)
             .with_context(|| {
-                format!("--socket-mode {mode_text:?} is not an octal file mode like 0660")
+                format!("{mode_from} {mode_text:?} is not an octal file mode like 0660")
             })?;
         let socket_group = match flags.socket_group.or(file.socket_group) {
             Some(g) => Some(resolve_group(&g)?),
@@ -304,12 +314,17 @@ impl Config {
                 None => file.writer_gids,
             },
         );
+        let log_format_from = named(
+            "log_format",
+            flags.log_format.is_some(),
+            file.log_format.is_some(),
+        );
         let log_format = flags
             .log_format
             .or(file.log_format)
             .unwrap_or_else(|| "text".into());
         if log_format != "text" && log_format != "json" {
-            bail!("--log-format {log_format:?}: use text or json");
+            bail!("{log_format_from} {log_format:?}: use text or json");
         }
         Config {
             dir: flags.dir.or(file.dir),
@@ -338,7 +353,12 @@ impl Config {
             ),
             log: flags.log.or(file.log).unwrap_or_else(|| "info".into()),
             log_json: log_format == "json",
-            redis: match flags.redis_url.or(file.redis_url).filter(|u| !u.is_empty()) {
+            redis: match flags
+                .redis_url
+                .clone()
+                .or(file.redis_url.clone())
+                .filter(|u| !u.is_empty())
+            {
                 None => None,
                 Some(url) => Some(RedisConfig {
                     target: cachekit_redis::Target::parse(
@@ -351,16 +371,27 @@ impl Config {
                                 .unwrap_or(250),
                         ),
                     )
-                    .context("--redis-url")?,
+                    .context(named(
+                        "redis_url",
+                        flags.redis_url.is_some(),
+                        file.redis_url.is_some(),
+                    ))?,
                     write_mode: match flags
                         .redis_write_mode
-                        .or(file.redis_write_mode)
                         .as_deref()
+                        .or(file.redis_write_mode.as_deref())
                         .unwrap_or("through")
                     {
                         "through" => WriteMode::Through,
                         "behind" => WriteMode::Behind,
-                        other => bail!("--redis-write-mode {other:?}: use through or behind"),
+                        other => bail!(
+                            "{} {other:?}: use through or behind",
+                            named(
+                                "redis_write_mode",
+                                flags.redis_write_mode.is_some(),
+                                file.redis_write_mode.is_some()
+                            )
+                        ),
                     },
                     breaker_failures: flags
                         .redis_breaker_failures
