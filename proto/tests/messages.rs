@@ -171,9 +171,9 @@ fn invalidate_bytes() {
 fn clear_stats_ping_bytes() {
     golden_request(
         Request::Clear {
-            namespace: "".into(),
+            namespace: "n".into(),
         },
-        &frame(0x05, ID, &lv(b"")),
+        &frame(0x05, ID, &lv(b"n")),
     );
     golden_request(Request::Stats, &frame(0x07, ID, &[]));
     golden_request(Request::Ping, &frame(0x08, ID, &[]));
