@@ -119,8 +119,9 @@ fn a_delete_that_found_the_daemon_dead_is_not_followed_by_the_old_value() {
                 .is_ok()),
             "the client never reached the restarted daemon"
         );
-        // Polled: a daemon that took over a crashed one's segment answers before its first
-        // heartbeat tick, and until then the segment's heartbeat is the dead daemon's.
+        // Polled: a daemon started after a crash waits out the heartbeat timeout before it
+        // binds, so until its heartbeat thread's first tick its segment's heartbeat (written
+        // when the segment was made) is that old, and reads of it may go to the daemon.
         assert!(
             eventually(Duration::from_secs(10), || client
                 .get("k2")
