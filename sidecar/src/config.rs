@@ -52,6 +52,18 @@ pub struct Flags {
     /// Most client connections at once [default: 1024].
     #[arg(long, env = "CACHEKIT_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Most connections one uid that may not write can hold [default: a quarter of
+    /// max_connections].
+    #[arg(long, env = "CACHEKIT_MAX_CONNECTIONS_PER_UID")]
+    pub max_connections_per_uid: Option<usize>,
+    /// The last this many of max_connections are only for peers that may write [default: 64,
+    /// or a quarter of max_connections if that is fewer].
+    #[arg(long, env = "CACHEKIT_WRITER_RESERVED_CONNECTIONS")]
+    pub writer_reserved_connections: Option<usize>,
+    /// A connection with no request for this many ms is closed (clients reconnect by
+    /// themselves); 0 = never [default: 60000].
+    #[arg(long, env = "CACHEKIT_IDLE_TIMEOUT_MS")]
+    pub idle_timeout_ms: Option<u64>,
     /// Once a frame has started, the rest must arrive within this many ms [default: 5000].
     #[arg(long, env = "CACHEKIT_FRAME_TIMEOUT_MS")]
     pub frame_timeout_ms: Option<u64>,
@@ -114,6 +126,9 @@ struct FileConfig {
     heartbeat_ms: Option<u64>,
     heartbeat_timeout_ms: Option<u64>,
     max_connections: Option<usize>,
+    max_connections_per_uid: Option<usize>,
+    writer_reserved_connections: Option<usize>,
+    idle_timeout_ms: Option<u64>,
     frame_timeout_ms: Option<u64>,
     log: Option<String>,
     log_format: Option<String>,
@@ -144,11 +159,58 @@ pub struct Config {
     pub heartbeat: Duration,
     pub heartbeat_timeout: Duration,
     pub max_connections: usize,
+    /// See [`Connections`].
+    pub connections: Connections,
     pub frame_timeout: Duration,
     pub log: String,
     pub log_json: bool,
     /// The Redis tier, if configured.
     pub redis: Option<RedisConfig>,
+}
+
+/// Who may hold how many connections, and for how long without a request
+/// (`max_connections` itself stays in `Config`).
+#[derive(Debug, Clone, Copy)]
+pub struct Connections {
+    /// Most connections one uid that may not write can hold.
+    pub per_uid: usize,
+    /// The last this many of `max_connections` are for peers that may write.
+    pub writer_reserved: usize,
+    /// A connection with no request for this long is closed; `None`: never.
+    pub idle_timeout: Option<Duration>,
+}
+
+/// The shortest `idle_timeout_ms` accepted: shorter would close a busy client's pooled
+/// connections between its requests (each reconnect costs a HELLO), for no gain.
+pub const MIN_IDLE_TIMEOUT_MS: u64 = 100;
+
+impl Connections {
+    /// Resolves the three connection settings (as given: flag, else file) against
+    /// `max_connections`.
+    fn resolve(
+        per_uid: Option<usize>,
+        writer_reserved: Option<usize>,
+        idle_ms: Option<u64>,
+        max_connections: usize,
+    ) -> Result<Connections> {
+        let per_uid = per_uid.unwrap_or((max_connections / 4).max(1));
+        if per_uid == 0 || per_uid > max_connections {
+            bail!("max_connections_per_uid = {per_uid} (--max-connections-per-uid) must be between 1 and max_connections = {max_connections}");
+        }
+        let writer_reserved = writer_reserved.unwrap_or((max_connections / 4).min(64));
+        if writer_reserved >= max_connections {
+            bail!("writer_reserved_connections = {writer_reserved} (--writer-reserved-connections) must be below max_connections = {max_connections}, so that peers that may not write get at least one connection");
+        }
+        let idle_ms = idle_ms.unwrap_or(60_000);
+        if idle_ms != 0 && idle_ms < MIN_IDLE_TIMEOUT_MS {
+            bail!("idle_timeout_ms = {idle_ms} (--idle-timeout-ms) must be 0 (never) or at least {MIN_IDLE_TIMEOUT_MS}");
+        }
+        Ok(Connections {
+            per_uid,
+            writer_reserved,
+            idle_timeout: (idle_ms != 0).then(|| Duration::from_millis(idle_ms)),
+        })
+    }
 }
 
 /// How writes reach Redis.
@@ -239,6 +301,21 @@ impl Config {
         }
         let uid = rustix::process::getuid().as_raw();
         let gid = rustix::process::getgid().as_raw();
+        let max_connections = flags
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(1024)
+            .max(1);
+        let connections = Connections::resolve(
+            flags
+                .max_connections_per_uid
+                .or(file.max_connections_per_uid),
+            flags
+                .writer_reserved_connections
+                .or(file.writer_reserved_connections),
+            flags.idle_timeout_ms.or(file.idle_timeout_ms),
+            max_connections,
+        )?;
         let log_format = flags
             .log_format
             .or(file.log_format)
@@ -264,11 +341,8 @@ impl Config {
                 .unwrap_or_else(|| vec![gid]),
             heartbeat,
             heartbeat_timeout,
-            max_connections: flags
-                .max_connections
-                .or(file.max_connections)
-                .unwrap_or(1024)
-                .max(1),
+            max_connections,
+            connections,
             frame_timeout: Duration::from_millis(
                 flags
                     .frame_timeout_ms
@@ -494,6 +568,52 @@ mod tests {
         })
         .unwrap_err();
         assert!(format!("{bad_url:#}").contains("redis://"), "{bad_url:#}");
+    }
+
+    #[test]
+    fn connection_limits_default_from_max_connections_and_are_checked() {
+        let c = Config::resolve(Flags::default()).unwrap().connections;
+        assert_eq!((c.per_uid, c.writer_reserved), (256, 64));
+        assert_eq!(c.idle_timeout, Some(Duration::from_secs(60)));
+        let small = Config::resolve(Flags {
+            max_connections: Some(8),
+            idle_timeout_ms: Some(0),
+            ..Flags::default()
+        })
+        .unwrap()
+        .connections;
+        assert_eq!(
+            (small.per_uid, small.writer_reserved, small.idle_timeout),
+            (2, 2, None)
+        );
+        let refused = |f: Flags, words: &[&str]| {
+            let e = format!("{:#}", Config::resolve(f).unwrap_err());
+            for w in words {
+                assert!(e.contains(w), "{e}");
+            }
+        };
+        refused(
+            Flags {
+                max_connections_per_uid: Some(0),
+                ..Flags::default()
+            },
+            &["max_connections_per_uid = 0", "--max-connections-per-uid"],
+        );
+        refused(
+            Flags {
+                max_connections: Some(4),
+                writer_reserved_connections: Some(4),
+                ..Flags::default()
+            },
+            &["writer_reserved_connections = 4", "max_connections = 4"],
+        );
+        refused(
+            Flags {
+                idle_timeout_ms: Some(5),
+                ..Flags::default()
+            },
+            &["idle_timeout_ms = 5", "--idle-timeout-ms"],
+        );
     }
 
     #[test]

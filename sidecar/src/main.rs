@@ -15,6 +15,7 @@
 //! - `config.rs`: flags, environment, file; `systemd.rs`: sd_notify.
 #![forbid(unsafe_code)]
 
+mod admission;
 mod changes;
 mod coalesce;
 mod config;
