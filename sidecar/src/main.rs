@@ -3,7 +3,7 @@
 //! The map, in the order a request travels:
 //! - `socket.rs`: the Unix socket; one thread per connection reads frames (`frames.rs`),
 //!   decodes them, answers HELLO (with the segment's memfds), hands every other request to
-//!   `ops`;
+//!   `ops`; `admission.rs` decides at accept who may open one more connection;
 //! - `ops/`: the permission check, then one file per operation (set, delete, invalidate,
 //!   clear, fetch, stats and ping, hello);
 //! - `daemon.rs`: the state the operations share (table, tier, coalescer, limits, counters);
