@@ -220,6 +220,7 @@ fn connect_unix(p: &ConnectParams<'_>) -> Result<UnixStream, Error> {
 mod tests {
     use super::*;
     use cachekit_proto::{encode_reply, ErrorCode};
+    use std::io::Write;
     use std::os::unix::net::UnixListener;
 
     fn params<'a>(path: &'a Path) -> ConnectParams<'a> {
