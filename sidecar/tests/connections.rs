@@ -257,7 +257,7 @@ fn a_writer_still_connects_when_readers_filled_all_but_the_reserved_connections(
         .expect("and writes");
     let w2 = connect(socket).expect("and the second");
     w2.ping().expect("ping");
-    let full = connect(socket).err().expect("then the daemon is full");
+    let full = connect(socket).expect_err("then the daemon is full");
     assert_mentions(
         &full.to_string(),
         &["6 connections open, its max_connections"],
@@ -280,7 +280,7 @@ fn a_client_refused_at_the_limit_gets_the_daemons_reason_every_time() {
     // client's HELLO is sent: whichever comes first, the client must report the daemon's
     // reason, never a lost connection.
     for attempt in 0..200 {
-        let e = connect(d.socket()).err().expect("the daemon is full");
+        let e = connect(d.socket()).expect_err("the daemon is full");
         assert!(e.is_unavailable(), "{e}");
         let text = e.to_string();
         assert!(
