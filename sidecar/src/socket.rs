@@ -1,9 +1,9 @@
 //! The Unix socket: one thread per connection, so a slow or broken client only ever holds
 //! up itself; who may open one is decided at accept (`admission.rs`), and a connection
 //! without a request for `idle_timeout_ms` is closed. Frames are read with a deadline once
-//! started (`frames.rs`), decoded, and
-//! answered: HELLO here (with the memfds), everything else by `ops`. A malformed frame gets
-//! an ERROR reply and, when the stream can no longer be trusted, the connection is closed.
+//! started (`frames.rs`), decoded, and answered: HELLO here (with the memfds), everything
+//! else by `ops`. A malformed frame gets an ERROR reply and, when the stream can no longer
+//! be trusted, the connection is closed.
 
 use crate::admission;
 use crate::daemon::{Daemon, Peer};
@@ -67,17 +67,17 @@ pub fn accept_loop(daemon: Arc<Daemon>, listener: UnixListener) {
 }
 
 /// Tells a refused peer why, and closes. Whatever the peer already sent (its HELLO) is
-/// read and dropped first: closing with unread bytes would reset the connection. A peer
-/// that sends only after the close gets EPIPE, and still finds the ERROR in its receive
-/// buffer (the client library reads it).
-fn refuse(stream: &UnixStream, message: String) {
+/// read and dropped first, so that it sees a plain end of stream after the ERROR, not a
+/// reset. A peer that sends only after the close gets EPIPE, and still finds the ERROR in
+/// its receive buffer (the client library reads it there).
+fn refuse(mut stream: &UnixStream, message: String) {
     let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
     let _ = send(stream, &Reply::error(ErrorCode::Unavailable, message), 0);
     if stream.set_nonblocking(true).is_ok() {
         let mut sink = [0u8; 1024];
         // Bounded: at most 16 KiB, never waiting.
         for _ in 0..16 {
-            match (&mut &*stream).read(&mut sink) {
+            match stream.read(&mut sink) {
                 Ok(n) if n > 0 => continue,
                 _ => break,
             }
