@@ -1,7 +1,7 @@
 //! One connection to the daemon: connect with a timeout, HELLO (receiving the segment
 //! descriptors), then synchronous request/reply.
 
-use std::io;
+use std::io::{self, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -11,8 +11,8 @@ use cachekit_proto::{
     encode_request, read_reply, HelloOk, Limits, Message, Reply, Request, PROTOCOL_VERSION,
 };
 use rustix::net::{
-    connect, recv, send, socket_with, sockopt, AddressFamily, RecvFlags, SendFlags, SocketAddrUnix,
-    SocketFlags, SocketType,
+    connect, recv, socket_with, sockopt, AddressFamily, RecvFlags, SocketAddrUnix, SocketFlags,
+    SocketType,
 };
 
 use crate::error::Error;
@@ -51,7 +51,7 @@ impl Conn {
         // HELLO_OK is fixed-size and ERROR bounded by the protocol: the default limits decode
         // both whatever the daemon's configuration.
         let receive = || cachekit_proto::fdpass::recv_with_fds(&stream, &Limits::DEFAULT);
-        if let Err(e) = send_all(&stream, &buf) {
+        if let Err(e) = (&stream).write_all(&buf) {
             // A daemon that refuses a connection (a connection limit) answers at accept and
             // closes, maybe before HELLO is sent: the send fails, and its reason is waiting
             // in the receive buffer. The daemon is closed, so this read does not wait.
@@ -120,7 +120,8 @@ impl Conn {
         encode_request(req, id, &mut self.buf).map_err(|e| Error::TooLarge {
             message: e.to_string(),
         })?;
-        send_all(&self.stream, &self.buf)
+        (&self.stream)
+            .write_all(&self.buf)
             .map_err(|e| Error::from_send(e.into(), operation, self.request_timeout))?;
         // Do not keep a large request's buffer around for the connection's lifetime.
         if self.buf.capacity() > 64 << 10 {
@@ -169,21 +170,6 @@ impl Conn {
     }
 }
 
-/// Writes all of `buf` with MSG_NOSIGNAL: a daemon that closed the connection makes this
-/// fail with EPIPE instead of raising SIGPIPE, whose default action would kill a C or Go
-/// program using the library. The socket's send timeout applies.
-fn send_all(stream: &UnixStream, mut buf: &[u8]) -> io::Result<()> {
-    while !buf.is_empty() {
-        match send(stream, buf, SendFlags::NOSIGNAL) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => buf = &buf[n..],
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
-}
-
 /// A blocking Unix stream connection whose connect waits at most `connect_timeout`: on Linux
 /// a blocking connect to a Unix socket with a full backlog waits up to SO_SNDTIMEO, then fails
 /// with EAGAIN.
@@ -220,7 +206,6 @@ fn connect_unix(p: &ConnectParams<'_>) -> Result<UnixStream, Error> {
 mod tests {
     use super::*;
     use cachekit_proto::{encode_reply, ErrorCode};
-    use std::io::Write;
     use std::os::unix::net::UnixListener;
 
     fn params<'a>(path: &'a Path) -> ConnectParams<'a> {
