@@ -237,9 +237,14 @@ fn a_writer_still_connects_when_readers_filled_all_but_the_reserved_connections(
     );
     let socket = d.socket();
     let test = "a_writer_still_connects_when_readers_filled_all_but_the_reserved_connections";
+    // A writer's connection, open throughout (once the kit's readiness probe is gone).
+    let mut by = d.client("counter");
+    assert!(cachekit_testkit::eventually(WATCHDOG, || by
+        .stat("connections_open")
+        == 1));
     let mut hog = Uid::start(READER_A, test, "fill:6", socket);
     let (held, refused) = hog.filled();
-    assert_eq!(held, 4, "readers get all but the 2 reserved ({refused})");
+    assert_eq!(held, 3, "readers get all but the 2 reserved ({refused})");
     assert_mentions(
         &refused,
         &[
@@ -262,6 +267,7 @@ fn a_writer_still_connects_when_readers_filled_all_but_the_reserved_connections(
         &full.to_string(),
         &["6 connections open, its max_connections"],
     );
+    assert_eq!(by.stat("connections_open"), 6);
 }
 
 // ---------------------------------------------------------------------------------------------
