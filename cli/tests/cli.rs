@@ -129,3 +129,70 @@ fn end_to_end() {
     assert_eq!(o.status.code(), Some(4));
     assert!(stderr(&o).contains("empty segment"));
 }
+
+/// `set -f /dev/zero` stops reading one byte past the daemon's max_value_bytes and says so
+/// (it read the whole input first: 1.3 GB after 3 s). Run with its address space capped at
+/// 256 MiB, so reading without a bound fails instead of filling the machine.
+#[test]
+fn an_endless_input_is_refused_at_the_limit_without_reading_it_all() {
+    watchdog(Duration::from_secs(60), || {
+        let daemon = Daemon::start("cli-dev-zero", &["--max-value-bytes", "1MiB"]);
+        let o = Command::new("prlimit")
+            .arg(format!("--as={}", 256u64 << 20))
+            .arg("--")
+            .arg(CLI)
+            .arg("--socket")
+            .arg(daemon.socket())
+            .args(["set", "k", "-f", "/dev/zero"])
+            .env_remove("CACHEKIT_INSTANCE")
+            .env_remove("CACHEKIT_NAMESPACE")
+            .output()
+            .expect("running prlimit (util-linux)");
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(4), "{err}");
+        assert!(
+            err.contains("/dev/zero is over max_value_bytes = 1048576"),
+            "{err}"
+        );
+        let o = cachekit_with_stdin(daemon.socket(), &["set", "k", "-"], Some(&[b'x'; 1 << 20]));
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "exactly the limit is stored: {}",
+            stderr(&o)
+        );
+    });
+}
+
+#[test]
+fn a_zero_timeout_is_refused_naming_the_flag() {
+    let o = Command::new(CLI)
+        .args(["--timeout", "0s", "ping"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("--timeout") && err.contains("is zero"),
+        "{err}"
+    );
+    assert!(!err.contains("connect_timeout"), "{err}");
+}
+
+/// A path that is not a socket is named for what it is, not blamed on a stopped daemon.
+#[test]
+fn a_socket_path_that_is_not_a_socket_is_named() {
+    let dir = temp_dir("cli-not-socket");
+    let file = dir.path().join("dev.sock");
+    std::fs::write(&file, b"").unwrap();
+    for (path, what) in [
+        (&file, "a regular file"),
+        (&dir.path().to_path_buf(), "a directory"),
+    ] {
+        let o = cachekit(path, &["get", "k"]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(3), "{err}");
+        assert!(err.contains(&format!("is {what}, not a socket")), "{err}");
+        assert!(!err.contains("stopped daemon"), "{err}");
+    }
+}

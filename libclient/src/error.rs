@@ -135,6 +135,16 @@ impl Error {
                      allows (the daemon's group) or ask the operator to widen its mode"
                 ),
             },
+            io::ErrorKind::ConnectionRefused if not_a_socket(socket).is_some() => {
+                Error::Unavailable {
+                    message: format!(
+                        "{shown} is {}, not a socket: no cachekitd listens there; point the \
+                         client at the daemon's socket (the daemon's --dir and --instance), or \
+                         start it with `{start_hint}`",
+                        not_a_socket(socket).unwrap_or("not a socket")
+                    ),
+                }
+            }
             io::ErrorKind::ConnectionRefused => Error::Unavailable {
                 message: format!(
                     "cachekitd is not running at {shown} (the socket exists but nobody listens: \
@@ -218,6 +228,22 @@ impl Error {
                 | Error::Daemon { .. }
                 | Error::Envelope(_)
         )
+    }
+}
+
+/// What `path` is when it exists and is not a socket ("a regular file", "a directory"), so
+/// that a refused connection is not blamed on a stopped daemon.
+fn not_a_socket(path: &Path) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = std::fs::metadata(path).ok()?.file_type();
+    if t.is_socket() {
+        None
+    } else if t.is_dir() {
+        Some("a directory")
+    } else if t.is_file() {
+        Some("a regular file")
+    } else {
+        Some("a special file")
     }
 }
 

@@ -89,9 +89,13 @@ impl ValueLimit {
 
 /// A namespace: 1 to `max_namespace_bytes` bytes (and within the table's own limit).
 pub(crate) fn check_namespace(ns: &str, limits: &Limits) -> Result<(), Error> {
-    if ns.is_empty() {
+    // The protocol's one rule (the daemon's decoder applies it too); the length is checked
+    // below against the table's limit as well.
+    if let Err(e @ cachekit_proto::ProtoError::EmptyNamespace) =
+        cachekit_proto::validate_namespace(ns, &cachekit_proto::Limits::DEFAULT)
+    {
         return Err(Error::InvalidArgument {
-            message: "namespace is empty; name it after the application, like \"sessions\"".into(),
+            message: e.to_string(),
         });
     }
     let max = limits

@@ -192,6 +192,13 @@ pub enum ProtoError {
         /// The grammar's explanation, naming the tag and how to write it.
         message: String,
     },
+    /// A namespace (SET, DELETE, INVALIDATE, CLEAR, FETCH) is empty: every namespace names an
+    /// application. The one rule for every side: the decoder, [`Request::validate`] and the
+    /// client libraries all apply [`validate_namespace`](crate::validate_namespace).
+    ///
+    /// [`Request::validate`]: crate::Request::validate
+    #[error("namespace is empty; name it after the application, like \"sessions\"")]
+    EmptyNamespace,
     /// A boolean or option-presence byte is neither 0 nor 1.
     #[error("{kind} field `{field}` must be 0 or 1, found {value}")]
     InvalidFlag {
@@ -212,7 +219,9 @@ impl ProtoError {
             ProtoError::FrameTooLarge { .. }
             | ProtoError::FieldTooLarge { .. }
             | ProtoError::TooManyItems { .. } => ErrorCode::TooLarge,
-            ProtoError::InvalidTag { .. } => ErrorCode::InvalidArgument,
+            ProtoError::InvalidTag { .. } | ProtoError::EmptyNamespace => {
+                ErrorCode::InvalidArgument
+            }
             ProtoError::BadMagic { .. }
             | ProtoError::UnknownKind { .. }
             | ProtoError::Truncated { .. }

@@ -283,4 +283,4 @@ pub use limits::{
     MAX_STAT_NAME_BYTES,
 };
 pub use reply::{ErrorCode, FetchHit, HelloOk, Reply};
-pub use request::{Hello, Request, Set};
+pub use request::{validate_namespace, Hello, Request, Set};

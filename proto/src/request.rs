@@ -242,12 +242,22 @@ impl Request {
     }
 }
 
-fn check_namespace(namespace: &str, limits: &Limits) -> Result<(), ProtoError> {
+/// The namespace rule, one for every side (the daemon's decoder, [`Request::validate`], the
+/// client libraries): 1 to `max_namespace_bytes` bytes. An empty namespace is
+/// [`ProtoError::EmptyNamespace`], a long one [`ProtoError::FieldTooLarge`].
+pub fn validate_namespace(namespace: &str, limits: &Limits) -> Result<(), ProtoError> {
+    if namespace.is_empty() {
+        return Err(ProtoError::EmptyNamespace);
+    }
     wire::check_len(
         Field::Namespace,
         namespace.len(),
         limits.max_namespace_bytes,
     )
+}
+
+fn check_namespace(namespace: &str, limits: &Limits) -> Result<(), ProtoError> {
+    validate_namespace(namespace, limits)
 }
 
 fn check_tags(tags: &[String], limits: &Limits) -> Result<(), ProtoError> {
@@ -287,8 +297,9 @@ fn put_tags(out: &mut Vec<u8>, tags: &[String]) -> Result<(), EncodeError> {
 }
 
 fn namespace(c: &mut Cursor<'_>, limits: &Limits) -> Result<String, ProtoError> {
-    c.str(Field::Namespace, limits.max_namespace_bytes)
-        .map(str::to_owned)
+    let namespace = c.str(Field::Namespace, limits.max_namespace_bytes)?;
+    validate_namespace(namespace, limits)?;
+    Ok(namespace.to_owned())
 }
 
 fn namespace_and_key(c: &mut Cursor<'_>, limits: &Limits) -> Result<(String, Vec<u8>), ProtoError> {

@@ -171,9 +171,9 @@ fn invalidate_bytes() {
 fn clear_stats_ping_bytes() {
     golden_request(
         Request::Clear {
-            namespace: "".into(),
+            namespace: "n".into(),
         },
-        &frame(0x05, ID, &lv(b"")),
+        &frame(0x05, ID, &lv(b"n")),
     );
     golden_request(Request::Stats, &frame(0x07, ID, &[]));
     golden_request(Request::Ping, &frame(0x08, ID, &[]));
@@ -989,4 +989,62 @@ fn proto_errors_map_to_error_codes() {
     for (err, code) in cases {
         assert_eq!(err.code(), code);
     }
+}
+
+/// An empty namespace is refused at decode (INVALID_ARGUMENT, the connection goes on), by
+/// `validate`, and by `validate_namespace`, the one rule the client libraries apply too: every
+/// request that carries a namespace.
+#[test]
+fn an_empty_namespace_is_refused_at_decode_in_every_request() {
+    let l = Limits::DEFAULT;
+    let requests = [
+        Request::Set(Set {
+            namespace: String::new(),
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            ttl_ms: None,
+            grace_ms: 0,
+            tags: vec![],
+        }),
+        Request::Delete {
+            namespace: String::new(),
+            key: b"k".to_vec(),
+        },
+        Request::Fetch {
+            namespace: String::new(),
+            key: b"k".to_vec(),
+        },
+        Request::Invalidate {
+            namespace: String::new(),
+            tags: vec!["t".into()],
+            exact: false,
+        },
+        Request::Clear {
+            namespace: String::new(),
+        },
+    ];
+    for req in requests {
+        let kind = req.kind();
+        let message = Message::Request(req);
+        // The encoder does not check it (a test or a fuzzer may send anything).
+        let mut bytes = Vec::new();
+        encode_frame(
+            &Frame {
+                request_id: 3,
+                message: message.clone(),
+            },
+            &mut bytes,
+        )
+        .unwrap();
+        let err = decode_err(&bytes, &l);
+        assert_eq!(err, ProtoError::EmptyNamespace, "{kind:?}");
+        assert_eq!(err.code(), ErrorCode::InvalidArgument);
+        assert!(err.to_string().contains("namespace is empty"), "{err}");
+        assert_eq!(message.validate(&l), Err(err), "{kind:?}");
+    }
+    assert_eq!(
+        cachekit_proto::validate_namespace("", &l),
+        Err(ProtoError::EmptyNamespace)
+    );
+    assert_eq!(cachekit_proto::validate_namespace("a", &l), Ok(()));
 }

@@ -39,7 +39,10 @@ fn tags(tag: BoxedStrategy<String>) -> impl Strategy<Value = Vec<String>> {
     prop::collection::vec(tag, 0..=10)
 }
 
-fn request(tag: BoxedStrategy<String>) -> impl Strategy<Value = Request> {
+fn request(
+    tag: BoxedStrategy<String>,
+    ns: BoxedStrategy<String>,
+) -> impl Strategy<Value = Request> {
     prop_oneof![
         (any::<u8>(), any::<u8>(), any::<u32>(), text(40)).prop_map(|(min, max, pid, name)| {
             Request::Hello(Hello {
@@ -50,7 +53,7 @@ fn request(tag: BoxedStrategy<String>) -> impl Strategy<Value = Request> {
             })
         }),
         (
-            text(10),
+            ns.clone(),
             bytes(12),
             bytes(300),
             any::<Option<u64>>(),
@@ -67,16 +70,17 @@ fn request(tag: BoxedStrategy<String>) -> impl Strategy<Value = Request> {
                     tags,
                 })
             }),
-        (text(10), bytes(12)).prop_map(|(namespace, key)| Request::Delete { namespace, key }),
-        (text(10), tags(tag), any::<bool>()).prop_map(|(namespace, tags, exact)| {
+        (ns.clone(), bytes(12)).prop_map(|(namespace, key)| Request::Delete { namespace, key }),
+        (ns.clone(), tags(tag), any::<bool>()).prop_map(|(namespace, tags, exact)| {
             Request::Invalidate {
                 namespace,
                 tags,
                 exact,
             }
         }),
-        text(10).prop_map(|namespace| Request::Clear { namespace }),
-        (text(10), bytes(12)).prop_map(|(namespace, key)| Request::Fetch { namespace, key }),
+        ns.clone()
+            .prop_map(|namespace| Request::Clear { namespace }),
+        (ns.clone(), bytes(12)).prop_map(|(namespace, key)| Request::Fetch { namespace, key }),
         Just(Request::Stats),
         Just(Request::Ping),
     ]
@@ -153,28 +157,37 @@ fn reply() -> impl Strategy<Value = Reply> {
     ]
 }
 
-fn message(tag: BoxedStrategy<String>) -> impl Strategy<Value = Message> {
+fn message(
+    tag: BoxedStrategy<String>,
+    ns: BoxedStrategy<String>,
+) -> impl Strategy<Value = Message> {
     prop_oneof![
-        request(tag).prop_map(Message::Request),
+        request(tag, ns).prop_map(Message::Request),
         reply().prop_map(Message::Reply),
     ]
 }
 
-fn frame_with(tag: BoxedStrategy<String>) -> impl Strategy<Value = Frame> {
-    (any::<u32>(), message(tag)).prop_map(|(request_id, message)| Frame {
+fn frame_with(
+    tag: BoxedStrategy<String>,
+    ns: BoxedStrategy<String>,
+) -> impl Strategy<Value = Frame> {
+    (any::<u32>(), message(tag, ns)).prop_map(|(request_id, message)| Frame {
         request_id,
         message,
     })
 }
 
-/// A frame that decodes (under wide enough limits): its tags obey the grammar.
+/// A frame that decodes (under wide enough limits): its tags obey the grammar and its
+/// namespace is not empty.
 fn frame() -> impl Strategy<Value = Frame> {
-    frame_with(valid_tag().boxed())
+    let ns = prop::collection::vec(any::<char>(), 1..=10).prop_map(|c| c.into_iter().collect());
+    frame_with(valid_tag().boxed(), ns.boxed())
 }
 
-/// A frame whose tags may break the grammar: it encodes, and the decoder may refuse it.
+/// A frame whose tags may break the grammar and whose namespace may be empty: it encodes, and
+/// the decoder may refuse it.
 fn any_frame() -> impl Strategy<Value = Frame> {
-    frame_with(any_tag())
+    frame_with(any_tag(), text(10).boxed())
 }
 
 /// Limits small enough that the generated messages cross them often.

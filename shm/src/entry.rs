@@ -9,6 +9,7 @@
 //! ```
 //! Entries are packed with no padding; all copies go through aligned atomic words.
 
+use core::ops::Range;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 /// Bytes of the fixed entry header.
@@ -26,49 +27,69 @@ pub const VALUE_LEN_CEILING: usize = (1 << 24) - 1;
 pub const MAX_META_BYTES: usize =
     ENTRY_HEADER_BYTES + MAX_NAMESPACE_BYTES + MAX_KEY_BYTES + 4 * MAX_REFS;
 
-const CHECK_BITS: u32 = 13;
-const CHECK_SHIFT: u32 = 51;
+/// Bytes of the entry header holding the stamp.
+pub(crate) const STAMP_BYTES: Range<usize> = 0..8;
+/// Bytes holding the encoded TTL.
+pub(crate) const TTL_BYTES: Range<usize> = 8..12;
+/// Bytes holding the encoded grace.
+pub(crate) const GRACE_BYTES: Range<usize> = 12..16;
+/// Bytes holding the packed lengths and the check.
+pub(crate) const PACKED_BYTES: Range<usize> = 16..24;
+const _: () = assert!(PACKED_BYTES.end == ENTRY_HEADER_BYTES);
+
+pub(crate) const CHECK_BITS: u32 = 13;
+pub(crate) const CHECK_SHIFT: u32 = 51;
 const CHECK_MASK: u64 = (1 << CHECK_BITS) - 1;
 
 /// Decoded entry header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct EntryHeader {
+pub struct EntryHeader {
+    /// Hybrid logical clock of the write: `created_ms << 20 | counter`.
     pub stamp: u64,
+    /// Encoded duration from created to expires.
     pub ttl: u32,
+    /// Encoded duration from expires to grace_until.
     pub grace: u32,
+    /// Value length (24 bits).
     pub value_len: u32,
+    /// Key length (13 bits).
     pub key_len: u16,
+    /// Namespace length (7 bits).
     pub ns_len: u8,
+    /// Number of tag-counter references (7 bits).
     pub ref_count: u8,
+    /// The entry check (13 bits).
     pub check: u16,
 }
 
 impl EntryHeader {
-    pub(crate) fn encode(&self) -> [u8; ENTRY_HEADER_BYTES] {
+    /// The header's bytes; fields wider than their bit field are truncated to it.
+    pub fn encode(&self) -> [u8; ENTRY_HEADER_BYTES] {
         let packed = (self.value_len as u64 & 0xFF_FFFF)
             | (self.key_len as u64 & 0x1FFF) << 24
             | (self.ns_len as u64 & 0x7F) << 37
             | (self.ref_count as u64 & 0x7F) << 44
             | (self.check as u64 & CHECK_MASK) << CHECK_SHIFT;
         let mut out = [0u8; ENTRY_HEADER_BYTES];
-        out[0..8].copy_from_slice(&self.stamp.to_le_bytes());
-        out[8..12].copy_from_slice(&self.ttl.to_le_bytes());
-        out[12..16].copy_from_slice(&self.grace.to_le_bytes());
-        out[16..24].copy_from_slice(&packed.to_le_bytes());
+        out[STAMP_BYTES].copy_from_slice(&self.stamp.to_le_bytes());
+        out[TTL_BYTES].copy_from_slice(&self.ttl.to_le_bytes());
+        out[GRACE_BYTES].copy_from_slice(&self.grace.to_le_bytes());
+        out[PACKED_BYTES].copy_from_slice(&packed.to_le_bytes());
         out
     }
 
-    pub(crate) fn decode(b: &[u8; ENTRY_HEADER_BYTES]) -> EntryHeader {
-        let word = |r: core::ops::Range<usize>| {
+    /// Decodes a header's bytes (any bytes decode; nothing is validated).
+    pub fn decode(b: &[u8; ENTRY_HEADER_BYTES]) -> EntryHeader {
+        let word = |r: Range<usize>| {
             let mut w = [0u8; 8];
             w[..r.len()].copy_from_slice(&b[r]);
             u64::from_le_bytes(w)
         };
-        let packed = word(16..24);
+        let packed = word(PACKED_BYTES);
         EntryHeader {
-            stamp: word(0..8),
-            ttl: word(8..12) as u32,
-            grace: word(12..16) as u32,
+            stamp: word(STAMP_BYTES),
+            ttl: word(TTL_BYTES) as u32,
+            grace: word(GRACE_BYTES) as u32,
             value_len: (packed & 0xFF_FFFF) as u32,
             key_len: ((packed >> 24) & 0x1FFF) as u16,
             ns_len: ((packed >> 37) & 0x7F) as u8,
@@ -119,14 +140,21 @@ pub(crate) fn entry_check(
     refs_fold: u64,
     value: &[u8],
 ) -> u16 {
-    let word = |i: usize| u64::from_le_bytes(header[i..i + 8].try_into().expect("8 bytes"));
-    let packed = word(16) & !(CHECK_MASK << CHECK_SHIFT);
+    let word = |r: Range<usize>| u64::from_le_bytes(header[r].try_into().expect("8 bytes"));
+    let packed = word(PACKED_BYTES) & !(CHECK_MASK << CHECK_SHIFT);
     let mix = |acc: u64, w: u64| {
         (acc ^ w)
             .wrapping_mul(0xFF51_AFD7_ED55_8CCD)
             .rotate_left(31)
     };
-    let hh = mix(mix(mix(seed, word(0)), word(8)), packed);
+    // TTL and grace are mixed as one word.
+    let hh = mix(
+        mix(
+            mix(seed, word(STAMP_BYTES)),
+            word(TTL_BYTES.start..GRACE_BYTES.end),
+        ),
+        packed,
+    );
     let hv = xxh3_64_with_seed(value, seed ^ 0x9E37_79B9_7F4A_7C15);
     let mixed = hh ^ key_hash.rotate_left(13) ^ refs_fold.rotate_left(29) ^ hv.rotate_left(41);
     ((mixed.wrapping_mul(0xC4CE_B9FE_1A85_EC53) >> CHECK_SHIFT) & CHECK_MASK) as u16

@@ -8,7 +8,7 @@ use crate::layout::{
 };
 use crate::region::Region;
 use crate::sync::Ordering;
-use core::mem::size_of;
+use core::mem::{offset_of, size_of};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 /// How big a table to build. Every field has a default; see [`TableConfig::default`].
@@ -72,6 +72,109 @@ pub(crate) struct Geometry {
     pub segment_count: u64,
     pub max_value_bytes: u64,
     pub client_area_bytes: u64,
+}
+
+/// The words of the table header fixed at creation, by name: the part of
+/// [`TableHeader`](crate::layout::TableHeader) up to and including `geometry_check`. Each
+/// lives at the header word of the [`TableHeader`](crate::layout::TableHeader) field of the
+/// same name; nothing addresses them by position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FixedHeader {
+    /// [`TABLE_MAGIC`].
+    pub magic: u64,
+    /// [`LAYOUT_VERSION`].
+    pub layout_version: u64,
+    /// Length of the whole table segment in bytes.
+    pub total_bytes: u64,
+    /// Seed of every hash that indexes shared memory.
+    pub hash_seed: u64,
+    /// Byte offset of the tag-generation array.
+    pub tag_off: u64,
+    /// Number of tag counters.
+    pub tag_count: u64,
+    /// Byte offset of the index.
+    pub index_off: u64,
+    /// Number of 64-byte buckets.
+    pub bucket_count: u64,
+    /// Byte offset of the arena.
+    pub arena_off: u64,
+    /// Bytes of one arena segment.
+    pub segment_bytes: u64,
+    /// Number of arena segments.
+    pub segment_count: u64,
+    /// Largest value the writer accepts, in bytes.
+    pub max_value_bytes: u64,
+    /// Byte length the client area must have.
+    pub client_area_bytes: u64,
+    /// xxh3 of the words above (see [`FixedHeader::expected_check`]).
+    pub geometry_check: u64,
+}
+
+/// Header words the geometry check covers: every word before it.
+pub(crate) const CHECKED_WORDS: usize = header_word!(geometry_check);
+
+impl FixedHeader {
+    /// Every word with its word index in the header, in header order. The array's length
+    /// pins the number of fields: a field added to `TableHeader` before `geometry_check`
+    /// must be added here.
+    pub fn words(&self) -> [(usize, u64); CHECKED_WORDS + 1] {
+        [
+            (header_word!(magic), self.magic),
+            (header_word!(layout_version), self.layout_version),
+            (header_word!(total_bytes), self.total_bytes),
+            (header_word!(hash_seed), self.hash_seed),
+            (header_word!(tag_off), self.tag_off),
+            (header_word!(tag_count), self.tag_count),
+            (header_word!(index_off), self.index_off),
+            (header_word!(bucket_count), self.bucket_count),
+            (header_word!(arena_off), self.arena_off),
+            (header_word!(segment_bytes), self.segment_bytes),
+            (header_word!(segment_count), self.segment_count),
+            (header_word!(max_value_bytes), self.max_value_bytes),
+            (header_word!(client_area_bytes), self.client_area_bytes),
+            (header_word!(geometry_check), self.geometry_check),
+        ]
+    }
+
+    /// The words `load(word index)` gives, each asked for at its own word index.
+    pub(crate) fn load<E>(mut load: impl FnMut(usize) -> Result<u64, E>) -> Result<FixedHeader, E> {
+        Ok(FixedHeader {
+            magic: load(header_word!(magic))?,
+            layout_version: load(header_word!(layout_version))?,
+            total_bytes: load(header_word!(total_bytes))?,
+            hash_seed: load(header_word!(hash_seed))?,
+            tag_off: load(header_word!(tag_off))?,
+            tag_count: load(header_word!(tag_count))?,
+            index_off: load(header_word!(index_off))?,
+            bucket_count: load(header_word!(bucket_count))?,
+            arena_off: load(header_word!(arena_off))?,
+            segment_bytes: load(header_word!(segment_bytes))?,
+            segment_count: load(header_word!(segment_count))?,
+            max_value_bytes: load(header_word!(max_value_bytes))?,
+            client_area_bytes: load(header_word!(client_area_bytes))?,
+            geometry_check: load(header_word!(geometry_check))?,
+        })
+    }
+
+    /// The geometry check of the other words: xxh3, seeded with [`TABLE_MAGIC`], of their
+    /// little-endian bytes as they lie in the header (words `0..geometry_check`).
+    pub fn expected_check(&self) -> u64 {
+        let mut bytes = [0u8; CHECKED_WORDS * 8];
+        for (word, value) in self.words() {
+            if word < CHECKED_WORDS {
+                bytes[word * 8..word * 8 + 8].copy_from_slice(&value.to_le_bytes());
+            }
+        }
+        xxh3_64_with_seed(&bytes, TABLE_MAGIC)
+    }
+
+    /// The same words with a geometry check that matches them.
+    pub fn with_check(self) -> FixedHeader {
+        FixedHeader {
+            geometry_check: self.expected_check(),
+            ..self
+        }
+    }
 }
 
 /// Byte offset of the records in the client area.
@@ -166,42 +269,32 @@ impl Geometry {
         })
     }
 
-    fn words(&self) -> [u64; 13] {
-        [
-            TABLE_MAGIC,
-            LAYOUT_VERSION,
-            self.total_bytes,
-            self.seed,
-            self.tag_off,
-            self.tag_count,
-            self.index_off,
-            self.bucket_count,
-            self.arena_off,
-            self.segment_bytes,
-            self.segment_count,
-            self.max_value_bytes,
-            self.client_area_bytes,
-        ]
-    }
-
-    fn check(&self) -> u64 {
-        let mut bytes = [0u8; 13 * 8];
-        for (i, w) in self.words().iter().enumerate() {
-            bytes[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
+    /// The header words fixed at creation, with their geometry check.
+    pub(crate) fn header(&self) -> FixedHeader {
+        FixedHeader {
+            magic: TABLE_MAGIC,
+            layout_version: LAYOUT_VERSION,
+            total_bytes: self.total_bytes,
+            hash_seed: self.seed,
+            tag_off: self.tag_off,
+            tag_count: self.tag_count,
+            index_off: self.index_off,
+            bucket_count: self.bucket_count,
+            arena_off: self.arena_off,
+            segment_bytes: self.segment_bytes,
+            segment_count: self.segment_count,
+            max_value_bytes: self.max_value_bytes,
+            client_area_bytes: self.client_area_bytes,
+            geometry_check: 0,
         }
-        xxh3_64_with_seed(&bytes, TABLE_MAGIC)
+        .with_check()
     }
 
     /// Writes the fixed header words (writer, at creation).
     pub(crate) fn write_header(&self, r: &Region) {
-        for (i, w) in self.words().iter().enumerate() {
-            r.store(i, *w, Ordering::Relaxed);
+        for (word, value) in self.header().words() {
+            r.store(word, value, Ordering::Relaxed);
         }
-        r.store(
-            header_word!(geometry_check),
-            self.check(),
-            Ordering::Relaxed,
-        );
     }
 
     /// Reads and validates the header of a mapping of `mapped_len` bytes.
@@ -210,32 +303,36 @@ impl Geometry {
             r.load(i, Ordering::Acquire)
                 .ok_or(AttachError::Corrupt("segment shorter than its header"))
         };
-        if w(0)? != TABLE_MAGIC {
+        // Magic, then version, before anything else: a segment of another kind or another
+        // layout is reported as such, whatever the rest of it holds.
+        let magic = w(header_word!(magic))?;
+        if magic != TABLE_MAGIC {
             return Err(AttachError::BadMagic);
         }
-        let version = w(1)?;
-        if version != LAYOUT_VERSION {
+        let layout_version = w(header_word!(layout_version))?;
+        if layout_version != LAYOUT_VERSION {
             return Err(AttachError::UnsupportedVersion {
-                found: version,
+                found: layout_version,
                 expected: LAYOUT_VERSION,
             });
         }
-        let g = Geometry {
-            total_bytes: w(2)?,
-            seed: w(3)?,
-            tag_off: w(4)?,
-            tag_count: w(5)?,
-            index_off: w(6)?,
-            bucket_count: w(7)?,
-            arena_off: w(8)?,
-            segment_bytes: w(9)?,
-            segment_count: w(10)?,
-            max_value_bytes: w(11)?,
-            client_area_bytes: w(12)?,
-        };
-        if w(header_word!(geometry_check))? != g.check() {
+        let h = FixedHeader::load(w)?;
+        if h.geometry_check != h.expected_check() {
             return Err(AttachError::Corrupt("geometry check mismatch"));
         }
+        let g = Geometry {
+            total_bytes: h.total_bytes,
+            seed: h.hash_seed,
+            tag_off: h.tag_off,
+            tag_count: h.tag_count,
+            index_off: h.index_off,
+            bucket_count: h.bucket_count,
+            arena_off: h.arena_off,
+            segment_bytes: h.segment_bytes,
+            segment_count: h.segment_count,
+            max_value_bytes: h.max_value_bytes,
+            client_area_bytes: h.client_area_bytes,
+        };
         g.validate(r.len_bytes() as u64)?;
         Ok(g)
     }
@@ -337,7 +434,7 @@ pub(crate) fn check_client_area(g: &Geometry, r: &Region) -> Result<(), AttachEr
             "client area smaller than the table needs",
         ));
     }
-    if r.load(0, Ordering::Relaxed) != Some(CLIENT_MAGIC) {
+    if r.load(offset_of!(ClientAreaHeader, magic) / 8, Ordering::Relaxed) != Some(CLIENT_MAGIC) {
         return Err(AttachError::Corrupt("client area has a bad magic"));
     }
     Ok(())
@@ -348,15 +445,57 @@ pub(crate) fn write_client_header(g: &Geometry, r: &Region) {
     use crate::layout::CLIENT_MAGIC;
     let bits_words = g.bucket_count * SLOTS_PER_BUCKET as u64 / 64;
     let words = [
-        CLIENT_MAGIC,
-        LAYOUT_VERSION,
-        g.client_area_bytes,
-        CLIENT_RECORDS,
-        CLIENT_RECORDS_OFF,
-        CLIENT_BITS_OFF,
-        bits_words,
+        (offset_of!(ClientAreaHeader, magic), CLIENT_MAGIC),
+        (offset_of!(ClientAreaHeader, layout_version), LAYOUT_VERSION),
+        (
+            offset_of!(ClientAreaHeader, total_bytes),
+            g.client_area_bytes,
+        ),
+        (offset_of!(ClientAreaHeader, record_count), CLIENT_RECORDS),
+        (
+            offset_of!(ClientAreaHeader, records_off),
+            CLIENT_RECORDS_OFF,
+        ),
+        (offset_of!(ClientAreaHeader, bits_off), CLIENT_BITS_OFF),
+        (offset_of!(ClientAreaHeader, bits_words), bits_words),
     ];
-    for (i, w) in words.iter().enumerate() {
-        r.store(i, *w, Ordering::Relaxed);
+    for (off, value) in words {
+        r.store(off / 8, value, Ordering::Relaxed);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_header_words_cover_the_header_up_to_the_check() {
+        let g = Geometry::from_config(&TableConfig {
+            hash_seed: Some(1),
+            ..TableConfig::default()
+        })
+        .unwrap();
+        let mut words: Vec<usize> = g.header().words().iter().map(|(i, _)| *i).collect();
+        words.sort_unstable();
+        let every: Vec<usize> = (0..=CHECKED_WORDS).collect();
+        assert_eq!(words, every, "each fixed word exactly once, no gap");
+        assert_eq!(header_word!(geometry_check), CHECKED_WORDS);
+        assert_eq!(header_word!(epoch), CHECKED_WORDS + 1);
+    }
+
+    #[test]
+    fn written_header_reads_back() {
+        let g = Geometry::from_config(&TableConfig {
+            arena_bytes: 1 << 20,
+            segment_bytes: Some(64 << 10),
+            max_value_bytes: 1024,
+            tag_counters: 256,
+            hash_seed: Some(7),
+            ..TableConfig::default()
+        })
+        .unwrap();
+        let mem = crate::region::Memory::heap(g.total_bytes as usize);
+        g.write_header(mem.region());
+        assert_eq!(Geometry::read_header(mem.region()).unwrap(), g);
     }
 }

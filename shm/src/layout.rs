@@ -2,7 +2,7 @@
 //!
 //! The drawing lives in `docs/ARCHITECTURE.md`; the structs below are that drawing
 //! in code. They are never instantiated over shared memory (every access goes
-//! through atomic words, see [`crate::region`]); they exist so that offsets are
+//! through atomic words, see `src/region.rs`); they exist so that offsets are
 //! computed by the compiler with `offset_of!` and sizes are pinned by const asserts.
 
 use core::mem::{offset_of, size_of};

@@ -23,6 +23,8 @@ mod region;
 mod shared;
 mod sync;
 mod tags;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod time;
 mod writer;
 

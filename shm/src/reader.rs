@@ -14,9 +14,8 @@ use crate::layout::{
     header_word, Stat, SEGMENT_HEADER_BYTES, SEG_GENERATION_WORD, SLOTS_PER_BUCKET,
 };
 use crate::region::Memory;
-use crate::sync::{fence, AtomicU64, Ordering};
+use crate::sync::{fence, AtomicU64, LocalCounter, Ordering};
 use crate::time::now_ms;
-use core::sync::atomic::AtomicU64 as LocalCounter;
 use std::sync::Arc;
 
 /// How many times a lookup restarts after seeing the table change under it before it
@@ -83,7 +82,7 @@ struct Counters {
 }
 
 fn bump(c: &LocalCounter) {
-    c.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    c.bump();
 }
 
 /// Counter stripes per reader: threads of one process bump different cache lines, so a
@@ -92,10 +91,9 @@ const STRIPES: usize = 8;
 
 /// This thread's stripe, assigned round-robin the first time it is needed.
 fn stripe() -> usize {
-    use core::sync::atomic::{AtomicUsize, Ordering as O};
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    static NEXT: LocalCounter = LocalCounter::new();
     std::thread_local! {
-        static MINE: usize = NEXT.fetch_add(1, O::Relaxed) % STRIPES;
+        static MINE: usize = (NEXT.bump() % STRIPES as u64) as usize;
     }
     MINE.try_with(|m| *m).unwrap_or(0)
 }
@@ -174,8 +172,9 @@ impl Reader {
         Ok(Reader::from_parts(Arc::new(table), client, geo))
     }
 
-    /// Validates a heap table's header as [`Reader::attach`] would (for tests).
-    #[doc(hidden)]
+    /// Validates the header of this reader's table as [`Reader::attach`] would (it reads the
+    /// header again; the reader itself keeps the geometry it copied when it was made).
+    #[cfg(feature = "testing")]
     pub fn revalidate(&self) -> Result<(), AttachError> {
         let g = Geometry::read_header(self.table.region())?;
         if let Some(c) = &self.client {
@@ -224,12 +223,8 @@ impl Reader {
 
     /// This handle's counters.
     pub fn stats(&self) -> ReaderStats {
-        let sum = |f: fn(&Counters) -> &LocalCounter| {
-            self.counters
-                .iter()
-                .map(|c| f(c).load(core::sync::atomic::Ordering::Relaxed))
-                .sum()
-        };
+        let sum =
+            |f: fn(&Counters) -> &LocalCounter| self.counters.iter().map(|c| f(c).get()).sum();
         ReaderStats {
             hits: sum(|c| &c.hits),
             stale_hits: sum(|c| &c.stale_hits),

@@ -161,9 +161,9 @@ impl Writer {
             .collect()
     }
 
-    /// Writes raw bytes into the table, bypassing the protocol. For fuzzing and
-    /// corruption tests only: it is how a test plays a hostile or broken writer.
-    #[doc(hidden)]
+    /// Writes raw bytes into the table, bypassing the protocol: how a test plays a hostile
+    /// or broken writer. Bytes past the end of the table are not written.
+    #[cfg(feature = "testing")]
     pub fn raw_write(&self, byte_off: usize, bytes: &[u8]) {
         if byte_off
             .checked_add(bytes.len())
@@ -171,6 +171,19 @@ impl Writer {
         {
             self.r().write_bytes(byte_off, bytes);
         }
+    }
+
+    /// Reads `len` raw bytes of the table at `byte_off`; `None` past its end.
+    #[cfg(feature = "testing")]
+    pub fn raw_read(&self, byte_off: usize, len: usize) -> Option<Vec<u8>> {
+        let mut b = vec![0; len];
+        self.r().read_bytes(byte_off, &mut b).then_some(b)
+    }
+
+    /// The geometry, for [`crate::testing::TableLayout`].
+    #[cfg(feature = "testing")]
+    pub(crate) fn geometry(&self) -> Geometry {
+        self.geo
     }
 
     /// Length of the table segment in bytes.

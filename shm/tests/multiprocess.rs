@@ -20,6 +20,8 @@
 //! margin, so a hang fails the test instead of blocking CI.
 
 #![cfg(not(loom))]
+// Thread flags of this test process, not shared memory: std's atomics are fine here.
+#![allow(clippy::disallowed_types)]
 
 // One definition of the values and keys for both ends: the readers' binary, compiled here
 // as a module. Its roles and `main` are unused on this side.

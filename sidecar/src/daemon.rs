@@ -122,8 +122,14 @@ impl Daemon {
         }
     }
 
-    /// Whether a peer with these credentials may change the cache.
-    pub fn peer_may_write(&self, uid: u32, gid: u32) -> bool {
-        self.cfg.writer_uids.contains(&uid) || self.cfg.writer_gids.contains(&gid)
+    /// Whether a peer with these credentials may change the cache: its uid is in
+    /// `writer_uids`, or its primary gid or one of its supplementary groups (asked of
+    /// `groups` only when needed) is in `writer_gids`. The lists mean exactly what they say;
+    /// see `config::writers` for their defaults.
+    pub fn peer_may_write(&self, uid: u32, gid: u32, groups: impl FnOnce() -> Vec<u32>) -> bool {
+        let gids = &self.cfg.writer_gids;
+        self.cfg.writer_uids.contains(&uid)
+            || gids.contains(&gid)
+            || (!gids.is_empty() && groups().iter().any(|g| gids.contains(g)))
     }
 }

@@ -88,11 +88,18 @@ fn refuse(mut stream: &UnixStream, message: String) {
 fn peer_of(daemon: &Daemon, stream: &UnixStream) -> io::Result<Peer> {
     let cred = rustix::net::sockopt::socket_peercred(stream)?;
     let (uid, gid) = (cred.uid.as_raw(), cred.gid.as_raw());
+    let pid = cred.pid.as_raw_nonzero().get();
+    let groups = || {
+        crate::peer::supplementary_groups(pid, uid, gid).unwrap_or_else(|e| {
+            debug!(pid, uid, error = %e, "supplementary groups not counted");
+            Vec::new()
+        })
+    };
     Ok(Peer {
-        pid: cred.pid.as_raw_nonzero().get(),
+        pid,
         uid,
         gid,
-        may_write: daemon.peer_may_write(uid, gid),
+        may_write: daemon.peer_may_write(uid, gid, groups),
     })
 }
 

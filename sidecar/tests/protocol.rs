@@ -826,6 +826,30 @@ fn after_a_malformed_body_the_connection_goes_on() {
     assert_eq!(fetched(c.call(&fetch("app", "k"))), Some(b"v".to_vec()));
 }
 
+/// Every client API refuses an empty namespace; a raw frame with one is refused the same way,
+/// at decode (INVALID_ARGUMENT, nothing changed, the connection goes on).
+#[test]
+fn an_empty_namespace_in_a_raw_frame_is_refused_at_decode() {
+    let d = Daemon::start("empty-namespace", &[]);
+    let mut c = d.client("empty namespace");
+    assert_eq!(c.call(&set("app", "k", b"v", &[])), Reply::Ok);
+    for req in [
+        set("", "k", b"v", &[]),
+        delete("", "k"),
+        fetch("", "k"),
+        invalidate("", &["t"], false),
+        clear(""),
+    ] {
+        c.send_raw(&frame(&req, 7));
+        let (id, reply) = c.reply();
+        assert_eq!(id, 7, "{req:?}");
+        assert_error(&reply, ErrorCode::InvalidArgument, &["namespace is empty"]);
+    }
+    assert_eq!(c.stat("sets"), 1, "only the first SET was applied");
+    assert_eq!(c.stat("bad_frames"), 5);
+    assert_eq!(fetched(c.call(&fetch("app", "k"))), Some(b"v".to_vec()));
+}
+
 #[test]
 fn a_set_over_max_value_bytes_is_refused_naming_max_value_bytes() {
     let d = Daemon::start("max-value", &["--max-value-bytes", "64KiB"]);

@@ -8,7 +8,8 @@
 //! - raw writes (`Writer::raw_write`) of input bytes into one of: the fixed header words,
 //!   the rest of the header page, the tag counters, the index, the entries at the start of
 //!   each segment, anywhere in the arena, a segment header, anywhere at all, or the slot
-//!   bucket of a known key (bucket found by recomputing the key hash);
+//!   bucket of a known key. Where each of these is comes from `cachekit_shm::testing::
+//!   TableLayout`, computed by the code the table itself uses;
 //! - a slot redirect: the locator (low 48 bits) of a key's bucket slot set to an offset of
 //!   the input's choosing, keeping the fingerprint, so the slot still matches the key;
 //! - a forged header: one geometry word changed and, optionally, the geometry check
@@ -40,19 +41,23 @@
 
 #![no_main]
 
-use cachekit_shm::layout::{LAYOUT_VERSION, TABLE_MAGIC};
+use cachekit_shm::layout::{
+    TableHeader, BUCKET_BYTES, HEADER_BYTES, LAYOUT_VERSION, PAGE, SEGMENT_HEADER_BYTES,
+    TABLE_MAGIC,
+};
+use cachekit_shm::testing::{FixedHeader, TableLayout, FIXED_HEADER_BYTES};
 use cachekit_shm::{
     AttachError, Backing, InsertOptions, InvalidateMode, Lookup, Reader, TableConfig, Writer,
 };
 use libfuzzer_sys::fuzz_target;
 use std::cell::Cell;
+use std::mem::offset_of;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, Once, OnceLock};
-use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 // ---------------------------------------------------------------------------------------
-// The table, and its layout (src/geometry.rs, src/layout.rs), found once at start-up.
+// The table, and its layout.
 
 const ARENA_BYTES: u64 = 256 << 10;
 const SEGMENT_BYTES: u64 = 16 << 10;
@@ -62,12 +67,6 @@ const EXPECTED_ENTRY: u64 = 128;
 const SEED: u64 = 0x5EED_CAFE_F00D_1234;
 /// Unix ms every write happens at (deterministic stamps and deadlines).
 const T0: u64 = 1_800_000_000_000;
-
-const PAGE: u64 = 4096;
-const HEADER_FIXED_BYTES: usize = 14 * 8; // 13 geometry words + geometry check
-const SEGMENT_HEADER: u64 = 64;
-const CLIENT_BITS_OFF: u64 = 64 + 256 * 64;
-const NS_SALT: u64 = 0x6E73_5F73_616C_7431;
 
 fn config() -> TableConfig {
     TableConfig {
@@ -81,99 +80,15 @@ fn config() -> TableConfig {
     }
 }
 
-#[derive(Clone, Copy)]
-struct Layout {
-    total: u64,
-    tag_off: u64,
-    index_off: u64,
-    bucket_count: u64,
-    arena_off: u64,
-    seg_count: u64,
-    client_area_bytes: u64,
+/// The layout of every table of this target (the seed is fixed), computed once.
+fn layout() -> TableLayout {
+    static L: OnceLock<TableLayout> = OnceLock::new();
+    *L.get_or_init(|| TableLayout::of_config(&config()).expect("config is valid"))
 }
 
-const fn align_up(v: u64, a: u64) -> u64 {
-    (v + a - 1) & !(a - 1)
-}
-
-impl Layout {
-    /// The layout of the fuzzed table, computed once. The parts fixed by the format (header
-    /// page, counters, alignment) are recomputed; the index size (a sizing heuristic) is read
-    /// off the table's length; the result is proved against the table's own geometry check.
-    fn of_config() -> Layout {
-        static L: OnceLock<Layout> = OnceLock::new();
-        *L.get_or_init(|| {
-            let w = Writer::create(&config(), Backing::Heap).expect("config is valid");
-            let r = w.reader();
-            let seg_count = ARENA_BYTES / SEGMENT_BYTES;
-            let total = w.table_bytes() as u64;
-            let tag_off = PAGE;
-            let index_off = align_up(tag_off + TAG_COUNTERS * 8, PAGE);
-            let arena_off = total - seg_count * SEGMENT_BYTES;
-            let mut bucket_count = ((arena_off - index_off) / 64).next_power_of_two();
-            while bucket_count >= 8 {
-                let lay = Layout {
-                    total,
-                    tag_off,
-                    index_off,
-                    bucket_count,
-                    arena_off,
-                    seg_count,
-                    client_area_bytes: align_up(CLIENT_BITS_OFF + bucket_count * 8 / 64 * 8, PAGE),
-                };
-                // Only the check word: right iff every geometry word is.
-                w.raw_write(104, &lay.header()[104..]);
-                if r.revalidate().is_ok() {
-                    return lay;
-                }
-                bucket_count /= 2;
-            }
-            panic!("no layout matches the table's header: the format drifted from src/geometry.rs");
-        })
-    }
-
-    fn words(&self) -> [u64; 13] {
-        [
-            TABLE_MAGIC,
-            LAYOUT_VERSION,
-            self.total,
-            SEED,
-            self.tag_off,
-            TAG_COUNTERS,
-            self.index_off,
-            self.bucket_count,
-            self.arena_off,
-            SEGMENT_BYTES,
-            self.seg_count,
-            MAX_VALUE,
-            self.client_area_bytes,
-        ]
-    }
-
-    /// The first 14 words of the header as bytes, geometry check included.
-    fn header(&self) -> [u8; HEADER_FIXED_BYTES] {
-        let mut h = [0u8; HEADER_FIXED_BYTES];
-        for (i, w) in self.words().iter().enumerate() {
-            h[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
-        }
-        let c = geometry_check(&h);
-        h[104..112].copy_from_slice(&c.to_le_bytes());
-        h
-    }
-
-    fn slot_off(&self, ns: &str, key: &[u8], slot: usize) -> u64 {
-        let nsh = xxh3_64_with_seed(ns.as_bytes(), SEED ^ NS_SALT);
-        let kh = xxh3_64_with_seed(key, SEED ^ nsh);
-        self.index_off + (kh & (self.bucket_count - 1)) * 64 + slot as u64 * 8
-    }
-}
-
-fn geometry_check(h: &[u8; HEADER_FIXED_BYTES]) -> u64 {
-    xxh3_64_with_seed(&h[..104], TABLE_MAGIC)
-}
-
-fn header_word(h: &[u8; HEADER_FIXED_BYTES], i: usize) -> u64 {
-    u64::from_le_bytes(h[i * 8..i * 8 + 8].try_into().unwrap())
+/// Offset of slot `slot` of the bucket of `key` in `ns`.
+fn key_slot_off(lay: &TableLayout, ns: &str, key: &[u8], slot: usize) -> u64 {
+    lay.slot_off(lay.bucket_of(ns, key), slot)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -378,45 +293,7 @@ fn init_once() {
                 seen.push(at);
             }
         }));
-        sanity_check_layout();
     });
-}
-
-/// The recomputed layout must match the crate's, or the targeted corruptions go astray.
-fn sanity_check_layout() {
-    let lay = Layout::of_config();
-    let mut w = Writer::create(&config(), Backing::Heap).expect("config is valid");
-    assert_eq!(
-        w.table_bytes() as u64,
-        lay.total,
-        "layout drifted from src/geometry.rs"
-    );
-    let r = w.reader();
-    // Rewriting the header with our own geometry and check must still validate.
-    w.raw_write(0, &lay.header());
-    r.revalidate()
-        .expect("recomputed header must validate: layout drifted");
-    // The recomputed bucket must hold the key.
-    w.insert_at("app", b"probe", b"v", &InsertOptions::default(), T0)
-        .unwrap();
-    assert!(r.get_at("app", b"probe", Some(T0)).is_some());
-    w.raw_write(lay.slot_off("app", b"probe", 0) as usize, &[0u8; 64]);
-    assert!(
-        r.get_at("app", b"probe", Some(T0)).is_none(),
-        "key hash drifted from src/hash.rs"
-    );
-    // The first entry of a fresh table sits right after segment 0's header.
-    w.insert_at("app", b"probe", b"v", &InsertOptions::default(), T0)
-        .unwrap();
-    let mut w2 = Writer::create(&config(), Backing::Heap).unwrap();
-    let r2 = w2.reader();
-    w2.insert_at("app", b"probe", b"v", &InsertOptions::default(), T0)
-        .unwrap();
-    w2.raw_write((lay.arena_off + SEGMENT_HEADER + 24) as usize, b"X");
-    assert!(
-        r2.get_at("app", b"probe", Some(T0)).is_none(),
-        "arena layout drifted"
-    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -458,9 +335,10 @@ impl Input<'_> {
 
 struct Run {
     w: Writer,
-    lay: Layout,
+    lay: TableLayout,
     keys: Vec<Key>,
-    header: [u8; HEADER_FIXED_BYTES],
+    /// What the first FIXED_HEADER_BYTES of the header hold, raw writes included.
+    header: [u8; FIXED_HEADER_BYTES],
     corrupted: bool,
     writer_dead: bool,
     version: u32,
@@ -547,31 +425,29 @@ impl Run {
             0..=8 => {
                 let region = op % 16;
                 let len = 1 + (inp.u8() % 16) as usize;
+                let segs = lay.segment_count();
                 let off = match region {
-                    0 => (inp.u8() as usize % HEADER_FIXED_BYTES) as u64,
+                    0 => (inp.u8() as usize % FIXED_HEADER_BYTES) as u64,
                     1 => {
-                        HEADER_FIXED_BYTES as u64
-                            + inp.u16() as u64 % (PAGE - HEADER_FIXED_BYTES as u64)
+                        let rest = HEADER_BYTES - FIXED_HEADER_BYTES as u64;
+                        FIXED_HEADER_BYTES as u64 + inp.u16() as u64 % rest
                     }
-                    2 => lay.tag_off + inp.u16() as u64 % (TAG_COUNTERS * 8),
-                    3 => lay.index_off + inp.u16() as u64 % (lay.bucket_count * 64),
+                    2 => lay.tag_off() + inp.u16() as u64 % (lay.tag_count() * 8),
+                    3 => lay.index_off() + inp.u16() as u64 % (lay.bucket_count() * BUCKET_BYTES),
                     4 => {
-                        let seg = inp.u8() as u64 % lay.seg_count;
-                        lay.arena_off
-                            + seg * SEGMENT_BYTES
-                            + SEGMENT_HEADER
-                            + inp.u16() as u64 % 4096
+                        let seg = inp.u8() as u64 % segs;
+                        lay.segment_entries_off(seg) + inp.u16() as u64 % 4096
                     }
-                    5 => lay.arena_off + inp.u32() as u64 % (lay.seg_count * SEGMENT_BYTES),
+                    5 => lay.arena_off() + inp.u32() as u64 % (segs * lay.segment_bytes()),
                     6 => {
-                        let seg = inp.u8() as u64 % lay.seg_count;
-                        lay.arena_off + seg * SEGMENT_BYTES + inp.u8() as u64 % SEGMENT_HEADER
+                        let seg = inp.u8() as u64 % segs;
+                        lay.segment_off(seg) + inp.u8() as u64 % SEGMENT_HEADER_BYTES
                     }
-                    7 => inp.u32() as u64 % lay.total,
+                    7 => inp.u32() as u64 % lay.total_bytes(),
                     _ => {
                         let k = &self.keys[inp.u8() as usize % nkeys];
                         let slot = (inp.u8() % 8) as usize;
-                        lay.slot_off(k.ns, &k.key, slot) + (inp.u8() % 8) as u64
+                        key_slot_off(&lay, k.ns, &k.key, slot) + (inp.u8() % 8) as u64
                     }
                 };
                 let bytes = inp.bytes(len);
@@ -581,30 +457,32 @@ impl Run {
             9 => {
                 let k = &self.keys[inp.u8() as usize % nkeys];
                 let slot = (inp.u8() % 8) as usize;
-                let at = lay.slot_off(k.ns, &k.key, slot);
+                let at = key_slot_off(&lay, k.ns, &k.key, slot);
                 let mode = inp.u8();
                 let x = inp.u32() as u64;
+                let (segs, seg_bytes) = (lay.segment_count(), lay.segment_bytes());
                 let loc = match mode % 4 {
                     // Somewhere in the arena (entries start anywhere, unaligned).
-                    0 => lay.arena_off + x % (lay.seg_count * SEGMENT_BYTES),
+                    0 => lay.arena_off() + x % (segs * seg_bytes),
                     // Near the start of a segment (inside its header, or its first entries).
-                    1 => {
-                        lay.arena_off
-                            + (x >> 16) % lay.seg_count * SEGMENT_BYTES
-                            + (x & 0xFFFF) % 4160
-                    }
+                    1 => lay.segment_off((x >> 16) % segs) + (x & 0xFFFF) % 4160,
                     // Before the arena (header, counters, index) or past the table.
-                    2 => x % lay.arena_off,
-                    _ => lay.total - 64 + x % (1 << 20),
+                    2 => x % lay.arena_off(),
+                    _ => lay.total_bytes() - 64 + x % (1 << 20),
                 } & ((1 << 48) - 1);
                 self.raw(at, &loc.to_le_bytes()[..6]);
             }
             // Forge a geometry word, optionally with a valid check.
             10 => {
-                let word = (inp.u8() % 13) as usize;
+                let check_word = offset_of!(TableHeader, geometry_check) / 8;
+                let checked: Vec<(usize, u64)> = FixedHeader::from_bytes(&self.header)
+                    .words()
+                    .into_iter()
+                    .filter(|(word, _)| *word != check_word)
+                    .collect();
+                let (word, old) = checked[inp.u8() as usize % checked.len()];
                 let mode = inp.u8();
                 let x = inp.u64();
-                let old = header_word(&self.header, word);
                 let new = match mode % 8 {
                     0 => x,
                     1 => old.wrapping_add(x % 64),
@@ -618,8 +496,7 @@ impl Run {
                 let mut h = self.header;
                 h[word * 8..word * 8 + 8].copy_from_slice(&new.to_le_bytes());
                 if mode & 8 == 0 {
-                    let c = geometry_check(&h);
-                    h[104..112].copy_from_slice(&c.to_le_bytes());
+                    h = FixedHeader::from_bytes(&h).with_check().to_bytes();
                 }
                 self.raw(0, &h);
             }
@@ -840,12 +717,12 @@ fn run(data: &[u8]) {
     let backing = if memfd { Backing::Memfd } else { Backing::Heap };
     let w = Writer::create(&config(), backing).expect("valid config");
     let reader = w.reader();
-    let lay = Layout::of_config();
+    let lay = layout();
     let mut run = Run {
         w,
         lay,
         keys: universe(),
-        header: lay.header(),
+        header: lay.header().to_bytes(),
         corrupted: false,
         writer_dead: false,
         version: 0,
@@ -891,13 +768,13 @@ fn run(data: &[u8]) {
     let exact = !run.corrupted && !run.writer_dead;
 
     // Header validation must match what was done to the header.
-    let original = lay.header();
+    let original = lay.header().to_bytes();
     let h = &run.header;
+    let fixed = FixedHeader::from_bytes(h);
     let revalidated = reader.revalidate();
-    let magic = header_word(h, 0);
-    let version = header_word(h, 1);
+    let version = fixed.layout_version;
     match &revalidated {
-        _ if magic != TABLE_MAGIC => assert!(
+        _ if fixed.magic != TABLE_MAGIC => assert!(
             matches!(revalidated, Err(AttachError::BadMagic)),
             "{revalidated:?}"
         ),
@@ -906,7 +783,7 @@ fn run(data: &[u8]) {
                 if found == version && expected == LAYOUT_VERSION),
             "{revalidated:?}"
         ),
-        _ if header_word(h, 13) != geometry_check(h) => assert!(
+        _ if fixed.geometry_check != fixed.expected_check() => assert!(
             matches!(revalidated, Err(AttachError::Corrupt(m)) if m.contains("geometry check")),
             "{revalidated:?}"
         ),

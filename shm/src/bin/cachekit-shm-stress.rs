@@ -250,10 +250,10 @@ pub mod codec {
 
 /// Keys of the invalidation story, shared by the writer (the test) and `inv-reader`.
 ///
-/// Every round r the writer overwrites the [`CHURN`] keys with r, invalidates
-/// `posts/1` hierarchically, and only after that returns publishes r under [`ROUND_KEY`]
-/// (untagged). The [`STEADY`] keys are written once, before the readers start, and must
-/// always hit.
+/// Every round r the writer overwrites the [`CHURN`](plan::CHURN) keys with r, invalidates
+/// `posts/1` hierarchically, and only after that returns publishes r under
+/// [`ROUND_KEY`](plan::ROUND_KEY) (untagged). The [`STEADY`](plan::STEADY) keys are written
+/// once, before the readers start, and must always hit.
 pub mod plan {
     /// Namespace of the story.
     pub const NS: &str = "inv";
@@ -294,6 +294,8 @@ pub mod plan {
     }
 }
 
+// A thread flag of this process, not shared memory: std's atomics are fine here.
+#[allow(clippy::disallowed_types)]
 #[cfg(not(loom))]
 mod roles {
     use super::{codec, plan};
