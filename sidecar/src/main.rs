@@ -3,7 +3,7 @@
 //! The map, in the order a request travels:
 //! - `socket.rs`: the Unix socket; one thread per connection reads frames (`frames.rs`),
 //!   decodes them, answers HELLO (with the segment's memfds), hands every other request to
-//!   `ops`;
+//!   `ops`; `admission.rs` decides at accept who may open one more connection;
 //! - `ops/`: the permission check, then one file per operation (set, delete, invalidate,
 //!   clear, fetch, stats and ping, hello);
 //! - `daemon.rs`: the state the operations share (table, tier, coalescer, limits, counters);
@@ -17,6 +17,7 @@
 //!   `systemd.rs`: sd_notify.
 #![forbid(unsafe_code)]
 
+mod admission;
 mod changes;
 mod coalesce;
 mod config;
@@ -229,6 +230,10 @@ fn run(cfg: Config) -> Result<()> {
         })?;
 
     let listener = bind(&cfg, &socket, previous_timeout)?;
+    // The heartbeat was stamped when the table was made, before bind's wait after a crash:
+    // publish a fresh one before the first client can attach, or it could find the new
+    // segment already stale and read through the socket until the heartbeat thread runs.
+    daemon.table.housekeeping();
 
     let d = daemon.clone();
     let hb = cfg.heartbeat;
