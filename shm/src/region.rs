@@ -178,7 +178,11 @@ pub(crate) struct Memory {
 }
 
 enum Owner {
-    Heap(#[allow(dead_code)] Box<[AtomicU64]>),
+    /// A `Vec`, not a `Box`: every move of a `Box` (into this enum, into an `Arc`) asserts
+    /// unique ownership of its block, which under the aliasing model invalidates the
+    /// Region's pointer into it (Miri reports the Region's next access as undefined
+    /// behaviour). Moving a `Vec` moves only its pointer, length and capacity.
+    Heap(#[allow(dead_code)] Vec<AtomicU64>),
     #[cfg(not(loom))]
     Mapped(#[allow(dead_code)] memmap2::MmapRaw),
 }
@@ -187,12 +191,14 @@ impl Memory {
     /// A zeroed heap block of `bytes` (rounded up to whole words).
     pub(crate) fn heap(bytes: usize) -> Memory {
         let words = bytes.div_ceil(8);
-        let block: Box<[AtomicU64]> = (0..words).map(|_| AtomicU64::new(0)).collect();
-        let base = NonNull::from(&block[..]).cast::<AtomicU64>();
+        let mut block: Vec<AtomicU64> = (0..words).map(|_| AtomicU64::new(0)).collect();
+        // A raw pointer straight from the Vec: no reference to the block is made, so none
+        // can be invalidated later.
+        let base = NonNull::new(block.as_mut_ptr()).expect("a Vec's pointer is never null");
         // SAFETY:
-        // - the boxed slice is aligned for AtomicU64 and holds `words` of them;
-        // - it is owned by the returned Memory next to the Region and never moved out
-        //   (moving the Box does not move its heap allocation);
+        // - the Vec's buffer is aligned for AtomicU64 and holds `words` of them;
+        // - it is owned by the returned Memory next to the Region, never resized and never
+        //   moved out (moving the Vec does not move its buffer);
         // - it is only accessed through atomics.
         let region = unsafe { Region::new(base, words) };
         Memory {

@@ -20,6 +20,10 @@ fn get(r: &Reader, ns: &str, key: &str, now: u64) -> Option<Vec<u8>> {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a minute or more under Miri (its table alone is 1.8 MB): scripts/test --deep runs a subset"
+)]
 fn set_get_overwrite_delete() {
     for b in BACKINGS {
         let (mut w, r) = table(&small(), b);
@@ -44,6 +48,10 @@ fn set_get_overwrite_delete() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a minute or more under Miri (its table alone is 1.8 MB): scripts/test --deep runs a subset"
+)]
 fn ttl_and_grace() {
     for b in BACKINGS {
         let (mut w, r) = table(&small(), b);
@@ -83,6 +91,10 @@ fn ttl_and_grace() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a minute or more under Miri (its table alone is 1.8 MB): scripts/test --deep runs a subset"
+)]
 fn hierarchical_and_exact_invalidation() {
     for b in BACKINGS {
         let (mut w, r) = table(&small(), b);
@@ -146,6 +158,10 @@ fn hierarchical_and_exact_invalidation() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a minute or more under Miri (its table alone is 1.8 MB): scripts/test --deep runs a subset"
+)]
 fn namespaces_are_isolated_and_clear_alone() {
     for b in BACKINGS {
         let (mut w, r) = table(&small(), b);
@@ -173,6 +189,10 @@ fn namespaces_are_isolated_and_clear_alone() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a minute or more under Miri (its table alone is 1.8 MB): scripts/test --deep runs a subset"
+)]
 fn limits_give_errors_that_name_the_setting() {
     for b in BACKINGS {
         let (mut w, _) = table(&small(), b);
@@ -215,6 +235,10 @@ fn limits_give_errors_that_name_the_setting() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a minute or more under Miri (its table alone is 1.8 MB): scripts/test --deep runs a subset"
+)]
 fn buffer_too_small_reports_the_size() {
     for b in BACKINGS {
         let (mut w, r) = table(&small(), b);
@@ -233,6 +257,10 @@ fn buffer_too_small_reports_the_size() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "minutes to hours under Miri: scripts/test --deep runs a subset"
+)]
 fn a_full_table_evicts_and_never_refuses() {
     for b in BACKINGS {
         let (mut w, r) = table(&small(), b);
@@ -257,6 +285,10 @@ fn a_full_table_evicts_and_never_refuses() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "minutes to hours under Miri: scripts/test --deep runs a subset"
+)]
 fn second_chance_keeps_read_entries() {
     for b in BACKINGS {
         let (mut w, r) = table(&small(), b);
@@ -282,6 +314,10 @@ fn second_chance_keeps_read_entries() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a minute or more under Miri (its table alone is 1.8 MB): scripts/test --deep runs a subset"
+)]
 fn expired_segments_are_reclaimed_without_a_scan() {
     for b in BACKINGS {
         let (mut w, r) = table(&small(), b);
@@ -312,6 +348,7 @@ fn expired_segments_are_reclaimed_without_a_scan() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "memfd: Miri cannot create or map one")]
 fn readers_cannot_write_the_table() {
     use std::fs::File;
     let w = Writer::create(&small(), Backing::Memfd).unwrap();
@@ -341,6 +378,7 @@ fn libc_eperm() -> i32 {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "memfd: Miri cannot create or map one")]
 fn attach_rejects_what_is_not_a_table() {
     let w = Writer::create(&small(), Backing::Memfd).unwrap();
     let fds = w.fds().unwrap();
@@ -360,6 +398,10 @@ fn attach_rejects_what_is_not_a_table() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a minute or more under Miri (its table alone is 1.8 MB): scripts/test --deep runs a subset"
+)]
 fn metadata_overhead_is_32_bytes() {
     // Per entry: the 24-byte entry header plus one 8-byte index slot, beyond the key,
     // namespace, value and 4 bytes per tag-counter reference. No padding.
@@ -374,6 +416,10 @@ fn metadata_overhead_is_32_bytes() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a minute or more under Miri (its table alone is 1.8 MB): scripts/test --deep runs a subset"
+)]
 fn heartbeat_and_epoch_are_published() {
     for b in BACKINGS {
         let cfg = TableConfig {
@@ -409,4 +455,62 @@ fn bad_configurations_are_refused_with_the_fix() {
     .err()
     .unwrap();
     assert!(e.to_string().contains("raise segment_bytes"), "{e}");
+}
+
+/// Reader threads sharing one `Reader` while the writer overwrites, evicts and recycles
+/// segments: every hit is a whole value of the key asked for. Under Miri this is also the
+/// check of the table's `Send`/`Sync` claims and of its atomics for data races.
+#[test]
+fn reader_threads_see_whole_values_while_segments_recycle() {
+    // Four segments of 8 KiB, 16 keys of 100 to 380 bytes overwritten round after round:
+    // a segment is recycled every few dozen writes.
+    let cfg = TableConfig {
+        arena_bytes: 32 << 10,
+        segment_bytes: Some(8 << 10),
+        max_value_bytes: 1 << 10,
+        expected_entry_bytes: 256,
+        tag_counters: 64,
+        hash_seed: Some(9),
+        ..TableConfig::default()
+    };
+    let (writes, reads) = if cfg!(miri) {
+        (300, 150)
+    } else {
+        (50_000, 20_000)
+    };
+    let len = |k: u8| 100 + 40 * (k as usize % 8);
+    for b in BACKINGS {
+        let (mut w, r) = table(&cfg, b);
+        let hits = std::thread::scope(|s| {
+            let readers: Vec<_> = (0..2u64)
+                .map(|t| {
+                    let r = &r;
+                    s.spawn(move || {
+                        let mut hits = 0;
+                        for i in 0..reads {
+                            let k = ((i * 7 + t * 3) % 16) as u8;
+                            if let Some((v, _)) = r.get("n", &[k]) {
+                                assert_eq!(v.len(), len(k), "length of key {k}");
+                                assert!(v.iter().all(|&x| x == k), "bytes of key {k}");
+                                hits += 1;
+                            }
+                        }
+                        hits
+                    })
+                })
+                .collect();
+            for i in 0..writes {
+                let k = (i % 16) as u8;
+                w.insert("n", &[k], &vec![k; len(k)], &InsertOptions::default())
+                    .unwrap();
+            }
+            readers.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+        });
+        assert!(w.stat(Stat::Recycles) > 0, "{b:?}: no segment was recycled");
+        // The writer is done: every key is there now, whole.
+        for k in 0..16u8 {
+            assert_eq!(r.get("n", &[k]).map(|(v, _)| v), Some(vec![k; len(k)]));
+        }
+        println!("{b:?}: {hits} hits of {} reads", 2 * reads);
+    }
 }

@@ -462,10 +462,20 @@ fn fill(w: &mut Writer) -> Entries {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "minutes to hours under Miri: scripts/test --deep runs a subset"
+)]
 fn header_garbage_is_reported_and_gets_survive() {
     let lay = layout(&cfg());
     let original = lay.header().to_bytes();
-    for backing in [Backing::Heap, Backing::Memfd] {
+    // Miri cannot create or map a memfd: the heap only under it.
+    let backings: &[Backing] = if cfg!(miri) {
+        &[Backing::Heap]
+    } else {
+        &[Backing::Heap, Backing::Memfd]
+    };
+    for &backing in backings {
         let mut w = Writer::create(&cfg(), backing).unwrap();
         assert_eq!(w.table_bytes() as u64, lay.total_bytes());
         let r = w.reader();
@@ -539,6 +549,10 @@ fn clone_err(e: &AttachError) -> AttachError {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "minutes to hours under Miri: scripts/test --deep runs a subset"
+)]
 fn garbage_in_the_header_page_past_the_fixed_words_is_harmless() {
     let lay = layout(&cfg());
     let mut w = Writer::create(&cfg(), Backing::Heap).unwrap();
@@ -711,6 +725,10 @@ fn flip_every_byte(case: &FlipCase) {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "minutes to hours under Miri: scripts/test --deep runs a subset"
+)]
 fn every_byte_of_an_untagged_entry_flipped() {
     flip_every_byte(&FlipCase {
         ns: "app",
@@ -724,6 +742,10 @@ fn every_byte_of_an_untagged_entry_flipped() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "minutes to hours under Miri: scripts/test --deep runs a subset"
+)]
 fn every_byte_of_a_tagged_entry_with_ttl_and_grace_flipped() {
     flip_every_byte(&FlipCase {
         ns: "b",
@@ -738,6 +760,10 @@ fn every_byte_of_a_tagged_entry_with_ttl_and_grace_flipped() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "minutes to hours under Miri: scripts/test --deep runs a subset"
+)]
 fn every_byte_of_an_empty_entry_flipped() {
     // Empty namespace, empty key, empty value.
     flip_every_byte(&FlipCase {
@@ -879,6 +905,10 @@ fn slot_pointing_anywhere_wrong_is_a_miss_and_counted() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "minutes to hours under Miri: scripts/test --deep runs a subset"
+)]
 fn index_and_tag_counters_full_of_garbage() {
     let cfg = cfg();
     let lay = layout(&cfg);
@@ -924,6 +954,10 @@ fn index_and_tag_counters_full_of_garbage() {
 /// Wrong values can only come from the 13-bit check's 1/8192 chance per damaged entry
 /// read (about 0.3 expected over this test); they are counted and bounded.
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "minutes to hours under Miri: scripts/test --deep runs a subset"
+)]
 fn whole_table_random_garbage() {
     let cfg = cfg();
     let mut rng = SplitMix(7);
@@ -981,6 +1015,10 @@ impl SplitMix {
 /// a wrong value). Every key is read after each corruption. The wrong-value rate must stay
 /// near the 13-bit check's 1/8192 and below 1/2000.
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "minutes to hours under Miri: scripts/test --deep runs a subset"
+)]
 fn wrong_value_rate_of_random_single_byte_corruptions() {
     // 200k in release (about 2 s); fewer in a debug build, where each trial is 30x slower.
     const TRIALS: u64 = if cfg!(debug_assertions) {

@@ -419,6 +419,7 @@ fn print_counts(label: &str, keys: &[&str], c: &BTreeMap<String, u64>) {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "processes and memfds: Miri runs neither")]
 fn torn_or_wrong_values_never_reach_readers() {
     let cfg = small_table();
     let mut w = Writer::create(&cfg, Backing::Memfd).expect("create table");
@@ -467,6 +468,7 @@ fn torn_or_wrong_values_never_reach_readers() {
 
 /// Negative control: a writer that publishes wrong values is caught by the readers.
 #[test]
+#[cfg_attr(miri, ignore = "processes and memfds: Miri runs neither")]
 fn torn_reader_catches_wrong_values() {
     let mut w = Writer::create(&small_table(), Backing::Memfd).expect("create table");
     let run = TornRun {
@@ -487,6 +489,7 @@ fn torn_reader_catches_wrong_values() {
 /// The value checker itself: splices of two versions, foreign keys and flipped bytes are
 /// all rejected.
 #[test]
+#[cfg_attr(miri, ignore = "processes and memfds: Miri runs neither")]
 fn value_checker_rejects_torn_values() {
     use cachekit_shm::HitMeta;
     use codec::Bad;
@@ -552,6 +555,7 @@ fn value_checker_rejects_torn_values() {
 /// here: entries with a 1 to 3 ms TTL and no grace, read in a loop until they miss; a hit
 /// whose deadline had passed before the read began is served late.
 #[test]
+#[cfg_attr(miri, ignore = "processes and memfds: Miri runs neither")]
 fn expired_entries_are_never_served_late() {
     let mut w = Writer::create(&small_table(), Backing::Memfd).expect("create table");
     let fds = w.fds().expect("memfd backing");
@@ -703,6 +707,7 @@ const INV_KEYS: [&str; 12] = [
 ];
 
 #[test]
+#[cfg_attr(miri, ignore = "processes and memfds: Miri runs neither")]
 fn invalidation_is_immediate_across_processes() {
     let mut w = Writer::create(&inv_table(), Backing::Memfd).expect("create table");
     let readers = inv_run(&mut w, 2, stress_secs(), false);
@@ -753,6 +758,7 @@ fn invalidation_is_immediate_across_processes() {
 
 /// Negative control: without the invalidation, readers see the stale rounds.
 #[test]
+#[cfg_attr(miri, ignore = "processes and memfds: Miri runs neither")]
 fn invalidation_checker_catches_a_missing_invalidation() {
     let mut w = Writer::create(&inv_table(), Backing::Memfd).expect("create table");
     let c = &inv_run(&mut w, 1, stress_secs().min(1.5), true)[0];
@@ -765,6 +771,7 @@ fn invalidation_checker_catches_a_missing_invalidation() {
 
 /// Each mutation, as soon as it returns, is what every other process reads.
 #[test]
+#[cfg_attr(miri, ignore = "processes and memfds: Miri runs neither")]
 fn mutations_are_seen_by_other_processes() {
     let mut w = Writer::create(&inv_table(), Backing::Memfd).expect("create table");
     let none = InsertOptions::default();
