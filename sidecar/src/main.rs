@@ -25,6 +25,7 @@ mod frames;
 mod host;
 mod ops;
 mod peer;
+mod slots;
 mod socket;
 mod systemd;
 mod table;
@@ -239,6 +240,7 @@ fn run(cfg: Config) -> Result<()> {
             let mut last_watchdog = Instant::now();
             loop {
                 d.table.housekeeping();
+                d.slots.audit();
                 if let Some(w) = watchdog {
                     if last_watchdog.elapsed() >= w / 2 {
                         systemd::notify("WATCHDOG=1");
