@@ -29,10 +29,11 @@ use cachekit_redis::WriteOp;
 /// - **Misses** ask the daemon (FETCH), which fills from Redis and coalesces concurrent misses.
 /// - **Writes** go to the daemon and are visible to every read on the host that starts after
 ///   they return.
-/// - **Liveness**: while the daemon's heartbeat is stale the segment is not read (it could miss
-///   invalidations); gets go to the daemon, and when it cannot be reached either a get is a miss
-///   and a write fails with [`Error::Unavailable`]. Reconnecting and re-attaching a restarted
-///   daemon's segment is automatic.
+/// - **Liveness**: while the daemon's heartbeat is stale, and from the moment this client
+///   finds the daemon gone (socket refused, connection closed), the segment is not read (it
+///   could miss invalidations); gets go to the daemon, and when it cannot be reached either a
+///   get is a miss and a write fails with [`Error::Unavailable`]. Reconnecting and re-attaching
+///   a restarted daemon's segment is automatic.
 #[derive(Clone)]
 pub struct Client {
     shared: Arc<Shared>,

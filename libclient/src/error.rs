@@ -82,11 +82,14 @@ impl Error {
     /// Whether the daemon itself is gone or stuck (not reachable, or not answering), as opposed
     /// to a daemon that answered "unavailable".
     pub(crate) fn is_daemon_gone(&self) -> bool {
-        match self {
-            Error::Timeout { .. } => true,
-            Error::Unavailable { message } => !message.starts_with(DAEMON_SAYS_UNAVAILABLE),
-            _ => false,
-        }
+        matches!(self, Error::Timeout { .. }) || self.is_connection_lost()
+    }
+
+    /// Whether the daemon was found gone: its socket missing or refusing connections, or a
+    /// connection to it closed or reset ([`Error::Unavailable`] not answered by the daemon
+    /// itself). A timeout is not: the daemon may be slow rather than gone.
+    pub(crate) fn is_connection_lost(&self) -> bool {
+        matches!(self, Error::Unavailable { message } if !message.starts_with(DAEMON_SAYS_UNAVAILABLE))
     }
 
     /// Whether the daemon could not be reached or did not answer ([`Error::Unavailable`],
@@ -339,6 +342,27 @@ mod tests {
         );
         assert!(Error::from_recv(RecvError::Closed, "SET", t).breaks_connection());
         assert!(!Error::from_daemon(ErrorCode::TooLarge, String::new()).breaks_connection());
+    }
+
+    #[test]
+    fn a_lost_connection_is_told_from_a_slow_or_answering_daemon() {
+        let t = Duration::from_millis(250);
+        let socket = Path::new("/run/cachekit/x.sock");
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+        let missing = io::Error::from(io::ErrorKind::NotFound);
+        let reset = SendError::Io(io::ErrorKind::ConnectionReset.into());
+        for lost in [
+            Error::connect_failed(socket, "cachekitd", &refused),
+            Error::connect_failed(socket, "cachekitd", &missing),
+            Error::from_recv(RecvError::Closed, "DELETE", t),
+            Error::from_send(reset, "SET", t),
+        ] {
+            assert!(lost.is_connection_lost() && lost.is_daemon_gone(), "{lost}");
+        }
+        let slow = Error::from_recv(RecvError::Io(io::ErrorKind::WouldBlock.into()), "GET", t);
+        assert!(!slow.is_connection_lost() && slow.is_daemon_gone());
+        let answered = Error::from_daemon(ErrorCode::Unavailable, "redis is down".into());
+        assert!(!answered.is_connection_lost() && !answered.is_daemon_gone());
     }
 
     #[test]

@@ -55,6 +55,18 @@ pub struct Flags {
     /// Most client connections at once [default: 1024].
     #[arg(long, env = "CACHEKIT_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Most connections one uid that may not write can hold [default: a quarter of
+    /// max_connections].
+    #[arg(long, env = "CACHEKIT_MAX_CONNECTIONS_PER_UID")]
+    pub max_connections_per_uid: Option<usize>,
+    /// The last this many of max_connections are only for peers that may write [default: 64,
+    /// or a quarter of max_connections if that is fewer].
+    #[arg(long, env = "CACHEKIT_WRITER_RESERVED_CONNECTIONS")]
+    pub writer_reserved_connections: Option<usize>,
+    /// A connection with no request for this many ms is closed (clients reconnect by
+    /// themselves); 0 = never [default: 60000].
+    #[arg(long, env = "CACHEKIT_IDLE_TIMEOUT_MS")]
+    pub idle_timeout_ms: Option<u64>,
     /// Once a frame has started, the rest must arrive within this many ms [default: 5000].
     #[arg(long, env = "CACHEKIT_FRAME_TIMEOUT_MS")]
     pub frame_timeout_ms: Option<u64>,
@@ -160,6 +172,9 @@ struct FileConfig {
     heartbeat_ms: Option<u64>,
     heartbeat_timeout_ms: Option<u64>,
     max_connections: Option<usize>,
+    max_connections_per_uid: Option<usize>,
+    writer_reserved_connections: Option<usize>,
+    idle_timeout_ms: Option<u64>,
     frame_timeout_ms: Option<u64>,
     log: Option<String>,
     log_format: Option<String>,
@@ -192,11 +207,58 @@ pub struct Config {
     pub heartbeat: Duration,
     pub heartbeat_timeout: Duration,
     pub max_connections: usize,
+    /// See [`Connections`].
+    pub connections: Connections,
     pub frame_timeout: Duration,
     pub log: String,
     pub log_json: bool,
     /// The Redis tier, if configured.
     pub redis: Option<RedisConfig>,
+}
+
+/// Who may hold how many connections, and for how long without a request
+/// (`max_connections` itself stays in `Config`).
+#[derive(Debug, Clone, Copy)]
+pub struct Connections {
+    /// Most connections one uid that may not write can hold.
+    pub per_uid: usize,
+    /// The last this many of `max_connections` are for peers that may write.
+    pub writer_reserved: usize,
+    /// A connection with no request for this long is closed; `None`: never.
+    pub idle_timeout: Option<Duration>,
+}
+
+/// The shortest `idle_timeout_ms` accepted: shorter would close a busy client's pooled
+/// connections between its requests (each reconnect costs a HELLO), for no gain.
+pub const MIN_IDLE_TIMEOUT_MS: u64 = 100;
+
+impl Connections {
+    /// Resolves the three connection settings, each as given (flag, else file) with the name
+    /// the user gave it by, against `max_connections`.
+    fn resolve(
+        (per_uid, per_uid_from): (Option<usize>, String),
+        (writer_reserved, reserved_from): (Option<usize>, String),
+        (idle_ms, idle_from): (Option<u64>, String),
+        max_connections: usize,
+    ) -> Result<Connections> {
+        let per_uid = per_uid.unwrap_or((max_connections / 4).max(1));
+        if per_uid == 0 || per_uid > max_connections {
+            bail!("max_connections_per_uid = {per_uid} ({per_uid_from}) must be between 1 and max_connections = {max_connections}");
+        }
+        let writer_reserved = writer_reserved.unwrap_or((max_connections / 4).min(64));
+        if writer_reserved >= max_connections {
+            bail!("writer_reserved_connections = {writer_reserved} ({reserved_from}) must be below max_connections = {max_connections}, so that peers that may not write get at least one connection");
+        }
+        let idle_ms = idle_ms.unwrap_or(60_000);
+        if idle_ms != 0 && idle_ms < MIN_IDLE_TIMEOUT_MS {
+            bail!("idle_timeout_ms = {idle_ms} ({idle_from}) must be 0 (never) or at least {MIN_IDLE_TIMEOUT_MS}");
+        }
+        Ok(Connections {
+            per_uid,
+            writer_reserved,
+            idle_timeout: (idle_ms != 0).then(|| Duration::from_millis(idle_ms)),
+        })
+    }
 }
 
 /// How writes reach Redis.
@@ -321,6 +383,42 @@ impl Config {
             flags.log_format.is_some(),
             file.log_format.is_some(),
         );
+        let max_connections = flags
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(1024)
+            .max(1);
+        let connections = Connections::resolve(
+            (
+                flags
+                    .max_connections_per_uid
+                    .or(file.max_connections_per_uid),
+                named(
+                    "max_connections_per_uid",
+                    flags.max_connections_per_uid.is_some(),
+                    file.max_connections_per_uid.is_some(),
+                ),
+            ),
+            (
+                flags
+                    .writer_reserved_connections
+                    .or(file.writer_reserved_connections),
+                named(
+                    "writer_reserved_connections",
+                    flags.writer_reserved_connections.is_some(),
+                    file.writer_reserved_connections.is_some(),
+                ),
+            ),
+            (
+                flags.idle_timeout_ms.or(file.idle_timeout_ms),
+                named(
+                    "idle_timeout_ms",
+                    flags.idle_timeout_ms.is_some(),
+                    file.idle_timeout_ms.is_some(),
+                ),
+            ),
+            max_connections,
+        )?;
         let log_format = flags
             .log_format
             .or(file.log_format)
@@ -341,11 +439,8 @@ impl Config {
             writer_gids,
             heartbeat,
             heartbeat_timeout,
-            max_connections: flags
-                .max_connections
-                .or(file.max_connections)
-                .unwrap_or(1024)
-                .max(1),
+            max_connections,
+            connections,
             frame_timeout: Duration::from_millis(
                 flags
                     .frame_timeout_ms
@@ -614,6 +709,52 @@ mod tests {
         })
         .unwrap_err();
         assert!(format!("{bad_url:#}").contains("redis://"), "{bad_url:#}");
+    }
+
+    #[test]
+    fn connection_limits_default_from_max_connections_and_are_checked() {
+        let c = Config::resolve(Flags::default()).unwrap().connections;
+        assert_eq!((c.per_uid, c.writer_reserved), (256, 64));
+        assert_eq!(c.idle_timeout, Some(Duration::from_secs(60)));
+        let small = Config::resolve(Flags {
+            max_connections: Some(8),
+            idle_timeout_ms: Some(0),
+            ..Flags::default()
+        })
+        .unwrap()
+        .connections;
+        assert_eq!(
+            (small.per_uid, small.writer_reserved, small.idle_timeout),
+            (2, 2, None)
+        );
+        let refused = |f: Flags, words: &[&str]| {
+            let e = format!("{:#}", Config::resolve(f).unwrap_err());
+            for w in words {
+                assert!(e.contains(w), "{e}");
+            }
+        };
+        refused(
+            Flags {
+                max_connections_per_uid: Some(0),
+                ..Flags::default()
+            },
+            &["max_connections_per_uid = 0", "--max-connections-per-uid"],
+        );
+        refused(
+            Flags {
+                max_connections: Some(4),
+                writer_reserved_connections: Some(4),
+                ..Flags::default()
+            },
+            &["writer_reserved_connections = 4", "max_connections = 4"],
+        );
+        refused(
+            Flags {
+                idle_timeout_ms: Some(5),
+                ..Flags::default()
+            },
+            &["idle_timeout_ms = 5", "--idle-timeout-ms"],
+        );
     }
 
     #[test]

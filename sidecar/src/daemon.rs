@@ -1,6 +1,7 @@
 //! The daemon's state: the table, the Redis tier, the miss coalescer, the limits it announces
 //! and its counters. What it does with each request is in `ops/`, one file per operation.
 
+use crate::admission::Admission;
 use crate::coalesce::Coalescer;
 use crate::config::Config;
 use crate::slots::Slots;
@@ -8,7 +9,7 @@ use crate::table::SharedTable;
 use crate::tier::Tier;
 use cachekit_proto::Limits;
 use cachekit_shm::{Backing, SegmentFds, TableConfig, Writer};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Who is on the other end of a connection (from SO_PEERCRED).
@@ -24,8 +25,9 @@ pub struct Peer {
 #[derive(Default)]
 pub struct Counters {
     pub connections_total: AtomicU64,
-    pub connections_open: AtomicUsize,
     pub connections_refused: AtomicU64,
+    /// Connections closed after `idle_timeout_ms` without a request.
+    pub connections_idle_closed: AtomicU64,
     pub requests: AtomicU64,
     pub sets: AtomicU64,
     pub deletes: AtomicU64,
@@ -62,6 +64,8 @@ pub struct Daemon {
     /// The client-area records: one per live connection that said HELLO.
     pub slots: Arc<Slots>,
     pub counters: Counters,
+    /// The open connections, and who may open another.
+    pub admission: Arc<Admission>,
 }
 
 impl Daemon {
@@ -101,6 +105,7 @@ impl Daemon {
             limits,
             slots,
             counters: Counters::default(),
+            admission: Arc::default(),
             cfg,
         })
     }

@@ -1,6 +1,6 @@
 //! Reading frames from one connection: buffered, so a whole small frame costs one `recv`;
-//! a frame may take as long as it likes to start, and must then finish within the
-//! daemon's `frame_timeout_ms`. The header is checked against the limits before the body
+//! a frame must start within the daemon's `idle_timeout_ms` (if set), and must then finish
+//! within its `frame_timeout_ms`. The header is checked against the limits before the body
 //! is allocated.
 
 use cachekit_proto::{Header, Limits, HEADER_LEN};
@@ -12,6 +12,8 @@ pub enum FrameError {
     /// The header is bad (with its kind byte, for the error message).
     Header(cachekit_proto::ProtoError, u8),
     Io(io::Error),
+    /// No frame started within the idle timeout.
+    Idle,
 }
 
 /// Reads frames from one connection through a buffer, so a whole small frame costs one
@@ -20,8 +22,8 @@ pub struct FrameReader {
     buf: Vec<u8>,
     start: usize,
     end: usize,
-    /// Whether SO_RCVTIMEO is currently set on the socket.
-    timed: bool,
+    /// SO_RCVTIMEO as currently set on the socket (`None`: no timeout).
+    timeout: Option<Duration>,
 }
 
 impl FrameReader {
@@ -30,14 +32,15 @@ impl FrameReader {
             buf: vec![0; 16 << 10],
             start: 0,
             end: 0,
-            timed: false,
+            timeout: None,
         }
     }
 
+    /// Sets SO_RCVTIMEO, unless it is set to `t` already.
     fn set_timeout(&mut self, stream: &UnixStream, t: Option<Duration>) -> Result<(), FrameError> {
-        if t.is_some() || self.timed {
+        if t != self.timeout {
             stream.set_read_timeout(t).map_err(FrameError::Io)?;
-            self.timed = t.is_some();
+            self.timeout = t;
         }
         Ok(())
     }
@@ -81,21 +84,34 @@ impl FrameReader {
         Ok(())
     }
 
-    /// Reads one frame. Waits for its first byte as long as the client likes (idle pooled
-    /// connections are normal); from then on the whole frame must arrive within `timeout`.
-    /// `Ok(None)`: the client closed the connection between frames.
+    /// Reads one frame. Waits for its first byte up to `idle` (`None`: as long as the client
+    /// likes), else [`FrameError::Idle`]; from then on the whole frame must arrive within
+    /// `timeout`. `Ok(None)`: the client closed the connection between frames.
     pub fn next(
         &mut self,
         stream: &mut UnixStream,
         limits: &Limits,
         timeout: Duration,
+        idle: Option<Duration>,
     ) -> Result<Option<(Header, Vec<u8>)>, FrameError> {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
-            self.set_timeout(stream, None)?;
-            if self.read_more(stream)? == 0 {
-                return Ok(None);
+            // A whole frame per `recv` leaves the idle timeout in place: no syscall here.
+            self.set_timeout(stream, idle)?;
+            match self.read_more(stream) {
+                Ok(0) => return Ok(None),
+                Ok(_) => {}
+                Err(FrameError::Io(e))
+                    if idle.is_some()
+                        && matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) =>
+                {
+                    return Err(FrameError::Idle)
+                }
+                Err(e) => return Err(e),
             }
         }
         let deadline = Instant::now() + timeout;

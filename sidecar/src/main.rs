@@ -3,7 +3,7 @@
 //! The map, in the order a request travels:
 //! - `socket.rs`: the Unix socket; one thread per connection reads frames (`frames.rs`),
 //!   decodes them, answers HELLO (with the segment's memfds), hands every other request to
-//!   `ops`;
+//!   `ops`; `admission.rs` decides at accept who may open one more connection;
 //! - `ops/`: the permission check, then one file per operation (set, delete, invalidate,
 //!   clear, fetch, stats and ping, hello);
 //! - `daemon.rs`: the state the operations share (table, tier, coalescer, limits, counters);
@@ -13,10 +13,12 @@
 //! - `tier/`: the Redis tier, a component the operations call (writes, read-through) that
 //!   changes the table through `table.rs` only (fills, other hosts' events, local flushes);
 //! - `peer.rs`: a peer's supplementary groups, for the write permission;
+//! - `slots.rs`: the client-area records, one per live connection, checked on every heartbeat;
 //! - `config.rs`: flags, environment, file; `host.rs`: `--memory` against the host's memory;
 //!   `systemd.rs`: sd_notify.
 #![forbid(unsafe_code)]
 
+mod admission;
 mod changes;
 mod coalesce;
 mod config;
@@ -230,6 +232,10 @@ fn run(cfg: Config) -> Result<()> {
         })?;
 
     let listener = bind(&cfg, &socket, previous_timeout)?;
+    // The heartbeat was stamped when the table was made, before bind's wait after a crash:
+    // publish a fresh one before the first client can attach, or it could find the new
+    // segment already stale and read through the socket until the heartbeat thread runs.
+    daemon.table.housekeeping();
 
     let d = daemon.clone();
     let hb = cfg.heartbeat;

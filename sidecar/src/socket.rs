@@ -1,14 +1,17 @@
 //! The Unix socket: one thread per connection, so a slow or broken client only ever holds
-//! up itself. Frames are read with a deadline once started (`frames.rs`), decoded, and
-//! answered: HELLO here (with the memfds), everything else by `ops`. A malformed frame gets
-//! an ERROR reply and, when the stream can no longer be trusted, the connection is closed.
+//! up itself; who may open one is decided at accept (`admission.rs`), and a connection
+//! without a request for `idle_timeout_ms` is closed. Frames are read with a deadline once
+//! started (`frames.rs`), decoded, and answered: HELLO here (with the memfds), everything
+//! else by `ops`. A malformed frame gets an ERROR reply and, when the stream can no longer
+//! be trusted, the connection is closed.
 
+use crate::admission;
 use crate::daemon::{Daemon, Peer};
 use crate::frames::{FrameError, FrameReader};
 use crate::ops;
 use cachekit_proto::fdpass::send_with_fds;
 use cachekit_proto::{decode_body, encode_reply, ErrorCode, Kind, Message, Reply, Request};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -27,31 +30,57 @@ pub fn accept_loop(daemon: Arc<Daemon>, listener: UnixListener) {
         };
         let c = &daemon.counters;
         c.connections_total.fetch_add(1, Ordering::Relaxed);
-        if c.connections_open.load(Ordering::Relaxed) >= daemon.cfg.max_connections {
-            c.connections_refused.fetch_add(1, Ordering::Relaxed);
-            let reply = Reply::error(
-                ErrorCode::Unavailable,
-                format!("cachekitd has {} connections open, its max_connections; raise it or close idle clients", daemon.cfg.max_connections),
-            );
-            let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
-            let _ = send(&stream, &reply, 0);
-            continue;
-        }
-        c.connections_open.fetch_add(1, Ordering::Relaxed);
+        // The peer's credentials are known from connect(): decide before spawning a thread.
+        let peer = match peer_of(&daemon, &stream) {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(error = %e, "SO_PEERCRED failed; closing");
+                continue;
+            }
+        };
+        let ticket = match daemon
+            .admission
+            .admit(&peer, admission::Limits::of(&daemon.cfg))
+        {
+            Ok(t) => t,
+            Err(message) => {
+                c.connections_refused.fetch_add(1, Ordering::Relaxed);
+                debug!(pid = peer.pid, uid = peer.uid, %message, "connection refused");
+                refuse(&stream, message);
+                continue;
+            }
+        };
         let d = daemon.clone();
+        // The thread holds the ticket: its place is given back when the thread ends (or
+        // right away, if it cannot start).
         let spawned = std::thread::Builder::new()
             .name("cachekitd-conn".into())
             .stack_size(256 << 10)
             .spawn(move || {
-                serve(&d, stream);
-                d.counters.connections_open.fetch_sub(1, Ordering::Relaxed);
+                serve(&d, stream, peer);
+                drop(ticket);
             });
         if let Err(e) = spawned {
             warn!(error = %e, "cannot start a connection thread");
-            daemon
-                .counters
-                .connections_open
-                .fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Tells a refused peer why, and closes. Whatever the peer already sent (its HELLO) is
+/// read and dropped first, so that it sees a plain end of stream after the ERROR, not a
+/// reset. A peer that sends only after the close gets EPIPE, and still finds the ERROR in
+/// its receive buffer (the client library reads it there).
+fn refuse(mut stream: &UnixStream, message: String) {
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+    let _ = send(stream, &Reply::error(ErrorCode::Unavailable, message), 0);
+    if stream.set_nonblocking(true).is_ok() {
+        let mut sink = [0u8; 1024];
+        // Bounded: at most 16 KiB, never waiting.
+        for _ in 0..16 {
+            match stream.read(&mut sink) {
+                Ok(n) if n > 0 => continue,
+                _ => break,
+            }
         }
     }
 }
@@ -74,15 +103,9 @@ fn peer_of(daemon: &Daemon, stream: &UnixStream) -> io::Result<Peer> {
     })
 }
 
-fn serve(daemon: &Daemon, mut stream: UnixStream) {
-    let peer = match peer_of(daemon, &stream) {
-        Ok(p) => p,
-        Err(e) => {
-            warn!(error = %e, "SO_PEERCRED failed; closing");
-            return;
-        }
-    };
+fn serve(daemon: &Daemon, mut stream: UnixStream, peer: Peer) {
     let timeout = daemon.cfg.frame_timeout;
+    let idle = daemon.cfg.connections.idle_timeout;
     if stream.set_write_timeout(Some(timeout)).is_err() {
         return;
     }
@@ -98,9 +121,23 @@ fn serve(daemon: &Daemon, mut stream: UnixStream) {
     let mut _record = None;
     let mut frames = FrameReader::new();
     loop {
-        let (header, body) = match frames.next(&mut stream, &daemon.limits, timeout) {
+        let (header, body) = match frames.next(&mut stream, &daemon.limits, timeout, idle) {
             Ok(Some(f)) => f,
             Ok(None) => break,
+            Err(FrameError::Idle) => {
+                daemon
+                    .counters
+                    .connections_idle_closed
+                    .fetch_add(1, Ordering::Relaxed);
+                debug!(pid = peer.pid, "idle connection; closing");
+                let message = format!(
+                    "closing this connection: no request for idle_timeout_ms = {} \
+                     (--idle-timeout-ms); a client reconnects on its next call",
+                    idle.unwrap_or_default().as_millis()
+                );
+                let _ = send(&stream, &Reply::error(ErrorCode::Unavailable, message), 0);
+                break;
+            }
             Err(FrameError::Header(e, kind)) => {
                 daemon.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
                 debug!(pid = peer.pid, error = %e, "bad frame header; closing");

@@ -33,11 +33,12 @@ pub fn counters(d: &Daemon) -> Vec<(String, u64)> {
         ("max_value_bytes".into(), d.cfg.max_value_bytes),
         ("heartbeat_ms".into(), d.table.reader().heartbeat_ms()),
         ("connections_total".into(), l(&c.connections_total)),
-        (
-            "connections_open".into(),
-            c.connections_open.load(Ordering::Relaxed) as u64,
-        ),
+        ("connections_open".into(), d.admission.open() as u64),
         ("connections_refused".into(), l(&c.connections_refused)),
+        (
+            "connections_idle_closed".into(),
+            l(&c.connections_idle_closed),
+        ),
         ("requests".into(), l(&c.requests)),
         ("sets".into(), l(&c.sets)),
         ("deletes".into(), l(&c.deletes)),
