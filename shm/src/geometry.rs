@@ -426,41 +426,53 @@ impl Geometry {
     }
 }
 
-/// Validates a client area against a table geometry.
+/// Validates a client area against a table geometry: its length only. The area is
+/// writable by every client, so nothing in it may decide whether another client can attach:
+/// its geometry comes from the sealed table header (`client_area_bytes`, `bucket_count`)
+/// and this build's layout constants (pinned by `layout_version`, also sealed), and the
+/// length cannot change under a reader (the memfd is sealed against growing and shrinking).
 pub(crate) fn check_client_area(g: &Geometry, r: &Region) -> Result<(), AttachError> {
-    use crate::layout::CLIENT_MAGIC;
     if (r.len_bytes() as u64) < g.client_area_bytes {
         return Err(AttachError::Corrupt(
             "client area smaller than the table needs",
         ));
     }
-    if r.load(offset_of!(ClientAreaHeader, magic) / 8, Ordering::Relaxed) != Some(CLIENT_MAGIC) {
-        return Err(AttachError::Corrupt("client area has a bad magic"));
-    }
     Ok(())
+}
+
+/// The client-area header words (word index, value) the writer writes at creation. A copy
+/// for people and tools: no client reads it.
+pub(crate) fn client_header_words(g: &Geometry) -> [(usize, u64); 8] {
+    use crate::layout::CLIENT_MAGIC;
+    let bits_words = g.bucket_count * SLOTS_PER_BUCKET as u64 / 64;
+    [
+        (offset_of!(ClientAreaHeader, magic) / 8, CLIENT_MAGIC),
+        (
+            offset_of!(ClientAreaHeader, layout_version) / 8,
+            LAYOUT_VERSION,
+        ),
+        (
+            offset_of!(ClientAreaHeader, total_bytes) / 8,
+            g.client_area_bytes,
+        ),
+        (
+            offset_of!(ClientAreaHeader, record_count) / 8,
+            CLIENT_RECORDS,
+        ),
+        (
+            offset_of!(ClientAreaHeader, records_off) / 8,
+            CLIENT_RECORDS_OFF,
+        ),
+        (offset_of!(ClientAreaHeader, bits_off) / 8, CLIENT_BITS_OFF),
+        (offset_of!(ClientAreaHeader, bits_words) / 8, bits_words),
+        (offset_of!(ClientAreaHeader, reserved) / 8, 0),
+    ]
 }
 
 /// Writes the client-area header (writer, at creation).
 pub(crate) fn write_client_header(g: &Geometry, r: &Region) {
-    use crate::layout::CLIENT_MAGIC;
-    let bits_words = g.bucket_count * SLOTS_PER_BUCKET as u64 / 64;
-    let words = [
-        (offset_of!(ClientAreaHeader, magic), CLIENT_MAGIC),
-        (offset_of!(ClientAreaHeader, layout_version), LAYOUT_VERSION),
-        (
-            offset_of!(ClientAreaHeader, total_bytes),
-            g.client_area_bytes,
-        ),
-        (offset_of!(ClientAreaHeader, record_count), CLIENT_RECORDS),
-        (
-            offset_of!(ClientAreaHeader, records_off),
-            CLIENT_RECORDS_OFF,
-        ),
-        (offset_of!(ClientAreaHeader, bits_off), CLIENT_BITS_OFF),
-        (offset_of!(ClientAreaHeader, bits_words), bits_words),
-    ];
-    for (off, value) in words {
-        r.store(off / 8, value, Ordering::Relaxed);
+    for (word, value) in client_header_words(g) {
+        r.store(word, value, Ordering::Relaxed);
     }
 }
 

@@ -11,6 +11,7 @@
 //! code is in [`layout`].
 
 mod arena;
+mod clients;
 mod entry;
 mod error;
 mod geometry;
@@ -28,6 +29,7 @@ pub mod testing;
 mod time;
 mod writer;
 
+pub use clients::ClientRecords;
 pub use entry::{
     ENTRY_HEADER_BYTES, MAX_KEY_BYTES, MAX_NAMESPACE_BYTES, MAX_REFS, VALUE_LEN_CEILING,
 };

@@ -4,11 +4,12 @@
 use crate::admission::Admission;
 use crate::coalesce::Coalescer;
 use crate::config::Config;
+use crate::slots::Slots;
 use crate::table::SharedTable;
 use crate::tier::Tier;
 use cachekit_proto::Limits;
 use cachekit_shm::{Backing, SegmentFds, TableConfig, Writer};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Who is on the other end of a connection (from SO_PEERCRED).
@@ -60,8 +61,8 @@ pub struct Daemon {
     pub epoch: u64,
     pub table_bytes: u64,
     pub client_area_bytes: u64,
-    /// The client-area record handed to the next client.
-    pub next_slot: AtomicU32,
+    /// The client-area records: one per live connection that said HELLO.
+    pub slots: Arc<Slots>,
     pub counters: Counters,
     /// The open connections, and who may open another.
     pub admission: Arc<Admission>,
@@ -83,6 +84,7 @@ impl Daemon {
         };
         let writer = Writer::create(&table_cfg, Backing::Memfd)?;
         let fds = writer.fds().expect("memfd backing").try_clone()?;
+        let slots = Arc::new(Slots::new(writer.client_records()));
         let stat_len = |fd| rustix::fs::fstat(fd).map(|s| s.st_size as u64);
         let limits = Limits {
             max_value_bytes: stored_max as usize,
@@ -101,7 +103,7 @@ impl Daemon {
             fetches: Coalescer::default(),
             fds,
             limits,
-            next_slot: AtomicU32::new(0),
+            slots,
             counters: Counters::default(),
             admission: Arc::default(),
             cfg,

@@ -13,6 +13,7 @@
 //! - `tier/`: the Redis tier, a component the operations call (writes, read-through) that
 //!   changes the table through `table.rs` only (fills, other hosts' events, local flushes);
 //! - `peer.rs`: a peer's supplementary groups, for the write permission;
+//! - `slots.rs`: the client-area records, one per live connection, checked on every heartbeat;
 //! - `config.rs`: flags, environment, file; `host.rs`: `--memory` against the host's memory;
 //!   `systemd.rs`: sd_notify.
 #![forbid(unsafe_code)]
@@ -26,6 +27,7 @@ mod frames;
 mod host;
 mod ops;
 mod peer;
+mod slots;
 mod socket;
 mod systemd;
 mod table;
@@ -244,6 +246,7 @@ fn run(cfg: Config) -> Result<()> {
             let mut last_watchdog = Instant::now();
             loop {
                 d.table.housekeeping();
+                d.slots.audit();
                 if let Some(w) = watchdog {
                     if last_watchdog.elapsed() >= w / 2 {
                         systemd::notify("WATCHDOG=1");

@@ -117,6 +117,8 @@ fn serve(daemon: &Daemon, mut stream: UnixStream, peer: Peer) {
         "client connected"
     );
     let mut said_hello = false;
+    // This connection's client-area record: freed when `serve` returns.
+    let mut _record = None;
     let mut frames = FrameReader::new();
     loop {
         let (header, body) = match frames.next(&mut stream, &daemon.limits, timeout, idle) {
@@ -183,25 +185,27 @@ fn serve(daemon: &Daemon, mut stream: UnixStream, peer: Peer) {
             }
         };
         let sent = match (said_hello, req) {
-            (false, Request::Hello(h)) => match ops::hello_ok(daemon, h.min_version, h.max_version)
-            {
-                Ok(ok) => {
-                    said_hello = true;
-                    info!(pid = peer.pid, uid = peer.uid, name = %h.client_name, "client attached");
-                    let mut buf = Vec::new();
-                    encode_reply(&Reply::HelloOk(ok), id, &mut buf)
-                        .expect("HELLO_OK always encodes");
-                    send_with_fds(
-                        &stream,
-                        &buf,
-                        &[daemon.fds.table_fd(), daemon.fds.client_fd()],
-                    )
+            (false, Request::Hello(h)) => {
+                match ops::hello_ok(daemon, peer.pid, h.min_version, h.max_version) {
+                    Ok((ok, record)) => {
+                        said_hello = true;
+                        _record = record;
+                        info!(pid = peer.pid, uid = peer.uid, name = %h.client_name, "client attached");
+                        let mut buf = Vec::new();
+                        encode_reply(&Reply::HelloOk(ok), id, &mut buf)
+                            .expect("HELLO_OK always encodes");
+                        send_with_fds(
+                            &stream,
+                            &buf,
+                            &[daemon.fds.table_fd(), daemon.fds.client_fd()],
+                        )
+                    }
+                    Err(reply) => {
+                        let _ = send(&stream, &reply, id);
+                        break;
+                    }
                 }
-                Err(reply) => {
-                    let _ = send(&stream, &reply, id);
-                    break;
-                }
-            },
+            }
             (false, _) => {
                 let _ = send(
                     &stream,

@@ -50,6 +50,8 @@ pub fn counters(d: &Daemon) -> Vec<(String, u64)> {
         ("bad_frames".into(), l(&c.bad_frames)),
         ("not_permitted".into(), l(&c.not_permitted)),
         ("errors".into(), l(&c.errors)),
+        ("client_records_in_use".into(), d.slots.in_use()),
+        ("client_area_damaged".into(), d.slots.damaged()),
     ]);
     if let Some(t) = &d.tier {
         t.stats(&mut out);
