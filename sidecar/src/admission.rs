@@ -11,7 +11,7 @@
 //! connections a writer needs.
 
 use crate::config::{Config, Connections};
-use crate::daemon::Peer;
+use crate::peer::Peer;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 

@@ -12,15 +12,6 @@ use cachekit_shm::{Backing, SegmentFds, TableConfig, Writer};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// Who is on the other end of a connection (from SO_PEERCRED).
-#[derive(Clone, Copy, Debug)]
-pub struct Peer {
-    pub pid: i32,
-    pub uid: u32,
-    pub gid: u32,
-    pub may_write: bool,
-}
-
 /// The daemon's own counters, in STATS.
 #[derive(Default)]
 pub struct Counters {

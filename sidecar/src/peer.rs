@@ -1,4 +1,5 @@
-//! The supplementary groups of the process on the other end of a connection.
+//! Who is on the other end of a connection: its credentials, whether it may write, and the
+//! supplementary groups of its process.
 //!
 //! The kernel has them (`getsockopt(SO_PEERGROUPS)`, the groups of the same credentials as
 //! `SO_PEERCRED`), but rustix 1.1 exposes no such call and this crate has no `unsafe`. So they
@@ -24,6 +25,15 @@
 //! its uid or its primary gid.
 
 use std::io;
+
+/// Who is on the other end of a connection (from SO_PEERCRED).
+#[derive(Clone, Copy, Debug)]
+pub struct Peer {
+    pub pid: i32,
+    pub uid: u32,
+    pub gid: u32,
+    pub may_write: bool,
+}
 
 /// The supplementary groups of the peer process `pid`, whose effective uid and gid
 /// `SO_PEERCRED` reported as `uid` and `gid`. An error says why they cannot be trusted.

@@ -6,9 +6,10 @@
 //! be trusted, the connection is closed.
 
 use crate::admission;
-use crate::daemon::{Daemon, Peer};
+use crate::daemon::Daemon;
 use crate::frames::{FrameError, FrameReader};
 use crate::ops;
+use crate::peer::Peer;
 use cachekit_proto::fdpass::send_with_fds;
 use cachekit_proto::{decode_body, encode_reply, ErrorCode, Kind, Message, Reply, Request};
 use std::io::{self, Read, Write};

@@ -15,7 +15,8 @@ mod stats;
 
 pub use hello::hello_ok;
 
-use crate::daemon::{bump, Daemon, Peer};
+use crate::daemon::{bump, Daemon};
+use crate::peer::Peer;
 use crate::tier::WriteOutcome;
 use cachekit_proto::{ErrorCode, Reply, Request};
 use cachekit_redis::WriteOp;
