@@ -494,7 +494,10 @@ def main() -> None:
     w("")
     w("![side by side](side-by-side.svg)")
     w("")
-    w("## DESIGN.md §7 targets")
+    w("## Targets")
+    w("")
+    w("`benches/report.py`'s copy of the performance contract in the design brief "
+      "(`../shared/DESIGN.md` §7, outside this repository).")
     w("")
     w(table(["target", "measured (this run)", "met?"],
             [[t["target"], t["measured"], verdict(t["met"])] for t in targets], "llc"))
@@ -780,7 +783,7 @@ def why_lines(targets: List[Dict], rust: Dict, headline: Dict, timer: float, tpo
             f"in the table alone, against {fmt_ns(small['get_hit']['p50_ns'])} and "
             f"{fmt_ns(small['table_only']['get_hit']['p50_ns'])} at {count_label(small['entries'])} entries. Out of "
             "the CPU caches, a lookup makes dependent DRAM loads (the index bucket's line, then the entry, then "
-            "the access-bit word), each 0.3–0.4 µs for a random load on this VM (NOTES.md), plus page-walk misses "
+            "the access-bit word), each 0.3–0.4 µs for a random load on this VM (`../shared/NOTES.md`, outside this repository), plus page-walk misses "
             "on a mapping of hundreds of MiB in 4 KiB pages. So the target cannot hold for uniformly random keys "
             "here whatever the client does; "
             + (f"with Zipf(0.99) keys, where popular entries stay cached, a hit costs {fmt_ns(zipf['p50_ns'])} "
@@ -798,9 +801,9 @@ def why_lines(targets: List[Dict], rust: Dict, headline: Dict, timer: float, tpo
         redis = next((r for r in rust["side_by_side"]["rust"] if r["id"] == "redis"), None)
         rp = redis and redis["p50_ns"]
         out.append(f"**300× Redis**: a Redis GET over loopback costs {fmt_ns(rp)} p50 here, far below the "
-                   "40–130 µs of the NOTES baseline the target was set against; 300× that would be a hit of "
+                   "40–130 µs of the `../shared/NOTES.md` baseline the target was set against; 300× that would be a hit of "
                    f"{fmt_ns(rp and rp / 300)}, under the cost of a cached hash-map lookup on this machine. "
-                   "Against the NOTES baseline, the measured hit would be "
+                   "Against the `../shared/NOTES.md` baseline, the measured hit would be "
                    f"{fmt_x(rp and 40_000 / headline['rust_hit_p50_ns_10k'])}–"
                    f"{fmt_x(rp and 130_000 / headline['rust_hit_p50_ns_10k'])} faster (10k entries).")
     if not by["Python hit ≤ 1.5 µs"]["met"]:
@@ -815,8 +818,8 @@ def why_lines(targets: List[Dict], rust: Dict, headline: Dict, timer: float, tpo
     if not by["Python hit ≥ 80× faster than redis-py (same run)"]["met"]:
         rp = py_rows.get("redis", {}).get("p50_ns")
         out.append(f"**80× redis-py**: a redis-py GET (hiredis parser, loopback) costs {fmt_ns(rp)} here, far "
-                   "below the 120–175 µs of the NOTES baseline the target was set against; 80× that is a hit of "
-                   f"{fmt_ns(rp and rp / 80)}.{py_share} Against the NOTES baseline the measured hit would be "
+                   "below the 120–175 µs of the `../shared/NOTES.md` baseline the target was set against; 80× that is a hit of "
+                   f"{fmt_ns(rp and rp / 80)}.{py_share} Against the `../shared/NOTES.md` baseline the measured hit would be "
                    f"{fmt_x(pyck and 120_000 / pyck)}–{fmt_x(pyck and 175_000 / pyck)} faster.")
     if not by["Python hit ≥ 8× faster than diskcache (same run)"]["met"]:
         dp = py_rows.get("diskcache", {}).get("p50_ns")

@@ -1,135 +1,150 @@
-"""The cffi declarations of include/cachekit.h, and the builders of both cffi modes.
+"""The cffi declarations, read from include/cachekit.h, and the builders of both cffi modes.
 
 Shipped: **API mode** (``cachekit_shm._cachekit``, a C extension compiled against
-include/cachekit.h and linked with the bundled libcachekit.so.0). Compiling it also checks
-every declaration below against the real header: a drifted signature or constant is a
-compile error, not a silent ABI mismatch. ``bench/ffi_modes.py`` builds the ABI-mode variant
-(``ffi.dlopen`` of the same library) next to it and times both; python/README.md has the
-figures that decided it.
+include/cachekit.h and linked with the bundled libcachekit.so.0). ``bench/ffi_modes.py`` builds
+the ABI-mode variant (``ffi.dlopen`` of the same library) next to it and times both;
+python/README.md has the figures that decided it.
 
-This file is used by setup.py at build time and by the benchmark; it is not installed.
+The declarations are not written here: ``cdef()`` takes them from the header itself (generated
+by cbindgen from ffi/src), so a function, type or constant added to the C API reaches Python
+with no edit in this directory. What it changes before cffi sees the header is only what cffi
+cannot parse: the preprocessor lines. It evaluates the ``#if``/``#ifdef`` branches as the C11
+compiler that builds the extension does (``-std=c11``, not C++: cbindgen's ``enum X : uint32_t``
+and ``extern "C"`` branches drop out), drops ``#include`` of the standard headers cffi already
+knows and the include guard, and keeps ``#define NAME <integer>`` (cffi checks each value against
+the header when it compiles the API-mode module). Comments go first, so nothing in one is taken
+for a directive. Anything else in the header stops the build with a message saying what to
+extend here.
+
+This file is used by setup.py at build time, by the benchmark and by tests/test_native.py; it
+is not installed.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Dict, List, Optional
 
 import cffi
 
-# Types and functions as include/cachekit.h declares them (C11: the enums are uint32_t
-# typedefs). Result and source codes are named constants; their values are checked against
-# the header by the API-mode build (see CHECKS).
-CDEF = r"""
-typedef uint32_t cachekit_result;
-typedef uint32_t cachekit_source;
+# The repository's header: setup.py passes the one of the repository it builds from.
+HEADER = Path(__file__).resolve().parent.parent / "include" / "cachekit.h"
 
-#define CACHEKIT_OK 0
-#define CACHEKIT_MISS 1
-#define CACHEKIT_BUFFER_TOO_SMALL 2
-#define CACHEKIT_NULL_ARGUMENT 3
-#define CACHEKIT_INVALID_ARGUMENT 4
-#define CACHEKIT_TOO_LARGE 5
-#define CACHEKIT_UNAVAILABLE 6
-#define CACHEKIT_TIMEOUT 7
-#define CACHEKIT_NOT_PERMITTED 8
-#define CACHEKIT_PROTOCOL 9
-#define CACHEKIT_DAEMON 10
-#define CACHEKIT_IO 11
-#define CACHEKIT_CORRUPT_VALUE 12
-#define CACHEKIT_PANIC 13
-#define CACHEKIT_OTHER_ERROR 14
+# Standard headers whose types (bool, size_t, uint8_t...) cffi knows without a declaration.
+KNOWN_INCLUDES = {"<stdbool.h>", "<stddef.h>", "<stdint.h>"}
 
-#define CACHEKIT_SOURCE_SEGMENT 0
-#define CACHEKIT_SOURCE_DAEMON 1
+# The predefined macros of the compiler the API-mode module is built with (gcc/clang -std=c11).
+# Every other name that #if tests and the header did not #define is 0, as in C.
+PREDEFINED = {"__STDC__": 1, "__STDC_VERSION__": 201112}
 
-#define CACHEKIT_INVALIDATE_EXACT 1
-#define CACHEKIT_OPEN_LAZY 1
-#define CACHEKIT_OPEN_REDIS_CLUSTER 2
-#define CACHEKIT_OPEN_NO_REDIS_FALLBACK 4
-#define CACHEKIT_VERSION_MAJOR 0
+_COMMENT = re.compile(r"/\*.*?\*/|//[^\n]*", re.DOTALL)
+_DIRECTIVE = re.compile(r"^\s*#\s*(\w+)\s*(.*?)\s*$")
+_INTEGER = re.compile(r"^(?:0[xX][0-9a-fA-F]+|\d+)[uUlL]*$")
+_DEFINED = re.compile(r"\bdefined\s*(?:\(\s*(\w+)\s*\)|(\w+))")
+_IDENTIFIER = re.compile(r"\b[A-Za-z_]\w*\b")
+# What a condition may hold once names are replaced by numbers: numbers, comparisons, and, or,
+# not, parentheses.
+_ARITHMETIC = re.compile(r"^(?:\s|\d|[()<>=!]|\band\b|\bor\b|\bnot\b)*$")
 
-typedef struct cachekit_batch cachekit_batch;
-typedef struct cachekit_client cachekit_client;
-typedef struct cachekit_stats cachekit_stats;
 
-typedef struct cachekit_value_info {
-  uint64_t created_ms;
-  uint64_t expires_ms;
-  uint64_t grace_until_ms;
-  cachekit_source source;
-  bool stale;
-} cachekit_value_info;
+def _condition(expr: str, defined: Dict[str, Optional[int]], where: str) -> bool:
+    """The value of an ``#if`` condition (the subset cbindgen writes: defined(), names,
+    integer comparisons, ||, &&, !)."""
+    e = _DEFINED.sub(lambda m: "1" if (m.group(1) or m.group(2)) in defined else "0", expr)
+    e = re.sub(r"\b(\d+)[uUlL]+\b", r"\1", e)
 
-typedef struct cachekit_options {
-  size_t struct_size;
-  uint32_t flags;
-  uint32_t pool_size;
-  const char *socket_path;
-  const char *instance;
-  const char *ns;
-  const char *client_name;
-  uint32_t connect_timeout_ms;
-  uint32_t request_timeout_ms;
-  const char *redis_url;
-  uint32_t redis_timeout_ms;
-  uint32_t reserved;
-} cachekit_options;
+    def value(m: "re.Match[str]") -> str:
+        name = m.group(0)
+        v = defined.get(name, PREDEFINED.get(name, 0))
+        return str(v if v is not None else 0)
 
-cachekit_result cachekit_get_many(const struct cachekit_client *client,
-                                  const uint8_t *const *keys, const size_t *key_lens,
-                                  size_t count, struct cachekit_batch **out);
-size_t cachekit_batch_len(const struct cachekit_batch *batch);
-cachekit_result cachekit_batch_get(const struct cachekit_batch *batch, size_t index,
-                                   const uint8_t **value, size_t *value_len,
-                                   struct cachekit_value_info *info);
-void cachekit_batch_free(struct cachekit_batch *batch);
-void cachekit_buf_free(uint8_t *buf);
-cachekit_result cachekit_client_open(const struct cachekit_options *options,
-                                     struct cachekit_client **out);
-cachekit_result cachekit_client_with_namespace(const struct cachekit_client *client,
-                                               const char *ns,
-                                               struct cachekit_client **out);
-void cachekit_client_close(struct cachekit_client *client);
-cachekit_result cachekit_set(const struct cachekit_client *client,
-                             const uint8_t *key, size_t key_len,
-                             const uint8_t *value, size_t value_len,
-                             uint64_t ttl_ms, uint64_t grace_ms,
-                             const char *const *tags, size_t tag_count);
-cachekit_result cachekit_delete(const struct cachekit_client *client,
-                                const uint8_t *key, size_t key_len);
-cachekit_result cachekit_invalidate(const struct cachekit_client *client,
-                                    const char *const *tags, size_t tag_count,
-                                    uint32_t flags);
-cachekit_result cachekit_clear(const struct cachekit_client *client);
-cachekit_result cachekit_ping(const struct cachekit_client *client,
-                              uint64_t *epoch, uint64_t *rtt_us);
-const char *cachekit_result_describe(uint32_t code);
-cachekit_result cachekit_last_error_message(char *buf, size_t len, size_t *needed);
-cachekit_result cachekit_stats_fetch(const struct cachekit_client *client,
-                                     struct cachekit_stats **out);
-size_t cachekit_stats_len(const struct cachekit_stats *stats);
-cachekit_result cachekit_stats_entry(const struct cachekit_stats *stats, size_t index,
-                                     const char **name, uint64_t *value);
-cachekit_result cachekit_stats_lookup(const struct cachekit_stats *stats,
-                                      const char *name, uint64_t *value);
-void cachekit_stats_free(struct cachekit_stats *stats);
-cachekit_result cachekit_get(const struct cachekit_client *client,
-                             const uint8_t *key, size_t key_len,
-                             uint8_t *buf, size_t buf_len, size_t *value_len,
-                             struct cachekit_value_info *info);
-cachekit_result cachekit_get_local(const struct cachekit_client *client,
-                                   const uint8_t *key, size_t key_len,
-                                   uint8_t *buf, size_t buf_len, size_t *value_len,
-                                   struct cachekit_value_info *info);
-cachekit_result cachekit_get_alloc(const struct cachekit_client *client,
-                                   const uint8_t *key, size_t key_len,
-                                   uint8_t **value, size_t *value_len,
-                                   struct cachekit_value_info *info);
-const char *cachekit_version(void);
-"""
+    e = _IDENTIFIER.sub(value, e)
+    e = e.replace("||", " or ").replace("&&", " and ")
+    e = re.sub(r"!(?!=)", " not ", e)
+    if not _ARITHMETIC.match(e):
+        raise ValueError(
+            f"{where}: _cffi_build.py cannot evaluate `#if {expr}`; "
+            "extend _condition() in python/_cffi_build.py"
+        )
+    return bool(eval(e, {"__builtins__": {}}, {}))  # only numbers and operators, checked above
 
-# Compiled into the API-mode module: the constants of CDEF must be the header's. (cffi checks
-# the #define values itself; these also pin the struct sizes the header documents.)
+
+def cdef_from_header(text: str, name: str = "cachekit.h") -> str:
+    """The declarations of a header, as ``ffi.cdef`` takes them (see the module docstring)."""
+    text = _COMMENT.sub(lambda m: "\n" * m.group(0).count("\n"), text)
+    text = text.replace("\\\n", " ")
+    defined: Dict[str, Optional[int]] = {}
+    # One entry per open #if: (this branch is emitted, some branch of this #if was taken).
+    stack: List[List[bool]] = []
+    out: List[str] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        where = f"{name}:{number}"
+        active = all(emit for emit, _ in stack)
+        m = _DIRECTIVE.match(line)
+        if not m:
+            if active and line.strip():
+                out.append(line.rstrip())
+            continue
+        directive, rest = m.groups()
+        if directive in ("if", "ifdef", "ifndef"):
+            if directive == "if":
+                taken = active and _condition(rest, defined, where)
+            else:
+                taken = active and ((rest in defined) == (directive == "ifdef"))
+            stack.append([taken, taken or not active])
+        elif directive in ("elif", "else", "endif"):
+            if not stack:
+                raise ValueError(f"{where}: #{directive} without #if")
+            if directive == "endif":
+                stack.pop()
+                continue
+            outer = all(emit for emit, _ in stack[:-1])
+            done = stack[-1][1]
+            if directive == "elif":
+                taken = outer and not done and _condition(rest, defined, where)
+            else:
+                taken = outer and not done
+            stack[-1] = [taken, done or taken]
+        elif not active:
+            continue
+        elif directive == "include":
+            if rest not in KNOWN_INCLUDES:
+                raise ValueError(
+                    f"{where}: #include {rest} is not one of {sorted(KNOWN_INCLUDES)}, whose "
+                    "types cffi knows; declare what it provides in python/_cffi_build.py"
+                )
+        elif directive == "define":
+            macro, _, value = rest.partition(" ")
+            value = value.strip()
+            if not value:
+                defined[macro] = None  # the include guard: nothing to declare
+            elif _INTEGER.match(value):
+                defined[macro] = int(re.sub(r"[uUlL]+$", "", value), 0)
+                out.append(f"#define {macro} {value}")
+            else:
+                raise ValueError(
+                    f"{where}: #define {macro} {value} is not an integer constant, which is all "
+                    "cffi declares; extend cdef_from_header() in python/_cffi_build.py"
+                )
+        else:
+            raise ValueError(
+                f"{where}: #{directive} is not handled by python/_cffi_build.py; extend "
+                "cdef_from_header() there"
+            )
+    if stack:
+        raise ValueError(f"{name}: {len(stack)} #if without #endif")
+    return "\n".join(out) + "\n"
+
+
+def cdef(header: Path = HEADER) -> str:
+    """The cffi declarations of ``header`` (by default the repository's include/cachekit.h)."""
+    return cdef_from_header(header.read_text(encoding="utf-8"), str(header))
+
+
+# Compiled into the API-mode module, which includes the header itself: cffi checks every
+# declaration of cdef() against it (a drifted signature or constant is a compile error), and
+# these pin the struct sizes the header documents.
 CHECKS = r"""
 #include "cachekit.h"
 _Static_assert(sizeof(cachekit_options) == 72, "cachekit_options is 72 bytes (cachekit.h)");
@@ -142,7 +157,7 @@ MODULE = "cachekit_shm._cachekit"
 def api_builder(include_dir: Path, lib_dir: Path, module: str = MODULE) -> cffi.FFI:
     """The API-mode builder: a C extension linked with libcachekit (found through $ORIGIN)."""
     ffi = cffi.FFI()
-    ffi.cdef(CDEF)
+    ffi.cdef(cdef(include_dir / "cachekit.h"))
     ffi.set_source(
         module,
         CHECKS,
@@ -157,9 +172,9 @@ def api_builder(include_dir: Path, lib_dir: Path, module: str = MODULE) -> cffi.
     return ffi
 
 
-def abi_builder(module: str) -> cffi.FFI:
+def abi_builder(module: str, header: Path = HEADER) -> cffi.FFI:
     """The out-of-line ABI-mode builder (a pure-Python module; ``ffi.dlopen`` at run time)."""
     ffi = cffi.FFI()
-    ffi.cdef(CDEF)
+    ffi.cdef(cdef(header))
     ffi.set_source(module, None)
     return ffi

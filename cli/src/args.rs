@@ -45,10 +45,20 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
     /// How long to wait for the daemon's answer (e.g. 5s, 500ms).
-    #[arg(long, global = true, value_parser = parse_duration, default_value = "5s")]
+    #[arg(long, global = true, value_parser = parse_timeout, default_value = "5s")]
     pub timeout: Duration,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--timeout`: a duration above zero (it bounds every wait for the daemon).
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        d if d.is_zero() => Err(format!(
+            "{text:?} is zero; the timeout bounds every wait for the daemon, so give more, like 5s or 500ms"
+        )),
+        d => Ok(d),
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -28,6 +28,27 @@ fn main() -> ExitCode {
     }
 }
 
+/// Reads the value to store from `input` (`what` names it), at most `max + 1` bytes: one byte
+/// over the limit is enough to refuse it, without reading (and holding) the rest of an input
+/// that may never end (`/dev/zero`).
+fn read_value(input: impl Read, what: &str, max: usize) -> Result<Vec<u8>, CliError> {
+    let mut buf = Vec::new();
+    input
+        .take(max as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| CliError::Input(format!("cannot read {what}: {e}")))?;
+    if buf.len() > max {
+        return Err(CliError::Client(Error::TooLarge {
+            message: format!(
+                "{what} is over max_value_bytes = {max} (stopped reading after {} bytes); store \
+                 a smaller value or raise the daemon's limit (cachekitd --max-value-bytes)",
+                buf.len()
+            ),
+        }));
+    }
+    Ok(buf)
+}
+
 fn options(cli: &Cli) -> ClientOptions {
     let mut opts = ClientOptions::new()
         .instance(cli.instance.clone())
@@ -60,16 +81,15 @@ fn run(cli: Cli) -> Result<Outcome, CliError> {
             grace,
             tags,
         } => {
+            let max = client.max_value_bytes();
             let bytes = match (value, file) {
-                (_, Some(path)) => std::fs::read(&path)
-                    .map_err(|e| CliError::Input(format!("cannot read {}: {e}", path.display())))?,
-                (Some(v), None) if v == "-" => {
-                    let mut buf = Vec::new();
-                    std::io::stdin()
-                        .read_to_end(&mut buf)
-                        .map_err(|e| CliError::Input(format!("cannot read stdin: {e}")))?;
-                    buf
+                (_, Some(path)) => {
+                    let what = path.display().to_string();
+                    let f = std::fs::File::open(&path)
+                        .map_err(|e| CliError::Input(format!("cannot read {what}: {e}")))?;
+                    read_value(f, &what, max)?
                 }
+                (Some(v), None) if v == "-" => read_value(std::io::stdin(), "stdin", max)?,
                 (Some(v), None) => v.as_bytes().to_vec(),
                 (None, None) => unreachable!("clap requires a value or --file"),
             };

@@ -1,10 +1,13 @@
 //! The `cachekit` binary: exit codes and output, without a daemon and against the real
-//! `cachekitd` (when it is built next to this binary; otherwise that test says so and passes).
+//! `cachekitd` (from the workspace test kit, which fails, saying how to build it, when there is
+//! none: the test never passes without running).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use cachekit_testkit::{eventually, temp_dir, watchdog, Daemon};
 
 const CLI: &str = env!("CARGO_BIN_EXE_cachekit");
 
@@ -43,7 +46,7 @@ fn stderr(o: &Output) -> String {
 
 #[test]
 fn no_daemon_is_exit_code_3_with_how_to_start_it() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = temp_dir("cli-no-daemon");
     let socket = dir.path().join("dev.sock");
     let o = cachekit(&socket, &["get", "k"]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
@@ -67,46 +70,21 @@ fn usage_errors_are_exit_code_2() {
     assert!(stderr(&o).contains("like 30s"));
 }
 
-fn daemon_binary() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("CACHEKITD_BIN") {
-        return Some(PathBuf::from(p));
-    }
-    let p = Path::new(CLI).parent()?.join("cachekitd");
-    p.exists().then_some(p)
-}
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn end_to_end_with_the_real_daemon() {
-    let Some(bin) = daemon_binary() else {
-        eprintln!("skipped: no cachekitd binary next to cachekit (cargo build -p cachekitd)");
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let _daemon = Daemon(
-        Command::new(bin)
-            .arg("--dir")
-            .arg(dir.path())
-            .args(["--instance", "cli", "--memory", "8MiB", "--log", "warn"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
+    watchdog(Duration::from_secs(120), end_to_end);
+}
+
+fn end_to_end() {
+    let daemon = Daemon::start("cli", &["--memory", "8MiB"]);
+    let socket = daemon.socket().to_path_buf();
+    assert!(
+        eventually(Duration::from_secs(10), || cachekit(&socket, &["ping"])
+            .status
+            .success()),
+        "cachekit ping never succeeded; daemon log:\n{}",
+        daemon.log()
     );
-    let socket = dir.path().join("cli.sock");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cachekit(&socket, &["ping"]).status.success() {
-        assert!(Instant::now() < deadline, "cachekitd did not come up");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 
     let o = cachekit(&socket, &["set", "k", "v", "--ttl", "30s", "--tag", "a/b"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -150,4 +128,71 @@ fn end_to_end_with_the_real_daemon() {
     let o = cachekit(&socket, &["set", "k", "v", "--tag", "a//b"]);
     assert_eq!(o.status.code(), Some(4));
     assert!(stderr(&o).contains("empty segment"));
+}
+
+/// `set -f /dev/zero` stops reading one byte past the daemon's max_value_bytes and says so
+/// (it read the whole input first: 1.3 GB after 3 s). Run with its address space capped at
+/// 256 MiB, so reading without a bound fails instead of filling the machine.
+#[test]
+fn an_endless_input_is_refused_at_the_limit_without_reading_it_all() {
+    watchdog(Duration::from_secs(60), || {
+        let daemon = Daemon::start("cli-dev-zero", &["--max-value-bytes", "1MiB"]);
+        let o = Command::new("prlimit")
+            .arg(format!("--as={}", 256u64 << 20))
+            .arg("--")
+            .arg(CLI)
+            .arg("--socket")
+            .arg(daemon.socket())
+            .args(["set", "k", "-f", "/dev/zero"])
+            .env_remove("CACHEKIT_INSTANCE")
+            .env_remove("CACHEKIT_NAMESPACE")
+            .output()
+            .expect("running prlimit (util-linux)");
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(4), "{err}");
+        assert!(
+            err.contains("/dev/zero is over max_value_bytes = 1048576"),
+            "{err}"
+        );
+        let o = cachekit_with_stdin(daemon.socket(), &["set", "k", "-"], Some(&[b'x'; 1 << 20]));
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "exactly the limit is stored: {}",
+            stderr(&o)
+        );
+    });
+}
+
+#[test]
+fn a_zero_timeout_is_refused_naming_the_flag() {
+    let o = Command::new(CLI)
+        .args(["--timeout", "0s", "ping"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("--timeout") && err.contains("is zero"),
+        "{err}"
+    );
+    assert!(!err.contains("connect_timeout"), "{err}");
+}
+
+/// A path that is not a socket is named for what it is, not blamed on a stopped daemon.
+#[test]
+fn a_socket_path_that_is_not_a_socket_is_named() {
+    let dir = temp_dir("cli-not-socket");
+    let file = dir.path().join("dev.sock");
+    std::fs::write(&file, b"").unwrap();
+    for (path, what) in [
+        (&file, "a regular file"),
+        (&dir.path().to_path_buf(), "a directory"),
+    ] {
+        let o = cachekit(path, &["get", "k"]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(3), "{err}");
+        assert!(err.contains(&format!("is {what}, not a socket")), "{err}");
+        assert!(!err.contains("stopped daemon"), "{err}");
+    }
 }

@@ -1,4 +1,5 @@
-//! End-to-end benchmarks of the Rust client against a real `cachekitd` (DESIGN.md §7), with
+//! End-to-end benchmarks of the Rust client against a real `cachekitd` (the performance contract:
+//! §7 of the design brief, `../shared/DESIGN.md`, outside this repository), with
 //! the cost of a bare Unix-socket round trip measured in the same run as the reference.
 //!
 //! - `client/get_hit/{16B,100B,4KiB}`: `Client::get_into` of a key present in the segment,
@@ -19,20 +20,20 @@
 //! under criterion's `--profile-time` (for `perf record` of one benchmark).
 //!
 //! Needs the daemon binary: `cargo build --release -p cachekitd` first (or point
-//! `CACHEKITD_BIN` at one), then `cargo bench -p cachekit-client --bench client` (about a
-//! minute). The daemon runs in a temp dir of its own under a unique instance name, so it never
-//! meets a daemon already running on the machine, and is killed at the end. Under
+//! `CACHEKITD_BIN` at one; the test kit says so when it is missing or stale), then
+//! `cargo bench -p cachekit-client --bench client` (about a minute). The daemon runs in a temp
+//! dir of its own under a unique instance name, so it never meets a daemon already running on
+//! the machine, and is killed at the end. Under
 //! `cargo test --benches` (criterion's test mode) the key sets and timing loops are small.
 
 use cachekit_client::{Client, ClientOptions, SetOptions, Source};
+use cachekit_testkit::Daemon;
 use criterion::{BenchmarkId, Criterion, Throughput};
-use std::fs::File;
 use std::hint::black_box;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
 
 const NS: &str = "bench";
 /// Pre-set keys per value size.
@@ -88,147 +89,27 @@ fn key(tag: &str, i: usize) -> Vec<u8> {
 // ---------------------------------------------------------------------------------------------
 // The daemon
 
-/// The `cachekitd` to run: `$CACHEKITD_BIN`, else the one in this build's profile directory
-/// (`target/release/cachekitd` for `cargo bench`), else `target/release/cachekitd`.
-fn daemon_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("CACHEKITD_BIN") {
-        let p = PathBuf::from(p);
-        assert!(
-            p.is_file(),
-            "CACHEKITD_BIN={} is not a file; build the daemon with `cargo build --release -p cachekitd`",
-            p.display()
-        );
-        return p;
-    }
-    // Benchmarks run from target/<profile>/deps/<bench>-<hash>.
-    let exe = std::env::current_exe().expect("locating the benchmark executable");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the benchmark runs from target/<profile>/deps");
-    let candidates = [
-        profile_dir.join("cachekitd"),
-        profile_dir.with_file_name("release").join("cachekitd"),
-    ];
-    for c in &candidates {
-        if c.is_file() {
-            return c.clone();
-        }
-    }
-    panic!(
-        "no cachekitd binary (looked for {} and {}): run `cargo build --release -p cachekitd` \
-         first, or set CACHEKITD_BIN to a built cachekitd",
-        candidates[0].display(),
-        candidates[1].display()
-    );
+/// A real `cachekitd` from the workspace test kit: a temp dir and an instance name of its own,
+/// configured by its flags alone, SIGKILLed and reaped when dropped. 256 MiB holds the three
+/// key sets; warnings only, so that logging costs nothing measurable.
+fn start_daemon() -> Daemon {
+    Daemon::start("bench-client", &["--memory", "256MiB", "--log", "warn"])
 }
 
-/// A real `cachekitd` in a temp dir of its own; SIGKILLed and reaped on drop.
-struct Daemon {
-    child: Child,
-    socket: PathBuf,
-    log: PathBuf,
-    // Last: the directory goes only after the daemon is dead.
-    _dir: tempfile::TempDir,
-}
-
-impl Daemon {
-    fn start() -> Daemon {
-        let bin = daemon_binary();
-        let dir = tempfile::Builder::new()
-            .prefix("cachekit-bench-")
-            .tempdir()
-            .expect("creating a temp dir");
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .subsec_nanos();
-        let instance = format!("bench-{}-{nanos}", std::process::id());
-        let socket = dir
-            .path()
-            .join(cachekit_proto::paths::socket_name(&instance));
-        let log = dir.path().join("cachekitd.log");
-        let out = File::create(&log).expect("creating the daemon log");
-        let mut cmd = Command::new(&bin);
-        cmd.arg("--dir")
-            .arg(dir.path())
-            .args([
-                "--instance",
-                &instance,
-                "--memory",
-                "256MiB",
-                "--log",
-                "warn",
-            ])
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("dup the log"))
-            .stderr(out);
-        // Nothing from the environment: this daemon is configured by its flags alone.
-        for (k, _) in std::env::vars_os() {
-            let k = k.to_string_lossy().into_owned();
-            if k.starts_with("CACHEKIT_") || k == "NOTIFY_SOCKET" || k == "WATCHDOG_USEC" {
-                cmd.env_remove(k);
-            }
-        }
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-        let mut d = Daemon {
-            child,
-            socket,
-            log,
-            _dir: dir,
-        };
-        d.wait_ready(&bin);
-        d
-    }
-
-    fn wait_ready(&mut self, bin: &Path) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(s) = self.child.try_wait().expect("waiting for cachekitd") {
-                panic!(
-                    "{} exited at start ({s}); log:\n{}",
-                    bin.display(),
-                    self.log()
-                );
-            }
-            if UnixStream::connect(&self.socket).is_ok() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "cachekitd did not accept connections on {} within 10 s; log:\n{}",
-                self.socket.display(),
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_else(|e| format!("(no log: {e})"))
-    }
-
-    fn client(&self) -> Client {
-        Client::connect(
-            ClientOptions::new()
-                .socket(&self.socket)
-                .namespace(NS)
-                .client_name("cachekit-bench"),
+/// A client of the bench namespace.
+fn client_of(daemon: &Daemon) -> Client {
+    Client::connect(
+        ClientOptions::new()
+            .socket(daemon.socket())
+            .namespace(NS)
+            .client_name("cachekit-bench"),
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "connecting to the bench daemon: {e}; log:\n{}",
+            daemon.log()
         )
-        .unwrap_or_else(|e| panic!("connecting to the bench daemon: {e}; log:\n{}", self.log()))
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("---- cachekitd log ----\n{}", self.log());
-        }
-    }
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -676,7 +557,7 @@ struct Fixture {
 
 impl Fixture {
     fn build(daemon: &Daemon, n: usize) -> Fixture {
-        let client = daemon.client();
+        let client = client_of(daemon);
         let sets = SIZES
             .iter()
             .map(|&(size, label)| fill(&client, size, label, n))
@@ -706,7 +587,7 @@ fn main() {
     let n = if test { TEST_MODE_KEYS } else { KEYS };
     let ops = if test { TEST_MODE_OPS } else { TIMED_OPS };
 
-    let daemon = Daemon::start();
+    let daemon = start_daemon();
     let mut fx = Fixture::build(&daemon, n);
 
     let mut c = criterion_config();

@@ -9,7 +9,7 @@ use cachekit_proto::{FetchHit, Reply, Request, Set};
 
 use crate::direct::Direct;
 use crate::error::Error;
-use crate::limits::{check_encoded_value, check_key, check_namespace, check_tags};
+use crate::limits::{check_encoded_value, check_key, check_namespace};
 use crate::options::{duration_ms, ClientOptions, SetOptions};
 use crate::shared::{LookupMode, SegmentOutcome, Shared};
 use crate::stats::{bump, LocalStats, Pong, Stats};
@@ -29,10 +29,11 @@ use cachekit_redis::WriteOp;
 /// - **Misses** ask the daemon (FETCH), which fills from Redis and coalesces concurrent misses.
 /// - **Writes** go to the daemon and are visible to every read on the host that starts after
 ///   they return.
-/// - **Liveness**: while the daemon's heartbeat is stale the segment is not read (it could miss
-///   invalidations); gets go to the daemon, and when it cannot be reached either a get is a miss
-///   and a write fails with [`Error::Unavailable`]. Reconnecting and re-attaching a restarted
-///   daemon's segment is automatic.
+/// - **Liveness**: while the daemon's heartbeat is stale, and from the moment this client
+///   finds the daemon gone (socket refused, connection closed), the segment is not read (it
+///   could miss invalidations); gets go to the daemon, and when it cannot be reached either a
+///   get is a miss and a write fails with [`Error::Unavailable`]. Reconnecting and re-attaching
+///   a restarted daemon's segment is automatic.
 #[derive(Clone)]
 pub struct Client {
     shared: Arc<Shared>,
@@ -306,6 +307,11 @@ impl Client {
     /// Sends a write to the daemon; while the daemon is down and the fallback is on, runs it in
     /// Redis directly instead (and answers as the daemon would have).
     fn write(&self, req: &Request) -> Result<Reply, Error> {
+        // The protocol's checks (tag count, length and grammar among them) for both routes:
+        // the daemon's decoder would refuse what fails here, and a write that goes to Redis
+        // directly must not store what a daemon would refuse.
+        req.validate(&self.shared.limits())
+            .map_err(Error::from_validation)?;
         let daemon = if self.shared.direct_first() {
             Err(Error::Unavailable {
                 message: "cachekitd's heartbeat is stale (the daemon is stopped or stuck)".into(),
@@ -356,7 +362,6 @@ impl Client {
         }
         let limits = self.shared.limits();
         check_key(key, &limits)?;
-        check_tags(&options.tags, &limits)?;
         self.shared.value_limit().check(value.len())?;
         let envelope = encode(&self.shared.envelope(), value).map_err(|e| Error::TooLarge {
             message: e.to_string(),
@@ -417,7 +422,6 @@ impl Client {
             return Ok(());
         }
         let tags: Vec<String> = tags.iter().map(|t| t.as_ref().to_string()).collect();
-        check_tags(&tags, &self.shared.limits())?;
         let req = Request::Invalidate {
             namespace: self.namespace.to_string(),
             tags,

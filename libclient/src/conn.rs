@@ -1,7 +1,7 @@
 //! One connection to the daemon: connect with a timeout, HELLO (receiving the segment
 //! descriptors), then synchronous request/reply.
 
-use std::io::Write;
+use std::io::{self, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -11,7 +11,8 @@ use cachekit_proto::{
     encode_request, read_reply, HelloOk, Limits, Message, Reply, Request, PROTOCOL_VERSION,
 };
 use rustix::net::{
-    connect, socket_with, sockopt, AddressFamily, SocketAddrUnix, SocketFlags, SocketType,
+    connect, recv, socket_with, sockopt, AddressFamily, RecvFlags, SocketAddrUnix, SocketFlags,
+    SocketType,
 };
 
 use crate::error::Error;
@@ -47,13 +48,27 @@ impl Conn {
         encode_request(&hello, 1, &mut buf).map_err(|e| Error::InvalidArgument {
             message: e.to_string(),
         })?;
-        (&stream)
-            .write_all(&buf)
-            .map_err(|e| Error::from_send(e.into(), "HELLO", p.connect_timeout))?;
         // HELLO_OK is fixed-size and ERROR bounded by the protocol: the default limits decode
         // both whatever the daemon's configuration.
-        let (frame, fds) = cachekit_proto::fdpass::recv_with_fds(&stream, &Limits::DEFAULT)
-            .map_err(|e| Error::from_recv(e, "HELLO", p.connect_timeout))?;
+        let receive = || cachekit_proto::fdpass::recv_with_fds(&stream, &Limits::DEFAULT);
+        if let Err(e) = (&stream).write_all(&buf) {
+            // A daemon that refuses a connection (a connection limit) answers at accept and
+            // closes, maybe before HELLO is sent: the send fails, and its reason is waiting
+            // in the receive buffer. The daemon is closed, so this read does not wait.
+            if matches!(
+                e.kind(),
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+            ) {
+                if let Ok((frame, _)) = receive() {
+                    if let Message::Reply(Reply::Error { code, message }) = frame.message {
+                        return Err(Error::from_daemon(code, message));
+                    }
+                }
+            }
+            return Err(Error::from_send(e.into(), "HELLO", p.connect_timeout));
+        }
+        let (frame, fds) =
+            receive().map_err(|e| Error::from_recv(e, "HELLO", p.connect_timeout))?;
         let hello = match frame.message {
             Message::Reply(Reply::HelloOk(h)) if frame.request_id == 1 => h,
             Message::Reply(Reply::Error { code, message }) => {
@@ -136,6 +151,22 @@ impl Conn {
             });
         }
         Ok(reply)
+    }
+
+    /// Whether the daemon closed this idle connection (after its `idle_timeout_ms`, or
+    /// because it stopped): end of stream, or bytes nobody asked for (the daemon sends a frame
+    /// unasked only as its last word before closing). Never waits.
+    pub(crate) fn closed_by_daemon(&self) -> bool {
+        let mut byte = [0u8; 1];
+        match recv(
+            &self.stream,
+            &mut byte[..],
+            RecvFlags::PEEK | RecvFlags::DONTWAIT,
+        ) {
+            Err(rustix::io::Errno::AGAIN) => false,
+            Err(rustix::io::Errno::INTR) => false,
+            Ok(_) | Err(_) => true,
+        }
     }
 }
 

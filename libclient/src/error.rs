@@ -82,11 +82,14 @@ impl Error {
     /// Whether the daemon itself is gone or stuck (not reachable, or not answering), as opposed
     /// to a daemon that answered "unavailable".
     pub(crate) fn is_daemon_gone(&self) -> bool {
-        match self {
-            Error::Timeout { .. } => true,
-            Error::Unavailable { message } => !message.starts_with(DAEMON_SAYS_UNAVAILABLE),
-            _ => false,
-        }
+        matches!(self, Error::Timeout { .. }) || self.is_connection_lost()
+    }
+
+    /// Whether the daemon was found gone: its socket missing or refusing connections, or a
+    /// connection to it closed or reset ([`Error::Unavailable`] not answered by the daemon
+    /// itself). A timeout is not: the daemon may be slow rather than gone.
+    pub(crate) fn is_connection_lost(&self) -> bool {
+        matches!(self, Error::Unavailable { message } if !message.starts_with(DAEMON_SAYS_UNAVAILABLE))
     }
 
     /// Whether the daemon could not be reached or did not answer ([`Error::Unavailable`],
@@ -135,6 +138,16 @@ impl Error {
                      allows (the daemon's group) or ask the operator to widen its mode"
                 ),
             },
+            io::ErrorKind::ConnectionRefused if not_a_socket(socket).is_some() => {
+                Error::Unavailable {
+                    message: format!(
+                        "{shown} is {}, not a socket: no cachekitd listens there; point the \
+                         client at the daemon's socket (the daemon's --dir and --instance), or \
+                         start it with `{start_hint}`",
+                        not_a_socket(socket).unwrap_or("not a socket")
+                    ),
+                }
+            }
             io::ErrorKind::ConnectionRefused => Error::Unavailable {
                 message: format!(
                     "cachekitd is not running at {shown} (the socket exists but nobody listens: \
@@ -218,6 +231,22 @@ impl Error {
                 | Error::Daemon { .. }
                 | Error::Envelope(_)
         )
+    }
+}
+
+/// What `path` is when it exists and is not a socket ("a regular file", "a directory"), so
+/// that a refused connection is not blamed on a stopped daemon.
+fn not_a_socket(path: &Path) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = std::fs::metadata(path).ok()?.file_type();
+    if t.is_socket() {
+        None
+    } else if t.is_dir() {
+        Some("a directory")
+    } else if t.is_file() {
+        Some("a regular file")
+    } else {
+        Some("a special file")
     }
 }
 
@@ -313,6 +342,27 @@ mod tests {
         );
         assert!(Error::from_recv(RecvError::Closed, "SET", t).breaks_connection());
         assert!(!Error::from_daemon(ErrorCode::TooLarge, String::new()).breaks_connection());
+    }
+
+    #[test]
+    fn a_lost_connection_is_told_from_a_slow_or_answering_daemon() {
+        let t = Duration::from_millis(250);
+        let socket = Path::new("/run/cachekit/x.sock");
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+        let missing = io::Error::from(io::ErrorKind::NotFound);
+        let reset = SendError::Io(io::ErrorKind::ConnectionReset.into());
+        for lost in [
+            Error::connect_failed(socket, "cachekitd", &refused),
+            Error::connect_failed(socket, "cachekitd", &missing),
+            Error::from_recv(RecvError::Closed, "DELETE", t),
+            Error::from_send(reset, "SET", t),
+        ] {
+            assert!(lost.is_connection_lost() && lost.is_daemon_gone(), "{lost}");
+        }
+        let slow = Error::from_recv(RecvError::Io(io::ErrorKind::WouldBlock.into()), "GET", t);
+        assert!(!slow.is_connection_lost() && slow.is_daemon_gone());
+        let answered = Error::from_daemon(ErrorCode::Unavailable, "redis is down".into());
+        assert!(!answered.is_connection_lost() && !answered.is_daemon_gone());
     }
 
     #[test]

@@ -27,9 +27,10 @@
 //!    caller's.
 //! 3. Not in the segment: FETCH over the socket; the daemon fills from Redis, coalescing
 //!    concurrent misses for one key on the host.
-//! 4. Heartbeat stale (daemon dead or stuck): the segment is not read, since it could miss
-//!    invalidations; the get is a FETCH, and if the daemon cannot be reached it is a miss, or,
-//!    with [`ClientOptions::redis_url`], a read from Redis directly (see below).
+//! 4. Heartbeat stale (daemon dead or stuck), or this client found the daemon gone: the
+//!    segment is not read, since it could miss invalidations; the get is a FETCH, and if the
+//!    daemon cannot be reached it is a miss, or, with [`ClientOptions::redis_url`], a read
+//!    from Redis directly (see below).
 //!
 //! [`Client::get_local`] is steps 1 and 2 alone: not in the segment, or the segment not usable,
 //! is `None`, never a request. It never blocks, so an event loop can call it inline and hand
@@ -71,10 +72,21 @@
 //! reconnects.
 //!
 //! While the daemon is down, gets miss and writes fail at once with [`Error::Unavailable`]
-//! (after one failed attempt, connecting is retried at most every 100 ms). While it is stuck
-//! (alive but not answering, e.g. SIGSTOP), the segment is not read once its heartbeat is
-//! stale, gets wait up to the timeouts and then miss, and writes fail with [`Error::Timeout`];
-//! [`Error::is_unavailable`] covers both.
+//! (after one failed attempt, connecting is retried at most every 100 ms). A killed daemon's
+//! heartbeat stays fresh for up to its `heartbeat_timeout_ms`, but a client stops reading the
+//! segment as soon as it finds the daemon gone (its socket refused or missing, a connection
+//! closed or reset under a request): a write that failed that way is never followed, in that
+//! process, by reads of the value it meant to replace or remove. Other processes stop at
+//! their own first failed request, or when the heartbeat goes stale. The first HELLO that
+//! succeeds again (a restarted daemon, or the same one) puts its segment back in use.
+//!
+//! While the daemon is stuck (alive but not answering, e.g. SIGSTOP), the segment is not read
+//! once its heartbeat is stale, gets wait up to the timeouts and then miss, and writes fail
+//! with [`Error::Timeout`]; [`Error::is_unavailable`] covers both.
+//!
+//! [`Client::connect`] fails when the daemon is not running (for tools that should say so at
+//! once); [`Client::connect_lazy`] does not, and behaves as above until the daemon comes up:
+//! use it wherever a process may start before its daemon (web workers, job runners).
 //!
 //! # Memory
 //!

@@ -1,16 +1,20 @@
 //! Checks run before anything is sent, with the limits the daemon announced in HELLO_OK (or the
 //! protocol defaults before the first HELLO), so a caller gets an error naming the limit instead
 //! of an ERROR round trip.
+//!
+//! Tags are not checked here: the protocol's [`Request::validate`](cachekit_proto::Request::validate)
+//! (run on every write before it is sent, to the daemon or to Redis directly) applies the
+//! `max_tags` and `max_tag_bytes` limits and the table's tag grammar, exactly as the daemon's
+//! decoder does.
 
 use cachekit_envelope::DEFAULT_MAX_VALUE_BYTES;
-use cachekit_proto::Limits;
+use cachekit_proto::{Limits, ENVELOPE_HEADROOM};
 
 use crate::error::Error;
 
-/// Bytes a daemon lets a stored (encoded) value exceed its configured `--max-value-bytes` by:
-/// room for the envelope header. Its HELLO_OK announces `max_value_bytes` = configured + this.
-/// Must match `ENVELOPE_HEADROOM` in sidecar/src/daemon.rs.
-pub(crate) const ENVELOPE_HEADROOM: usize = 64;
+// The headroom the daemon grants over its configured limit must hold this client's envelope
+// header, or a value the client accepts could be refused after encoding.
+const _: () = assert!(ENVELOPE_HEADROOM >= cachekit_envelope::HEADER_LEN);
 
 /// Where the value limit in force comes from (for error messages).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,9 +89,13 @@ impl ValueLimit {
 
 /// A namespace: 1 to `max_namespace_bytes` bytes (and within the table's own limit).
 pub(crate) fn check_namespace(ns: &str, limits: &Limits) -> Result<(), Error> {
-    if ns.is_empty() {
+    // The protocol's one rule (the daemon's decoder applies it too); the length is checked
+    // below against the table's limit as well.
+    if let Err(e @ cachekit_proto::ProtoError::EmptyNamespace) =
+        cachekit_proto::validate_namespace(ns, &cachekit_proto::Limits::DEFAULT)
+    {
         return Err(Error::InvalidArgument {
-            message: "namespace is empty; name it after the application, like \"sessions\"".into(),
+            message: e.to_string(),
         });
     }
     let max = limits
@@ -114,39 +122,6 @@ pub(crate) fn check_key(key: &[u8], limits: &Limits) -> Result<(), Error> {
                 key.len()
             ),
         });
-    }
-    Ok(())
-}
-
-/// A tag list: at most `max_tags` tags, each a valid path of at most `max_tag_bytes`.
-pub(crate) fn check_tags(tags: &[String], limits: &Limits) -> Result<(), Error> {
-    let max_tags = limits.max_tags.min(cachekit_shm::MAX_TAGS);
-    if tags.len() > max_tags {
-        return Err(Error::TooLarge {
-            message: format!(
-                "{} tags, over max_tags = {max_tags}; group them under a common parent tag",
-                tags.len()
-            ),
-        });
-    }
-    for tag in tags {
-        if tag.len() > limits.max_tag_bytes {
-            return Err(Error::TooLarge {
-                message: format!(
-                    "tag is {} bytes, over max_tag_bytes = {}; use a shorter tag path",
-                    tag.len(),
-                    limits.max_tag_bytes
-                ),
-            });
-        }
-        cachekit_shm::validate_tag(tag).map_err(|e| match e {
-            cachekit_shm::TagError::TooLong { .. } => Error::TooLarge {
-                message: e.to_string(),
-            },
-            _ => Error::InvalidArgument {
-                message: e.to_string(),
-            },
-        })?;
     }
     Ok(())
 }
@@ -202,21 +177,37 @@ mod tests {
         assert!(check_key(b"123456789", &small).is_err());
     }
 
+    /// The tag checks callers see come from the protocol's validation of the request (this
+    /// crate has none of its own): the same kinds and messages as the daemon's decoder.
     #[test]
-    fn tags() {
-        check_tags(&["posts/123/comments".into()], &L).unwrap();
+    fn tags_are_checked_by_the_protocol() {
+        let check = |tags: &[&str]| {
+            cachekit_proto::Request::Invalidate {
+                namespace: "app".into(),
+                tags: tags.iter().map(|t| t.to_string()).collect(),
+                exact: false,
+            }
+            .validate(&L)
+            .map_err(Error::from_validation)
+        };
+        check(&["posts/123/comments"]).unwrap();
         let many: Vec<String> = (0..9).map(|i| format!("t{i}")).collect();
-        let e = check_tags(&many, &L).unwrap_err();
-        assert!(e.to_string().contains("max_tags = 8"), "{e}");
-        assert!(matches!(
-            check_tags(&["a//b".into()], &L),
-            Err(Error::InvalidArgument { .. })
-        ));
-        assert!(matches!(
-            check_tags(&["a/b/c/d/e/f/g/h/i".into()], &L),
-            Err(Error::InvalidArgument { .. })
-        ));
-        let e = check_tags(&["x".repeat(1025)], &L).unwrap_err();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let e = check(&many).unwrap_err();
+        assert!(matches!(e, Error::TooLarge { .. }), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "too large: 9 tags, over max_tags = 8; group them under a common parent tag"
+        );
+        let e = check(&["a//b"]).unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument { .. }), "{e}");
+        assert!(e.to_string().contains("empty segment"), "{e}");
+        let e = check(&["a/b/c/d/e/f/g/h/i"]).unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument { .. }), "{e}");
+        assert!(e.to_string().contains("9 segments"), "{e}");
+        let long = "x".repeat(1025);
+        let e = check(&[&long]).unwrap_err();
+        assert!(matches!(e, Error::TooLarge { .. }), "{e}");
         assert!(e.to_string().contains("max_tag_bytes = 1024"), "{e}");
     }
 

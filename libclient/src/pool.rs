@@ -65,6 +65,13 @@ impl Pool {
         let mut state = self.lock();
         loop {
             if let Some(conn) = state.idle.pop() {
+                if conn.closed_by_daemon() {
+                    // The daemon closed it while idle (its idle timeout): not a failure, and
+                    // not a sign the daemon is gone. Take another, or open a fresh one.
+                    state.open -= 1;
+                    drop(conn);
+                    continue;
+                }
                 return Ok(Lease {
                     pool: self,
                     conn: Some(conn),

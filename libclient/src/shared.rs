@@ -4,7 +4,14 @@
 //! # Liveness and re-attach
 //!
 //! - The segment is used only while its heartbeat is younger than the daemon's
-//!   `heartbeat_timeout_ms` (one atomic load and one clock read per get).
+//!   `heartbeat_timeout_ms` (one atomic load and one clock read per get), and only until this
+//!   process finds its daemon gone: a connection attempt refused or finding no socket, a
+//!   connection closed or reset under a request (`Error::is_connection_lost`). From then on
+//!   its gets miss (or go to Redis directly), as with a stale heartbeat, until a HELLO
+//!   succeeds again: a restarted daemon's segment is attached, or the same daemon's is trusted
+//!   again. A dead daemon's heartbeat stays fresh for up to `heartbeat_timeout_ms`; without
+//!   this, a delete that failed because the daemon died would be followed, in the same
+//!   process, by reads of the value it meant to remove.
 //! - Every new connection does its own HELLO and receives the segment descriptors; when its
 //!   epoch differs from the attached segment's, the new segment is mapped and swapped in
 //!   (`arc-swap`: readers never wait). Otherwise the descriptors are closed.
@@ -103,9 +110,9 @@ pub(crate) struct Shared {
     slow: Mutex<Slow>,
     /// Redis without the daemon, when `redis_url` is set and the fallback is on.
     pub(crate) direct: Option<crate::direct::Direct>,
-    /// Epoch of a segment whose daemon was found gone while the direct fallback is on (0 =
-    /// none): it is not read any more, since writes made directly in Redis never reach it.
-    /// A new daemon has a new epoch; the same one answering HELLO again clears it.
+    /// Epoch of a segment whose daemon this process found gone (0 = none): it is not read any
+    /// more, since writes that failed (or, with the fallback, went to Redis directly) never
+    /// reach it. A new daemon has a new epoch; the same one answering HELLO again clears it.
     distrusted_epoch: AtomicU64,
 }
 
@@ -242,11 +249,20 @@ impl Shared {
         stale && !direct.probe_due()
     }
 
-    /// The daemon was found gone (with the direct fallback on): stop reading its segment.
+    /// The daemon was found gone or stuck (with the direct fallback on, a timeout counts too):
+    /// stop reading its segment.
     pub(crate) fn daemon_gone(&self) {
         if let Some(s) = self.session.load().as_deref() {
-            self.distrusted_epoch.store(s.epoch, Ordering::Relaxed);
+            self.distrust(s.epoch);
         }
+    }
+
+    /// Stops reading the segment of epoch `epoch` (if it is still the attached one) until a
+    /// HELLO of that daemon, or of a new one, succeeds. Relaxed: a thread that learns of the
+    /// failure after it (through the error, or any synchronisation with the thread that saw
+    /// it) loads this store or a later one.
+    fn distrust(&self, epoch: u64) {
+        self.distrusted_epoch.store(epoch, Ordering::Relaxed);
     }
 
     /// The heartbeat is stale (or no segment is attached): make the next request open a fresh
@@ -275,6 +291,9 @@ impl Shared {
     /// Opens a connection (HELLO), attaching its segment if it is a new one. Rate-limited after
     /// a failure.
     fn open_conn(&self) -> Result<Conn, Error> {
+        // The daemon this process believed in, before the attempt: a refusal is news about it
+        // (another thread may attach a new daemon meanwhile; that one stays trusted).
+        let believed = self.session.load().as_ref().map(|s| s.epoch);
         let now = now_ms();
         if now < self.connect_after_ms.load(Ordering::Relaxed) {
             if let Some(e) = self.slow().last_connect_error.as_ref() {
@@ -310,6 +329,9 @@ impl Shared {
             }
             Err(e) => {
                 bump(&self.counters.connect_failures);
+                if let (true, Some(epoch)) = (e.is_connection_lost(), believed) {
+                    self.distrust(epoch);
+                }
                 if e.is_unavailable() {
                     self.connect_after_ms
                         .store(now + RECONNECT_INTERVAL_MS, Ordering::Relaxed);
@@ -401,14 +423,19 @@ impl Shared {
                         lease.mark_broken();
                     }
                     let reused = lease.reused;
+                    let epoch = lease.conn().hello.daemon_epoch;
                     drop(lease);
                     if matches!(e, Error::Unavailable { .. }) {
                         // The daemon went away: every pooled connection is dead too.
                         self.pool.clear();
                         if reused && attempt == 1 {
+                            // It may have restarted: the fresh connection tells.
                             bump(&self.counters.retries);
                             continue;
                         }
+                    }
+                    if e.is_connection_lost() {
+                        self.distrust(epoch);
                     }
                     return Err(e);
                 }

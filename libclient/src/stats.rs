@@ -87,7 +87,8 @@ pub struct LocalStats {
     pub fetch_misses: u64,
     /// Gets that returned a miss because neither the segment nor the daemon could answer.
     pub unavailable_misses: u64,
-    /// Gets that found the daemon's heartbeat stale and bypassed the segment.
+    /// Gets that bypassed the segment because the daemon's heartbeat was stale or this client
+    /// had found the daemon gone.
     pub stale_heartbeat: u64,
     /// Segments attached after the first (the daemon restarted with a new epoch).
     pub reattaches: u64,

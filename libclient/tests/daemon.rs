@@ -1,104 +1,33 @@
 //! The client against the real `cachekitd` binary: the hit path, a stuck daemon (SIGSTOP), a
 //! killed and restarted daemon (kill -9, new segment, new epoch).
 //!
-//! The binary is looked up in `$CACHEKITD_BIN`, then next to this workspace's build output
-//! (`target/debug/cachekitd`, built by `cargo build -p cachekitd` or by `cargo test` on the
-//! workspace). When it is not there the tests print why and pass without running.
+//! The daemons come from the workspace test kit (`cachekit-testkit`), which finds the binary
+//! (`$CACHEKITD_BIN`, else `target/<profile>/cachekitd`) and fails, saying how to build it,
+//! when there is none: these tests never pass without running.
 
-mod common;
-
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
 use cachekit_client::{Client, ClientOptions, Error, SetOptions, Source};
-use common::{eventually, watchdog};
+use cachekit_testkit::{eventually, watchdog, Daemon};
 
-fn daemon_binary() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("CACHEKITD_BIN") {
-        return Some(PathBuf::from(p));
-    }
-    // tests run from target/<profile>/deps/<test>: the binary is in target/<profile>.
-    let exe = std::env::current_exe().ok()?;
-    let profile_dir = exe.parent()?.parent()?;
-    let candidate = profile_dir.join("cachekitd");
-    candidate.exists().then_some(candidate)
+/// A daemon of the kit with a fast heartbeat (a stuck or dead one is noticed within 200 ms)
+/// and `extra` flags.
+fn start(story: &str, extra: &[&str]) -> Daemon {
+    let mut flags = vec!["--heartbeat-ms", "50", "--heartbeat-timeout-ms", "200"];
+    flags.extend_from_slice(extra);
+    Daemon::start(story, &flags)
 }
 
-struct Daemon {
-    child: Child,
-    reaped: bool,
-}
-
-impl Daemon {
-    fn start(bin: &Path, dir: &Path) -> Daemon {
-        Self::start_with(bin, dir, &["--memory", "8MiB"])
-    }
-
-    /// A daemon with `extra` flags (say, `--max-value-bytes 4MiB`).
-    fn start_with(bin: &Path, dir: &Path, extra: &[&str]) -> Daemon {
-        let child = Command::new(bin)
-            .args(["--dir"])
-            .arg(dir)
-            .args([
-                "--instance",
-                "itest",
-                "--heartbeat-ms",
-                "50",
-                "--heartbeat-timeout-ms",
-                "200",
-                "--log",
-                "warn",
-            ])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start cachekitd");
-        Daemon {
-            child,
-            reaped: false,
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("run kill")
-            .success();
-        assert!(ok, "kill -{sig} failed");
-    }
-
-    fn kill(mut self) {
-        self.child.kill().expect("kill -9 cachekitd");
-        self.child.wait().expect("reap cachekitd");
-        self.reaped = true;
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if self.reaped {
-            return;
-        }
-        // SIGKILL works on a stopped process too; reap it so no zombie outlives the test.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn connect(dir: &Path) -> Client {
+fn connect(socket: &Path) -> Client {
     let opts = ClientOptions::new()
-        .socket(dir.join("itest.sock"))
+        .socket(socket)
         .namespace("itest")
         .request_timeout(Duration::from_millis(500))
         .connect_timeout(Duration::from_millis(300));
     let mut client = None;
     assert!(
-        eventually(10, || {
+        eventually(Duration::from_secs(10), || {
             client = Client::connect(opts.clone()).ok();
             client.is_some()
         }),
@@ -109,14 +38,9 @@ fn connect(dir: &Path) -> Client {
 
 #[test]
 fn against_the_real_daemon() {
-    let Some(bin) = daemon_binary() else {
-        eprintln!("skipped: no cachekitd binary (build it with `cargo build -p cachekitd`, or set CACHEKITD_BIN)");
-        return;
-    };
-    watchdog(120, move || {
-        let dir = tempfile::tempdir().unwrap();
-        let first = Daemon::start(&bin, dir.path());
-        let client = connect(dir.path());
+    watchdog(Duration::from_secs(120), move || {
+        let mut daemon = start("real-daemon", &["--memory", "8MiB"]);
+        let client = connect(daemon.socket());
 
         // Hits: from the segment, no socket request.
         client
@@ -147,20 +71,26 @@ fn against_the_real_daemon() {
 
         // A stuck daemon: its heartbeat goes stale and its socket does not answer, so gets
         // miss (they must not serve a segment that may miss invalidations) and writes fail.
-        first.signal("STOP");
-        assert!(eventually(10, || client.get("k").unwrap().is_none()));
+        daemon.pause();
+        assert!(eventually(Duration::from_secs(10), || client
+            .get("k")
+            .unwrap()
+            .is_none()));
         let e = client.set("k", b"v2", &SetOptions::new()).unwrap_err();
         assert!(e.is_unavailable(), "{e}");
-        first.signal("CONT");
-        assert!(eventually(10, || client
+        daemon.resume();
+        assert!(eventually(Duration::from_secs(10), || client
             .get("k")
             .unwrap()
             .is_some_and(|v| v.source == Source::Segment)));
 
         // Killed and restarted: a new segment with a new epoch, picked up without any
         // reconnect code here.
-        first.kill();
-        assert!(eventually(10, || client.get("k").unwrap().is_none()));
+        daemon.kill_9();
+        assert!(eventually(Duration::from_secs(10), || client
+            .get("k")
+            .unwrap()
+            .is_none()));
         let e = client.set("k", b"v3", &SetOptions::new()).unwrap_err();
         assert!(matches!(e, Error::Unavailable { .. }), "{e}");
         assert!(
@@ -168,8 +98,8 @@ fn against_the_real_daemon() {
             "{e}"
         );
 
-        let _second = Daemon::start(&bin, dir.path());
-        assert!(eventually(10, || client
+        daemon.restart();
+        assert!(eventually(Duration::from_secs(10), || client
             .set("k", b"v3", &SetOptions::new())
             .is_ok()));
         let v = client.get("k").unwrap().unwrap();
@@ -200,15 +130,14 @@ fn noise(len: usize) -> Vec<u8> {
 #[test]
 fn values_as_large_as_the_daemon_allows() {
     const MIB: usize = 1 << 20;
-    let Some(bin) = daemon_binary() else {
-        eprintln!("skipped: no cachekitd binary (build it with `cargo build -p cachekitd`, or set CACHEKITD_BIN)");
-        return;
-    };
-    watchdog(120, move || {
-        // cachekitd --max-value-bytes 4MiB: a 3 MiB value round-trips.
-        let dir = tempfile::tempdir().unwrap();
-        let _big = Daemon::start_with(&bin, dir.path(), &["--max-value-bytes", "4MiB"]);
-        let client = connect(dir.path());
+    watchdog(Duration::from_secs(120), move || {
+        // cachekitd --max-value-bytes 4MiB: a 3 MiB value round-trips. 64 MiB of memory (the
+        // daemon's default) holds the few values of up to 4 MiB.
+        let big = start(
+            "max-4mib",
+            &["--max-value-bytes", "4MiB", "--memory", "64MiB"],
+        );
+        let client = connect(big.socket());
         assert_eq!(client.max_value_bytes(), 4 * MIB);
         let value = noise(3 * MIB);
         client.set("3mib", &value, &SetOptions::new()).unwrap();
@@ -234,9 +163,8 @@ fn values_as_large_as_the_daemon_allows() {
         assert!(e.to_string().contains("max_value_bytes = 4194304"), "{e}");
 
         // A default daemon (1 MiB): a 2 MiB value is refused, naming the limit.
-        let dir = tempfile::tempdir().unwrap();
-        let _default = Daemon::start_with(&bin, dir.path(), &[]);
-        let client = connect(dir.path());
+        let default = start("default-limits", &["--memory", "64MiB"]);
+        let client = connect(default.socket());
         assert_eq!(client.max_value_bytes(), MIB);
         let e = client
             .set("2mib", noise(2 * MIB), &SetOptions::new())

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cachekit_client::{Client, ClientOptions, Error, SetOptions, Source};
-use common::{eventually, socket_path, watchdog, FakeDaemon, HEARTBEAT_TIMEOUT_MS};
+use cachekit_testkit::{eventually, watchdog};
+use common::{socket_path, FakeDaemon, HEARTBEAT_TIMEOUT_MS};
 
 fn options(path: &std::path::Path) -> ClientOptions {
     ClientOptions::new()
@@ -18,7 +19,7 @@ fn options(path: &std::path::Path) -> ClientOptions {
 
 #[test]
 fn hits_come_from_the_segment_without_socket_requests() {
-    watchdog(30, || {
+    watchdog(Duration::from_secs(30), || {
         let (_dir, path) = socket_path();
         let daemon = FakeDaemon::start(&path);
         let client = Client::connect(options(&path)).unwrap();
@@ -58,7 +59,7 @@ fn hits_come_from_the_segment_without_socket_requests() {
 
 #[test]
 fn a_miss_asks_the_daemon_once() {
-    watchdog(30, || {
+    watchdog(Duration::from_secs(30), || {
         let (_dir, path) = socket_path();
         let _daemon = FakeDaemon::start(&path);
         let client = Client::connect(options(&path)).unwrap();
@@ -72,7 +73,7 @@ fn a_miss_asks_the_daemon_once() {
 
 #[test]
 fn values_round_trip_raw_and_compressed() {
-    watchdog(30, || {
+    watchdog(Duration::from_secs(30), || {
         let (_dir, path) = socket_path();
         let _daemon = FakeDaemon::start(&path);
         let client = Client::connect(options(&path)).unwrap();
@@ -100,7 +101,7 @@ fn values_round_trip_raw_and_compressed() {
 
 #[test]
 fn writes_delete_invalidate_clear() {
-    watchdog(30, || {
+    watchdog(Duration::from_secs(30), || {
         let (_dir, path) = socket_path();
         let _daemon = FakeDaemon::start(&path);
         let client = Client::connect(options(&path)).unwrap();
@@ -140,7 +141,7 @@ fn writes_delete_invalidate_clear() {
 
 #[test]
 fn a_stale_hit_is_marked_stale() {
-    watchdog(30, || {
+    watchdog(Duration::from_secs(30), || {
         let (_dir, path) = socket_path();
         let _daemon = FakeDaemon::start(&path);
         let client = Client::connect(options(&path)).unwrap();
@@ -148,7 +149,7 @@ fn a_stale_hit_is_marked_stale() {
             .ttl(Duration::from_millis(50))
             .grace(Duration::from_secs(60));
         client.set("k", b"v", &opts).unwrap();
-        assert!(eventually(10, || client
+        assert!(eventually(Duration::from_secs(10), || client
             .get("k")
             .unwrap()
             .is_some_and(|v| v.stale)));
@@ -161,7 +162,7 @@ fn a_stale_hit_is_marked_stale() {
 
 #[test]
 fn limits_are_checked_before_sending() {
-    watchdog(30, || {
+    watchdog(Duration::from_secs(30), || {
         let (_dir, path) = socket_path();
         let _daemon = FakeDaemon::start(&path);
         let client = Client::connect(options(&path)).unwrap();
@@ -204,7 +205,7 @@ fn noise(len: usize) -> Vec<u8> {
 
 #[test]
 fn the_daemons_own_limits_apply() {
-    watchdog(30, || {
+    watchdog(Duration::from_secs(30), || {
         let (_dir, path) = socket_path();
         // Announces 1000 bytes of encoded value: a daemon run with --max-value-bytes 936.
         let limits = cachekit_proto::Limits {
@@ -228,7 +229,7 @@ fn the_daemons_own_limits_apply() {
 
 #[test]
 fn the_value_limit_follows_the_daemon_unless_capped() {
-    watchdog(60, || {
+    watchdog(Duration::from_secs(60), || {
         const MIB: usize = 1 << 20;
         let (_dir, path) = socket_path();
         let daemon = FakeDaemon::start_with_max_value(&path, 3 * MIB);
@@ -293,7 +294,7 @@ fn the_value_limit_follows_the_daemon_unless_capped() {
 
 #[test]
 fn get_local_reads_the_segment_and_nothing_else() {
-    watchdog(30, || {
+    watchdog(Duration::from_secs(30), || {
         let (_dir, path) = socket_path();
         let daemon = FakeDaemon::start(&path);
         let client = Client::connect(options(&path)).unwrap();
@@ -360,7 +361,7 @@ fn get_local_reads_the_segment_and_nothing_else() {
 
 #[test]
 fn get_local_never_connects_refreshes_or_waits() {
-    watchdog(30, || {
+    watchdog(Duration::from_secs(30), || {
         // A lazy client that has not reached the daemon: None, and no connection attempt.
         let (_dir, path) = socket_path();
         let lazy = Client::connect_lazy(options(&path)).unwrap();
@@ -385,7 +386,10 @@ fn get_local_never_connects_refreshes_or_waits() {
         let requests = client.request_count();
         let (open, _) = client.pool_connections();
         assert!(open >= 1);
-        assert!(eventually(10, || client.get_local("k").unwrap().is_none()));
+        assert!(eventually(Duration::from_secs(10), || client
+            .get_local("k")
+            .unwrap()
+            .is_none()));
         for _ in 0..100 {
             assert!(client.get_local("k").unwrap().is_none());
         }
@@ -395,13 +399,16 @@ fn get_local_never_connects_refreshes_or_waits() {
         // The full get still answers, from the daemon.
         assert_eq!(client.get("k").unwrap().unwrap().source, Source::Daemon);
         daemon.resume_heartbeat();
-        assert!(eventually(10, || client.get_local("k").unwrap().is_some()));
+        assert!(eventually(Duration::from_secs(10), || client
+            .get_local("k")
+            .unwrap()
+            .is_some()));
     });
 }
 
 #[test]
 fn stale_heartbeat_bypasses_the_segment() {
-    watchdog(30, || {
+    watchdog(Duration::from_secs(30), || {
         let (_dir, path) = socket_path();
         let daemon = FakeDaemon::start(&path);
         let client = Client::connect(options(&path)).unwrap();
@@ -410,7 +417,7 @@ fn stale_heartbeat_bypasses_the_segment() {
 
         daemon.pause_heartbeat();
         // Once the heartbeat is older than heartbeat_timeout_ms, gets go to the daemon.
-        assert!(eventually(10, || client
+        assert!(eventually(Duration::from_secs(10), || client
             .get("k")
             .unwrap()
             .is_some_and(|v| v.source == Source::Daemon)));
@@ -418,7 +425,7 @@ fn stale_heartbeat_bypasses_the_segment() {
         assert!(client.local_stats().stale_heartbeat > 0);
 
         daemon.resume_heartbeat();
-        assert!(eventually(10, || client
+        assert!(eventually(Duration::from_secs(10), || client
             .get("k")
             .unwrap()
             .is_some_and(|v| v.source == Source::Segment)));
@@ -429,7 +436,7 @@ fn stale_heartbeat_bypasses_the_segment() {
 
 #[test]
 fn daemon_down_means_misses_and_unavailable_writes() {
-    watchdog(30, || {
+    watchdog(Duration::from_secs(30), || {
         let (_dir, path) = socket_path();
         let daemon = FakeDaemon::start(&path);
         let client = Client::connect(options(&path)).unwrap();
@@ -437,7 +444,10 @@ fn daemon_down_means_misses_and_unavailable_writes() {
         daemon.stop();
 
         // Until the heartbeat goes stale the segment may still answer; after that, misses.
-        assert!(eventually(10, || client.get("k").unwrap().is_none()));
+        assert!(eventually(Duration::from_secs(10), || client
+            .get("k")
+            .unwrap()
+            .is_none()));
         assert!(client.local_stats().unavailable_misses > 0);
         let e = client.set("k", b"v2", &SetOptions::new()).unwrap_err();
         assert!(matches!(e, Error::Unavailable { .. }), "{e}");
@@ -452,7 +462,7 @@ fn daemon_down_means_misses_and_unavailable_writes() {
 
 #[test]
 fn connect_reports_a_missing_daemon_and_connect_lazy_waits_for_it() {
-    watchdog(30, || {
+    watchdog(Duration::from_secs(30), || {
         let (_dir, path) = socket_path();
         let e = Client::connect(options(&path)).unwrap_err();
         assert!(matches!(e, Error::Unavailable { .. }), "{e}");
@@ -463,7 +473,7 @@ fn connect_reports_a_missing_daemon_and_connect_lazy_waits_for_it() {
 
         let daemon = FakeDaemon::start(&path);
         // Reconnects are rate-limited (100 ms), not blocked.
-        assert!(eventually(10, || client
+        assert!(eventually(Duration::from_secs(10), || client
             .set("k", b"v", &SetOptions::new())
             .is_ok()));
         assert_eq!(client.get("k").unwrap().unwrap().source, Source::Segment);
@@ -473,7 +483,7 @@ fn connect_reports_a_missing_daemon_and_connect_lazy_waits_for_it() {
 
 #[test]
 fn a_restarted_daemon_is_reattached_transparently() {
-    watchdog(60, || {
+    watchdog(Duration::from_secs(60), || {
         let (_dir, path) = socket_path();
         let first = FakeDaemon::start(&path);
         let first_epoch = first.epoch();
@@ -502,16 +512,19 @@ fn a_restarted_daemon_is_reattached_transparently() {
             b"r",
             &cachekit_envelope::encode(&Default::default(), b"third").unwrap(),
         );
-        assert!(eventually(10, || client.get("r").unwrap().is_some_and(
-            |v| v.bytes == b"third" && v.source == Source::Segment
-        )));
+        assert!(eventually(Duration::from_secs(10), || client
+            .get("r")
+            .unwrap()
+            .is_some_and(
+                |v| v.bytes == b"third" && v.source == Source::Segment
+            )));
         assert_eq!(client.segment().unwrap().epoch, third.epoch());
     });
 }
 
 #[test]
 fn many_threads_share_one_client() {
-    watchdog(60, || {
+    watchdog(Duration::from_secs(60), || {
         let (_dir, path) = socket_path();
         let _daemon = FakeDaemon::start(&path);
         let client = Arc::new(Client::connect(options(&path).pool_size(2)).unwrap());
@@ -540,7 +553,7 @@ fn many_threads_share_one_client() {
 
 #[test]
 fn stats_and_ping() {
-    watchdog(30, || {
+    watchdog(Duration::from_secs(30), || {
         let (_dir, path) = socket_path();
         let daemon = FakeDaemon::start(&path);
         let client = Client::connect(options(&path)).unwrap();
@@ -555,7 +568,7 @@ fn stats_and_ping() {
 
 #[test]
 fn a_value_that_is_not_an_envelope_is_an_error() {
-    watchdog(30, || {
+    watchdog(Duration::from_secs(30), || {
         let (_dir, path) = socket_path();
         let daemon = FakeDaemon::start(&path);
         let client = Client::connect(options(&path)).unwrap();

@@ -65,7 +65,10 @@ impl Field {
     /// What to do about a value over the limit.
     const fn advice(self) -> &'static str {
         match self {
-            Field::Namespace | Field::Key | Field::Value | Field::Tag | Field::Tags => {
+            // The tag limits are the table's (`cachekit_shm`): no daemon setting raises them.
+            Field::Tag => "use a shorter tag path",
+            Field::Tags => "group them under a common parent tag",
+            Field::Namespace | Field::Key | Field::Value => {
                 "shrink it, or raise the limit in the daemon's configuration (clients learn it from HELLO_OK)"
             }
             Field::ClientName | Field::StatName | Field::Stats | Field::ErrorMessage => {
@@ -163,7 +166,7 @@ pub enum ProtoError {
         limit: usize,
     },
     /// A list has more items than its limit.
-    #[error("{field} has {count} items, over {} = {limit}; {}", field.limit_name(), field.advice())]
+    #[error("{count} {field}, over {} = {limit}; {}", field.limit_name(), field.advice())]
     TooManyItems {
         /// The list.
         field: Field,
@@ -181,6 +184,21 @@ pub enum ProtoError {
         /// Length of the valid prefix.
         valid_up_to: usize,
     },
+    /// A tag (SET, INVALIDATE) breaks the tag grammar of the table, [`cachekit_shm::validate_tag`]:
+    /// an empty segment (`a//b`, `/a`, `a/`, the empty tag) or more segments than
+    /// [`cachekit_shm::MAX_TAG_DEPTH`]. The frame is well-formed; the argument is refused.
+    #[error("{message}")]
+    InvalidTag {
+        /// The grammar's explanation, naming the tag and how to write it.
+        message: String,
+    },
+    /// A namespace (SET, DELETE, INVALIDATE, CLEAR, FETCH) is empty: every namespace names an
+    /// application. The one rule for every side: the decoder, [`Request::validate`] and the
+    /// client libraries all apply [`validate_namespace`](crate::validate_namespace).
+    ///
+    /// [`Request::validate`]: crate::Request::validate
+    #[error("namespace is empty; name it after the application, like \"sessions\"")]
+    EmptyNamespace,
     /// A boolean or option-presence byte is neither 0 nor 1.
     #[error("{kind} field `{field}` must be 0 or 1, found {value}")]
     InvalidFlag {
@@ -201,6 +219,9 @@ impl ProtoError {
             ProtoError::FrameTooLarge { .. }
             | ProtoError::FieldTooLarge { .. }
             | ProtoError::TooManyItems { .. } => ErrorCode::TooLarge,
+            ProtoError::InvalidTag { .. } | ProtoError::EmptyNamespace => {
+                ErrorCode::InvalidArgument
+            }
             ProtoError::BadMagic { .. }
             | ProtoError::UnknownKind { .. }
             | ProtoError::Truncated { .. }

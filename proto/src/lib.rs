@@ -2,6 +2,8 @@
 //! stream socket: a pure, I/O-free frame codec ([`encode_request`], [`encode_reply`],
 //! [`decode_frame`]) plus small blocking helpers ([`read_frame`], [`write_request`], ...).
 //!
+//! <!-- protocol:begin: copied into docs/ARCHITECTURE.md, see proto/tests/architecture_doc.rs -->
+//!
 //! # Conversation
 //!
 //! The client opens the socket and sends HELLO; the daemon checks the peer's credentials
@@ -110,7 +112,7 @@
 //! | `key` | bytes | ≤ `max_key_bytes` |
 //! | `ttl_ms` | opt_u64 | time to live; none = never expires |
 //! | `grace_ms` | u64 | stale-while-revalidate window after expiry |
-//! | `tags` | `list<str>` | ≤ `max_tags` tags of ≤ `max_tag_bytes` each |
+//! | `tags` | `list<str>` | ≤ `max_tags` tag paths of ≤ `max_tag_bytes` each (see Tags below) |
 //! | `value` | bytes | ≤ `max_value_bytes`; opaque (an encoded envelope) |
 //!
 //! **DELETE** (0x03), **FETCH** (0x06) — 8 + namespace + key bytes
@@ -125,7 +127,7 @@
 //! | field | type | notes |
 //! |---|---|---|
 //! | `namespace` | str | ≤ `max_namespace_bytes` |
-//! | `tags` | `list<str>` | ≤ `max_tags` tags of ≤ `max_tag_bytes` each |
+//! | `tags` | `list<str>` | ≤ `max_tags` tag paths of ≤ `max_tag_bytes` each (see Tags below) |
 //! | `exact` | bool | 0: each tag and every tag below it; 1: exactly these paths |
 //!
 //! **CLEAR** (0x05) — 4 + namespace bytes
@@ -147,7 +149,7 @@
 //! | 9 | `layout_version` | u32 | layout version of the shared segment |
 //! | 13 | `segment_size` | u64 | bytes of the read-only table segment |
 //! | 21 | `client_area_size` | u64 | bytes of the client-writable area |
-//! | 29 | `client_slot` | u32 | this client's slot in the client area |
+//! | 29 | `client_slot` | u32 | this client's record in the client area, its own while the connection lasts (`u32::MAX`: none, all taken) |
 //! | 33 | `heartbeat_timeout_ms` | u32 | heartbeat age after which the segment must not be trusted |
 //! | 37 | `fd_count` | u8 | file descriptors attached by SCM_RIGHTS: table segment, then client area |
 //! | 38 | `max_frame_bytes` | u32 | the daemon's [`Limits`] |
@@ -213,6 +215,14 @@
 //!
 //! Codes this build does not know decode as [`ErrorCode::Unknown`]; 0 is never assigned.
 //!
+//! # Tags
+//!
+//! A tag is a path of 1 to [`cachekit_shm::MAX_TAG_DEPTH`] = 8 non-empty segments joined by `/`
+//! (`posts/123/comments`), at most [`cachekit_shm::MAX_TAG_BYTES`] = 1024 bytes: the table's
+//! grammar, [`cachekit_shm::validate_tag`]. The decoder refuses a SET or INVALIDATE with a tag
+//! that breaks it ([`ProtoError::InvalidTag`], answered with INVALID_ARGUMENT; too long is
+//! TOO_LARGE), so the daemon never starts a write the table would refuse.
+//!
 //! # Limits
 //!
 //! The decoder enforces a [`Limits`] (defaults: key 4096 bytes, namespace 127, value 1 MiB,
@@ -222,6 +232,8 @@
 //! small multiple of the bytes it actually received. [`Request::validate`] and [`Reply::validate`] run the same checks on the
 //! sending side, so a sender learns "value is 3145728 bytes, over max_value_bytes = 1048576"
 //! before the bytes leave.
+//!
+//! <!-- protocol:end -->
 //!
 //! # Example
 //!
@@ -267,7 +279,8 @@ pub use io::{
     SendError,
 };
 pub use limits::{
-    Limits, MAX_CLIENT_NAME_BYTES, MAX_ERROR_MESSAGE_BYTES, MAX_STATS, MAX_STAT_NAME_BYTES,
+    Limits, ENVELOPE_HEADROOM, MAX_CLIENT_NAME_BYTES, MAX_ERROR_MESSAGE_BYTES, MAX_STATS,
+    MAX_STAT_NAME_BYTES,
 };
 pub use reply::{ErrorCode, FetchHit, HelloOk, Reply};
-pub use request::{Hello, Request, Set};
+pub use request::{validate_namespace, Hello, Request, Set};

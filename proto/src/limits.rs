@@ -1,6 +1,19 @@
 //! Size limits, checked by the decoder before it allocates anything.
+//!
+//! The limits of what the table stores (key, namespace, tags) are the table's own constants from
+//! `cachekit_shm`, not copies: a daemon can never announce more than its table holds by default.
 
 use crate::header::HEADER_LEN;
+
+/// Bytes a stored (encoded) value may exceed the daemon's configured `max_value_bytes` by: room
+/// for the envelope header the client puts in front of every value (16 bytes,
+/// `cachekit_envelope::HEADER_LEN`; the client crate asserts at compile time that it fits) and
+/// for what later envelope versions add (an AES-GCM nonce and tag, 28 bytes), with room to spare.
+///
+/// Both ends agree on it: a daemon run with `--max-value-bytes N` stores values of up to
+/// `N + ENVELOPE_HEADROOM` bytes and announces that in HELLO_OK's `max_value_bytes`; a client
+/// subtracts it to get the largest value it may encode.
+pub const ENVELOPE_HEADROOM: usize = 64;
 
 /// Longest `client_name` in HELLO, in bytes. Fixed by the protocol: the name is informational.
 pub const MAX_CLIENT_NAME_BYTES: usize = 255;
@@ -20,11 +33,11 @@ pub const MAX_ERROR_MESSAGE_BYTES: usize = 4096;
 ///
 /// | field | default | reason |
 /// |---|---|---|
-/// | `max_key_bytes` | 4096 | keys are names, not data; bounds the per-entry index work |
-/// | `max_namespace_bytes` | 127 | a namespace is an application name; fits a small fixed field in the segment |
+/// | `max_key_bytes` | 4096 ([`cachekit_shm::MAX_KEY_BYTES`]) | keys are names, not data; bounds the per-entry index work |
+/// | `max_namespace_bytes` | 127 ([`cachekit_shm::MAX_NAMESPACE_BYTES`]) | a namespace is an application name; fits the entry header's 7-bit length field |
 /// | `max_value_bytes` | 1 MiB (1,048,576) | an already-encoded envelope; larger values belong in Redis or a blob store |
-/// | `max_tags` | 8 | an entry records one generation per tag prefix, so tags cost read time |
-/// | `max_tag_bytes` | 1024 | tag paths such as `posts/123/comments` |
+/// | `max_tags` | 8 ([`cachekit_shm::MAX_TAGS`]) | an entry records one generation per tag prefix, so tags cost read time |
+/// | `max_tag_bytes` | 1024 ([`cachekit_shm::MAX_TAG_BYTES`]) | tag paths such as `posts/123/comments` |
 /// | `max_frame_bytes` | 1 MiB + 64 KiB (1,114,112) | at least [`Limits::largest_frame`] (1,061,066 with the other defaults) |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Limits {
@@ -47,11 +60,11 @@ impl Limits {
     /// The default limits (see the table on [`Limits`]).
     pub const DEFAULT: Limits = Limits {
         max_frame_bytes: (1 << 20) + (64 << 10),
-        max_key_bytes: 4096,
-        max_namespace_bytes: 127,
+        max_key_bytes: cachekit_shm::MAX_KEY_BYTES,
+        max_namespace_bytes: cachekit_shm::MAX_NAMESPACE_BYTES,
         max_value_bytes: 1 << 20,
-        max_tags: 8,
-        max_tag_bytes: 1024,
+        max_tags: cachekit_shm::MAX_TAGS,
+        max_tag_bytes: cachekit_shm::MAX_TAG_BYTES,
     };
 
     /// Size in bytes of the largest frame that a message within these limits can take, ignoring
@@ -79,6 +92,13 @@ impl Limits {
         set.max(stats).max(error)
     }
 }
+
+// A daemon with the default limits must be able to store what they let through: the largest
+// default value plus the headroom fits the table's 24-bit value length.
+const _: () =
+    assert!(Limits::DEFAULT.max_value_bytes + ENVELOPE_HEADROOM <= cachekit_shm::VALUE_LEN_CEILING);
+// HELLO_OK carries `max_tags` in a u16.
+const _: () = assert!(Limits::DEFAULT.max_tags <= u16::MAX as usize);
 
 impl Default for Limits {
     fn default() -> Self {

@@ -58,7 +58,8 @@ pub struct HelloOk {
     pub segment_size: u64,
     /// Size of the client-writable area, in bytes.
     pub client_area_size: u64,
-    /// This client's slot in the client area.
+    /// This client's record in the client area, its own while the connection lasts;
+    /// `u32::MAX` when every record is taken.
     pub client_slot: u32,
     /// Heartbeat age in milliseconds after which clients must stop trusting the segment.
     pub heartbeat_timeout_ms: u32,

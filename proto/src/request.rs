@@ -24,7 +24,8 @@ pub enum Request {
     Invalidate {
         /// The namespace.
         namespace: String,
-        /// Tag paths such as `posts/123`.
+        /// Tag paths such as `posts/123`: 1 to 8 non-empty segments joined by `/`
+        /// ([`cachekit_shm::validate_tag`]).
         tags: Vec<String>,
         /// `false`: also every tag below each path (`posts/123/comments`); `true`: exactly the paths.
         exact: bool,
@@ -86,7 +87,7 @@ pub struct Set {
     pub ttl_ms: Option<u64>,
     /// How long after expiry the entry may still be served stale, in milliseconds.
     pub grace_ms: u64,
-    /// Tag paths the entry belongs to.
+    /// Tag paths the entry belongs to (the grammar of [`cachekit_shm::validate_tag`]).
     pub tags: Vec<String>,
 }
 
@@ -241,7 +242,13 @@ impl Request {
     }
 }
 
-fn check_namespace(namespace: &str, limits: &Limits) -> Result<(), ProtoError> {
+/// The namespace rule, one for every side (the daemon's decoder, [`Request::validate`], the
+/// client libraries): 1 to `max_namespace_bytes` bytes. An empty namespace is
+/// [`ProtoError::EmptyNamespace`], a long one [`ProtoError::FieldTooLarge`].
+pub fn validate_namespace(namespace: &str, limits: &Limits) -> Result<(), ProtoError> {
+    if namespace.is_empty() {
+        return Err(ProtoError::EmptyNamespace);
+    }
     wire::check_len(
         Field::Namespace,
         namespace.len(),
@@ -249,10 +256,34 @@ fn check_namespace(namespace: &str, limits: &Limits) -> Result<(), ProtoError> {
     )
 }
 
+fn check_namespace(namespace: &str, limits: &Limits) -> Result<(), ProtoError> {
+    validate_namespace(namespace, limits)
+}
+
 fn check_tags(tags: &[String], limits: &Limits) -> Result<(), ProtoError> {
     wire::check_count(Field::Tags, tags.len(), limits.max_tags)?;
-    tags.iter()
-        .try_for_each(|t| wire::check_len(Field::Tag, t.len(), limits.max_tag_bytes))
+    tags.iter().try_for_each(|t| {
+        wire::check_len(Field::Tag, t.len(), limits.max_tag_bytes)?;
+        check_tag_grammar(t)
+    })
+}
+
+/// The table's tag grammar, [`cachekit_shm::validate_tag`], checked where a tag enters the
+/// protocol (decoding, [`Request::validate`]) so a request the table would refuse never gets past
+/// the decoder. Its length limit is a size error like `max_tag_bytes`; the rest (empty segments,
+/// too deep) is an invalid argument.
+fn check_tag_grammar(tag: &str) -> Result<(), ProtoError> {
+    match cachekit_shm::validate_tag(tag) {
+        Ok(_) => Ok(()),
+        Err(cachekit_shm::TagError::TooLong { len, max }) => Err(ProtoError::FieldTooLarge {
+            field: Field::Tag,
+            len,
+            limit: max,
+        }),
+        Err(e) => Err(ProtoError::InvalidTag {
+            message: e.to_string(),
+        }),
+    }
 }
 
 fn put_str(out: &mut Vec<u8>, field: Field, s: &str, limit: usize) -> Result<(), EncodeError> {
@@ -266,8 +297,9 @@ fn put_tags(out: &mut Vec<u8>, tags: &[String]) -> Result<(), EncodeError> {
 }
 
 fn namespace(c: &mut Cursor<'_>, limits: &Limits) -> Result<String, ProtoError> {
-    c.str(Field::Namespace, limits.max_namespace_bytes)
-        .map(str::to_owned)
+    let namespace = c.str(Field::Namespace, limits.max_namespace_bytes)?;
+    validate_namespace(namespace, limits)?;
+    Ok(namespace.to_owned())
 }
 
 fn namespace_and_key(c: &mut Cursor<'_>, limits: &Limits) -> Result<(String, Vec<u8>), ProtoError> {
@@ -281,7 +313,9 @@ fn tags(c: &mut Cursor<'_>, limits: &Limits) -> Result<Vec<String>, ProtoError> 
     let (count, capacity) = c.count(Field::Tags, limits.max_tags, 4)?;
     let mut tags = Vec::with_capacity(capacity);
     for _ in 0..count {
-        tags.push(c.str(Field::Tag, limits.max_tag_bytes)?.to_owned());
+        let tag = c.str(Field::Tag, limits.max_tag_bytes)?;
+        check_tag_grammar(tag)?;
+        tags.push(tag.to_owned());
     }
     Ok(tags)
 }

@@ -81,7 +81,7 @@ fn set(ttl_ms: Option<u64>) -> Set {
         value: vec![9, 8, 7],
         ttl_ms,
         grace_ms: 0x0102,
-        tags: vec!["posts/1".into(), "".into()],
+        tags: vec!["posts/1".into(), "t".into()],
     }
 }
 
@@ -109,7 +109,7 @@ fn hello_new_offers_this_version() {
 
 #[test]
 fn set_bytes_with_and_without_ttl() {
-    let tags = cat(&[&2u16.to_le_bytes(), &lv(b"posts/1"), &lv(b"")]);
+    let tags = cat(&[&2u16.to_le_bytes(), &lv(b"posts/1"), &lv(b"t")]);
     let with = cat(&[
         &lv(b"app"),
         &lv(b"k\x00\xff"),
@@ -119,7 +119,7 @@ fn set_bytes_with_and_without_ttl() {
         &tags,
         &lv(&[9, 8, 7]),
     ]);
-    assert_eq!(with.len(), 31 + 3 + 3 + 3 + (4 + 7) + 4);
+    assert_eq!(with.len(), 31 + 3 + 3 + 3 + (4 + 7) + (4 + 1));
     golden_request(Request::Set(set(Some(7))), &frame(0x02, ID, &with));
 
     let without = cat(&[
@@ -171,9 +171,9 @@ fn invalidate_bytes() {
 fn clear_stats_ping_bytes() {
     golden_request(
         Request::Clear {
-            namespace: "".into(),
+            namespace: "n".into(),
         },
-        &frame(0x05, ID, &lv(b"")),
+        &frame(0x05, ID, &lv(b"n")),
     );
     golden_request(Request::Stats, &frame(0x07, ID, &[]));
     golden_request(Request::Ping, &frame(0x08, ID, &[]));
@@ -671,9 +671,97 @@ fn limit_errors_say_what_to_do() {
         count: 9,
         limit: 8,
     };
-    assert!(err
-        .to_string()
-        .starts_with("tags has 9 items, over max_tags = 8"));
+    assert_eq!(
+        err.to_string(),
+        "9 tags, over max_tags = 8; group them under a common parent tag"
+    );
+}
+
+/// A SET or INVALIDATE whose tag breaks the table's grammar is refused at decode with
+/// INVALID_ARGUMENT and the grammar's own message (and `validate` refuses it the same way); a
+/// tag over the table's length limit is TOO_LARGE even when the connection's limit is higher.
+#[test]
+fn tags_that_break_the_grammar_are_refused_at_decode() {
+    let set = |tags: &[&str]| {
+        Message::Request(Request::Set(Set {
+            namespace: "ns".into(),
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            ttl_ms: None,
+            grace_ms: 0,
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+        }))
+    };
+    let invalidate = |tags: &[&str]| {
+        Message::Request(Request::Invalidate {
+            namespace: "ns".into(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            exact: false,
+        })
+    };
+    let l = Limits::DEFAULT;
+    let deepest = "a/b/c/d/e/f/g/h";
+    for ok in [
+        set(&["posts/123/comments", deepest]),
+        invalidate(&[deepest]),
+    ] {
+        ok.validate(&l).unwrap();
+        let mut bytes = Vec::new();
+        let frame = Frame {
+            request_id: 1,
+            message: ok,
+        };
+        encode_frame(&frame, &mut bytes).unwrap();
+        assert_eq!(decode(&bytes), Ok(Some((frame, bytes.len()))));
+    }
+    let cases = [
+        ("a//b", "tag \"a//b\" has an empty segment"),
+        ("/a", "empty segment"),
+        ("a/", "empty segment"),
+        ("", "tag \"\" has an empty segment"),
+        ("a/b/c/d/e/f/g/h/i", "has 9 segments, over the limit of 8"),
+    ];
+    for (tag, words) in cases {
+        for message in [set(&["fine", tag]), invalidate(&["fine", tag])] {
+            // The encoder does not check the grammar (a test or a fuzzer may send any tag).
+            let mut bytes = Vec::new();
+            encode_frame(
+                &Frame {
+                    request_id: 9,
+                    message: message.clone(),
+                },
+                &mut bytes,
+            )
+            .unwrap();
+            let err = decode_err(&bytes, &l);
+            assert!(
+                matches!(err, ProtoError::InvalidTag { .. }),
+                "{tag:?}: {err:?}"
+            );
+            assert_eq!(err.code(), ErrorCode::InvalidArgument, "{tag:?}");
+            assert!(err.to_string().contains(words), "{tag:?}: {err}");
+            assert_eq!(message.validate(&l), Err(err), "{tag:?}");
+        }
+    }
+    // Longer than the table's 1024 bytes: too large, whatever the connection allows.
+    let wide = Limits {
+        max_tag_bytes: 4096,
+        ..l
+    };
+    let long = "t".repeat(1025);
+    rejects(
+        set(&[&long]),
+        &wide,
+        ProtoError::FieldTooLarge {
+            field: Field::Tag,
+            len: 1025,
+            limit: 1024,
+        },
+    );
+    assert_eq!(
+        set(&[&long]).validate(&l).unwrap_err().to_string(),
+        "tag is 1025 bytes, over max_tag_bytes = 1024; use a shorter tag path"
+    );
 }
 
 #[test]
@@ -891,8 +979,72 @@ fn proto_errors_map_to_error_codes() {
             },
             ErrorCode::TooLarge,
         ),
+        (
+            ProtoError::InvalidTag {
+                message: "tag \"a//b\" has an empty segment".into(),
+            },
+            ErrorCode::InvalidArgument,
+        ),
     ];
     for (err, code) in cases {
         assert_eq!(err.code(), code);
     }
+}
+
+/// An empty namespace is refused at decode (INVALID_ARGUMENT, the connection goes on), by
+/// `validate`, and by `validate_namespace`, the one rule the client libraries apply too: every
+/// request that carries a namespace.
+#[test]
+fn an_empty_namespace_is_refused_at_decode_in_every_request() {
+    let l = Limits::DEFAULT;
+    let requests = [
+        Request::Set(Set {
+            namespace: String::new(),
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            ttl_ms: None,
+            grace_ms: 0,
+            tags: vec![],
+        }),
+        Request::Delete {
+            namespace: String::new(),
+            key: b"k".to_vec(),
+        },
+        Request::Fetch {
+            namespace: String::new(),
+            key: b"k".to_vec(),
+        },
+        Request::Invalidate {
+            namespace: String::new(),
+            tags: vec!["t".into()],
+            exact: false,
+        },
+        Request::Clear {
+            namespace: String::new(),
+        },
+    ];
+    for req in requests {
+        let kind = req.kind();
+        let message = Message::Request(req);
+        // The encoder does not check it (a test or a fuzzer may send anything).
+        let mut bytes = Vec::new();
+        encode_frame(
+            &Frame {
+                request_id: 3,
+                message: message.clone(),
+            },
+            &mut bytes,
+        )
+        .unwrap();
+        let err = decode_err(&bytes, &l);
+        assert_eq!(err, ProtoError::EmptyNamespace, "{kind:?}");
+        assert_eq!(err.code(), ErrorCode::InvalidArgument);
+        assert!(err.to_string().contains("namespace is empty"), "{err}");
+        assert_eq!(message.validate(&l), Err(err), "{kind:?}");
+    }
+    assert_eq!(
+        cachekit_proto::validate_namespace("", &l),
+        Err(ProtoError::EmptyNamespace)
+    );
+    assert_eq!(cachekit_proto::validate_namespace("a", &l), Ok(()));
 }

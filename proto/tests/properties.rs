@@ -17,11 +17,32 @@ fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(any::<u8>(), 0..=max)
 }
 
-fn tags() -> impl Strategy<Value = Vec<String>> {
-    prop::collection::vec(text(12), 0..=10)
+/// A tag the grammar (`cachekit_shm::validate_tag`) accepts: 1 to 4 non-empty segments of any
+/// characters but `/`, at most 51 bytes.
+fn valid_tag() -> impl Strategy<Value = String> {
+    let segment = prop::collection::vec(
+        any::<char>().prop_filter("a separator", |c| *c != '/'),
+        1..=3,
+    )
+    .prop_map(|c| c.into_iter().collect::<String>());
+    prop::collection::vec(segment, 1..=4).prop_map(|segments| segments.join("/"))
 }
 
-fn request() -> impl Strategy<Value = Request> {
+/// Mostly valid tags, and text the grammar often refuses: empty, `a//b`, `/a`, `a/`, 9 deep.
+fn any_tag() -> BoxedStrategy<String> {
+    let slashes = prop::collection::vec(prop::sample::select(vec!['a', '/']), 0..=18)
+        .prop_map(|c| c.into_iter().collect::<String>());
+    prop_oneof![3 => valid_tag(), 1 => text(12), 1 => slashes].boxed()
+}
+
+fn tags(tag: BoxedStrategy<String>) -> impl Strategy<Value = Vec<String>> {
+    prop::collection::vec(tag, 0..=10)
+}
+
+fn request(
+    tag: BoxedStrategy<String>,
+    ns: BoxedStrategy<String>,
+) -> impl Strategy<Value = Request> {
     prop_oneof![
         (any::<u8>(), any::<u8>(), any::<u32>(), text(40)).prop_map(|(min, max, pid, name)| {
             Request::Hello(Hello {
@@ -32,12 +53,12 @@ fn request() -> impl Strategy<Value = Request> {
             })
         }),
         (
-            text(10),
+            ns.clone(),
             bytes(12),
             bytes(300),
             any::<Option<u64>>(),
             any::<u64>(),
-            tags()
+            tags(tag.clone())
         )
             .prop_map(|(namespace, key, value, ttl_ms, grace_ms, tags)| {
                 Request::Set(Set {
@@ -49,16 +70,17 @@ fn request() -> impl Strategy<Value = Request> {
                     tags,
                 })
             }),
-        (text(10), bytes(12)).prop_map(|(namespace, key)| Request::Delete { namespace, key }),
-        (text(10), tags(), any::<bool>()).prop_map(|(namespace, tags, exact)| {
+        (ns.clone(), bytes(12)).prop_map(|(namespace, key)| Request::Delete { namespace, key }),
+        (ns.clone(), tags(tag), any::<bool>()).prop_map(|(namespace, tags, exact)| {
             Request::Invalidate {
                 namespace,
                 tags,
                 exact,
             }
         }),
-        text(10).prop_map(|namespace| Request::Clear { namespace }),
-        (text(10), bytes(12)).prop_map(|(namespace, key)| Request::Fetch { namespace, key }),
+        ns.clone()
+            .prop_map(|namespace| Request::Clear { namespace }),
+        (ns.clone(), bytes(12)).prop_map(|(namespace, key)| Request::Fetch { namespace, key }),
         Just(Request::Stats),
         Just(Request::Ping),
     ]
@@ -135,18 +157,37 @@ fn reply() -> impl Strategy<Value = Reply> {
     ]
 }
 
-fn message() -> impl Strategy<Value = Message> {
+fn message(
+    tag: BoxedStrategy<String>,
+    ns: BoxedStrategy<String>,
+) -> impl Strategy<Value = Message> {
     prop_oneof![
-        request().prop_map(Message::Request),
+        request(tag, ns).prop_map(Message::Request),
         reply().prop_map(Message::Reply),
     ]
 }
 
-fn frame() -> impl Strategy<Value = Frame> {
-    (any::<u32>(), message()).prop_map(|(request_id, message)| Frame {
+fn frame_with(
+    tag: BoxedStrategy<String>,
+    ns: BoxedStrategy<String>,
+) -> impl Strategy<Value = Frame> {
+    (any::<u32>(), message(tag, ns)).prop_map(|(request_id, message)| Frame {
         request_id,
         message,
     })
+}
+
+/// A frame that decodes (under wide enough limits): its tags obey the grammar and its
+/// namespace is not empty.
+fn frame() -> impl Strategy<Value = Frame> {
+    let ns = prop::collection::vec(any::<char>(), 1..=10).prop_map(|c| c.into_iter().collect());
+    frame_with(valid_tag().boxed(), ns.boxed())
+}
+
+/// A frame whose tags may break the grammar and whose namespace may be empty: it encodes, and
+/// the decoder may refuse it.
+fn any_frame() -> impl Strategy<Value = Frame> {
+    frame_with(any_tag(), text(10).boxed())
 }
 
 /// Limits small enough that the generated messages cross them often.
@@ -213,7 +254,7 @@ proptest! {
     }
 
     #[test]
-    fn requests_and_replies_keep_their_kind(frame in frame()) {
+    fn requests_and_replies_keep_their_kind(frame in any_frame()) {
         let kind = frame.message.kind();
         let bytes = encode(&frame);
         prop_assert_eq!(bytes[7], kind.as_u8());
@@ -222,7 +263,7 @@ proptest! {
     }
 
     #[test]
-    fn validate_agrees_with_the_decoder(frame in frame(), limits in small_limits()) {
+    fn validate_agrees_with_the_decoder(frame in any_frame(), limits in small_limits()) {
         let bytes = encode(&frame);
         let decoded = decode_frame(&bytes, &limits);
         let validated = frame.message.validate(&limits);
@@ -237,7 +278,7 @@ proptest! {
     }
 
     #[test]
-    fn valid_messages_fit_largest_frame(frame in frame(), limits in small_limits()) {
+    fn valid_messages_fit_largest_frame(frame in any_frame(), limits in small_limits()) {
         let unbounded = Limits { max_frame_bytes: usize::MAX, ..limits };
         if frame.message.validate(&unbounded).is_ok() {
             prop_assert!(encode(&frame).len() as u64 <= limits.largest_frame());
@@ -245,11 +286,24 @@ proptest! {
     }
 
     #[test]
-    fn every_truncation_needs_more(frame in frame()) {
+    fn every_truncation_needs_more(frame in any_frame()) {
         let bytes = encode(&frame);
         for cut in 0..bytes.len() {
             prop_assert_eq!(decode_frame(&bytes[..cut], &wide()), Ok(None));
             check_arbitrary_input(&bytes[..cut], &wide())?;
+        }
+    }
+
+    #[test]
+    fn a_tag_decodes_exactly_when_the_grammar_accepts_it(tag in any_tag(), exact in any::<bool>()) {
+        let request = Request::Invalidate { namespace: "ns".into(), tags: vec![tag.clone()], exact };
+        let bytes = encode(&Frame { request_id: 1, message: Message::Request(request) });
+        let decoded = decode_frame(&bytes, &wide());
+        if cachekit_shm::validate_tag(&tag).is_ok() {
+            prop_assert!(matches!(decoded, Ok(Some(_))), "{:?}: {:?}", tag, decoded);
+        } else {
+            let refused = matches!(&decoded, Err(e @ ProtoError::InvalidTag { .. }) if e.code() == ErrorCode::InvalidArgument);
+            prop_assert!(refused, "{:?}: {:?}", tag, decoded);
         }
     }
 
@@ -278,7 +332,7 @@ proptest! {
 
     #[test]
     fn corrupted_frames_never_panic(
-        frame in frame(),
+        frame in any_frame(),
         flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
         limits in small_limits(),
     ) {

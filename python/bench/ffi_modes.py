@@ -2,10 +2,10 @@
 
     python bench/ffi_modes.py            (after pip install ./python; needs a C compiler)
 
-Builds the out-of-line ABI-mode module from the same declarations (_cffi_build.CDEF), then
-runs each mode in a fresh process: the shipped `cachekit_shm`, and the same package with
-`cachekit_shm._cachekit` replaced by the ABI module dlopen-ing the same bundled
-libcachekit.so.0. Both processes read the same key from one private cachekitd. Timed: the
+Builds the out-of-line ABI-mode module from the same declarations (_cffi_build.cdef(), read
+from include/cachekit.h), then runs each mode in a fresh process: the shipped `cachekit_shm`,
+and the same package with `cachekit_shm._cachekit` replaced by the ABI module dlopen-ing the
+same bundled libcachekit.so.0. Both processes read the same key from one private cachekitd. Timed: the
 bare `cachekit_get` call, and `Client.get_raw` / `Client.get` (pickled) as users call them.
 """
 

@@ -22,12 +22,8 @@ OK = lib.CACHEKIT_OK
 MISS = lib.CACHEKIT_MISS
 BUFFER_TOO_SMALL = lib.CACHEKIT_BUFFER_TOO_SMALL
 
-_CODE_NAMES: Dict[int, str] = {
-    getattr(lib, name): name
-    for name in dir(lib)
-    if name.startswith("CACHEKIT_")
-    and not name.startswith(("CACHEKIT_SOURCE_", "CACHEKIT_OPEN_", "CACHEKIT_INVALIDATE_", "CACHEKIT_VERSION_"))
-}
+# The names of the result codes, from the header's `enum cachekit_result` itself.
+_CODE_NAMES: Dict[int, str] = dict(ffi.typeof("enum cachekit_result").elements)
 
 _EXCEPTIONS: Dict[int, Type[CachekitError]] = {
     lib.CACHEKIT_INVALID_ARGUMENT: InvalidArgumentError,

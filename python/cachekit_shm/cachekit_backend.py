@@ -94,7 +94,11 @@ class CachekitShmBackend:
     ``client`` is a :class:`cachekit_shm.Client` opened with ``serializer=None`` (cachekit
     hands over finished bytes); without one, a client is opened from ``client_kwargs``
     (``namespace``, ``instance``, ``socket``, timeouts, ``redis_url``...) and closed by
-    :meth:`close`. A given client stays the caller's to close.
+    :meth:`close`. Unless ``lazy`` is given, that client attaches at once when cachekitd is up
+    (so the first get is already a shared-memory read) and opens lazily when it is not: a
+    process that builds the backend while the daemon is down gets misses from ``get`` (and the
+    backend's errors from writes) instead of an exception at start-up, and attaches once the
+    daemon is up. ``lazy=False`` fails fast instead. A given client stays the caller's to close.
     """
 
     def __init__(self, client: Client | None = None, **client_kwargs: Any) -> None:
@@ -104,7 +108,13 @@ class CachekitShmBackend:
                     "CachekitShmBackend stores cachekit's bytes as they are: "
                     "leave serializer unset (or None)"
                 )
-            self._client = Client(**client_kwargs)
+            if "lazy" in client_kwargs:
+                self._client = Client(**client_kwargs)
+            else:
+                try:
+                    self._client = Client(**client_kwargs)
+                except UnavailableError:
+                    self._client = Client(lazy=True, **client_kwargs)
             self._owned = True
         else:
             if client_kwargs:

@@ -28,7 +28,12 @@ TTL); ``touch`` keeps its tags. A value over the daemon's limit (``--max-value-b
 makes ``set`` raise ``TooLargeError`` after deleting the key (no older value stays
 readable, as with Django's memcached backend); ``set_many`` returns such keys instead.
 Writes while cachekitd is down raise ``UnavailableError`` (a ``ConnectionError``); gets
-miss.
+miss, whether the daemon went down before or after the process first used the cache (the
+client connects on first use, and attaches by itself once the daemon is back). Once a
+process has found the daemon gone (its socket refused, a connection closed under a request),
+it no longer reads that daemon's shared memory, so a ``delete`` or ``invalidate_tags`` that
+failed that way is never followed, in that process, by a read of the value it meant to
+remove.
 
 The ``a*`` methods are native (cachekit_shm.AsyncClient over the same connection): a hit is
 read inline on the event loop from shared memory (a read that never waits for the daemon),
@@ -97,7 +102,9 @@ _IGNORED_OPTION_KEYS = frozenset({"MAX_ENTRIES", "CULL_FREQUENCY"})
 # every request. A cachekit client maps the segment and keeps a small socket pool, so one is
 # opened per process and configuration and shared by every thread and alias (a Client is
 # thread-safe, and reopens itself in a forked child). It is never closed: it lives as long as
-# the process, like Django's own connection pools.
+# the process, like Django's own connection pools. It is opened lazily: a process whose first
+# cache call comes while cachekitd is down (a worker started during a restart, a management
+# command) gets misses, not an UnavailableError from every get, and attaches once it is up.
 
 _clients_lock = threading.Lock()
 _clients: dict[tuple[tuple[str, Any], ...], Client] = {}
@@ -109,7 +116,7 @@ def _shared_client(config: tuple[tuple[str, Any], ...]) -> Client:
         with _clients_lock:
             client = _clients.get(config)
             if client is None:
-                client = _clients[config] = Client(serializer=None, **dict(config))
+                client = _clients[config] = Client(serializer=None, lazy=True, **dict(config))
     return client
 
 

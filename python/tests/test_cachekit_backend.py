@@ -96,6 +96,31 @@ def test_health_check_reports_a_missing_daemon(tmp_path):
         b.close()
 
 
+def test_built_while_the_daemon_is_down_gets_miss_then_attaches(make_daemon):
+    # As in a worker process that starts while cachekitd restarts: building the backend must
+    # not raise, gets miss, and once the daemon is up the same backend works.
+    d = make_daemon()
+    d.stop()
+    b = CachekitShmBackend(socket=d.socket, namespace=f"ck-{uuid.uuid4().hex[:12]}")
+    try:
+        assert b.get("k") is None
+        with pytest.raises(BackendError):
+            b.set("k", b"v")
+        d.start()
+        wait_until(lambda: _set_ok(b, "k", b"v"), what="the backend to reach the restarted daemon")
+        assert b.get("k") == b"v"
+    finally:
+        b.close()
+
+
+def _set_ok(b, key, value) -> bool:
+    try:
+        b.set(key, value)
+        return True
+    except BackendError:
+        return False
+
+
 def test_limit_errors_are_permanent(backend):
     with pytest.raises(BackendError) as err:
         backend.set("k", b"x" * (64 << 20))

@@ -1,4 +1,5 @@
-//! Benchmarks of the shared-memory table (DESIGN.md §7, "Performance contract").
+//! Benchmarks of the shared-memory table (the performance contract: §7 of the design brief,
+//! `../shared/DESIGN.md`, outside this repository).
 //!
 //! - `get_hit/100B/{1k,100k,1M}`: a hit on a 100-byte value (16-byte key) in a table of
 //!   N entries, through a reader attached to the sealed memfds like a real client

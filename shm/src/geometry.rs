@@ -21,8 +21,8 @@ pub struct TableConfig {
     pub segment_bytes: Option<u64>,
     /// Largest value accepted, in bytes. Default 1 MiB; at most 16 MiB - 1.
     pub max_value_bytes: u64,
-    /// Expected average entry size, used to size the index (2 to 4 entries per 8-slot
-    /// bucket when the arena is full of entries of that size). Default 128.
+    /// Expected average entry size, used to size the index (see [`INDEX_LOAD_TARGET`]).
+    /// Default 128.
     pub expected_entry_bytes: u64,
     /// Number of tag-generation counters, a power of two. Default 2^18 (2 MiB).
     pub tag_counters: u64,
@@ -45,6 +45,17 @@ impl Default for TableConfig {
         }
     }
 }
+
+/// Entries per index bucket the index is sized for, when the arena is full of entries of
+/// [`TableConfig::expected_entry_bytes`]: the bucket count is the smallest power of two (and at
+/// least [`MIN_BUCKETS`]) that keeps the load at or below this, so the load ends above half of it
+/// and at most all of it (lower only in a table of `MIN_BUCKETS`). For 8-slot buckets a Poisson load overflows ~0.18% of entries out of their
+/// bucket at 3 (at 2, ~0.015%; at 4, ~0.8%).
+pub const INDEX_LOAD_TARGET: u64 = 3;
+
+/// Fewest index buckets: the access bitmap (one bit per slot) is made of whole 64-bit words.
+pub const MIN_BUCKETS: u64 = 64 / SLOTS_PER_BUCKET as u64;
+const _: () = assert!((MIN_BUCKETS * SLOTS_PER_BUCKET as u64).is_multiple_of(64));
 
 /// Where everything is. Derived from a [`TableConfig`] by the writer, read back and
 /// validated from the header by readers, who then never trust the header again.
@@ -228,9 +239,10 @@ impl Geometry {
             ));
         }
         let entries_hint = (segment_count * segment_bytes) / cfg.expected_entry_bytes.max(32);
-        // Aim at 3 entries per 8-slot bucket (2 to 4 after rounding to a power of two): at 4,
-        // a Poisson load overflows ~0.8% of entries out of their bucket; at 2, ~0.015%.
-        let bucket_count = entries_hint.div_ceil(3).next_power_of_two().max(8);
+        let bucket_count = entries_hint
+            .div_ceil(INDEX_LOAD_TARGET)
+            .next_power_of_two()
+            .max(MIN_BUCKETS);
         let tag_off = HEADER_BYTES;
         let index_off = align_up(tag_off + cfg.tag_counters * 8, PAGE);
         let arena_off = align_up(index_off + bucket_count * BUCKET_BYTES, PAGE);
@@ -334,7 +346,7 @@ impl Geometry {
         if !self.tag_count.is_power_of_two() || self.tag_count > 1 << 32 {
             return Err(c("tag counter count is not a power of two"));
         }
-        if !self.bucket_count.is_power_of_two() || self.bucket_count < 8 {
+        if !self.bucket_count.is_power_of_two() || self.bucket_count < MIN_BUCKETS {
             return Err(c("bucket count is not a power of two of at least 8"));
         }
         if !self.segment_bytes.is_power_of_two()
@@ -414,41 +426,53 @@ impl Geometry {
     }
 }
 
-/// Validates a client area against a table geometry.
+/// Validates a client area against a table geometry: its length only. The area is
+/// writable by every client, so nothing in it may decide whether another client can attach:
+/// its geometry comes from the sealed table header (`client_area_bytes`, `bucket_count`)
+/// and this build's layout constants (pinned by `layout_version`, also sealed), and the
+/// length cannot change under a reader (the memfd is sealed against growing and shrinking).
 pub(crate) fn check_client_area(g: &Geometry, r: &Region) -> Result<(), AttachError> {
-    use crate::layout::CLIENT_MAGIC;
     if (r.len_bytes() as u64) < g.client_area_bytes {
         return Err(AttachError::Corrupt(
             "client area smaller than the table needs",
         ));
     }
-    if r.load(offset_of!(ClientAreaHeader, magic) / 8, Ordering::Relaxed) != Some(CLIENT_MAGIC) {
-        return Err(AttachError::Corrupt("client area has a bad magic"));
-    }
     Ok(())
+}
+
+/// The client-area header words (word index, value) the writer writes at creation. A copy
+/// for people and tools: no client reads it.
+pub(crate) fn client_header_words(g: &Geometry) -> [(usize, u64); 8] {
+    use crate::layout::CLIENT_MAGIC;
+    let bits_words = g.bucket_count * SLOTS_PER_BUCKET as u64 / 64;
+    [
+        (offset_of!(ClientAreaHeader, magic) / 8, CLIENT_MAGIC),
+        (
+            offset_of!(ClientAreaHeader, layout_version) / 8,
+            LAYOUT_VERSION,
+        ),
+        (
+            offset_of!(ClientAreaHeader, total_bytes) / 8,
+            g.client_area_bytes,
+        ),
+        (
+            offset_of!(ClientAreaHeader, record_count) / 8,
+            CLIENT_RECORDS,
+        ),
+        (
+            offset_of!(ClientAreaHeader, records_off) / 8,
+            CLIENT_RECORDS_OFF,
+        ),
+        (offset_of!(ClientAreaHeader, bits_off) / 8, CLIENT_BITS_OFF),
+        (offset_of!(ClientAreaHeader, bits_words) / 8, bits_words),
+        (offset_of!(ClientAreaHeader, reserved) / 8, 0),
+    ]
 }
 
 /// Writes the client-area header (writer, at creation).
 pub(crate) fn write_client_header(g: &Geometry, r: &Region) {
-    use crate::layout::CLIENT_MAGIC;
-    let bits_words = g.bucket_count * SLOTS_PER_BUCKET as u64 / 64;
-    let words = [
-        (offset_of!(ClientAreaHeader, magic), CLIENT_MAGIC),
-        (offset_of!(ClientAreaHeader, layout_version), LAYOUT_VERSION),
-        (
-            offset_of!(ClientAreaHeader, total_bytes),
-            g.client_area_bytes,
-        ),
-        (offset_of!(ClientAreaHeader, record_count), CLIENT_RECORDS),
-        (
-            offset_of!(ClientAreaHeader, records_off),
-            CLIENT_RECORDS_OFF,
-        ),
-        (offset_of!(ClientAreaHeader, bits_off), CLIENT_BITS_OFF),
-        (offset_of!(ClientAreaHeader, bits_words), bits_words),
-    ];
-    for (off, value) in words {
-        r.store(off / 8, value, Ordering::Relaxed);
+    for (word, value) in client_header_words(g) {
+        r.store(word, value, Ordering::Relaxed);
     }
 }
 

@@ -95,7 +95,10 @@ pub struct SegmentHeader {
 }
 const _: () = assert!(size_of::<SegmentHeader>() == 64);
 
-/// Header of the client area, the one region every client may write.
+/// Header of the client area, the one region every client may write. The writer fills it
+/// at creation as a copy for people and tools; no reader relies on it (the area's geometry
+/// comes from the sealed table header and the constants of this module), and the daemon
+/// rewrites it when a client changed it (see `ClientRecords::check_header`).
 #[repr(C)]
 pub struct ClientAreaHeader {
     /// [`CLIENT_MAGIC`].
@@ -117,7 +120,8 @@ pub struct ClientAreaHeader {
 }
 const _: () = assert!(size_of::<ClientAreaHeader>() == 64);
 
-/// One client's counters in the client area (assigned by the daemon at HELLO).
+/// One client's counters in the client area: owned by one connection from HELLO until it
+/// closes. Only `pid` is checked by the daemon; the counters are hints nobody relies on.
 #[repr(C)]
 pub struct ClientRecord {
     /// Process id of the client holding this record, 0 when free.

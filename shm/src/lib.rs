@@ -11,6 +11,7 @@
 //! code is in [`layout`].
 
 mod arena;
+mod clients;
 mod entry;
 mod error;
 mod geometry;
@@ -28,9 +29,12 @@ pub mod testing;
 mod time;
 mod writer;
 
-pub use entry::{ENTRY_HEADER_BYTES, MAX_KEY_BYTES, MAX_NAMESPACE_BYTES, VALUE_LEN_CEILING};
+pub use clients::ClientRecords;
+pub use entry::{
+    ENTRY_HEADER_BYTES, MAX_KEY_BYTES, MAX_NAMESPACE_BYTES, MAX_REFS, VALUE_LEN_CEILING,
+};
 pub use error::{AttachError, CreateError, InsertError, TagError};
-pub use geometry::TableConfig;
+pub use geometry::{TableConfig, INDEX_LOAD_TARGET, MIN_BUCKETS};
 pub use layout::Stat;
 pub use reader::{HitMeta, Lookup, Reader, ReaderStats, MAX_RETRIES};
 #[cfg(not(loom))]

@@ -25,7 +25,11 @@ pub enum InvalidateMode {
     Exact,
 }
 
-/// Checks a tag path and returns its depth.
+/// Checks a tag path and returns its depth: the one definition of the tag grammar. A tag is 1 to
+/// [`MAX_TAG_DEPTH`] non-empty segments joined by `/` (`posts/123/comments`), at most
+/// [`MAX_TAG_BYTES`] bytes. The table checks it on every insert and invalidation; the protocol
+/// decoder (`cachekit-proto`) calls this same function, so a daemon refuses a bad tag before it
+/// starts a write.
 pub fn validate_tag(tag: &str) -> Result<usize, TagError> {
     if tag.len() > MAX_TAG_BYTES {
         return Err(TagError::TooLong {

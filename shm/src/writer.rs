@@ -119,6 +119,11 @@ impl Writer {
         self.fds.as_ref()
     }
 
+    /// The client area's per-client records (the daemon hands them out at HELLO).
+    pub fn client_records(&self) -> crate::ClientRecords {
+        crate::ClientRecords::new(self.client.clone(), self.geo)
+    }
+
     /// A reader over the same memory, in this process.
     pub fn reader(&self) -> Reader {
         Reader::from_parts(self.table.clone(), Some(self.client.clone()), self.geo)

@@ -516,3 +516,40 @@ fn reader_threads_see_whole_values_while_segments_recycle() {
         println!("{b:?}: {hits} hits of {} reads", 2 * reads);
     }
 }
+
+#[test]
+#[cfg_attr(miri, ignore = "memfd: Miri cannot create or map one")]
+fn a_client_area_full_of_garbage_still_attaches_serves_hits_and_is_reported_repaired() {
+    let mut w = Writer::create(&small(), Backing::Memfd).unwrap();
+    w.insert("ns", b"k", b"v", &InsertOptions::default())
+        .unwrap();
+    let fds = w.fds().unwrap();
+    // Any client may write every byte of the client area: header, records, bitmap.
+    let len = rustix::fs::fstat(fds.client_fd()).unwrap().st_size as usize;
+    let garbage: Vec<u8> = (0..len)
+        .map(|i| (i as u8).wrapping_mul(151) ^ 0x5A)
+        .collect();
+    assert_eq!(
+        rustix::io::pwrite(fds.client_fd(), &garbage, 0).unwrap(),
+        len
+    );
+
+    // Nothing in it decides whether a reader attaches or what it reads.
+    let r = Reader::attach(fds.table_fd(), Some(fds.client_fd()))
+        .expect("a reader attaches whatever the client area holds");
+    assert_eq!(r.get("ns", b"k").map(|(v, _)| v), Some(b"v".to_vec()));
+
+    // The records handle sees the damage and repairs it: once.
+    let records = w.client_records();
+    assert!(!records.check_header(), "a garbled header is reported");
+    assert!(records.check_header(), "and rewritten");
+    assert!(!records.holds(3, 0), "a garbled free record is not free");
+    records.reset(3, 0);
+    assert!(records.holds(3, 0));
+    records.reset(4, 1234);
+    assert!(records.holds(4, 1234));
+    assert!(
+        !records.holds(records.count(), 0),
+        "out of range holds nothing"
+    );
+}

@@ -1,4 +1,5 @@
-//! Deterministic corruption tests: a reader never trusts shared memory (DESIGN.md §1).
+//! Deterministic corruption tests: a reader never trusts shared memory (the contract in
+//! docs/ARCHITECTURE.md).
 //!
 //! A corrupted table must give misses and a corrupt counter, never a panic, a hang or a
 //! wrong value. Corruption goes through `Writer::raw_write`. Where things are comes from

@@ -37,12 +37,15 @@ pub struct Flags {
     /// Group that owns the socket (name or gid) [default: the daemon's group].
     #[arg(long, env = "CACHEKIT_SOCKET_GROUP")]
     pub socket_group: Option<String>,
-    /// Uids allowed to write, comma-separated [default: the daemon's uid].
-    #[arg(long, env = "CACHEKIT_WRITER_UIDS", value_delimiter = ',')]
-    pub writer_uids: Option<Vec<u32>>,
-    /// Gids allowed to write, comma-separated [default: the daemon's gid].
-    #[arg(long, env = "CACHEKIT_WRITER_GIDS", value_delimiter = ',')]
-    pub writer_gids: Option<Vec<u32>>,
+    /// Uids allowed to write, comma-separated, '' for none. Giving writer_uids or writer_gids
+    /// replaces both defaults [default: the daemon's uid, if neither is given].
+    #[arg(long, env = "CACHEKIT_WRITER_UIDS")]
+    pub writer_uids: Option<String>,
+    /// Gids allowed to write (primary or supplementary group of the client), comma-separated,
+    /// '' for none. Giving writer_uids or writer_gids replaces both defaults [default: the
+    /// daemon's gid, if neither is given].
+    #[arg(long, env = "CACHEKIT_WRITER_GIDS")]
+    pub writer_gids: Option<String>,
     /// Heartbeat interval in milliseconds [default: 250].
     #[arg(long, env = "CACHEKIT_HEARTBEAT_MS")]
     pub heartbeat_ms: Option<u64>,
@@ -52,6 +55,18 @@ pub struct Flags {
     /// Most client connections at once [default: 1024].
     #[arg(long, env = "CACHEKIT_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Most connections one uid that may not write can hold [default: a quarter of
+    /// max_connections].
+    #[arg(long, env = "CACHEKIT_MAX_CONNECTIONS_PER_UID")]
+    pub max_connections_per_uid: Option<usize>,
+    /// The last this many of max_connections are only for peers that may write [default: 64,
+    /// or a quarter of max_connections if that is fewer].
+    #[arg(long, env = "CACHEKIT_WRITER_RESERVED_CONNECTIONS")]
+    pub writer_reserved_connections: Option<usize>,
+    /// A connection with no request for this many ms is closed (clients reconnect by
+    /// themselves); 0 = never [default: 60000].
+    #[arg(long, env = "CACHEKIT_IDLE_TIMEOUT_MS")]
+    pub idle_timeout_ms: Option<u64>,
     /// Once a frame has started, the rest must arrive within this many ms [default: 5000].
     #[arg(long, env = "CACHEKIT_FRAME_TIMEOUT_MS")]
     pub frame_timeout_ms: Option<u64>,
@@ -98,6 +113,47 @@ pub struct Flags {
     /// 0 = never clear [default: 30000].
     #[arg(long, env = "CACHEKIT_REDIS_STALE_BOUND_MS")]
     pub redis_stale_bound_ms: Option<u64>,
+    /// The settings above that came from a `CACHEKIT_*` variable rather than a flag (by
+    /// field name), so that errors name the setting as the user gave it.
+    #[arg(skip)]
+    pub from_env: Vec<String>,
+}
+
+impl Flags {
+    /// The process's flags and `CACHEKIT_*` variables (exits with clap's usage error).
+    pub fn from_command_line() -> Flags {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Flags::command().get_matches();
+        let mut flags = Flags::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        flags.from_env = matches
+            .ids()
+            .filter(|id| {
+                matches.value_source(id.as_str()) == Some(clap::parser::ValueSource::EnvVariable)
+            })
+            .map(|id| id.as_str().to_string())
+            .collect();
+        flags
+    }
+}
+
+/// A setting named as the user gave it: `--memory`, `CACHEKIT_MEMORY`, or `memory in FILE`.
+/// `in_flags`: whether a flag or the environment gave it (`from_env` says which); else the
+/// file did (`in_file`), or nothing: then it is its default.
+fn origin(
+    from_env: &[String],
+    file: Option<&Path>,
+    name: &str,
+    in_flags: bool,
+    in_file: bool,
+) -> String {
+    match (in_flags, in_file, file) {
+        (true, _, _) if from_env.iter().any(|e| e == name) => {
+            format!("CACHEKIT_{}", name.to_ascii_uppercase())
+        }
+        (true, _, _) => format!("--{}", name.replace('_', "-")),
+        (false, true, Some(file)) => format!("{name} in {}", file.display()),
+        _ => format!("{name} (default)"),
+    }
 }
 
 /// The same settings as a TOML file.
@@ -116,6 +172,9 @@ struct FileConfig {
     heartbeat_ms: Option<u64>,
     heartbeat_timeout_ms: Option<u64>,
     max_connections: Option<usize>,
+    max_connections_per_uid: Option<usize>,
+    writer_reserved_connections: Option<usize>,
+    idle_timeout_ms: Option<u64>,
     frame_timeout_ms: Option<u64>,
     log: Option<String>,
     log_format: Option<String>,
@@ -137,6 +196,8 @@ pub struct Config {
     pub dir: Option<PathBuf>,
     pub instance: String,
     pub memory_bytes: u64,
+    /// Where `memory_bytes` came from, as the user gave it (`--memory 1TiB`), for messages.
+    pub memory_setting: String,
     pub max_value_bytes: u64,
     pub tag_counters: u64,
     pub socket_mode: u32,
@@ -146,11 +207,58 @@ pub struct Config {
     pub heartbeat: Duration,
     pub heartbeat_timeout: Duration,
     pub max_connections: usize,
+    /// See [`Connections`].
+    pub connections: Connections,
     pub frame_timeout: Duration,
     pub log: String,
     pub log_json: bool,
     /// The Redis tier, if configured.
     pub redis: Option<RedisConfig>,
+}
+
+/// Who may hold how many connections, and for how long without a request
+/// (`max_connections` itself stays in `Config`).
+#[derive(Debug, Clone, Copy)]
+pub struct Connections {
+    /// Most connections one uid that may not write can hold.
+    pub per_uid: usize,
+    /// The last this many of `max_connections` are for peers that may write.
+    pub writer_reserved: usize,
+    /// A connection with no request for this long is closed; `None`: never.
+    pub idle_timeout: Option<Duration>,
+}
+
+/// The shortest `idle_timeout_ms` accepted: shorter would close a busy client's pooled
+/// connections between its requests (each reconnect costs a HELLO), for no gain.
+pub const MIN_IDLE_TIMEOUT_MS: u64 = 100;
+
+impl Connections {
+    /// Resolves the three connection settings, each as given (flag, else file) with the name
+    /// the user gave it by, against `max_connections`.
+    fn resolve(
+        (per_uid, per_uid_from): (Option<usize>, String),
+        (writer_reserved, reserved_from): (Option<usize>, String),
+        (idle_ms, idle_from): (Option<u64>, String),
+        max_connections: usize,
+    ) -> Result<Connections> {
+        let per_uid = per_uid.unwrap_or((max_connections / 4).max(1));
+        if per_uid == 0 || per_uid > max_connections {
+            bail!("max_connections_per_uid = {per_uid} ({per_uid_from}) must be between 1 and max_connections = {max_connections}");
+        }
+        let writer_reserved = writer_reserved.unwrap_or((max_connections / 4).min(64));
+        if writer_reserved >= max_connections {
+            bail!("writer_reserved_connections = {writer_reserved} ({reserved_from}) must be below max_connections = {max_connections}, so that peers that may not write get at least one connection");
+        }
+        let idle_ms = idle_ms.unwrap_or(60_000);
+        if idle_ms != 0 && idle_ms < MIN_IDLE_TIMEOUT_MS {
+            bail!("idle_timeout_ms = {idle_ms} ({idle_from}) must be 0 (never) or at least {MIN_IDLE_TIMEOUT_MS}");
+        }
+        Ok(Connections {
+            per_uid,
+            writer_reserved,
+            idle_timeout: (idle_ms != 0).then(|| Duration::from_millis(idle_ms)),
+        })
+    }
 }
 
 /// How writes reach Redis.
@@ -176,7 +284,12 @@ pub struct RedisConfig {
 }
 
 impl Config {
-    pub fn resolve(flags: Flags) -> Result<Config> {
+    pub fn resolve(mut flags: Flags) -> Result<Config> {
+        let from_env = std::mem::take(&mut flags.from_env);
+        let config_file = flags.config.clone();
+        let named = |name: &str, in_flags: bool, in_file: bool| {
+            origin(&from_env, config_file.as_deref(), name, in_flags, in_file)
+        };
         let file = match &flags.config {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
@@ -191,29 +304,45 @@ impl Config {
             .or(file.instance)
             .unwrap_or_else(|| "default".into());
         cachekit_proto::paths::validate_instance(&instance).map_err(anyhow::Error::msg)?;
-        let memory_bytes = parse_size(
-            &flags
-                .memory
-                .or(file.memory)
-                .unwrap_or_else(|| "64MiB".into()),
-        )
-        .context("--memory")?;
+        let memory_from = named("memory", flags.memory.is_some(), file.memory.is_some());
+        let memory_text = flags
+            .memory
+            .clone()
+            .or(file.memory)
+            .unwrap_or_else(|| "64MiB".into());
+        let memory_bytes = parse_size(&memory_text).context(memory_from.clone())?;
+        let max_value_from = named(
+            "max_value_bytes",
+            flags.max_value_bytes.is_some(),
+            file.max_value_bytes.is_some(),
+        );
         let max_value_bytes = parse_size(
             &flags
                 .max_value_bytes
+                .clone()
                 .or(file.max_value_bytes)
                 .unwrap_or_else(|| "1MiB".into()),
         )
-        .context("--max-value-bytes")?;
+        .context(max_value_from.clone())?;
         // The daemon stores encoded values up to 64 bytes larger than this.
-        let ceiling = cachekit_shm::VALUE_LEN_CEILING as u64 - crate::daemon::ENVELOPE_HEADROOM;
+        let ceiling = (cachekit_shm::VALUE_LEN_CEILING - cachekit_proto::ENVELOPE_HEADROOM) as u64;
         if max_value_bytes == 0 || max_value_bytes > ceiling {
-            bail!("max_value_bytes = {max_value_bytes} (--max-value-bytes) must be between 1 and {ceiling} (16 MiB - 65)");
+            bail!("max_value_bytes = {max_value_bytes} ({max_value_from}) must be between 1 and {ceiling} (16 MiB - 65)");
         }
+        let tag_counters_from = named(
+            "tag_counters",
+            flags.tag_counters.is_some(),
+            file.tag_counters.is_some(),
+        );
         let tag_counters = flags.tag_counters.or(file.tag_counters).unwrap_or(1 << 18);
         if !tag_counters.is_power_of_two() || tag_counters > 1 << 32 {
-            bail!("--tag-counters {tag_counters} must be a power of two no larger than 4294967296");
+            bail!("{tag_counters_from} {tag_counters} must be a power of two no larger than 4294967296");
         }
+        let mode_from = named(
+            "socket_mode",
+            flags.socket_mode.is_some(),
+            file.socket_mode.is_some(),
+        );
         let mode_text = flags
             .socket_mode
             .or(file.socket_mode)
@@ -222,7 +351,7 @@ impl Config {
             .ok()
             .filter(|m| *m <= 0o777)
             .with_context(|| {
-                format!("--socket-mode {mode_text:?} is not an octal file mode like 0660")
+                format!("{mode_from} {mode_text:?} is not an octal file mode like 0660")
             })?;
         let socket_group = match flags.socket_group.or(file.socket_group) {
             Some(g) => Some(resolve_group(&g)?),
@@ -239,38 +368,79 @@ impl Config {
         if heartbeat.is_zero() || heartbeat_timeout < heartbeat * 2 {
             bail!("heartbeat_timeout_ms ({heartbeat_timeout:?}) must be at least twice heartbeat_ms ({heartbeat:?}), and heartbeat_ms above 0");
         }
-        let uid = rustix::process::getuid().as_raw();
-        let gid = rustix::process::getgid().as_raw();
+        let (writer_uids, writer_gids) = writers(
+            match &flags.writer_uids {
+                Some(text) => Some(parse_ids(text, &named("writer_uids", true, false))?),
+                None => file.writer_uids,
+            },
+            match &flags.writer_gids {
+                Some(text) => Some(parse_ids(text, &named("writer_gids", true, false))?),
+                None => file.writer_gids,
+            },
+        );
+        let log_format_from = named(
+            "log_format",
+            flags.log_format.is_some(),
+            file.log_format.is_some(),
+        );
+        let max_connections = flags
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(1024)
+            .max(1);
+        let connections = Connections::resolve(
+            (
+                flags
+                    .max_connections_per_uid
+                    .or(file.max_connections_per_uid),
+                named(
+                    "max_connections_per_uid",
+                    flags.max_connections_per_uid.is_some(),
+                    file.max_connections_per_uid.is_some(),
+                ),
+            ),
+            (
+                flags
+                    .writer_reserved_connections
+                    .or(file.writer_reserved_connections),
+                named(
+                    "writer_reserved_connections",
+                    flags.writer_reserved_connections.is_some(),
+                    file.writer_reserved_connections.is_some(),
+                ),
+            ),
+            (
+                flags.idle_timeout_ms.or(file.idle_timeout_ms),
+                named(
+                    "idle_timeout_ms",
+                    flags.idle_timeout_ms.is_some(),
+                    file.idle_timeout_ms.is_some(),
+                ),
+            ),
+            max_connections,
+        )?;
         let log_format = flags
             .log_format
             .or(file.log_format)
             .unwrap_or_else(|| "text".into());
         if log_format != "text" && log_format != "json" {
-            bail!("--log-format {log_format:?}: use text or json");
+            bail!("{log_format_from} {log_format:?}: use text or json");
         }
         Config {
             dir: flags.dir.or(file.dir),
             instance,
             memory_bytes,
+            memory_setting: format!("{memory_from} {memory_text}"),
             max_value_bytes,
             tag_counters,
             socket_mode,
             socket_group,
-            writer_uids: flags
-                .writer_uids
-                .or(file.writer_uids)
-                .unwrap_or_else(|| vec![uid]),
-            writer_gids: flags
-                .writer_gids
-                .or(file.writer_gids)
-                .unwrap_or_else(|| vec![gid]),
+            writer_uids,
+            writer_gids,
             heartbeat,
             heartbeat_timeout,
-            max_connections: flags
-                .max_connections
-                .or(file.max_connections)
-                .unwrap_or(1024)
-                .max(1),
+            max_connections,
+            connections,
             frame_timeout: Duration::from_millis(
                 flags
                     .frame_timeout_ms
@@ -280,7 +450,12 @@ impl Config {
             ),
             log: flags.log.or(file.log).unwrap_or_else(|| "info".into()),
             log_json: log_format == "json",
-            redis: match flags.redis_url.or(file.redis_url).filter(|u| !u.is_empty()) {
+            redis: match flags
+                .redis_url
+                .clone()
+                .or(file.redis_url.clone())
+                .filter(|u| !u.is_empty())
+            {
                 None => None,
                 Some(url) => Some(RedisConfig {
                     target: cachekit_redis::Target::parse(
@@ -293,16 +468,27 @@ impl Config {
                                 .unwrap_or(250),
                         ),
                     )
-                    .context("--redis-url")?,
+                    .context(named(
+                        "redis_url",
+                        flags.redis_url.is_some(),
+                        file.redis_url.is_some(),
+                    ))?,
                     write_mode: match flags
                         .redis_write_mode
-                        .or(file.redis_write_mode)
                         .as_deref()
+                        .or(file.redis_write_mode.as_deref())
                         .unwrap_or("through")
                     {
                         "through" => WriteMode::Through,
                         "behind" => WriteMode::Behind,
-                        other => bail!("--redis-write-mode {other:?}: use through or behind"),
+                        other => bail!(
+                            "{} {other:?}: use through or behind",
+                            named(
+                                "redis_write_mode",
+                                flags.redis_write_mode.is_some(),
+                                file.redis_write_mode.is_some()
+                            )
+                        ),
                     },
                     breaker_failures: flags
                         .redis_breaker_failures
@@ -380,6 +566,33 @@ impl Config {
             errors.join("; ")
         )
     }
+}
+
+/// Who may write: `(writer_uids, writer_gids)` from the lists given (flag, environment or
+/// file, each list resolved on its own). Neither given: the daemon's own uid and gid. Either
+/// given: both exactly as given, the one not given empty; so `--writer-uids 0` lets root
+/// alone write, not also whoever has the daemon's group.
+fn writers(uids: Option<Vec<u32>>, gids: Option<Vec<u32>>) -> (Vec<u32>, Vec<u32>) {
+    match (uids, gids) {
+        (None, None) => (
+            vec![rustix::process::getuid().as_raw()],
+            vec![rustix::process::getgid().as_raw()],
+        ),
+        (uids, gids) => (uids.unwrap_or_default(), gids.unwrap_or_default()),
+    }
+}
+
+/// A comma-separated list of ids; empty (or only spaces) for none.
+fn parse_ids(text: &str, setting: &str) -> Result<Vec<u32>> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse().with_context(|| {
+                format!("{setting} {text:?}: {t:?} is not a numeric id; give ids like 0,1000 (or '' for none)")
+            })
+        })
+        .collect()
 }
 
 fn ensure_dir(d: &Path) -> Result<()> {
@@ -496,6 +709,112 @@ mod tests {
         })
         .unwrap_err();
         assert!(format!("{bad_url:#}").contains("redis://"), "{bad_url:#}");
+    }
+
+    #[test]
+    fn connection_limits_default_from_max_connections_and_are_checked() {
+        let c = Config::resolve(Flags::default()).unwrap().connections;
+        assert_eq!((c.per_uid, c.writer_reserved), (256, 64));
+        assert_eq!(c.idle_timeout, Some(Duration::from_secs(60)));
+        let small = Config::resolve(Flags {
+            max_connections: Some(8),
+            idle_timeout_ms: Some(0),
+            ..Flags::default()
+        })
+        .unwrap()
+        .connections;
+        assert_eq!(
+            (small.per_uid, small.writer_reserved, small.idle_timeout),
+            (2, 2, None)
+        );
+        let refused = |f: Flags, words: &[&str]| {
+            let e = format!("{:#}", Config::resolve(f).unwrap_err());
+            for w in words {
+                assert!(e.contains(w), "{e}");
+            }
+        };
+        refused(
+            Flags {
+                max_connections_per_uid: Some(0),
+                ..Flags::default()
+            },
+            &["max_connections_per_uid = 0", "--max-connections-per-uid"],
+        );
+        refused(
+            Flags {
+                max_connections: Some(4),
+                writer_reserved_connections: Some(4),
+                ..Flags::default()
+            },
+            &["writer_reserved_connections = 4", "max_connections = 4"],
+        );
+        refused(
+            Flags {
+                idle_timeout_ms: Some(5),
+                ..Flags::default()
+            },
+            &["idle_timeout_ms = 5", "--idle-timeout-ms"],
+        );
+    }
+
+    #[test]
+    fn giving_either_writer_list_replaces_both_defaults() {
+        let own = (
+            vec![rustix::process::getuid().as_raw()],
+            vec![rustix::process::getgid().as_raw()],
+        );
+        assert_eq!(writers(None, None), own);
+        assert_eq!(writers(Some(vec![0]), None), (vec![0], vec![]));
+        assert_eq!(writers(None, Some(vec![7])), (vec![], vec![7]));
+        assert_eq!(writers(Some(vec![]), Some(vec![])), (vec![], vec![]));
+        assert_eq!(parse_ids("", "--writer-gids").unwrap(), Vec::<u32>::new());
+        assert_eq!(parse_ids("0, 1000,", "--writer-uids").unwrap(), [0, 1000]);
+        let e = parse_ids("0,root", "--writer-uids").unwrap_err();
+        assert!(format!("{e:#}").contains("--writer-uids"), "{e:#}");
+        let c = Config::resolve(Flags {
+            writer_gids: Some(String::new()),
+            ..Flags::default()
+        })
+        .unwrap();
+        assert_eq!((c.writer_uids, c.writer_gids), (vec![], vec![]));
+    }
+
+    #[test]
+    fn a_bad_setting_is_named_as_the_user_gave_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "memory = \"abc\"\n").unwrap();
+        let from_file = Config::resolve(Flags {
+            config: Some(p.clone()),
+            ..Flags::default()
+        })
+        .unwrap_err();
+        let e = format!("{from_file:#}");
+        assert!(
+            e.starts_with(&format!("memory in {}: ", p.display())),
+            "{e}"
+        );
+        let from_env = Config::resolve(Flags {
+            memory: Some("abc".into()),
+            from_env: vec!["memory".into()],
+            ..Flags::default()
+        })
+        .unwrap_err();
+        assert!(
+            format!("{from_env:#}").starts_with("CACHEKIT_MEMORY: "),
+            "{from_env:#}"
+        );
+        let from_flag = Config::resolve(Flags {
+            memory: Some("abc".into()),
+            ..Flags::default()
+        })
+        .unwrap_err();
+        assert!(
+            format!("{from_flag:#}").starts_with("--memory: "),
+            "{from_flag:#}"
+        );
+        let c = Config::resolve(Flags::default()).unwrap();
+        assert_eq!(c.memory_setting, "memory (default) 64MiB");
     }
 
     #[test]

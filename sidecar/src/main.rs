@@ -1,42 +1,79 @@
 //! cachekitd: the per-host cache daemon.
+//!
+//! The map, in the order a request travels:
+//! - `socket.rs`: the Unix socket; one thread per connection reads frames (`frames.rs`),
+//!   decodes them, answers HELLO (with the segment's memfds), hands every other request to
+//!   `ops`; `admission.rs` decides at accept who may open one more connection;
+//! - `ops/`: the permission check, then one file per operation (set, delete, invalidate,
+//!   clear, fetch, stats and ping, hello);
+//! - `daemon.rs`: the state the operations share (table, tier, coalescer, limits, counters);
+//! - `table.rs`: the one way to change the shared table; `changes.rs`: what a fill from Redis
+//!   checks before it may put a record in it;
+//! - `coalesce.rs`: one lookup per key at a time, however many clients miss it;
+//! - `tier/`: the Redis tier, a component the operations call (writes, read-through) that
+//!   changes the table through `table.rs` only (fills, other hosts' events, local flushes);
+//! - `peer.rs`: a peer's supplementary groups, for the write permission;
+//! - `slots.rs`: the client-area records, one per live connection, checked on every heartbeat;
+//! - `config.rs`: flags, environment, file; `host.rs`: `--memory` against the host's memory;
+//!   `systemd.rs`: sd_notify.
 #![forbid(unsafe_code)]
 
-mod breaker;
+mod admission;
+mod changes;
+mod coalesce;
 mod config;
 mod daemon;
-mod fetch;
-mod follow;
-mod gens;
-mod server;
+mod frames;
+mod host;
+mod ops;
+mod peer;
+mod slots;
+mod socket;
 mod systemd;
+mod table;
 mod tier;
-mod tiered;
 
 use anyhow::{bail, Context, Result};
-use clap::Parser;
 use config::{Config, Flags};
 use daemon::Daemon;
 use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::FileExt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tracing::{error, info};
 
 fn main() {
-    let flags = Flags::parse();
-    let cfg = match Config::resolve(flags) {
+    let cfg = match Config::resolve(Flags::from_command_line()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("cachekitd: {e:#}");
             std::process::exit(2);
         }
     };
+    // A table larger than the host could ever hold is refused like a bad flag; one larger
+    // than what is available now is a warning (see host.rs).
+    let memory_warning = match host::Memory::read().check(cfg.memory_bytes, &cfg.memory_setting) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("cachekitd: {e}");
+            std::process::exit(2);
+        }
+    };
     init_logs(&cfg);
+    if let Some(w) = memory_warning {
+        tracing::warn!("{w}");
+    }
     if let Err(e) = run(cfg) {
-        error!("{e:#}");
-        eprintln!("cachekitd: {e:#}");
+        // Once: through the log when it shows errors (so JSON logs stay JSON), else on stderr.
+        if tracing::enabled!(tracing::Level::ERROR) {
+            error!("{e:#}");
+        } else {
+            eprintln!("cachekitd: {e:#}");
+        }
         // A configuration the table refuses is a usage error, like a bad flag.
         let usage = e.chain().any(|c| {
             matches!(
@@ -63,33 +100,82 @@ fn init_logs(cfg: &Config) {
     }
 }
 
+/// What a daemon writes into its lock file: the heartbeat timeout its clients were given,
+/// which a successor after a crash must wait out (see [`bind`]).
+const LOCK_TIMEOUT_KEY: &str = "heartbeat_timeout_ms=";
+
 /// Holds the instance lock for the life of the process: a second daemon of the same
 /// instance in the same directory refuses to start instead of stealing the socket.
-fn lock_instance(dir: &Path, instance: &str) -> Result<File> {
+/// Returns the lock and the heartbeat timeout the previous daemon published in it (`None`
+/// when there was none, or a daemon too old to publish it), after replacing it with ours.
+fn lock_instance(
+    dir: &Path,
+    instance: &str,
+    heartbeat_timeout: Duration,
+) -> Result<(File, Option<Duration>)> {
     let path = dir.join(format!("{instance}.lock"));
-    let f = OpenOptions::new()
+    let mut f = OpenOptions::new()
         .create(true)
         .truncate(false)
+        .read(true)
         .write(true)
         .open(&path)
         .with_context(|| format!("opening {}", path.display()))?;
     if rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
         bail!("another cachekitd is already running instance {instance:?} in {}; stop it or pick another --instance", dir.display());
     }
-    Ok(f)
+    let mut old = String::new();
+    // At most a line: anything else is not ours.
+    let _ = (&mut f).take(256).read_to_string(&mut old);
+    let previous = old
+        .trim()
+        .strip_prefix(LOCK_TIMEOUT_KEY)
+        .and_then(|ms| ms.parse().ok())
+        .map(Duration::from_millis);
+    f.set_len(0)
+        .and_then(|()| {
+            f.write_all_at(
+                format!("{LOCK_TIMEOUT_KEY}{}\n", heartbeat_timeout.as_millis()).as_bytes(),
+                0,
+            )
+        })
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok((f, previous))
 }
 
-fn bind(cfg: &Config, path: &Path) -> Result<UnixListener> {
+/// `previous`: the heartbeat timeout the previous daemon gave its clients (from the lock file).
+fn bind(cfg: &Config, path: &Path, previous: Option<Duration>) -> Result<UnixListener> {
     // We hold the instance lock, so a socket file left here is stale: the previous daemon
     // died without its clean stop (kill -9, crash), and its clients may go on trusting its
-    // segment until its last heartbeat is heartbeat_timeout old. Do not acknowledge any
-    // write before then, or a client of the old segment could read the value it replaced.
-    if path.exists() {
+    // segment until its last heartbeat is *its* heartbeat_timeout old (the one it handed
+    // them, which may differ from ours). Do not acknowledge any write before then, or a
+    // client of the old segment could read the value it replaced.
+    if let Ok(m) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        let t = m.file_type();
+        if !t.is_socket() {
+            let what = if t.is_dir() {
+                "a directory"
+            } else if t.is_symlink() {
+                "a symbolic link"
+            } else if t.is_file() {
+                "a regular file"
+            } else {
+                "not a socket"
+            };
+            bail!(
+                "{} is {what}, not a socket a previous cachekitd left: cachekitd does not replace it; move it away, or pick another --dir or --instance",
+                path.display()
+            );
+        }
+        let wait = previous.map_or(cfg.heartbeat_timeout, |p| p.max(cfg.heartbeat_timeout));
         info!(
-            wait_ms = cfg.heartbeat_timeout.as_millis() as u64,
-            "a previous daemon died without stopping cleanly; waiting until its clients have noticed"
+            wait_ms = wait.as_millis() as u64,
+            previous_heartbeat_timeout_ms = previous.map(|p| p.as_millis() as u64),
+            heartbeat_timeout_ms = cfg.heartbeat_timeout.as_millis() as u64,
+            "a previous daemon died without stopping cleanly; waiting until its clients have noticed (the larger of its heartbeat timeout and ours)"
         );
-        std::thread::sleep(cfg.heartbeat_timeout);
+        std::thread::sleep(wait);
     }
     let _ = std::fs::remove_file(path);
     let listener =
@@ -105,11 +191,51 @@ fn bind(cfg: &Config, path: &Path) -> Result<UnixListener> {
 
 fn run(cfg: Config) -> Result<()> {
     let dir = cfg.runtime_dir()?;
-    let _lock = lock_instance(&dir, &cfg.instance)?;
+    let (_lock, previous_timeout) = lock_instance(&dir, &cfg.instance, cfg.heartbeat_timeout)?;
     let socket: PathBuf = dir.join(cachekit_proto::paths::socket_name(&cfg.instance));
     let daemon = Arc::new(Daemon::new(cfg.clone()).context("creating the shared table")?);
     daemon.start_redis();
-    let listener = bind(&cfg, &socket)?;
+    // Signals first: a SIGTERM that arrives while binding (or waiting out a dead daemon's
+    // clients) still stops the daemon cleanly.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ])?;
+    let sock_path = socket.clone();
+    let d = daemon.clone();
+    std::thread::Builder::new()
+        .name("cachekitd-signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if sig == signal_hook::consts::SIGHUP {
+                    // Its default would kill the daemon and leave the socket behind. There is
+                    // nothing to reload: settings change with a restart, and the logs go to
+                    // stderr, which needs no reopening.
+                    info!(
+                        signal = sig,
+                        "SIGHUP ignored: cachekitd reloads nothing (restart it to change settings) and logs to stderr"
+                    );
+                    continue;
+                }
+                info!(signal = sig, "shutting down");
+                systemd::notify("STOPPING=1");
+                // Held until exit: the segment's heartbeat stays 0, so clients stop trusting
+                // it now, and the socket is gone, so they attach to the next daemon.
+                let _dead = d.table.shut_down();
+                let _ = std::fs::remove_file(&sock_path);
+                // Writes still queued for Redis (write-behind, or Redis was down) get a
+                // bounded chance to reach it.
+                d.finish_redis_queue(std::time::Duration::from_secs(2));
+                std::process::exit(0);
+            }
+        })?;
+
+    let listener = bind(&cfg, &socket, previous_timeout)?;
+    // The heartbeat was stamped when the table was made, before bind's wait after a crash:
+    // publish a fresh one before the first client can attach, or it could find the new
+    // segment already stale and read through the socket until the heartbeat thread runs.
+    daemon.table.housekeeping();
 
     let d = daemon.clone();
     let hb = cfg.heartbeat;
@@ -119,7 +245,8 @@ fn run(cfg: Config) -> Result<()> {
         .spawn(move || {
             let mut last_watchdog = Instant::now();
             loop {
-                d.tick();
+                d.table.housekeeping();
+                d.slots.audit();
                 if let Some(w) = watchdog {
                     if last_watchdog.elapsed() >= w / 2 {
                         systemd::notify("WATCHDOG=1");
@@ -130,39 +257,16 @@ fn run(cfg: Config) -> Result<()> {
             }
         })?;
 
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ])?;
-    let sock_path = socket.clone();
-    let d = daemon.clone();
-    std::thread::Builder::new()
-        .name("cachekitd-signals".into())
-        .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
-                info!(signal = sig, "shutting down");
-                systemd::notify("STOPPING=1");
-                // Held until exit: the segment's heartbeat stays 0, so clients stop trusting
-                // it now, and the socket is gone, so they attach to the next daemon.
-                let _dead = d.shut_down();
-                let _ = std::fs::remove_file(&sock_path);
-                // Writes still queued for Redis (write-behind, or Redis was down) get a
-                // bounded chance to reach it.
-                d.finish_redis_queue(std::time::Duration::from_secs(2));
-                std::process::exit(0);
-            }
-        })?;
-
     info!(
         instance = %cfg.instance,
         socket = %socket.display(),
         memory_bytes = cfg.memory_bytes,
         max_value_bytes = cfg.max_value_bytes,
-        epoch = daemon.epoch(),
+        epoch = daemon.epoch,
         heartbeat_ms = hb.as_millis() as u64,
         "cachekitd ready"
     );
     systemd::notify("READY=1");
-    server::accept_loop(daemon, listener);
+    socket::accept_loop(daemon, listener);
     Ok(())
 }

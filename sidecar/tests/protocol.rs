@@ -10,7 +10,7 @@ use cachekit_proto::{
     encode_request, ErrorCode, Header, Hello, Kind, Reply, Request, Set, HEADER_LEN,
     PROTOCOL_VERSION,
 };
-use common::{assert_error, Client, Daemon, Site, WATCHDOG};
+use common::{assert_error, Client, Connect, Daemon, Site, WATCHDOG};
 use rustix::process::Signal;
 use std::io::ErrorKind;
 use std::net::Shutdown;
@@ -826,6 +826,30 @@ fn after_a_malformed_body_the_connection_goes_on() {
     assert_eq!(fetched(c.call(&fetch("app", "k"))), Some(b"v".to_vec()));
 }
 
+/// Every client API refuses an empty namespace; a raw frame with one is refused the same way,
+/// at decode (INVALID_ARGUMENT, nothing changed, the connection goes on).
+#[test]
+fn an_empty_namespace_in_a_raw_frame_is_refused_at_decode() {
+    let d = Daemon::start("empty-namespace", &[]);
+    let mut c = d.client("empty namespace");
+    assert_eq!(c.call(&set("app", "k", b"v", &[])), Reply::Ok);
+    for req in [
+        set("", "k", b"v", &[]),
+        delete("", "k"),
+        fetch("", "k"),
+        invalidate("", &["t"], false),
+        clear(""),
+    ] {
+        c.send_raw(&frame(&req, 7));
+        let (id, reply) = c.reply();
+        assert_eq!(id, 7, "{req:?}");
+        assert_error(&reply, ErrorCode::InvalidArgument, &["namespace is empty"]);
+    }
+    assert_eq!(c.stat("sets"), 1, "only the first SET was applied");
+    assert_eq!(c.stat("bad_frames"), 5);
+    assert_eq!(fetched(c.call(&fetch("app", "k"))), Some(b"v".to_vec()));
+}
+
 #[test]
 fn a_set_over_max_value_bytes_is_refused_naming_max_value_bytes() {
     let d = Daemon::start("max-value", &["--max-value-bytes", "64KiB"]);
@@ -998,7 +1022,7 @@ fn sigterm_stops_the_daemon_with_exit_0_and_removes_its_socket() {
     assert!(site.socket().exists());
 
     d.signal(Signal::TERM);
-    let status = d.wait_exit();
+    let status = d.wait_exit(WATCHDOG);
     assert_eq!(status.code(), Some(0), "{status}; log:\n{}", d.log());
     assert!(!site.socket().exists(), "the socket is removed");
     c.expect_closed();
@@ -1018,7 +1042,7 @@ fn a_second_daemon_on_the_same_dir_and_instance_refuses_to_start() {
     );
     assert!(log.contains("already running"), "{log}");
     assert!(
-        log.contains(&site.instance),
+        log.contains(site.instance()),
         "the message names the instance: {log}"
     );
 
@@ -1028,7 +1052,7 @@ fn a_second_daemon_on_the_same_dir_and_instance_refuses_to_start() {
     assert_eq!(again.ping(), epoch);
 
     // Another instance in the same directory is a different daemon, and may run.
-    let other = site.start(&["--instance", &format!("{}-b", site.instance)]);
+    let other = site.start(&["--instance", &format!("{}-b", site.instance())]);
     assert_ne!(other.client("of the other").hello.daemon_epoch, epoch);
 }
 

@@ -7,14 +7,13 @@ mod redis_util;
 
 use common::Site;
 use redis_util::*;
-use rustix::process::Signal;
 use std::time::{Duration, Instant};
 
 const NS: &str = "breaker";
 
 #[test]
 fn hits_go_on_misses_fail_fast_and_the_breaker_opens_and_closes() {
-    let mut redis = RedisServer::start();
+    let mut redis = Redis::start();
     let site = Site::new("breaker");
     let host = start_host(
         &site,
@@ -33,7 +32,7 @@ fn hits_go_on_misses_fail_fast_and_the_breaker_opens_and_closes() {
     assert_eq!(c.stat("redis_state"), 0);
 
     // Redis hangs (SIGSTOP): every call must give up after its timeout.
-    redis.signal(Signal::STOP);
+    redis.pause();
     let mut slowest = Duration::ZERO;
     for i in 0..10 {
         assert_eq!(in_table(&c, NS, "k").as_deref(), Some(&b"v"[..]), "hit {i}");
@@ -53,14 +52,14 @@ fn hits_go_on_misses_fail_fast_and_the_breaker_opens_and_closes() {
     assert_ne!(c.stat("redis_state"), 0);
 
     // Back: the follower's probe closes the breaker without any traffic.
-    redis.signal(Signal::CONT);
+    redis.resume();
     assert!(
         eventually(PATIENCE, || c.stat("redis_state") == 0),
         "the breaker never closed after Redis came back"
     );
 
     // Gone (SIGKILL): a write is applied here, acknowledged and queued.
-    redis.stop();
+    redis.kill();
     set(&mut c, NS, "written-while-down", b"w", &["t"]);
     assert_eq!(
         in_table(&c, NS, "written-while-down").as_deref(),

@@ -51,7 +51,7 @@ fn two_hosts_share_a_redis_cluster() {
     // The client's direct fallback speaks the cluster protocol.
     let app = Client::connect(
         ClientOptions::new()
-            .socket(&host_a.socket)
+            .socket(host_a.socket())
             .namespace("alpha")
             .redis_url(&urls)
             .redis_cluster(true)

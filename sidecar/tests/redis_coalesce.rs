@@ -25,7 +25,7 @@ fn unix_ms() -> u64 {
 
 #[test]
 fn concurrent_misses_from_several_processes_cost_one_redis_get() {
-    let redis = RedisServer::start();
+    let redis = Redis::start();
     let (site_a, site_b) = (Site::new("co-writer"), Site::new("co-readers"));
     let host_a = start_host(&site_a, &redis.url(), &[]);
     let host_b = start_host(&site_b, &redis.url(), &[]);
@@ -44,7 +44,7 @@ fn concurrent_misses_from_several_processes_cost_one_redis_get() {
                     "--nocapture",
                     "--test-threads=1",
                 ])
-                .env("CK_TEST_SOCKET", &host_b.socket)
+                .env("CK_TEST_SOCKET", host_b.socket())
                 .env("CK_TEST_START_AT", start_at.to_string())
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())

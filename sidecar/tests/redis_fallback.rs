@@ -29,12 +29,12 @@ fn get(c: &Client, key: &str) -> Option<Vec<u8>> {
 
 #[test]
 fn a_client_keeps_working_against_redis_while_its_daemon_is_dead() {
-    let redis = RedisServer::start();
+    let redis = Redis::start();
     let (site_a, site_b) = (Site::new("fb-a"), Site::new("fb-b"));
     let mut host_a = start_host(&site_a, &redis.url(), &[]);
     let host_b = start_host(&site_b, &redis.url(), &[]);
-    let app_a = client(&host_a.socket, Some(&redis.url()));
-    let app_b = client(&host_b.socket, None);
+    let app_a = client(host_a.socket(), Some(&redis.url()));
+    let app_b = client(host_b.socket(), None);
     let tagged = |t: &str| SetOptions::new().ttl(Duration::from_secs(60)).tag(t);
 
     app_a
@@ -113,13 +113,13 @@ fn a_client_keeps_working_against_redis_while_its_daemon_is_dead() {
 
 #[test]
 fn with_redis_down_too_gets_miss_and_writes_say_unavailable() {
-    let mut redis = RedisServer::start();
+    let mut redis = Redis::start();
     let site = Site::new("fb-both-down");
     let mut host = start_host(&site, &redis.url(), &[]);
-    let app = client(&host.socket, Some(&redis.url()));
+    let app = client(host.socket(), Some(&redis.url()));
     app.set("k", b"v", &SetOptions::new()).expect("set");
     host.kill_9();
-    redis.stop();
+    redis.kill();
     let t0 = std::time::Instant::now();
     let e = app.set("k", b"v", &SetOptions::new()).unwrap_err();
     assert!(e.is_unavailable(), "{e}");

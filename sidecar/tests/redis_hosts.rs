@@ -5,7 +5,7 @@
 mod common;
 mod redis_util;
 
-use common::Site;
+use common::{Site, WATCHDOG};
 use redis_util::*;
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,7 @@ const NS: &str = "hosts";
 
 #[test]
 fn a_value_travels_through_redis_and_an_invalidation_follows_it() {
-    let redis = RedisServer::start();
+    let redis = Redis::start();
     let (site_a, site_b) = (Site::new("host-a"), Site::new("host-b"));
     let host_a = start_host(&site_a, &redis.url(), &[]);
     let host_b = start_host(&site_b, &redis.url(), &[]);
@@ -63,7 +63,7 @@ fn a_value_travels_through_redis_and_an_invalidation_follows_it() {
 
 #[test]
 fn invalidation_propagation_latency_over_1000_invalidations() {
-    let redis = RedisServer::start();
+    let redis = Redis::start();
     let (site_a, site_b) = (Site::new("lat-a"), Site::new("lat-b"));
     let host_a = start_host(&site_a, &redis.url(), &[]);
     let host_b = start_host(&site_b, &redis.url(), &[]);
@@ -116,7 +116,7 @@ fn invalidation_propagation_latency_over_1000_invalidations() {
 
 #[test]
 fn a_fill_keeps_the_remaining_lifetime() {
-    let redis = RedisServer::start();
+    let redis = Redis::start();
     let (site_a, site_b) = (Site::new("ttl-a"), Site::new("ttl-b"));
     let host_a = start_host(&site_a, &redis.url(), &[]);
     let host_b = start_host(&site_b, &redis.url(), &[]);
@@ -150,7 +150,7 @@ fn a_fill_keeps_the_remaining_lifetime() {
 
 #[test]
 fn write_behind_acknowledges_at_once_and_reaches_the_other_host() {
-    let redis = RedisServer::start();
+    let redis = Redis::start();
     let (site_a, site_b) = (Site::new("wb-a"), Site::new("wb-b"));
     let host_a = start_host(&site_a, &redis.url(), &["--redis-write-mode", "behind"]);
     let host_b = start_host(&site_b, &redis.url(), &[]);
@@ -186,7 +186,7 @@ fn write_behind_acknowledges_at_once_and_reaches_the_other_host() {
 
 #[test]
 fn a_clean_stop_drains_the_write_behind_queue() {
-    let redis = RedisServer::start();
+    let redis = Redis::start();
     let site = Site::new("wb-stop");
     let mut host = start_host(&site, &redis.url(), &["--redis-write-mode", "behind"]);
     let mut a = host.client("writer");
@@ -194,7 +194,7 @@ fn a_clean_stop_drains_the_write_behind_queue() {
         set(&mut a, NS, &format!("s{i}"), b"v", &[]);
     }
     host.signal(rustix::process::Signal::TERM);
-    assert!(host.wait_exit().success());
+    assert!(host.wait_exit(WATCHDOG).success());
     let n: u64 = redis::cmd("EVAL")
         .arg("return #redis.call('KEYS', 'ck:{hosts}:v:s*')")
         .arg(0)

@@ -72,7 +72,7 @@ impl Model {
 
 #[test]
 fn invalidations_made_while_b_is_disconnected_or_restarting_are_not_lost() {
-    let redis = RedisServer::start();
+    let redis = Redis::start();
     redis.add_user("hostb", "secret-b");
     let (site_a, site_b) = (Site::new("replay-a"), Site::new("replay-b"));
     let host_a = start_host(&site_a, &redis.url(), &[]);
@@ -163,11 +163,11 @@ fn invalidations_made_while_b_is_disconnected_or_restarting_are_not_lost() {
 
 #[test]
 fn events_trimmed_before_b_read_them_make_b_clear_the_namespace() {
-    let redis = RedisServer::start();
+    let redis = Redis::start();
     let (site_a, site_b) = (Site::new("gap-a"), Site::new("gap-b"));
     let flags = ["--redis-stream-maxlen", "10"];
     let host_a = start_host(&site_a, &redis.url(), &flags);
-    let host_b = start_host(&site_b, &redis.url(), &flags);
+    let mut host_b = start_host(&site_b, &redis.url(), &flags);
     let mut a = host_a.client("writer");
     let mut b = host_b.client("reader");
     let mut m = Model {
@@ -179,7 +179,7 @@ fn events_trimmed_before_b_read_them_make_b_clear_the_namespace() {
     m.check_reads(&mut b);
     // B stops reading (the whole daemon is frozen) while A writes far more events than the
     // stream keeps: the ones B needs are trimmed away.
-    host_b.signal(rustix::process::Signal::STOP);
+    host_b.pause();
     m.invalidate_one(&mut a, 3);
     for round in 0..400 {
         m.set(&mut a, 7, &format!("v{round}"));
@@ -189,7 +189,7 @@ fn events_trimmed_before_b_read_them_make_b_clear_the_namespace() {
         .query(&mut redis.conn())
         .expect("XLEN");
     assert!(len < 400, "the stream was trimmed ({len} entries left)");
-    host_b.signal(rustix::process::Signal::CONT);
+    host_b.resume();
     assert!(
         eventually(PATIENCE, || b.stat("flushes_for_gap") >= 1),
         "B never noticed the gap: {:?}",

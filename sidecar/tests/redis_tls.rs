@@ -14,14 +14,14 @@ const NS: &str = "tls";
 
 #[test]
 fn two_hosts_over_tls() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = cachekit_testkit::temp_dir("redis-tls");
     let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()])
         .expect("a self-signed certificate");
     let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&cert_path, cert.cert.pem()).expect("writing the certificate");
     std::fs::write(&key_path, cert.signing_key.serialize_pem()).expect("writing the key");
-    let tls_port = RedisServer::free_port();
-    let redis = RedisServer::start_tls(tls_port, &cert_path, &key_path);
+    let tls_port = free_port();
+    let redis = Redis::start_tls(tls_port, &cert_path, &key_path);
 
     // The daemons inherit it; nothing else in this test binary runs meanwhile.
     std::env::set_var("SSL_CERT_FILE", &cert_path);

@@ -4,7 +4,8 @@
 
 mod common;
 
-use common::{Site, WATCHDOG};
+use common::{Connect, Site, WATCHDOG};
+use rustix::process::Signal;
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
@@ -44,10 +45,10 @@ fn ready_watchdog_and_stopping_reach_systemd() {
     let site = Site::new("sd-notify");
     let notify_path = site.dir().join("notify.sock");
     let sock = UnixDatagram::bind(&notify_path).expect("binding the notify socket");
-    let (mut cmd, log) = site.command(&[]);
-    cmd.env("NOTIFY_SOCKET", &notify_path)
-        .env("WATCHDOG_USEC", "200000");
-    let mut child = cmd.spawn().expect("spawning cachekitd");
+    let mut d = site.spawn(&[], |cmd| {
+        cmd.env("NOTIFY_SOCKET", &notify_path)
+            .env("WATCHDOG_USEC", "200000");
+    });
     let mut seen = Vec::new();
 
     expect(&sock, "READY=1", &mut seen);
@@ -59,30 +60,15 @@ fn ready_watchdog_and_stopping_reach_systemd() {
     expect(&sock, "WATCHDOG=1", &mut seen);
     expect(&sock, "WATCHDOG=1", &mut seen);
 
-    rustix::process::kill_process(
-        rustix::process::Pid::from_child(&child),
-        rustix::process::Signal::TERM,
-    )
-    .expect("SIGTERM");
+    d.signal(Signal::TERM);
     expect(&sock, "STOPPING=1", &mut seen);
-    let deadline = Instant::now() + WATCHDOG;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "cachekitd did not exit after SIGTERM; log:\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = d.wait_exit(WATCHDOG);
     assert!(status.success(), "{status}");
 }
 
 #[test]
 fn without_notify_socket_the_daemon_runs() {
-    // The common helper strips NOTIFY_SOCKET and WATCHDOG_USEC; the daemon must simply run.
+    // The test kit strips NOTIFY_SOCKET and WATCHDOG_USEC; the daemon must simply run.
     let d = common::Daemon::start("no-systemd", &[]);
     let deadline = Instant::now() + WATCHDOG;
     while !d.log().contains("cachekitd ready") {

@@ -11,7 +11,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{poll, Get, Site, Worker};
+use cachekit_testkit::{poll, Site};
+use common::{Get, Worker};
 
 /// Daemon flags of most stories: small, and a fast heartbeat.
 const FLAGS: &[&str] = &["--memory", "16MiB", "--heartbeat-ms", "50"];

@@ -19,9 +19,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use cachekit_testkit::Site;
 use cachekit_tests::floors::Floors;
 use cachekit_tests::stress::{Plant, StressParams, StressReport};
-use common::{Site, Worker};
+use common::Worker;
 use serde_json::Value;
 
 const THREADS: u32 = 4;

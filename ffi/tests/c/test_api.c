@@ -547,8 +547,9 @@ typedef struct {
   char socket[128];
 } own_daemon;
 
-/* Starts `cachekitd --max-value-bytes MAX` in a temp dir; 0 and a reported failure if not. */
-static int start_daemon(own_daemon *d, const char *max) {
+/* Starts `cachekitd --max-value-bytes MAX EXTRA...` (EXTRA: NULL-terminated, or NULL) in a
+ * temp dir; 0 and a reported failure if not. */
+static int start_daemon(own_daemon *d, const char *max, const char *const *extra) {
   char bin[PATH_MAX];
   memset(d, 0, sizeof *d);
   if (!find_daemon(bin, sizeof bin)) {
@@ -567,8 +568,12 @@ static int start_daemon(own_daemon *d, const char *max) {
     const char *vars[] = {"CACHEKIT_SOCKET", "CACHEKIT_INSTANCE", "CACHEKIT_DIR",
                           "CACHEKIT_CONFIG", "NOTIFY_SOCKET"};
     for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) unsetenv(vars[i]);
-    execl(bin, bin, "--dir", d->dir, "--instance", "big", "--max-value-bytes", max, "--log",
-          "warn", (char *)NULL);
+    const char *argv[24] = {bin, "--dir", d->dir, "--instance", "big", "--max-value-bytes", max,
+                            "--log", "warn"};
+    size_t n = 9;
+    for (size_t i = 0; extra && extra[i] && n < 23; i++) argv[n++] = extra[i];
+    argv[n] = NULL;
+    execv(bin, (char *const *)argv);
     _exit(127);
   }
   long long deadline = mono_ms() + 20000;
@@ -596,7 +601,7 @@ static void stop_daemon(own_daemon *d) {
 /* Against a daemon run with --max-value-bytes 4MiB: the client adopts its limit. */
 static void values_as_large_as_the_daemon_allows(void) {
   own_daemon d;
-  if (!start_daemon(&d, "4MiB")) return;
+  if (!start_daemon(&d, "4MiB", NULL)) return;
   cachekit_client *big = open_client(d.socket, "api-big");
   if (!big) {
     stop_daemon(&d);
@@ -819,6 +824,38 @@ static void last_error_is_per_thread_with_a_size_query(void) {
   CHECK(other == 1);
 }
 
+/* A daemon at its max_connections refuses a client at accept and closes, often before the
+ * client's HELLO is sent: the client must still report the daemon's reason (it reads the
+ * ERROR waiting in its receive buffer), and the failed send must not raise SIGPIPE, whose
+ * default action would kill this program. */
+static void a_full_daemon_says_why_and_raises_no_sigpipe(void) {
+  own_daemon d;
+  const char *flags[] = {"--max-connections", "2", NULL};
+  if (!start_daemon(&d, "1MiB", flags)) return;
+  void (*before)(int) = signal(SIGPIPE, SIG_DFL);
+  cachekit_client *a = open_client(d.socket, "holder-a");
+  cachekit_client *b = open_client(d.socket, "holder-b");
+  cachekit_options o;
+  memset(&o, 0, sizeof o);
+  o.struct_size = sizeof o;
+  o.socket_path = d.socket;
+  for (int i = 0; i < 100; i++) {
+    cachekit_client *c = NULL;
+    cachekit_result rc = cachekit_client_open(&o, &c);
+    const char *m = last_error();
+    if (rc != CACHEKIT_UNAVAILABLE || !strstr(m, "2 connections open, its max_connections")) {
+      check_fail(__FILE__, __LINE__, "attempt %d: %u (%s), wanted the daemon's max_connections reason", i,
+                 (unsigned)rc, m);
+      if (c) cachekit_client_close(c);
+      break;
+    }
+  }
+  signal(SIGPIPE, before);
+  cachekit_client_close(a);
+  cachekit_client_close(b);
+  stop_daemon(&d);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: %s SOCKET\n", argv[0]);
@@ -852,6 +889,7 @@ int main(int argc, char **argv) {
   TEST(ping_answers);
   TEST(keys_values_and_tags_over_the_limits);
   TEST(values_as_large_as_the_daemon_allows);
+  TEST(a_full_daemon_says_why_and_raises_no_sigpipe);
   TEST(bad_tags_are_invalid_arguments);
   TEST(null_arguments_are_reported);
   TEST(last_error_is_per_thread_with_a_size_query);

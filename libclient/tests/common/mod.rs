@@ -306,41 +306,7 @@ fn handle(state: &State, req: Request) -> Reply {
 
 /// A fresh socket path in a temporary directory (kept alive by the returned guard).
 pub fn socket_path() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = cachekit_testkit::temp_dir("fake-daemon");
     let path = dir.path().join("fake.sock");
     (dir, path)
-}
-
-/// Runs `f` on a thread and fails the test if it has not finished within `secs` (a watchdog,
-/// not a timing assertion).
-pub fn watchdog<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let t = std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(v) => {
-            t.join().unwrap();
-            v
-        }
-        // The closure panicked: surface its panic.
-        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-            std::panic::resume_unwind(t.join().unwrap_err())
-        }
-        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-            panic!("watchdog: test did not finish within {secs} s")
-        }
-    }
-}
-
-/// Polls `cond` every 10 ms for up to `secs`.
-pub fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-    while std::time::Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    cond()
 }

@@ -1,9 +1,9 @@
-//! A real `cachekitd` for the integration tests, and raw protocol connections to it.
+//! Raw protocol connections to a real `cachekitd` for the integration tests.
 //!
-//! Every daemon runs from the binary Cargo built (`CARGO_BIN_EXE_cachekitd`) in a temp dir of
-//! its own, under an instance name of its own, so tests never meet each other or a daemon
-//! already running on the machine. It is killed (SIGKILL) when dropped; a failing test prints
-//! its log. Every wait is bounded by [`WATCHDOG`]: a broken daemon fails a test, never hangs it.
+//! The daemons come from the workspace test kit (`cachekit-testkit`): each runs in a temp dir
+//! of its own under an instance name of its own, is killed when dropped, and a failing test
+//! prints its log. Every wait here is bounded by [`WATCHDOG`]: a broken daemon fails a test,
+//! never hangs it.
 
 #![allow(dead_code)] // each test file uses its own part of these helpers
 
@@ -14,253 +14,32 @@ use cachekit_proto::{
 };
 use cachekit_shm::Reader;
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
-/// The longest any test waits for anything: a reply, a socket, a process exit.
+pub use cachekit_testkit::{Daemon, Site};
+
+/// The longest any test waits for a reply or a process exit.
 pub const WATCHDOG: Duration = Duration::from_secs(5);
 
-/// The memory every test daemon gets: small, so many can run side by side.
-pub const MEMORY: &str = "16MiB";
-
-static NEXT: AtomicUsize = AtomicUsize::new(0);
-
-/// A runtime directory and an instance name, both private to one test. Several daemons can be
-/// started on one site in turn (restart stories); it must outlive them.
-pub struct Site {
-    dir: tempfile::TempDir,
-    pub instance: String,
-    starts: AtomicUsize,
-}
-
-impl Site {
-    /// A fresh site; `story` goes into the instance name, to make logs readable.
-    pub fn new(story: &str) -> Site {
-        let dir = tempfile::Builder::new()
-            .prefix("cachekitd-test-")
-            .tempdir()
-            .expect("creating a temp dir");
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let story: String = story
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-            .take(40)
-            .collect();
-        let instance = format!("t{}-{n}-{story}", std::process::id());
-        Site {
-            dir,
-            instance,
-            starts: AtomicUsize::new(0),
-        }
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Where the daemon of this site listens.
-    pub fn socket(&self) -> PathBuf {
-        self.dir()
-            .join(cachekit_proto::paths::socket_name(&self.instance))
-    }
-
-    /// `cachekitd --dir <site> --instance <site> --memory 16MiB --log debug <extra>`, with no
-    /// `CACHEKIT_*` or systemd variables inherited, and its output going to a fresh log file in
-    /// the site.
-    pub fn command(&self, extra: &[&str]) -> (Command, PathBuf) {
-        let n = self.starts.fetch_add(1, Ordering::Relaxed);
-        let log = self.dir().join(format!("cachekitd-{n}.log"));
-        let out = File::create(&log).expect("creating the daemon log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cachekitd"));
-        cmd.arg("--dir").arg(self.dir());
-        // The site's settings, unless the test gives its own (a flag may appear only once).
-        for (flag, value) in [
-            ("--instance", self.instance.as_str()),
-            ("--memory", MEMORY),
-            ("--log", "debug"),
-        ] {
-            if !extra.contains(&flag) {
-                cmd.args([flag, value]);
-            }
-        }
-        cmd.args(extra)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("dup the log"))
-            .stderr(out);
-        for (k, _) in std::env::vars_os() {
-            let k = k.to_string_lossy().into_owned();
-            if k.starts_with("CACHEKIT_") || k == "NOTIFY_SOCKET" || k == "WATCHDOG_USEC" {
-                cmd.env_remove(k);
-            }
-        }
-        (cmd, log)
-    }
-
-    /// Starts a daemon on this site and waits (bounded) until it accepts connections.
-    pub fn start(&self, extra: &[&str]) -> Daemon {
-        let (mut cmd, log) = self.command(extra);
-        let child = cmd.spawn().expect("spawning cachekitd");
-        let instance = extra
-            .iter()
-            .position(|a| *a == "--instance")
-            .map_or(self.instance.as_str(), |i| extra[i + 1]);
-        let mut d = Daemon {
-            child: Some(child),
-            socket: self
-                .dir()
-                .join(cachekit_proto::paths::socket_name(instance)),
-            log,
-            site: None,
-        };
-        d.wait_ready();
-        d
-    }
-
-    /// Runs a daemon that is expected to refuse to start: its exit status and its output.
-    pub fn run_to_exit(&self, extra: &[&str]) -> (ExitStatus, String) {
-        let (mut cmd, log) = self.command(extra);
-        let mut child = cmd.spawn().expect("spawning cachekitd");
-        let status = wait_bounded(&mut child).unwrap_or_else(|| {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "cachekitd {extra:?} was expected to exit but still ran after {WATCHDOG:?}; log:\n{}",
-                read_log(&log)
-            )
-        });
-        (status, read_log(&log))
-    }
-}
-
-fn read_log(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| format!("(no log: {e})"))
-}
-
-/// Waits up to [`WATCHDOG`] for `child` to exit.
-fn wait_bounded(child: &mut Child) -> Option<ExitStatus> {
-    let deadline = Instant::now() + WATCHDOG;
-    loop {
-        if let Some(s) = child.try_wait().expect("waiting for cachekitd") {
-            return Some(s);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// A running `cachekitd`; SIGKILLed and reaped on drop.
-pub struct Daemon {
-    child: Option<Child>,
-    pub socket: PathBuf,
-    log: PathBuf,
-    // Last: the site (and its temp dir) goes only after the daemon is dead.
-    site: Option<Site>,
-}
-
-impl Daemon {
-    /// A daemon on a site of its own.
-    pub fn start(story: &str, extra: &[&str]) -> Daemon {
-        let site = Site::new(story);
-        let mut d = site.start(extra);
-        d.site = Some(site);
-        d
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + WATCHDOG;
-        loop {
-            if let Some(s) = self.child_mut().try_wait().expect("waiting for cachekitd") {
-                panic!("cachekitd exited at start ({s}); log:\n{}", self.log());
-            }
-            // A socket file left by a killed daemon refuses connections: wait for the new one.
-            if UnixStream::connect(&self.socket).is_ok() {
-                return;
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "cachekitd did not accept connections on {} within {WATCHDOG:?}; log:\n{}",
-                    self.socket.display(),
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    fn child_mut(&mut self) -> &mut Child {
-        self.child.as_mut().expect("the daemon was already reaped")
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child
-            .as_ref()
-            .expect("the daemon was already reaped")
-            .id()
-    }
-
-    pub fn log(&self) -> String {
-        read_log(&self.log)
-    }
-
+/// Protocol connections to a daemon of the kit.
+pub trait Connect {
     /// A raw connection, before HELLO.
-    pub fn connect(&self) -> Conn {
-        Conn::open(&self.socket)
-    }
-
+    fn connect(&self) -> Conn;
     /// A connection that said HELLO and mapped the table it was handed.
-    pub fn client(&self, name: &str) -> Client {
-        Client::attach(self.connect(), name)
-    }
-
-    /// Sends `sig` to the daemon.
-    pub fn signal(&self, sig: rustix::process::Signal) {
-        let pid = rustix::process::Pid::from_child(self.child.as_ref().expect("running"));
-        rustix::process::kill_process(pid, sig).expect("signalling cachekitd");
-    }
-
-    /// Waits (bounded) for the daemon to exit on its own, and reaps it.
-    pub fn wait_exit(&mut self) -> ExitStatus {
-        let status = wait_bounded(self.child_mut());
-        match status {
-            Some(s) => {
-                self.child = None;
-                s
-            }
-            None => panic!(
-                "cachekitd did not exit within {WATCHDOG:?}; log:\n{}",
-                self.log()
-            ),
-        }
-    }
-
-    /// SIGKILL, and reap.
-    pub fn kill_9(&mut self) -> ExitStatus {
-        self.signal(rustix::process::Signal::KILL);
-        self.wait_exit()
-    }
+    fn client(&self, name: &str) -> Client;
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!(
-                "---- cachekitd log ({}) ----\n{}",
-                self.log.display(),
-                self.log()
-            );
-        }
+impl Connect for Daemon {
+    fn connect(&self) -> Conn {
+        Conn::open(self.socket())
+    }
+
+    fn client(&self, name: &str) -> Client {
+        Client::attach(self.connect(), name)
     }
 }
 

@@ -1,258 +1,31 @@
-//! A real `cachekitd` and real client processes (`cachekit-worker`) for the end-to-end and
-//! stress stories.
+//! Real client processes (`cachekit-worker`) for the end-to-end and stress stories; the real
+//! `cachekitd` comes from the workspace test kit (`cachekit-testkit`).
 //!
 //! - Every daemon runs in a temp dir of its own under an instance name of its own, so tests
 //!   never meet each other or a daemon already running on the machine. It is SIGKILLed and
-//!   reaped when dropped; a failing test prints its log.
+//!   reaped when dropped; a failing test prints its log. The kit finds the binary
+//!   (`$CACHEKITD_BIN`, else `target/<profile>/cachekitd`) and fails with the command to run
+//!   when it is missing or older than its sources (`cargo build -p cachekitd`, with the
+//!   profile of the tests; `scripts/test` builds every workspace binary).
 //! - Every worker is a child process answering one JSON line per command; every answer is
 //!   awaited with a watchdog ([`WATCHDOG`] unless said otherwise), so a hung worker or daemon
 //!   fails the test instead of blocking it. Workers are killed when dropped, and exit by
 //!   themselves when their stdin closes.
-//! - `cachekitd` is not a dependency (binaries of other packages are not exposed to tests): it
-//!   is looked up in `$CACHEKITD_BIN`, else next to the test executable, and must be built
-//!   first (`cargo build -p cachekitd`; `scripts/test` builds every workspace binary).
 
 #![allow(dead_code)] // each test file uses its own part of these helpers
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use serde_json::Value;
 
-/// The longest a test waits for one answer, one daemon start, one process exit. Generous:
-/// CI machines have two cores and run many tests at once.
+/// The longest a test waits for one answer of a worker. Generous: CI machines have two cores
+/// and run many tests at once.
 pub const WATCHDOG: Duration = Duration::from_secs(20);
-
-static NEXT: AtomicUsize = AtomicUsize::new(0);
-
-/// The `cachekitd` binary, checked to exist and to be newer than its sources.
-pub fn cachekitd_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("CACHEKITD_BIN") {
-        return PathBuf::from(p);
-    }
-    // Tests run as target/<profile>/deps/<test>-<hash>; binaries are in target/<profile>.
-    let exe = std::env::current_exe().expect("the test executable's path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test runs from target/<profile>/deps");
-    let profile = profile_dir
-        .file_name()
-        .map_or("debug".into(), |n| n.to_string_lossy().into_owned());
-    let build = match profile.as_str() {
-        "debug" => "cargo build -p cachekitd".to_string(),
-        "release" => "cargo build -p cachekitd --release".to_string(),
-        p => format!("cargo build -p cachekitd --profile {p}"),
-    };
-    let bin = profile_dir.join("cachekitd");
-    let Ok(meta) = bin.metadata() else {
-        panic!(
-            "cachekitd is not built: {} does not exist. These tests run the real daemon, \
-             which Cargo does not build for another package's tests; build it first with \
-             `{build}` (or point $CACHEKITD_BIN at a binary). scripts/test builds it.",
-            bin.display()
-        );
-    };
-    // A binary older than the daemon's sources would test yesterday's daemon.
-    let built = meta.modified().expect("mtime of cachekitd");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let newest = ["sidecar/src", "shm/src", "proto/src"]
-        .iter()
-        .filter_map(|d| newest_mtime(&root.join(d)))
-        .max();
-    if let Some((when, path)) = newest {
-        assert!(
-            when <= built,
-            "cachekitd at {} is older than {}: rebuild it with `{build}`",
-            bin.display(),
-            path.display()
-        );
-    }
-    bin
-}
-
-fn newest_mtime(dir: &Path) -> Option<(SystemTime, PathBuf)> {
-    let mut newest: Option<(SystemTime, PathBuf)> = None;
-    for e in std::fs::read_dir(dir).ok()?.flatten() {
-        let path = e.path();
-        let found = if path.is_dir() {
-            newest_mtime(&path)
-        } else {
-            e.metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .map(|t| (t, path))
-        };
-        if let Some(f) = found {
-            if newest.as_ref().is_none_or(|n| f.0 > n.0) {
-                newest = Some(f);
-            }
-        }
-    }
-    newest
-}
-
-/// A runtime directory and an instance name private to one test. Daemons are started on it
-/// in turn (restart stories); it outlives them.
-pub struct Site {
-    dir: tempfile::TempDir,
-    pub instance: String,
-    bin: PathBuf,
-    starts: AtomicUsize,
-}
-
-impl Site {
-    /// A fresh site; `story` goes into the instance name, to make logs readable.
-    pub fn new(story: &str) -> Site {
-        let bin = cachekitd_bin();
-        let dir = tempfile::Builder::new()
-            .prefix("cachekit-e2e-")
-            .tempdir()
-            .expect("creating a temp dir");
-        let story: String = story
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-            .take(24)
-            .collect();
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        Site {
-            instance: format!("e{}-{n}-{story}", std::process::id()),
-            dir,
-            bin,
-            starts: AtomicUsize::new(0),
-        }
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Where this site's daemon listens.
-    pub fn socket(&self) -> PathBuf {
-        self.dir().join(format!("{}.sock", self.instance))
-    }
-
-    /// A file in the site (removed with it).
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.dir().join(name)
-    }
-
-    /// Starts `cachekitd --dir <site> --instance <site> <flags>`, with no `CACHEKIT_*` or
-    /// systemd variables inherited, and waits (bounded) until it accepts connections.
-    pub fn start(&self, flags: &[&str]) -> Daemon {
-        let n = self.starts.fetch_add(1, Ordering::Relaxed);
-        let log = self.path(&format!("cachekitd-{n}.log"));
-        let out = File::create(&log).expect("creating the daemon log");
-        let mut cmd = Command::new(&self.bin);
-        cmd.arg("--dir")
-            .arg(self.dir())
-            .args(["--instance", &self.instance, "--log", "info"])
-            .args(flags)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("dup the log"))
-            .stderr(out);
-        for (k, _) in std::env::vars_os() {
-            let k = k.to_string_lossy().into_owned();
-            if k.starts_with("CACHEKIT_") || k == "NOTIFY_SOCKET" || k == "WATCHDOG_USEC" {
-                cmd.env_remove(k);
-            }
-        }
-        let child = cmd.spawn().expect("spawning cachekitd");
-        let mut d = Daemon {
-            child: Some(child),
-            socket: self.socket(),
-            log,
-        };
-        d.wait_ready();
-        d
-    }
-}
-
-/// A running `cachekitd`; SIGKILLed and reaped on drop.
-pub struct Daemon {
-    child: Option<Child>,
-    pub socket: PathBuf,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + WATCHDOG;
-        loop {
-            let child = self.child.as_mut().expect("running");
-            if let Some(s) = child.try_wait().expect("waiting for cachekitd") {
-                panic!("cachekitd exited at start ({s}); log:\n{}", self.log());
-            }
-            // A socket file left by a killed daemon refuses connections: wait for the new one.
-            if UnixStream::connect(&self.socket).is_ok() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "cachekitd did not accept connections on {} within {WATCHDOG:?}; log:\n{}",
-                self.socket.display(),
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_else(|e| format!("(no log: {e})"))
-    }
-
-    /// SIGKILL, and reap: the daemon gets no chance to clean up.
-    pub fn kill_9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().expect("kill -9 cachekitd");
-            c.wait().expect("reaping cachekitd");
-        }
-    }
-
-    /// SIGTERM (a clean stop), and reap (bounded).
-    pub fn stop(&mut self) {
-        let Some(mut c) = self.child.take() else {
-            return;
-        };
-        let ok = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status()
-            .expect("running kill")
-            .success();
-        assert!(ok, "kill -TERM cachekitd failed");
-        let deadline = Instant::now() + WATCHDOG;
-        while c.try_wait().expect("waiting for cachekitd").is_none() {
-            if Instant::now() >= deadline {
-                let _ = c.kill();
-                let _ = c.wait();
-                panic!("cachekitd ignored SIGTERM for {WATCHDOG:?}");
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!(
-                "---- cachekitd log ({}) ----\n{}",
-                self.log.display(),
-                self.log()
-            );
-        }
-    }
-}
 
 /// The worker binary of this package.
 pub fn worker_bin() -> &'static str {
@@ -434,20 +207,5 @@ impl Get {
     /// The value of a hit, `None` on a miss.
     pub fn value(&self) -> Option<&str> {
         self.value.as_deref()
-    }
-}
-
-/// Calls `probe` until it returns `Some`, at most until `bound` has passed: the bounded poll
-/// that replaces a timing assert. `None` if it never did.
-pub fn poll<T>(bound: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + bound;
-    loop {
-        if let Some(t) = probe() {
-            return Some(t);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(2));
     }
 }

@@ -13,9 +13,10 @@
 //!   namespace is cleared locally (and again every as long while it lasts), so nothing
 //!   another host invalidated is served past that bound.
 
-use crate::daemon::Daemon;
-use crate::tier::{bump, Tier};
-use cachekit_redis::{Continuity, Cursor};
+use super::breaker::State;
+use super::{bump, Tier};
+use crate::table::SharedTable;
+use cachekit_redis::{Continuity, Cursor, EventKind};
 use futures_util::{FutureExt, Stream, StreamExt};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -35,8 +36,8 @@ async fn next_ring(bell: &mut Option<Bell>) -> Option<String> {
 }
 
 /// The follower task: runs for the life of the daemon.
-pub async fn run(d: Arc<Daemon>) {
-    let Some(t) = d.tier() else { return };
+pub(super) async fn run(tier: Arc<Tier>, table: Arc<SharedTable>) {
+    let (t, d) = (&*tier, &*table);
     let mut tick = tokio::time::interval(t.cfg.poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_ok = Instant::now();
@@ -49,7 +50,7 @@ pub async fn run(d: Arc<Daemon>) {
                 None
             }
         };
-        if catch_up(&d, t, true).await {
+        if catch_up(d, t, true).await {
             last_ok = Instant::now();
         }
         loop {
@@ -66,7 +67,7 @@ pub async fn run(d: Arc<Daemon>) {
                             }
                         }
                         for ns in names {
-                            let _ = poll_ns(&d, t, &ns, false).await;
+                            let _ = poll_ns(d, t, &ns, false).await;
                         }
                     }
                     None => {
@@ -76,7 +77,7 @@ pub async fn run(d: Arc<Daemon>) {
                     }
                 },
                 _ = tick.tick() => {
-                    if catch_up(&d, t, true).await {
+                    if catch_up(d, t, true).await {
                         last_ok = Instant::now();
                     } else if let Some(bound) = t.cfg.stale_bound {
                         if last_ok.elapsed() > bound && last_flush.elapsed() > bound {
@@ -84,13 +85,13 @@ pub async fn run(d: Arc<Daemon>) {
                             warn!(namespaces = names.len(), bound_ms = bound.as_millis() as u64,
                                 "cannot read the invalidation streams for longer than redis_stale_bound_ms: clearing the followed namespaces on this host");
                             for ns in &names {
-                                d.flush_namespace_local(ns);
+                                flush_local(d, ns);
                             }
                             bump(&t.c.flushes_for_outage);
                             last_flush = Instant::now();
                         }
                     }
-                    if t.breaker.state() != crate::breaker::State::Closed && t.breaker.allow() {
+                    if t.breaker.state() != State::Closed && t.breaker.allow() {
                         match t.store.ping().await {
                             Ok(()) => t.breaker.success(),
                             Err(e) => t.failed(&e),
@@ -115,7 +116,7 @@ fn followed(t: &Tier) -> Vec<String> {
 }
 
 /// Reads every followed stream; true when all reads succeeded.
-async fn catch_up(d: &Daemon, t: &Tier, replay: bool) -> bool {
+async fn catch_up(d: &SharedTable, t: &Tier, replay: bool) -> bool {
     let mut ok = true;
     for ns in followed(t) {
         ok &= poll_ns(d, t, &ns, replay).await.is_ok();
@@ -143,7 +144,7 @@ fn advance(t: &Tier, ns: &str, old: Option<&Cursor>, new: Cursor) {
 }
 
 /// Reads and applies everything after the cursor of `ns`.
-async fn poll_ns(d: &Daemon, t: &Tier, ns: &str, replay: bool) -> Result<(), ()> {
+async fn poll_ns(d: &SharedTable, t: &Tier, ns: &str, replay: bool) -> Result<(), ()> {
     loop {
         let cursor = match cursor_of(t, ns) {
             None => return Ok(()), // not a namespace this host uses
@@ -151,7 +152,7 @@ async fn poll_ns(d: &Daemon, t: &Tier, ns: &str, replay: bool) -> Result<(), ()>
             Some(None) => {
                 // First used while Redis was unreachable: what happened since is unknown.
                 let c = t.store.follow_start(ns).await.map_err(|e| t.failed(&e))?;
-                d.flush_namespace_local(ns);
+                flush_local(d, ns);
                 bump(&t.c.flushes_for_unknown_start);
                 info!(
                     namespace = ns,
@@ -178,11 +179,11 @@ async fn poll_ns(d: &Daemon, t: &Tier, ns: &str, replay: bool) -> Result<(), ()>
                         next = e.seq,
                         "events missing from the stream (trimmed before this host read them, or Redis lost data): clearing the namespace locally"
                     );
-                    d.flush_namespace_local(ns);
+                    flush_local(d, ns);
                     bump(&t.c.flushes_for_gap);
                 }
                 Continuity::Next if e.origin != t.origin => {
-                    d.apply_event(ns, &e.kind, e.seq);
+                    apply_event(d, ns, &e.kind, e.seq);
                     bump(&t.c.events);
                     if replay {
                         bump(&t.c.replayed);
@@ -202,4 +203,18 @@ async fn poll_ns(d: &Daemon, t: &Tier, ns: &str, replay: bool) -> Result<(), ()>
             return Ok(());
         }
     }
+}
+
+/// Applies another host's event (namespace clock `clock`) to the table.
+fn apply_event(table: &SharedTable, ns: &str, kind: &EventKind, clock: u64) {
+    table.change(|t| match kind {
+        EventKind::Key(k) => t.key_event(ns, k, clock),
+        EventKind::Tags { tags, exact } => t.tags_event(ns, tags, *exact, clock),
+        EventKind::Clear => t.clear(ns, Some(clock)),
+    });
+}
+
+/// Clears `ns` on this host only (a gap in its stream, or Redis unreadable too long).
+fn flush_local(table: &SharedTable, ns: &str) {
+    table.change(|t| t.clear(ns, None));
 }

@@ -1,20 +1,32 @@
-//! The Redis tier inside the daemon: a small tokio runtime, the store, the circuit breaker,
-//! the bounded queue of writes waiting for Redis, and the streams this host follows.
+//! The Redis tier, a component the daemon calls: a small tokio runtime, the store, the
+//! circuit breaker (`breaker.rs`), the queue of writes waiting for Redis (`queue.rs`), and
+//! the streams this host follows (`follow.rs`).
+//!
+//! The daemon calls it in one direction: writes go out through [`Tier::write`], misses
+//! through [`Tier::read_through`]. What it puts in the table (fills, other hosts' events,
+//! local flushes) goes through the table's one change path ([`SharedTable::change`]); it
+//! knows nothing else of the daemon.
 //!
 //! Connection threads stay synchronous: they call into the runtime with `block_on`, and
-//! every call carries the store's timeout. The background tasks (the follower in
-//! `follow.rs`, the queue drainer below) run on the runtime's two worker threads.
+//! every call carries the store's timeout. The background tasks (the follower, the queue
+//! drainer) run on the runtime's two worker threads.
 
-use crate::breaker::{Breaker, State};
+mod breaker;
+mod follow;
+mod queue;
+
 use crate::config::{RedisConfig, WriteMode};
-use crate::gens::{Pending, Scope};
+use crate::table::SharedTable;
+use breaker::{Breaker, State};
+use cachekit_proto::FetchHit;
 use cachekit_redis::{AsyncStore, Cursor, Fetched, Record, StoreError, WriteContext, WriteOp};
-use std::collections::{HashMap, VecDeque};
+use cachekit_shm::{now_ms, InsertOptions};
+use queue::Queue;
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::Duration;
-use tracing::{debug, error, warn};
+use std::sync::{Arc, Mutex};
+use tracing::{debug, info, warn};
 
 /// Counters of the Redis tier, in STATS.
 #[derive(Default)]
@@ -85,20 +97,11 @@ pub struct Tier {
     pub cfg: RedisConfig,
     rt: tokio::runtime::Runtime,
     pub store: AsyncStore,
-    pub breaker: Breaker,
-    queue: Mutex<VecDeque<WriteOp>>,
-    pub queue_wake: tokio::sync::Notify,
-    pub pending: Pending,
-    pub follows: Mutex<HashMap<String, Follow>>,
-    pub origin: Vec<u8>,
-    pub c: TierCounters,
-}
-
-pub fn scope(op: &WriteOp) -> Scope<'_> {
-    match op {
-        WriteOp::Set { ns, key, .. } | WriteOp::Delete { ns, key } => Scope::Key(ns, key),
-        WriteOp::Invalidate { ns, .. } | WriteOp::Clear { ns } => Scope::Namespace(ns),
-    }
+    breaker: Breaker,
+    queue: Queue,
+    follows: Mutex<HashMap<String, Follow>>,
+    origin: Vec<u8>,
+    c: TierCounters,
 }
 
 impl Tier {
@@ -122,26 +125,34 @@ impl Tier {
             cfg,
             rt,
             store,
-            queue: Mutex::new(VecDeque::new()),
-            queue_wake: tokio::sync::Notify::new(),
-            pending: Pending::default(),
+            queue: Queue::default(),
             follows: Mutex::new(HashMap::new()),
             origin,
             c: TierCounters::default(),
         })
     }
 
+    /// Starts the follower and the write queue's drainer, which change `table`.
+    pub fn start(self: &Arc<Self>, table: Arc<SharedTable>) {
+        info!(
+            redis = %self.cfg.target.shown,
+            cluster = self.cfg.target.cluster,
+            write_mode = ?self.cfg.write_mode,
+            origin = %String::from_utf8_lossy(&self.origin),
+            "Redis tier on"
+        );
+        self.rt.spawn(follow::run(self.clone(), table));
+        let t = self.clone();
+        self.rt.spawn(async move { t.drain().await });
+    }
+
     /// Runs `f` to completion from a connection thread (never from a runtime task).
-    pub fn block_on<F: Future>(&self, f: F) -> F::Output {
+    fn block_on<F: Future>(&self, f: F) -> F::Output {
         self.rt.handle().block_on(f)
     }
 
-    pub fn spawn<F: Future<Output = ()> + Send + 'static>(&self, f: F) {
-        self.rt.spawn(f);
-    }
-
     /// Counts a failed call; an outage counts towards the breaker.
-    pub fn failed(&self, e: &StoreError) {
+    fn failed(&self, e: &StoreError) {
         bump(&self.c.errors);
         if matches!(e, StoreError::Timeout { .. }) {
             bump(&self.c.timeouts);
@@ -157,7 +168,7 @@ impl Tier {
 
     /// Makes sure this host follows `ns`'s stream from a point *before* anything of `ns` is
     /// put in the table. Returns whether the starting point is known (a fill needs that).
-    pub fn ensure_followed(&self, ns: &str) -> bool {
+    fn ensure_followed(&self, ns: &str) -> bool {
         if let Some(f) = self.follows().get(ns) {
             return f.cursor.is_some();
         }
@@ -195,11 +206,11 @@ impl Tier {
 
     /// Sends a write to Redis (write-through) or queues it (write-behind, breaker open,
     /// or writes already queued, which must stay in order).
-    pub fn write(&self, op: WriteOp, now: u64) -> WriteOutcome {
+    pub fn write(&self, op: WriteOp) -> WriteOutcome {
         self.ensure_followed(op.namespace());
-        let direct = self.cfg.write_mode == WriteMode::Through && self.queue_len() == 0;
+        let direct = self.cfg.write_mode == WriteMode::Through && self.queue.len() == 0;
         if direct && self.breaker.allow() {
-            match self.block_on(self.store.write(&op, now)) {
+            match self.block_on(self.store.write(&op, now_ms())) {
                 Ok(w) => {
                     self.breaker.success();
                     bump(&self.c.writes);
@@ -224,75 +235,71 @@ impl Tier {
         self.enqueue(op)
     }
 
-    pub fn queue_len(&self) -> usize {
-        self.queue.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    fn enqueue(&self, op: WriteOp) -> WriteOutcome {
-        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        if q.len() >= self.cfg.queue {
-            bump(&self.c.queue_full);
-            return WriteOutcome::Failed(format!(
-                "Redis at {} is unreachable and {} writes already wait for it (redis_queue); the {} was applied on this host only: retry later, or raise redis_queue",
-                self.cfg.target.shown,
-                q.len(),
-                op.name()
-            ));
+    /// A miss of the table: read Redis (one GET), validate, fill `table` with the remaining
+    /// lifetime, answer. The caller (the coalescer) makes this one call per key per host.
+    /// `None`: a miss (absent, invalid, larger than `max_value_bytes`, Redis unreachable).
+    pub fn read_through(
+        &self,
+        table: &SharedTable,
+        ns: &str,
+        key: &[u8],
+        max_value_bytes: usize,
+    ) -> Option<FetchHit> {
+        if self.queue.pending.any(ns, key) {
+            // Redis may not have this host's latest write yet: its copy could be older.
+            bump(&self.c.pending_misses);
+            return None;
         }
-        self.pending.add(&scope(&op));
-        q.push_back(op);
-        drop(q);
-        bump(&self.c.queued);
-        self.queue_wake.notify_one();
-        WriteOutcome::Queued
-    }
-
-    /// Sends queued writes to Redis, in order, forever. One at a time: order matters within
-    /// a namespace (a set then an invalidation must reach Redis in that order).
-    pub async fn drain(&self) {
-        loop {
-            let front = self
-                .queue
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .front()
-                .cloned();
-            let Some(op) = front else {
-                self.queue_wake.notified().await;
-                continue;
-            };
-            if !self.breaker.allow() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
-            let result = self.store.write(&op, cachekit_shm::now_ms()).await;
-            match result {
-                Ok(_) => {
-                    self.breaker.success();
-                    bump(&self.c.writes);
-                }
-                Err(e) if e.is_outage() => {
-                    self.failed(&e);
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                }
-                Err(e) => {
-                    self.failed(&e);
-                    bump(&self.c.writes_dropped);
-                    error!(error = %e, operation = op.name(), namespace = op.namespace(), "Redis refused a queued write; dropped");
-                }
-            }
-            self.queue
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .pop_front();
-            self.pending.done(&scope(&op));
+        let known = self.ensure_followed(ns);
+        let before = table.snapshot(ns, key);
+        let now = now_ms();
+        let rec = match self.fetch(ns, key, now) {
+            FetchOutcome::Miss => return None,
+            FetchOutcome::Hit(r) => r,
+        };
+        if rec.value.len() > max_value_bytes {
+            warn!(
+                namespace = ns,
+                len = rec.value.len(),
+                "a value in Redis is larger than this daemon's max_value_bytes; answering a miss (raise --max-value-bytes to match the other hosts)"
+            );
+            return None;
         }
+        let ttl_ms = rec.expires_ms.map(|e| e.saturating_sub(now));
+        let grace_ms = match (rec.expires_ms, rec.grace_until_ms) {
+            (Some(e), Some(g)) => g.saturating_sub(now.max(e)),
+            _ => 0,
+        };
+        let tags: Vec<&str> = rec.tags.iter().map(String::as_str).collect();
+        let opts = InsertOptions {
+            ttl_ms,
+            grace_ms,
+            tags: &tags,
+        };
+        // Filled only if this host knows where it follows the namespace's stream from, no
+        // write to the key is still on its way to Redis, and nothing Redis may not have had
+        // changed the key or namespace since `before` (checked by `fill`, under the lock).
+        let filled = table.change(|t| match known && !self.queue.pending.any(ns, key) {
+            true => t.fill(before, rec.stamp, ns, key, &rec.value, &opts),
+            false => Ok(false),
+        });
+        match filled {
+            Ok(true) => bump(&self.c.fills),
+            Ok(false) => bump(&self.c.fill_races),
+            Err(e) => debug!(namespace = ns, error = %e, "not filling the table"),
+        }
+        Some(FetchHit {
+            stale: rec.stale_at(now),
+            created_ms: rec.created_ms,
+            expires_ms: rec.expires_ms,
+            grace_until_ms: rec.grace_until_ms,
+            value: rec.value,
+        })
     }
 
     /// Reads `key` from Redis and validates it at `now`. Never waits longer than the store's
     /// timeout; answers at once while the breaker is open.
-    pub fn fetch(&self, ns: &str, key: &[u8], now: u64) -> FetchOutcome {
+    fn fetch(&self, ns: &str, key: &[u8], now: u64) -> FetchOutcome {
         if !self.breaker.allow() {
             bump(&self.c.fast_misses);
             return FetchOutcome::Miss;
@@ -352,7 +359,7 @@ impl Tier {
             ("fill_races".into(), l(&c.fill_races)),
             ("redis_writes".into(), l(&c.writes)),
             ("redis_queued".into(), l(&c.queued)),
-            ("redis_queue_len".into(), self.queue_len() as u64),
+            ("redis_queue_len".into(), self.queue.len() as u64),
             ("redis_queue_full".into(), l(&c.queue_full)),
             ("redis_writes_dropped".into(), l(&c.writes_dropped)),
             ("redis_events".into(), l(&c.events)),

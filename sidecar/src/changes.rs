@@ -1,0 +1,220 @@
+//! What changed in the table since a fill from Redis started: the bookkeeping that keeps a
+//! fill from putting back a value that a write or an invalidation replaced while the fill
+//! was reading Redis.
+//!
+//! Every change to the table counts here, per namespace (invalidations, clears) and per key
+//! (sets, deletes). A fill takes a [`Snapshot`] before it reads Redis and may put its record
+//! in the table only if nothing it could have missed changed since ([`Changes::may_fill`]).
+//!
+//! A change that raced a fill is harmless when Redis had already seen it when the record was
+//! read: its namespace clock value is at most the record's stamp. So next to each counter the
+//! highest clock value of the changes is kept (`u64::MAX` when unknown: a flush, a write that
+//! did not reach Redis), and a fill is dropped only when a change it raced may be newer than
+//! what it read.
+//!
+//! Everything here is plain integers: [`Changes`] lives inside the daemon's `Table`, behind
+//! the one lock every change takes (see `table.rs`), so there is nothing to order.
+//!
+//! The arrays are fixed and indexed by a hash: two keys sharing a slot only cost a skipped
+//! fill, never a stale one, and nothing grows with the number of keys or namespaces.
+
+use std::hash::{Hash, Hasher};
+
+/// Namespace slots by default.
+const NS_SLOTS: usize = 1024;
+/// Key slots by default.
+const KEY_SLOTS: usize = 8192;
+
+fn key_hash(ns: &str, key: &[u8]) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    ns.hash(&mut h);
+    key.hash(&mut h);
+    h.finish()
+}
+
+/// A fingerprint of (namespace, key) independent of its slot, never 0.
+fn fingerprint(ns: &str, key: &[u8]) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    0xC4u8.hash(&mut h);
+    key_hash(ns, key).hash(&mut h);
+    h.finish() | 1
+}
+
+/// What a fill remembers before it reads Redis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    ns: u64,
+    key: u64,
+}
+
+/// One counter slot: how many changes it has seen, and the highest namespace clock value
+/// among them (`u64::MAX`: at least one was unknown).
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    count: u64,
+    clock: u64,
+}
+
+impl Slot {
+    fn bump(&mut self, clock: Option<u64>) {
+        self.count = self.count.wrapping_add(1);
+        self.clock = self.clock.max(clock.unwrap_or(u64::MAX));
+    }
+}
+
+/// What the table holds for a key that came from a known Redis write.
+#[derive(Clone, Copy, Default)]
+struct Held {
+    /// Fingerprint of the key; 0 = nothing known.
+    fp: u64,
+    clock: u64,
+}
+
+/// The change counters (see the module documentation).
+pub struct Changes {
+    ns: Box<[Slot]>,
+    key: Box<[Slot]>,
+    /// Per key slot: the key whose table entry came from the Redis write at that clock (so
+    /// that write's own event need not drop it).
+    held: Box<[Held]>,
+}
+
+impl Default for Changes {
+    fn default() -> Self {
+        Changes::with_slots(NS_SLOTS, KEY_SLOTS)
+    }
+}
+
+impl Changes {
+    /// Counters with `ns_slots` namespace slots and `key_slots` key slots (tests use few, to
+    /// make keys share slots).
+    pub fn with_slots(ns_slots: usize, key_slots: usize) -> Changes {
+        assert!(ns_slots > 0 && key_slots > 0);
+        Changes {
+            ns: vec![Slot::default(); ns_slots].into(),
+            key: vec![Slot::default(); key_slots].into(),
+            held: vec![Held::default(); key_slots].into(),
+        }
+    }
+
+    fn ns_slot(&self, ns: &str) -> usize {
+        let mut h = std::hash::DefaultHasher::new();
+        ns.hash(&mut h);
+        (h.finish() % self.ns.len() as u64) as usize
+    }
+
+    fn key_slot(&self, ns: &str, key: &[u8]) -> usize {
+        (key_hash(ns, key) % self.key.len() as u64) as usize
+    }
+
+    /// An invalidation or a clear of `ns`, at namespace clock `clock` (`None`: unknown).
+    pub fn namespace_changed(&mut self, ns: &str, clock: Option<u64>) {
+        let i = self.ns_slot(ns);
+        self.ns[i].bump(clock);
+    }
+
+    /// A set or a delete of `key`, at namespace clock `clock` (`None`: unknown). `held` is
+    /// the clock of the Redis write the table now holds for the key, `None` for anything else
+    /// (deleted, refused, written without a known clock).
+    pub fn key_changed(&mut self, ns: &str, key: &[u8], clock: Option<u64>, held: Option<u64>) {
+        let i = self.key_slot(ns, key);
+        self.key[i].bump(clock);
+        self.hold(ns, key, held);
+    }
+
+    /// Notes what the table now holds for `key`: the Redis write at namespace clock `clock`,
+    /// or `None` for anything else.
+    pub fn hold(&mut self, ns: &str, key: &[u8], clock: Option<u64>) {
+        let i = self.key_slot(ns, key);
+        self.held[i] = match clock {
+            Some(clock) => Held {
+                fp: fingerprint(ns, key),
+                clock,
+            },
+            None => Held::default(),
+        };
+    }
+
+    /// Whether the table already holds the Redis write of `key` at `clock` or a later one:
+    /// then that write's event must not drop it.
+    pub fn holds(&self, ns: &str, key: &[u8], clock: u64) -> bool {
+        let h = self.held[self.key_slot(ns, key)];
+        h.fp == fingerprint(ns, key) && h.clock >= clock
+    }
+
+    /// Taken before reading Redis.
+    pub fn snapshot(&self, ns: &str, key: &[u8]) -> Snapshot {
+        Snapshot {
+            ns: self.ns[self.ns_slot(ns)].count,
+            key: self.key[self.key_slot(ns, key)].count,
+        }
+    }
+
+    /// Whether a record of `key` stamped `stamp`, read after `before` was taken, may be put
+    /// in the table now: every change since `before` was already in Redis when the record
+    /// was read.
+    pub fn may_fill(&self, before: Snapshot, ns: &str, key: &[u8], stamp: u64) -> bool {
+        let n = self.ns[self.ns_slot(ns)];
+        let k = self.key[self.key_slot(ns, key)];
+        (n.count == before.ns || n.clock <= stamp) && (k.count == before.key || k.clock <= stamp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshots_see_changes() {
+        let mut g = Changes::default();
+        let s = g.snapshot("ns", b"k");
+        g.key_changed("ns", b"other", Some(1), None);
+        g.namespace_changed("other-ns", None);
+        // Collisions are allowed, but these differ with the default hasher and slot counts.
+        assert_eq!(g.snapshot("ns", b"k"), s);
+        assert!(g.may_fill(s, "ns", b"k", 5));
+        g.key_changed("ns", b"k", Some(5), None);
+        assert!(
+            g.may_fill(s, "ns", b"k", 5),
+            "the change is the record read"
+        );
+        g.namespace_changed("ns", Some(7));
+        assert!(
+            !g.may_fill(s, "ns", b"k", 5),
+            "an invalidation newer than the record"
+        );
+        assert!(
+            g.may_fill(g.snapshot("ns", b"k"), "ns", b"k", 5),
+            "none since"
+        );
+        g.key_changed("ns", b"k", None, None);
+        assert!(!g.may_fill(s, "ns", b"k", 9), "an unknown change");
+    }
+
+    #[test]
+    fn held_writes_are_per_key() {
+        let mut g = Changes::default();
+        g.hold("ns", b"k", Some(5));
+        assert!(g.holds("ns", b"k", 5) && !g.holds("ns", b"k", 6));
+        assert!(!g.holds("ns", b"other", 1));
+        g.key_changed("ns", b"k", Some(6), None);
+        assert!(
+            !g.holds("ns", b"k", 1),
+            "a later change forgets the held write"
+        );
+        g.key_changed("ns", b"k", Some(7), Some(7));
+        assert!(g.holds("ns", b"k", 7));
+    }
+
+    #[test]
+    fn one_slot_for_everything_only_costs_fills() {
+        let mut g = Changes::with_slots(1, 1);
+        let s = g.snapshot("a", b"x");
+        g.key_changed("b", b"y", None, None);
+        assert!(
+            !g.may_fill(s, "a", b"x", u64::MAX - 1),
+            "a shared slot refuses"
+        );
+        assert!(!g.holds("a", b"x", 0));
+    }
+}

@@ -1,0 +1,101 @@
+//! What the daemon does with each request: the permission check, then one operation per
+//! file. A new request is a new file here and one line in [`handle`].
+//!
+//! Each write operation follows the same path: the Redis tier first (write-through, or
+//! queued), then one [`change`](crate::table::SharedTable::change) of the table carrying the
+//! write's namespace clock, so fills from Redis that raced it are dropped.
+
+mod clear;
+mod delete;
+mod fetch;
+mod hello;
+mod invalidate;
+mod set;
+mod stats;
+
+pub use hello::hello_ok;
+
+use crate::daemon::{bump, Daemon};
+use crate::peer::Peer;
+use crate::tier::WriteOutcome;
+use cachekit_proto::{ErrorCode, Reply, Request};
+use cachekit_redis::WriteOp;
+
+/// Answers one request (anything but the connection's first HELLO, see `socket.rs`).
+pub fn handle(d: &Daemon, peer: &Peer, req: Request) -> Reply {
+    let c = &d.counters;
+    bump(&c.requests);
+    let write = matches!(
+        req,
+        Request::Set(_)
+            | Request::Delete { .. }
+            | Request::Invalidate { .. }
+            | Request::Clear { .. }
+    );
+    if write && !peer.may_write {
+        bump(&c.not_permitted);
+        return Reply::error(
+            ErrorCode::NotPermitted,
+            format!(
+                "uid {} gid {} may not write to this cache; add it to writer_uids or writer_gids in the cachekitd configuration",
+                peer.uid, peer.gid
+            ),
+        );
+    }
+    let reply = match req {
+        Request::Hello(_) => Reply::error(
+            ErrorCode::UnexpectedMessage,
+            "HELLO was already sent on this connection",
+        ),
+        Request::Set(s) => set::run(d, &s),
+        Request::Delete { namespace, key } => delete::run(d, namespace, key),
+        Request::Invalidate {
+            namespace,
+            tags,
+            exact,
+        } => invalidate::run(d, namespace, tags, exact),
+        Request::Clear { namespace } => clear::run(d, namespace),
+        Request::Fetch { namespace, key } => fetch::run(d, &namespace, &key),
+        Request::Stats => stats::stats(d),
+        Request::Ping => stats::ping(d),
+    };
+    if matches!(reply, Reply::Error { .. }) {
+        bump(&c.errors);
+    }
+    reply
+}
+
+/// What Redis said of a write.
+struct Remote {
+    /// Whether Redis had the key (a delete).
+    existed: bool,
+    /// The write's namespace clock value; `None` when queued, or without Redis.
+    clock: Option<u64>,
+}
+
+/// Sends a write to the Redis tier, if there is one: `Err` with the message when it could
+/// neither be written nor queued.
+fn to_redis(d: &Daemon, op: impl FnOnce() -> WriteOp) -> Result<Remote, String> {
+    let Some(t) = &d.tier else {
+        return Ok(Remote {
+            existed: false,
+            clock: None,
+        });
+    };
+    match t.write(op()) {
+        WriteOutcome::Done { existed, clock } => Ok(Remote {
+            existed,
+            clock: Some(clock),
+        }),
+        WriteOutcome::Queued => Ok(Remote {
+            existed: false,
+            clock: None,
+        }),
+        WriteOutcome::Failed(message) => Err(message),
+    }
+}
+
+/// The clock of a write that reached Redis, `None` otherwise.
+fn clock_of(remote: &Result<Remote, String>) -> Option<u64> {
+    remote.as_ref().ok().and_then(|r| r.clock)
+}

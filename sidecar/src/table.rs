@@ -1,0 +1,203 @@
+//! The one way to change the shared table.
+//!
+//! The table's single writer and the [`Changes`] counters live together in [`Table`], behind
+//! one lock in [`SharedTable`]. Nothing else can reach the writer: every change goes through
+//! [`SharedTable::change`], which
+//!
+//! 1. takes the lock,
+//! 2. runs the caller's change, whose every method updates the table *and* the fill
+//!    bookkeeping in one step (a set notes the key, an invalidation its namespace),
+//! 3. releases the lock, then
+//! 4. publishes the change by bumping the write generation (Release), so a FETCH that arrives
+//!    after the change's reply never joins a lookup that started before it.
+//!
+//! So "lock the writer → change the table → note it for fills → unlock → publish" is written
+//! once, here, and a new operation cannot forget a step.
+
+use crate::changes::{Changes, Snapshot};
+use cachekit_shm::{InsertError, InsertOptions, InvalidateMode, Reader, TagError, Writer};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+/// The table's writer and its change counters. Reached only inside [`SharedTable::change`].
+pub struct Table {
+    writer: Writer,
+    changes: Changes,
+}
+
+impl Table {
+    /// Stores `value` for `key`. `clock` is the namespace clock of the write in Redis
+    /// (`None`: not in Redis, or unknown).
+    pub fn set(
+        &mut self,
+        ns: &str,
+        key: &[u8],
+        value: &[u8],
+        opts: &InsertOptions<'_>,
+        clock: Option<u64>,
+    ) -> Result<(), InsertError> {
+        let r = self.writer.insert(ns, key, value, opts);
+        let held = clock.filter(|_| r.is_ok());
+        self.changes.key_changed(ns, key, clock, held);
+        r
+    }
+
+    /// Deletes `key`; whether it was in the table.
+    pub fn delete(&mut self, ns: &str, key: &[u8], clock: Option<u64>) -> bool {
+        let existed = self.writer.delete(ns, key);
+        self.changes.key_changed(ns, key, clock, None);
+        existed
+    }
+
+    /// Invalidates every tag of `tags` in `ns`. Tags from clients were checked at decode;
+    /// one the table refuses anyway (an event from Redis) stops there, and the caller
+    /// decides (what was invalidated stays so: that direction is always safe).
+    pub fn invalidate(
+        &mut self,
+        ns: &str,
+        tags: &[String],
+        mode: InvalidateMode,
+        clock: Option<u64>,
+    ) -> Result<(), TagError> {
+        // Counted first: a fill that raced even a partial invalidation must not land.
+        self.changes.namespace_changed(ns, clock);
+        for tag in tags {
+            self.writer.invalidate(ns, tag, mode)?;
+        }
+        Ok(())
+    }
+
+    /// Clears `ns`.
+    pub fn clear(&mut self, ns: &str, clock: Option<u64>) {
+        self.writer.clear_namespace(ns);
+        self.changes.namespace_changed(ns, clock);
+    }
+
+    /// Another host's set or delete of `key`, at namespace clock `clock`: drops this host's
+    /// copy, unless the table holds that very write already (filled from Redis after it).
+    pub fn key_event(&mut self, ns: &str, key: &[u8], clock: u64) {
+        if !self.changes.holds(ns, key, clock) {
+            self.delete(ns, key, Some(clock));
+        }
+    }
+
+    /// Another host's invalidation of `tags`, at namespace clock `clock`. A tag this table
+    /// cannot represent clears the namespace, which is always safe.
+    pub fn tags_event(&mut self, ns: &str, tags: &[String], exact: bool, clock: u64) {
+        let mode = match exact {
+            true => InvalidateMode::Exact,
+            false => InvalidateMode::Hierarchical,
+        };
+        if self.invalidate(ns, tags, mode, Some(clock)).is_err() {
+            self.clear(ns, Some(clock));
+        }
+    }
+
+    /// Taken before a fill reads Redis; handed back to [`Table::fill`].
+    pub fn snapshot(&self, ns: &str, key: &[u8]) -> Snapshot {
+        self.changes.snapshot(ns, key)
+    }
+
+    /// Puts a record read from Redis (stamped with namespace clock `stamp`) in the table,
+    /// unless something changed the key or its namespace since `before` that Redis may not
+    /// have had when the record was read. `Ok(false)`: raced, not filled.
+    pub fn fill(
+        &mut self,
+        before: Snapshot,
+        stamp: u64,
+        ns: &str,
+        key: &[u8],
+        value: &[u8],
+        opts: &InsertOptions<'_>,
+    ) -> Result<bool, InsertError> {
+        if !self.changes.may_fill(before, ns, key, stamp) {
+            return Ok(false);
+        }
+        self.writer.insert(ns, key, value, opts)?;
+        self.changes.hold(ns, key, Some(stamp));
+        Ok(true)
+    }
+
+    /// The table's own counters.
+    pub fn stats(&self) -> Vec<(&'static str, u64)> {
+        self.writer.stats()
+    }
+}
+
+/// The table, shared by the daemon's threads.
+pub struct SharedTable {
+    table: Mutex<Table>,
+    /// Bumped after every change; see the module documentation.
+    write_gen: AtomicU64,
+    reader: Reader,
+}
+
+impl SharedTable {
+    pub fn new(writer: Writer) -> SharedTable {
+        SharedTable::with_changes(writer, Changes::default())
+    }
+
+    pub fn with_changes(writer: Writer, changes: Changes) -> SharedTable {
+        SharedTable {
+            reader: writer.reader(),
+            table: Mutex::new(Table { writer, changes }),
+            write_gen: AtomicU64::new(0),
+        }
+    }
+
+    /// A panic while holding the lock cannot leave the table inconsistent for readers (they
+    /// validate everything), so a poisoned lock is taken over.
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs one change of the table (see the module documentation) and publishes it.
+    pub fn change<R>(&self, f: impl FnOnce(&mut Table) -> R) -> R {
+        let r = f(&mut self.lock());
+        // Release: pairs with the Acquire load in `write_gen`; a FETCH that sees this value
+        // started after the change was made.
+        self.write_gen.fetch_add(1, Ordering::Release);
+        r
+    }
+
+    /// How many changes have been published.
+    pub fn write_gen(&self) -> u64 {
+        // Acquire: pairs with the Release bump in `change`.
+        self.write_gen.load(Ordering::Acquire)
+    }
+
+    /// Taken before a fill reads Redis (see [`Table::fill`]).
+    pub fn snapshot(&self, ns: &str, key: &[u8]) -> Snapshot {
+        self.lock().snapshot(ns, key)
+    }
+
+    /// A reader of the table, for lookups.
+    pub fn reader(&self) -> &Reader {
+        &self.reader
+    }
+
+    /// Heartbeat plus expiry, every heartbeat interval. Neither changes what a read returns
+    /// (expired entries are misses already), so nothing is published.
+    pub fn housekeeping(&self) {
+        let mut t = self.lock();
+        t.writer.heartbeat();
+        t.writer.expire();
+    }
+
+    /// Marks the segment dead for good, at once: heartbeat 0, and the returned lock is held
+    /// until the process exits so no housekeeping can publish a fresh one. Clients stop
+    /// reading it immediately instead of after the heartbeat timeout, so a daemon restarted
+    /// right away cannot acknowledge a write that a client of the old segment would not see.
+    pub fn shut_down(&self) -> MutexGuard<'_, Table> {
+        let t = self.lock();
+        t.writer.heartbeat_at(0);
+        t
+    }
+
+    pub fn stats(&self) -> Vec<(&'static str, u64)> {
+        self.lock().stats()
+    }
+}
+
+#[cfg(test)]
+mod fill_races;
