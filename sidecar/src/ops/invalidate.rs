@@ -21,10 +21,7 @@ pub fn run(d: &Daemon, namespace: String, tags: Vec<String>, exact: bool) -> Rep
         false => InvalidateMode::Hierarchical,
     };
     let remote = match tags.is_empty() {
-        true => Ok(super::Remote {
-            existed: false,
-            clock: None,
-        }),
+        true => Ok(super::Remote::LOCAL),
         false => to_redis(d, || WriteOp::Invalidate {
             ns: namespace.clone(),
             tags: tags.clone(),

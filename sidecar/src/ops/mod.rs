@@ -73,24 +73,26 @@ struct Remote {
     clock: Option<u64>,
 }
 
+impl Remote {
+    /// Nothing sent: no Redis tier, or nothing to send.
+    const LOCAL: Remote = Remote {
+        existed: false,
+        clock: None,
+    };
+}
+
 /// Sends a write to the Redis tier, if there is one: `Err` with the message when it could
 /// neither be written nor queued.
 fn to_redis(d: &Daemon, op: impl FnOnce() -> WriteOp) -> Result<Remote, String> {
     let Some(t) = &d.tier else {
-        return Ok(Remote {
-            existed: false,
-            clock: None,
-        });
+        return Ok(Remote::LOCAL);
     };
     match t.write(op()) {
         WriteOutcome::Done { existed, clock } => Ok(Remote {
             existed,
             clock: Some(clock),
         }),
-        WriteOutcome::Queued => Ok(Remote {
-            existed: false,
-            clock: None,
-        }),
+        WriteOutcome::Queued => Ok(Remote::LOCAL),
         WriteOutcome::Failed(message) => Err(message),
     }
 }
