@@ -228,7 +228,7 @@ pub fn simulate_cachekit(trace: &Trace, capacity: usize) -> CachekitSim {
             w_cell
                 .borrow_mut()
                 .insert(SIM_NS, &sim_key(k), &value, &opts)
-                .expect("insert")
+                .expect("insert");
         },
         || {
             live_sum += w_cell.borrow().stat(Stat::LiveEntries) as f64;

@@ -304,6 +304,8 @@ mod tests {
             grace_until_ms: None,
             stale,
             source: Source::Segment,
+            version: 7,
+            integer: false,
         }
     }
 

@@ -3,7 +3,7 @@
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::error::{DecodeError, EncodeError};
-use crate::header::{Header, FLAG_LZ4, FORMAT_VERSION, HEADER_LEN, MAX_FORMAT_LEN};
+use crate::header::{Header, FLAG_INTEGER, FLAG_LZ4, FORMAT_VERSION, HEADER_LEN, MAX_FORMAT_LEN};
 
 /// Default [`EnvelopeConfig::compress_threshold`]: 256 bytes. Below that, LZ4's per-block
 /// overhead and the compression time rarely pay for themselves.
@@ -114,6 +114,40 @@ pub fn encode_into(
     out.extend_from_slice(&header.to_bytes());
     out.extend_from_slice(value);
     Ok(())
+}
+
+/// The envelope of an integer counter: the ASCII decimal of `value` (`-42`, `0`), raw, with
+/// [`FLAG_INTEGER`]. At most 36 bytes.
+#[must_use]
+pub fn encode_integer(value: i64) -> Vec<u8> {
+    let digits = value.to_string();
+    let header = Header {
+        version: FORMAT_VERSION,
+        flags: FLAG_INTEGER,
+        original_len: digits.len() as u32,
+        checksum: xxh3_64(digits.as_bytes()),
+    };
+    let mut out = Vec::with_capacity(HEADER_LEN + digits.len());
+    out.extend_from_slice(&header.to_bytes());
+    out.extend_from_slice(digits.as_bytes());
+    out
+}
+
+/// The i64 a decoded value spells in canonical ASCII decimal (what [`encode_integer`] writes:
+/// an optional `-`, digits, no leading zero, no `+`, no spaces), `None` otherwise. Counters
+/// accept any value that parses, flagged or not, so a value set as `b"41"` can be incremented.
+#[must_use]
+pub fn parse_integer(decoded: &[u8]) -> Option<i64> {
+    let digits = decoded.strip_prefix(b"-").unwrap_or(decoded);
+    let canonical = match digits {
+        [] => false,
+        [b'0'] => decoded.len() == 1,
+        [first, ..] => *first != b'0' && digits.iter().all(u8::is_ascii_digit),
+    };
+    if !canonical {
+        return None;
+    }
+    std::str::from_utf8(decoded).ok()?.parse().ok()
 }
 
 /// Reads and validates the header of an envelope (magic, version, flags) without decoding the
@@ -378,8 +412,36 @@ mod tests {
     }
 
     #[test]
+    fn integers_round_trip_and_only_canonical_decimals_parse() {
+        for v in [0, 1, -1, 42, i64::MAX, i64::MIN] {
+            let env = encode_integer(v);
+            assert!(peek_header(&env).unwrap().is_integer());
+            let decoded = decode(&CFG, &env).unwrap();
+            assert_eq!(decoded, v.to_string().into_bytes());
+            assert_eq!(parse_integer(&decoded), Some(v));
+        }
+        for bad in [
+            &b""[..],
+            b"-",
+            b"+1",
+            b" 1",
+            b"1 ",
+            b"01",
+            b"-0",
+            b"1.0",
+            b"9223372036854775808",
+            b"\x80",
+        ] {
+            assert_eq!(parse_integer(bad), None, "{bad:?}");
+        }
+        assert!(!peek_header(&encode(&CFG, b"1").unwrap())
+            .unwrap()
+            .is_integer());
+    }
+
+    #[test]
     fn unknown_flag() {
-        for bit in 2..8 {
+        for bit in 3..8 {
             let mut env = encode(&CFG, b"hello").unwrap();
             env[3] |= 1 << bit;
             let err = decode(&CFG, &env).unwrap_err();

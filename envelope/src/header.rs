@@ -25,8 +25,13 @@ pub const FLAG_LZ4: u8 = 1 << 0;
 /// rejects such envelopes with [`DecodeError::Encrypted`].
 pub const FLAG_AES_256_GCM: u8 = 1 << 1;
 
+/// Flag bit 2: the value is an integer counter: the payload (never compressed) is the ASCII
+/// decimal of an i64, as [`encode_integer`](crate::encode_integer) writes it. Written by the
+/// daemon's INCR and by clients storing integers, so every binding reads counters as integers.
+pub const FLAG_INTEGER: u8 = 1 << 2;
+
 /// Every flag bit this version knows the meaning of (and can therefore decode).
-pub const KNOWN_FLAGS: u8 = FLAG_LZ4;
+pub const KNOWN_FLAGS: u8 = FLAG_LZ4 | FLAG_INTEGER;
 
 /// The largest original length the format can carry: the length field is a `u32`.
 pub const MAX_FORMAT_LEN: usize = u32::MAX as usize;
@@ -61,6 +66,12 @@ impl Header {
     #[must_use]
     pub const fn is_compressed(&self) -> bool {
         self.flags & FLAG_LZ4 != 0
+    }
+
+    /// Whether the value is an integer counter ([`FLAG_INTEGER`]).
+    #[must_use]
+    pub const fn is_integer(&self) -> bool {
+        self.flags & FLAG_INTEGER != 0
     }
 
     /// Serialises the header in the on-wire layout.

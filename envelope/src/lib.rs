@@ -21,7 +21,7 @@
 //! |-------:|-----:|----------------|--------------------------------------------------------------|
 //! |      0 |    2 | `magic`        | `F8 4B`; `0xF8` never starts UTF-8 text or a common framing   |
 //! |      2 |    1 | `version`      | `1`                                                          |
-//! |      3 |    1 | `flags`        | bit 0: payload is LZ4; bit 1: AES-256-GCM (reserved); 2–7: 0  |
+//! |      3 |    1 | `flags`        | bit 0: payload is LZ4; bit 1: AES-256-GCM (reserved); bit 2: integer counter; 3–7: 0 |
 //! |      4 |    4 | `original_len` | `u32`, length of the original value in bytes                 |
 //! |      8 |    8 | `checksum`     | `u64`, xxHash3-64 (seed 0) of the original value             |
 //! |     16 |    … | payload        | the value itself, or (bit 0) one LZ4 block decompressing to exactly `original_len` bytes |
@@ -32,8 +32,12 @@
 //! envelope carries no length of its own, the container (segment slot, socket frame, Redis string)
 //! does. The LZ4 payload is a bare block (the LZ4 block format, no frame and no prepended size).
 //!
+//! Bit 2 ([`FLAG_INTEGER`]) marks an integer counter: the payload is the raw ASCII decimal of an
+//! i64 ([`encode_integer`], [`parse_integer`]); it changes nothing else, so decoding ignores it
+//! and bindings use it to hand back an integer.
+//!
 //! Decoders reject, with a typed [`DecodeError`], a wrong magic, any version but 1, any flag bit
-//! but bit 0 (bit 1 gets [`DecodeError::Encrypted`], the others [`DecodeError::UnknownFlags`]), and
+//! but bits 0 and 2 (bit 1 gets [`DecodeError::Encrypted`], the others [`DecodeError::UnknownFlags`]), and
 //! any payload that does not decode to exactly `original_len` bytes hashing to `checksum`. A new
 //! flag, a new field or a different header therefore needs a new version, and so does anything
 //! that changes the bytes of the golden vectors in `tests/golden/`.
@@ -81,11 +85,11 @@ mod error;
 mod header;
 
 pub use codec::{
-    decode, decode_into, encode, encode_into, encoded_len_bound, peek_header, EnvelopeConfig,
-    DEFAULT_COMPRESS_THRESHOLD, DEFAULT_MAX_VALUE_BYTES,
+    decode, decode_into, encode, encode_integer, encode_into, encoded_len_bound, parse_integer,
+    peek_header, EnvelopeConfig, DEFAULT_COMPRESS_THRESHOLD, DEFAULT_MAX_VALUE_BYTES,
 };
 pub use error::{DecodeError, EncodeError};
 pub use header::{
-    Header, FLAG_AES_256_GCM, FLAG_LZ4, FORMAT_VERSION, HEADER_LEN, KNOWN_FLAGS, MAGIC,
-    MAX_FORMAT_LEN,
+    Header, FLAG_AES_256_GCM, FLAG_INTEGER, FLAG_LZ4, FORMAT_VERSION, HEADER_LEN, KNOWN_FLAGS,
+    MAGIC, MAX_FORMAT_LEN,
 };

@@ -36,8 +36,8 @@ use cachekit_redis::WriteOp;
 ///   a restarted daemon's segment is automatic.
 #[derive(Clone)]
 pub struct Client {
-    shared: Arc<Shared>,
-    namespace: Arc<str>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) namespace: Arc<str>,
 }
 
 const _: () = {
@@ -223,7 +223,7 @@ impl Client {
         self.shared
             .segment_get(&self.namespace, key, mode, |raw, meta, cfg| {
                 decode(cfg, raw).map(|bytes| {
-                    let info = HitInfo::from_segment(meta, bytes.len());
+                    let info = HitInfo::from_segment(meta, bytes.len(), raw);
                     Value::new(bytes, info)
                 })
             })
@@ -239,11 +239,11 @@ impl Client {
         out.clear();
         self.shared
             .segment_get(&self.namespace, key, mode, |raw, meta, cfg| {
-                decode_into(cfg, raw, out).map(|()| HitInfo::from_segment(meta, out.len()))
+                decode_into(cfg, raw, out).map(|()| HitInfo::from_segment(meta, out.len(), raw))
             })
     }
 
-    fn decoded<T>(&self, r: Result<T, DecodeError>) -> Result<T, Error> {
+    pub(crate) fn decoded<T>(&self, r: Result<T, DecodeError>) -> Result<T, Error> {
         r.map_err(|e| {
             bump(&self.shared.counters.decode_errors);
             Error::Envelope(e)
@@ -306,7 +306,7 @@ impl Client {
 
     /// Sends a write to the daemon; while the daemon is down and the fallback is on, runs it in
     /// Redis directly instead (and answers as the daemon would have).
-    fn write(&self, req: &Request) -> Result<Reply, Error> {
+    pub(crate) fn write(&self, req: &Request) -> Result<Reply, Error> {
         // The protocol's checks (tag count, length and grammar among them) for both routes:
         // the daemon's decoder would refuse what fails here, and a write that goes to Redis
         // directly must not store what a daemon would refuse.
@@ -353,7 +353,20 @@ impl Client {
         value: impl AsRef<[u8]>,
         options: &SetOptions,
     ) -> Result<(), Error> {
-        let (key, value) = (key.as_ref(), value.as_ref());
+        let req = Request::Set(self.set_body(key.as_ref(), value.as_ref(), options)?);
+        match self.write(&req)? {
+            Reply::Ok => Ok(()),
+            other => Err(unexpected("SET", &other)),
+        }
+    }
+
+    /// The body of a SET of `value` (encoded in an envelope), checked against the limits.
+    pub(crate) fn set_body(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        options: &SetOptions,
+    ) -> Result<Set, Error> {
         if !self.shared.attached() {
             // A write needs the daemon anyway: reach it first, so the value is checked against
             // its limits rather than the defaults. If it is down, the write below says so
@@ -367,18 +380,14 @@ impl Client {
             message: e.to_string(),
         })?;
         check_encoded_value(value.len(), envelope.len(), &limits)?;
-        let req = Request::Set(Set {
+        Ok(Set {
             namespace: self.namespace.to_string(),
             key: key.to_vec(),
             value: envelope,
             ttl_ms: options.ttl.map(duration_ms),
             grace_ms: duration_ms(options.grace),
             tags: options.tags.clone(),
-        });
-        match self.write(&req)? {
-            Reply::Ok => Ok(()),
-            other => Err(unexpected("SET", &other)),
-        }
+        })
     }
 
     /// Removes `key`; returns whether it was present.
@@ -547,7 +556,7 @@ fn write_op(req: &Request) -> Option<WriteOp> {
     })
 }
 
-fn unexpected(operation: &str, reply: &Reply) -> Error {
+pub(crate) fn unexpected(operation: &str, reply: &Reply) -> Error {
     Error::Protocol {
         message: format!("cachekitd answered {operation} with {}", reply.kind()),
     }

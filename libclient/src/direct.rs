@@ -74,6 +74,8 @@ impl Direct {
                         expires_ms: r.expires_ms,
                         grace_until_ms: r.grace_until_ms,
                         value: r.value,
+                        // Not in this host's table: no version a cas could name.
+                        version: 0,
                     })
                 }
                 Err(_) => None,

@@ -107,6 +107,7 @@ mod conn;
 mod direct;
 mod error;
 mod limits;
+mod manage;
 mod options;
 mod pool;
 mod shared;
@@ -118,6 +119,7 @@ pub use cachekit_proto::ErrorCode;
 pub use client::Client;
 pub use direct::DAEMON_PROBE_INTERVAL_MS;
 pub use error::Error;
+pub use manage::{IncrOptions, NamespaceInfo, Scan, ScanItem, ScanOptions, Ttl};
 pub use options::{
     ClientOptions, SetOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_NAMESPACE, DEFAULT_POOL_SIZE,
     DEFAULT_REDIS_TIMEOUT, DEFAULT_REQUEST_TIMEOUT,

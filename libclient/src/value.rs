@@ -1,7 +1,13 @@
 //! What a get returns: the value and its metadata.
 
+use cachekit_envelope::parse_integer;
 use cachekit_proto::FetchHit;
 use cachekit_shm::HitMeta;
+
+/// Whether a stored envelope is an integer counter (its header's `FLAG_INTEGER`).
+pub(crate) fn is_integer(stored: &[u8]) -> bool {
+    cachekit_envelope::peek_header(stored).is_ok_and(|h| h.is_integer())
+}
 
 /// Where a hit came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -29,10 +35,16 @@ pub struct HitInfo {
     pub stale: bool,
     /// Where the hit came from.
     pub source: Source,
+    /// The entry's version on this host, for [`Client::cas`](crate::Client::cas); 0 when
+    /// unknown (a value answered from Redis that the daemon did not keep).
+    pub version: u64,
+    /// The value is an integer counter (written by `incr`, or stored as an integer): its bytes
+    /// are the ASCII decimal of an i64 ([`Value::as_i64`]).
+    pub integer: bool,
 }
 
 impl HitInfo {
-    pub(crate) fn from_segment(m: &HitMeta, len: usize) -> HitInfo {
+    pub(crate) fn from_segment(m: &HitMeta, len: usize, stored: &[u8]) -> HitInfo {
         HitInfo {
             len,
             created_ms: m.created_ms,
@@ -40,6 +52,8 @@ impl HitInfo {
             grace_until_ms: m.grace_until_ms,
             stale: m.stale,
             source: Source::Segment,
+            version: m.version,
+            integer: is_integer(stored),
         }
     }
 
@@ -51,6 +65,8 @@ impl HitInfo {
             grace_until_ms: h.grace_until_ms,
             stale: h.stale,
             source: Source::Daemon,
+            version: h.version,
+            integer: is_integer(&h.value),
         }
     }
 
@@ -75,6 +91,10 @@ pub struct Value {
     pub stale: bool,
     /// Where the hit came from.
     pub source: Source,
+    /// The entry's version on this host (see [`HitInfo::version`]).
+    pub version: u64,
+    /// The value is an integer counter (see [`HitInfo::integer`]).
+    pub integer: bool,
 }
 
 impl Value {
@@ -86,7 +106,15 @@ impl Value {
             grace_until_ms: info.grace_until_ms,
             stale: info.stale,
             source: info.source,
+            version: info.version,
+            integer: info.integer,
         }
+    }
+
+    /// The value as an i64, when its bytes are one in canonical ASCII decimal (a counter's
+    /// are; so is a value set as `b"42"`).
+    pub fn as_i64(&self) -> Option<i64> {
+        parse_integer(&self.bytes)
     }
 
     /// The metadata alone.
@@ -98,6 +126,8 @@ impl Value {
             grace_until_ms: self.grace_until_ms,
             stale: self.stale,
             source: self.source,
+            version: self.version,
+            integer: self.integer,
         }
     }
 

@@ -29,6 +29,13 @@ pub enum Field {
     /// The message of an ERROR reply; limit
     /// [`MAX_ERROR_MESSAGE_BYTES`](crate::MAX_ERROR_MESSAGE_BYTES).
     ErrorMessage,
+    /// A key pattern (SCAN, DELETE_MATCHING); limit
+    /// [`MAX_PATTERN_BYTES`](crate::MAX_PATTERN_BYTES).
+    Pattern,
+    /// The items of a SCAN_PAGE; limit [`MAX_SCAN_PAGE`](crate::MAX_SCAN_PAGE).
+    Items,
+    /// The lines of a NAMESPACE_LIST; limit [`MAX_NAMESPACE_LIST`](crate::MAX_NAMESPACE_LIST).
+    Namespaces,
 }
 
 impl Field {
@@ -44,6 +51,9 @@ impl Field {
             Field::StatName => "stat name",
             Field::Stats => "stats",
             Field::ErrorMessage => "error message",
+            Field::Pattern => "pattern",
+            Field::Items => "items",
+            Field::Namespaces => "namespaces",
         }
     }
 
@@ -59,6 +69,9 @@ impl Field {
             Field::StatName => "MAX_STAT_NAME_BYTES",
             Field::Stats => "MAX_STATS",
             Field::ErrorMessage => "MAX_ERROR_MESSAGE_BYTES",
+            Field::Pattern => "MAX_PATTERN_BYTES",
+            Field::Items => "MAX_SCAN_PAGE",
+            Field::Namespaces => "MAX_NAMESPACE_LIST",
         }
     }
 
@@ -71,7 +84,13 @@ impl Field {
             Field::Namespace | Field::Key | Field::Value => {
                 "shrink it, or raise the limit in the daemon's configuration (clients learn it from HELLO_OK)"
             }
-            Field::ClientName | Field::StatName | Field::Stats | Field::ErrorMessage => {
+            Field::ClientName
+            | Field::StatName
+            | Field::Stats
+            | Field::ErrorMessage
+            | Field::Pattern
+            | Field::Items
+            | Field::Namespaces => {
                 "this is a fixed protocol limit"
             }
         }
@@ -209,6 +228,15 @@ pub enum ProtoError {
         /// The byte found.
         value: u8,
     },
+    /// A field holds a value outside its documented range (a SET_IF condition other than 0, 1
+    /// or 2; a SCAN `count` over [`MAX_SCAN_PAGE`](crate::MAX_SCAN_PAGE)).
+    #[error("field `{field}` cannot be {value}; see the protocol documentation for its range")]
+    InvalidValue {
+        /// The field.
+        field: &'static str,
+        /// The value found.
+        value: u64,
+    },
 }
 
 impl ProtoError {
@@ -219,9 +247,9 @@ impl ProtoError {
             ProtoError::FrameTooLarge { .. }
             | ProtoError::FieldTooLarge { .. }
             | ProtoError::TooManyItems { .. } => ErrorCode::TooLarge,
-            ProtoError::InvalidTag { .. } | ProtoError::EmptyNamespace => {
-                ErrorCode::InvalidArgument
-            }
+            ProtoError::InvalidTag { .. }
+            | ProtoError::EmptyNamespace
+            | ProtoError::InvalidValue { .. } => ErrorCode::InvalidArgument,
             ProtoError::BadMagic { .. }
             | ProtoError::UnknownKind { .. }
             | ProtoError::Truncated { .. }

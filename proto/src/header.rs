@@ -42,6 +42,20 @@ pub enum Kind {
     Stats = 0x07,
     /// Request PING: liveness check.
     Ping = 0x08,
+    /// Request SET_IF: store a value only if a condition holds (add, replace, cas).
+    SetIf = 0x09,
+    /// Request INCR: add a signed delta to an integer counter.
+    Incr = 0x0A,
+    /// Request TAKE: remove one key and answer its value (get and delete).
+    Take = 0x0B,
+    /// Request TOUCH: give an entry a new time to live (or none).
+    Touch = 0x0C,
+    /// Request SCAN: one page of a namespace's entries, by key pattern and/or tag.
+    Scan = 0x0D,
+    /// Request DELETE_MATCHING: delete one page of a namespace's entries, by pattern and/or tag.
+    DeleteMatching = 0x0E,
+    /// Request NAMESPACES: the namespaces with entries, their entry counts and bytes.
+    Namespaces = 0x0F,
     /// Reply HELLO_OK: session parameters (segment fds ride alongside by SCM_RIGHTS).
     HelloOk = 0x81,
     /// Reply OK: the write was applied.
@@ -56,13 +70,25 @@ pub enum Kind {
     StatsReply = 0x86,
     /// Reply PONG: the daemon's epoch and heartbeat.
     Pong = 0x87,
+    /// Reply STORED: whether a SET_IF stored, and the new entry's version.
+    Stored = 0x88,
+    /// Reply COUNTER: the counter's value after an INCR.
+    Counter = 0x89,
+    /// Reply FOUND: whether a TOUCH found the key.
+    Found = 0x8A,
+    /// Reply SCAN_PAGE: a page of entries and the cursor of the next.
+    ScanPage = 0x8B,
+    /// Reply DELETED_MANY: how many entries a DELETE_MATCHING page deleted, and the next cursor.
+    DeletedMany = 0x8C,
+    /// Reply NAMESPACE_LIST: namespaces with their entry counts and bytes.
+    NamespaceList = 0x8D,
     /// Reply ERROR: a code and a message.
     Error = 0xFF,
 }
 
 impl Kind {
     /// Every kind, in wire order.
-    pub const ALL: [Kind; 16] = [
+    pub const ALL: [Kind; 29] = [
         Kind::Hello,
         Kind::Set,
         Kind::Delete,
@@ -71,6 +97,13 @@ impl Kind {
         Kind::Fetch,
         Kind::Stats,
         Kind::Ping,
+        Kind::SetIf,
+        Kind::Incr,
+        Kind::Take,
+        Kind::Touch,
+        Kind::Scan,
+        Kind::DeleteMatching,
+        Kind::Namespaces,
         Kind::HelloOk,
         Kind::Ok,
         Kind::Deleted,
@@ -78,6 +111,12 @@ impl Kind {
         Kind::FetchMiss,
         Kind::StatsReply,
         Kind::Pong,
+        Kind::Stored,
+        Kind::Counter,
+        Kind::Found,
+        Kind::ScanPage,
+        Kind::DeletedMany,
+        Kind::NamespaceList,
         Kind::Error,
     ];
 
@@ -92,6 +131,13 @@ impl Kind {
             0x06 => Kind::Fetch,
             0x07 => Kind::Stats,
             0x08 => Kind::Ping,
+            0x09 => Kind::SetIf,
+            0x0A => Kind::Incr,
+            0x0B => Kind::Take,
+            0x0C => Kind::Touch,
+            0x0D => Kind::Scan,
+            0x0E => Kind::DeleteMatching,
+            0x0F => Kind::Namespaces,
             0x81 => Kind::HelloOk,
             0x82 => Kind::Ok,
             0x83 => Kind::Deleted,
@@ -99,6 +145,12 @@ impl Kind {
             0x85 => Kind::FetchMiss,
             0x86 => Kind::StatsReply,
             0x87 => Kind::Pong,
+            0x88 => Kind::Stored,
+            0x89 => Kind::Counter,
+            0x8A => Kind::Found,
+            0x8B => Kind::ScanPage,
+            0x8C => Kind::DeletedMany,
+            0x8D => Kind::NamespaceList,
             0xFF => Kind::Error,
             _ => return None,
         })
@@ -125,6 +177,13 @@ impl Kind {
             Kind::Fetch => "FETCH",
             Kind::Stats => "STATS",
             Kind::Ping => "PING",
+            Kind::SetIf => "SET_IF",
+            Kind::Incr => "INCR",
+            Kind::Take => "TAKE",
+            Kind::Touch => "TOUCH",
+            Kind::Scan => "SCAN",
+            Kind::DeleteMatching => "DELETE_MATCHING",
+            Kind::Namespaces => "NAMESPACES",
             Kind::HelloOk => "HELLO_OK",
             Kind::Ok => "OK",
             Kind::Deleted => "DELETED",
@@ -132,6 +191,12 @@ impl Kind {
             Kind::FetchMiss => "FETCH_MISS",
             Kind::StatsReply => "STATS_REPLY",
             Kind::Pong => "PONG",
+            Kind::Stored => "STORED",
+            Kind::Counter => "COUNTER",
+            Kind::Found => "FOUND",
+            Kind::ScanPage => "SCAN_PAGE",
+            Kind::DeletedMany => "DELETED_MANY",
+            Kind::NamespaceList => "NAMESPACE_LIST",
             Kind::Error => "ERROR",
         }
     }
@@ -282,7 +347,7 @@ mod tests {
 
     #[test]
     fn rejects_unknown_kinds() {
-        for kind in [0x00u8, 0x09, 0x7F, 0x80, 0x88, 0xFE] {
+        for kind in [0x00u8, 0x10, 0x7F, 0x80, 0x8E, 0xFE] {
             let mut bytes = header(Kind::Ping, 0).to_bytes();
             bytes[OFF_KIND] = kind;
             assert_eq!(

@@ -408,6 +408,7 @@ mod tests {
             expires_ms: Some(2),
             grace_until_ms: None,
             stale: false,
+            version: 0,
         });
         // Bigger than a socket buffer: write from a thread while this one reads.
         let writer = std::thread::spawn({

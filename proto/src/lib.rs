@@ -19,9 +19,19 @@
 //! | HELLO | HELLO_OK, ERROR |
 //! | SET, INVALIDATE, CLEAR | OK, ERROR |
 //! | DELETE | DELETED, ERROR |
-//! | FETCH | FETCH_HIT, FETCH_MISS, ERROR |
+//! | FETCH, TAKE | FETCH_HIT, FETCH_MISS, ERROR |
 //! | STATS | STATS_REPLY, ERROR |
 //! | PING | PONG, ERROR |
+//! | SET_IF | STORED, ERROR |
+//! | INCR | COUNTER, ERROR |
+//! | TOUCH | FOUND, ERROR |
+//! | SCAN | SCAN_PAGE, ERROR |
+//! | DELETE_MATCHING | DELETED_MANY, ERROR |
+//! | NAMESPACES | NAMESPACE_LIST, ERROR |
+//!
+//! SET, DELETE, INVALIDATE, CLEAR, SET_IF, INCR, TAKE, TOUCH and DELETE_MATCHING change the
+//! cache: they need the writer permission. Each is applied atomically by the daemon's single
+//! writer, so SET_IF and INCR from any number of processes never lose an update.
 //!
 //! **Errors and framing.** An invalid header (bad magic, unsupported version, unknown kind,
 //! length over `max_frame_bytes`) leaves the receiver unable to find the next frame: it closes the
@@ -64,6 +74,13 @@
 //! | 0x06 | FETCH | client → daemon | see below |
 //! | 0x07 | STATS | client → daemon | empty |
 //! | 0x08 | PING | client → daemon | empty |
+//! | 0x09 | SET_IF | client → daemon | see below |
+//! | 0x0A | INCR | client → daemon | see below |
+//! | 0x0B | TAKE | client → daemon | see below |
+//! | 0x0C | TOUCH | client → daemon | see below |
+//! | 0x0D | SCAN | client → daemon | see below |
+//! | 0x0E | DELETE_MATCHING | client → daemon | see below |
+//! | 0x0F | NAMESPACES | client → daemon | empty |
 //! | 0x81 | HELLO_OK | daemon → client | see below (+ SCM_RIGHTS fds) |
 //! | 0x82 | OK | daemon → client | empty |
 //! | 0x83 | DELETED | daemon → client | see below |
@@ -71,6 +88,12 @@
 //! | 0x85 | FETCH_MISS | daemon → client | empty |
 //! | 0x86 | STATS_REPLY | daemon → client | see below |
 //! | 0x87 | PONG | daemon → client | see below |
+//! | 0x88 | STORED | daemon → client | see below |
+//! | 0x89 | COUNTER | daemon → client | see below |
+//! | 0x8A | FOUND | daemon → client | see below |
+//! | 0x8B | SCAN_PAGE | daemon → client | see below |
+//! | 0x8C | DELETED_MANY | daemon → client | see below |
+//! | 0x8D | NAMESPACE_LIST | daemon → client | see below |
 //! | 0xFF | ERROR | daemon → client | see below |
 //!
 //! Any other kind byte is an error ([`ProtoError::UnknownKind`]).
@@ -115,7 +138,7 @@
 //! | `tags` | `list<str>` | ≤ `max_tags` tag paths of ≤ `max_tag_bytes` each (see Tags below) |
 //! | `value` | bytes | ≤ `max_value_bytes`; opaque (an encoded envelope) |
 //!
-//! **DELETE** (0x03), **FETCH** (0x06) — 8 + namespace + key bytes
+//! **DELETE** (0x03), **FETCH** (0x06), **TAKE** (0x0B) — 8 + namespace + key bytes
 //!
 //! | field | type | notes |
 //! |---|---|---|
@@ -136,7 +159,58 @@
 //! |---|---|---|
 //! | `namespace` | str | ≤ `max_namespace_bytes` |
 //!
-//! **STATS** (0x07), **PING** (0x08) — empty body.
+//! **STATS** (0x07), **PING** (0x08), **NAMESPACES** (0x0F) — empty body.
+//!
+//! **SET_IF** (0x09) — 32 (40 with a TTL) + namespace + key + value + Σ(4 + tag) bytes
+//!
+//! The fields of SET, then:
+//!
+//! | field | type | notes |
+//! |---|---|---|
+//! | `condition` | u8 | 0 add: store only if the key has no fresh entry; 1 replace: only if it has one; 2 cas: only if its fresh entry's version is `version` |
+//! | `version` | u64 | with condition 2: the `version` of a hit (FETCH_HIT, or the segment's entry); else 0 (anything else is refused) |
+//!
+//! An entry past its expiry (stale, within grace) or invalidated counts as absent.
+//!
+//! **INCR** (0x0A) — 18 to 34 + namespace + key bytes
+//!
+//! | field | type | notes |
+//! |---|---|---|
+//! | `namespace` | str | ≤ `max_namespace_bytes` |
+//! | `key` | bytes | ≤ `max_key_bytes` |
+//! | `delta` | u64 | an i64 (two's complement) to add; negative subtracts |
+//! | `initial` | opt_u64 | an i64: with no fresh entry, the counter is created as `initial + delta`; none = answer COUNTER with `present` 0 and store nothing |
+//! | `ttl_ms` | opt_u64 | time to live of a counter this request creates; an existing one keeps its expiry and tags |
+//!
+//! A counter is an envelope whose payload is the ASCII decimal of an i64 (flag
+//! `INTEGER`, see the envelope). A value that is not one is refused with INVALID_ARGUMENT, and
+//! so is a result that overflows an i64; neither changes the value.
+//!
+//! **TOUCH** (0x0C) — 9 (17 with a TTL) + namespace + key bytes
+//!
+//! | field | type | notes |
+//! |---|---|---|
+//! | `namespace` | str | ≤ `max_namespace_bytes` |
+//! | `key` | bytes | ≤ `max_key_bytes` |
+//! | `ttl_ms` | opt_u64 | the new time to live, from now; none = never expires (persist). The grace period keeps its length |
+//!
+//! **SCAN** (0x0D), **DELETE_MATCHING** (0x0E) — 25 + namespace + pattern + tag bytes
+//!
+//! | field | type | notes |
+//! |---|---|---|
+//! | `namespace` | str | ≤ `max_namespace_bytes` |
+//! | `cursor` | u64 | 0 to start; then the `cursor` of the previous reply |
+//! | `pattern` | bytes | a glob over key bytes (Redis `SCAN MATCH` syntax: `*`, `?`, `[a-z]`, `[^a]`, `\` escapes), ≤ [`MAX_PATTERN_BYTES`] = 8192; empty = every key |
+//! | `tag` | str | empty = any; else only entries with this tag or (unless `exact`) a tag below it |
+//! | `exact` | bool | with a tag: exactly that tag path |
+//! | `count` | u32 | SCAN: at most this many items per page, 1 to [`MAX_SCAN_PAGE`] = 1000 (0 = 100); DELETE_MATCHING: 0 |
+//!
+//! Both list and delete what this host's table holds. A page walks a bounded slice of the
+//! table's index, so one request never holds the writer for long; a page may come back with
+//! fewer items than `count`, even none, before the cursor reaches 0. An entry that stays in the
+//! table for the whole scan is returned exactly once; one written or deleted during it may or
+//! may not be. The tag filter works on the table's tag counters: an entry whose tag shares a
+//! counter with the filter's (1 chance in the counter count per tag) is selected too.
 //!
 //! # Reply bodies
 //!
@@ -172,11 +246,12 @@
 //! |---|---|---|
 //! | `existed` | bool | whether the key was present |
 //!
-//! **FETCH_HIT** (0x84) — 15 to 31 + value bytes
+//! **FETCH_HIT** (0x84) — 23 to 39 + value bytes
 //!
 //! | field | type | notes |
 //! |---|---|---|
 //! | `created_ms` | u64 | Unix ms when the entry was written |
+//! | `version` | u64 | the table entry's version, for SET_IF's cas; 0 when the value is not in the table (a fill that raced a write) |
 //! | `expires_ms` | opt_u64 | Unix ms when it stops being fresh; none = never |
 //! | `grace_until_ms` | opt_u64 | Unix ms when it stops being servable stale; none = no grace |
 //! | `stale` | bool | past expiry, within grace: serve it and refresh it |
@@ -194,6 +269,50 @@
 //! |---|---|---|
 //! | `epoch` | u64 | the daemon epoch |
 //! | `heartbeat_ms` | u64 | Unix ms of the heartbeat the daemon last published |
+//!
+//! **STORED** (0x88) — 9 bytes
+//!
+//! | field | type | notes |
+//! |---|---|---|
+//! | `stored` | bool | whether the condition held and the value was stored |
+//! | `version` | u64 | the new entry's version when stored; else 0 |
+//!
+//! **COUNTER** (0x89) — 17 bytes
+//!
+//! | field | type | notes |
+//! |---|---|---|
+//! | `present` | bool | 0: no fresh entry and no `initial`; nothing stored |
+//! | `value` | u64 | the i64 counter after the delta; 0 when not present |
+//! | `version` | u64 | the new entry's version; 0 when not present |
+//!
+//! **FOUND** (0x8A) — 1 byte
+//!
+//! | field | type | notes |
+//! |---|---|---|
+//! | `found` | bool | whether the key had a fresh entry (which now has the new time to live) |
+//!
+//! **SCAN_PAGE** (0x8B) — 10 + Σ item bytes (each 26 + key, and 8 more per time present)
+//!
+//! | field | type | notes |
+//! |---|---|---|
+//! | `cursor` | u64 | where the next page starts; 0 = the scan is complete |
+//! | `items` | `list<item>` | ≤ [`MAX_SCAN_PAGE`] = 1000 items (fewer when the frame would pass `max_frame_bytes`) |
+//!
+//! An item: `key` bytes, `value_len` u32 (bytes stored), `created_ms` u64, `expires_ms`
+//! opt_u64, `grace_until_ms` opt_u64, `version` u64.
+//!
+//! **DELETED_MANY** (0x8C) — 16 bytes
+//!
+//! | field | type | notes |
+//! |---|---|---|
+//! | `cursor` | u64 | where the next page starts; 0 = done |
+//! | `deleted` | u64 | entries this page deleted |
+//!
+//! **NAMESPACE_LIST** (0x8D) — 2 + Σ(20 + namespace) bytes
+//!
+//! | field | type | notes |
+//! |---|---|---|
+//! | `namespaces` | `list<(str, u64, u64)>` | ≤ [`MAX_NAMESPACE_LIST`] = 10000 lines of namespace, entries and bytes (headers, keys, tag references, values) held by the table, largest first |
 //!
 //! **ERROR** (0xFF) — 6 + message bytes
 //!
@@ -259,9 +378,11 @@
 mod error;
 pub mod fdpass;
 mod frame;
+pub mod glob;
 mod header;
 mod io;
 mod limits;
+mod manage;
 pub mod paths;
 mod reply;
 mod request;
@@ -279,8 +400,11 @@ pub use io::{
     SendError,
 };
 pub use limits::{
-    Limits, ENVELOPE_HEADROOM, MAX_CLIENT_NAME_BYTES, MAX_ERROR_MESSAGE_BYTES, MAX_STATS,
-    MAX_STAT_NAME_BYTES,
+    Limits, ENVELOPE_HEADROOM, MAX_CLIENT_NAME_BYTES, MAX_ERROR_MESSAGE_BYTES, MAX_NAMESPACE_LIST,
+    MAX_PATTERN_BYTES, MAX_SCAN_PAGE, MAX_STATS, MAX_STAT_NAME_BYTES,
+};
+pub use manage::{
+    scan_item_len, Condition, Incr, NamespaceInfo, ScanItem, ScanRequest, Selection, SetIf,
 };
 pub use reply::{ErrorCode, FetchHit, HelloOk, Reply};
 pub use request::{validate_namespace, Hello, Request, Set};

@@ -25,6 +25,15 @@ pub const MAX_STATS: usize = 1024;
 ///
 /// [`Reply::error`]: crate::Reply::error
 pub const MAX_ERROR_MESSAGE_BYTES: usize = 4096;
+/// Longest key pattern in SCAN and DELETE_MATCHING, in bytes. Fixed by the protocol: room for
+/// the longest key with every byte escaped.
+pub const MAX_PATTERN_BYTES: usize = 2 * cachekit_shm::MAX_KEY_BYTES;
+/// Most items in one SCAN_PAGE (and the largest `count` a SCAN may ask for). Fixed by the
+/// protocol; the daemon also ends a page early to keep the frame under `max_frame_bytes`.
+pub const MAX_SCAN_PAGE: usize = 1000;
+/// Most namespaces in one NAMESPACE_LIST. Fixed by the protocol (the daemon lists the
+/// largest first when a table holds more).
+pub const MAX_NAMESPACE_LIST: usize = 10_000;
 
 /// Size limits of one connection. The daemon owns the values (they come from its configuration and
 /// reach clients in HELLO_OK); both ends check them while decoding, before allocating.

@@ -5,6 +5,7 @@ use std::fmt;
 use crate::error::{EncodeError, Field, ProtoError};
 use crate::header::{Kind, HEADER_LEN};
 use crate::limits::{Limits, MAX_ERROR_MESSAGE_BYTES, MAX_STATS, MAX_STAT_NAME_BYTES};
+use crate::manage::{self, NamespaceInfo, ScanItem};
 use crate::wire::{self, Cursor, WIRE_MAX_LEN};
 
 /// A reply from the daemon, carrying the request id of the request it answers.
@@ -35,6 +36,47 @@ pub enum Reply {
         epoch: u64,
         /// The heartbeat the daemon last published, in Unix milliseconds.
         heartbeat_ms: u64,
+    },
+    /// STORED: the answer to SET_IF.
+    Stored {
+        /// Whether the value was stored (the condition held).
+        stored: bool,
+        /// The new entry's version when stored, else 0.
+        version: u64,
+    },
+    /// COUNTER: the answer to INCR.
+    Counter {
+        /// `false`: the key had no fresh entry and the INCR gave no initial value; nothing was
+        /// stored.
+        present: bool,
+        /// The counter after the delta (0 when not present).
+        value: i64,
+        /// The new entry's version (0 when not present, or unknown).
+        version: u64,
+    },
+    /// FOUND: the answer to TOUCH.
+    Found {
+        /// Whether the key had a fresh entry (and now has the new time to live).
+        found: bool,
+    },
+    /// SCAN_PAGE: one page of a SCAN.
+    ScanPage {
+        /// Where the next page starts; 0 = this was the last page.
+        cursor: u64,
+        /// The entries of this page, at most [`MAX_SCAN_PAGE`](crate::MAX_SCAN_PAGE).
+        items: Vec<ScanItem>,
+    },
+    /// DELETED_MANY: one page of a DELETE_MATCHING.
+    DeletedMany {
+        /// Where the next page starts; 0 = done.
+        cursor: u64,
+        /// Entries this page deleted.
+        deleted: u64,
+    },
+    /// NAMESPACE_LIST: the answer to NAMESPACES.
+    NamespaceList {
+        /// Namespaces with entries, at most [`MAX_NAMESPACE_LIST`](crate::MAX_NAMESPACE_LIST).
+        namespaces: Vec<NamespaceInfo>,
     },
     /// ERROR: the request failed; any request may be answered by ERROR.
     Error {
@@ -83,6 +125,9 @@ pub struct FetchHit {
     pub grace_until_ms: Option<u64>,
     /// The entry is past `expires_ms` but within grace: serve it and refresh it.
     pub stale: bool,
+    /// The table entry's version (for SET_IF's cas); 0 when the value was not put in the
+    /// table (a fill that raced a write).
+    pub version: u64,
 }
 
 /// The code of an ERROR reply (a u16 on the wire). Codes this build does not know decode to
@@ -190,6 +235,12 @@ impl Reply {
             Reply::FetchMiss => Kind::FetchMiss,
             Reply::Stats { .. } => Kind::StatsReply,
             Reply::Pong { .. } => Kind::Pong,
+            Reply::Stored { .. } => Kind::Stored,
+            Reply::Counter { .. } => Kind::Counter,
+            Reply::Found { .. } => Kind::Found,
+            Reply::ScanPage { .. } => Kind::ScanPage,
+            Reply::DeletedMany { .. } => Kind::DeletedMany,
+            Reply::NamespaceList { .. } => Kind::NamespaceList,
             Reply::Error { .. } => Kind::Error,
         }
     }
@@ -202,7 +253,16 @@ impl Reply {
                 | (Kind::Hello, Reply::HelloOk(_))
                 | (Kind::Set | Kind::Invalidate | Kind::Clear, Reply::Ok)
                 | (Kind::Delete, Reply::Deleted { .. })
-                | (Kind::Fetch, Reply::FetchHit(_) | Reply::FetchMiss)
+                | (
+                    Kind::Fetch | Kind::Take,
+                    Reply::FetchHit(_) | Reply::FetchMiss
+                )
+                | (Kind::SetIf, Reply::Stored { .. })
+                | (Kind::Incr, Reply::Counter { .. })
+                | (Kind::Touch, Reply::Found { .. })
+                | (Kind::Scan, Reply::ScanPage { .. })
+                | (Kind::DeleteMatching, Reply::DeletedMany { .. })
+                | (Kind::Namespaces, Reply::NamespaceList { .. })
                 | (Kind::Stats, Reply::Stats { .. })
                 | (Kind::Ping, Reply::Pong { .. })
         )
@@ -224,11 +284,19 @@ impl Reply {
             Reply::Error { message, .. } => {
                 wire::check_len(Field::ErrorMessage, message.len(), MAX_ERROR_MESSAGE_BYTES)?
             }
+            Reply::ScanPage { items, .. } => manage::check_scan_page(items, limits)?,
+            Reply::NamespaceList { namespaces } => {
+                manage::check_namespace_list(namespaces, limits)?
+            }
             Reply::HelloOk(_)
             | Reply::Ok
             | Reply::Deleted { .. }
             | Reply::FetchMiss
-            | Reply::Pong { .. } => {}
+            | Reply::Pong { .. }
+            | Reply::Stored { .. }
+            | Reply::Counter { .. }
+            | Reply::Found { .. }
+            | Reply::DeletedMany { .. } => {}
         }
         let frame_bytes = HEADER_LEN as u64 + self.body_len();
         if frame_bytes > limits.max_frame_bytes as u64 {
@@ -248,7 +316,8 @@ impl Reply {
             Reply::Ok | Reply::FetchMiss => 0,
             Reply::Deleted { .. } => 1,
             Reply::FetchHit(hit) => {
-                8 + opt_u64_len(hit.expires_ms)
+                8 + 8
+                    + opt_u64_len(hit.expires_ms)
                     + opt_u64_len(hit.grace_until_ms)
                     + 1
                     + bytes_len(hit.value.len())
@@ -260,6 +329,14 @@ impl Reply {
                     .sum::<u64>()
             }
             Reply::Pong { .. } => 16,
+            Reply::Stored { .. } => 1 + 8,
+            Reply::Counter { .. } => 1 + 8 + 8,
+            Reply::Found { .. } => 1,
+            Reply::ScanPage { items, .. } => {
+                8 + 2 + items.iter().map(manage::scan_item_len).sum::<u64>()
+            }
+            Reply::DeletedMany { .. } => 16,
+            Reply::NamespaceList { namespaces } => manage::namespace_list_len(namespaces),
             Reply::Error { message, .. } => 2 + bytes_len(message.len()),
         }
     }
@@ -273,6 +350,7 @@ impl Reply {
             Reply::Deleted { existed } => wire::put_flag(out, *existed),
             Reply::FetchHit(hit) => {
                 wire::put_u64(out, hit.created_ms);
+                wire::put_u64(out, hit.version);
                 wire::put_opt_u64(out, hit.expires_ms);
                 wire::put_opt_u64(out, hit.grace_until_ms);
                 wire::put_flag(out, hit.stale);
@@ -292,6 +370,26 @@ impl Reply {
                 wire::put_u64(out, *epoch);
                 wire::put_u64(out, *heartbeat_ms);
             }
+            Reply::Stored { stored, version } => {
+                wire::put_flag(out, *stored);
+                wire::put_u64(out, *version);
+            }
+            Reply::Counter {
+                present,
+                value,
+                version,
+            } => {
+                wire::put_flag(out, *present);
+                wire::put_u64(out, *value as u64);
+                wire::put_u64(out, *version);
+            }
+            Reply::Found { found } => wire::put_flag(out, *found),
+            Reply::ScanPage { cursor, items } => manage::put_scan_page(out, *cursor, items)?,
+            Reply::DeletedMany { cursor, deleted } => {
+                wire::put_u64(out, *cursor);
+                wire::put_u64(out, *deleted);
+            }
+            Reply::NamespaceList { namespaces } => manage::put_namespace_list(out, namespaces)?,
             Reply::Error { code, message } => {
                 wire::put_u16(out, code.as_u16());
                 wire::put_bytes(
@@ -318,6 +416,14 @@ impl Reply {
             Kind::FetchMiss => Ok(Reply::FetchMiss),
             Kind::StatsReply => decode_stats(c),
             Kind::Pong => decode_pong(c),
+            Kind::Stored => decode_stored(c),
+            Kind::Counter => decode_counter(c),
+            Kind::Found => c.flag("found").map(|found| Reply::Found { found }),
+            Kind::ScanPage => manage::decode_scan_page(c, limits)
+                .map(|(cursor, items)| Reply::ScanPage { cursor, items }),
+            Kind::DeletedMany => decode_deleted_many(c),
+            Kind::NamespaceList => manage::decode_namespace_list(c, limits)
+                .map(|namespaces| Reply::NamespaceList { namespaces }),
             Kind::Error => decode_error(c),
             Kind::Hello
             | Kind::Set
@@ -326,7 +432,14 @@ impl Reply {
             | Kind::Clear
             | Kind::Fetch
             | Kind::Stats
-            | Kind::Ping => return None,
+            | Kind::Ping
+            | Kind::SetIf
+            | Kind::Incr
+            | Kind::Take
+            | Kind::Touch
+            | Kind::Scan
+            | Kind::DeleteMatching
+            | Kind::Namespaces => return None,
         };
         Some(reply)
     }
@@ -398,6 +511,7 @@ fn decode_hello_ok(c: &mut Cursor<'_>) -> Result<HelloOk, ProtoError> {
 
 fn decode_fetch_hit(c: &mut Cursor<'_>, limits: &Limits) -> Result<FetchHit, ProtoError> {
     let created_ms = c.u64("created_ms")?;
+    let version = c.u64("version")?;
     let expires_ms = c.opt_u64("expires_ms")?;
     let grace_until_ms = c.opt_u64("grace_until_ms")?;
     let stale = c.flag("stale")?;
@@ -408,7 +522,31 @@ fn decode_fetch_hit(c: &mut Cursor<'_>, limits: &Limits) -> Result<FetchHit, Pro
         expires_ms,
         grace_until_ms,
         stale,
+        version,
     })
+}
+
+fn decode_stored(c: &mut Cursor<'_>) -> Result<Reply, ProtoError> {
+    let stored = c.flag("stored")?;
+    let version = c.u64("version")?;
+    Ok(Reply::Stored { stored, version })
+}
+
+fn decode_counter(c: &mut Cursor<'_>) -> Result<Reply, ProtoError> {
+    let present = c.flag("present")?;
+    let value = c.u64("value")? as i64;
+    let version = c.u64("version")?;
+    Ok(Reply::Counter {
+        present,
+        value,
+        version,
+    })
+}
+
+fn decode_deleted_many(c: &mut Cursor<'_>) -> Result<Reply, ProtoError> {
+    let cursor = c.u64("cursor")?;
+    let deleted = c.u64("deleted")?;
+    Ok(Reply::DeletedMany { cursor, deleted })
 }
 
 fn decode_stats(c: &mut Cursor<'_>) -> Result<Reply, ProtoError> {

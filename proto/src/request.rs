@@ -3,6 +3,7 @@
 use crate::error::{EncodeError, Field, ProtoError};
 use crate::header::{Kind, HEADER_LEN, PROTOCOL_VERSION};
 use crate::limits::{Limits, MAX_CLIENT_NAME_BYTES};
+use crate::manage::{self, Incr, ScanRequest, SetIf};
 use crate::wire::{self, Cursor, WIRE_MAX_COUNT, WIRE_MAX_LEN};
 
 /// A request from a client to the daemon. Each variant documents its body layout in the crate
@@ -47,6 +48,32 @@ pub enum Request {
     Stats,
     /// PING: liveness check. Answered by PONG.
     Ping,
+    /// SET_IF: store a value only if a condition holds (add, replace, cas). Answered by STORED.
+    SetIf(SetIf),
+    /// INCR: add a delta to an integer counter. Answered by COUNTER.
+    Incr(Incr),
+    /// TAKE: remove a key and answer its value. Answered by FETCH_HIT or FETCH_MISS.
+    Take {
+        /// The key's namespace.
+        namespace: String,
+        /// The key.
+        key: Vec<u8>,
+    },
+    /// TOUCH: a new time to live for a fresh entry. Answered by FOUND.
+    Touch {
+        /// The key's namespace.
+        namespace: String,
+        /// The key.
+        key: Vec<u8>,
+        /// The new time to live from now, in milliseconds; `None` = never expires (persist).
+        ttl_ms: Option<u64>,
+    },
+    /// SCAN: one page of a namespace's entries. Answered by SCAN_PAGE.
+    Scan(ScanRequest),
+    /// DELETE_MATCHING: delete one page of a namespace's entries. Answered by DELETED_MANY.
+    DeleteMatching(ScanRequest),
+    /// NAMESPACES: the namespaces the table holds entries of. Answered by NAMESPACE_LIST.
+    Namespaces,
 }
 
 /// The body of HELLO.
@@ -103,6 +130,34 @@ impl Request {
             Request::Fetch { .. } => Kind::Fetch,
             Request::Stats => Kind::Stats,
             Request::Ping => Kind::Ping,
+            Request::SetIf(_) => Kind::SetIf,
+            Request::Incr(_) => Kind::Incr,
+            Request::Take { .. } => Kind::Take,
+            Request::Touch { .. } => Kind::Touch,
+            Request::Scan(_) => Kind::Scan,
+            Request::DeleteMatching(_) => Kind::DeleteMatching,
+            Request::Namespaces => Kind::Namespaces,
+        }
+    }
+
+    /// Whether the request changes the cache (and so needs the writer permission).
+    pub fn is_write(&self) -> bool {
+        match self {
+            Request::Set(_)
+            | Request::Delete { .. }
+            | Request::Invalidate { .. }
+            | Request::Clear { .. }
+            | Request::SetIf(_)
+            | Request::Incr(_)
+            | Request::Take { .. }
+            | Request::Touch { .. }
+            | Request::DeleteMatching(_) => true,
+            Request::Hello(_)
+            | Request::Fetch { .. }
+            | Request::Stats
+            | Request::Ping
+            | Request::Scan(_)
+            | Request::Namespaces => false,
         }
     }
 
@@ -116,13 +171,12 @@ impl Request {
                 h.client_name.len(),
                 MAX_CLIENT_NAME_BYTES,
             )?,
-            Request::Set(s) => {
-                check_namespace(&s.namespace, limits)?;
-                wire::check_len(Field::Key, s.key.len(), limits.max_key_bytes)?;
-                check_tags(&s.tags, limits)?;
-                wire::check_len(Field::Value, s.value.len(), limits.max_value_bytes)?;
-            }
-            Request::Delete { namespace, key } | Request::Fetch { namespace, key } => {
+            Request::Set(s) | Request::SetIf(SetIf { set: s, .. }) => check_set(s, limits)?,
+            Request::Incr(Incr { namespace, key, .. })
+            | Request::Take { namespace, key }
+            | Request::Touch { namespace, key, .. }
+            | Request::Delete { namespace, key }
+            | Request::Fetch { namespace, key } => {
                 check_namespace(namespace, limits)?;
                 wire::check_len(Field::Key, key.len(), limits.max_key_bytes)?;
             }
@@ -133,7 +187,8 @@ impl Request {
                 check_tags(tags, limits)?;
             }
             Request::Clear { namespace } => check_namespace(namespace, limits)?,
-            Request::Stats | Request::Ping => {}
+            Request::Scan(s) | Request::DeleteMatching(s) => manage::check_scan(s, limits)?,
+            Request::Stats | Request::Ping | Request::Namespaces => {}
         }
         let frame_bytes = HEADER_LEN as u64 + self.body_len();
         if frame_bytes > limits.max_frame_bytes as u64 {
@@ -150,17 +205,19 @@ impl Request {
         use wire::{bytes_len, opt_u64_len, str_list_len};
         match self {
             Request::Hello(h) => 1 + 1 + 4 + bytes_len(h.client_name.len()),
-            Request::Set(s) => {
-                bytes_len(s.namespace.len())
-                    + bytes_len(s.key.len())
-                    + opt_u64_len(s.ttl_ms)
-                    + 8
-                    + str_list_len(&s.tags)
-                    + bytes_len(s.value.len())
-            }
-            Request::Delete { namespace, key } | Request::Fetch { namespace, key } => {
-                bytes_len(namespace.len()) + bytes_len(key.len())
-            }
+            Request::Set(s) => set_len(s),
+            Request::Delete { namespace, key }
+            | Request::Fetch { namespace, key }
+            | Request::Take { namespace, key } => bytes_len(namespace.len()) + bytes_len(key.len()),
+            Request::Touch {
+                namespace,
+                key,
+                ttl_ms,
+            } => bytes_len(namespace.len()) + bytes_len(key.len()) + opt_u64_len(*ttl_ms),
+            Request::SetIf(s) => manage::set_if_len(s),
+            Request::Incr(i) => manage::incr_len(i),
+            Request::Scan(s) | Request::DeleteMatching(s) => manage::scan_len(s),
+            Request::Namespaces => 0,
             Request::Invalidate {
                 namespace, tags, ..
             } => bytes_len(namespace.len()) + str_list_len(tags) + 1,
@@ -184,18 +241,26 @@ impl Request {
                     MAX_CLIENT_NAME_BYTES,
                 )?;
             }
-            Request::Set(s) => {
-                put_str(out, Field::Namespace, &s.namespace, WIRE_MAX_LEN)?;
-                wire::put_bytes(out, Field::Key, &s.key, WIRE_MAX_LEN)?;
-                wire::put_opt_u64(out, s.ttl_ms);
-                wire::put_u64(out, s.grace_ms);
-                put_tags(out, &s.tags)?;
-                wire::put_bytes(out, Field::Value, &s.value, WIRE_MAX_LEN)?;
-            }
-            Request::Delete { namespace, key } | Request::Fetch { namespace, key } => {
+            Request::Set(s) => put_set(out, s)?,
+            Request::Delete { namespace, key }
+            | Request::Fetch { namespace, key }
+            | Request::Take { namespace, key } => {
                 put_str(out, Field::Namespace, namespace, WIRE_MAX_LEN)?;
                 wire::put_bytes(out, Field::Key, key, WIRE_MAX_LEN)?;
             }
+            Request::Touch {
+                namespace,
+                key,
+                ttl_ms,
+            } => {
+                put_str(out, Field::Namespace, namespace, WIRE_MAX_LEN)?;
+                wire::put_bytes(out, Field::Key, key, WIRE_MAX_LEN)?;
+                wire::put_opt_u64(out, *ttl_ms);
+            }
+            Request::SetIf(s) => manage::put_set_if(out, s)?,
+            Request::Incr(i) => manage::put_incr(out, i)?,
+            Request::Scan(s) | Request::DeleteMatching(s) => manage::put_scan(out, s)?,
+            Request::Namespaces => {}
             Request::Invalidate {
                 namespace,
                 tags,
@@ -229,6 +294,20 @@ impl Request {
                 .map(|(namespace, key)| Request::Fetch { namespace, key }),
             Kind::Stats => Ok(Request::Stats),
             Kind::Ping => Ok(Request::Ping),
+            Kind::SetIf => manage::decode_set_if(c, limits).map(Request::SetIf),
+            Kind::Incr => manage::decode_incr(c, limits).map(Request::Incr),
+            Kind::Take => namespace_and_key(c, limits)
+                .map(|(namespace, key)| Request::Take { namespace, key }),
+            Kind::Touch => namespace_and_key(c, limits).and_then(|(namespace, key)| {
+                Ok(Request::Touch {
+                    namespace,
+                    key,
+                    ttl_ms: c.opt_u64("ttl_ms")?,
+                })
+            }),
+            Kind::Scan => manage::decode_scan(c, limits).map(Request::Scan),
+            Kind::DeleteMatching => manage::decode_scan(c, limits).map(Request::DeleteMatching),
+            Kind::Namespaces => Ok(Request::Namespaces),
             Kind::HelloOk
             | Kind::Ok
             | Kind::Deleted
@@ -236,6 +315,12 @@ impl Request {
             | Kind::FetchMiss
             | Kind::StatsReply
             | Kind::Pong
+            | Kind::Stored
+            | Kind::Counter
+            | Kind::Found
+            | Kind::ScanPage
+            | Kind::DeletedMany
+            | Kind::NamespaceList
             | Kind::Error => return None,
         };
         Some(request)
@@ -260,6 +345,32 @@ fn check_namespace(namespace: &str, limits: &Limits) -> Result<(), ProtoError> {
     validate_namespace(namespace, limits)
 }
 
+fn check_set(s: &Set, limits: &Limits) -> Result<(), ProtoError> {
+    check_namespace(&s.namespace, limits)?;
+    wire::check_len(Field::Key, s.key.len(), limits.max_key_bytes)?;
+    check_tags(&s.tags, limits)?;
+    wire::check_len(Field::Value, s.value.len(), limits.max_value_bytes)
+}
+
+pub(crate) fn set_len(s: &Set) -> u64 {
+    use wire::{bytes_len, opt_u64_len, str_list_len};
+    bytes_len(s.namespace.len())
+        + bytes_len(s.key.len())
+        + opt_u64_len(s.ttl_ms)
+        + 8
+        + str_list_len(&s.tags)
+        + bytes_len(s.value.len())
+}
+
+pub(crate) fn put_set(out: &mut Vec<u8>, s: &Set) -> Result<(), EncodeError> {
+    put_str(out, Field::Namespace, &s.namespace, WIRE_MAX_LEN)?;
+    wire::put_bytes(out, Field::Key, &s.key, WIRE_MAX_LEN)?;
+    wire::put_opt_u64(out, s.ttl_ms);
+    wire::put_u64(out, s.grace_ms);
+    put_tags(out, &s.tags)?;
+    wire::put_bytes(out, Field::Value, &s.value, WIRE_MAX_LEN)
+}
+
 fn check_tags(tags: &[String], limits: &Limits) -> Result<(), ProtoError> {
     wire::check_count(Field::Tags, tags.len(), limits.max_tags)?;
     tags.iter().try_for_each(|t| {
@@ -272,7 +383,7 @@ fn check_tags(tags: &[String], limits: &Limits) -> Result<(), ProtoError> {
 /// protocol (decoding, [`Request::validate`]) so a request the table would refuse never gets past
 /// the decoder. Its length limit is a size error like `max_tag_bytes`; the rest (empty segments,
 /// too deep) is an invalid argument.
-fn check_tag_grammar(tag: &str) -> Result<(), ProtoError> {
+pub(crate) fn check_tag_grammar(tag: &str) -> Result<(), ProtoError> {
     match cachekit_shm::validate_tag(tag) {
         Ok(_) => Ok(()),
         Err(cachekit_shm::TagError::TooLong { len, max }) => Err(ProtoError::FieldTooLarge {
@@ -296,13 +407,16 @@ fn put_tags(out: &mut Vec<u8>, tags: &[String]) -> Result<(), EncodeError> {
         .try_for_each(|t| put_str(out, Field::Tag, t, WIRE_MAX_LEN))
 }
 
-fn namespace(c: &mut Cursor<'_>, limits: &Limits) -> Result<String, ProtoError> {
+pub(crate) fn namespace(c: &mut Cursor<'_>, limits: &Limits) -> Result<String, ProtoError> {
     let namespace = c.str(Field::Namespace, limits.max_namespace_bytes)?;
     validate_namespace(namespace, limits)?;
     Ok(namespace.to_owned())
 }
 
-fn namespace_and_key(c: &mut Cursor<'_>, limits: &Limits) -> Result<(String, Vec<u8>), ProtoError> {
+pub(crate) fn namespace_and_key(
+    c: &mut Cursor<'_>,
+    limits: &Limits,
+) -> Result<(String, Vec<u8>), ProtoError> {
     let namespace = namespace(c, limits)?;
     let key = c.bytes(Field::Key, limits.max_key_bytes)?.to_vec();
     Ok((namespace, key))
@@ -334,19 +448,23 @@ fn decode_hello(c: &mut Cursor<'_>) -> Result<Request, ProtoError> {
 }
 
 fn decode_set(c: &mut Cursor<'_>, limits: &Limits) -> Result<Request, ProtoError> {
+    decode_set_body(c, limits).map(Request::Set)
+}
+
+pub(crate) fn decode_set_body(c: &mut Cursor<'_>, limits: &Limits) -> Result<Set, ProtoError> {
     let (namespace, key) = namespace_and_key(c, limits)?;
     let ttl_ms = c.opt_u64("ttl_ms")?;
     let grace_ms = c.u64("grace_ms")?;
     let tags = tags(c, limits)?;
     let value = c.bytes(Field::Value, limits.max_value_bytes)?.to_vec();
-    Ok(Request::Set(Set {
+    Ok(Set {
         namespace,
         key,
         value,
         ttl_ms,
         grace_ms,
         tags,
-    }))
+    })
 }
 
 fn decode_invalidate(c: &mut Cursor<'_>, limits: &Limits) -> Result<Request, ProtoError> {

@@ -9,9 +9,10 @@
 //! `CACHEKIT_BLESS=1 cargo test --profile ci -p cachekit-proto --test architecture_doc`.
 
 use cachekit_proto::{
-    encode_reply, encode_request, ErrorCode, FetchHit, Hello, HelloOk, Kind, Limits, Reply,
-    Request, Set, HEADER_LEN, MAGIC, MAX_CLIENT_NAME_BYTES, MAX_ERROR_MESSAGE_BYTES, MAX_STATS,
-    MAX_STAT_NAME_BYTES, PROTOCOL_VERSION,
+    encode_reply, encode_request, Condition, ErrorCode, FetchHit, Hello, HelloOk, Incr, Kind,
+    Limits, Reply, Request, ScanRequest, Selection, Set, SetIf, HEADER_LEN, MAGIC,
+    MAX_CLIENT_NAME_BYTES, MAX_ERROR_MESSAGE_BYTES, MAX_NAMESPACE_LIST, MAX_PATTERN_BYTES,
+    MAX_SCAN_PAGE, MAX_STATS, MAX_STAT_NAME_BYTES, PROTOCOL_VERSION,
 };
 use std::path::PathBuf;
 
@@ -271,6 +272,46 @@ fn sample(kind: Kind, full: bool) -> Vec<u8> {
         }),
         Kind::Stats => Some(Request::Stats),
         Kind::Ping => Some(Request::Ping),
+        Kind::SetIf => Some(Request::SetIf(SetIf {
+            set: Set {
+                namespace: String::new(),
+                key: Vec::new(),
+                value: Vec::new(),
+                ttl_ms: ttl,
+                grace_ms: 0,
+                tags: Vec::new(),
+            },
+            condition: Condition::Version(7),
+        })),
+        Kind::Incr => Some(Request::Incr(Incr {
+            namespace: String::new(),
+            key: Vec::new(),
+            delta: -1,
+            initial: full.then_some(-5),
+            ttl_ms: ttl,
+        })),
+        Kind::Take => Some(Request::Take {
+            namespace: String::new(),
+            key: Vec::new(),
+        }),
+        Kind::Touch => Some(Request::Touch {
+            namespace: String::new(),
+            key: Vec::new(),
+            ttl_ms: ttl,
+        }),
+        Kind::Scan | Kind::DeleteMatching => {
+            let s = ScanRequest {
+                namespace: String::new(),
+                cursor: 3,
+                selection: Selection::default(),
+                count: 0,
+            };
+            Some(match kind {
+                Kind::Scan => Request::Scan(s),
+                _ => Request::DeleteMatching(s),
+            })
+        }
+        Kind::Namespaces => Some(Request::Namespaces),
         _ => None,
     };
     if let Some(req) = req {
@@ -292,7 +333,29 @@ fn sample_reply(kind: Kind, full: bool) -> Reply {
             expires_ms: full.then_some(1),
             grace_until_ms: full.then_some(2),
             stale: false,
+            version: 9,
         }),
+        Kind::Stored => Reply::Stored {
+            stored: true,
+            version: 1,
+        },
+        Kind::Counter => Reply::Counter {
+            present: true,
+            value: -1,
+            version: 1,
+        },
+        Kind::Found => Reply::Found { found: true },
+        Kind::ScanPage => Reply::ScanPage {
+            cursor: 0,
+            items: Vec::new(),
+        },
+        Kind::DeletedMany => Reply::DeletedMany {
+            cursor: 0,
+            deleted: 2,
+        },
+        Kind::NamespaceList => Reply::NamespaceList {
+            namespaces: Vec::new(),
+        },
         Kind::FetchMiss => Reply::FetchMiss,
         Kind::StatsReply => Reply::Stats {
             counters: Vec::new(),
@@ -538,7 +601,10 @@ fn hello_ok_table_matches_the_encoder() {
 
 #[test]
 fn constants_quoted_in_the_docs_have_their_values() {
-    let known: [(&str, u64); 9] = [
+    let known: [(&str, u64); 12] = [
+        ("MAX_PATTERN_BYTES", MAX_PATTERN_BYTES as u64),
+        ("MAX_SCAN_PAGE", MAX_SCAN_PAGE as u64),
+        ("MAX_NAMESPACE_LIST", MAX_NAMESPACE_LIST as u64),
         ("PROTOCOL_VERSION", u64::from(PROTOCOL_VERSION)),
         ("MAGIC", u64::from(MAGIC)),
         ("HEADER_LEN", HEADER_LEN as u64),

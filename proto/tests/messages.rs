@@ -240,16 +240,18 @@ fn fetch_hit_bytes() {
         expires_ms: Some(6),
         grace_until_ms: None,
         stale: true,
+        version: 0x0102_0304_0506_0708,
     };
     let body = cat(&[
         &5u64.to_le_bytes(),
+        &0x0102_0304_0506_0708u64.to_le_bytes(),
         &[1],
         &6u64.to_le_bytes(),
         &[0],
         &[1],
         &lv(b"v"),
     ]);
-    assert_eq!(body.len(), 23 + 1);
+    assert_eq!(body.len(), 31 + 1);
     golden_reply(Reply::FetchHit(hit), &frame(0x84, ID, &body));
 }
 
@@ -320,13 +322,49 @@ fn replies_answer_the_right_requests() {
         expires_ms: None,
         grace_until_ms: None,
         stale: false,
+        version: 0,
     });
-    let cases: [(Reply, &[Kind]); 8] = [
+    let requests: Vec<Kind> = Kind::ALL.into_iter().filter(|k| k.is_request()).collect();
+    let cases: [(Reply, &[Kind]); 14] = [
+        (
+            Reply::Stored {
+                stored: true,
+                version: 1,
+            },
+            &[Kind::SetIf],
+        ),
+        (
+            Reply::Counter {
+                present: true,
+                value: 1,
+                version: 1,
+            },
+            &[Kind::Incr],
+        ),
+        (Reply::Found { found: true }, &[Kind::Touch]),
+        (
+            Reply::ScanPage {
+                cursor: 0,
+                items: vec![],
+            },
+            &[Kind::Scan],
+        ),
+        (
+            Reply::DeletedMany {
+                cursor: 0,
+                deleted: 0,
+            },
+            &[Kind::DeleteMatching],
+        ),
+        (
+            Reply::NamespaceList { namespaces: vec![] },
+            &[Kind::Namespaces],
+        ),
         (Reply::HelloOk(hello_ok()), &[Kind::Hello]),
         (Reply::Ok, &[Kind::Set, Kind::Invalidate, Kind::Clear]),
         (Reply::Deleted { existed: true }, &[Kind::Delete]),
-        (hit, &[Kind::Fetch]),
-        (Reply::FetchMiss, &[Kind::Fetch]),
+        (hit, &[Kind::Fetch, Kind::Take]),
+        (Reply::FetchMiss, &[Kind::Fetch, Kind::Take]),
         (Reply::Stats { counters: vec![] }, &[Kind::Stats]),
         (
             Reply::Pong {
@@ -335,19 +373,7 @@ fn replies_answer_the_right_requests() {
             },
             &[Kind::Ping],
         ),
-        (
-            Reply::error(ErrorCode::Internal, ""),
-            &[
-                Kind::Hello,
-                Kind::Set,
-                Kind::Delete,
-                Kind::Invalidate,
-                Kind::Clear,
-                Kind::Fetch,
-                Kind::Stats,
-                Kind::Ping,
-            ],
-        ),
+        (Reply::error(ErrorCode::Internal, ""), &requests),
     ];
     for (reply, answers) in cases {
         for kind in Kind::ALL.into_iter().filter(|k| k.is_request()) {
@@ -648,6 +674,7 @@ fn every_limited_field_is_checked() {
             expires_ms: None,
             grace_until_ms: None,
             stale: false,
+            version: 0,
         })),
         &l,
         too_large(Field::Value, 6, 5),
@@ -913,7 +940,7 @@ fn strings_must_be_utf8_but_keys_and_values_need_not() {
     // The same bytes are fine as a key and as a value.
     let fetch = cat(&[&lv(b"ns"), &lv(&bad)]);
     assert!(decode(&frame(0x06, 1, &fetch)).unwrap().is_some());
-    let hit = cat(&[&[0; 8], &[0, 0, 0], &lv(&bad)]);
+    let hit = cat(&[&[0; 16], &[0, 0, 0], &lv(&bad)]);
     assert!(decode(&frame(0x84, 1, &hit)).unwrap().is_some());
 }
 
@@ -935,12 +962,12 @@ fn flags_must_be_zero_or_one() {
         decode_err(&frame(0x02, 1, &set), &l),
         flag(Kind::Set, "ttl_ms", 7)
     );
-    let hit = cat(&[&[0; 8], &[3]]);
+    let hit = cat(&[&[0; 16], &[3]]);
     assert_eq!(
         decode_err(&frame(0x84, 1, &hit), &l),
         flag(Kind::FetchHit, "expires_ms", 3)
     );
-    let hit = cat(&[&[0; 8], &[0, 0, 2]]);
+    let hit = cat(&[&[0; 16], &[0, 0, 2]]);
     let err = decode_err(&frame(0x84, 1, &hit), &l);
     assert_eq!(err, flag(Kind::FetchHit, "stale", 2));
     assert_eq!(

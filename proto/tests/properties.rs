@@ -4,8 +4,9 @@
 use std::io::Cursor;
 
 use cachekit_proto::{
-    decode_frame, encode_frame, read_frame, ErrorCode, FetchHit, Frame, Hello, HelloOk, Kind,
-    Limits, Message, ProtoError, RecvError, Reply, Request, Set, HEADER_LEN,
+    decode_frame, encode_frame, read_frame, Condition, ErrorCode, FetchHit, Frame, Hello, HelloOk,
+    Incr, Kind, Limits, Message, NamespaceInfo, ProtoError, RecvError, Reply, Request, ScanItem,
+    ScanRequest, Selection, Set, SetIf, HEADER_LEN,
 };
 use proptest::prelude::*;
 
@@ -83,6 +84,81 @@ fn request(
         (ns.clone(), bytes(12)).prop_map(|(namespace, key)| Request::Fetch { namespace, key }),
         Just(Request::Stats),
         Just(Request::Ping),
+        (
+            ns.clone(),
+            bytes(12),
+            bytes(300),
+            any::<Option<u64>>(),
+            (any::<u8>(), any::<u64>())
+        )
+            .prop_map(|(namespace, key, value, ttl_ms, (c, v))| {
+                let condition = match c % 3 {
+                    0 => Condition::Absent,
+                    1 => Condition::Present,
+                    _ => Condition::Version(v),
+                };
+                Request::SetIf(SetIf {
+                    set: Set {
+                        namespace,
+                        key,
+                        value,
+                        ttl_ms,
+                        grace_ms: 0,
+                        tags: Vec::new(),
+                    },
+                    condition,
+                })
+            }),
+        (
+            ns.clone(),
+            bytes(12),
+            any::<i64>(),
+            any::<Option<i64>>(),
+            any::<Option<u64>>()
+        )
+            .prop_map(|(namespace, key, delta, initial, ttl_ms)| {
+                Request::Incr(Incr {
+                    namespace,
+                    key,
+                    delta,
+                    initial,
+                    ttl_ms,
+                })
+            }),
+        (ns.clone(), bytes(12)).prop_map(|(namespace, key)| Request::Take { namespace, key }),
+        (ns.clone(), bytes(12), any::<Option<u64>>()).prop_map(|(namespace, key, ttl_ms)| {
+            Request::Touch {
+                namespace,
+                key,
+                ttl_ms,
+            }
+        }),
+        (
+            ns.clone(),
+            any::<u64>(),
+            bytes(20),
+            prop_oneof![Just(String::new()), valid_tag()],
+            any::<bool>(),
+            0u32..=1000,
+            any::<bool>()
+        )
+            .prop_map(|(namespace, cursor, pattern, tag, exact, count, delete)| {
+                let s = ScanRequest {
+                    namespace,
+                    cursor,
+                    selection: Selection {
+                        pattern,
+                        tag,
+                        exact,
+                    },
+                    count,
+                };
+                match delete {
+                    true => Request::DeleteMatching(s),
+                    false => Request::Scan(s),
+                }
+            }),
+        Just(Request::Namespaces),
     ]
 }
 
@@ -134,17 +210,71 @@ fn reply() -> impl Strategy<Value = Reply> {
             any::<u64>(),
             any::<Option<u64>>(),
             any::<Option<u64>>(),
-            any::<bool>()
+            (any::<bool>(), any::<u64>())
         )
-            .prop_map(|(value, created_ms, expires_ms, grace_until_ms, stale)| {
-                Reply::FetchHit(FetchHit {
-                    value,
-                    created_ms,
-                    expires_ms,
-                    grace_until_ms,
-                    stale,
-                })
-            }),
+            .prop_map(
+                |(value, created_ms, expires_ms, grace_until_ms, (stale, version))| {
+                    Reply::FetchHit(FetchHit {
+                        value,
+                        created_ms,
+                        expires_ms,
+                        grace_until_ms,
+                        stale,
+                        version,
+                    })
+                }
+            ),
+        (any::<bool>(), any::<u64>())
+            .prop_map(|(stored, version)| Reply::Stored { stored, version }),
+        (any::<bool>(), any::<i64>(), any::<u64>()).prop_map(|(present, value, version)| {
+            Reply::Counter {
+                present,
+                value,
+                version,
+            }
+        }),
+        any::<bool>().prop_map(|found| Reply::Found { found }),
+        (
+            any::<u64>(),
+            prop::collection::vec(
+                (
+                    bytes(12),
+                    any::<u32>(),
+                    any::<u64>(),
+                    any::<Option<u64>>(),
+                    any::<Option<u64>>(),
+                    any::<u64>()
+                )
+                    .prop_map(
+                        |(key, value_len, created_ms, expires_ms, grace_until_ms, version)| {
+                            ScanItem {
+                                key,
+                                value_len,
+                                created_ms,
+                                expires_ms,
+                                grace_until_ms,
+                                version,
+                            }
+                        }
+                    ),
+                0..20
+            )
+        )
+            .prop_map(|(cursor, items)| Reply::ScanPage { cursor, items }),
+        (any::<u64>(), any::<u64>())
+            .prop_map(|(cursor, deleted)| Reply::DeletedMany { cursor, deleted }),
+        prop::collection::vec((text(20), any::<u64>(), any::<u64>()), 0..20).prop_map(|l| {
+            Reply::NamespaceList {
+                namespaces: l
+                    .into_iter()
+                    .map(|(namespace, entries, bytes)| NamespaceInfo {
+                        namespace,
+                        entries,
+                        bytes,
+                    })
+                    .collect(),
+            }
+        }),
         Just(Reply::FetchMiss),
         prop::collection::vec((text(20), any::<u64>()), 0..20)
             .prop_map(|counters| Reply::Stats { counters }),

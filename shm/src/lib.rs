@@ -27,6 +27,7 @@ mod tags;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod time;
+mod walk;
 mod writer;
 
 pub use clients::ClientRecords;
@@ -41,6 +42,7 @@ pub use reader::{HitMeta, Lookup, Reader, ReaderStats, MAX_RETRIES};
 pub use shared::SegmentFds;
 pub use tags::{validate_tag, InvalidateMode, MAX_TAGS, MAX_TAG_BYTES, MAX_TAG_DEPTH};
 pub use time::now_ms;
+pub use walk::{Cursor as WalkCursor, EntryView, Filter, ScanEntry};
 pub use writer::{Backing, InsertOptions, Writer};
 
 #[cfg(loom)]

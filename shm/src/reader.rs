@@ -35,6 +35,9 @@ pub struct HitMeta {
     pub grace_until_ms: Option<u64>,
     /// True inside the grace window (past `expires_ms`, before `grace_until_ms`).
     pub stale: bool,
+    /// The entry's stamp: unique per write of this table and increasing, so it names one
+    /// version of the key (compare-and-set uses it).
+    pub version: u64,
 }
 
 /// Result of [`Reader::get_into`].
@@ -462,6 +465,7 @@ impl Reader {
             expires_ms: expires,
             grace_until_ms: grace_until,
             stale: expires.is_some_and(|e| now >= e),
+            version: h.stamp,
         })
     }
 

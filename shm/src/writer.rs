@@ -54,7 +54,7 @@ pub struct Writer {
     client: Arc<Memory>,
     #[cfg(not(loom))]
     fds: Option<crate::shared::SegmentFds>,
-    geo: Geometry,
+    pub(crate) geo: Geometry,
     arena: Arena,
     last_stamp: u64,
     scratch: Vec<u8>,
@@ -197,7 +197,7 @@ impl Writer {
     }
 
     #[inline]
-    fn r(&self) -> &Region {
+    pub(crate) fn r(&self) -> &Region {
         self.table.region()
     }
 
@@ -218,14 +218,15 @@ impl Writer {
         s
     }
 
-    /// Inserts or overwrites `key` in namespace `ns`, at the current time.
+    /// Inserts or overwrites `key` in namespace `ns`, at the current time. Returns the new
+    /// entry's stamp (its version, as [`HitMeta::version`](crate::HitMeta::version)).
     pub fn insert(
         &mut self,
         ns: &str,
         key: &[u8],
         value: &[u8],
         opts: &InsertOptions<'_>,
-    ) -> Result<(), InsertError> {
+    ) -> Result<u64, InsertError> {
         self.insert_at(ns, key, value, opts, now_ms())
     }
 
@@ -237,7 +238,7 @@ impl Writer {
         value: &[u8],
         opts: &InsertOptions<'_>,
         now: u64,
-    ) -> Result<(), InsertError> {
+    ) -> Result<u64, InsertError> {
         if key.len() > MAX_KEY_BYTES {
             return Err(InsertError::KeyTooLarge {
                 len: key.len(),
@@ -259,13 +260,45 @@ impl Writer {
         let seed = self.geo.seed;
         let nsh = namespace_hash(seed, ns.as_bytes());
         let mut refs = std::mem::take(&mut self.refs);
-        entry_refs(seed, nsh, opts.tags, self.geo.tag_count - 1, &mut refs)?;
+        let r = entry_refs(seed, nsh, opts.tags, self.geo.tag_count - 1, &mut refs);
+        let stamp = r.map(|()| {
+            self.write_entry(
+                ns,
+                key,
+                value,
+                &refs,
+                encode_duration(opts.ttl_ms),
+                encode_duration(Some(opts.grace_ms)),
+                ttl_class(opts.ttl_ms),
+                now,
+            )
+        });
+        self.refs = refs;
+        stamp
+    }
+
+    /// Appends an entry with these (already validated) fields and points the key's slot at
+    /// it. Returns its stamp.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn write_entry(
+        &mut self,
+        ns: &str,
+        key: &[u8],
+        value: &[u8],
+        refs: &[u32],
+        ttl: u32,
+        grace: u32,
+        class: u8,
+        now: u64,
+    ) -> u64 {
+        let seed = self.geo.seed;
+        let nsh = namespace_hash(seed, ns.as_bytes());
         let stamp = self.next_stamp(now);
         let kh = key_hash(seed, nsh, key);
         let mut header = EntryHeader {
             stamp,
-            ttl: encode_duration(opts.ttl_ms),
-            grace: encode_duration(Some(opts.grace_ms)),
+            ttl,
+            grace,
             value_len: value.len() as u32,
             key_len: key.len() as u16,
             ns_len: ns.len() as u8,
@@ -279,12 +312,10 @@ impl Writer {
         meta.extend_from_slice(&header.encode());
         meta.extend_from_slice(ns.as_bytes());
         meta.extend_from_slice(key);
-        for r in &refs {
+        for r in refs {
             meta.extend_from_slice(&r.to_le_bytes());
         }
-        self.refs = refs;
         let len = (meta.len() + value.len()) as u64;
-        let class = ttl_class(opts.ttl_ms);
         let loc = self
             .alloc(class, len, now, true)
             .expect("a table of at least two segments can always make room by eviction");
@@ -294,7 +325,7 @@ impl Writer {
         self.note_grace(loc, header.grace_until_ms());
         self.publish(kh, ns, key, loc, now);
         self.add_stat(Stat::Inserts, 1);
-        Ok(())
+        stamp
     }
 
     /// Points the key's slot at the entry at `loc`, replacing the key's old entry, an
@@ -691,13 +722,13 @@ impl Writer {
         }
     }
 
-    fn load_slot(&self, bucket: u64, i: usize) -> u64 {
+    pub(crate) fn load_slot(&self, bucket: u64, i: usize) -> u64 {
         self.r()
             .load(self.geo.slot_word(bucket, i), Ordering::Relaxed)
             .unwrap_or(0)
     }
 
-    fn header_at(&self, loc: u64) -> EntryHeader {
+    pub(crate) fn header_at(&self, loc: u64) -> EntryHeader {
         let mut b = [0u8; ENTRY_HEADER_BYTES];
         self.r().read_bytes(loc as usize, &mut b);
         EntryHeader::decode(&b)
@@ -713,7 +744,7 @@ impl Writer {
     }
 
     /// Not past grace and not invalidated.
-    fn entry_alive(&self, loc: u64, h: &EntryHeader, now: u64) -> bool {
+    pub(crate) fn entry_alive(&self, loc: u64, h: &EntryHeader, now: u64) -> bool {
         if h.grace_until_ms().is_some_and(|g| now >= g) {
             return false;
         }

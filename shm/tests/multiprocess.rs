@@ -499,6 +499,7 @@ fn value_checker_rejects_torn_values() {
         expires_ms: None,
         grace_until_ms: None,
         stale: false,
+        version: 1_000 << 20,
     };
     let (mut a, mut b) = (Vec::new(), Vec::new());
     for len in [16, 17, 100, 4096, codec::MAX_LEN] {
@@ -533,6 +534,7 @@ fn value_checker_rejects_torn_values() {
         expires_ms: Some(1_300),
         grace_until_ms: Some(grace_until),
         stale: false,
+        version: 1_000 << 20,
     };
     assert_eq!(codec::verify(&a, 7, &timed(1_450), 1_200, 1_200), Ok(1));
     assert_eq!(

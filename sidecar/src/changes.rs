@@ -48,18 +48,32 @@ pub struct Snapshot {
 }
 
 /// One counter slot: how many changes it has seen, and the highest namespace clock value
-/// among them (`u64::MAX`: at least one was unknown).
+/// among them (`u64::MAX`: at least one was unknown), and the highest known one.
 #[derive(Clone, Copy, Default)]
 struct Slot {
     count: u64,
     clock: u64,
+    known: u64,
 }
 
 impl Slot {
     fn bump(&mut self, clock: Option<u64>) {
         self.count = self.count.wrapping_add(1);
         self.clock = self.clock.max(clock.unwrap_or(u64::MAX));
+        self.known = self.known.max(clock.unwrap_or(0));
     }
+}
+
+/// What the table holds of a key, next to a Redis write of it about to be applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Later {
+    /// No later Redis write of the key (or of a key sharing its slot) was applied: apply it.
+    None,
+    /// The table holds a later Redis write of this very key: keep it, drop this one.
+    Held,
+    /// A later change of the key, or of a key sharing its slot, was applied: which value is
+    /// newest is unknown here, so the key must go (the next read asks Redis).
+    Unknown,
 }
 
 /// What the table holds for a key that came from a known Redis write.
@@ -135,6 +149,22 @@ impl Changes {
         };
     }
 
+    /// Whether a change later than the Redis write of `key` at `clock` was already applied.
+    /// Two writes of one key from two threads reach Redis in one order and may reach the table
+    /// in the other; and another host's event may come before this host's own older write.
+    pub fn later_than(&self, ns: &str, key: &[u8], clock: u64) -> Later {
+        let i = self.key_slot(ns, key);
+        if self.key[i].known <= clock {
+            return Later::None;
+        }
+        let h = self.held[i];
+        if h.fp == fingerprint(ns, key) && h.clock > clock {
+            Later::Held
+        } else {
+            Later::Unknown
+        }
+    }
+
     /// Whether the table already holds the Redis write of `key` at `clock` or a later one:
     /// then that write's event must not drop it.
     pub fn holds(&self, ns: &str, key: &[u8], clock: u64) -> bool {
@@ -204,6 +234,27 @@ mod tests {
         );
         g.key_changed("ns", b"k", Some(7), Some(7));
         assert!(g.holds("ns", b"k", 7));
+    }
+
+    #[test]
+    fn later_writes_win_whatever_order_they_are_applied_in() {
+        let mut g = Changes::default();
+        assert_eq!(g.later_than("ns", b"k", 5), Later::None);
+        g.key_changed("ns", b"k", Some(7), Some(7));
+        assert_eq!(g.later_than("ns", b"k", 5), Later::Held);
+        assert_eq!(g.later_than("ns", b"k", 8), Later::None);
+        g.key_changed("ns", b"k", Some(9), None);
+        assert_eq!(
+            g.later_than("ns", b"k", 8),
+            Later::Unknown,
+            "a later delete"
+        );
+        g.key_changed("ns", b"k", None, None);
+        assert_eq!(
+            g.later_than("ns", b"k", 10),
+            Later::None,
+            "an unknown clock is no later Redis write"
+        );
     }
 
     #[test]

@@ -27,6 +27,10 @@ pub struct Counters {
     pub fetches: AtomicU64,
     pub fetch_hits: AtomicU64,
     pub fetch_coalesced: AtomicU64,
+    /// SET_IF, INCR, TAKE and TOUCH requests.
+    pub atomic_ops: AtomicU64,
+    pub scans: AtomicU64,
+    pub deletes_matching: AtomicU64,
     pub bad_frames: AtomicU64,
     pub not_permitted: AtomicU64,
     pub errors: AtomicU64,

@@ -14,8 +14,11 @@
 //! So "lock the writer → change the table → note it for fills → unlock → publish" is written
 //! once, here, and a new operation cannot forget a step.
 
-use crate::changes::{Changes, Snapshot};
-use cachekit_shm::{InsertError, InsertOptions, InvalidateMode, Reader, TagError, Writer};
+use crate::changes::{Changes, Later, Snapshot};
+use cachekit_shm::{
+    now_ms, EntryView, Filter, InsertError, InsertOptions, InvalidateMode, Reader, ScanEntry,
+    TagError, WalkCursor, Writer,
+};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
@@ -27,7 +30,9 @@ pub struct Table {
 
 impl Table {
     /// Stores `value` for `key`. `clock` is the namespace clock of the write in Redis
-    /// (`None`: not in Redis, or unknown).
+    /// (`None`: not in Redis, or unknown). Returns the new entry's version, or `None` when a
+    /// later Redis write of the key was applied already (see [`Changes::later_than`]): then
+    /// the table keeps that one, or drops the key when it cannot tell which is newer.
     pub fn set(
         &mut self,
         ns: &str,
@@ -35,11 +40,80 @@ impl Table {
         value: &[u8],
         opts: &InsertOptions<'_>,
         clock: Option<u64>,
-    ) -> Result<(), InsertError> {
+    ) -> Result<Option<u64>, InsertError> {
+        if let Some(c) = clock {
+            match self.changes.later_than(ns, key, c) {
+                Later::None => {}
+                Later::Held => return Ok(None),
+                Later::Unknown => {
+                    self.writer.delete(ns, key);
+                    self.changes.key_changed(ns, key, Some(c), None);
+                    return Ok(None);
+                }
+            }
+        }
         let r = self.writer.insert(ns, key, value, opts);
         let held = clock.filter(|_| r.is_ok());
         self.changes.key_changed(ns, key, clock, held);
-        r
+        r.map(Some)
+    }
+
+    /// The live entry of `key` (fresh or within grace), as the writer sees it now.
+    pub fn entry(&self, ns: &str, key: &[u8], now: u64) -> Option<EntryView> {
+        self.writer.entry(ns, key, now)
+    }
+
+    /// Writes `key` again from its live entry `old`, with its tags and grace length: the new
+    /// value (or the old one) and a time to live from `now`. Only without a Redis tier (with
+    /// one, writes carry their Redis clock through [`Table::set`]). Returns the new version.
+    pub fn rewrite(
+        &mut self,
+        ns: &str,
+        key: &[u8],
+        old: &EntryView,
+        value: Option<&[u8]>,
+        ttl_ms: Option<u64>,
+        now: u64,
+    ) -> u64 {
+        let v = self.writer.rewrite(ns, key, old, value, ttl_ms, now);
+        self.changes.key_changed(ns, key, None, None);
+        v
+    }
+
+    /// One page of a delete by pattern or tag (see [`Writer::delete_matching`]).
+    pub fn delete_matching(
+        &mut self,
+        filter: &Filter<'_>,
+        cursor: WalkCursor,
+        max_slots: u64,
+    ) -> Result<(WalkCursor, u64), TagError> {
+        // Counted as a change of the namespace: a fill that raced it must not put back what
+        // it deleted.
+        self.changes.namespace_changed(filter.namespace, None);
+        self.writer
+            .delete_matching(filter, cursor, max_slots, now_ms())
+    }
+
+    /// One page of a scan (see [`Writer::scan`]).
+    pub fn scan(
+        &self,
+        filter: &Filter<'_>,
+        cursor: WalkCursor,
+        max_items: usize,
+        max_slots: u64,
+    ) -> Result<(WalkCursor, Vec<ScanEntry>), TagError> {
+        self.writer
+            .scan(filter, cursor, max_items, max_slots, now_ms())
+    }
+
+    /// One page of the namespace census (see [`Writer::namespace_census`]).
+    pub fn namespace_census(
+        &self,
+        cursor: WalkCursor,
+        max_slots: u64,
+        f: impl FnMut(&[u8], u64),
+    ) -> WalkCursor {
+        self.writer.namespace_census(cursor, max_slots, now_ms(), f)
     }
 
     /// Deletes `key`; whether it was in the table.
@@ -100,7 +174,8 @@ impl Table {
 
     /// Puts a record read from Redis (stamped with namespace clock `stamp`) in the table,
     /// unless something changed the key or its namespace since `before` that Redis may not
-    /// have had when the record was read. `Ok(false)`: raced, not filled.
+    /// have had when the record was read. `Ok(None)`: raced, not filled; else the version of
+    /// the entry filled.
     pub fn fill(
         &mut self,
         before: Snapshot,
@@ -109,13 +184,13 @@ impl Table {
         key: &[u8],
         value: &[u8],
         opts: &InsertOptions<'_>,
-    ) -> Result<bool, InsertError> {
+    ) -> Result<Option<u64>, InsertError> {
         if !self.changes.may_fill(before, ns, key, stamp) {
-            return Ok(false);
+            return Ok(None);
         }
-        self.writer.insert(ns, key, value, opts)?;
+        let version = self.writer.insert(ns, key, value, opts)?;
         self.changes.hold(ns, key, Some(stamp));
-        Ok(true)
+        Ok(Some(version))
     }
 
     /// The table's own counters.
@@ -169,6 +244,12 @@ impl SharedTable {
     /// Taken before a fill reads Redis (see [`Table::fill`]).
     pub fn snapshot(&self, ns: &str, key: &[u8]) -> Snapshot {
         self.lock().snapshot(ns, key)
+    }
+
+    /// Reads the table under the writer's lock, changing nothing (nothing is published): for
+    /// walks that must not race the writer, a bounded slice at a time.
+    pub fn read<R>(&self, f: impl FnOnce(&Table) -> R) -> R {
+        f(&self.lock())
     }
 
     /// A reader of the table, for lookups.

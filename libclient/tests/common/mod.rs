@@ -245,7 +245,7 @@ fn handle(state: &State, req: Request) -> Reply {
                 tags: &tags,
             };
             match w.insert(&s.namespace, &s.key, &s.value, &opts) {
-                Ok(()) => Reply::Ok,
+                Ok(_) => Reply::Ok,
                 Err(e) => Reply::error(ErrorCode::InvalidArgument, e.to_string()),
             }
         }
@@ -289,6 +289,7 @@ fn handle(state: &State, req: Request) -> Reply {
                     expires_ms: m.expires_ms,
                     grace_until_ms: m.grace_until_ms,
                     stale: m.stale,
+                    version: m.version,
                 }),
                 None => Reply::FetchMiss,
             }
@@ -301,6 +302,12 @@ fn handle(state: &State, req: Request) -> Reply {
             heartbeat_ms: cachekit_shm::now_ms(),
         },
         Request::Hello(_) => Reply::error(ErrorCode::UnexpectedMessage, "second HELLO"),
+        // The fake daemon answers the protocol's core only; the rest is tested against the
+        // real one.
+        other => Reply::error(
+            ErrorCode::InvalidArgument,
+            format!("the fake daemon does not serve {}", other.kind()),
+        ),
     }
 }
 

@@ -31,6 +31,7 @@ fn lookup(d: &Daemon, ns: &str, key: &[u8]) -> Reply {
             expires_ms: m.expires_ms,
             grace_until_ms: m.grace_until_ms,
             stale: m.stale,
+            version: m.version,
         });
     }
     match &d.tier {

@@ -5,6 +5,8 @@
 //! queued), then one [`change`](crate::table::SharedTable::change) of the table carrying the
 //! write's namespace clock, so fills from Redis that raced it are dropped.
 
+mod atomic;
+mod atomic_redis;
 mod clear;
 mod delete;
 mod fetch;
@@ -12,6 +14,7 @@ mod hello;
 mod invalidate;
 mod set;
 mod stats;
+mod walk;
 
 pub use hello::hello_ok;
 
@@ -25,14 +28,7 @@ use cachekit_redis::WriteOp;
 pub fn handle(d: &Daemon, peer: &Peer, req: Request) -> Reply {
     let c = &d.counters;
     bump(&c.requests);
-    let write = matches!(
-        req,
-        Request::Set(_)
-            | Request::Delete { .. }
-            | Request::Invalidate { .. }
-            | Request::Clear { .. }
-    );
-    if write && !peer.may_write {
+    if req.is_write() && !peer.may_write {
         bump(&c.not_permitted);
         return Reply::error(
             ErrorCode::NotPermitted,
@@ -58,6 +54,17 @@ pub fn handle(d: &Daemon, peer: &Peer, req: Request) -> Reply {
         Request::Fetch { namespace, key } => fetch::run(d, &namespace, &key),
         Request::Stats => stats::stats(d),
         Request::Ping => stats::ping(d),
+        Request::SetIf(s) => atomic::set_if(d, &s),
+        Request::Incr(i) => atomic::incr(d, &i),
+        Request::Take { namespace, key } => atomic::take(d, &namespace, &key),
+        Request::Touch {
+            namespace,
+            key,
+            ttl_ms,
+        } => atomic::touch(d, &namespace, &key, ttl_ms),
+        Request::Scan(s) => walk::scan(d, &s),
+        Request::DeleteMatching(s) => walk::delete_matching(d, &s),
+        Request::Namespaces => walk::namespaces(d),
     };
     if matches!(reply, Reply::Error { .. }) {
         bump(&c.errors);

@@ -32,7 +32,9 @@ pub fn run(d: &Daemon, s: &Set) -> Reply {
             t.delete(&s.namespace, &s.key, None);
             Ok(())
         }
-        Ok(r) => t.set(&s.namespace, &s.key, &s.value, &opts, r.clock),
+        Ok(r) => t
+            .set(&s.namespace, &s.key, &s.value, &opts, r.clock)
+            .map(|_| ()),
     });
     match (stored, remote) {
         (Err(e), _) => insert_error(d, e),
@@ -41,7 +43,7 @@ pub fn run(d: &Daemon, s: &Set) -> Reply {
     }
 }
 
-fn insert_error(d: &Daemon, e: InsertError) -> Reply {
+pub fn insert_error(d: &Daemon, e: InsertError) -> Reply {
     let code = match e {
         InsertError::ValueTooLarge { len, .. } => {
             return Reply::error(

@@ -223,7 +223,8 @@ impl World {
                 let filled = self
                     .table
                     .change(|t| t.fill(f.before, stamp, NS, &key(f.k), &value(stamp), &opts))
-                    .expect("fits");
+                    .expect("fits")
+                    .is_some();
                 assert!(
                     !(filled && f.flushed),
                     "a fill in flight during a flush landed"

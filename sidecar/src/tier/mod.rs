@@ -281,14 +281,24 @@ impl Tier {
         // changed the key or namespace since `before` (checked by `fill`, under the lock).
         let filled = table.change(|t| match known && !self.queue.pending.any(ns, key) {
             true => t.fill(before, rec.stamp, ns, key, &rec.value, &opts),
-            false => Ok(false),
+            false => Ok(None),
         });
-        match filled {
-            Ok(true) => bump(&self.c.fills),
-            Ok(false) => bump(&self.c.fill_races),
-            Err(e) => debug!(namespace = ns, error = %e, "not filling the table"),
-        }
+        let version = match filled {
+            Ok(Some(version)) => {
+                bump(&self.c.fills);
+                version
+            }
+            Ok(None) => {
+                bump(&self.c.fill_races);
+                0
+            }
+            Err(e) => {
+                debug!(namespace = ns, error = %e, "not filling the table");
+                0
+            }
+        };
         Some(FetchHit {
+            version,
             stale: rec.stale_at(now),
             created_ms: rec.created_ms,
             expires_ms: rec.expires_ms,
