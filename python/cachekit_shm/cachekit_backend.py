@@ -27,8 +27,22 @@ Errors are cachekit's ``BackendError`` with the type its circuit breaker expects
 down → TRANSIENT, too slow → TIMEOUT, refused by permissions → AUTHENTICATION, a value or key
 over the daemon's limits → PERMANENT. Gets never fail because the daemon is down: they miss.
 
-``refresh_ttl`` rewrites the value with the new TTL (cachekitd has no expire-only command),
-so it keeps the value read, not one written concurrently by another process in between.
+- ``KeyTrackableBackend``: ``track_key`` / ``drain_tracked``, so ``invalidate_cache()`` with
+  no arguments drops every entry of the function on the whole host, whichever process wrote
+  it (without them cachekit falls back to deleting the keys the calling process wrote or
+  read itself, and other processes' entries stay). ``track_key(registry_id, key)``, which
+  cachekit calls right after a successful ``set``, tags the entry with the function's
+  registry id (the tag ``ck-fn/<registry id with "/" as "%2F">``): a compare-and-set of the
+  value just written, on its version, with its remaining TTL and grace. If another write of
+  the key came in between, that write's own ``track_key`` tags it. ``drain_tracked``
+  invalidates that tag (every process at once, O(1)) and deletes the caller's local keys; it
+  returns those local keys (cachekit evicts them from the caller's L1; other processes' L1
+  copies are cachekit's, reached by its invalidation events on backends that carry them).
+  Cost: a tracked write is a write, a read of the shared segment, and a second write of the
+  same bytes. An entry whose tagging lost to a concurrent eviction or expiry is not tagged,
+  and nothing is left to drop.
+
+``refresh_ttl`` sets the new TTL in one request (the value and its tags stay).
 """
 
 from __future__ import annotations
@@ -36,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from cachekit.backends.errors import BackendError, BackendErrorType
@@ -81,6 +96,13 @@ def _backend_error(exc: CachekitError, operation: str, key: Any = None) -> Backe
 
 def _key(key: str | bytes) -> bytes:
     return key if isinstance(key, bytes) else key.encode("utf-8")
+
+
+def _registry_tag(registry_id: str) -> str:
+    """The tag of one cachekit function's entries. Tag paths split on "/" (``invalidate`` of
+    ``a`` covers ``a/b``), so a "/" inside the registry id (from a namespace) is escaped to
+    keep one function's tag from sitting below another's; drains invalidate it exactly."""
+    return "ck-fn/" + registry_id.replace("%", "%25").replace("/", "%2F")
 
 
 def _ttl(ttl: float | None) -> float | None:
@@ -206,17 +228,8 @@ class CachekitShmBackend:
         return max(0, int(math.floor(left))) if left > 0 else None
 
     def _refresh_ttl(self, key: str, ttl: int) -> bool:
-        k = _key(key)
         try:
-            hit = self._client.get_with_info(k)
-            if hit is None:
-                return False
-            value, info = hit
-            grace = 0.0
-            if info.grace_until_ms and info.expires_ms:
-                grace = (info.grace_until_ms - info.expires_ms) / 1000.0
-            self._client.set_raw(k, value, ttl=_ttl(ttl), grace=grace)
-            return True
+            return bool(self._client.touch(_key(key), _ttl(ttl)))
         except CachekitError as exc:
             raise _backend_error(exc, "refresh_ttl", key) from exc
 
@@ -227,6 +240,45 @@ class CachekitShmBackend:
     async def refresh_ttl(self, key: str, ttl: int) -> bool:
         """Give an existing entry ``ttl`` seconds from now (0: no expiry). False if missing."""
         return await asyncio.to_thread(self._refresh_ttl, key, ttl)
+
+    # -- KeyTrackableBackend: host-wide whole-function invalidation ----------------------------
+
+    def track_key(self, registry_id: str, key: str) -> None:
+        """Tag the entry just written under `key` with the function's registry id (see the
+        module docstring). Raises BackendError when the daemon cannot be asked (cachekit logs
+        it, and its next drain in this process still deletes the key it remembers)."""
+        k = _key(key)
+        try:
+            hit = self._client.get_raw_with_info(k)
+            if hit is None:
+                return  # evicted, expired or deleted already: nothing to drop later
+            value, info = hit
+            now_ms = time.time() * 1000.0
+            ttl = None
+            grace = 0.0
+            if info.expires_ms:
+                ttl = (info.expires_ms - now_ms) / 1000.0
+                if ttl <= 0:
+                    return  # expired (stale): no longer present, so not to be rewritten
+                if info.grace_until_ms > info.expires_ms:
+                    grace = (info.grace_until_ms - info.expires_ms) / 1000.0
+            # False: the key was written again in between, and that write's track_key tags it.
+            self._client.cas(k, bytes(value), info.version, ttl=ttl, grace=grace,
+                             tags=(_registry_tag(registry_id),))
+        except CachekitError as exc:
+            raise _backend_error(exc, "track_key", key) from exc
+
+    def drain_tracked(self, registry_id: str, local_keys: Iterable[str]) -> set[str]:
+        """Drop every entry tagged with the function's registry id (on the whole host, at
+        once), then delete `local_keys`. Returns `local_keys` (for the caller's L1)."""
+        keys = set(local_keys)
+        try:
+            self._client.invalidate(_registry_tag(registry_id), exact=True)
+            for key in keys:
+                self._client.delete(_key(key))
+        except CachekitError as exc:
+            raise _backend_error(exc, "drain_tracked", registry_id) from exc
+        return keys
 
     # -- lifecycle --------------------------------------------------------------------------
 

@@ -21,19 +21,51 @@ Configured like Django's Redis backend::
 Semantics are Django's: ``timeout`` DEFAULT_TIMEOUT is the cache's default, None keeps the
 entry until it is evicted, zero or negative expires it at once (``set`` deletes the key,
 ``add`` stores nothing). Keys are Django keys (``make_key``, ``validate_key`` with Django's
-own warnings), encoded as UTF-8; values are pickled. Hits are read from the shared segment
-with no syscall; writes go to the daemon. ``incr``/``decr`` and ``incr_version`` keep the
-entry's remaining TTL and its tags (as Django's local-memory and Redis backends keep the
-TTL); ``touch`` keeps its tags. A value over the daemon's limit (``--max-value-bytes``)
-makes ``set`` raise ``TooLargeError`` after deleting the key (no older value stays
-readable, as with Django's memcached backend); ``set_many`` returns such keys instead.
-Writes while cachekitd is down raise ``UnavailableError`` (a ``ConnectionError``); gets
-miss, whether the daemon went down before or after the process first used the cache (the
-client connects on first use, and attaches by itself once the daemon is back). Once a
-process has found the daemon gone (its socket refused, a connection closed under a request),
-it no longer reads that daemon's shared memory, so a ``delete`` or ``invalidate_tags`` that
-failed that way is never followed, in that process, by a read of the value it meant to
-remove.
+own warnings), encoded as UTF-8; values are pickled, except exact ints (see below). Hits are
+read from the shared segment with no syscall; writes go to the daemon. A value over the
+daemon's limit (``--max-value-bytes``) makes ``set`` raise ``TooLargeError`` after deleting
+the key (no older value stays readable, as with Django's memcached backend); ``set_many``
+returns such keys instead. Writes while cachekitd is down raise ``UnavailableError`` (a
+``ConnectionError``); gets miss, whether the daemon went down before or after the process
+first used the cache (the client connects on first use, and attaches by itself once the
+daemon is back). Once a process has found the daemon gone (its socket refused, a connection
+closed under a request), it no longer reads that daemon's shared memory, so a ``delete`` or
+``invalidate_tags`` that failed that way is never followed, in that process, by a read of the
+value it meant to remove.
+
+Atomic operations (one request each, applied by the daemon's single writer, so exact across
+every process of the host; across hosts too when cachekitd is configured with Redis):
+
+- ``add`` stores only if the key is absent (an expired key is absent) and says whether it did:
+  of several processes racing to ``add`` one key, exactly one gets True.
+- ``incr``/``decr`` add to a counter and return the new value. A missing key raises
+  ValueError (Django's contract); a value that is not a number raises what ``value + delta``
+  raises (TypeError for None or a str, as Django's BaseCache), leaving it unchanged. The
+  counter keeps its remaining TTL (as Django's local-memory and Redis backends do) and its tags.
+- ``touch`` gives an existing entry a new TTL (None: no expiry) and keeps its value and tags.
+
+Ints: an exact ``int`` (not a bool) within 64 bits, set without tags, is stored as a counter
+(its decimal digits, the format every cachekit client reads as an integer), so ``set(k, 1)``
+then ``incr(k)`` is one request that the daemon applies; ``get`` returns the int. Other values
+(a bool, a float, a larger int, an int set with tags, a value written before this format) are
+pickled, and their ``incr`` is a compare-and-set on the entry's version, retried while other
+writers change the key in between: still exact, a few requests instead of one.
+
+The django-redis extras, with django-redis's meanings: ``ttl(key)`` (whole seconds left; None
+when the entry never expires; 0 when it is missing or expired), ``pttl(key)`` (the same in
+milliseconds), ``expire(key, timeout)``, ``persist(key)``, ``delete_pattern(pattern)`` (returns
+how many entries it deleted), ``iter_keys(pattern)`` / ``keys(pattern)`` (the keys as the
+application gave them), and ``lock(key, timeout=None, sleep=0.1, blocking_timeout=None)``.
+Patterns are Redis globs (``*``, ``?``, ``[a-z]``, ``\\x``) over the application's keys: they
+go through ``make_key`` with the cache's KEY_PREFIX and VERSION (glob-escaped), as in
+django-redis, so ``keys("user:*")`` lists this prefix and version only. Turning a stored key
+back into the application's key strips Django's ``prefix:version:``; with a custom
+KEY_FUNCTION, give its inverse as REVERSE_KEY_FUNCTION (a dotted path or a callable, like
+KEY_FUNCTION, as django-redis takes it). ``keys``/``iter_keys``/``delete_pattern`` see this
+host's table only (cachekitd's scan), page by page. A lock is an entry ``add``-ed with a random
+token and the lock's timeout: held by whoever added it until it is released or expires, and
+released only by its owner (a compare-and-delete on the entry's version), so a holder whose
+lock expired and was taken by another process cannot release the new owner's lock.
 
 The ``a*`` methods are native (cachekit_shm.AsyncClient over the same connection): a hit is
 read inline on the event loop from shared memory (a read that never waits for the daemon),
@@ -48,10 +80,9 @@ What differs from Django's Redis backend, and why:
 - ``clear()`` drops the entries of this cache's *namespace* (every alias configured with
   the same LOCATION and namespace, whatever its KEY_PREFIX or VERSION), not the whole daemon:
   other applications on the host keep theirs. Give unrelated sites their own namespace.
-- ``add``, ``incr``/``decr``, ``touch`` and ``incr_version`` are read-then-write on the
-  client: cachekitd has no conditional write. Two processes racing on one key can both
-  ``add`` it, or lose one increment. Use them for what Django's local-memory cache is good
-  for, not as a cross-process lock or exact counter.
+- ``incr_version`` is read-then-write on the client (a copy under the new version, then a
+  delete of the old one), as in Django's other backends: two processes changing the version
+  of one key at once can both copy it.
 - ``close()`` keeps the connection: Django calls it at the end of every request, and one
   client per process (per LOCATION and OPTIONS) is shared by every thread and alias. A forked
   child opens its own.
@@ -59,34 +90,54 @@ What differs from Django's Redis backend, and why:
   cachekitd, and a full table evicts the oldest segment's entries (FIFO with a second
   chance), never refuses a write.
 
-Stored value format (so ``touch`` and ``incr`` keep an entry's tags): an untagged value is
-the pickle itself (protocol 2 or later, so its first byte is 0x80). A tagged value is
-``0x01``, a u16 count, then per tag a u16 length and its UTF-8 bytes (all little-endian),
-then the pickle.
+Stored value format (so ``incr_version`` keeps an entry's tags): a counter is the ASCII decimal
+of an i64 (``-42``, first byte a digit or ``-``). Any other untagged value is the pickle itself
+(protocol 2 or later, so its first byte is 0x80). A tagged value is ``0x01``, a u16 count,
+then per tag a u16 length and its UTF-8 bytes (all little-endian), then the pickle.
 """
 
 from __future__ import annotations
 
+import math
 import pickle
+import re
+import secrets
 import struct
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
+from django.core.cache.backends.base import (
+    DEFAULT_TIMEOUT,
+    BaseCache,
+    default_key_func,
+    get_key_func,
+)
 from django.core.exceptions import ImproperlyConfigured
 
 from . import AsyncClient, Client
 from .client import tag_path
 from .errors import CachekitError, InvalidArgumentError, TooLargeError
 
-__all__ = ["CachekitCache"]
+__all__ = ["CachekitCache", "Lock", "LockError", "LockNotOwnedError"]
 
 DEFAULT_NAMESPACE = "django"
 
 _TAGGED = 0x01
+_PICKLE = 0x80  # PROTO, the first opcode of every pickle of protocol 2 or later
 _U16 = struct.Struct("<H")
+_I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
+
+# A compare-and-set incr (of a pickled value) retries while other writers change the key
+# between its read and its write. Each lost round means another write of the key succeeded,
+# so this bound is only reached by a key rewritten a thousand times during one incr, or by a
+# version the daemon could not name (0: a value answered from Redis while its fill raced).
+_CAS_ATTEMPTS = 1000
+
+# A glob's special characters (Redis KEYS/SCAN MATCH syntax), escaped with a backslash when a
+# KEY_PREFIX or VERSION goes into a pattern, so they match themselves.
+_GLOB_SPECIAL = re.compile(r"([\\*?\[\]])")
 
 # OPTIONS keys this backend reads; anything else is a configuration mistake worth saying so.
 _OPTION_KEYS = frozenset(
@@ -142,6 +193,15 @@ def _encode_tags(tags: Sequence[str]) -> bytes:
     return b"".join(parts)
 
 
+def _is_counter(value: Any) -> bool:
+    """Whether `value` is stored as a counter: an exact int (not a bool) that fits an i64."""
+    return type(value) is int and _I64_MIN <= value <= _I64_MAX
+
+
+def _glob_escape(text: str) -> str:
+    return _GLOB_SPECIAL.sub(r"\\\1", text)
+
+
 def _split(blob: bytes) -> tuple[tuple[str, ...], memoryview]:
     """(tags, pickle bytes) of a stored value."""
     view = memoryview(blob)
@@ -181,6 +241,8 @@ class CachekitCache(BaseCache):
                 config[name] = options[name]
         self._config = tuple(sorted(config.items()))
         self._async: AsyncClient | None = None
+        reverse = params.get("REVERSE_KEY_FUNCTION")
+        self._reverse_key_func = None if reverse is None else get_key_func(reverse)
         protocol = options.get("pickle_protocol")
         self._protocol = pickle.HIGHEST_PROTOCOL if protocol is None else int(protocol)
         if not 2 <= self._protocol <= pickle.HIGHEST_PROTOCOL:
@@ -218,13 +280,31 @@ class CachekitCache(BaseCache):
         return max(0.0, float(timeout))
 
     def _dumps(self, value: Any, tags: Sequence[str] = ()) -> bytes:
+        if not tags and _is_counter(value):
+            return b"%d" % value
         # An unpicklable value raises pickle's own error (Django's contract).
         data = pickle.dumps(value, self._protocol)
         return _encode_tags(tags) + data if tags else data
 
     @staticmethod
-    def _loads(blob: bytes) -> Any:
-        return pickle.loads(_split(blob)[1])
+    def _decode(blob: Any) -> tuple[tuple[str, ...], Any]:
+        """(tags, value) of a stored value (see "Stored value format")."""
+        if type(blob) is int:  # a counter the client decoded itself
+            return (), blob
+        view = memoryview(blob)
+        if view and view[0] == _PICKLE:
+            return (), pickle.loads(view)
+        if view and view[0] == _TAGGED:
+            tags, data = _split(blob)
+            return tags, pickle.loads(data)
+        try:
+            return (), int(bytes(view))
+        except ValueError:
+            return (), pickle.loads(view)  # not ours: pickle's own error says what it is
+
+    @classmethod
+    def _loads(cls, blob: Any) -> Any:
+        return cls._decode(blob)[1]
 
     @staticmethod
     def _remaining(info: Any) -> float | None:
@@ -238,12 +318,10 @@ class CachekitCache(BaseCache):
     def add(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
         k = self._key(key, version)
         blob = self._dumps(value)
-        if self._client.get_raw(k) is not None:
-            return False
         ttl = self.get_backend_timeout(timeout)
-        if ttl != 0:
-            self._client.set_raw(k, blob, ttl=ttl)
-        return True
+        if ttl == 0:  # stores nothing: says whether it would have
+            return self._client.get_raw(k) is None
+        return self._client.add(k, blob, ttl=ttl)
 
     def get(self, key, default=None, version=None):
         blob = self._client.get_raw(self._key(key, version))
@@ -286,11 +364,7 @@ class CachekitCache(BaseCache):
         ttl = self.get_backend_timeout(timeout)
         if ttl == 0:
             return self._client.delete(k)
-        blob = self._client.get_raw(k)
-        if blob is None:
-            return False
-        self._client.set_raw(k, blob, ttl=ttl, tags=_split(blob)[0])
-        return True
+        return self._client.touch(k, ttl)
 
     def delete(self, key, version=None):
         return bool(self._client.delete(self._key(key, version)))
@@ -307,15 +381,42 @@ class CachekitCache(BaseCache):
 
     def incr(self, key, delta=1, version=None):
         k = self._key(key, version)
-        hit = self._client.get_raw_with_info(k)
+        if _is_counter(delta):
+            try:
+                value = self._client.incr(k, delta, initial=None)
+            except InvalidArgumentError:
+                pass  # not a counter (pickled, tagged) or past 64 bits: compare-and-set below
+            else:
+                if value is None:
+                    raise ValueError("Key '%s' not found" % key)
+                return value
+        for _ in range(_CAS_ATTEMPTS):
+            hit = self._client.get_raw_with_info(k)
+            new_value, blob, ttl, tags, version_read = self._incremented(key, hit, delta)
+            if self._client.cas(k, blob, version_read, ttl=ttl, tags=tags):
+                return new_value
+        raise self._cas_exhausted(key)
+
+    def _incremented(self, key: Any, hit: Any, delta: Any) -> tuple[Any, bytes, float | None, tuple[str, ...], int]:
+        """For a compare-and-set incr: (new value, its stored form, TTL left, tags, version
+        read) from a read of the key. ValueError when it is missing or expired; what
+        ``value + delta`` raises for a value that is not a number."""
         remaining = None if hit is None else self._remaining(hit[1])
         if hit is None or (remaining is not None and remaining <= 0):
             raise ValueError("Key '%s' not found" % key)
-        blob, _info = hit
-        tags, data = _split(blob)
-        new_value = pickle.loads(data) + delta
-        self._client.set_raw(k, self._dumps(new_value, tags), ttl=remaining, tags=tags)
-        return new_value
+        blob, info = hit
+        tags, value = self._decode(blob)
+        new_value = value + delta
+        return new_value, self._dumps(new_value, tags), remaining, tags, info.version
+
+    @staticmethod
+    def _cas_exhausted(key: Any) -> CachekitError:
+        return CachekitError(
+            f"incr of {key!r} did not take: the key changed between its read and its write "
+            f"{_CAS_ATTEMPTS} times in a row (other processes rewrite it constantly, or the "
+            f"daemon could not name its version); retry, or keep counters as ints set "
+            f"without tags (one atomic request each)"
+        )
 
     def set_many(self, data, timeout=DEFAULT_TIMEOUT, version=None):
         ttl = self.get_backend_timeout(timeout)
@@ -354,18 +455,95 @@ class CachekitCache(BaseCache):
     def close(self, **kwargs):
         """Keeps the shared connection (Django calls this after every request)."""
 
+    # -- the django-redis extras -----------------------------------------------------------------
+
+    def ttl(self, key, version=None) -> int | None:
+        """Whole seconds `key` has left (rounded as Redis TTL rounds them); None when it never
+        expires; 0 when it is missing or expired (django-redis's ``ttl``)."""
+        left = self._client.ttl(self._key(key, version))
+        if left is None:
+            return 0
+        if math.isinf(left):
+            return None
+        return max(0, int(left + 0.5))
+
+    def pttl(self, key, version=None) -> int | None:
+        """``ttl`` in milliseconds (django-redis's ``pttl``)."""
+        left = self._client.ttl(self._key(key, version))
+        if left is None:
+            return 0
+        if math.isinf(left):
+            return None
+        return max(0, int(left * 1000.0 + 0.5))
+
+    def expire(self, key, timeout, version=None) -> bool:
+        """Gives an existing `key` a new timeout (Django's: None = never expires, zero or
+        negative deletes it). False when it is missing. The value and its tags stay."""
+        return self.touch(key, timeout, version=version)
+
+    def persist(self, key, version=None) -> bool:
+        """Removes the expiry of `key` (it stays until deleted or evicted). False when it is
+        missing; True when it exists, whether or not it had an expiry."""
+        return self._client.persist(self._key(key, version))
+
+    def _pattern(self, pattern: str, version: int | None, prefix: str | None) -> str:
+        """`pattern` as a glob over stored keys: through ``key_func`` with this cache's
+        KEY_PREFIX and VERSION glob-escaped, as django-redis's ``make_pattern``."""
+        prefix = self.key_prefix if prefix is None else prefix
+        version = self.version if version is None else version
+        return self.key_func(pattern, _glob_escape(prefix), _glob_escape(str(version)))
+
+    def _reverse(self, prefix: str | None, version: int | None) -> Any:
+        """A function from a stored key (str) to the application's key."""
+        if self._reverse_key_func is not None:
+            return self._reverse_key_func
+        if self.key_func is not default_key_func:
+            raise ImproperlyConfigured(
+                "CachekitCache: keys()/iter_keys() with a custom KEY_FUNCTION need its inverse: "
+                "set REVERSE_KEY_FUNCTION (a dotted path or a callable taking the stored key "
+                "and returning the application's key) next to KEY_FUNCTION in CACHES"
+            )
+        # Every match of the pattern starts with exactly this (prefix and version are escaped).
+        made = len(default_key_func("", self.key_prefix if prefix is None else prefix,
+                                    self.version if version is None else version))
+        return lambda stored: stored[made:]
+
+    def iter_keys(self, search, itersize=None, version=None, prefix=None) -> Iterator[str]:
+        """The keys matching `search` (a glob over the application's keys), as the
+        application gave them; page by page (``itersize`` per request, the daemon's default
+        when None). This host's entries; each key present for the whole walk comes once."""
+        reverse = self._reverse(prefix, version)
+        pattern = self._pattern(search, version, prefix)
+        for item in self._client.scan_iter(pattern, page_size=itersize):
+            key = item.key
+            yield reverse(key.decode("utf-8") if isinstance(key, bytes) else key)
+
+    def keys(self, search, version=None, prefix=None) -> list[str]:
+        """``list(iter_keys(search))``."""
+        return list(self.iter_keys(search, version=version, prefix=prefix))
+
+    def delete_pattern(self, pattern, version=None, prefix=None, itersize=None) -> int:
+        """Deletes the entries whose keys match `pattern` (a glob over the application's keys,
+        as ``keys``) and returns how many it deleted. Frees their memory. This host's
+        table, and the records in Redis when cachekitd is configured with it."""
+        return int(self._client.delete_pattern(self._pattern(pattern, version, prefix)))
+
+    def lock(self, key, version=None, timeout=None, sleep=0.1, blocking_timeout=None) -> Lock:
+        """A lock named `key`, shared by every process of the host (django-redis's ``lock``):
+        ``with cache.lock("report", timeout=60): ...``. See `Lock`."""
+        return Lock(self, key, version=version, timeout=timeout, sleep=sleep,
+                    blocking_timeout=blocking_timeout)
+
     # -- async: the same operations on the AsyncClient -----------------------------------------
 
     async def aadd(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
         k = self._key(key, version)
         blob = self._dumps(value)
-        client = self._aclient
-        if await client.get_raw(k) is not None:
-            return False
         ttl = self.get_backend_timeout(timeout)
-        if ttl != 0:
-            await client.set_raw(k, blob, ttl=ttl)
-        return True
+        client = self._aclient
+        if ttl == 0:
+            return await client.get_raw(k) is None
+        return await client.add(k, blob, ttl=ttl)
 
     async def aget(self, key, default=None, version=None):
         blob = await self._aclient.get_raw(self._key(key, version))
@@ -405,11 +583,7 @@ class CachekitCache(BaseCache):
         client = self._aclient
         if ttl == 0:
             return await client.delete(k)
-        blob = await client.get_raw(k)
-        if blob is None:
-            return False
-        await client.set_raw(k, blob, ttl=ttl, tags=_split(blob)[0])
-        return True
+        return await client.touch(k, ttl)
 
     async def adelete(self, key, version=None):
         return bool(await self._aclient.delete(self._key(key, version)))
@@ -427,15 +601,21 @@ class CachekitCache(BaseCache):
     async def aincr(self, key, delta=1, version=None):
         k = self._key(key, version)
         client = self._aclient
-        hit = await client.get_with_info(k)
-        remaining = None if hit is None else self._remaining(hit[1])
-        if hit is None or (remaining is not None and remaining <= 0):
-            raise ValueError("Key '%s' not found" % key)
-        blob, _info = hit
-        tags, data = _split(blob)
-        new_value = pickle.loads(data) + delta
-        await client.set_raw(k, self._dumps(new_value, tags), ttl=remaining, tags=tags)
-        return new_value
+        if _is_counter(delta):
+            try:
+                value = await client.incr(k, delta, initial=None)
+            except InvalidArgumentError:
+                pass  # compare-and-set below, as in incr
+            else:
+                if value is None:
+                    raise ValueError("Key '%s' not found" % key)
+                return value
+        for _ in range(_CAS_ATTEMPTS):
+            hit = await client.get_with_info(k)
+            new_value, blob, ttl, tags, version_read = self._incremented(key, hit, delta)
+            if await client.cas(k, blob, version_read, ttl=ttl, tags=tags):
+                return new_value
+        raise self._cas_exhausted(key)
 
     async def aset_many(self, data, timeout=DEFAULT_TIMEOUT, version=None):
         ttl = self.get_backend_timeout(timeout)
@@ -475,3 +655,106 @@ class CachekitCache(BaseCache):
 
     async def aclose(self, **kwargs):
         """Keeps the shared connection (see ``close``)."""
+
+
+# --- Locks -------------------------------------------------------------------------------------
+
+
+class LockError(Exception):
+    """A lock could not be acquired (``with lock:`` past its ``blocking_timeout``) or released."""
+
+
+class LockNotOwnedError(LockError):
+    """``release()`` of a lock this object does not hold: never acquired, already released,
+    or expired (its timeout passed) and perhaps taken by another process since."""
+
+
+class Lock:
+    """A lock over a CachekitCache, shared by every process of the host (and across hosts
+    when cachekitd is configured with Redis): made by ``cache.lock(key, ...)``.
+
+    ``acquire`` adds the lock's key with a random token and ``timeout`` (seconds; None: held
+    until released): exactly one of the processes racing to add it succeeds, and the others
+    retry every ``sleep`` seconds until ``blocking_timeout`` (None: wait for as long as it
+    takes). A lock whose timeout passes is free again, so a crashed holder cannot keep it.
+    ``release`` deletes the key only while it still holds this object's token, and only the
+    very entry it read (a compare-and-delete on the entry's version): a holder whose lock
+    expired and was taken by another process gets LockNotOwnedError, and the other keeps it.
+
+    The same interface as redis-py's Lock for what it has: ``acquire(blocking=True,
+    blocking_timeout=None) -> bool``, ``release()``, ``locked()``, ``owned()``, and ``with``
+    (which raises LockError when it cannot acquire). One Lock object is one holder: share the
+    name, not the object, between threads.
+    """
+
+    def __init__(self, cache: CachekitCache, name: Any, *, version: int | None = None,
+                 timeout: float | None = None, sleep: float = 0.1,
+                 blocking_timeout: float | None = None) -> None:
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"a lock's timeout is seconds > 0 (None: until released), not {timeout!r}")
+        if not sleep >= 0:
+            raise ValueError(f"sleep is seconds >= 0, not {sleep!r}")
+        self._cache = cache
+        self.name = name
+        self._key = cache._key(name, version)
+        self.timeout = timeout
+        self.sleep = sleep
+        self.blocking_timeout = blocking_timeout
+        self._token: bytes | None = None
+
+    def acquire(self, blocking: bool = True, blocking_timeout: float | None = None) -> bool:
+        """True once this object holds the lock; False when ``blocking`` is false and another
+        holds it, or when ``blocking_timeout`` (default: the lock's) passed first."""
+        if self._token is not None:
+            raise LockError(f"lock {self.name!r} is already held by this object: release it first")
+        client = self._cache._client
+        token = self._cache._dumps(secrets.token_hex(16))
+        if blocking_timeout is None:
+            blocking_timeout = self.blocking_timeout
+        deadline = None if blocking_timeout is None else time.monotonic() + blocking_timeout
+        while True:
+            if client.add(self._key, token, ttl=self.timeout):
+                self._token = token
+                return True
+            if not blocking or (deadline is not None and time.monotonic() + self.sleep > deadline):
+                return False
+            time.sleep(self.sleep)
+
+    def release(self) -> None:
+        """Frees the lock. LockNotOwnedError when this object does not hold it (any more)."""
+        token, self._token = self._token, None
+        if token is None:
+            raise LockNotOwnedError(f"cannot release lock {self.name!r}: it was not acquired here")
+        client = self._cache._client
+        hit = client.get_raw_with_info(self._key)
+        # An empty value with a TTL of 0 expires at once: a compare-and-delete of the entry read.
+        if hit is None or bytes(hit[0]) != token or not client.cas(self._key, b"", hit[1].version, ttl=0):
+            raise LockNotOwnedError(
+                f"cannot release lock {self.name!r}: it expired (its timeout of {self.timeout} s "
+                f"passed) and is free or held by another owner now; give it a longer timeout"
+            )
+
+    def locked(self) -> bool:
+        """Whether anyone holds the lock."""
+        return self._cache._client.get_raw(self._key) is not None
+
+    def owned(self) -> bool:
+        """Whether this object holds the lock (acquired, not released, not expired)."""
+        if self._token is None:
+            return False
+        blob = self._cache._client.get_raw(self._key)
+        return blob is not None and bytes(blob) == self._token
+
+    def __enter__(self) -> Lock:
+        if not self.acquire():
+            raise LockError(
+                f"could not acquire lock {self.name!r} within {self.blocking_timeout} s: "
+                f"another process holds it"
+            )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"<Lock {self.name!r} timeout={self.timeout} {'held' if self._token else 'not held'}>"

@@ -298,3 +298,80 @@ def test_result_computed_in_one_process_is_a_hit_in_another(cachekitd_socket, na
                 proc.kill()
     # The first process computed it; the second, with an empty L1, read it from the segment.
     assert results == [(49, 1, 0), (49, 0, 1)]
+
+
+# -- whole-function invalidation reaches every process ------------------------------------------
+
+
+def _function_in_child(socket, namespace, actions, queue):
+    """In a fresh process with no L1: run `actions` on two decorated functions (("call", name,
+    x) or ("invalidate", name)); report the calls whose body ran here."""
+    b = CachekitShmBackend(socket=socket, namespace=namespace)
+    ran = []
+
+    @cache(backend=b, ttl=300, namespace="host-wide", l1=NO_L1)
+    def square(x):
+        ran.append(("square", x))
+        return x * x
+
+    @cache(backend=b, ttl=300, namespace="host-wide", l1=NO_L1)
+    def cube(x):
+        ran.append(("cube", x))
+        return x * x * x
+
+    functions = {"square": square, "cube": cube}
+    for action in actions:
+        if action[0] == "call":
+            functions[action[1]](action[2])
+        else:
+            functions[action[1]].invalidate_cache()
+    queue.put(ran)
+    b.close()
+
+
+def _in_child(socket, namespace, actions):
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_function_in_child, args=(socket, namespace, actions, queue))
+    proc.start()
+    try:
+        ran = queue.get(timeout=WATCHDOG_S)
+        proc.join(WATCHDOG_S)
+        assert proc.exitcode == 0
+        return ran
+    finally:
+        if proc.is_alive():
+            proc.kill()
+
+
+def test_invalidate_cache_without_arguments_reaches_every_process(cachekitd_socket, namespace):
+    socket = str(cachekitd_socket)
+    calls = [("call", "square", 1), ("call", "square", 2), ("call", "cube", 1)]
+    assert _in_child(socket, namespace, calls) == [("square", 1), ("square", 2), ("cube", 1)]
+    assert _in_child(socket, namespace, calls) == []  # shared: all hits in another process
+    # A third process that never wrote or read square's entries drops all of them...
+    assert _in_child(socket, namespace, [("invalidate", "square")]) == []
+    # ... so a fourth computes square again, and cube (another function) is still cached.
+    assert _in_child(socket, namespace, calls) == [("square", 1), ("square", 2)]
+    assert _in_child(socket, namespace, calls) == []
+
+
+def test_track_key_tags_the_entry_and_keeps_its_ttl_and_grace(backend):
+    backend.set("k", b"v", ttl=100, stale_ttl=50)
+    before = backend.client.get_with_info("k")[1]
+    backend.track_key("ck:reg:ns:00ff", "k")
+    after = backend.client.get_with_info("k")[1]
+    assert backend.get("k") == b"v"
+    assert abs(after.expires_ms - before.expires_ms) < 1000
+    assert after.grace_until_ms - after.expires_ms == 50_000
+    backend.set("forever", b"f")
+    backend.track_key("ck:reg:ns:00ff", "forever")
+    assert backend.client.get_with_info("forever")[1].expires_ms == 0
+    backend.set("other", b"o")
+    backend.track_key("ck:reg:ns:00ff/x", "other")  # another function: its entry stays
+    backend.track_key("ck:reg:ns:00ff", "missing")  # nothing to tag: no error
+    backend.set("local", b"l")
+    assert backend.drain_tracked("ck:reg:ns:00ff", ["local"]) == {"local"}
+    assert backend.get("k") is None and backend.get("forever") is None
+    assert backend.get("local") is None
+    assert backend.get("other") == b"o"
