@@ -135,6 +135,14 @@
 #define CACHEKIT_SET_EXPIRE_NOW 1
 
 /**
+ * `cachekit_set_options.flags`: the value is an int64 in ASCII decimal (`-42`, `0`; no `+`,
+ * no spaces, no leading zeros), stored as a counter as `cachekit_set_i64` stores it: readers
+ * see `cachekit_value_info.integer`, and `cachekit_incr` adds to it. Anything else is
+ * `CACHEKIT_INVALID_ARGUMENT`.
+ */
+#define CACHEKIT_SET_INTEGER 2
+
+/**
  * What a cachekit function returned. `CACHEKIT_OK` is 0; `CACHEKIT_MISS` is an answer, not an
  * error; every other code is an error and leaves a message for `cachekit_last_error_message`.
  *
@@ -847,7 +855,9 @@ const char *cachekit_version(void);
  * concurrent adds of one key (from any processes of the host, and of other hosts sharing
  * Redis), exactly one stores.
  *
- * `options`: NULL for the defaults (never expires, no grace, no tags).
+ * `options`: NULL for the defaults (never expires, no grace, no tags). With
+ * `CACHEKIT_SET_INTEGER` in its flags, `value` is the decimal of an int64 stored as a counter
+ * (so `cachekit_add` of "0" then `cachekit_incr` works).
  *
  * Errors: as `cachekit_set`; `CACHEKIT_INVALID_ARGUMENT` for bad options.
  *

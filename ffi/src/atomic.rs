@@ -8,7 +8,7 @@ use std::ffi::c_char;
 use std::mem::size_of;
 use std::time::Duration;
 
-use ::cachekit_client::{IncrOptions, SetOptions, Ttl, Value};
+use ::cachekit_client::{IncrOptions, IntegerCondition, SetOptions, Ttl, Value};
 
 use crate::args::{bytes_in, handle, out_ptr, str_array_in, write_out};
 use crate::client::cachekit_client;
@@ -21,8 +21,14 @@ use crate::value::cachekit_value_info;
 /// only if it is still the version the caller read (how a lock is released).
 pub const CACHEKIT_SET_EXPIRE_NOW: u32 = 1;
 
+/// `cachekit_set_options.flags`: the value is an int64 in ASCII decimal (`-42`, `0`; no `+`,
+/// no spaces, no leading zeros), stored as a counter as `cachekit_set_i64` stores it: readers
+/// see `cachekit_value_info.integer`, and `cachekit_incr` adds to it. Anything else is
+/// `CACHEKIT_INVALID_ARGUMENT`.
+pub const CACHEKIT_SET_INTEGER: u32 = 2;
+
 /// Every flag this build knows.
-const KNOWN_SET_FLAGS: u32 = CACHEKIT_SET_EXPIRE_NOW;
+const KNOWN_SET_FLAGS: u32 = CACHEKIT_SET_EXPIRE_NOW | CACHEKIT_SET_INTEGER;
 
 /// How `cachekit_add`, `cachekit_replace`, `cachekit_cas` and `cachekit_set_i64` store the
 /// entry: what `cachekit_set` takes as parameters, in an extensible struct. NULL means every
@@ -70,8 +76,19 @@ const _: () = assert!(size_of::<cachekit_set_options>() == 48);
 /// `opts` is NULL, or aligned and points to at least `struct_size` readable bytes (its first
 /// field), whose `tags` point to `tag_count` NUL-terminated strings (or is NULL with count 0).
 unsafe fn read_set_options(opts: *const cachekit_set_options) -> Result<SetOptions, Failure> {
+    // SAFETY: the caller's promise, passed on.
+    unsafe { read_set_options_flags(opts) }.map(|(o, _)| o)
+}
+
+/// Reads optional set options and their flags (NULL: every default, no flags).
+///
+/// # Safety
+/// As [`read_set_options`].
+unsafe fn read_set_options_flags(
+    opts: *const cachekit_set_options,
+) -> Result<(SetOptions, u32), Failure> {
     if opts.is_null() {
-        return Ok(SetOptions::new());
+        return Ok((SetOptions::new(), 0));
     }
     // SAFETY: non-NULL, aligned and readable for at least the first field, the caller promises.
     let struct_size = unsafe { opts.cast::<usize>().read() };
@@ -132,7 +149,22 @@ unsafe fn read_set_options(opts: *const cachekit_set_options) -> Result<SetOptio
     } else if o.ttl_ms != 0 {
         set = set.ttl(Duration::from_millis(o.ttl_ms));
     }
-    Ok(set)
+    Ok((set, o.flags))
+}
+
+/// The int64 that `value` is the canonical ASCII decimal of (`CACHEKIT_SET_INTEGER`).
+fn integer_value(value: &[u8]) -> Result<i64, Failure> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+        .filter(|n| n.to_string().as_bytes() == value)
+        .ok_or_else(|| {
+            Failure::invalid(format!(
+                "the value {:?} is not an int64 in decimal (`-42`, `0`: no `+`, spaces or \
+                 leading zeros), which CACHEKIT_SET_INTEGER needs",
+                String::from_utf8_lossy(&value[..value.len().min(40)])
+            ))
+        })
 }
 
 /// Which conditional write.
@@ -165,12 +197,22 @@ unsafe fn set_if(
     // SAFETY: the caller promises `value_len` readable bytes at `value` (or a length of 0).
     let value = unsafe { bytes_in(value, value_len, "value") }?;
     // SAFETY: the caller promises NULL or a whole `cachekit_set_options`.
-    let opts = unsafe { read_set_options(options) }?;
+    let (opts, flags) = unsafe { read_set_options_flags(options) }?;
     let stored = out_ptr(stored, "stored")?;
-    let done = match condition {
-        Condition::Absent => c.client.add(key, value, &opts)?,
-        Condition::Present => c.client.replace(key, value, &opts)?,
-        Condition::Version(v) => c.client.cas(key, value, v, &opts)?,
+    let done = if flags & CACHEKIT_SET_INTEGER != 0 {
+        let n = integer_value(value)?;
+        let condition = match condition {
+            Condition::Absent => IntegerCondition::Absent,
+            Condition::Present => IntegerCondition::Present,
+            Condition::Version(v) => IntegerCondition::Version(v),
+        };
+        c.client.set_i64_if(key, n, condition, &opts)?
+    } else {
+        match condition {
+            Condition::Absent => c.client.add(key, value, &opts)?,
+            Condition::Present => c.client.replace(key, value, &opts)?,
+            Condition::Version(v) => c.client.cas(key, value, v, &opts)?,
+        }
     };
     // SAFETY: non-NULL and writable, the caller promises.
     unsafe { write_out(stored, done) };
@@ -182,7 +224,9 @@ unsafe fn set_if(
 /// concurrent adds of one key (from any processes of the host, and of other hosts sharing
 /// Redis), exactly one stores.
 ///
-/// `options`: NULL for the defaults (never expires, no grace, no tags).
+/// `options`: NULL for the defaults (never expires, no grace, no tags). With
+/// `CACHEKIT_SET_INTEGER` in its flags, `value` is the decimal of an int64 stored as a counter
+/// (so `cachekit_add` of "0" then `cachekit_incr` works).
 ///
 /// Errors: as `cachekit_set`; `CACHEKIT_INVALID_ARGUMENT` for bad options.
 ///
@@ -660,6 +704,14 @@ mod tests {
         assert_eq!(s.ttl, Some(Duration::from_millis(1500)));
         assert_eq!(s.grace, Duration::from_millis(20));
         assert_eq!(s.tags, ["a/b"]);
+
+        assert_eq!(integer_value(b"-42").unwrap(), -42);
+        for bad in [&b"+1"[..], b"01", b" 1", b"", b"x", b"99999999999999999999"] {
+            assert_eq!(
+                integer_value(bad).unwrap_err().code,
+                CACHEKIT_INVALID_ARGUMENT
+            );
+        }
 
         let now = cachekit_set_options {
             flags: CACHEKIT_SET_EXPIRE_NOW,

@@ -187,6 +187,34 @@ static void set_i64_is_read_as_an_integer(void) {
   CHECK(len == 19 && memcmp(buf, "9223372036854775807", 19) == 0);
   CHECK(info.integer && info.expires_ms == info.created_ms + 60000);
   CHECK_RC(cachekit_set_i64(NULL, K("int"), 1, NULL), CACHEKIT_NULL_ARGUMENT);
+
+  /* add / replace / cas of a decimal with CACHEKIT_SET_INTEGER store a counter. */
+  o = set_options(0);
+  o.flags = CACHEKIT_SET_INTEGER;
+  bool stored = false;
+  CHECK_RC(cachekit_add(C, K("int-add"), K("0"), &o, &stored), CACHEKIT_OK);
+  CHECK(stored);
+  CHECK_RC(cachekit_get(C, K("int-add"), buf, sizeof buf, &len, &info), CACHEKIT_OK);
+  CHECK(len == 1 && buf[0] == '0' && info.integer);
+  CHECK_RC(cachekit_incr(C, K("int-add"), 1, NULL, 0, &v), CACHEKIT_OK);
+  CHECK(v == 1);
+  CHECK_RC(cachekit_replace(C, K("int-add"), K("-5"), &o, &stored), CACHEKIT_OK);
+  CHECK(stored);
+  CHECK_RC(cachekit_get(C, K("int-add"), buf, sizeof buf, &len, &info), CACHEKIT_OK);
+  CHECK(len == 2 && memcmp(buf, "-5", 2) == 0 && info.integer);
+  CHECK_RC(cachekit_cas(C, K("int-add"), K("7"), info.version, &o, &stored), CACHEKIT_OK);
+  CHECK(stored);
+  CHECK_RC(cachekit_incr(C, K("int-add"), 1, NULL, 0, &v), CACHEKIT_OK);
+  CHECK(v == 8);
+  /* Not a canonical int64: refused, nothing stored. */
+  stored = false;
+  CHECK_RC(cachekit_add(C, K("int-bad"), K("01"), &o, &stored), CACHEKIT_INVALID_ARGUMENT);
+  CHECK_MSG("CACHEKIT_SET_INTEGER");
+  CHECK_RC(cachekit_add(C, K("int-bad"), K("9223372036854775808"), &o, &stored),
+           CACHEKIT_INVALID_ARGUMENT);
+  CHECK(!stored);
+  char got[8];
+  CHECK_RC(get_str(C, "int-bad", got, sizeof got), CACHEKIT_MISS);
 }
 
 static void incr_creates_adds_and_decr_subtracts(void) {
