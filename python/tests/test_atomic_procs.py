@@ -112,3 +112,29 @@ def test_four_processes_counting_with_cas_lose_no_update(cachekitd_socket, names
     barrier = mp.get_context("spawn").Barrier(4)
     _run(_cas_worker, 4, (cachekitd_socket, namespace, barrier))
     assert client.get("count") == {"n": 1200}
+
+
+def _aincr_worker(index, sock, namespace, barrier, results):
+    def body():
+        import asyncio
+
+        from cachekit_shm import AsyncClient
+
+        async def main():
+            async with AsyncClient(socket=sock, namespace=namespace) as c:
+                barrier.wait(WATCHDOG_S)
+                won = await c.add("async-lock", index, ttl=60)
+                for _ in range(10):  # 10 rounds of 100 concurrent incrs
+                    await asyncio.gather(*(c.incr("async-hits") for _ in range(100)))
+                return won
+
+        return asyncio.run(main())
+
+    _guard(index, results, body)
+
+
+def test_four_processes_through_asyncio_incr_exactly_and_add_once(cachekitd_socket, namespace, client):
+    barrier = mp.get_context("spawn").Barrier(4)
+    won = _run(_aincr_worker, 4, (cachekitd_socket, namespace, barrier))
+    assert client.get("async-hits") == 4000
+    assert won.count(True) == 1
