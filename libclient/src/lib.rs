@@ -119,7 +119,7 @@ pub use cachekit_proto::ErrorCode;
 pub use client::Client;
 pub use direct::DAEMON_PROBE_INTERVAL_MS;
 pub use error::Error;
-pub use manage::{IncrOptions, NamespaceInfo, Scan, ScanItem, ScanOptions, Ttl};
+pub use manage::{IncrOptions, IntegerCondition, NamespaceInfo, Scan, ScanItem, ScanOptions, Ttl};
 pub use options::{
     ClientOptions, SetOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_NAMESPACE, DEFAULT_POOL_SIZE,
     DEFAULT_REDIS_TIMEOUT, DEFAULT_REQUEST_TIMEOUT,

@@ -44,6 +44,17 @@ impl IncrOptions {
     }
 }
 
+/// When [`Client::set_i64_if`] stores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IntegerCondition {
+    /// The key has no fresh entry (as [`Client::add`]).
+    Absent,
+    /// The key has a fresh entry (as [`Client::replace`]).
+    Present,
+    /// The key's fresh entry has this version (as [`Client::cas`]).
+    Version(u64),
+}
+
 /// What [`Client::ttl`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Ttl {
@@ -259,6 +270,30 @@ impl Client {
             Reply::Ok => Ok(()),
             other => Err(unexpected("SET", &other)),
         }
+    }
+
+    /// [`add`](Client::add), [`replace`](Client::replace) or [`cas`](Client::cas) (`version`
+    /// `Some`) of an integer stored as a counter, as [`set_i64`](Client::set_i64) stores it:
+    /// so `add(key, 0)` then `incr(key)` works, and every binding reads it as an integer.
+    /// Returns whether it stored.
+    ///
+    /// # Errors
+    /// As [`set`](Client::set).
+    pub fn set_i64_if(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: i64,
+        condition: IntegerCondition,
+        options: &SetOptions,
+    ) -> Result<bool, Error> {
+        let mut set = self.set_body(key.as_ref(), b"", options)?;
+        set.value = encode_integer(value);
+        let condition = match condition {
+            IntegerCondition::Absent => Condition::Absent,
+            IntegerCondition::Present => Condition::Present,
+            IntegerCondition::Version(v) => Condition::Version(v),
+        };
+        self.set_if_body(set, condition)
     }
 
     /// Adds `delta` to the counter at `key` and returns the result; `None` when the key has no

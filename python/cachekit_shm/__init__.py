@@ -17,6 +17,7 @@ cachekitd over its Unix socket. See python/README.md.
 from .aio import AsyncClient
 from .client import Client, Info, Key, Pong, Seconds, Tag, Tags, default_client, set_default_client, version
 from .decorator import cached
+from .manage import NamespaceInfo, ScanItem
 from .errors import (
     CachekitError,
     CachekitTimeoutError,
@@ -36,6 +37,8 @@ __all__ = [
     "AsyncClient",
     "cached",
     "Info",
+    "ScanItem",
+    "NamespaceInfo",
     "Pong",
     "Key",
     "Tag",

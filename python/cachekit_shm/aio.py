@@ -22,15 +22,17 @@ import functools
 import os
 import threading
 from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, TypeVar, Union
+from typing import Any, AsyncIterator, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, TypeVar, Union
 
 from .client import Client, Info, Key, Pong, Seconds, Tag, Tags, _key
+from .manage import NamespaceInfo, ScanItem
 from .errors import ClosedError
 from .serializers import Serializer, SerializerName
 
 __all__ = ["AsyncClient"]
 
 R = TypeVar("R")
+_MISS = object()  # a get's default that no stored value can be
 
 _pool_lock = threading.Lock()
 _pool: Optional[ThreadPoolExecutor] = None
@@ -156,12 +158,12 @@ class AsyncClient:
     async def get(self, key: Key, default: Any = None) -> Any:
         """The value of `key`, or `default` on a miss (see `Client.get`)."""
         k = key.encode() if type(key) is str else _key(key)
-        raw = self._sync._local_raw(k)
-        if raw is None:
-            raw = await self._run(self._sync.get_raw, k)
-            if raw is None:
+        value = self._sync._local_value(k, _MISS)
+        if value is _MISS:
+            value = await self._run(self._sync.get, k, _MISS)
+            if value is _MISS:
                 return default
-        return self._sync._loads(raw)
+        return value
 
     async def get_raw(self, key: Key) -> Optional[bytes]:
         k = key.encode() if type(key) is str else _key(key)
@@ -177,25 +179,24 @@ class AsyncClient:
             hit = await self._run(self._sync.get_raw_with_info, k)
             if hit is None:
                 return None
-        return self._sync._loads(hit[0]), hit[1]
+        return self._sync._value(hit[0], hit[1]), hit[1]
 
     async def get_many(self, keys: Iterable[Key]) -> Dict[Any, Any]:
         """``{key: value}`` for the hits (see `Client.get_many`). The keys the segment holds are
         read inline; the others are asked of the daemon in the pool, in one batch."""
         keys = list(keys)
-        local = self._sync._local_raw
-        found: Dict[Any, bytes] = {}
+        local = self._sync._local_value
+        found: Dict[Any, Any] = {}
         missing: List[Any] = []
         for key in keys:
-            raw = local(_key(key))
-            if raw is None:
+            value = local(_key(key), _MISS)
+            if value is _MISS:
                 missing.append(key)
             else:
-                found[key] = raw
+                found[key] = value
         if missing:
-            found.update(await self._run(self._sync.get_many_raw, missing))
-        loads = self._sync._loads
-        return {k: loads(found[k]) for k in keys if k in found}
+            found.update(await self._run(self._sync.get_many, missing))
+        return {k: found[k] for k in keys if k in found}
 
     # ---- writes ----------------------------------------------------------------------------------
 
@@ -226,3 +227,60 @@ class AsyncClient:
 
     async def ping(self) -> Pong:
         return await self._run(self._sync.ping)
+
+    # ---- atomic and management operations (see `Client`; every one runs in the executor) ------
+
+    async def add(self, key: Key, value: Any, ttl: Optional[Seconds] = None, grace: Seconds = 0,
+                  tags: Tags = ()) -> bool:
+        return await self._run(self._sync.add, key, value, ttl, grace, tags)
+
+    async def replace(self, key: Key, value: Any, ttl: Optional[Seconds] = None, grace: Seconds = 0,
+                      tags: Tags = ()) -> bool:
+        return await self._run(self._sync.replace, key, value, ttl, grace, tags)
+
+    async def cas(self, key: Key, value: Any, version: int, ttl: Optional[Seconds] = None,
+                  grace: Seconds = 0, tags: Tags = ()) -> bool:
+        return await self._run(self._sync.cas, key, value, version, ttl, grace, tags)
+
+    async def incr(self, key: Key, delta: int = 1, *, initial: Optional[int] = 0,
+                   ttl: Optional[Seconds] = None) -> Optional[int]:
+        return await self._run(self._sync.incr, key, delta, initial=initial, ttl=ttl)
+
+    async def decr(self, key: Key, delta: int = 1, *, initial: Optional[int] = 0,
+                   ttl: Optional[Seconds] = None) -> Optional[int]:
+        return await self._run(self._sync.decr, key, delta, initial=initial, ttl=ttl)
+
+    async def get_and_delete(self, key: Key, default: Any = None) -> Any:
+        return await self._run(self._sync.get_and_delete, key, default)
+
+    async def touch(self, key: Key, ttl: Optional[Seconds]) -> bool:
+        return await self._run(self._sync.touch, key, ttl)
+
+    async def expire(self, key: Key, ttl: Seconds) -> bool:
+        return await self._run(self._sync.expire, key, ttl)
+
+    async def persist(self, key: Key) -> bool:
+        return await self._run(self._sync.persist, key)
+
+    async def ttl(self, key: Key) -> Optional[float]:
+        return await self._run(self._sync.ttl, key)
+
+    async def scan_iter(self, pattern: Union[str, bytes, None] = None, *, tag: Optional[Tag] = None,
+                        exact: bool = False, page_size: Optional[int] = None) -> AsyncIterator[ScanItem]:
+        """`Client.scan_iter` as an async iterator: each chunk of items is fetched in the
+        executor, so the loop never waits on the daemon."""
+        scan = await self._run(self._sync._scan_open, pattern, tag, exact, page_size)
+        with scan:
+            while True:
+                items = await self._run(scan.take, 256)
+                if not items:
+                    return
+                for item in items:
+                    yield item
+
+    async def delete_pattern(self, pattern: Union[str, bytes, None] = None, *, tag: Optional[Tag] = None,
+                             exact: bool = False) -> int:
+        return await self._run(self._sync.delete_pattern, pattern, tag=tag, exact=exact)
+
+    async def namespaces(self) -> List[NamespaceInfo]:
+        return await self._run(self._sync.namespaces)

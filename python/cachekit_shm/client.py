@@ -35,9 +35,10 @@ from typing import (
 
 from ._native import BUFFER_TOO_SMALL, MISS, OK, Batch, Native, StatsSnapshot, ffi, lib, raise_for
 from .errors import ClosedError, InvalidArgumentError
+from .manage import ManageMixin, NamespaceInfo, ScanItem, counter_bytes
 from .serializers import Serializer, SerializerName, resolve
 
-__all__ = ["Client", "Info", "Pong", "Key", "Tag", "Tags", "Seconds"]
+__all__ = ["Client", "Info", "Pong", "Key", "Tag", "Tags", "Seconds", "ScanItem", "NamespaceInfo"]
 
 Key = Union[str, bytes]
 """A key: ``str`` (stored as its UTF-8 bytes) or ``bytes``."""
@@ -62,6 +63,12 @@ class Info(NamedTuple):
     0 = never."""
     source: str
     """``"segment"`` (read from shared memory) or ``"daemon"`` (answered over the socket)."""
+    version: int = 0
+    """The entry's version on this host, for `Client.cas`: it changes with every write of the
+    key. 0 = unknown (a value answered from Redis that the daemon did not keep)."""
+    integer: bool = False
+    """The value is an integer counter (`incr`, or an int stored with `set`): `get` returns
+    it as an ``int``."""
 
 
 class Pong(NamedTuple):
@@ -234,7 +241,7 @@ def _open(opts: _Options, lazy: bool) -> Any:
 _LIVE: "weakref.WeakSet[Client]" = weakref.WeakSet()
 
 
-class Client(Native):
+class Client(ManageMixin, Native):
     """A client of one cachekitd, bound to one namespace.
 
     ``instance`` / ``socket``: which daemon (``socket`` wins; both None: ``$CACHEKIT_SOCKET``,
@@ -394,13 +401,15 @@ class Client(Native):
             buf, cap, lenp, view, info = _tls.s
         except AttributeError:
             buf, cap, lenp, view, info = _new_scratch()
-        rc = _get(ptr, k, len(k), buf, cap, lenp, _NULL)
+        rc = _get(ptr, k, len(k), buf, cap, lenp, info)
         if rc == 0:
+            if info.integer:
+                return int(view[: lenp[0]])
             return self._loads(view[: lenp[0]])
         if rc == 1:
             return default
-        hit = self._get_slow(rc, ptr, k)
-        return default if hit is None else self._loads(hit[0])
+        hit = self._get_slow(rc, ptr, k, want_info=True)
+        return default if hit is None else self._value(hit[0], hit[1])
 
     def get_raw(self, key: Key) -> Optional[bytes]:
         """The stored bytes of `key` (no deserialization), or None on a miss."""
@@ -431,7 +440,13 @@ class Client(Native):
         hit = self.get_raw_with_info(key)
         if hit is None:
             return None
-        return self._loads(hit[0]), hit[1]
+        return self._value(hit[0], hit[1]), hit[1]
+
+    def _value(self, raw: bytes, info: Optional[Info]) -> Any:
+        """Stored bytes as the value `get` returns: an int for a counter, else deserialized."""
+        if info is not None and info.integer:
+            return int(raw)
+        return self._loads(raw)
 
     def get_raw_with_info(self, key: Key) -> Optional[Tuple[bytes, Info]]:
         """``(stored bytes, Info)`` for a hit, None for a miss."""
@@ -454,8 +469,26 @@ class Client(Native):
         daemon is in. A key the daemon could still answer for (from Redis, or one that it has
         not put in the segment) is `default` here; `get` asks for it. Used by `AsyncClient` to
         serve hits on the event loop."""
-        raw = self._local_raw(_key(key))
-        return default if raw is None else self._loads(raw)
+        return self._local_value(_key(key), default)
+
+    def _local_value(self, k: bytes, default: Any) -> Any:
+        """The value of `k` from the segment (`cachekit_get_local`), or `default`."""
+        ptr = self._ptr
+        if ptr is None:
+            ptr = self._reopen()
+        try:
+            buf, cap, lenp, view, info = _tls.s
+        except AttributeError:
+            buf, cap, lenp, view, info = _new_scratch()
+        rc = _get_local(ptr, k, len(k), buf, cap, lenp, info)
+        if rc == 0:
+            if info.integer:
+                return int(view[: lenp[0]])
+            return self._loads(view[: lenp[0]])
+        if rc == 1:
+            return default
+        hit = self._get_slow(rc, ptr, k, want_info=True, get=_get_local)
+        return default if hit is None else self._value(hit[0], hit[1])
 
     def _local_raw(self, k: bytes) -> Optional[bytes]:
         """The stored bytes of `k` from the segment (`cachekit_get_local`), or None."""
@@ -510,7 +543,7 @@ class Client(Native):
     def get_many(self, keys: Iterable[Key]) -> Dict[Any, Any]:
         """``{key: value}`` for the keys that hit (misses are left out), keys as given. Hits
         come from shared memory; the misses are then asked of the daemon in one pass."""
-        return self._get_many(keys, self._loads)
+        return self._get_many(keys, self._value)
 
     def get_many_raw(self, keys: Iterable[Key]) -> Dict[Any, bytes]:
         """Like `get_many`, with the stored bytes."""
@@ -532,11 +565,12 @@ class Client(Native):
             b = batch._live()
             vp = ffi.new("const uint8_t **")
             lp = ffi.new("size_t *")
+            info = ffi.new("cachekit_value_info *")
             for i, key in enumerate(keys):
-                rc = lib.cachekit_batch_get(b, i, vp, lp, _NULL)
+                rc = lib.cachekit_batch_get(b, i, vp, lp, info)
                 if rc == OK:
                     raw = _buffer(vp[0], lp[0])[:]
-                    result[key] = loads(raw) if loads is not None else raw
+                    result[key] = loads(raw, _info(info)) if loads is not None else raw
                 elif rc != MISS:
                     raise_for(rc)
         return result
@@ -555,7 +589,23 @@ class Client(Native):
         Raises `UnavailableError` / `CachekitTimeoutError` when the daemon cannot take it,
         `TooLargeError`, `InvalidArgumentError`, `SerializationError`.
         """
+        n = counter_bytes(value, self._serializer.name)
+        if n is not None:
+            self._set_i64(_key(key), value, _ms(ttl, "ttl", zero=False), _ms(grace, "grace", zero=True),
+                          _tag_list(tags))
+            return
         self._set(key, self._dumps(value), ttl, grace, tags)
+
+    def _set_i64(self, k: bytes, value: int, ttl_ms: int, grace_ms: int, tags: Tuple[Any, int, List[Any]]) -> None:
+        """Stores an int as a counter (`cachekit_set_i64`)."""
+        o = ffi.new("cachekit_set_options *")
+        o.struct_size = ffi.sizeof("cachekit_set_options")
+        o.ttl_ms = ttl_ms
+        o.grace_ms = grace_ms
+        o.tags, o.tag_count = tags[0], tags[1]
+        rc = lib.cachekit_set_i64(self._handle(), k, len(k), value, o)
+        if rc != OK:
+            raise_for(rc)
 
     def set_raw(self, key: Key, value: Union[bytes, bytearray, memoryview], ttl: Optional[Seconds] = None,
                 grace: Seconds = 0, tags: Tags = ()) -> None:
@@ -582,11 +632,16 @@ class Client(Native):
         items = mapping.items() if isinstance(mapping, Mapping) else mapping
         ttl_ms = _ms(ttl, "ttl", zero=False)
         grace_ms = _ms(grace, "grace", zero=True)
-        ctags, ntags, _keep = _tag_list(tags)
+        tag_list = _tag_list(tags)
+        ctags, ntags, _keep = tag_list
         ptr = self._handle()
         dumps = self._dumps
+        name = self._serializer.name
         for key, value in items:
             k = _key(key)
+            if counter_bytes(value, name) is not None:
+                self._set_i64(k, value, ttl_ms, grace_ms, tag_list)
+                continue
             data = dumps(value)
             rc = lib.cachekit_set(ptr, k, len(k), data, len(data), ttl_ms, grace_ms, ctags, ntags)
             if rc != OK:
@@ -654,7 +709,7 @@ class Client(Native):
 
 def _info(info: Any) -> Info:
     return Info(bool(info.stale), info.created_ms, info.expires_ms, info.grace_until_ms,
-                _SOURCES.get(info.source, "daemon"))
+                _SOURCES.get(info.source, "daemon"), info.version, bool(info.integer))
 
 
 def _after_fork_in_child() -> None:

@@ -51,7 +51,7 @@ def header() -> str:
 
 
 def functions_in(c_text: str) -> set:
-    return set(re.findall(r"\b(cachekit_[a-z_]+)\s*\(", c_text))
+    return set(re.findall(r"\b(cachekit_[a-z0-9_]+)\s*\(", c_text))
 
 
 def declared_names(cdef: str) -> set:
@@ -117,4 +117,5 @@ def test_shipped_as_api_mode_with_its_own_library():
 
 def test_struct_sizes_match_the_header():
     assert ffi.sizeof("cachekit_options") == 72
-    assert ffi.sizeof("cachekit_value_info") == 32
+    assert ffi.sizeof("cachekit_value_info") == 40
+    assert ffi.sizeof("cachekit_set_options") == 48
