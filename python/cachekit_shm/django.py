@@ -135,6 +135,9 @@ _I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
 # version the daemon could not name (0: a value answered from Redis while its fill raced).
 _CAS_ATTEMPTS = 1000
 
+# The most entries cachekitd answers per scan page: a larger django-redis itersize is capped.
+_MAX_PAGE = 1000
+
 # A glob's special characters (Redis KEYS/SCAN MATCH syntax), escaped with a backslash when a
 # KEY_PREFIX or VERSION goes into a pattern, so they match themselves.
 _GLOB_SPECIAL = re.compile(r"([\\*?\[\]])")
@@ -510,11 +513,13 @@ class CachekitCache(BaseCache):
 
     def iter_keys(self, search, itersize=None, version=None, prefix=None) -> Iterator[str]:
         """The keys matching `search` (a glob over the application's keys), as the
-        application gave them; page by page (``itersize`` per request, the daemon's default
-        when None). This host's entries; each key present for the whole walk comes once."""
+        application gave them; page by page (``itersize`` per request, at most 1000; None:
+        the daemon's default). This host's entries; each key present for the whole walk
+        comes once."""
         reverse = self._reverse(prefix, version)
         pattern = self._pattern(search, version, prefix)
-        for item in self._client.scan_iter(pattern, page_size=itersize):
+        page = None if itersize is None else max(1, min(int(itersize), _MAX_PAGE))
+        for item in self._client.scan_iter(pattern, page_size=page):
             key = item.key
             yield reverse(key.decode("utf-8") if isinstance(key, bytes) else key)
 
