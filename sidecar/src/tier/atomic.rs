@@ -17,6 +17,7 @@ use super::{bump, Tier};
 use cachekit_redis::{update_with, DeletedPage, Record, StoreError, Updated};
 use cachekit_shm::now_ms;
 use std::cell::Cell;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 use tracing::debug;
 
@@ -49,8 +50,10 @@ impl Tier {
     /// The atomic read-modify-write of `key` in `ns`: `f` gets the valid record (`None` when
     /// absent, invalidated, cleared or past its grace deadline; stale or fresh is `f`'s
     /// business, from `expires_ms` and the time it is given) and decides. `f` may be called
-    /// several times (once per attempt). Blocks the calling connection thread for at most
-    /// about attempts × two round trips, each under the store's timeout.
+    /// several times (once per attempt), under a lock this host's atomic operations on keys
+    /// of the same stripe share: it must not call `update` itself. Blocks the calling
+    /// connection thread for two round trips per attempt (each under the store's timeout)
+    /// plus the backoff pauses between attempts.
     pub fn update(
         &self,
         ns: &str,
@@ -67,6 +70,9 @@ impl Tier {
         if let Err(m) = self.wait_for_queue(|| self.queue.pending.any(ns, key)) {
             return UpdateOutcome::Failed(m);
         }
+        // This host's atomic operations on one key queue here instead of racing each other
+        // through Redis (conflicts and retries are then for other hosts' writes only).
+        let _turn = self.atomic_locks.lock(ns, key);
         let committing = Cell::new(false);
         let result = update_with(
             || {
@@ -180,6 +186,30 @@ impl Tier {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         Ok(())
+    }
+}
+
+/// Lock stripes of [`Tier::update`]: two keys share a lock with probability 1/256, which
+/// only makes one wait for the other (about two Redis round trips).
+const LOCK_STRIPES: usize = 256;
+
+/// Locks that serialize this host's atomic operations per key (striped).
+pub struct KeyLocks(Box<[Mutex<()>]>);
+
+impl Default for KeyLocks {
+    fn default() -> Self {
+        KeyLocks((0..LOCK_STRIPES).map(|_| Mutex::new(())).collect())
+    }
+}
+
+impl KeyLocks {
+    fn lock(&self, ns: &str, key: &[u8]) -> MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        (ns, key).hash(&mut h);
+        self.0[(h.finish() % LOCK_STRIPES as u64) as usize]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -110,6 +110,7 @@ pub struct Tier {
     follows: Mutex<HashMap<String, Follow>>,
     origin: Vec<u8>,
     c: TierCounters,
+    atomic_locks: atomic::KeyLocks,
 }
 
 impl Tier {
@@ -137,6 +138,7 @@ impl Tier {
             follows: Mutex::new(HashMap::new()),
             origin,
             c: TierCounters::default(),
+            atomic_locks: atomic::KeyLocks::default(),
         })
     }
 
