@@ -1,8 +1,4 @@
-//! The commit and delete-matching scripts, and the read-modify-write loop, against a real
-//! redis-server.
-
-#[cfg(not(all(feature = "sync", feature = "async")))]
-compile_error!("these tests need both stores: run them with `--features sync,async` (a workspace build turns both on)");
+//! The cases (compiled with both stores only: see `main.rs`).
 
 use cachekit_redis::event::{parse_entries, Event, EventKind};
 use cachekit_redis::keys::NsKeys;
