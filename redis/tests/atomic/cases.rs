@@ -533,3 +533,45 @@ fn the_async_store_commits_and_deletes_by_pattern() {
         assert_eq!(n, 2);
     });
 }
+
+#[test]
+fn commit_and_delete_matching_work_in_a_cluster() {
+    let cluster = cachekit_testkit::RedisCluster::start();
+    let target = Target::parse(&cluster.urls(), true, Duration::from_secs(5)).unwrap();
+    let s = SyncStore::new(target, ctx("A"));
+    // Namespaces whose slots land on different nodes; SCAN in a script sees its node only,
+    // and every key of a namespace is on that node.
+    let namespaces: Vec<String> = (0..6).map(|i| format!("ns{i}")).collect();
+    for ns in &namespaces {
+        for i in 0..20 {
+            let out = update_blocking(&s, ns, format!("k{i}").as_bytes(), &mut |cur, now| {
+                assert!(cur.is_none());
+                Decision::Write(Record::new(now, None, 0, vec![], b"1".to_vec()))
+            })
+            .unwrap();
+            assert!(matches!(out, Updated::Written { .. }));
+        }
+        let f = s.fetch(ns, b"k0").unwrap().unwrap();
+        assert!(s
+            .commit(ns, b"k0", Expected::Absent, &CommitOp::Delete, now())
+            .unwrap()
+            .is_none());
+        assert!(s
+            .commit(
+                ns,
+                b"k0",
+                Expected::of(Some(&f), true),
+                &CommitOp::Delete,
+                now()
+            )
+            .unwrap()
+            .is_some());
+    }
+    let (deleted, _) = delete_all(&s, "ns0", b"k1*", None, false);
+    assert_eq!(deleted.len(), 11, "k1 and k10..k19");
+    for ns in &namespaces[1..] {
+        assert!(s.fetch(ns, b"k1").unwrap().is_some(), "{ns} untouched");
+    }
+    assert!(s.fetch("ns0", b"k2").unwrap().is_some());
+    assert!(s.fetch("ns0", b"k15").unwrap().is_none());
+}

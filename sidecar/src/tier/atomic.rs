@@ -122,10 +122,11 @@ impl Tier {
             Err(e) => {
                 self.failed(&e);
                 debug!(namespace = ns, error = %e, "atomic operation failed");
-                UpdateOutcome::Failed(if committing.get() && e.is_outage() {
-                    format!("{e}; the atomic operation may or may not have been applied in Redis (it failed while committing): read the key to find out")
-                } else {
-                    format!("{e}; {NEEDS_REDIS}")
+                UpdateOutcome::Failed(match (e.is_outage(), committing.get()) {
+                    (true, true) => format!("{e}; the atomic operation may or may not have been applied in Redis (it failed while committing): read the key to find out"),
+                    (true, false) => format!("{e}; {NEEDS_REDIS}"),
+                    // Refused by Redis, or a record cachekit cannot read: the message says what to do.
+                    (false, _) => e.to_string(),
                 })
             }
         }

@@ -270,3 +270,38 @@ fn two_hosts_increment_one_counter_exactly() {
         .sum();
     assert_eq!(ops, 600);
 }
+
+#[test]
+fn a_commit_that_times_out_says_its_result_is_unknown() {
+    let mut redis = Redis::start();
+    let t = tier(&redis, WriteMode::Through);
+    incr(&t, "ns", b"n");
+    let out = t.update("ns", b"n", &mut |_, now| {
+        // Redis stops answering between the fetch and the commit.
+        redis.pause();
+        Decision::Write(Record::new(now, None, 0, vec![], b"5".to_vec()))
+    });
+    redis.resume();
+    let UpdateOutcome::Failed(m) = out else {
+        panic!("a commit without an answer cannot succeed");
+    };
+    assert!(m.contains("may or may not have been applied"), "{m}");
+}
+
+#[test]
+fn a_foreign_value_fails_with_what_to_do() {
+    let redis = Redis::start();
+    let t = tier(&redis, WriteMode::Through);
+    let _: () = ::redis::cmd("SET")
+        .arg(cachekit_redis::keys::NsKeys::new("ns").value(b"k"))
+        .arg("not a record")
+        .query(&mut redis.conn())
+        .unwrap();
+    let UpdateOutcome::Failed(m) = incr(&t, "ns", b"k") else {
+        panic!("a value cachekit cannot read is not overwritten");
+    };
+    assert!(
+        m.contains("bad cachekit record") && m.contains("delete it"),
+        "{m}"
+    );
+}
