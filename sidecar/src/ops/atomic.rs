@@ -64,8 +64,9 @@ pub fn fresh(t: &Table, ns: &str, key: &[u8], now: u64) -> Option<EntryView> {
     t.entry(ns, key, now).filter(|e| e.is_fresh(now))
 }
 
-/// What an INCR does to a value, or why it cannot.
-pub fn add_to(value: Option<&[u8]>, i: &Incr) -> Result<Option<i64>, Reply> {
+/// What an INCR does to a value (`None`: absent and no initial value), or why it cannot (the
+/// message of an INVALID_ARGUMENT).
+pub fn add_to(value: Option<&[u8]>, i: &Incr) -> Result<Option<i64>, String> {
     let Some(stored) = value else {
         return match i.initial {
             None => Ok(None),
@@ -84,12 +85,9 @@ pub fn add_to(value: Option<&[u8]>, i: &Incr) -> Result<Option<i64>, Reply> {
         .ok()
         .and_then(|v| parse_integer(&v))
         .ok_or_else(|| {
-            Reply::error(
-                ErrorCode::InvalidArgument,
-                format!(
-                    "the value of key {:?} is not an integer: incr and decr need a value written by incr, or set as a decimal integer (it was left unchanged)",
-                    String::from_utf8_lossy(&i.key)
-                ),
+            format!(
+                "the value of key {:?} is not an integer: incr and decr need a value written by incr, or set as a decimal integer (it was left unchanged)",
+                String::from_utf8_lossy(&i.key)
             )
         })?;
     n.checked_add(i.delta)
@@ -97,11 +95,8 @@ pub fn add_to(value: Option<&[u8]>, i: &Incr) -> Result<Option<i64>, Reply> {
         .ok_or_else(|| overflow(n, i.delta))
 }
 
-fn overflow(n: i64, delta: i64) -> Reply {
-    Reply::error(
-        ErrorCode::InvalidArgument,
-        format!("{n} + {delta} overflows a signed 64-bit counter (the value was left unchanged)"),
-    )
+fn overflow(n: i64, delta: i64) -> String {
+    format!("{n} + {delta} overflows a signed 64-bit counter (the value was left unchanged)")
 }
 
 /// INCR.
@@ -122,7 +117,7 @@ pub fn incr(d: &Daemon, i: &Incr) -> Reply {
                     version: 0,
                 }
             }
-            Err(reply) => return reply,
+            Err(message) => return Reply::error(ErrorCode::InvalidArgument, message),
         };
         let value = encode_integer(next);
         let version = match &current {

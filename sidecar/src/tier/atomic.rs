@@ -10,9 +10,6 @@
 //! queued writes of the key or namespace to reach Redis first (they would otherwise land
 //! after the commit and undo it).
 
-// Called by the daemon's ops once issue 12's atomic operations are wired in.
-#![cfg_attr(not(test), allow(dead_code))]
-
 use super::{bump, Tier};
 use cachekit_redis::{update_with, DeletedPage, Record, StoreError, Updated};
 use cachekit_shm::now_ms;
