@@ -47,11 +47,39 @@ impl Tier {
     /// The atomic read-modify-write of `key` in `ns`: `f` gets the valid record (`None` when
     /// absent, invalidated, cleared or past its grace deadline; stale or fresh is `f`'s
     /// business, from `expires_ms` and the time it is given) and decides. `f` may be called
-    /// several times (once per attempt), under a lock this host's atomic operations on keys
-    /// of the same stripe share: it must not call `update` itself. Blocks the calling
-    /// connection thread for two round trips per attempt (each under the store's timeout)
-    /// plus the backoff pauses between attempts.
+    /// several times (once per attempt). Blocks the calling connection thread for two round
+    /// trips per attempt (each under the store's timeout) plus the backoff pauses between
+    /// attempts.
+    ///
+    /// The daemon wants [`update_then`](Self::update_then), which applies the outcome to
+    /// the table in the same turn.
     pub fn update(
+        &self,
+        ns: &str,
+        key: &[u8],
+        f: &mut dyn FnMut(Option<&Record>, u64) -> Decision,
+    ) -> UpdateOutcome {
+        self.update_then(ns, key, f, |o| o)
+    }
+
+    /// [`update`](Self::update), then `apply` on its outcome (put it in the table, build the
+    /// reply), all under a lock this host's atomic operations on the key take in turn
+    /// (striped: 1 key in [`LOCK_STRIPES`] shares it). So this host's atomic operations on a
+    /// key queue instead of conflicting in Redis, and reach the table in the order Redis
+    /// took them (two increments applied the other way round would leave the older count in
+    /// the table). `f` and `apply` must not call `update` themselves.
+    pub fn update_then<T>(
+        &self,
+        ns: &str,
+        key: &[u8],
+        f: &mut dyn FnMut(Option<&Record>, u64) -> Decision,
+        apply: impl FnOnce(UpdateOutcome) -> T,
+    ) -> T {
+        let _turn = self.atomic_locks.lock(ns, key);
+        apply(self.decide(ns, key, f))
+    }
+
+    fn decide(
         &self,
         ns: &str,
         key: &[u8],
@@ -67,9 +95,6 @@ impl Tier {
         if let Err(m) = self.wait_for_queue(|| self.queue.pending.any(ns, key)) {
             return UpdateOutcome::Failed(m);
         }
-        // This host's atomic operations on one key queue here instead of racing each other
-        // through Redis (conflicts and retries are then for other hosts' writes only).
-        let _turn = self.atomic_locks.lock(ns, key);
         let committing = Cell::new(false);
         let result = update_with(
             || {

@@ -305,3 +305,43 @@ fn a_foreign_value_fails_with_what_to_do() {
         "{m}"
     );
 }
+
+#[test]
+fn outcomes_are_applied_in_the_order_redis_took_them() {
+    let redis = Redis::start();
+    let t = tier(&redis, WriteMode::Through);
+    let applied = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..100 {
+                    let mut f = |cur: Option<&Record>, now| {
+                        let v = counter(cur) + 1;
+                        Decision::Write(Record::new(
+                            now,
+                            None,
+                            0,
+                            vec![],
+                            v.to_string().into_bytes(),
+                        ))
+                    };
+                    t.update_then("ns", b"n", &mut f, |o| match o {
+                        UpdateOutcome::Written { clock, record, .. } => {
+                            applied
+                                .lock()
+                                .unwrap()
+                                .push((clock, counter(Some(&record))));
+                        }
+                        other => panic!("{other:?}"),
+                    });
+                }
+            });
+        }
+    });
+    let applied = applied.into_inner().unwrap();
+    assert_eq!(applied.len(), 400);
+    assert!(applied
+        .windows(2)
+        .all(|w| w[0].0 < w[1].0 && w[0].1 + 1 == w[1].1));
+    assert_eq!(applied.last().unwrap().1, 400);
+}
