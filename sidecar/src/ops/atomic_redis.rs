@@ -49,9 +49,15 @@ fn apply(d: &Daemon, ns: &str, key: &[u8], record: &Record, clock: u64) -> u64 {
     }
 }
 
-fn failed(outcome: UpdateOutcome) -> Reply {
+/// The reply to an outcome that wrote nothing here. A failure may hide a commit that did land
+/// (a timeout while committing), and this host skips its own events: its copy of the key goes,
+/// and the next read asks Redis.
+fn failed(d: &Daemon, ns: &str, key: &[u8], outcome: UpdateOutcome) -> Reply {
     match outcome {
-        UpdateOutcome::Failed(m) => Reply::error(ErrorCode::Unavailable, m),
+        UpdateOutcome::Failed(m) => {
+            d.table.change(|t| t.delete(ns, key, None));
+            Reply::error(ErrorCode::Unavailable, m)
+        }
         UpdateOutcome::Refused(m) => Reply::error(ErrorCode::InvalidArgument, m),
         other => Reply::error(
             ErrorCode::Internal,
@@ -95,7 +101,7 @@ pub fn set_if(d: &Daemon, t: &Tier, s: &SetIf) -> Reply {
             false => Decision::Keep,
         }
     };
-    match t.update(ns, key, &mut decide) {
+    t.update_then(ns, key, &mut decide, |outcome| match outcome {
         UpdateOutcome::Written { clock, record, .. } => Reply::Stored {
             stored: true,
             version: apply(d, ns, key, &record, clock),
@@ -112,20 +118,20 @@ pub fn set_if(d: &Daemon, t: &Tier, s: &SetIf) -> Reply {
             stored: false,
             version: 0,
         },
-        other => failed(other),
-    }
+        other => failed(d, ns, key, other),
+    })
 }
 
 pub fn incr(d: &Daemon, t: &Tier, i: &Incr) -> Reply {
     let (ns, key) = (i.namespace.as_str(), i.key.as_slice());
-    let mut result = None;
+    let result = std::cell::Cell::new(None);
     let mut decide = |rec: Option<&Record>, now: u64| {
         let current = fresh_record(rec, now);
         match add_to(current.map(|r| r.value.as_slice()), i) {
             Err(message) => Decision::Fail(message),
             Ok(None) => Decision::Keep,
             Ok(Some(n)) => {
-                result = Some(n);
+                result.set(Some(n));
                 let value = encode_integer(n);
                 Decision::Write(match current {
                     // Keeps its tags and its absolute expiry, as Redis's INCR keeps the TTL.
@@ -142,10 +148,10 @@ pub fn incr(d: &Daemon, t: &Tier, i: &Incr) -> Reply {
             }
         }
     };
-    match t.update(ns, key, &mut decide) {
+    t.update_then(ns, key, &mut decide, |outcome| match outcome {
         UpdateOutcome::Written { clock, record, .. } => Reply::Counter {
             present: true,
-            value: result.unwrap_or_default(),
+            value: result.get().unwrap_or_default(),
             version: apply(d, ns, key, &record, clock),
         },
         UpdateOutcome::Kept(_) => Reply::Counter {
@@ -158,12 +164,12 @@ pub fn incr(d: &Daemon, t: &Tier, i: &Incr) -> Reply {
             d.table.change(|tb| tb.delete(ns, key, Some(clock)));
             Reply::Counter {
                 present: true,
-                value: result.unwrap_or_default(),
+                value: result.get().unwrap_or_default(),
                 version: 0,
             }
         }
-        other => failed(other),
-    }
+        other => failed(d, ns, key, other),
+    })
 }
 
 pub fn take(d: &Daemon, t: &Tier, ns: &str, key: &[u8]) -> Reply {
@@ -171,7 +177,7 @@ pub fn take(d: &Daemon, t: &Tier, ns: &str, key: &[u8]) -> Reply {
         Some(_) => Decision::Delete,
         None => Decision::Keep,
     };
-    match t.update(ns, key, &mut decide) {
+    t.update_then(ns, key, &mut decide, |outcome| match outcome {
         UpdateOutcome::Deleted { clock, prev } => {
             d.table.change(|tb| tb.delete(ns, key, Some(clock)));
             match prev {
@@ -187,8 +193,8 @@ pub fn take(d: &Daemon, t: &Tier, ns: &str, key: &[u8]) -> Reply {
             }
         }
         UpdateOutcome::Kept(_) => Reply::FetchMiss,
-        other => failed(other),
-    }
+        other => failed(d, ns, key, other),
+    })
 }
 
 pub fn touch(d: &Daemon, t: &Tier, ns: &str, key: &[u8], ttl_ms: Option<u64>) -> Reply {
@@ -204,18 +210,21 @@ pub fn touch(d: &Daemon, t: &Tier, ns: &str, key: &[u8], ttl_ms: Option<u64>) ->
         }
         None => Decision::Keep,
     };
-    match t.update(ns, key, &mut decide) {
+    t.update_then(ns, key, &mut decide, |outcome| match outcome {
         UpdateOutcome::Written { clock, record, .. } => {
             apply(d, ns, key, &record, clock);
             Reply::Found { found: true }
         }
-        UpdateOutcome::Deleted { clock, .. } => {
+        // A TTL of 0: expired at once, so deleted; it was there.
+        UpdateOutcome::Deleted { clock, prev } => {
             d.table.change(|tb| tb.delete(ns, key, Some(clock)));
-            Reply::Found { found: true }
+            Reply::Found {
+                found: prev.is_some(),
+            }
         }
         UpdateOutcome::Kept(_) => Reply::Found { found: false },
-        other => failed(other),
-    }
+        other => failed(d, ns, key, other),
+    })
 }
 
 /// One page of DELETE_MATCHING in Redis: `(next Redis cursor, records deleted)`. The keys

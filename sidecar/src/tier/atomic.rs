@@ -28,14 +28,17 @@ pub enum UpdateOutcome {
     Written {
         clock: u64,
         record: Record,
-        /// The valid record it replaced.
+        /// The valid record it replaced (the daemon's operations do not need it; the tier's
+        /// tests check it).
+        #[cfg_attr(not(test), allow(dead_code))]
         prev: Option<Record>,
     },
     /// The key was deleted at namespace clock `clock` ([`Decision::Delete`], or a
     /// [`Decision::Write`] of a record already past its grace deadline).
     Deleted { clock: u64, prev: Option<Record> },
-    /// [`Decision::Keep`]: nothing written; the valid record as read.
-    Kept(Option<Record>),
+    /// [`Decision::Keep`]: nothing written; the valid record as read (checked by the tier's
+    /// tests).
+    Kept(#[cfg_attr(not(test), allow(dead_code))] Option<Record>),
     /// Redis unreachable, timed out, refused, too much contention, or this host's queued
     /// writes did not drain: the message says which and what to do (UNAVAILABLE).
     Failed(String),
@@ -52,7 +55,8 @@ impl Tier {
     /// attempts.
     ///
     /// The daemon wants [`update_then`](Self::update_then), which applies the outcome to
-    /// the table in the same turn.
+    /// the table in the same turn; this form is for the tier's tests.
+    #[cfg(test)]
     pub fn update(
         &self,
         ns: &str,

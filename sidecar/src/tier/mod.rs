@@ -18,7 +18,6 @@ mod queue;
 
 use crate::config::{RedisConfig, WriteMode};
 use crate::table::SharedTable;
-#[allow(unused_imports)]
 // used by the daemon's ops once issue 12's atomic operations are wired in
 pub use atomic::{Decision, UpdateOutcome};
 use breaker::{Breaker, State};
