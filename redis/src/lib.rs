@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod atomic;
+pub mod decide;
 pub mod error;
 pub mod event;
 pub mod keys;

@@ -4,21 +4,16 @@
 //! copies on the commit's event. Nothing here is decided on this host alone: when Redis cannot
 //! be reached the answer is UNAVAILABLE.
 
-use super::atomic::{add_to, fresh};
+use super::atomic::fresh;
 use crate::daemon::Daemon;
-use crate::tier::{Decision, UpdateOutcome};
+use crate::tier::UpdateOutcome;
 
 use crate::tier::Tier;
-use cachekit_envelope::encode_integer;
 use cachekit_proto::{Condition, ErrorCode, FetchHit, Incr, Reply, ScanRequest, SetIf};
+use cachekit_redis::decide::{self, When};
 use cachekit_redis::Record;
 use cachekit_shm::{now_ms, InsertOptions};
 use tracing::debug;
-
-/// A record that is valid and not past its expiry.
-fn fresh_record(r: Option<&Record>, now: u64) -> Option<&Record> {
-    r.filter(|r| !r.stale_at(now))
-}
 
 /// Puts a record committed at `clock` in the table (with its remaining lifetime); returns the
 /// entry's version, 0 when the table kept a later write or could not hold it.
@@ -83,24 +78,20 @@ pub fn set_if(d: &Daemon, t: &Tier, s: &SetIf) -> Reply {
         },
         Condition::Absent | Condition::Present => None,
     };
-    let mut decide = |rec: Option<&Record>, now: u64| {
-        let current = fresh_record(rec, now);
-        let holds = match s.condition {
-            Condition::Absent => current.is_none(),
-            Condition::Present => current.is_some(),
-            Condition::Version(_) => current.is_some_and(|r| Some(&r.value) == expected.as_ref()),
-        };
-        match holds {
-            true => Decision::Write(Record::new(
-                now,
-                set.ttl_ms,
-                set.grace_ms,
-                set.tags.clone(),
-                set.value.clone(),
-            )),
-            false => Decision::Keep,
-        }
+    let when = match (&s.condition, &expected) {
+        (Condition::Absent, _) => When::Absent,
+        (Condition::Present, _) => When::Present,
+        (Condition::Version(_), value) => When::Holds(value.as_deref().unwrap_or_default()),
     };
+    let mut decide = decide::set_if(when, |now| {
+        Record::new(
+            now,
+            set.ttl_ms,
+            set.grace_ms,
+            set.tags.clone(),
+            set.value.clone(),
+        )
+    });
     t.update_then(ns, key, &mut decide, |outcome| match outcome {
         UpdateOutcome::Written { clock, record, .. } => Reply::Stored {
             stored: true,
@@ -125,29 +116,7 @@ pub fn set_if(d: &Daemon, t: &Tier, s: &SetIf) -> Reply {
 pub fn incr(d: &Daemon, t: &Tier, i: &Incr) -> Reply {
     let (ns, key) = (i.namespace.as_str(), i.key.as_slice());
     let result = std::cell::Cell::new(None);
-    let mut decide = |rec: Option<&Record>, now: u64| {
-        let current = fresh_record(rec, now);
-        match add_to(current.map(|r| r.value.as_slice()), i) {
-            Err(message) => Decision::Fail(message),
-            Ok(None) => Decision::Keep,
-            Ok(Some(n)) => {
-                result.set(Some(n));
-                let value = encode_integer(n);
-                Decision::Write(match current {
-                    // Keeps its tags and its absolute expiry, as Redis's INCR keeps the TTL.
-                    Some(r) => Record {
-                        stamp: 0,
-                        created_ms: now,
-                        expires_ms: r.expires_ms,
-                        grace_until_ms: r.grace_until_ms,
-                        tags: r.tags.clone(),
-                        value,
-                    },
-                    None => Record::new(now, i.ttl_ms, 0, Vec::new(), value),
-                })
-            }
-        }
-    };
+    let mut decide = decide::incr(&i.key, i.delta, i.initial, i.ttl_ms, &result);
     t.update_then(ns, key, &mut decide, |outcome| match outcome {
         UpdateOutcome::Written { clock, record, .. } => Reply::Counter {
             present: true,
@@ -173,10 +142,7 @@ pub fn incr(d: &Daemon, t: &Tier, i: &Incr) -> Reply {
 }
 
 pub fn take(d: &Daemon, t: &Tier, ns: &str, key: &[u8]) -> Reply {
-    let mut decide = |rec: Option<&Record>, now: u64| match fresh_record(rec, now) {
-        Some(_) => Decision::Delete,
-        None => Decision::Keep,
-    };
+    let mut decide = decide::take();
     t.update_then(ns, key, &mut decide, |outcome| match outcome {
         UpdateOutcome::Deleted { clock, prev } => {
             d.table.change(|tb| tb.delete(ns, key, Some(clock)));
@@ -198,18 +164,7 @@ pub fn take(d: &Daemon, t: &Tier, ns: &str, key: &[u8]) -> Reply {
 }
 
 pub fn touch(d: &Daemon, t: &Tier, ns: &str, key: &[u8], ttl_ms: Option<u64>) -> Reply {
-    let mut decide = |rec: Option<&Record>, now: u64| match fresh_record(rec, now) {
-        Some(r) => {
-            let grace = match (r.expires_ms, r.grace_until_ms) {
-                (Some(e), Some(g)) => g.saturating_sub(e),
-                _ => 0,
-            };
-            let mut new = Record::new(now, ttl_ms, grace, r.tags.clone(), r.value.clone());
-            new.created_ms = r.created_ms.min(now);
-            Decision::Write(new)
-        }
-        None => Decision::Keep,
-    };
+    let mut decide = decide::touch(ttl_ms);
     t.update_then(ns, key, &mut decide, |outcome| match outcome {
         UpdateOutcome::Written { clock, record, .. } => {
             apply(d, ns, key, &record, clock);

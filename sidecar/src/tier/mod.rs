@@ -19,7 +19,7 @@ mod queue;
 use crate::config::{RedisConfig, WriteMode};
 use crate::table::SharedTable;
 // used by the daemon's ops once issue 12's atomic operations are wired in
-pub use atomic::{Decision, UpdateOutcome};
+pub use atomic::UpdateOutcome;
 use breaker::{Breaker, State};
 use cachekit_proto::FetchHit;
 use cachekit_redis::{AsyncStore, Cursor, Fetched, Record, StoreError, WriteContext, WriteOp};
