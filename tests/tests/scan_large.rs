@@ -83,8 +83,8 @@ fn a_million_entries_scanned_under_writes_each_once() {
                     let mut n = 0u64;
                     while !stop.load(Ordering::Relaxed) {
                         let t = Instant::now();
-                        if n % 2 == 0 {
-                            let i = (n * 7919 + w) % entries | 1;
+                        if n.is_multiple_of(2) {
+                            let i = ((n * 7919 + w) % entries) | 1;
                             c.set(format!("x:{i}"), n.to_le_bytes(), &SetOptions::new())
                                 .unwrap();
                         } else {
