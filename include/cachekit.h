@@ -31,13 +31,15 @@
  *   arguments only during the call and keeps no pointer to them.
  *
  * Buffers and ownership.
- *   - Caller-owned buffers (cachekit_get, cachekit_get_local, cachekit_last_error_message)
+ *   - Caller-owned buffers (cachekit_get, cachekit_get_local, cachekit_get_and_delete,
+ *     cachekit_scan_next, cachekit_namespaces_next, cachekit_last_error_message)
  *     follow (buf, len, &needed): when len is too small the function returns
  *     CACHEKIT_BUFFER_TOO_SMALL and writes the size needed; buf = NULL with len = 0 is a pure
  *     size query.
  *   - Library-owned memory is freed by the matching function: cachekit_get_alloc ->
  *     cachekit_buf_free, cachekit_get_many -> cachekit_batch_free, cachekit_stats_fetch ->
- *     cachekit_stats_free, cachekit_client_open -> cachekit_client_close. Every free/close
+ *     cachekit_stats_free, cachekit_scan_open -> cachekit_scan_free, cachekit_namespaces_open
+ *     -> cachekit_namespaces_free, cachekit_client_open -> cachekit_client_close. Every free/close
  *     function accepts NULL as a no-op. Never pass these pointers to free().
  *   - Pointers into a batch or a stats snapshot stay valid until that object is freed.
  *   - Strings returned as `const char *` by cachekit_version and cachekit_result_describe are
@@ -45,7 +47,8 @@
  *
  * Threads. A cachekit_client is thread-safe: any number of threads may call any function that
  *   takes a `const cachekit_client *` on the same handle at once (open one per process and
- *   share it). A batch or stats snapshot may be read from many threads. cachekit_client_close
+ *   share it). A batch or stats snapshot may be read from many threads; a scan or namespace
+ *   list is used by one thread at a time. cachekit_client_close
  *   must not race with other uses of the handle. A handle does not survive fork(): the child
  *   opens its own.
  *
@@ -63,6 +66,10 @@
  *   Writes return CACHEKIT_UNAVAILABLE (not running) or CACHEKIT_TIMEOUT (stuck), unless
  *   cachekit_options.redis_url is set: then both go to Redis directly until the daemon is
  *   back. A client reconnects, and re-attaches a restarted daemon's segment, by itself.
+ *
+ * Times to live. In cachekit_set, cachekit_set_options and cachekit_incr a ttl_ms of 0 means
+ *   "never expires"; cachekit_touch takes a signed ttl_ms where a negative one means "never
+ *   expires" and 0 "expires at once".
  *
  * Versions. CACHEKIT_VERSION_MAJOR/MINOR/PATCH are the header's version; cachekit_version()
  *   is the loaded library's. The shared library's SONAME is libcachekit.so.0.
@@ -119,6 +126,13 @@
  * Patch version of the header.
  */
 #define CACHEKIT_VERSION_PATCH 0
+
+/**
+ * `cachekit_set_options.flags`: the entry is written already expired (a time to live of 0;
+ * `ttl_ms` must then be 0). With `cachekit_cas` this is a compare-and-delete: the entry goes
+ * only if it is still the version the caller read (how a lock is released).
+ */
+#define CACHEKIT_SET_EXPIRE_NOW 1
 
 /**
  * What a cachekit function returned. `CACHEKIT_OK` is 0; `CACHEKIT_MISS` is an answer, not an
@@ -248,6 +262,20 @@ typedef struct cachekit_batch cachekit_batch;
 typedef struct cachekit_client cachekit_client;
 
 /**
+ * The namespaces of the host's table, largest first, as one request answered them. Opaque;
+ * made by `cachekit_namespaces_open`, read with `cachekit_namespaces_next`, freed with
+ * `cachekit_namespaces_free`. One thread at a time.
+ */
+typedef struct cachekit_namespaces cachekit_namespaces;
+
+/**
+ * A scan in progress. Opaque; made by `cachekit_scan_open`, read with `cachekit_scan_next`,
+ * freed with `cachekit_scan_free`. It holds its own reference to the client's connections:
+ * the handle it was opened on may be closed first. One thread at a time.
+ */
+typedef struct cachekit_scan cachekit_scan;
+
+/**
  * A snapshot of counters. Opaque; read with `cachekit_stats_len`, `cachekit_stats_entry`
  * and `cachekit_stats_lookup`, free with `cachekit_stats_free`. Immutable: any number of
  * threads may read one snapshot at once.
@@ -284,6 +312,17 @@ typedef struct cachekit_value_info {
    * Past `expires_ms`, within grace: serve it and refresh it.
    */
   bool stale;
+  /**
+   * The value is an integer counter (written by `cachekit_incr` or `cachekit_set_i64`): its
+   * bytes are the ASCII decimal of an int64 (`-42`, `0`, `9223372036854775807`).
+   */
+  bool integer;
+  /**
+   * The entry's version on this host, for `cachekit_cas`: it changes with every write of
+   * the key. 0 = unknown (a value answered from Redis that the daemon did not keep); a
+   * `cachekit_cas` with version 0 never stores.
+   */
+  uint64_t version;
 } cachekit_value_info;
 
 /**
@@ -357,6 +396,78 @@ typedef struct cachekit_options {
    */
   uint32_t reserved;
 } cachekit_options;
+
+/**
+ * How `cachekit_add`, `cachekit_replace`, `cachekit_cas` and `cachekit_set_i64` store the
+ * entry: what `cachekit_set` takes as parameters, in an extensible struct. NULL means every
+ * default. Otherwise zero-initialise it and set `struct_size`: **every zero or NULL field
+ * means "the default"**, as in `cachekit_options`.
+ *
+ * ```c
+ * cachekit_set_options so = {0};
+ * so.struct_size = sizeof so;
+ * so.ttl_ms = 30000;
+ * ```
+ *
+ * The struct has no padding on 64-bit targets (48 bytes).
+ */
+typedef struct cachekit_set_options {
+  /**
+   * Must be `sizeof(cachekit_set_options)` as the program sees it.
+   */
+  size_t struct_size;
+  /**
+   * `CACHEKIT_SET_*` bits; 0 for none. Unknown bits are refused.
+   */
+  uint32_t flags;
+  /**
+   * Must be 0 (room for a later field).
+   */
+  uint32_t reserved;
+  /**
+   * Time to live in ms; **0 = never expires**, as in `cachekit_set` (for an entry that
+   * expires at once, set `CACHEKIT_SET_EXPIRE_NOW`).
+   */
+  uint64_t ttl_ms;
+  /**
+   * How long after expiry the value may still be served, marked stale. 0 = none.
+   */
+  uint64_t grace_ms;
+  /**
+   * Tag paths (`posts/123/comments`) for `cachekit_invalidate`; NULL when `tag_count` is 0.
+   */
+  const char *const *tags;
+  /**
+   * Number of strings at `tags`.
+   */
+  size_t tag_count;
+} cachekit_set_options;
+
+/**
+ * One entry found by `cachekit_scan_next`. Times are Unix milliseconds.
+ */
+typedef struct cachekit_scan_item {
+  /**
+   * Bytes the entry takes in the table (its stored envelope, not the decoded value).
+   */
+  uint64_t stored_len;
+  /**
+   * When the entry was written.
+   */
+  uint64_t created_ms;
+  /**
+   * When it stops being fresh; 0 = never.
+   */
+  uint64_t expires_ms;
+  /**
+   * When it stops being servable at all; 0 = never.
+   */
+  uint64_t grace_until_ms;
+  /**
+   * Its version on this host (as `cachekit_value_info.version`).
+   */
+  uint64_t version;
+} cachekit_scan_item;
 
 #ifdef __cplusplus
 extern "C" {
@@ -729,6 +840,349 @@ cachekit_result cachekit_get_alloc(const struct cachekit_client *client,
  * `CACHEKIT_VERSION_*` macros to detect a program built against another header.
  */
 const char *cachekit_version(void);
+
+/**
+ * Stores `value` under `key` only if the key has no fresh entry (an expired or invalidated
+ * one counts as none). On `CACHEKIT_OK`, `*stored` tells whether it stored. Of any number of
+ * concurrent adds of one key (from any processes of the host, and of other hosts sharing
+ * Redis), exactly one stores.
+ *
+ * `options`: NULL for the defaults (never expires, no grace, no tags).
+ *
+ * Errors: as `cachekit_set`; `CACHEKIT_INVALID_ARGUMENT` for bad options.
+ *
+ * # Safety
+ *
+ * `client` must be a live handle; `key`/`value` must point to `key_len`/`value_len`
+ * readable bytes (or be NULL with length 0); `options` must be NULL or point to a
+ * `cachekit_set_options` of `options->struct_size` readable bytes; `stored` must point to a
+ * writable `bool`.
+ */
+cachekit_result cachekit_add(const struct cachekit_client *client,
+                             const uint8_t *key,
+                             size_t key_len,
+                             const uint8_t *value,
+                             size_t value_len,
+                             const struct cachekit_set_options *options,
+                             bool *stored);
+
+/**
+ * Stores `value` under `key` only if the key has a fresh entry. On `CACHEKIT_OK`, `*stored`
+ * tells whether it stored. Parameters and errors as `cachekit_add`.
+ *
+ * # Safety
+ *
+ * As `cachekit_add`.
+ */
+cachekit_result cachekit_replace(const struct cachekit_client *client,
+                                 const uint8_t *key,
+                                 size_t key_len,
+                                 const uint8_t *value,
+                                 size_t value_len,
+                                 const struct cachekit_set_options *options,
+                                 bool *stored);
+
+/**
+ * Compare and set: stores `value` under `key` only if the key's fresh entry is still the one
+ * whose `cachekit_value_info.version` the caller read. On `CACHEKIT_OK`, `*stored` tells
+ * whether it stored; when not, read again and retry. Version 0 never stores. With
+ * `CACHEKIT_SET_EXPIRE_NOW` it is a compare-and-delete.
+ *
+ * Versions are per host: with Redis, a cas also fails when another host wrote the key since,
+ * unless that host wrote the very same bytes. Parameters and errors as `cachekit_add`.
+ *
+ * # Safety
+ *
+ * As `cachekit_add`.
+ */
+cachekit_result cachekit_cas(const struct cachekit_client *client,
+                             const uint8_t *key,
+                             size_t key_len,
+                             const uint8_t *value,
+                             size_t value_len,
+                             uint64_t version,
+                             const struct cachekit_set_options *options,
+                             bool *stored);
+
+/**
+ * Stores the integer `value` as a counter (what `cachekit_incr` writes: the ASCII decimal,
+ * flagged integer), so every binding reads it back as an integer and `cachekit_incr` adds to
+ * it. `options` as for `cachekit_add`; errors as `cachekit_set`.
+ *
+ * # Safety
+ *
+ * `client` must be a live handle; `key` must point to `key_len` readable bytes (or be NULL
+ * with length 0); `options` must be NULL or point to a `cachekit_set_options` of
+ * `options->struct_size` readable bytes.
+ */
+cachekit_result cachekit_set_i64(const struct cachekit_client *client,
+                                 const uint8_t *key,
+                                 size_t key_len,
+                                 int64_t value,
+                                 const struct cachekit_set_options *options);
+
+/**
+ * Adds `delta` to the counter at `key`, atomically: concurrent incrs from any number of
+ * processes (and hosts sharing Redis) never lose an update. On `CACHEKIT_OK`, `*value`
+ * receives the result.
+ *
+ * - A missing key (no fresh entry): with `initial` NULL, `CACHEKIT_MISS` and nothing is
+ *   stored; otherwise the counter is created as `*initial + delta` (the initial value is the
+ *   value before the delta), with time to live `ttl_ms` (**0 = never expires**, as in
+ *   `cachekit_set`). An existing counter keeps its expiry and tags.
+ * - The value must be an int64 in ASCII decimal (a counter, `cachekit_set_i64`, or a value
+ *   set as such bytes): anything else is `CACHEKIT_INVALID_ARGUMENT`, and so is a result
+ *   that would overflow an int64; the value is unchanged then.
+ *
+ * Errors otherwise as `cachekit_set`.
+ *
+ * # Safety
+ *
+ * `client` must be a live handle; `key` must point to `key_len` readable bytes (or be NULL
+ * with length 0); `initial` must be NULL or point to a readable `int64_t`; `value` must point
+ * to a writable `int64_t`.
+ */
+cachekit_result cachekit_incr(const struct cachekit_client *client,
+                              const uint8_t *key,
+                              size_t key_len,
+                              int64_t delta,
+                              const int64_t *initial,
+                              uint64_t ttl_ms,
+                              int64_t *value);
+
+/**
+ * Subtracts `delta`: `cachekit_incr` of `-delta` (same parameters and results; a missing key
+ * with `initial` is created as `*initial - delta`). `delta` INT64_MIN is
+ * `CACHEKIT_INVALID_ARGUMENT`.
+ *
+ * # Safety
+ *
+ * As `cachekit_incr`.
+ */
+cachekit_result cachekit_decr(const struct cachekit_client *client,
+                              const uint8_t *key,
+                              size_t key_len,
+                              int64_t delta,
+                              const int64_t *initial,
+                              uint64_t ttl_ms,
+                              int64_t *value);
+
+/**
+ * Removes `key` and returns the value it had, atomically: of concurrent get_and_deletes of
+ * one key, one gets the value. The buffer contract is `cachekit_get`'s:
+ *
+ * - `CACHEKIT_OK`: the key had a fresh entry, now removed; its value is in
+ *   `buf[0..*value_len]` and `*info` (if `info` is not NULL) describes it.
+ * - `CACHEKIT_MISS`: the key had no fresh entry. Nothing written.
+ * - `CACHEKIT_BUFFER_TOO_SMALL`: `*value_len` receives the value's length. The entry is
+ *   already removed: its value is kept for this thread, and the next `cachekit_get_and_delete`
+ *   on this thread with the same handle and key returns it (without a request) when the
+ *   buffer is large enough. Any other `cachekit_get_and_delete` on the thread discards it.
+ *   `buf = NULL, buf_len = 0` is a size query that removes the entry.
+ * - errors: as `cachekit_delete`; `CACHEKIT_CORRUPT_VALUE`.
+ *
+ * # Safety
+ *
+ * As `cachekit_get`: `client` must be a live handle; `key` must point to `key_len` readable
+ * bytes (or be NULL with length 0); `buf` to `buf_len` writable bytes (or NULL with length
+ * 0); `value_len` to a writable `size_t`; `info` must be NULL or point to a writable
+ * `cachekit_value_info`.
+ */
+cachekit_result cachekit_get_and_delete(const struct cachekit_client *client,
+                                        const uint8_t *key,
+                                        size_t key_len,
+                                        uint8_t *buf,
+                                        size_t buf_len,
+                                        size_t *value_len,
+                                        struct cachekit_value_info *info);
+
+/**
+ * Gives `key`'s fresh entry a new time to live from now; its value, tags and grace length
+ * stay. `ttl_ms`: **negative = never expires** (as `cachekit_persist`), 0 = expires at once,
+ * otherwise ms. On `CACHEKIT_OK`, `*found` tells whether the key had a fresh entry (nothing
+ * changes when it had not).
+ *
+ * Errors: as `cachekit_delete`.
+ *
+ * # Safety
+ *
+ * `client` must be a live handle; `key` must point to `key_len` readable bytes (or be NULL
+ * with length 0); `found` must point to a writable `bool`.
+ */
+cachekit_result cachekit_touch(const struct cachekit_client *client,
+                               const uint8_t *key,
+                               size_t key_len,
+                               int64_t ttl_ms,
+                               bool *found);
+
+/**
+ * Makes `key`'s fresh entry never expire: `cachekit_touch` with a negative `ttl_ms`.
+ *
+ * # Safety
+ *
+ * As `cachekit_touch`.
+ */
+cachekit_result cachekit_persist(const struct cachekit_client *client,
+                                 const uint8_t *key,
+                                 size_t key_len,
+                                 bool *found);
+
+/**
+ * How long `key` stays fresh, read like a get (from the shared segment on a hit). On
+ * `CACHEKIT_OK`, `*ttl_ms` receives the ms left (0 for a stale entry served within its grace
+ * period), or -1 when it never expires. `CACHEKIT_MISS` when the key has no entry (nothing
+ * written).
+ *
+ * Errors: as `cachekit_get`.
+ *
+ * # Safety
+ *
+ * `client` must be a live handle; `key` must point to `key_len` readable bytes (or be NULL
+ * with length 0); `ttl_ms` must point to a writable `int64_t`.
+ */
+cachekit_result cachekit_ttl(const struct cachekit_client *client,
+                             const uint8_t *key,
+                             size_t key_len,
+                             int64_t *ttl_ms);
+
+/**
+ * Asks the daemon which namespaces its table holds entries of (this host only, not Redis).
+ * On `CACHEKIT_OK`, `*out` receives the list, to read with `cachekit_namespaces_next` and free
+ * with `cachekit_namespaces_free`.
+ *
+ * Errors: `CACHEKIT_UNAVAILABLE`, `CACHEKIT_TIMEOUT`, `CACHEKIT_NULL_ARGUMENT`.
+ *
+ * # Safety
+ *
+ * `client` must be a live handle; `out` must point to a writable `cachekit_namespaces *`.
+ */
+cachekit_result cachekit_namespaces_open(const struct cachekit_client *client,
+                                         struct cachekit_namespaces **out);
+
+/**
+ * The next namespace of the list.
+ *
+ * - `CACHEKIT_OK`: its name is in `name_buf`, NUL-terminated; `*name_size` receives the size
+ *   it takes, NUL included; `*entries` and `*bytes` (each if not NULL) receive its entry count
+ *   and the bytes those entries take in the table.
+ * - `CACHEKIT_MISS`: the list is over. Nothing written.
+ * - `CACHEKIT_BUFFER_TOO_SMALL`: `*name_size` receives the size needed, NUL included; the
+ *   list stays on this namespace: call again with a buffer that large. `name_buf = NULL,
+ *   name_buf_len = 0` is a pure size query. Names are at most 127 bytes (128 with the NUL).
+ *
+ * # Safety
+ *
+ * `list` must be a live list, not used by another thread meanwhile; `name_buf` must point to
+ * `name_buf_len` writable bytes (or be NULL with length 0); `name_size` to a writable
+ * `size_t`; `entries` and `bytes` must each be NULL or point to a writable `uint64_t`.
+ */
+cachekit_result cachekit_namespaces_next(struct cachekit_namespaces *list,
+                                         char *name_buf,
+                                         size_t name_buf_len,
+                                         size_t *name_size,
+                                         uint64_t *entries,
+                                         uint64_t *bytes);
+
+/**
+ * Frees a namespace list. NULL is a no-op.
+ *
+ * # Safety
+ *
+ * `list` must be NULL or a list from `cachekit_namespaces_open` not freed yet, not in use by
+ * another thread.
+ */
+void cachekit_namespaces_free(struct cachekit_namespaces *list);
+
+/**
+ * Starts a scan of the handle's namespace on this host (not Redis) and fetches its first
+ * page. On `CACHEKIT_OK`, `*out` receives a scan to read with `cachekit_scan_next` and free
+ * with `cachekit_scan_free`.
+ *
+ * - `pattern`, `pattern_len`: a glob over the key bytes, as Redis's `SCAN MATCH`: `*`, `?`,
+ *   `[abc]`, `[^a]` / `[!a]`, `[a-z]`, `\x` for a literal x. NULL with length 0 selects every
+ *   key.
+ * - `tag`: NULL, or only entries tagged with this tag or (unless `exact`) a tag below it.
+ *   Tags are matched by their counter in the table: an entry whose tag shares the counter
+ *   (one chance in the daemon's tag_count per tag) may be included too.
+ * - `page_size`: items per request, 1 to 1000; 0 = the daemon's default (100).
+ *
+ * The daemon walks a bounded slice of its index per request, so writers are never held up
+ * for long. An entry present for the whole scan is returned exactly once; entries written or
+ * deleted meanwhile may or may not be.
+ *
+ * Errors: `CACHEKIT_INVALID_ARGUMENT` (a malformed tag, `exact` without a tag, a page size
+ * over 1000), `CACHEKIT_UNAVAILABLE`, `CACHEKIT_TIMEOUT`, `CACHEKIT_NULL_ARGUMENT`.
+ *
+ * # Safety
+ *
+ * `client` must be a live handle; `pattern` must point to `pattern_len` readable bytes (or be
+ * NULL with length 0); `tag` must be NULL or a NUL-terminated string; `out` must point to a
+ * writable `cachekit_scan *`.
+ */
+cachekit_result cachekit_scan_open(const struct cachekit_client *client,
+                                   const uint8_t *pattern,
+                                   size_t pattern_len,
+                                   const char *tag,
+                                   bool exact,
+                                   uint32_t page_size,
+                                   struct cachekit_scan **out);
+
+/**
+ * The next entry of a scan.
+ *
+ * - `CACHEKIT_OK`: its key is in `key_buf[0..*key_len]` and `*item` (if `item` is not NULL)
+ *   describes it.
+ * - `CACHEKIT_MISS`: the scan is over. Nothing written.
+ * - `CACHEKIT_BUFFER_TOO_SMALL`: `*key_len` receives the key's length; the scan stays on this
+ *   entry: call again with a buffer that large. `key_buf = NULL, key_buf_len = 0` is a pure
+ *   size query. Keys are at most the daemon's max_key_bytes (256 by default).
+ * - errors of fetching the next page (`CACHEKIT_UNAVAILABLE`, `CACHEKIT_TIMEOUT`): the scan
+ *   stays where it was; calling again retries.
+ *
+ * # Safety
+ *
+ * `scan` must be a live scan, not used by another thread meanwhile; `key_buf` must point to
+ * `key_buf_len` writable bytes (or be NULL with length 0); `key_len` to a writable `size_t`;
+ * `item` must be NULL or point to a writable `cachekit_scan_item`.
+ */
+cachekit_result cachekit_scan_next(struct cachekit_scan *scan,
+                                   uint8_t *key_buf,
+                                   size_t key_buf_len,
+                                   size_t *key_len,
+                                   struct cachekit_scan_item *item);
+
+/**
+ * Frees a scan (finished or not). NULL is a no-op.
+ *
+ * # Safety
+ *
+ * `scan` must be NULL or a scan from `cachekit_scan_open` not freed yet, not in use by
+ * another thread.
+ */
+void cachekit_scan_free(struct cachekit_scan *scan);
+
+/**
+ * Deletes every entry of the handle's namespace that a scan with the same `pattern`, `tag`
+ * and `exact` would select, on this host and, with Redis, in Redis (so other hosts drop them
+ * too), a bounded page per request. Unlike `cachekit_invalidate` it frees the memory. On
+ * `CACHEKIT_OK`, `*deleted` (if not NULL) receives how many entries were deleted (this
+ * host's table and Redis records counted separately). With neither a pattern nor a tag it
+ * deletes the whole namespace.
+ *
+ * Errors: as `cachekit_scan_open`; `CACHEKIT_NOT_PERMITTED`.
+ *
+ * # Safety
+ *
+ * `client` must be a live handle; `pattern` must point to `pattern_len` readable bytes (or be
+ * NULL with length 0); `tag` must be NULL or a NUL-terminated string; `deleted` must be NULL
+ * or point to a writable `uint64_t`.
+ */
+cachekit_result cachekit_delete_matching(const struct cachekit_client *client,
+                                         const uint8_t *pattern,
+                                         size_t pattern_len,
+                                         const char *tag,
+                                         bool exact,
+                                         uint64_t *deleted);
 
 #ifdef __cplusplus
 }  // extern "C"

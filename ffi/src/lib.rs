@@ -18,7 +18,9 @@
 //! One C object per file: `client.rs` (`cachekit_client`), `options.rs`
 //! (`cachekit_options`), `value.rs` (gets, `cachekit_value_info`), `buf.rs`
 //! (library-allocated buffers), `batch.rs` (`cachekit_batch`), `stats.rs`
-//! (`cachekit_stats`), `error.rs` (`cachekit_result`, last error), `version.rs`.
+//! (`cachekit_stats`), `error.rs` (`cachekit_result`, last error), `version.rs`, `atomic.rs`
+//! (the atomic writes and `cachekit_set_options`), `scan.rs` (`cachekit_scan`, delete by
+//! pattern), `namespaces.rs` (`cachekit_namespaces`).
 
 // Declared in the order the header lists them (cbindgen keeps source order).
 mod batch;
@@ -29,6 +31,10 @@ mod options;
 mod stats;
 mod value;
 mod version;
+
+mod atomic;
+mod namespaces;
+mod scan;
 
 mod args;
 mod panic;

@@ -129,7 +129,10 @@ mod tests {
     #[test]
     fn every_export_is_inside_the_boundary() {
         let files = [
+            ("atomic.rs", include_str!("atomic.rs")),
             ("batch.rs", include_str!("batch.rs")),
+            ("namespaces.rs", include_str!("namespaces.rs")),
+            ("scan.rs", include_str!("scan.rs")),
             ("buf.rs", include_str!("buf.rs")),
             ("client.rs", include_str!("client.rs")),
             ("error.rs", include_str!("error.rs")),

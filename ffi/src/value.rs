@@ -46,9 +46,16 @@ pub struct cachekit_value_info {
     pub source: cachekit_source,
     /// Past `expires_ms`, within grace: serve it and refresh it.
     pub stale: bool,
+    /// The value is an integer counter (written by `cachekit_incr` or `cachekit_set_i64`): its
+    /// bytes are the ASCII decimal of an int64 (`-42`, `0`, `9223372036854775807`).
+    pub integer: bool,
+    /// The entry's version on this host, for `cachekit_cas`: it changes with every write of
+    /// the key. 0 = unknown (a value answered from Redis that the daemon did not keep); a
+    /// `cachekit_cas` with version 0 never stores.
+    pub version: u64,
 }
 
-const _: () = assert!(std::mem::size_of::<cachekit_value_info>() == 32);
+const _: () = assert!(std::mem::size_of::<cachekit_value_info>() == 40);
 
 impl From<HitInfo> for cachekit_value_info {
     fn from(h: HitInfo) -> Self {
@@ -61,6 +68,8 @@ impl From<HitInfo> for cachekit_value_info {
                 Source::Daemon => cachekit_source::CACHEKIT_SOURCE_DAEMON,
             },
             stale: h.stale,
+            integer: h.integer,
+            version: h.version,
         }
     }
 }
