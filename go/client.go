@@ -211,6 +211,8 @@ func (c *Client) getInto(op string, key, buf []byte) (Value, bool, error) {
 				ExpiresMs:    uint64(r.expires_ms),
 				GraceUntilMs: uint64(r.grace_until_ms),
 				Source:       Source(r.source),
+				Version:      uint64(r.version),
+				Integer:      r.integer != 0,
 			}, true, nil
 		case C.CACHEKIT_MISS:
 			return Value{}, false, nil
@@ -280,6 +282,8 @@ func (c *Client) GetMany(keys ...[]byte) ([]*Value, error) {
 			ExpiresMs:    uint64(e.expires_ms),
 			GraceUntilMs: uint64(e.grace_until_ms),
 			Source:       Source(e.source),
+			Version:      uint64(e.version),
+			Integer:      e.integer != 0,
 		}
 		off += l
 		out[i] = &values[i]

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -124,6 +125,41 @@ func TestTwoProcesses(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("processes racing incr lose no update; racing add, one stores", func(t *testing.T) {
+		// 4 children incr "hits" 500 times each; then 8 children add one key at once.
+		run := func(n int, args ...string) []string {
+			outs := make([]string, n)
+			errs := make([]error, n)
+			var wg sync.WaitGroup
+			for i := 0; i < n; i++ {
+				wg.Add(1)
+				go func(i int) {
+					defer wg.Done()
+					out, err := helper(t, append(args, strconv.Itoa(i))...).CombinedOutput()
+					outs[i], errs[i] = string(out), err
+				}(i)
+			}
+			wg.Wait()
+			for i, err := range errs {
+				if err != nil {
+					t.Fatalf("helper %v %d: %v\n%s", args, i, err, outs[i])
+				}
+			}
+			return outs
+		}
+		run(4, "incr", "500")
+		wantHit(t, c, "hits", "2000")
+		stored := 0
+		for _, out := range run(8, "add", "race-lock") {
+			if strings.Contains(out, "stored") {
+				stored++
+			}
+		}
+		if stored != 1 {
+			t.Fatalf("%d of 8 processes' adds stored; want exactly 1", stored)
+		}
+	})
 }
 
 // versioned is a 2000-byte value made of its version number repeated.
@@ -159,7 +195,7 @@ func TestHelperProcess(t *testing.T) {
 	}
 	defer c.Close()
 	if len(args) < 2 {
-		fail("usage: set KEY VALUE | get KEY WANT | miss KEY | pong N | writer N")
+		fail("usage: set KEY VALUE | get KEY WANT | miss KEY | pong N | writer N | incr N | add KEY VALUE")
 	}
 	switch args[0] {
 	case "set":
@@ -205,6 +241,21 @@ func TestHelperProcess(t *testing.T) {
 			if err := c.Set([]byte("shared"), versioned(uint32(i)), SetOptions{}); err != nil {
 				fail("Set: %v", err)
 			}
+		}
+	case "incr":
+		n, _ := strconv.Atoi(args[1])
+		for i := 0; i < n; i++ {
+			if _, _, err := c.Incr([]byte("hits"), 1, IncrOptions{}); err != nil {
+				fail("Incr: %v", err)
+			}
+		}
+	case "add":
+		ok, err := c.Add([]byte(args[1]), []byte(args[2]), SetOptions{TTL: time.Minute})
+		if err != nil {
+			fail("Add: %v", err)
+		}
+		if ok {
+			fmt.Println("stored")
 		}
 	default:
 		fail("unknown helper command %q", strings.Join(args, " "))

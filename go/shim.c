@@ -73,6 +73,8 @@ static void fill_info(ckgo_get_result *r, const cachekit_value_info *info) {
   r->expires_ms = info->expires_ms;
   r->grace_until_ms = info->grace_until_ms;
   r->stale = info->stale;
+  r->version = info->version;
+  r->integer = info->integer;
 }
 
 ckgo_get_result ckgo_get(ckgo_client h, const uint8_t *key, size_t key_len,
@@ -146,6 +148,8 @@ void ckgo_batch_layout(const cachekit_batch *batch, size_t count, ckgo_entry *ou
       out[i].grace_until_ms = info.grace_until_ms;
       out[i].source = info.source;
       out[i].stale = info.stale;
+      out[i].version = info.version;
+      out[i].integer = info.integer;
     }
   }
 }
@@ -214,5 +218,173 @@ ckgo_stats_result ckgo_stats_fetch(ckgo_client h) {
 ckgo_stat_entry ckgo_stats_entry(const cachekit_stats *stats, size_t index) {
   ckgo_stat_entry e = {0, NULL, 0};
   e.rc = cachekit_stats_entry(stats, index, &e.name, &e.value);
+  return e;
+}
+
+/* ---- atomic and management operations */
+
+/* A cachekit_set_options over tags split from the flat buffer (arr: the caller's stack array,
+ * or malloc'd when *heap is set). Returns 0 when the tag array cannot be allocated. */
+static int set_options(cachekit_set_options *so, uint64_t ttl_ms, uint64_t grace_ms, uint32_t flags,
+                       const char *tags, size_t tag_count, const char **stack, int *heap) {
+  memset(so, 0, sizeof *so);
+  so->struct_size = sizeof *so;
+  so->flags = flags;
+  so->ttl_ms = ttl_ms;
+  so->grace_ms = grace_ms;
+  *heap = 0;
+  if (tag_count > 0) {
+    so->tags = split_tags(tags, tag_count, stack, heap);
+    if (so->tags == NULL) return 0;
+    so->tag_count = tag_count;
+  }
+  return 1;
+}
+
+#define NO_TAG_MEMORY "out of memory building the tag array"
+
+ckgo_bool_result ckgo_set_if(ckgo_client h, uint32_t condition, const uint8_t *key,
+                             size_t key_len, const uint8_t *value, size_t value_len,
+                             uint64_t version, uint64_t ttl_ms, uint64_t grace_ms, uint32_t flags,
+                             const char *tags, size_t tag_count) {
+  ckgo_bool_result r = {0, NULL, 0};
+  const char *stack[STACK_TAGS];
+  int heap = 0;
+  cachekit_set_options so;
+  if (!set_options(&so, ttl_ms, grace_ms, flags, tags, tag_count, stack, &heap)) {
+    r.rc = CACHEKIT_IO;
+    r.err = strdup(NO_TAG_MEMORY);
+    return r;
+  }
+  bool stored = false;
+  switch (condition) {
+    case CKGO_ADD:
+      r.rc = cachekit_add(CLIENT(h), key, key_len, value, value_len, &so, &stored);
+      break;
+    case CKGO_REPLACE:
+      r.rc = cachekit_replace(CLIENT(h), key, key_len, value, value_len, &so, &stored);
+      break;
+    default:
+      r.rc = cachekit_cas(CLIENT(h), key, key_len, value, value_len, version, &so, &stored);
+      break;
+  }
+  if (heap) free((void *)so.tags);
+  r.yes = stored;
+  if (is_error(r.rc)) r.err = take_error();
+  return r;
+}
+
+ckgo_status ckgo_set_i64(ckgo_client h, const uint8_t *key, size_t key_len, int64_t value,
+                         uint64_t ttl_ms, uint64_t grace_ms, const char *tags, size_t tag_count) {
+  const char *stack[STACK_TAGS];
+  int heap = 0;
+  cachekit_set_options so;
+  if (!set_options(&so, ttl_ms, grace_ms, 0, tags, tag_count, stack, &heap))
+    return (ckgo_status){CACHEKIT_IO, strdup(NO_TAG_MEMORY)};
+  ckgo_status s = status(cachekit_set_i64(CLIENT(h), key, key_len, value, &so));
+  if (heap) free((void *)so.tags);
+  return s;
+}
+
+ckgo_int_result ckgo_incr(ckgo_client h, const uint8_t *key, size_t key_len, int64_t delta,
+                          uint8_t has_initial, int64_t initial, uint64_t ttl_ms,
+                          uint8_t decrement) {
+  ckgo_int_result r = {0, NULL, 0};
+  const int64_t *init = has_initial ? &initial : NULL;
+  r.rc = decrement ? cachekit_decr(CLIENT(h), key, key_len, delta, init, ttl_ms, &r.value)
+                   : cachekit_incr(CLIENT(h), key, key_len, delta, init, ttl_ms, &r.value);
+  if (is_error(r.rc)) r.err = take_error();
+  return r;
+}
+
+ckgo_get_result ckgo_get_and_delete(ckgo_client h, const uint8_t *key, size_t key_len,
+                                    uint8_t *buf, size_t buf_len) {
+  ckgo_get_result r;
+  memset(&r, 0, sizeof r);
+  cachekit_value_info info;
+  size_t len = 0;
+  r.rc = cachekit_get_and_delete(CLIENT(h), key, key_len, buf, buf_len, &len, &info);
+  if (r.rc == CACHEKIT_BUFFER_TOO_SMALL) {
+    /* The entry is gone; the library holds its value for this thread and this key, and
+     * hands it over on the next call from the same thread: make it now, before Go can move
+     * to another thread. */
+    r.alloc = malloc(len ? len : 1);
+    if (r.alloc == NULL) {
+      r.rc = CACHEKIT_IO;
+      r.err = strdup("out of memory for the value taken by get_and_delete");
+      return r;
+    }
+    r.rc = cachekit_get_and_delete(CLIENT(h), key, key_len, r.alloc, len, &len, &info);
+    if (r.rc != CACHEKIT_OK) {
+      free(r.alloc);
+      r.alloc = NULL;
+    }
+  }
+  if (r.rc == CACHEKIT_OK) {
+    r.len = len;
+    fill_info(&r, &info);
+  } else if (is_error(r.rc)) {
+    r.err = take_error();
+  }
+  return r;
+}
+
+ckgo_bool_result ckgo_touch(ckgo_client h, const uint8_t *key, size_t key_len, int64_t ttl_ms) {
+  ckgo_bool_result r = {0, NULL, 0};
+  bool found = false;
+  r.rc = cachekit_touch(CLIENT(h), key, key_len, ttl_ms, &found);
+  r.yes = found;
+  if (is_error(r.rc)) r.err = take_error();
+  return r;
+}
+
+ckgo_int_result ckgo_ttl(ckgo_client h, const uint8_t *key, size_t key_len) {
+  ckgo_int_result r = {0, NULL, 0};
+  r.rc = cachekit_ttl(CLIENT(h), key, key_len, &r.value);
+  if (is_error(r.rc)) r.err = take_error();
+  return r;
+}
+
+ckgo_scan_open_result ckgo_scan_open(ckgo_client h, const uint8_t *pattern, size_t pattern_len,
+                                     const char *tag, uint8_t exact, uint32_t page_size) {
+  ckgo_scan_open_result r = {0, NULL, NULL};
+  r.rc = cachekit_scan_open(CLIENT(h), pattern, pattern_len, tag, exact, page_size, &r.scan);
+  if (is_error(r.rc)) r.err = take_error();
+  return r;
+}
+
+ckgo_scan_next_result ckgo_scan_next(cachekit_scan *scan, uint8_t *buf, size_t buf_len) {
+  ckgo_scan_next_result r;
+  memset(&r, 0, sizeof r);
+  size_t len = 0;
+  r.rc = cachekit_scan_next(scan, buf, buf_len, &len, &r.item);
+  if (r.rc == CACHEKIT_OK || r.rc == CACHEKIT_BUFFER_TOO_SMALL) {
+    r.key_len = len;
+  } else if (is_error(r.rc)) {
+    r.err = take_error();
+  }
+  return r;
+}
+
+ckgo_count_result ckgo_delete_matching(ckgo_client h, const uint8_t *pattern,
+                                       size_t pattern_len, const char *tag, uint8_t exact) {
+  ckgo_count_result r = {0, NULL, 0};
+  r.rc = cachekit_delete_matching(CLIENT(h), pattern, pattern_len, tag, exact, &r.count);
+  if (is_error(r.rc)) r.err = take_error();
+  return r;
+}
+
+ckgo_namespaces_result ckgo_namespaces_open(ckgo_client h) {
+  ckgo_namespaces_result r = {0, NULL, NULL};
+  r.rc = cachekit_namespaces_open(CLIENT(h), &r.list);
+  if (is_error(r.rc)) r.err = take_error();
+  return r;
+}
+
+ckgo_namespace_entry ckgo_namespaces_next(cachekit_namespaces *list, char *buf, size_t buf_len) {
+  ckgo_namespace_entry e = {0, 0, 0, 0};
+  size_t size = 0;
+  e.rc = cachekit_namespaces_next(list, buf, buf_len, &size, &e.entries, &e.bytes);
+  e.size = size;
   return e;
 }

@@ -47,8 +47,11 @@ typedef struct {
   uint64_t expires_ms;
   uint64_t grace_until_ms;
   char *err;
-  uint8_t *alloc; /* ckgo_get_alloc only: the library's buffer, for cachekit_buf_free */
+  uint64_t version;
+  uint8_t *alloc; /* ckgo_get_alloc: the library's buffer, for cachekit_buf_free;
+                     ckgo_get_and_delete: malloc'd when buf was too small, for free */
   uint8_t stale;
+  uint8_t integer;
 } ckgo_get_result;
 
 /* One entry of a batch, as ckgo_batch_layout describes it. */
@@ -57,9 +60,11 @@ typedef struct {
   uint64_t created_ms;
   uint64_t expires_ms;
   uint64_t grace_until_ms;
+  uint64_t version;
   uint32_t source;
   uint8_t found;
   uint8_t stale;
+  uint8_t integer;
 } ckgo_entry;
 
 typedef struct {
@@ -119,5 +124,89 @@ ckgo_ping_result ckgo_ping(ckgo_client client);
 
 ckgo_stats_result ckgo_stats_fetch(ckgo_client client);
 ckgo_stat_entry ckgo_stats_entry(const cachekit_stats *stats, size_t index);
+
+/* ---- atomic and management operations (manage_shim.c) */
+
+/* Which conditional write ckgo_set_if makes. */
+enum { CKGO_ADD = 0, CKGO_REPLACE = 1, CKGO_CAS = 2 };
+
+typedef struct {
+  uint32_t rc;
+  char *err;
+  uint8_t yes; /* stored (add/replace/cas), found (touch) */
+} ckgo_bool_result;
+
+typedef struct {
+  uint32_t rc;
+  char *err;
+  int64_t value;
+} ckgo_int_result;
+
+/* tags as for ckgo_set; flags: CACHEKIT_SET_* bits. */
+ckgo_bool_result ckgo_set_if(ckgo_client client, uint32_t condition, const uint8_t *key,
+                             size_t key_len, const uint8_t *value, size_t value_len,
+                             uint64_t version, uint64_t ttl_ms, uint64_t grace_ms, uint32_t flags,
+                             const char *tags, size_t tag_count);
+ckgo_status ckgo_set_i64(ckgo_client client, const uint8_t *key, size_t key_len, int64_t value,
+                         uint64_t ttl_ms, uint64_t grace_ms, const char *tags, size_t tag_count);
+/* has_initial 0: a missing key is CACHEKIT_MISS. decrement: cachekit_decr. */
+ckgo_int_result ckgo_incr(ckgo_client client, const uint8_t *key, size_t key_len, int64_t delta,
+                          uint8_t has_initial, int64_t initial, uint64_t ttl_ms,
+                          uint8_t decrement);
+/* As ckgo_get; when buf is too small the value (already removed from the cache) is fetched
+ * again in the same call, on the same thread (the library keeps it per thread), into a
+ * malloc'd r.alloc of r.len bytes that Go copies and frees. */
+ckgo_get_result ckgo_get_and_delete(ckgo_client client, const uint8_t *key, size_t key_len,
+                                    uint8_t *buf, size_t buf_len);
+/* ttl_ms: negative = never expires, 0 = at once. */
+ckgo_bool_result ckgo_touch(ckgo_client client, const uint8_t *key, size_t key_len,
+                            int64_t ttl_ms);
+/* value: ms left, -1 = never expires; CACHEKIT_MISS when missing. */
+ckgo_int_result ckgo_ttl(ckgo_client client, const uint8_t *key, size_t key_len);
+
+typedef struct {
+  uint32_t rc;
+  char *err;
+  cachekit_scan *scan;
+} ckgo_scan_open_result;
+
+/* On CACHEKIT_OK the key is in buf[0..key_len]; on CACHEKIT_BUFFER_TOO_SMALL key_len is the
+ * size needed (err NULL). */
+typedef struct {
+  uint32_t rc;
+  char *err;
+  uint64_t key_len;
+  cachekit_scan_item item;
+} ckgo_scan_next_result;
+
+typedef struct {
+  uint32_t rc;
+  char *err;
+  uint64_t count;
+} ckgo_count_result;
+
+typedef struct {
+  uint32_t rc;
+  char *err;
+  cachekit_namespaces *list;
+} ckgo_namespaces_result;
+
+/* On CACHEKIT_OK the name is in buf, NUL-terminated, size bytes with the NUL; on
+ * CACHEKIT_BUFFER_TOO_SMALL size is the size needed. */
+typedef struct {
+  uint32_t rc;
+  uint64_t size;
+  uint64_t entries;
+  uint64_t bytes;
+} ckgo_namespace_entry;
+
+ckgo_scan_open_result ckgo_scan_open(ckgo_client client, const uint8_t *pattern,
+                                     size_t pattern_len, const char *tag, uint8_t exact,
+                                     uint32_t page_size);
+ckgo_scan_next_result ckgo_scan_next(cachekit_scan *scan, uint8_t *buf, size_t buf_len);
+ckgo_count_result ckgo_delete_matching(ckgo_client client, const uint8_t *pattern,
+                                       size_t pattern_len, const char *tag, uint8_t exact);
+ckgo_namespaces_result ckgo_namespaces_open(ckgo_client client);
+ckgo_namespace_entry ckgo_namespaces_next(cachekit_namespaces *list, char *buf, size_t buf_len);
 
 #endif

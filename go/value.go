@@ -1,6 +1,9 @@
 package cachekit
 
-import "time"
+import (
+	"math"
+	"time"
+)
 
 // Source says where a hit came from.
 type Source uint32
@@ -40,6 +43,40 @@ type Value struct {
 	GraceUntilMs uint64
 	// Source is where the hit came from.
 	Source Source
+	// Version is the entry's version on this host, for CAS: it changes with every write of
+	// the key. 0 = unknown (a value answered from Redis that the daemon did not keep); a CAS
+	// with version 0 never stores.
+	Version uint64
+	// Integer: the value is a counter (written by Incr or SetInt64); Int64 reads it.
+	Integer bool
+}
+
+// Int64 parses Bytes as a counter's ASCII decimal int64 ("-42", "0"; no sign "+", no
+// spaces, no leading zeros), as Incr does: ok is false for anything else.
+func (v Value) Int64() (int64, bool) {
+	b := v.Bytes
+	neg := len(b) > 0 && b[0] == '-'
+	digits := b
+	if neg {
+		digits = b[1:]
+	}
+	if len(digits) == 0 || len(digits) > 19 || (digits[0] == '0' && (len(digits) > 1 || neg)) {
+		return 0, false
+	}
+	var n uint64
+	for _, d := range digits {
+		if d < '0' || d > '9' {
+			return 0, false
+		}
+		n = n*10 + uint64(d-'0')
+	}
+	switch {
+	case !neg && n <= math.MaxInt64:
+		return int64(n), true
+	case neg && n <= math.MaxInt64+1:
+		return int64(-n), true
+	}
+	return 0, false
 }
 
 // Created is CreatedMs as a time.Time.

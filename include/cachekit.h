@@ -1109,8 +1109,9 @@ void cachekit_namespaces_free(struct cachekit_namespaces *list);
  * with `cachekit_scan_free`.
  *
  * - `pattern`, `pattern_len`: a glob over the key bytes, as Redis's `SCAN MATCH`: `*`, `?`,
- *   `[abc]`, `[^a]` / `[!a]`, `[a-z]`, `\x` for a literal x. NULL with length 0 selects every
- *   key.
+ *   `[abc]`, `[^a]` / `[!a]`, `[a-z]`, `\x` for a literal x. NULL (with length 0) selects
+ *   every key; an empty pattern at a non-NULL pointer is `CACHEKIT_INVALID_ARGUMENT` (a
+ *   pattern built from an empty variable must not select everything).
  * - `tag`: NULL, or only entries tagged with this tag or (unless `exact`) a tag below it.
  *   Tags are matched by their counter in the table: an entry whose tag shares the counter
  *   (one chance in the daemon's tag_count per tag) may be included too.
@@ -1176,8 +1177,8 @@ void cachekit_scan_free(struct cachekit_scan *scan);
  * and `exact` would select, on this host and, with Redis, in Redis (so other hosts drop them
  * too), a bounded page per request. Unlike `cachekit_invalidate` it frees the memory. On
  * `CACHEKIT_OK`, `*deleted` (if not NULL) receives how many entries were deleted (this
- * host's table and Redis records counted separately). With neither a pattern nor a tag it
- * deletes the whole namespace.
+ * host's table and Redis records counted separately). With neither a pattern (NULL) nor a tag
+ * it deletes the whole namespace.
  *
  * Errors: as `cachekit_scan_open`; `CACHEKIT_NOT_PERMITTED`.
  *

@@ -3,6 +3,7 @@
 
 mod args;
 mod duration;
+mod manage;
 mod output;
 
 use std::io::{Read, Write};
@@ -80,6 +81,8 @@ fn run(cli: Cli) -> Result<Outcome, CliError> {
             ttl,
             grace,
             tags,
+            if_absent,
+            if_present,
         } => {
             let max = client.max_value_bytes();
             let bytes = match (value, file) {
@@ -98,12 +101,33 @@ fn run(cli: Cli) -> Result<Outcome, CliError> {
                 grace,
                 tags: tags.clone(),
             };
-            client.set(key.as_bytes(), &bytes, &opts)?;
+            let key = key.as_bytes();
+            let stored = if if_absent {
+                client.add(key, &bytes, &opts)?
+            } else if if_present {
+                client.replace(key, &bytes, &opts)?
+            } else {
+                client.set(key, &bytes, &opts)?;
+                true
+            };
+            if !stored {
+                let why = if if_absent {
+                    "it exists"
+                } else {
+                    "it is missing"
+                };
+                return Ok(Outcome::not_done(
+                    json!({"ok": false, "stored": false, "namespace": client.namespace(),
+                           "key": output::key_text(key)}),
+                    format!("not stored: {why}"),
+                ));
+            }
             Ok(Outcome::done(
                 json!({
                     "ok": true,
+                    "stored": true,
                     "namespace": client.namespace(),
-                    "key": output::key_text(key.as_bytes()),
+                    "key": output::key_text(key),
                     "bytes": bytes.len(),
                     "ttl_ms": ttl.map(|t| t.as_millis() as u64),
                     "grace_ms": grace.as_millis() as u64,
@@ -111,7 +135,7 @@ fn run(cli: Cli) -> Result<Outcome, CliError> {
                 }),
                 format!(
                     "stored {} ({} byte{}{}{})",
-                    output::key_text(key.as_bytes()),
+                    output::key_text(key),
                     bytes.len(),
                     if bytes.len() == 1 { "" } else { "s" },
                     ttl.map(|t| format!(", ttl {}", duration::format_duration(t)))
@@ -124,7 +148,13 @@ fn run(cli: Cli) -> Result<Outcome, CliError> {
                 ),
             ))
         }
-        Command::Del { key } => {
+        Command::Del {
+            key: None,
+            pattern,
+            tag,
+            exact,
+        } => manage::delete_matching(&client, pattern, tag, exact),
+        Command::Del { key: Some(key), .. } => {
             let existed = client.delete(key.as_bytes())?;
             Ok(Outcome::done(
                 json!({"key": output::key_text(key.as_bytes()), "existed": existed}),
@@ -147,6 +177,18 @@ fn run(cli: Cli) -> Result<Outcome, CliError> {
                 ),
             ))
         }
+        Command::Keys {
+            pattern,
+            tag,
+            exact,
+        } => manage::keys(&client, pattern, tag, exact, cli.json),
+        Command::Ttl { key } => manage::ttl(&client, key.as_bytes()),
+        Command::Touch { key, ttl, persist } => {
+            manage::touch(&client, key.as_bytes(), if persist { None } else { ttl })
+        }
+        Command::Incr(c) => manage::counter(&client, &c, false),
+        Command::Decr(c) => manage::counter(&client, &c, true),
+        Command::Namespaces => manage::namespaces(&client),
         Command::Clear => {
             client.clear()?;
             Ok(Outcome::done(

@@ -41,6 +41,27 @@ impl Outcome {
         }
     }
 
+    /// The command found nothing to act on, or its condition did not hold: nothing on stdout
+    /// in text mode, `note` on stderr, exit code 1 (as a miss).
+    pub fn not_done(json: Json, note: String) -> Outcome {
+        Outcome {
+            json,
+            text: Vec::new(),
+            note: Some(note),
+            code: EXIT_MISS,
+        }
+    }
+
+    /// Text mode already wrote its output to stdout as it came.
+    pub fn streamed(json: Json) -> Outcome {
+        Outcome {
+            json,
+            text: Vec::new(),
+            note: None,
+            code: 0,
+        }
+    }
+
     pub fn miss(key: &[u8]) -> Outcome {
         Outcome {
             json: json!({"key": key_text(key), "hit": false}),
@@ -111,7 +132,7 @@ pub fn key_text(bytes: &[u8]) -> String {
     }
 }
 
-fn opt(v: Option<u64>) -> Json {
+pub fn opt(v: Option<u64>) -> Json {
     v.map_or(Json::Null, Json::from)
 }
 
@@ -139,6 +160,8 @@ pub fn value(key: &[u8], v: &Value, raw: bool) -> Outcome {
         "expires_ms": opt(v.expires_ms),
         "grace_until_ms": opt(v.grace_until_ms),
         "source": source_name(v.source),
+        "version": v.version,
+        "integer": v.integer,
     });
     let text = if raw {
         v.bytes.clone()
@@ -168,7 +191,7 @@ pub fn value(key: &[u8], v: &Value, raw: bool) -> Outcome {
     }
 }
 
-fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

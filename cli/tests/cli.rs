@@ -196,3 +196,272 @@ fn a_socket_path_that_is_not_a_socket_is_named() {
         assert!(!err.contains("stopped daemon"), "{err}");
     }
 }
+
+fn lines(o: &Output) -> Vec<String> {
+    let mut v: Vec<String> = stdout(o).lines().map(String::from).collect();
+    v.sort();
+    v
+}
+
+fn json_of(o: &Output) -> serde_json::Value {
+    serde_json::from_str(stdout(o).trim())
+        .unwrap_or_else(|e| panic!("{e}: stdout {:?}, stderr {:?}", stdout(o), stderr(o)))
+}
+
+/// Runs a command that must succeed and returns its output.
+fn ok(socket: &Path, args: &[&str]) -> Output {
+    let o = cachekit(socket, args);
+    assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+    o
+}
+
+#[test]
+fn management_commands_with_the_real_daemon() {
+    watchdog(Duration::from_secs(120), management_commands);
+}
+
+fn management_commands() {
+    let daemon = Daemon::start("cli-manage", &["--memory", "8MiB"]);
+    let s = daemon.socket().to_path_buf();
+    let s = s.as_path();
+    assert!(
+        eventually(Duration::from_secs(10), || cachekit(s, &["ping"])
+            .status
+            .success()),
+        "cachekit ping never succeeded; daemon log:\n{}",
+        daemon.log()
+    );
+    ok(
+        s,
+        &["set", "user:1", "a", "--ttl", "30s", "--tag", "users/1"],
+    );
+    ok(s, &["set", "user:2", "b", "--tag", "users/2"]);
+    ok(s, &["set", "other", "c"]);
+    ok(s, &["-n", "elsewhere", "set", "user:3", "d"]);
+
+    // keys: this namespace only, by glob, by tag.
+    assert_eq!(lines(&ok(s, &["keys"])), ["other", "user:1", "user:2"]);
+    assert_eq!(lines(&ok(s, &["keys", "user:*"])), ["user:1", "user:2"]);
+    assert_eq!(
+        lines(&ok(s, &["keys", "--tag", "users"])),
+        ["user:1", "user:2"]
+    );
+    assert_eq!(
+        lines(&ok(s, &["keys", "--tag", "users/2", "--exact"])),
+        ["user:2"]
+    );
+    let v = json_of(&ok(s, &["--json", "keys", "user:[1]"]));
+    assert_eq!(v["count"], 1);
+    assert_eq!(v["keys"][0]["key"], "user:1");
+    assert!(
+        v["keys"][0]["expires_ms"].as_u64().unwrap() > v["keys"][0]["created_ms"].as_u64().unwrap()
+    );
+    assert!(v["keys"][0]["version"].as_u64().unwrap() > 0);
+
+    // ttl: time left, never, or a miss (exit 1, like get).
+    let v = json_of(&ok(s, &["--json", "ttl", "user:1"]));
+    let left = v["ttl_ms"].as_u64().unwrap();
+    assert!(left > 20_000 && left <= 30_000, "{v}");
+    assert_eq!(stdout(&ok(s, &["ttl", "user:2"])), "never\n");
+    let o = cachekit(s, &["ttl", "nope"]);
+    assert_eq!((o.status.code(), stderr(&o).trim()), (Some(1), "miss"));
+
+    // touch: a new ttl, or none; a missing key is a miss.
+    assert_eq!(
+        stdout(&ok(s, &["touch", "user:2", "--ttl", "1m"])),
+        "user:2 expires in 1m\n"
+    );
+    let left = json_of(&ok(s, &["--json", "ttl", "user:2"]))["ttl_ms"]
+        .as_u64()
+        .unwrap();
+    assert!(left > 50_000 && left <= 60_000, "{left}");
+    ok(s, &["touch", "user:2", "--persist"]);
+    assert_eq!(stdout(&ok(s, &["ttl", "user:2"])), "never\n");
+    let o = cachekit(s, &["touch", "nope", "--persist"]);
+    assert_eq!((o.status.code(), stderr(&o).trim()), (Some(1), "miss"));
+    assert_eq!(
+        cachekit(s, &["touch", "user:2"]).status.code(),
+        Some(2),
+        "--ttl or --persist"
+    );
+
+    // incr / decr: created from 0 (or --initial), negative deltas, integers on read.
+    let counter = |args: &[&str]| stdout(&ok(s, args)).trim().to_string();
+    assert_eq!(counter(&["incr", "c"]), "1");
+    assert_eq!(counter(&["incr", "c", "10"]), "11");
+    assert_eq!(counter(&["decr", "c", "20"]), "-9");
+    assert_eq!(counter(&["incr", "c", "-1"]), "-10");
+    assert_eq!(
+        counter(&["incr", "made", "--initial", "100", "--ttl", "1m"]),
+        "101"
+    );
+    assert!(
+        json_of(&ok(s, &["--json", "ttl", "made"]))["ttl_ms"]
+            .as_u64()
+            .unwrap()
+            > 50_000
+    );
+    let v = json_of(&ok(s, &["--json", "get", "c"]));
+    assert_eq!(
+        (v["value"].as_str(), v["integer"].as_bool()),
+        (Some("-10"), Some(true))
+    );
+    let o = cachekit(s, &["incr", "absent", "--no-create"]);
+    assert_eq!((o.status.code(), stderr(&o).trim()), (Some(1), "miss"));
+    assert_eq!(cachekit(s, &["get", "absent"]).status.code(), Some(1));
+    let o = cachekit(s, &["incr", "user:2"]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not an integer"), "{}", stderr(&o));
+    assert_eq!(stdout(&ok(s, &["get", "user:2"])), "b\n", "left unchanged");
+    let o = cachekit(s, &["incr", "c", "1", "--initial", "5", "--no-create"]);
+    assert_eq!(o.status.code(), Some(2));
+
+    // set --if-absent / --if-present: exit 1 when not stored.
+    ok(s, &["set", "lock", "1", "--if-absent", "--ttl", "1m"]);
+    let o = cachekit(s, &["set", "lock", "2", "--if-absent"]);
+    assert_eq!(
+        (o.status.code(), stderr(&o).trim()),
+        (Some(1), "not stored: it exists")
+    );
+    let o = cachekit(s, &["set", "nolock", "2", "--if-present"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(cachekit(s, &["get", "nolock"]).status.code(), Some(1));
+    ok(s, &["set", "lock", "3", "--if-present"]);
+    assert_eq!(stdout(&ok(s, &["get", "lock"])), "3\n");
+
+    // namespaces: this host's table, every namespace.
+    let v = json_of(&ok(s, &["--json", "namespaces"]));
+    let list = v["namespaces"].as_array().unwrap();
+    let entries = |name: &str| {
+        list.iter().find(|n| n["name"] == name).map(|n| {
+            (
+                n["entries"].as_u64().unwrap(),
+                n["bytes"].as_u64().unwrap() > 0,
+            )
+        })
+    };
+    // default: user:1, user:2, other, c, made, lock.
+    assert_eq!(entries("default"), Some((6, true)), "{v}");
+    assert_eq!(entries("elsewhere"), Some((1, true)), "{v}");
+    let text = stdout(&ok(s, &["namespaces"]));
+    assert!(text.starts_with("NAMESPACE"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == [
+                    "elsewhere",
+                    "1",
+                    &list.iter().find(|n| n["name"] == "elsewhere").unwrap()["bytes"].to_string()
+                ]),
+        "{text}"
+    );
+
+    // del by pattern and by tag: counts, and only the selected keys go.
+    assert_eq!(
+        stdout(&ok(s, &["del", "--pattern", "user:*"])),
+        "deleted 2 entries in namespace default\n"
+    );
+    assert_eq!(lines(&ok(s, &["keys"])), ["c", "lock", "made", "other"]);
+    assert_eq!(lines(&ok(s, &["-n", "elsewhere", "keys"])), ["user:3"]);
+    ok(s, &["set", "t1", "x", "--tag", "posts/1"]);
+    ok(s, &["set", "t2", "x", "--tag", "posts/1/comments"]);
+    let v = json_of(&ok(s, &["--json", "del", "--tag", "posts/1", "--exact"]));
+    assert_eq!(v["deleted"], 1);
+    assert_eq!(
+        json_of(&ok(s, &["--json", "del", "--tag", "posts"]))["deleted"],
+        1
+    );
+    assert_eq!(cachekit(s, &["get", "t2"]).status.code(), Some(1));
+    // `del KEY` is as before; an empty pattern is refused (it would select every key).
+    assert_eq!(
+        json_of(&ok(s, &["--json", "del", "other"]))["existed"],
+        true
+    );
+    let o = cachekit(s, &["del", "--pattern", ""]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("'*' selects every key"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(cachekit(s, &["del"]).status.code(), Some(2));
+    assert_eq!(lines(&ok(s, &["keys"])), ["c", "lock", "made"]);
+}
+
+/// `keys` walks every page (2500 keys at 1000 per page) and returns each match once; `del
+/// --pattern` deletes exactly the matches.
+#[test]
+fn keys_and_del_pattern_page_through_a_larger_namespace() {
+    watchdog(Duration::from_secs(120), || {
+        let daemon = Daemon::start("cli-pages", &["--memory", "16MiB"]);
+        let s = daemon.socket();
+        let mut opts = cachekit_client::ClientOptions::new().namespace("many");
+        opts.socket = Some(s.to_path_buf());
+        let client = cachekit_client::Client::connect(opts).expect("connect");
+        let opts = cachekit_client::SetOptions::new();
+        for i in 0..2500 {
+            client.set(format!("k:{i}"), b"v", &opts).unwrap();
+        }
+        let keys: Vec<String> = stdout(&ok(s, &["-n", "many", "keys", "k:1*"]))
+            .lines()
+            .map(String::from)
+            .collect();
+        let mut want: Vec<String> = (0..2500)
+            .map(|i| format!("k:{i}"))
+            .filter(|k| k.starts_with("k:1"))
+            .collect();
+        let mut got = keys.clone();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "every match exactly once");
+        assert_eq!(lines(&ok(s, &["-n", "many", "keys"])).len(), 2500);
+        let v = json_of(&ok(
+            s,
+            &["-n", "many", "--json", "del", "--pattern", "k:2*"],
+        ));
+        let twos = (0..2500).filter(|i| i.to_string().starts_with('2')).count();
+        assert_eq!(v["deleted"], twos as u64);
+        assert_eq!(lines(&ok(s, &["-n", "many", "keys"])).len(), 2500 - twos);
+    });
+}
+
+/// Concurrent `incr` processes lose no update; of concurrent `set --if-absent`, one stores.
+#[test]
+fn concurrent_cli_processes_are_atomic() {
+    watchdog(Duration::from_secs(120), || {
+        let daemon = Daemon::start("cli-atomic", &["--memory", "8MiB"]);
+        let s = daemon.socket();
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for _ in 0..25 {
+                        ok(s, &["incr", "hits"]);
+                    }
+                });
+            }
+        });
+        assert_eq!(stdout(&ok(s, &["get", "hits"])), "100\n");
+        let codes: Vec<Option<i32>> = std::thread::scope(|scope| {
+            let runs: Vec<_> = (0..8)
+                .map(|i| {
+                    scope.spawn(move || {
+                        cachekit(s, &["set", "lock", &i.to_string(), "--if-absent"])
+                            .status
+                            .code()
+                    })
+                })
+                .collect();
+            runs.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        assert_eq!(
+            codes.iter().filter(|c| **c == Some(0)).count(),
+            1,
+            "{codes:?}"
+        );
+        assert_eq!(
+            codes.iter().filter(|c| **c == Some(1)).count(),
+            7,
+            "{codes:?}"
+        );
+    });
+}

@@ -92,6 +92,23 @@ fn check(d: &Daemon, writers: &[Who], readers: &[Who]) {
             d.log()
         );
         assert!(err.contains("writer_uids"), "{err}");
+        for args in [
+            &["incr", "r"][..],
+            &["set", "r", "v", "--if-absent"],
+            &["touch", "r", "--persist"],
+            &["del", "--pattern", "*"],
+        ] {
+            let o = cachekit_as(*who, socket, args);
+            assert_eq!(
+                o.status.code(),
+                Some(4),
+                "{who:?} {args:?} should be refused"
+            );
+        }
+        for args in [&["keys"][..], &["namespaces"]] {
+            let o = cachekit_as(*who, socket, args);
+            assert_eq!(o.status.code(), Some(0), "{who:?} may still {args:?}");
+        }
         let (args, want): (&[&str], &[u8]) = if writers.is_empty() {
             (&["ping"], b"")
         } else {

@@ -83,12 +83,14 @@ unsafe fn selection(
     tag: *const c_char,
     exact: bool,
 ) -> Result<ScanOptions, Failure> {
+    let given = !pattern.is_null();
     // SAFETY: the caller's promise.
     let pattern = unsafe { bytes_in(pattern, pattern_len, "pattern") }?;
     // SAFETY: the caller's promise.
     let tag = unsafe { opt_str_in(tag, "tag") }?;
     let mut o = ScanOptions::new();
-    if !pattern.is_empty() {
+    if given {
+        // Even an empty one: the client refuses it (NULL is how to say "every key").
         o = o.pattern(pattern);
     }
     if let Some(tag) = tag {
@@ -110,8 +112,9 @@ unsafe fn selection(
 /// with `cachekit_scan_free`.
 ///
 /// - `pattern`, `pattern_len`: a glob over the key bytes, as Redis's `SCAN MATCH`: `*`, `?`,
-///   `[abc]`, `[^a]` / `[!a]`, `[a-z]`, `\x` for a literal x. NULL with length 0 selects every
-///   key.
+///   `[abc]`, `[^a]` / `[!a]`, `[a-z]`, `\x` for a literal x. NULL (with length 0) selects
+///   every key; an empty pattern at a non-NULL pointer is `CACHEKIT_INVALID_ARGUMENT` (a
+///   pattern built from an empty variable must not select everything).
 /// - `tag`: NULL, or only entries tagged with this tag or (unless `exact`) a tag below it.
 ///   Tags are matched by their counter in the table: an entry whose tag shares the counter
 ///   (one chance in the daemon's tag_count per tag) may be included too.
@@ -238,8 +241,8 @@ pub unsafe extern "C" fn cachekit_scan_free(scan: *mut cachekit_scan) {
 /// and `exact` would select, on this host and, with Redis, in Redis (so other hosts drop them
 /// too), a bounded page per request. Unlike `cachekit_invalidate` it frees the memory. On
 /// `CACHEKIT_OK`, `*deleted` (if not NULL) receives how many entries were deleted (this
-/// host's table and Redis records counted separately). With neither a pattern nor a tag it
-/// deletes the whole namespace.
+/// host's table and Redis records counted separately). With neither a pattern (NULL) nor a tag
+/// it deletes the whole namespace.
 ///
 /// Errors: as `cachekit_scan_open`; `CACHEKIT_NOT_PERMITTED`.
 ///
@@ -287,6 +290,8 @@ mod tests {
             assert_eq!(s, ScanOptions::new().pattern("user:*").exact_tag("t/1"));
             let e = selection(null(), 0, null(), true).unwrap_err();
             assert_eq!(e.code, CACHEKIT_INVALID_ARGUMENT);
+            let empty = selection(b"".as_ptr(), 0, null(), false).unwrap();
+            assert_eq!(empty.pattern, Some(Vec::new()), "refused by the client");
             let e = selection(null(), 3, null(), false).unwrap_err();
             assert_eq!(e.code, CACHEKIT_NULL_ARGUMENT);
         }

@@ -326,6 +326,9 @@ impl Client {
             return daemon;
         }
         self.shared.daemon_gone();
+        if let Some(reply) = direct.atomic(req, e, &self.shared.counters) {
+            return reply;
+        }
         let Some(op) = write_op(req) else {
             return daemon;
         };

@@ -8,12 +8,32 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use cachekit_proto::FetchHit;
-use cachekit_redis::{SyncStore, Target, WriteContext, WriteOp, Written};
+use std::cell::Cell;
+
+use cachekit_proto::{Condition, FetchHit, Reply, Request};
+use cachekit_redis::decide::{self, When};
+use cachekit_redis::{
+    update_blocking, Decision, Record, StoreError, SyncStore, Target, Updated, WriteContext,
+    WriteOp, Written,
+};
 use cachekit_shm::now_ms;
 
 use crate::error::Error;
 use crate::stats::{bump, Counters};
+
+/// A failed direct call: counted, and said with the daemon's failure before it.
+fn failed(e: StoreError, daemon_error: &Error, c: &Counters) -> Error {
+    bump(&c.redis_direct_failures);
+    let message = format!("{daemon_error}; and the direct fallback to Redis failed too: {e}");
+    if e.is_outage() {
+        Error::Unavailable { message }
+    } else {
+        Error::Daemon {
+            code: cachekit_proto::ErrorCode::Internal,
+            message,
+        }
+    }
+}
 
 /// How often a client that goes to Redis directly because the daemon's heartbeat is stale
 /// still tries the daemon (which re-attaches a restarted one).
@@ -102,19 +122,95 @@ impl Direct {
                 bump(&c.redis_direct_writes);
                 Ok(w)
             }
-            Err(e) => {
-                bump(&c.redis_direct_failures);
-                let message =
-                    format!("{daemon_error}; and the direct fallback to Redis failed too: {e}");
-                Err(if e.is_outage() {
-                    Error::Unavailable { message }
-                } else {
-                    Error::Daemon {
-                        code: cachekit_proto::ErrorCode::Internal,
-                        message,
-                    }
+            Err(e) => Err(failed(e, daemon_error, c)),
+        }
+    }
+
+    /// An atomic operation (add, replace, incr, take, touch) run in Redis directly, with the
+    /// daemon's meaning (`cachekit_redis::decide`); `None` for any other request. A cas needs
+    /// the daemon: versions are its table's, so one read while it is down names nothing.
+    pub(crate) fn atomic(
+        &self,
+        req: &Request,
+        daemon_error: &Error,
+        c: &Counters,
+    ) -> Option<Result<Reply, Error>> {
+        let result = Cell::new(None);
+        type Decide<'a> = Box<dyn FnMut(Option<&Record>, u64) -> Decision + 'a>;
+        let (ns, key, mut decide): (&str, &[u8], Decide<'_>) = match req {
+            Request::SetIf(s) => {
+                let when = match s.condition {
+                        Condition::Absent => When::Absent,
+                        Condition::Present => When::Present,
+                        Condition::Version(_) => {
+                            return Some(Err(Error::Unavailable {
+                                message: format!(
+                                    "{daemon_error}; a cas needs cachekitd (versions are its table's): read the key again once it is back"
+                                ),
+                            }))
+                        }
+                    };
+                let set = &s.set;
+                let new = move |now| {
+                    Record::new(
+                        now,
+                        set.ttl_ms,
+                        set.grace_ms,
+                        set.tags.clone(),
+                        set.value.clone(),
+                    )
+                };
+                (
+                    &set.namespace,
+                    &set.key,
+                    Box::new(decide::set_if(when, new)),
+                )
+            }
+            Request::Incr(i) => (
+                &i.namespace,
+                &i.key,
+                Box::new(decide::incr(&i.key, i.delta, i.initial, i.ttl_ms, &result)),
+            ),
+            Request::Take { namespace, key } => (namespace, key, Box::new(decide::take())),
+            Request::Touch {
+                namespace,
+                key,
+                ttl_ms,
+            } => (namespace, key, Box::new(decide::touch(*ttl_ms))),
+            _ => return None,
+        };
+        let updated = match update_blocking(&self.store, ns, key, &mut *decide) {
+            Ok(u) => u,
+            Err(e) => return Some(Err(failed(e, daemon_error, c))),
+        };
+        bump(&c.redis_direct_writes);
+        let wrote = matches!(updated, Updated::Written { .. } | Updated::Deleted { .. });
+        Some(Ok(match (req, updated) {
+            (_, Updated::Refused(message)) => return Some(Err(Error::InvalidArgument { message })),
+            (Request::SetIf(_), _) => Reply::Stored {
+                stored: wrote,
+                version: 0,
+            },
+            (Request::Incr(_), _) => Reply::Counter {
+                present: wrote,
+                value: result.get().unwrap_or_default(),
+                version: 0,
+            },
+            (Request::Take { .. }, Updated::Deleted { prev: Some(r), .. }) => {
+                Reply::FetchHit(FetchHit {
+                    stale: false,
+                    created_ms: r.created_ms,
+                    expires_ms: r.expires_ms,
+                    grace_until_ms: r.grace_until_ms,
+                    value: r.value,
+                    version: 0,
                 })
             }
-        }
+            (Request::Take { .. }, _) => Reply::FetchMiss,
+            (_, Updated::Deleted { prev, .. }) => Reply::Found {
+                found: prev.is_some(),
+            },
+            (_, _) => Reply::Found { found: wrote },
+        }))
     }
 }

@@ -111,6 +111,17 @@ impl ScanOptions {
         self
     }
 
+    /// An empty pattern would select every key (the protocol's "no pattern"), which a caller
+    /// who built it from an empty variable did not mean: refused, `None` says "every key".
+    fn check(&self) -> Result<(), Error> {
+        match &self.pattern {
+            Some(p) if p.is_empty() => Err(Error::InvalidArgument {
+                message: "the key pattern is empty; to select every key, give no pattern (None), or \"*\"".into(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     fn selection(&self) -> Selection {
         Selection {
             pattern: self.pattern.clone().unwrap_or_default(),
@@ -419,6 +430,7 @@ impl Client {
         cursor: u64,
         options: &ScanOptions,
     ) -> Result<(u64, Vec<ScanItem>), Error> {
+        options.check()?;
         if options.page_size as usize > MAX_SCAN_PAGE {
             return Err(Error::InvalidArgument {
                 message: format!(
@@ -475,6 +487,7 @@ impl Client {
     /// # Errors
     /// As [`scan_page`](Client::scan_page); [`Error::NotPermitted`].
     pub fn delete_matching(&self, options: &ScanOptions) -> Result<u64, Error> {
+        options.check()?;
         let (mut cursor, mut deleted) = (0, 0);
         loop {
             let req = Request::DeleteMatching(ScanRequest {

@@ -211,6 +211,10 @@ fn scan_delete_matching_and_namespaces() {
             b"o",
             "other namespaces stay"
         );
+        assert!(matches!(
+            c.delete_matching(&ScanOptions::new().pattern("")),
+            Err(Error::InvalidArgument { .. })
+        ));
         match c.scan_page(0, &ScanOptions::new().tag("bad//tag")) {
             Err(Error::InvalidArgument { .. }) => {}
             other => panic!("a bad tag is refused: {other:?}"),

@@ -66,9 +66,11 @@ def counter_bytes(value: Any, serializer_name: str) -> Optional[bytes]:
     return None
 
 
-def _pattern(pattern: Any) -> bytes:
+def _pattern(pattern: Any) -> Any:
+    """The C pattern argument: NULL for None (every key); an empty one is refused by the
+    library (a pattern built from an empty variable must not select everything)."""
     if pattern is None:
-        return b""
+        return _NULL
     if isinstance(pattern, str):
         return pattern.encode()
     if isinstance(pattern, (bytes, bytearray, memoryview)):
@@ -317,7 +319,7 @@ class ManageMixin:
         else:
             size = page_size
         out = ffi.new("cachekit_scan **")
-        rc = lib.cachekit_scan_open(self._handle(), p, len(p), t, bool(exact), size, out)
+        rc = lib.cachekit_scan_open(self._handle(), p, 0 if p is _NULL else len(p), t, bool(exact), size, out)
         if rc != OK:
             raise_for(rc)
         return _Scan(out[0])
@@ -341,7 +343,7 @@ class ManageMixin:
         keep: List[Any] = []
         t = _tag(tag, exact, keep)
         out = ffi.new("uint64_t *")
-        rc = lib.cachekit_delete_matching(self._handle(), p, len(p), t, bool(exact), out)
+        rc = lib.cachekit_delete_matching(self._handle(), p, 0 if p is _NULL else len(p), t, bool(exact), out)
         if rc != OK:
             raise_for(rc)
         return int(out[0])

@@ -210,6 +210,12 @@ def test_scan_iter_refuses_bad_input_at_once(client):
         client.scan_iter(tag="a//b")
     with pytest.raises(TypeError):
         client.scan_iter(5)  # type: ignore[arg-type]
+    client.set("k", 1)
+    with pytest.raises(InvalidArgumentError, match="pattern is empty"):
+        client.scan_iter("")  # None selects every key; "" is a mistake
+    with pytest.raises(InvalidArgumentError, match="pattern is empty"):
+        client.delete_pattern(b"")
+    assert client.get("k") == 1
 
 
 def test_delete_pattern_frees_what_a_scan_selects(client):

@@ -1,6 +1,7 @@
 //! The daemon's store: tokio, a `ConnectionManager` (one multiplexed connection that
 //! reconnects by itself) or a Redis Cluster connection; every call under a timeout.
 
+use crate::atomic::{self, CommitOp, DeletedPage, Expected};
 use crate::event::{Cursor, Event};
 use crate::record::Fetched;
 use crate::scripts::{self, WriteContext, WriteOp, Written};
@@ -138,7 +139,7 @@ impl AsyncStore {
         let inv = scripts::fetch_invocation(ns, key);
         let mut c = self.conn.clone();
         let v: Value = self.timed("FETCH", inv.invoke_async(&mut c)).await?;
-        scripts::parse_fetched(&v)
+        scripts::parse_fetched(v)
     }
 
     /// Runs a write script at time `now` (Unix ms).
@@ -150,6 +151,49 @@ impl AsyncStore {
         let mut c = self.conn.clone();
         let v: Value = self.timed(op.name(), inv.invoke_async(&mut c)).await?;
         scripts::parse_written(&v)
+    }
+
+    /// Writes `op` to `key` at time `now` (Unix ms) if the key still holds exactly what
+    /// `expected` says (see [`Expected`]); one round trip. `Ok(None)`: it did not (a
+    /// conflict), nothing was written.
+    ///
+    /// # Errors
+    /// Any [`StoreError`] (after a timeout the commit may or may not have been applied).
+    pub async fn commit(
+        &self,
+        ns: &str,
+        key: &[u8],
+        expected: Expected<'_>,
+        op: &CommitOp,
+        now: u64,
+    ) -> Result<Option<Written>, StoreError> {
+        let inv = atomic::commit_invocation(ns, key, expected, op, &self.ctx, now);
+        let mut c = self.conn.clone();
+        let v: Value = self.timed("COMMIT", inv.invoke_async(&mut c)).await?;
+        atomic::parse_commit(&v)
+    }
+
+    /// Deletes one page of the records of `ns` whose keys match the glob `pattern` (Redis
+    /// `SCAN MATCH` syntax; empty = all) and, if `tag` is given, that carry it (or, unless
+    /// `exact`, a tag below it). Start with `cursor` 0, pass each answer's cursor back, stop
+    /// at 0. A page may delete nothing and still not be the last.
+    ///
+    /// # Errors
+    /// Any [`StoreError`].
+    pub async fn delete_matching(
+        &self,
+        ns: &str,
+        cursor: u64,
+        pattern: &[u8],
+        tag: Option<&str>,
+        exact: bool,
+    ) -> Result<DeletedPage, StoreError> {
+        let inv = atomic::delete_matching_invocation(ns, cursor, pattern, tag, exact, &self.ctx);
+        let mut c = self.conn.clone();
+        let v: Value = self
+            .timed("DELETE_MATCHING", inv.invoke_async(&mut c))
+            .await?;
+        atomic::parse_deleted_page(v)
     }
 
     /// Where a new follower of `ns` starts: after the stream's last entry.

@@ -3,6 +3,7 @@
 //! a read/write timeout, and after a failure no new connection is tried for
 //! [`RETRY_AFTER`], so a client whose daemon and Redis are both down fails fast.
 
+use crate::atomic::{self, CommitOp, DeletedPage, Expected};
 use crate::record::Fetched;
 use crate::scripts::{self, WriteContext, WriteOp, Written};
 use crate::target::Target;
@@ -143,7 +144,7 @@ impl SyncStore {
     pub fn fetch(&self, ns: &str, key: &[u8]) -> Result<Option<Fetched>, StoreError> {
         let inv = scripts::fetch_invocation(ns, key);
         let v: Value = self.with_conn("FETCH", |c| inv.invoke(c))?;
-        scripts::parse_fetched(&v)
+        scripts::parse_fetched(v)
     }
 
     /// Runs a write script at time `now` (Unix ms).
@@ -154,5 +155,40 @@ impl SyncStore {
         let inv = scripts::write_invocation(op, &self.ctx, now);
         let v: Value = self.with_conn(op.name(), |c| inv.invoke(c))?;
         scripts::parse_written(&v)
+    }
+
+    /// Writes `op` to `key` at time `now` (Unix ms) if the key still holds exactly what
+    /// `expected` says; `Ok(None)` on a conflict. As [`crate::AsyncStore::commit`].
+    ///
+    /// # Errors
+    /// Any [`StoreError`] (after a timeout the commit may or may not have been applied).
+    pub fn commit(
+        &self,
+        ns: &str,
+        key: &[u8],
+        expected: Expected<'_>,
+        op: &CommitOp,
+        now: u64,
+    ) -> Result<Option<Written>, StoreError> {
+        let inv = atomic::commit_invocation(ns, key, expected, op, &self.ctx, now);
+        let v: Value = self.with_conn("COMMIT", |c| inv.invoke(c))?;
+        atomic::parse_commit(&v)
+    }
+
+    /// One page of a delete by pattern (and tag). As [`crate::AsyncStore::delete_matching`].
+    ///
+    /// # Errors
+    /// Any [`StoreError`].
+    pub fn delete_matching(
+        &self,
+        ns: &str,
+        cursor: u64,
+        pattern: &[u8],
+        tag: Option<&str>,
+        exact: bool,
+    ) -> Result<DeletedPage, StoreError> {
+        let inv = atomic::delete_matching_invocation(ns, cursor, pattern, tag, exact, &self.ctx);
+        let v: Value = self.with_conn("DELETE_MATCHING", |c| inv.invoke(c))?;
+        atomic::parse_deleted_page(v)
     }
 }

@@ -46,6 +46,12 @@ pub enum StoreError {
         /// What was wrong.
         message: String,
     },
+    /// A read-modify-write found the key changed by another writer at every attempt.
+    #[error("the key was changed by other writers during each of {attempts} attempts of an atomic operation (heavy contention on one key); nothing was changed: retry")]
+    Contention {
+        /// Attempts made.
+        attempts: u32,
+    },
     /// A stored record cannot be decoded.
     #[error("bad cachekit record in Redis: {message}")]
     BadRecord {

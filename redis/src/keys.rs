@@ -48,6 +48,21 @@ impl NsKeys {
         self.with(b"v:", key)
     }
 
+    /// The `SCAN … MATCH` pattern of the records of this namespace whose keys match `glob`
+    /// (Redis glob syntax, passed through; empty = every key): `ck:{ns}:v:` with its
+    /// glob-special bytes (`*?[]\`) escaped by `\`, then `glob`.
+    pub fn value_pattern(&self, glob: &[u8]) -> Vec<u8> {
+        let mut p = Vec::with_capacity(self.prefix.len() + 4 + glob.len());
+        for &b in self.prefix.iter().chain(b"v:") {
+            if matches!(b, b'*' | b'?' | b'[' | b']' | b'\\') {
+                p.push(b'\\');
+            }
+            p.push(b);
+        }
+        p.extend_from_slice(if glob.is_empty() { b"*" } else { glob });
+        p
+    }
+
     /// `ck:{ns}:clock`: the namespace's counter, incremented by every write.
     pub fn clock(&self) -> Vec<u8> {
         self.with(b"clock", b"")
@@ -109,6 +124,19 @@ mod tests {
     fn braces_never_break_the_hash_tag() {
         assert_eq!(NsKeys::new("}a{%").prefix(), b"ck:{%7Da%7B%25}:");
         assert_ne!(NsKeys::new("%7D").prefix(), NsKeys::new("}").prefix());
+    }
+
+    #[test]
+    fn value_patterns_escape_the_namespace() {
+        assert_eq!(
+            NsKeys::new("app").value_pattern(b"user:*"),
+            b"ck:{app}:v:user:*"
+        );
+        assert_eq!(NsKeys::new("app").value_pattern(b""), b"ck:{app}:v:*");
+        assert_eq!(
+            NsKeys::new("a*b?[c]\\{").value_pattern(b"k?"),
+            b"ck:{a\\*b\\?\\[c\\]\\\\%7B}:v:k?"
+        );
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //!   validation against invalidations;
 //! - [`event`]: the events of a namespace's stream and how a follower detects a gap;
 //! - [`WriteOp`] and the Lua scripts behind it: one round trip per operation;
+//! - [`atomic`]: read-modify-writes committed by a compare script ([`update_with`],
+//!   [`update_blocking`]) and deletes by key pattern;
 //! - [`AsyncStore`] (feature `async`, tokio, for the daemon) and [`SyncStore`] (feature
 //!   `sync`, blocking, for the client library), with a timeout on every call.
 //!
@@ -13,6 +15,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod atomic;
+pub mod decide;
 pub mod error;
 pub mod event;
 pub mod keys;
@@ -27,6 +31,9 @@ mod blocking;
 
 #[cfg(feature = "async")]
 pub use aio::AsyncStore;
+#[cfg(feature = "sync")]
+pub use atomic::update_blocking;
+pub use atomic::{update_with, CommitOp, Decision, DeletedPage, Expected, Updated};
 #[cfg(feature = "sync")]
 pub use blocking::SyncStore;
 pub use error::StoreError;

@@ -155,14 +155,17 @@ impl Record {
     }
 }
 
-/// What the fetch script returned: the record and the highest clock value among the
-/// counters it depends on (its tags' `p:`/`x:` keys and the namespace's `clear`).
+/// What the fetch script returned: the record, the highest clock value among the counters
+/// it depends on (its tags' `p:`/`x:` keys and the namespace's `clear`), and the record's
+/// bytes exactly as stored (what a commit compares, whether the record is valid or not).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fetched {
     /// The record.
     pub record: Record,
     /// The latest invalidation that could cover it (0 = none).
     pub newest_invalidation: u64,
+    /// The bytes of the key in Redis, as read (the stamp included).
+    pub raw: Vec<u8>,
 }
 
 /// Why a fetched record was not served.
@@ -178,13 +181,19 @@ impl Fetched {
     /// The record if it may be served at `now`: written after every invalidation that
     /// covers it, and not past its grace deadline.
     pub fn validate(self, now: u64) -> Result<Record, Rejected> {
+        self.check(now)?;
+        Ok(self.record)
+    }
+
+    /// [`validate`](Self::validate) without giving the record up.
+    pub fn check(&self, now: u64) -> Result<(), Rejected> {
         if self.newest_invalidation >= self.record.stamp {
             return Err(Rejected::Invalidated);
         }
         if !self.record.alive_at(now) {
             return Err(Rejected::Expired);
         }
-        Ok(self.record)
+        Ok(())
     }
 }
 
@@ -235,10 +244,13 @@ mod tests {
         let f = |inv| Fetched {
             record: sample(),
             newest_invalidation: inv,
+            raw: sample().encode(),
         };
         assert!(f(41).validate(1_200).is_ok());
         assert_eq!(f(42).validate(1_200), Err(Rejected::Invalidated));
         assert_eq!(f(0).validate(1_600), Err(Rejected::Expired));
+        assert_eq!(f(42).check(1_200), Err(Rejected::Invalidated));
+        assert_eq!(f(0).check(1_600), Err(Rejected::Expired));
         let r = f(0).validate(1_550).unwrap();
         assert!(r.stale_at(1_550));
         assert_eq!(r.keep_ms(1_550), Some(50));

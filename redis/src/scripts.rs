@@ -290,7 +290,7 @@ pub struct Written {
     pub existed: bool,
 }
 
-fn int(v: &Value) -> Option<i64> {
+pub(crate) fn int(v: &Value) -> Option<i64> {
     match v {
         Value::Int(i) => Some(*i),
         Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
@@ -312,7 +312,7 @@ pub(crate) fn parse_written(v: &Value) -> Result<Written, StoreError> {
     }
 }
 
-fn bad_reply(what: &str, v: &Value) -> StoreError {
+pub(crate) fn bad_reply(what: &str, v: &Value) -> StoreError {
     StoreError::BadReply {
         message: format!("{what} answered {v:?}"),
     }
@@ -325,20 +325,25 @@ pub(crate) fn fetch_invocation(ns: &str, key: &[u8]) -> ScriptInvocation<'static
     inv
 }
 
-pub(crate) fn parse_fetched(v: &Value) -> Result<Option<Fetched>, StoreError> {
+/// Parses the fetch script's answer, moving the record's bytes out of it (no copy).
+pub(crate) fn parse_fetched(v: Value) -> Result<Option<Fetched>, StoreError> {
     match v {
         Value::Nil | Value::Boolean(false) => Ok(None),
-        Value::Array(a) if a.len() == 2 => {
-            let Value::BulkString(rec) = &a[0] else {
-                return Err(bad_reply("fetch script", v));
-            };
-            let newest = int(&a[1]).ok_or_else(|| bad_reply("fetch script", v))?;
-            Ok(Some(Fetched {
-                record: Record::decode(rec)?,
-                newest_invalidation: newest.max(0) as u64,
-            }))
+        Value::Array(mut a) if a.len() == 2 => {
+            let newest = int(&a[1]);
+            match (a.swap_remove(0), newest) {
+                (Value::BulkString(raw), Some(newest)) => Ok(Some(Fetched {
+                    record: Record::decode(&raw)?,
+                    newest_invalidation: newest.max(0) as u64,
+                    raw,
+                })),
+                (first, _) => Err(bad_reply(
+                    "fetch script",
+                    &Value::Array(vec![first, a.pop().unwrap_or(Value::Nil)]),
+                )),
+            }
         }
-        _ => Err(bad_reply("fetch script", v)),
+        v => Err(bad_reply("fetch script", &v)),
     }
 }
 

@@ -133,3 +133,52 @@ fn with_redis_down_too_gets_miss_and_writes_say_unavailable() {
     assert_eq!(get(&app, "k"), None, "a get is a miss");
     assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
 }
+
+/// With its daemon dead, a client's atomic operations run in Redis directly with the daemon's
+/// meaning, and host B sees their results; a cas, whose version only the daemon can name,
+/// says so instead of spinning.
+#[test]
+fn atomic_operations_keep_working_against_redis_while_the_daemon_is_dead() {
+    use cachekit_client::{Error, IncrOptions};
+    let redis = Redis::start();
+    let (site_a, site_b) = (Site::new("fb-atomic-a"), Site::new("fb-atomic-b"));
+    let mut host_a = start_host(&site_a, &redis.url(), &[]);
+    let host_b = start_host(&site_b, &redis.url(), &[]);
+    let app_a = client(host_a.socket(), Some(&redis.url()));
+    let app_b = client(host_b.socket(), None);
+    assert_eq!(
+        app_a.incr("n", 1, &IncrOptions::new().initial(0)).unwrap(),
+        Some(1)
+    );
+    let v = app_a.get("n").unwrap().unwrap();
+    host_a.kill_9();
+
+    assert_eq!(app_a.incr("n", 2, &IncrOptions::new()).unwrap(), Some(3));
+    assert_eq!(app_b.incr("n", 4, &IncrOptions::new()).unwrap(), Some(7));
+    assert_eq!(app_a.incr("n", 1, &IncrOptions::new()).unwrap(), Some(8));
+    assert!(app_a.add("lock", b"a", &SetOptions::new()).unwrap());
+    assert!(!app_b.add("lock", b"b", &SetOptions::new()).unwrap());
+    assert!(app_a.replace("lock", b"a2", &SetOptions::new()).unwrap());
+    assert!(app_a.touch("lock", Some(Duration::from_secs(60))).unwrap());
+    assert_eq!(app_a.get_and_delete("lock").unwrap().unwrap().bytes, b"a2");
+    assert!(
+        app_b.add("lock", b"b", &SetOptions::new()).unwrap(),
+        "taken, so free"
+    );
+    match app_a.cas("n", b"0", v.version, &SetOptions::new()) {
+        Err(Error::Unavailable { message }) => assert!(message.contains("cas"), "{message}"),
+        other => panic!("a cas without the daemon must say so: {other:?}"),
+    }
+    app_a.set("text", b"x", &SetOptions::new()).unwrap();
+    assert!(matches!(
+        app_a.incr("text", 1, &IncrOptions::new()),
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert!(app_a.local_stats().redis_direct_writes >= 6);
+    assert!(
+        eventually(PATIENCE, || {
+            app_b.get("n").unwrap().and_then(|v| v.as_i64()) == Some(8)
+        }),
+        "B reads the counter the direct increments left"
+    );
+}

@@ -477,6 +477,10 @@ static void scan_refuses_bad_input(void) {
   CHECK_MSG("1000");
   CHECK_RC(cachekit_scan_open(C, NULL, 0, "a//b", false, 0, &sc), CACHEKIT_INVALID_ARGUMENT);
   CHECK_RC(cachekit_scan_open(C, NULL, 3, NULL, false, 0, &sc), CACHEKIT_NULL_ARGUMENT);
+  /* An empty pattern is refused (NULL selects every key). */
+  CHECK_RC(cachekit_scan_open(C, (const uint8_t *)"", 0, NULL, false, 0, &sc),
+           CACHEKIT_INVALID_ARGUMENT);
+  CHECK_MSG("pattern is empty");
   CHECK_RC(cachekit_scan_open(C, NULL, 0, NULL, false, 0, NULL), CACHEKIT_NULL_ARGUMENT);
   CHECK_RC(cachekit_scan_open(NULL, NULL, 0, NULL, false, 0, &sc), CACHEKIT_NULL_ARGUMENT);
   CHECK(sc == (cachekit_scan *)0x1);
@@ -524,6 +528,9 @@ static void delete_matching_frees_what_a_scan_selects(void) {
   CHECK_RC(cachekit_delete_matching(s, K("nothing*"), NULL, false, &deleted), CACHEKIT_OK);
   CHECK(deleted == 0);
   CHECK_RC(cachekit_delete_matching(s, NULL, 0, NULL, true, &deleted), CACHEKIT_INVALID_ARGUMENT);
+  CHECK_RC(cachekit_delete_matching(s, (const uint8_t *)"", 0, NULL, false, &deleted),
+           CACHEKIT_INVALID_ARGUMENT);
+  CHECK_RC(get_str(s, "keep:21", got, sizeof got), CACHEKIT_OK);
   CHECK_RC(cachekit_delete_matching(NULL, NULL, 0, NULL, false, &deleted), CACHEKIT_NULL_ARGUMENT);
   CHECK(deleted == 0);
   cachekit_client_close(s);

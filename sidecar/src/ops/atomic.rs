@@ -12,8 +12,9 @@
 
 use crate::daemon::{bump, Daemon};
 use crate::table::Table;
-use cachekit_envelope::{decode, encode_integer, parse_integer, EnvelopeConfig};
+use cachekit_envelope::encode_integer;
 use cachekit_proto::{Condition, ErrorCode, FetchHit, Incr, Reply, SetIf};
+use cachekit_redis::decide::add_to;
 use cachekit_shm::{now_ms, EntryView, InsertOptions, Writer};
 
 /// SET_IF.
@@ -64,46 +65,6 @@ pub fn fresh(t: &Table, ns: &str, key: &[u8], now: u64) -> Option<EntryView> {
     t.entry(ns, key, now).filter(|e| e.is_fresh(now))
 }
 
-/// What an INCR does to a value, or why it cannot.
-pub fn add_to(value: Option<&[u8]>, i: &Incr) -> Result<Option<i64>, Reply> {
-    let Some(stored) = value else {
-        return match i.initial {
-            None => Ok(None),
-            Some(initial) => initial
-                .checked_add(i.delta)
-                .map(Some)
-                .ok_or_else(|| overflow(initial, i.delta)),
-        };
-    };
-    let cfg = EnvelopeConfig {
-        // A counter is at most 20 digits; anything longer is not one.
-        max_value_bytes: 64,
-        ..EnvelopeConfig::DEFAULT
-    };
-    let n = decode(&cfg, stored)
-        .ok()
-        .and_then(|v| parse_integer(&v))
-        .ok_or_else(|| {
-            Reply::error(
-                ErrorCode::InvalidArgument,
-                format!(
-                    "the value of key {:?} is not an integer: incr and decr need a value written by incr, or set as a decimal integer (it was left unchanged)",
-                    String::from_utf8_lossy(&i.key)
-                ),
-            )
-        })?;
-    n.checked_add(i.delta)
-        .map(Some)
-        .ok_or_else(|| overflow(n, i.delta))
-}
-
-fn overflow(n: i64, delta: i64) -> Reply {
-    Reply::error(
-        ErrorCode::InvalidArgument,
-        format!("{n} + {delta} overflows a signed 64-bit counter (the value was left unchanged)"),
-    )
-}
-
 /// INCR.
 pub fn incr(d: &Daemon, i: &Incr) -> Reply {
     bump(&d.counters.atomic_ops);
@@ -113,7 +74,8 @@ pub fn incr(d: &Daemon, i: &Incr) -> Reply {
     d.table.change(|t| {
         let now = now_ms();
         let current = fresh(t, &i.namespace, &i.key, now);
-        let next = match add_to(current.as_ref().map(|e| e.value.as_slice()), i) {
+        let value = current.as_ref().map(|e| e.value.as_slice());
+        let next = match add_to(value, &i.key, i.delta, i.initial) {
             Ok(Some(n)) => n,
             Ok(None) => {
                 return Reply::Counter {
@@ -122,7 +84,7 @@ pub fn incr(d: &Daemon, i: &Incr) -> Reply {
                     version: 0,
                 }
             }
-            Err(reply) => return reply,
+            Err(message) => return Reply::error(ErrorCode::InvalidArgument, message),
         };
         let value = encode_integer(next);
         let version = match &current {

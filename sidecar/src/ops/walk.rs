@@ -87,7 +87,7 @@ pub fn delete_matching(d: &Daemon, s: &ScanRequest) -> Reply {
                 "this cursor is not one this daemon handed out (no Redis tier): start again from 0",
             );
         };
-        return match super::atomic_redis::delete_matching(t, s, s.cursor - REDIS_PHASE) {
+        return match super::atomic_redis::delete_matching(d, t, s, s.cursor - REDIS_PHASE) {
             Ok((0, deleted)) => Reply::DeletedMany { cursor: 0, deleted },
             Ok((next, deleted)) => Reply::DeletedMany {
                 cursor: REDIS_PHASE | next,

@@ -11,12 +11,15 @@
 //! every call carries the store's timeout. The background tasks (the follower, the queue
 //! drainer) run on the runtime's two worker threads.
 
+mod atomic;
 mod breaker;
 mod follow;
 mod queue;
 
 use crate::config::{RedisConfig, WriteMode};
 use crate::table::SharedTable;
+// used by the daemon's ops once issue 12's atomic operations are wired in
+pub use atomic::UpdateOutcome;
 use breaker::{Breaker, State};
 use cachekit_proto::FetchHit;
 use cachekit_redis::{AsyncStore, Cursor, Fetched, Record, StoreError, WriteContext, WriteOp};
@@ -60,6 +63,10 @@ pub struct TierCounters {
     pub flushes_for_outage: AtomicU64,
     pub flushes_for_unknown_start: AtomicU64,
     pub doorbell_reconnects: AtomicU64,
+    /// Atomic operations decided in Redis (written, deleted, kept or refused).
+    pub atomic_ops: AtomicU64,
+    /// Their commits that found the key changed since it was read (each retried).
+    pub atomic_conflicts: AtomicU64,
 }
 
 pub fn bump(c: &AtomicU64) {
@@ -102,6 +109,7 @@ pub struct Tier {
     follows: Mutex<HashMap<String, Follow>>,
     origin: Vec<u8>,
     c: TierCounters,
+    atomic_locks: atomic::KeyLocks,
 }
 
 impl Tier {
@@ -129,6 +137,7 @@ impl Tier {
             follows: Mutex::new(HashMap::new()),
             origin,
             c: TierCounters::default(),
+            atomic_locks: atomic::KeyLocks::default(),
         })
     }
 
@@ -384,6 +393,8 @@ impl Tier {
                 "redis_doorbell_reconnects".into(),
                 l(&c.doorbell_reconnects),
             ),
+            ("redis_atomic_ops".into(), l(&c.atomic_ops)),
+            ("redis_atomic_conflicts".into(), l(&c.atomic_conflicts)),
             (
                 "redis_followed_namespaces".into(),
                 self.follows().len() as u64,
