@@ -246,6 +246,10 @@ enum cachekit_source
    * was stale).
    */
   CACHEKIT_SOURCE_DAEMON = 1,
+  /**
+   * Computed by this very call (a query that held the key's fill lease).
+   */
+  CACHEKIT_SOURCE_COMPUTED = 2,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

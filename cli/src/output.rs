@@ -140,6 +140,7 @@ fn source_name(s: Source) -> &'static str {
     match s {
         Source::Segment => "segment",
         Source::Daemon => "daemon",
+        Source::Computed => "computed",
     }
 }
 

@@ -23,6 +23,8 @@ pub enum cachekit_source {
     /// Answered by the daemon over the socket (the segment did not have it, or its heartbeat
     /// was stale).
     CACHEKIT_SOURCE_DAEMON = 1,
+    /// Computed by this very call (a query that held the key's fill lease).
+    CACHEKIT_SOURCE_COMPUTED = 2,
 }
 
 /// Metadata of a hit. Times are Unix milliseconds, the same in every process.
@@ -66,6 +68,7 @@ impl From<HitInfo> for cachekit_value_info {
             source: match h.source {
                 Source::Segment => cachekit_source::CACHEKIT_SOURCE_SEGMENT,
                 Source::Daemon => cachekit_source::CACHEKIT_SOURCE_DAEMON,
+                Source::Computed => cachekit_source::CACHEKIT_SOURCE_COMPUTED,
             },
             stale: h.stale,
             integer: h.integer,

@@ -110,6 +110,16 @@ impl Conn {
         &self.hello.limits
     }
 
+    /// Like [`call`](Conn::call), for a request the daemon may hold for up to `wait` before it
+    /// answers (LEASE): the read waits that much longer than the request timeout.
+    pub(crate) fn call_waiting(&mut self, req: &Request, wait: Duration) -> Result<Reply, Error> {
+        let longer = self.request_timeout.saturating_add(wait);
+        self.stream.set_read_timeout(Some(longer))?;
+        let reply = self.call(req);
+        self.stream.set_read_timeout(Some(self.request_timeout))?;
+        reply
+    }
+
     /// Sends one request and reads its reply. An ERROR reply comes back as `Ok(Reply::Error)`.
     pub(crate) fn call(&mut self, req: &Request) -> Result<Reply, Error> {
         let operation = req.kind().name();

@@ -110,6 +110,7 @@ mod limits;
 mod manage;
 mod options;
 mod pool;
+mod query;
 mod shared;
 mod stats;
 mod value;
@@ -124,6 +125,7 @@ pub use options::{
     ClientOptions, SetOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_NAMESPACE, DEFAULT_POOL_SIZE,
     DEFAULT_REDIS_TIMEOUT, DEFAULT_REQUEST_TIMEOUT,
 };
+pub use query::{FillLease, LeaseOptions, LeaseOutcome, OnTimeout, QueryError, QueryOptions};
 pub use shared::{RECONNECT_INTERVAL_MS, REFRESH_INTERVAL_MS};
 pub use stats::{LocalStats, Pong, SegmentInfo, Stats};
 pub use value::{HitInfo, Source, Value};

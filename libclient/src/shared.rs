@@ -290,7 +290,7 @@ impl Shared {
 
     /// Opens a connection (HELLO), attaching its segment if it is a new one. Rate-limited after
     /// a failure.
-    fn open_conn(&self) -> Result<Conn, Error> {
+    pub(crate) fn open_conn(&self) -> Result<Conn, Error> {
         // The daemon this process believed in, before the attempt: a refusal is news about it
         // (another thread may attach a new daemon meanwhile; that one stays trusted).
         let believed = self.session.load().as_ref().map(|s| s.epoch);

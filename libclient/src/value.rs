@@ -17,6 +17,9 @@ pub enum Source {
     /// Answered by the daemon over the socket (FETCH), because the segment did not have the key
     /// or could not be trusted (stale heartbeat).
     Daemon,
+    /// Computed by this very call ([`Client::query`](crate::Client::query)): not read from the
+    /// cache.
+    Computed,
 }
 
 /// Metadata of a hit. Times are Unix milliseconds.

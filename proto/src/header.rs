@@ -56,6 +56,13 @@ pub enum Kind {
     DeleteMatching = 0x0E,
     /// Request NAMESPACES: the namespaces with entries, their entry counts and bytes.
     Namespaces = 0x0F,
+    /// Request LEASE: the right to compute a missing (or stale) value, or the value once
+    /// another caller's computation fills it.
+    Lease = 0x10,
+    /// Request LEASE_FILL: the lease holder stores the value it computed.
+    LeaseFill = 0x11,
+    /// Request LEASE_RELEASE: the lease holder gives the lease up without a value.
+    LeaseRelease = 0x12,
     /// Reply HELLO_OK: session parameters (segment fds ride alongside by SCM_RIGHTS).
     HelloOk = 0x81,
     /// Reply OK: the write was applied.
@@ -82,13 +89,17 @@ pub enum Kind {
     DeletedMany = 0x8C,
     /// Reply NAMESPACE_LIST: namespaces with their entry counts and bytes.
     NamespaceList = 0x8D,
+    /// Reply LEASE_GRANTED: the caller holds the lease; it computes, then fills or releases.
+    LeaseGranted = 0x8E,
+    /// Reply LEASE_BUSY: another caller holds the lease and no value came within the wait.
+    LeaseBusy = 0x8F,
     /// Reply ERROR: a code and a message.
     Error = 0xFF,
 }
 
 impl Kind {
     /// Every kind, in wire order.
-    pub const ALL: [Kind; 29] = [
+    pub const ALL: [Kind; 34] = [
         Kind::Hello,
         Kind::Set,
         Kind::Delete,
@@ -104,6 +115,9 @@ impl Kind {
         Kind::Scan,
         Kind::DeleteMatching,
         Kind::Namespaces,
+        Kind::Lease,
+        Kind::LeaseFill,
+        Kind::LeaseRelease,
         Kind::HelloOk,
         Kind::Ok,
         Kind::Deleted,
@@ -117,6 +131,8 @@ impl Kind {
         Kind::ScanPage,
         Kind::DeletedMany,
         Kind::NamespaceList,
+        Kind::LeaseGranted,
+        Kind::LeaseBusy,
         Kind::Error,
     ];
 
@@ -138,6 +154,9 @@ impl Kind {
             0x0D => Kind::Scan,
             0x0E => Kind::DeleteMatching,
             0x0F => Kind::Namespaces,
+            0x10 => Kind::Lease,
+            0x11 => Kind::LeaseFill,
+            0x12 => Kind::LeaseRelease,
             0x81 => Kind::HelloOk,
             0x82 => Kind::Ok,
             0x83 => Kind::Deleted,
@@ -151,6 +170,8 @@ impl Kind {
             0x8B => Kind::ScanPage,
             0x8C => Kind::DeletedMany,
             0x8D => Kind::NamespaceList,
+            0x8E => Kind::LeaseGranted,
+            0x8F => Kind::LeaseBusy,
             0xFF => Kind::Error,
             _ => return None,
         })
@@ -184,6 +205,9 @@ impl Kind {
             Kind::Scan => "SCAN",
             Kind::DeleteMatching => "DELETE_MATCHING",
             Kind::Namespaces => "NAMESPACES",
+            Kind::Lease => "LEASE",
+            Kind::LeaseFill => "LEASE_FILL",
+            Kind::LeaseRelease => "LEASE_RELEASE",
             Kind::HelloOk => "HELLO_OK",
             Kind::Ok => "OK",
             Kind::Deleted => "DELETED",
@@ -197,6 +221,8 @@ impl Kind {
             Kind::ScanPage => "SCAN_PAGE",
             Kind::DeletedMany => "DELETED_MANY",
             Kind::NamespaceList => "NAMESPACE_LIST",
+            Kind::LeaseGranted => "LEASE_GRANTED",
+            Kind::LeaseBusy => "LEASE_BUSY",
             Kind::Error => "ERROR",
         }
     }
@@ -347,7 +373,7 @@ mod tests {
 
     #[test]
     fn rejects_unknown_kinds() {
-        for kind in [0x00u8, 0x10, 0x7F, 0x80, 0x8E, 0xFE] {
+        for kind in [0x00u8, 0x13, 0x7F, 0x80, 0x90, 0xFE] {
             let mut bytes = header(Kind::Ping, 0).to_bytes();
             bytes[OFF_KIND] = kind;
             assert_eq!(

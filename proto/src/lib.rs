@@ -17,20 +17,21 @@
 //! | request | replies |
 //! |---|---|
 //! | HELLO | HELLO_OK, ERROR |
-//! | SET, INVALIDATE, CLEAR | OK, ERROR |
+//! | SET, INVALIDATE, CLEAR, LEASE_RELEASE | OK, ERROR |
 //! | DELETE | DELETED, ERROR |
 //! | FETCH, TAKE | FETCH_HIT, FETCH_MISS, ERROR |
 //! | STATS | STATS_REPLY, ERROR |
 //! | PING | PONG, ERROR |
-//! | SET_IF | STORED, ERROR |
+//! | SET_IF, LEASE_FILL | STORED, ERROR |
+//! | LEASE | FETCH_HIT, LEASE_GRANTED, LEASE_BUSY, ERROR |
 //! | INCR | COUNTER, ERROR |
 //! | TOUCH | FOUND, ERROR |
 //! | SCAN | SCAN_PAGE, ERROR |
 //! | DELETE_MATCHING | DELETED_MANY, ERROR |
 //! | NAMESPACES | NAMESPACE_LIST, ERROR |
 //!
-//! SET, DELETE, INVALIDATE, CLEAR, SET_IF, INCR, TAKE, TOUCH and DELETE_MATCHING change the
-//! cache: they need the writer permission. Each is applied atomically by the daemon's single
+//! SET, DELETE, INVALIDATE, CLEAR, SET_IF, INCR, TAKE, TOUCH, DELETE_MATCHING and the three
+//! LEASE requests change the cache: they need the writer permission. Each is applied atomically by the daemon's single
 //! writer, so SET_IF and INCR from any number of processes never lose an update.
 //!
 //! **Errors and framing.** An invalid header (bad magic, unsupported version, unknown kind,
@@ -81,6 +82,9 @@
 //! | 0x0D | SCAN | client → daemon | see below |
 //! | 0x0E | DELETE_MATCHING | client → daemon | see below |
 //! | 0x0F | NAMESPACES | client → daemon | empty |
+//! | 0x10 | LEASE | client → daemon | see below |
+//! | 0x11 | LEASE_FILL | client → daemon | see below |
+//! | 0x12 | LEASE_RELEASE | client → daemon | see below |
 //! | 0x81 | HELLO_OK | daemon → client | see below (+ SCM_RIGHTS fds) |
 //! | 0x82 | OK | daemon → client | empty |
 //! | 0x83 | DELETED | daemon → client | see below |
@@ -94,6 +98,8 @@
 //! | 0x8B | SCAN_PAGE | daemon → client | see below |
 //! | 0x8C | DELETED_MANY | daemon → client | see below |
 //! | 0x8D | NAMESPACE_LIST | daemon → client | see below |
+//! | 0x8E | LEASE_GRANTED | daemon → client | see below |
+//! | 0x8F | LEASE_BUSY | daemon → client | empty |
 //! | 0xFF | ERROR | daemon → client | see below |
 //!
 //! Any other kind byte is an error ([`ProtoError::UnknownKind`]).
@@ -212,6 +218,35 @@
 //! may not be. The tag filter works on the table's tag counters: an entry whose tag shares a
 //! counter with the filter's (1 chance in the counter count per tag) is selected too.
 //!
+//! **LEASE** (0x10) — 17 + namespace + key bytes
+//!
+//! | field | type | notes |
+//! |---|---|---|
+//! | `namespace` | str | ≤ `max_namespace_bytes` |
+//! | `key` | bytes | ≤ `max_key_bytes` |
+//! | `wait_ms` | u32 | how long to wait for another holder's fill; 0 = do not wait |
+//! | `lease_ms` | u32 | how long the lease may be held before it passes to a waiter |
+//! | `flags` | u8 | bit 0 `LEASE_GLOBAL`: also take the lease in Redis (one host of all computes); bit 1 `LEASE_REFRESH`: a refresh of a stale value (grant even though a stale value is there; never wait); others refused |
+//!
+//! Compute-once. A fresh value in the table (or, with Redis, in Redis) is answered as
+//! FETCH_HIT. Otherwise the first caller gets LEASE_GRANTED with a token: it computes the value
+//! and sends LEASE_FILL (or LEASE_RELEASE when its computation failed). Every other caller, from
+//! any process, waits up to `wait_ms` and gets FETCH_HIT as soon as the fill lands, or
+//! LEASE_BUSY. A lease is released when its holder's connection closes (the process died) or
+//! after `lease_ms`; a waiter then gets LEASE_GRANTED in its turn.
+//!
+//! **LEASE_FILL** (0x11) — 31 (39 with a TTL) + namespace + key + value + Σ(4 + tag) bytes
+//!
+//! `token` u64, then the fields of SET. The value is stored only if the token still holds
+//! the lease and nothing changed the key since the lease was granted; it is written with the
+//! lease's grant time as its creation time, so an invalidation of one of its tags made while
+//! it was being computed makes it invalid at once. STORED says whether it was stored; the
+//! waiters get it either way or, when it was not stored, compete for a new lease.
+//!
+//! **LEASE_RELEASE** (0x12) — 16 + namespace + key bytes
+//!
+//! `namespace` str, `key` bytes, `token` u64. Nothing is stored; one waiter gets the lease.
+//!
 //! # Reply bodies
 //!
 //! **HELLO_OK** (0x81) — 60 bytes, fixed
@@ -314,6 +349,14 @@
 //! |---|---|---|
 //! | `namespaces` | `list<(str, u64, u64)>` | ≤ [`MAX_NAMESPACE_LIST`] = 10000 lines of namespace, entries and bytes (headers, keys, tag references, values) held by the table, largest first |
 //!
+//! **LEASE_GRANTED** (0x8E) — 8 bytes
+//!
+//! | field | type | notes |
+//! |---|---|---|
+//! | `token` | u64 | names the lease in LEASE_FILL and LEASE_RELEASE |
+//!
+//! **LEASE_BUSY** (0x8F) — empty body.
+//!
 //! **ERROR** (0xFF) — 6 + message bytes
 //!
 //! | field | type | notes |
@@ -404,7 +447,8 @@ pub use limits::{
     MAX_PATTERN_BYTES, MAX_SCAN_PAGE, MAX_STATS, MAX_STAT_NAME_BYTES,
 };
 pub use manage::{
-    scan_item_len, Condition, Incr, NamespaceInfo, ScanItem, ScanRequest, Selection, SetIf,
+    scan_item_len, Condition, Incr, Lease, LeaseFill, NamespaceInfo, ScanItem, ScanRequest,
+    Selection, SetIf, LEASE_GLOBAL, LEASE_REFRESH,
 };
 pub use reply::{ErrorCode, FetchHit, HelloOk, Reply};
 pub use request::{validate_namespace, Hello, Request, Set};

@@ -347,3 +347,88 @@ pub(crate) fn decode_namespace_list(
     }
     Ok(list)
 }
+
+/// The body of LEASE.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Lease {
+    /// The key's namespace.
+    pub namespace: String,
+    /// The key.
+    pub key: Vec<u8>,
+    /// How long to wait, in milliseconds, for another holder's fill before answering
+    /// LEASE_BUSY; 0 = do not wait.
+    pub wait_ms: u32,
+    /// How long the lease may be held, in milliseconds, before it passes to a waiter (the
+    /// holder's fill is then refused). Released at once when the holder's connection closes.
+    pub lease_ms: u32,
+    /// [`LEASE_GLOBAL`], [`LEASE_REFRESH`].
+    pub flags: u8,
+}
+
+/// LEASE flag: take the lease in Redis too, so one host of all computes (when the daemon has a
+/// Redis tier; without one, or with Redis unreachable, the host's lease alone).
+pub const LEASE_GLOBAL: u8 = 1 << 0;
+/// LEASE flag: a refresh of a stale value: grant the lease even though a value (stale, within
+/// grace) is in the table; never wait.
+pub const LEASE_REFRESH: u8 = 1 << 1;
+const LEASE_FLAGS: u8 = LEASE_GLOBAL | LEASE_REFRESH;
+
+/// The body of LEASE_FILL: the lease's token, then a SET's fields.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LeaseFill {
+    /// The token of LEASE_GRANTED.
+    pub token: u64,
+    /// What to store, as in SET (its namespace and key are the lease's).
+    pub set: Set,
+}
+
+pub(crate) fn lease_len(l: &Lease) -> u64 {
+    wire::bytes_len(l.namespace.len()) + wire::bytes_len(l.key.len()) + 4 + 4 + 1
+}
+
+pub(crate) fn put_lease(out: &mut Vec<u8>, l: &Lease) -> Result<(), EncodeError> {
+    wire::put_bytes(out, Field::Namespace, l.namespace.as_bytes(), WIRE_MAX_LEN)?;
+    wire::put_bytes(out, Field::Key, &l.key, WIRE_MAX_LEN)?;
+    wire::put_u32(out, l.wait_ms);
+    wire::put_u32(out, l.lease_ms);
+    wire::put_u8(out, l.flags);
+    Ok(())
+}
+
+pub(crate) fn decode_lease(c: &mut Cursor<'_>, limits: &Limits) -> Result<Lease, ProtoError> {
+    let (namespace, key) = request::namespace_and_key(c, limits)?;
+    let wait_ms = c.u32("wait_ms")?;
+    let lease_ms = c.u32("lease_ms")?;
+    let flags = c.u8("flags")?;
+    if flags & !LEASE_FLAGS != 0 {
+        return Err(ProtoError::InvalidValue {
+            field: "flags",
+            value: u64::from(flags),
+        });
+    }
+    Ok(Lease {
+        namespace,
+        key,
+        wait_ms,
+        lease_ms,
+        flags,
+    })
+}
+
+pub(crate) fn lease_fill_len(f: &LeaseFill) -> u64 {
+    8 + request::set_len(&f.set)
+}
+
+pub(crate) fn put_lease_fill(out: &mut Vec<u8>, f: &LeaseFill) -> Result<(), EncodeError> {
+    wire::put_u64(out, f.token);
+    request::put_set(out, &f.set)
+}
+
+pub(crate) fn decode_lease_fill(
+    c: &mut Cursor<'_>,
+    limits: &Limits,
+) -> Result<LeaseFill, ProtoError> {
+    let token = c.u64("token")?;
+    let set = request::decode_set_body(c, limits)?;
+    Ok(LeaseFill { token, set })
+}

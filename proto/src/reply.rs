@@ -78,6 +78,13 @@ pub enum Reply {
         /// Namespaces with entries, at most [`MAX_NAMESPACE_LIST`](crate::MAX_NAMESPACE_LIST).
         namespaces: Vec<NamespaceInfo>,
     },
+    /// LEASE_GRANTED: the caller holds the lease of the key.
+    LeaseGranted {
+        /// Names the lease in LEASE_FILL and LEASE_RELEASE.
+        token: u64,
+    },
+    /// LEASE_BUSY: another caller holds the lease, and no value came within the wait.
+    LeaseBusy,
     /// ERROR: the request failed; any request may be answered by ERROR.
     Error {
         /// What went wrong, for programs.
@@ -241,6 +248,8 @@ impl Reply {
             Reply::ScanPage { .. } => Kind::ScanPage,
             Reply::DeletedMany { .. } => Kind::DeletedMany,
             Reply::NamespaceList { .. } => Kind::NamespaceList,
+            Reply::LeaseGranted { .. } => Kind::LeaseGranted,
+            Reply::LeaseBusy => Kind::LeaseBusy,
             Reply::Error { .. } => Kind::Error,
         }
     }
@@ -251,13 +260,20 @@ impl Reply {
             (request, self),
             (_, Reply::Error { .. })
                 | (Kind::Hello, Reply::HelloOk(_))
-                | (Kind::Set | Kind::Invalidate | Kind::Clear, Reply::Ok)
+                | (
+                    Kind::Set | Kind::Invalidate | Kind::Clear | Kind::LeaseRelease,
+                    Reply::Ok
+                )
                 | (Kind::Delete, Reply::Deleted { .. })
                 | (
                     Kind::Fetch | Kind::Take,
                     Reply::FetchHit(_) | Reply::FetchMiss
                 )
-                | (Kind::SetIf, Reply::Stored { .. })
+                | (Kind::SetIf | Kind::LeaseFill, Reply::Stored { .. })
+                | (
+                    Kind::Lease,
+                    Reply::FetchHit(_) | Reply::LeaseGranted { .. } | Reply::LeaseBusy
+                )
                 | (Kind::Incr, Reply::Counter { .. })
                 | (Kind::Touch, Reply::Found { .. })
                 | (Kind::Scan, Reply::ScanPage { .. })
@@ -296,7 +312,9 @@ impl Reply {
             | Reply::Stored { .. }
             | Reply::Counter { .. }
             | Reply::Found { .. }
-            | Reply::DeletedMany { .. } => {}
+            | Reply::DeletedMany { .. }
+            | Reply::LeaseGranted { .. }
+            | Reply::LeaseBusy => {}
         }
         let frame_bytes = HEADER_LEN as u64 + self.body_len();
         if frame_bytes > limits.max_frame_bytes as u64 {
@@ -313,7 +331,8 @@ impl Reply {
         use wire::{bytes_len, opt_u64_len};
         match self {
             Reply::HelloOk(_) => HELLO_OK_BODY_LEN,
-            Reply::Ok | Reply::FetchMiss => 0,
+            Reply::Ok | Reply::FetchMiss | Reply::LeaseBusy => 0,
+            Reply::LeaseGranted { .. } => 8,
             Reply::Deleted { .. } => 1,
             Reply::FetchHit(hit) => {
                 8 + 8
@@ -346,7 +365,8 @@ impl Reply {
     pub(crate) fn encode_body(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         match self {
             Reply::HelloOk(ok) => encode_hello_ok(ok, out)?,
-            Reply::Ok | Reply::FetchMiss => {}
+            Reply::Ok | Reply::FetchMiss | Reply::LeaseBusy => {}
+            Reply::LeaseGranted { token } => wire::put_u64(out, *token),
             Reply::Deleted { existed } => wire::put_flag(out, *existed),
             Reply::FetchHit(hit) => {
                 wire::put_u64(out, hit.created_ms);
@@ -424,6 +444,8 @@ impl Reply {
             Kind::DeletedMany => decode_deleted_many(c),
             Kind::NamespaceList => manage::decode_namespace_list(c, limits)
                 .map(|namespaces| Reply::NamespaceList { namespaces }),
+            Kind::LeaseGranted => c.u64("token").map(|token| Reply::LeaseGranted { token }),
+            Kind::LeaseBusy => Ok(Reply::LeaseBusy),
             Kind::Error => decode_error(c),
             Kind::Hello
             | Kind::Set
@@ -439,7 +461,10 @@ impl Reply {
             | Kind::Touch
             | Kind::Scan
             | Kind::DeleteMatching
-            | Kind::Namespaces => return None,
+            | Kind::Namespaces
+            | Kind::Lease
+            | Kind::LeaseFill
+            | Kind::LeaseRelease => return None,
         };
         Some(reply)
     }

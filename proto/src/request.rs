@@ -3,7 +3,7 @@
 use crate::error::{EncodeError, Field, ProtoError};
 use crate::header::{Kind, HEADER_LEN, PROTOCOL_VERSION};
 use crate::limits::{Limits, MAX_CLIENT_NAME_BYTES};
-use crate::manage::{self, Incr, ScanRequest, SetIf};
+use crate::manage::{self, Incr, Lease, LeaseFill, ScanRequest, SetIf};
 use crate::wire::{self, Cursor, WIRE_MAX_COUNT, WIRE_MAX_LEN};
 
 /// A request from a client to the daemon. Each variant documents its body layout in the crate
@@ -74,6 +74,20 @@ pub enum Request {
     DeleteMatching(ScanRequest),
     /// NAMESPACES: the namespaces the table holds entries of. Answered by NAMESPACE_LIST.
     Namespaces,
+    /// LEASE: compute-once for a missing or stale key. Answered by FETCH_HIT (a value is there,
+    /// or another holder's fill came), LEASE_GRANTED or LEASE_BUSY.
+    Lease(Lease),
+    /// LEASE_FILL: the holder's value. Answered by STORED.
+    LeaseFill(LeaseFill),
+    /// LEASE_RELEASE: the holder gives up without a value. Answered by OK.
+    LeaseRelease {
+        /// The key's namespace.
+        namespace: String,
+        /// The key.
+        key: Vec<u8>,
+        /// The token of LEASE_GRANTED.
+        token: u64,
+    },
 }
 
 /// The body of HELLO.
@@ -137,6 +151,9 @@ impl Request {
             Request::Scan(_) => Kind::Scan,
             Request::DeleteMatching(_) => Kind::DeleteMatching,
             Request::Namespaces => Kind::Namespaces,
+            Request::Lease(_) => Kind::Lease,
+            Request::LeaseFill(_) => Kind::LeaseFill,
+            Request::LeaseRelease { .. } => Kind::LeaseRelease,
         }
     }
 
@@ -151,7 +168,10 @@ impl Request {
             | Request::Incr(_)
             | Request::Take { .. }
             | Request::Touch { .. }
-            | Request::DeleteMatching(_) => true,
+            | Request::DeleteMatching(_)
+            | Request::Lease(_)
+            | Request::LeaseFill(_)
+            | Request::LeaseRelease { .. } => true,
             Request::Hello(_)
             | Request::Fetch { .. }
             | Request::Stats
@@ -171,8 +191,12 @@ impl Request {
                 h.client_name.len(),
                 MAX_CLIENT_NAME_BYTES,
             )?,
-            Request::Set(s) | Request::SetIf(SetIf { set: s, .. }) => check_set(s, limits)?,
+            Request::Set(s)
+            | Request::SetIf(SetIf { set: s, .. })
+            | Request::LeaseFill(LeaseFill { set: s, .. }) => check_set(s, limits)?,
             Request::Incr(Incr { namespace, key, .. })
+            | Request::Lease(Lease { namespace, key, .. })
+            | Request::LeaseRelease { namespace, key, .. }
             | Request::Take { namespace, key }
             | Request::Touch { namespace, key, .. }
             | Request::Delete { namespace, key }
@@ -218,6 +242,11 @@ impl Request {
             Request::Incr(i) => manage::incr_len(i),
             Request::Scan(s) | Request::DeleteMatching(s) => manage::scan_len(s),
             Request::Namespaces => 0,
+            Request::Lease(l) => manage::lease_len(l),
+            Request::LeaseFill(f) => manage::lease_fill_len(f),
+            Request::LeaseRelease { namespace, key, .. } => {
+                bytes_len(namespace.len()) + bytes_len(key.len()) + 8
+            }
             Request::Invalidate {
                 namespace, tags, ..
             } => bytes_len(namespace.len()) + str_list_len(tags) + 1,
@@ -261,6 +290,17 @@ impl Request {
             Request::Incr(i) => manage::put_incr(out, i)?,
             Request::Scan(s) | Request::DeleteMatching(s) => manage::put_scan(out, s)?,
             Request::Namespaces => {}
+            Request::Lease(l) => manage::put_lease(out, l)?,
+            Request::LeaseFill(f) => manage::put_lease_fill(out, f)?,
+            Request::LeaseRelease {
+                namespace,
+                key,
+                token,
+            } => {
+                put_str(out, Field::Namespace, namespace, WIRE_MAX_LEN)?;
+                wire::put_bytes(out, Field::Key, key, WIRE_MAX_LEN)?;
+                wire::put_u64(out, *token);
+            }
             Request::Invalidate {
                 namespace,
                 tags,
@@ -308,6 +348,15 @@ impl Request {
             Kind::Scan => manage::decode_scan(c, limits).map(Request::Scan),
             Kind::DeleteMatching => manage::decode_scan(c, limits).map(Request::DeleteMatching),
             Kind::Namespaces => Ok(Request::Namespaces),
+            Kind::Lease => manage::decode_lease(c, limits).map(Request::Lease),
+            Kind::LeaseFill => manage::decode_lease_fill(c, limits).map(Request::LeaseFill),
+            Kind::LeaseRelease => namespace_and_key(c, limits).and_then(|(namespace, key)| {
+                Ok(Request::LeaseRelease {
+                    namespace,
+                    key,
+                    token: c.u64("token")?,
+                })
+            }),
             Kind::HelloOk
             | Kind::Ok
             | Kind::Deleted
@@ -321,6 +370,8 @@ impl Request {
             | Kind::ScanPage
             | Kind::DeletedMany
             | Kind::NamespaceList
+            | Kind::LeaseGranted
+            | Kind::LeaseBusy
             | Kind::Error => return None,
         };
         Some(request)

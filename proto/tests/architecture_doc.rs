@@ -10,8 +10,8 @@
 
 use cachekit_proto::{
     encode_reply, encode_request, Condition, ErrorCode, FetchHit, Hello, HelloOk, Incr, Kind,
-    Limits, Reply, Request, ScanRequest, Selection, Set, SetIf, HEADER_LEN, MAGIC,
-    MAX_CLIENT_NAME_BYTES, MAX_ERROR_MESSAGE_BYTES, MAX_NAMESPACE_LIST, MAX_PATTERN_BYTES,
+    Lease, LeaseFill, Limits, Reply, Request, ScanRequest, Selection, Set, SetIf, HEADER_LEN,
+    MAGIC, MAX_CLIENT_NAME_BYTES, MAX_ERROR_MESSAGE_BYTES, MAX_NAMESPACE_LIST, MAX_PATTERN_BYTES,
     MAX_SCAN_PAGE, MAX_STATS, MAX_STAT_NAME_BYTES, PROTOCOL_VERSION,
 };
 use std::path::PathBuf;
@@ -312,6 +312,29 @@ fn sample(kind: Kind, full: bool) -> Vec<u8> {
             })
         }
         Kind::Namespaces => Some(Request::Namespaces),
+        Kind::Lease => Some(Request::Lease(Lease {
+            namespace: String::new(),
+            key: Vec::new(),
+            wait_ms: 1,
+            lease_ms: 2,
+            flags: 0,
+        })),
+        Kind::LeaseFill => Some(Request::LeaseFill(LeaseFill {
+            token: 5,
+            set: Set {
+                namespace: String::new(),
+                key: Vec::new(),
+                value: Vec::new(),
+                ttl_ms: ttl,
+                grace_ms: 0,
+                tags: Vec::new(),
+            },
+        })),
+        Kind::LeaseRelease => Some(Request::LeaseRelease {
+            namespace: String::new(),
+            key: Vec::new(),
+            token: 5,
+        }),
         _ => None,
     };
     if let Some(req) = req {
@@ -356,6 +379,8 @@ fn sample_reply(kind: Kind, full: bool) -> Reply {
         Kind::NamespaceList => Reply::NamespaceList {
             namespaces: Vec::new(),
         },
+        Kind::LeaseGranted => Reply::LeaseGranted { token: 1 },
+        Kind::LeaseBusy => Reply::LeaseBusy,
         Kind::FetchMiss => Reply::FetchMiss,
         Kind::StatsReply => Reply::Stats {
             counters: Vec::new(),

@@ -325,13 +325,15 @@ fn replies_answer_the_right_requests() {
         version: 0,
     });
     let requests: Vec<Kind> = Kind::ALL.into_iter().filter(|k| k.is_request()).collect();
-    let cases: [(Reply, &[Kind]); 14] = [
+    let cases: [(Reply, &[Kind]); 16] = [
+        (Reply::LeaseGranted { token: 1 }, &[Kind::Lease]),
+        (Reply::LeaseBusy, &[Kind::Lease]),
         (
             Reply::Stored {
                 stored: true,
                 version: 1,
             },
-            &[Kind::SetIf],
+            &[Kind::SetIf, Kind::LeaseFill],
         ),
         (
             Reply::Counter {
@@ -361,9 +363,12 @@ fn replies_answer_the_right_requests() {
             &[Kind::Namespaces],
         ),
         (Reply::HelloOk(hello_ok()), &[Kind::Hello]),
-        (Reply::Ok, &[Kind::Set, Kind::Invalidate, Kind::Clear]),
+        (
+            Reply::Ok,
+            &[Kind::Set, Kind::Invalidate, Kind::Clear, Kind::LeaseRelease],
+        ),
         (Reply::Deleted { existed: true }, &[Kind::Delete]),
-        (hit, &[Kind::Fetch, Kind::Take]),
+        (hit, &[Kind::Fetch, Kind::Take, Kind::Lease]),
         (Reply::FetchMiss, &[Kind::Fetch, Kind::Take]),
         (Reply::Stats { counters: vec![] }, &[Kind::Stats]),
         (

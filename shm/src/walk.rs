@@ -159,9 +159,12 @@ impl Writer {
             key,
             value,
             &old.refs,
-            encode_duration(ttl_ms),
-            old.grace,
-            ttl_class(ttl_ms),
+            crate::writer::EntryTimes {
+                ttl: encode_duration(ttl_ms),
+                grace: old.grace,
+                class: ttl_class(ttl_ms),
+                stamp: None,
+            },
             now,
         )
     }

@@ -48,6 +48,15 @@ pub struct InsertOptions<'a> {
     pub tags: &'a [&'a str],
 }
 
+/// The encoded TTL, grace, TTL class and (for a reserved one) stamp of an entry to write.
+pub(crate) struct EntryTimes {
+    pub ttl: u32,
+    pub grace: u32,
+    pub class: u8,
+    /// `None`: a new stamp.
+    pub stamp: Option<u64>,
+}
+
 /// The single writer of a table.
 pub struct Writer {
     table: Arc<Memory>,
@@ -230,6 +239,35 @@ impl Writer {
         self.insert_at(ns, key, value, opts, now_ms())
     }
 
+    /// A stamp for an entry written later ([`Writer::insert_stamped`]): unique, and older
+    /// than every change made after this call, so an invalidation made between now and that
+    /// write already covers the entry.
+    pub fn reserve_stamp(&mut self, now: u64) -> u64 {
+        self.next_stamp(now)
+    }
+
+    /// Inserts or overwrites `key` with a stamp from [`Writer::reserve_stamp`] instead of a new
+    /// one: every tag invalidation and namespace clear made since the stamp was reserved makes
+    /// it invalid at once. Its creation time is the reservation's, and its TTL is lengthened by
+    /// the time since, so it expires `opts.ttl_ms` after `now`, as any insert. Returns the
+    /// stamp.
+    pub fn insert_stamped(
+        &mut self,
+        ns: &str,
+        key: &[u8],
+        value: &[u8],
+        opts: &InsertOptions<'_>,
+        stamp: u64,
+        now: u64,
+    ) -> Result<u64, InsertError> {
+        let age = now.saturating_sub(stamp >> STAMP_COUNTER_BITS);
+        let opts = InsertOptions {
+            ttl_ms: opts.ttl_ms.map(|t| t.saturating_add(age)),
+            ..*opts
+        };
+        self.insert_inner(ns, key, value, &opts, Some(stamp), now)
+    }
+
     /// Inserts or overwrites `key` as if the time were `now` (Unix ms).
     pub fn insert_at(
         &mut self,
@@ -237,6 +275,18 @@ impl Writer {
         key: &[u8],
         value: &[u8],
         opts: &InsertOptions<'_>,
+        now: u64,
+    ) -> Result<u64, InsertError> {
+        self.insert_inner(ns, key, value, opts, None, now)
+    }
+
+    fn insert_inner(
+        &mut self,
+        ns: &str,
+        key: &[u8],
+        value: &[u8],
+        opts: &InsertOptions<'_>,
+        stamp: Option<u64>,
         now: u64,
     ) -> Result<u64, InsertError> {
         if key.len() > MAX_KEY_BYTES {
@@ -267,9 +317,12 @@ impl Writer {
                 key,
                 value,
                 &refs,
-                encode_duration(opts.ttl_ms),
-                encode_duration(Some(opts.grace_ms)),
-                ttl_class(opts.ttl_ms),
+                EntryTimes {
+                    ttl: encode_duration(opts.ttl_ms),
+                    grace: encode_duration(Some(opts.grace_ms)),
+                    class: ttl_class(opts.ttl_ms),
+                    stamp,
+                },
                 now,
             )
         });
@@ -279,21 +332,27 @@ impl Writer {
 
     /// Appends an entry with these (already validated) fields and points the key's slot at
     /// it. Returns its stamp.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn write_entry(
         &mut self,
         ns: &str,
         key: &[u8],
         value: &[u8],
         refs: &[u32],
-        ttl: u32,
-        grace: u32,
-        class: u8,
+        times: EntryTimes,
         now: u64,
     ) -> u64 {
+        let EntryTimes {
+            ttl,
+            grace,
+            class,
+            stamp,
+        } = times;
         let seed = self.geo.seed;
         let nsh = namespace_hash(seed, ns.as_bytes());
-        let stamp = self.next_stamp(now);
+        let stamp = match stamp {
+            Some(s) => s,
+            None => self.next_stamp(now),
+        };
         let kh = key_hash(seed, nsh, key);
         let mut header = EntryHeader {
             stamp,

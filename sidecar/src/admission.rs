@@ -136,6 +136,7 @@ mod tests {
 
     fn peer(uid: u32, may_write: bool) -> Peer {
         Peer {
+            conn: 0,
             pid: 1,
             uid,
             gid: uid,

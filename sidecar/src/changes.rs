@@ -172,6 +172,12 @@ impl Changes {
         h.fp == fingerprint(ns, key) && h.clock >= clock
     }
 
+    /// Whether no set or delete of `key` (or of a key sharing its slot) was applied since
+    /// `before` was taken.
+    pub fn key_unchanged(&self, before: Snapshot, ns: &str, key: &[u8]) -> bool {
+        self.key[self.key_slot(ns, key)].count == before.key
+    }
+
     /// Taken before reading Redis.
     pub fn snapshot(&self, ns: &str, key: &[u8]) -> Snapshot {
         Snapshot {

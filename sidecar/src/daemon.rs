@@ -4,6 +4,7 @@
 use crate::admission::Admission;
 use crate::coalesce::Coalescer;
 use crate::config::Config;
+use crate::leases::Leases;
 use crate::slots::Slots;
 use crate::table::SharedTable;
 use crate::tier::Tier;
@@ -31,6 +32,8 @@ pub struct Counters {
     pub atomic_ops: AtomicU64,
     pub scans: AtomicU64,
     pub deletes_matching: AtomicU64,
+    /// LEASE requests.
+    pub leases: AtomicU64,
     pub bad_frames: AtomicU64,
     pub not_permitted: AtomicU64,
     pub errors: AtomicU64,
@@ -61,6 +64,10 @@ pub struct Daemon {
     pub counters: Counters,
     /// The open connections, and who may open another.
     pub admission: Arc<Admission>,
+    /// Fill leases: one computation per key per host.
+    pub leases: Leases,
+    /// Numbers connections (fill leases are held per connection).
+    pub next_conn: AtomicU64,
 }
 
 impl Daemon {
@@ -101,6 +108,8 @@ impl Daemon {
             slots,
             counters: Counters::default(),
             admission: Arc::default(),
+            leases: Leases::default(),
+            next_conn: AtomicU64::new(0),
             cfg,
         })
     }

@@ -25,6 +25,7 @@ mod config;
 mod daemon;
 mod frames;
 mod host;
+mod leases;
 mod ops;
 mod peer;
 mod slots;

@@ -29,6 +29,8 @@ use std::io;
 /// Who is on the other end of a connection (from SO_PEERCRED).
 #[derive(Clone, Copy, Debug)]
 pub struct Peer {
+    /// This connection's number (for the fill leases it holds).
+    pub conn: u64,
     pub pid: i32,
     pub uid: u32,
     pub gid: u32,

@@ -97,11 +97,21 @@ fn peer_of(daemon: &Daemon, stream: &UnixStream) -> io::Result<Peer> {
         })
     };
     Ok(Peer {
+        conn: daemon.next_conn.fetch_add(1, Ordering::Relaxed) + 1,
         pid,
         uid,
         gid,
         may_write: daemon.peer_may_write(uid, gid, groups),
     })
+}
+
+/// Releases a connection's fill leases when it ends, however it ends: its holder is gone.
+struct LeaseGuard<'a>(&'a Daemon, u64);
+
+impl Drop for LeaseGuard<'_> {
+    fn drop(&mut self) {
+        self.0.leases.release_connection(self.1);
+    }
 }
 
 fn serve(daemon: &Daemon, mut stream: UnixStream, peer: Peer) {
@@ -118,6 +128,8 @@ fn serve(daemon: &Daemon, mut stream: UnixStream, peer: Peer) {
         "client connected"
     );
     let mut said_hello = false;
+    // The fill leases this connection holds: released when `serve` returns.
+    let _leases = LeaseGuard(daemon, peer.conn);
     // This connection's client-area record: freed when `serve` returns.
     let mut _record = None;
     let mut frames = FrameReader::new();

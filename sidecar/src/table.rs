@@ -58,6 +58,55 @@ impl Table {
         r.map(Some)
     }
 
+    /// What a fill lease needs from its grant: a reserved stamp (older than any change made
+    /// while the value is computed) and the key's change counters.
+    pub fn grant(&mut self, ns: &str, key: &[u8]) -> crate::leases::Grant {
+        crate::leases::Grant {
+            stamp: self.writer.reserve_stamp(now_ms()),
+            before: self.changes.snapshot(ns, key),
+        }
+    }
+
+    /// A leased fill: stores `value` with the grant's stamp unless the key was written or
+    /// deleted since the grant, or a later Redis write of it is in the table. Written with the
+    /// grant's stamp, the entry is invalid at once if one of its tags was invalidated (or its
+    /// namespace cleared) while it was computed: then it is dropped, and `Ok(None)` says it was
+    /// not stored. Otherwise its version.
+    pub fn fill_leased(
+        &mut self,
+        grant: crate::leases::Grant,
+        ns: &str,
+        key: &[u8],
+        value: &[u8],
+        opts: &InsertOptions<'_>,
+        clock: Option<u64>,
+    ) -> Result<Option<u64>, InsertError> {
+        if !self.changes.key_unchanged(grant.before, ns, key) {
+            return Ok(None);
+        }
+        if let Some(c) = clock {
+            if self.changes.later_than(ns, key, c) != Later::None {
+                return Ok(None);
+            }
+        }
+        let now = now_ms();
+        let stamp = self
+            .writer
+            .insert_stamped(ns, key, value, opts, grant.stamp, now)?;
+        let alive = self
+            .writer
+            .entry(ns, key, now)
+            .is_some_and(|e| e.stamp == stamp);
+        if !alive {
+            // Invalidated while it was computed: it must not be served.
+            self.writer.delete(ns, key);
+            self.changes.key_changed(ns, key, clock, None);
+            return Ok(None);
+        }
+        self.changes.key_changed(ns, key, clock, clock);
+        Ok(Some(stamp))
+    }
+
     /// The live entry of `key` (fresh or within grace), as the writer sees it now.
     pub fn entry(&self, ns: &str, key: &[u8], now: u64) -> Option<EntryView> {
         self.writer.entry(ns, key, now)

@@ -297,6 +297,7 @@ impl<'a> Thread<'a> {
         match info.source {
             Source::Segment => self.report.segment_hits += 1,
             Source::Daemon => self.report.daemon_hits += 1,
+            Source::Computed => unreachable!("a get never computes"),
         }
         match verdict {
             Verdict::Hit(v) => self.last_seen[k] = self.last_seen[k].max(v),

@@ -12,6 +12,7 @@ mod delete;
 mod fetch;
 mod hello;
 mod invalidate;
+mod lease;
 mod set;
 mod stats;
 mod walk;
@@ -65,6 +66,13 @@ pub fn handle(d: &Daemon, peer: &Peer, req: Request) -> Reply {
         Request::Scan(s) => walk::scan(d, &s),
         Request::DeleteMatching(s) => walk::delete_matching(d, &s),
         Request::Namespaces => walk::namespaces(d),
+        Request::Lease(l) => lease::lease(d, peer, &l),
+        Request::LeaseFill(f) => lease::fill(d, &f),
+        Request::LeaseRelease {
+            namespace,
+            key,
+            token,
+        } => lease::release(d, &namespace, &key, token),
     };
     if matches!(reply, Reply::Error { .. }) {
         bump(&c.errors);

@@ -150,7 +150,7 @@ impl Worker {
                         "hit": true,
                         "value": String::from_utf8_lossy(&v.bytes),
                         "stale": v.stale,
-                        "source": match v.source { Source::Segment => "segment", Source::Daemon => "daemon" },
+                        "source": match v.source { Source::Segment => "segment", Source::Daemon => "daemon", Source::Computed => "computed" },
                         "created_ms": v.created_ms,
                         "expires_ms": v.expires_ms,
                         "grace_until_ms": v.grace_until_ms,
