@@ -115,7 +115,7 @@ mod shared;
 mod stats;
 mod value;
 
-pub use cachekit_envelope::{EnvelopeConfig, MasterKey};
+pub use cachekit_envelope::{EnvelopeConfig, KeyError, MasterKey, MASTER_KEY_LEN};
 pub use cachekit_proto::ErrorCode;
 pub use client::Client;
 pub use crypto::Encryption;
