@@ -9,8 +9,9 @@ use ::cachekit_client::Error;
 use crate::args::write_out;
 use crate::panic::ffi_boundary;
 
-/// What a cachekit function returned. `CACHEKIT_OK` is 0; `CACHEKIT_MISS` is an answer, not an
-/// error; every other code is an error and leaves a message for `cachekit_last_error_message`.
+/// What a cachekit function returned. `CACHEKIT_OK` is 0; `CACHEKIT_MISS`,
+/// `CACHEKIT_LEASE_GRANTED` and `CACHEKIT_LEASE_BUSY` are answers, not errors; every other code
+/// is an error and leaves a message for `cachekit_last_error_message`.
 ///
 /// Codes 4 to 12 are the Rust client's `Error` variants, one code per variant. New codes are
 /// only ever added at the end; treat an unknown code as an error.
@@ -54,12 +55,24 @@ pub enum cachekit_result {
     CACHEKIT_PANIC = 13,
     /// An error this build of the library has no code for (a newer client error kind).
     CACHEKIT_OTHER_ERROR = 14,
+    /// An answer, not an error (no message): the caller now holds the key's fill lease
+    /// (`cachekit_lease_acquire`, `cachekit_refresh_lease` wrote it to `*out`): compute the
+    /// value, then `cachekit_lease_fill` it, or `cachekit_lease_release` it.
+    CACHEKIT_LEASE_GRANTED = 15,
+    /// An answer, not an error (no message): another caller holds the key's lease and no value
+    /// came within the wait (`cachekit_lease_acquire`, `cachekit_query` with
+    /// `CACHEKIT_LEASE_ERROR_ON_TIMEOUT`), or someone else is refreshing it
+    /// (`cachekit_refresh_lease`). Nothing was written.
+    CACHEKIT_LEASE_BUSY = 16,
+    /// The compute callback of `cachekit_query` returned non-zero; nothing was cached (the
+    /// callback keeps its own details in its `user_data`).
+    CACHEKIT_COMPUTE_FAILED = 17,
 }
 
 impl cachekit_result {
     /// Every code, in order (for tests and `describe`).
     #[cfg(test)]
-    pub(crate) const ALL: [cachekit_result; 15] = {
+    pub(crate) const ALL: [cachekit_result; 18] = {
         use cachekit_result::*;
         [
             CACHEKIT_OK,
@@ -77,6 +90,9 @@ impl cachekit_result {
             CACHEKIT_CORRUPT_VALUE,
             CACHEKIT_PANIC,
             CACHEKIT_OTHER_ERROR,
+            CACHEKIT_LEASE_GRANTED,
+            CACHEKIT_LEASE_BUSY,
+            CACHEKIT_COMPUTE_FAILED,
         ]
     };
 
@@ -116,6 +132,9 @@ impl cachekit_result {
             12 => c"a stored value is damaged (not a valid envelope)",
             13 => c"a panic was caught inside libcachekit (a bug)",
             14 => c"an error this version of libcachekit has no code for",
+            15 => c"lease granted: compute the value, then fill or release the lease",
+            16 => c"lease busy: another caller is computing this key and its value did not come in time",
+            17 => c"the compute callback failed; nothing was cached",
             _ => c"unknown cachekit result code",
         }
     }
@@ -200,7 +219,8 @@ pub extern "C" fn cachekit_result_describe(code: u32) -> *const c_char {
 }
 
 /// Copies the message of the last call on this thread that returned an error code (anything
-/// but `CACHEKIT_OK` and `CACHEKIT_MISS`) into `buf`, NUL-terminated.
+/// but `CACHEKIT_OK`, `CACHEKIT_MISS`, `CACHEKIT_LEASE_GRANTED` and `CACHEKIT_LEASE_BUSY`)
+/// into `buf`, NUL-terminated.
 ///
 /// The message says what went wrong and what to do, e.g. "cachekitd is not running at
 /// /run/cachekit/default.sock; start it with `cachekitd`". It stays until the next failure on
