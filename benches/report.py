@@ -659,6 +659,9 @@ def main() -> None:
     w("")
     w(hit_ratio_comment(hr))
     w("")
+    if rust.get("lease"):
+        w(lease_section(rust["lease"]))
+        w("")
     w("## Criterion micro-benchmarks")
     w("")
     w("Not run by `scripts/bench` (they take longer and measure one thing at a time):")
@@ -713,6 +716,30 @@ def inv_rows(inv_t: Dict, inv_d: Dict) -> List[List[str]]:
                      fmt_ns(da["repeat"]["p99_ns"]), fmt_ns(da["first_ns"])])
     # Put the daemon's "all" row where its size belongs.
     return rows
+
+
+def lease_section(le: Dict) -> str:
+    n = le["waiters"]
+    rows = [
+        [f"fill → each of {n} waiters returns", fmt_ns(le["each_waiter"]["p50_ns"]),
+         fmt_ns(le["each_waiter"]["p99_ns"]), str(le["each_waiter"]["ops"])],
+        [f"fill → every waiter returned (the last of {n})", fmt_ns(le["all_waiters"]["p50_ns"]),
+         fmt_ns(le["all_waiters"]["p99_ns"]), str(le["all_waiters"]["ops"])],
+        ["plain hit (same daemon, Rust client)", fmt_ns(le["hit"]["p50_ns"]), fmt_ns(le["hit"]["p99_ns"]),
+         str(le["hit"]["ops"])],
+    ]
+    return "\n".join([
+        "## 9. Fill leases: from the fill to every waiter",
+        "",
+        table(["", "p50", "p99", "samples"], rows),
+        "",
+        f"Each of {le['rounds']} rounds: one caller holds a fresh key's fill lease, {n} callers (threads, "
+        "each a client of its own, each LEASE on a connection of its own, as separate processes would) block "
+        "in LEASE on that key until the daemon counts all of them waiting, then the holder fills a "
+        f"{le['value_bytes']}-byte value. Timed from just before the LEASE_FILL request to each waiter's "
+        "return with the value (the daemon wakes every waiter, each answers from the table on its own "
+        "connection thread). The hit is a plain get of a present key, from the shared segment.",
+    ])
 
 
 def memory_section(mem: Dict) -> str:

@@ -14,6 +14,8 @@ const (
 	// SourceDaemon: answered by cachekitd over the socket (the segment did not have the key,
 	// or its heartbeat was stale).
 	SourceDaemon Source = 1
+	// SourceComputed: computed by this very call (a Query that held the key's fill lease).
+	SourceComputed Source = 2
 )
 
 func (s Source) String() string {
@@ -22,6 +24,8 @@ func (s Source) String() string {
 		return "segment"
 	case SourceDaemon:
 		return "daemon"
+	case SourceComputed:
+		return "computed"
 	}
 	return "unknown"
 }

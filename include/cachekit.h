@@ -9,7 +9,9 @@
  * CONVENTIONS (they hold for every function below unless its comment says otherwise)
  *
  * Results. Functions that can fail return a cachekit_result: CACHEKIT_OK (0) on success.
- *   CACHEKIT_MISS is an answer, not an error ("no such key"). Every other code is an error.
+ *   CACHEKIT_MISS is an answer, not an error ("no such key"), and so are the lease answers
+ *   CACHEKIT_LEASE_GRANTED ("you compute") and CACHEKIT_LEASE_BUSY. Every other code is an
+ *   error.
  *   cachekit_result_describe(code) gives a static sentence for a code (no allocation).
  *   A fresh hit and a stale hit (past its TTL, within its grace period) both return
  *   CACHEKIT_OK; cachekit_value_info.stale tells them apart: serve a stale value and refresh
@@ -39,7 +41,10 @@
  *   - Library-owned memory is freed by the matching function: cachekit_get_alloc ->
  *     cachekit_buf_free, cachekit_get_many -> cachekit_batch_free, cachekit_stats_fetch ->
  *     cachekit_stats_free, cachekit_scan_open -> cachekit_scan_free, cachekit_namespaces_open
- *     -> cachekit_namespaces_free, cachekit_client_open -> cachekit_client_close. Every free/close
+ *     -> cachekit_namespaces_free, cachekit_client_open -> cachekit_client_close,
+ *     cachekit_query -> cachekit_buf_free. A cachekit_lease (cachekit_lease_acquire,
+ *     cachekit_refresh_lease) is consumed by cachekit_lease_fill or cachekit_lease_release,
+ *     whatever they return. Every free/close
  *     function accepts NULL as a no-op. Never pass these pointers to free().
  *   - Pointers into a batch or a stats snapshot stay valid until that object is freed.
  *   - Strings returned as `const char *` by cachekit_version and cachekit_result_describe are
@@ -155,8 +160,23 @@
 #define CACHEKIT_SET_INTEGER 2
 
 /**
- * What a cachekit function returned. `CACHEKIT_OK` is 0; `CACHEKIT_MISS` is an answer, not an
- * error; every other code is an error and leaves a message for `cachekit_last_error_message`.
+ * `cachekit_lease_options.flags`: also take the lease in Redis, so that one host of all those
+ * sharing the daemon's Redis computes (the daemon falls back to the host's lease when Redis
+ * is unreachable).
+ */
+#define CACHEKIT_LEASE_GLOBAL 1
+
+/**
+ * `cachekit_lease_options.flags`, `cachekit_query` only: when the wait for another caller's
+ * value times out, return `CACHEKIT_LEASE_BUSY` instead of computing the value anyway (the
+ * default: the wait only bounds the delay).
+ */
+#define CACHEKIT_LEASE_ERROR_ON_TIMEOUT 2
+
+/**
+ * What a cachekit function returned. `CACHEKIT_OK` is 0; `CACHEKIT_MISS`,
+ * `CACHEKIT_LEASE_GRANTED` and `CACHEKIT_LEASE_BUSY` are answers, not errors; every other code
+ * is an error and leaves a message for `cachekit_last_error_message`.
  *
  * Codes 4 to 12 and 15 to 17 are the Rust client's `Error` variants, one code per variant. New codes are
  * only ever added at the end; treat an unknown code as an error.
@@ -247,6 +267,24 @@ enum cachekit_result
    * (`CACHEKIT_ENCRYPT_REQUIRE`).
    */
   CACHEKIT_PLAINTEXT = 17,
+  /**
+   * An answer, not an error (no message): the caller now holds the key's fill lease
+   * (`cachekit_lease_acquire`, `cachekit_refresh_lease` wrote it to `*out`): compute the
+   * value, then `cachekit_lease_fill` it, or `cachekit_lease_release` it.
+   */
+  CACHEKIT_LEASE_GRANTED = 18,
+  /**
+   * An answer, not an error (no message): another caller holds the key's lease and no value
+   * came within the wait (`cachekit_lease_acquire`, `cachekit_query` with
+   * `CACHEKIT_LEASE_ERROR_ON_TIMEOUT`), or someone else is refreshing it
+   * (`cachekit_refresh_lease`). Nothing was written.
+   */
+  CACHEKIT_LEASE_BUSY = 19,
+  /**
+   * The compute callback of `cachekit_query` returned non-zero; nothing was cached (the
+   * callback keeps its own details in its `user_data`).
+   */
+  CACHEKIT_COMPUTE_FAILED = 20,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -299,6 +337,23 @@ typedef struct cachekit_batch cachekit_batch;
  * be called from any number of threads at once on the same handle.
  */
 typedef struct cachekit_client cachekit_client;
+
+/**
+ * Where the compute callback of `cachekit_query` puts its value
+ * (`cachekit_compute_out_set`). Opaque; valid only during the callback.
+ */
+typedef struct cachekit_compute_out cachekit_compute_out;
+
+/**
+ * A key's fill lease, held by this process: compute the value, then end it with
+ * `cachekit_lease_fill` (the value reaches every waiter) or `cachekit_lease_release` (the
+ * computation failed; one waiter takes the lease over). Opaque.
+ *
+ * It holds a daemon connection of its own, so a process that dies (even by `kill -9`)
+ * releases its leases at once. Used by one thread at a time; it may move between threads.
+ * It does not survive `fork()`, and does not depend on its client handle staying open.
+ */
+typedef struct cachekit_lease cachekit_lease;
 
 /**
  * The namespaces of the host's table, largest first, as one request answered them. Opaque;
@@ -552,6 +607,54 @@ typedef struct cachekit_scan_item {
   uint64_t version;
 } cachekit_scan_item;
 
+/**
+ * How a lease is waited for and held. NULL means every default. Otherwise zero-initialise it
+ * and set `struct_size`: **every zero field means "the default"**, as in `cachekit_options`.
+ *
+ * ```c
+ * cachekit_lease_options lo = {0};
+ * lo.struct_size = sizeof lo;
+ * lo.wait_timeout_ms = 2000;
+ * ```
+ *
+ * The struct has no padding on 64-bit targets (32 bytes).
+ */
+typedef struct cachekit_lease_options {
+  /**
+   * Must be `sizeof(cachekit_lease_options)` as the program sees it.
+   */
+  size_t struct_size;
+  /**
+   * `CACHEKIT_LEASE_*` bits; 0 for none. Unknown bits are refused.
+   */
+  uint32_t flags;
+  /**
+   * Must be 0 (room for a later field).
+   */
+  uint32_t reserved;
+  /**
+   * How long to wait for another holder's value, ms. 0 = 10000. The call blocks in the
+   * daemon that long at most (plus one round trip).
+   */
+  uint64_t wait_timeout_ms;
+  /**
+   * How long the holder may compute before the lease passes to a waiter, ms. 0 = 30000;
+   * the daemon caps it at 10 minutes. A holder that dies releases its lease at once.
+   */
+  uint64_t lease_timeout_ms;
+} cachekit_lease_options;
+
+/**
+ * The compute callback of `cachekit_query`: computes the value and hands it over with
+ * `cachekit_compute_out_set(out, ...)`, then returns 0; any other return is a failure
+ * (nothing is cached, `cachekit_query` returns `CACHEKIT_COMPUTE_FAILED`; keep the details in
+ * `user_data`). Returning 0 without setting a value stores the empty value. It runs on the
+ * calling thread, at most once per `cachekit_query`, and must return normally (no
+ * `longjmp` or C++ exception across the library).
+ */
+typedef int (*cachekit_compute_fn)(void *user_data,
+                                   struct cachekit_compute_out *out);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -760,7 +863,8 @@ const char *cachekit_result_describe(uint32_t code);
 
 /**
  * Copies the message of the last call on this thread that returned an error code (anything
- * but `CACHEKIT_OK` and `CACHEKIT_MISS`) into `buf`, NUL-terminated.
+ * but `CACHEKIT_OK`, `CACHEKIT_MISS`, `CACHEKIT_LEASE_GRANTED` and `CACHEKIT_LEASE_BUSY`)
+ * into `buf`, NUL-terminated.
  *
  * The message says what went wrong and what to do, e.g. "cachekitd is not running at
  * /run/cachekit/default.sock; start it with `cachekitd`". It stays until the next failure on
@@ -1269,6 +1373,171 @@ cachekit_result cachekit_delete_matching(const struct cachekit_client *client,
                                          const char *tag,
                                          bool exact,
                                          uint64_t *deleted);
+
+/**
+ * Asks for the fill lease of `key`, after a miss: the one call of the host that gets it
+ * computes the value; every other caller, in any process, waits for that value.
+ *
+ * - `CACHEKIT_OK`: a value is there, or the holder's value came within the wait: it is in
+ *   `buf[0..*value_len]` and `*info` (if `info` is not NULL) describes it, as for
+ *   `cachekit_get` (it may be stale within grace). No lease.
+ * - `CACHEKIT_LEASE_GRANTED`: `*out` receives the lease and nothing else is written: compute
+ *   the value, then `cachekit_lease_fill` it (or `cachekit_lease_release` it when the
+ *   computation fails). Fill or release it promptly: waiters block until then, or until
+ *   `lease_timeout_ms`.
+ * - `CACHEKIT_LEASE_BUSY`: another caller holds the lease and its value did not come within
+ *   `wait_timeout_ms`. Nothing written. Compute the value yourself, ask again, or fail.
+ * - `CACHEKIT_BUFFER_TOO_SMALL`: a value came but does not fit; `*value_len` receives its
+ *   length and nothing else is written. Call again with a buffer that large (the value is
+ *   then answered at once, unless it went meanwhile).
+ * - errors: `CACHEKIT_UNAVAILABLE` / `CACHEKIT_TIMEOUT` (no daemon to coordinate with:
+ *   compute, and cache nothing), `CACHEKIT_NOT_PERMITTED` (the peer may not write),
+ *   `CACHEKIT_TOO_LARGE` (key), `CACHEKIT_INVALID_ARGUMENT` (options),
+ *   `CACHEKIT_CORRUPT_VALUE`, `CACHEKIT_NULL_ARGUMENT`.
+ *
+ * It always asks the daemon (call `cachekit_get` first: a hit needs no lease). It blocks up
+ * to `wait_timeout_ms`; the client's request timeout does not cut that wait short.
+ *
+ * # Safety
+ *
+ * `client` must be a live handle; `key` must point to `key_len` readable bytes (or be NULL
+ * with length 0); `options` must be NULL or point to a `cachekit_lease_options` of
+ * `options->struct_size` readable bytes; `out` must point to a writable `cachekit_lease *`;
+ * `buf` to `buf_len` writable bytes (or NULL with length 0); `value_len` to a writable
+ * `size_t`; `info` must be NULL or point to a writable `cachekit_value_info`.
+ */
+cachekit_result cachekit_lease_acquire(const struct cachekit_client *client,
+                                       const uint8_t *key,
+                                       size_t key_len,
+                                       const struct cachekit_lease_options *options,
+                                       struct cachekit_lease **out,
+                                       uint8_t *buf,
+                                       size_t buf_len,
+                                       size_t *value_len,
+                                       struct cachekit_value_info *info);
+
+/**
+ * Asks for the lease to refresh `key`'s stale value (a hit with `cachekit_value_info.stale`
+ * set). Never waits: serve the stale value either way.
+ *
+ * - `CACHEKIT_LEASE_GRANTED`: `*out` receives the lease: compute the new value, then
+ *   `cachekit_lease_fill` it (or `cachekit_lease_release` it). Exactly one caller of the host
+ *   gets it while the key is being refreshed.
+ * - `CACHEKIT_LEASE_BUSY`: someone else is refreshing it. Nothing written.
+ * - errors: as `cachekit_lease_acquire`.
+ *
+ * # Safety
+ *
+ * `client` must be a live handle; `key` must point to `key_len` readable bytes (or be NULL
+ * with length 0); `options` must be NULL or point to a `cachekit_lease_options` of
+ * `options->struct_size` readable bytes; `out` must point to a writable `cachekit_lease *`.
+ */
+cachekit_result cachekit_refresh_lease(const struct cachekit_client *client,
+                                       const uint8_t *key,
+                                       size_t key_len,
+                                       const struct cachekit_lease_options *options,
+                                       struct cachekit_lease **out);
+
+/**
+ * Stores the computed `value` under the lease's key and ends the lease: every waiter gets
+ * the value. **Consumes the lease whatever it returns** (on an error the lease is released,
+ * so a waiter takes over); never use it again.
+ *
+ * `options`: TTL, grace and tags as for `cachekit_add` (NULL: never expires, no tags);
+ * `CACHEKIT_SET_INTEGER` is refused. On `CACHEKIT_OK`, `*stored` (if `stored` is not NULL)
+ * tells whether the value was stored as fresh: false when the key was written or deleted, or
+ * one of its tags invalidated, while it was computed (it would be stale: serve it to your
+ * caller, it is simply not cached), or when the lease had passed on (`lease_timeout_ms`).
+ *
+ * Errors: as `cachekit_set`; `CACHEKIT_INVALID_ARGUMENT` for bad options.
+ *
+ * # Safety
+ *
+ * `lease` must be a lease from `cachekit_lease_acquire` / `cachekit_refresh_lease` not
+ * consumed yet (or NULL: `CACHEKIT_NULL_ARGUMENT`); `value` must point to `value_len`
+ * readable bytes (or be NULL with length 0); `options` must be NULL or point to a
+ * `cachekit_set_options` of `options->struct_size` readable bytes; `stored` must be NULL or
+ * point to a writable `bool`.
+ */
+cachekit_result cachekit_lease_fill(struct cachekit_lease *lease,
+                                    const uint8_t *value,
+                                    size_t value_len,
+                                    const struct cachekit_set_options *options,
+                                    bool *stored);
+
+/**
+ * Ends the lease without a value (the computation failed): nothing is cached and one waiter
+ * takes the lease over. Consumes the lease. NULL is a no-op. Never fails: when the daemon
+ * cannot be reached, closing the lease's connection releases it all the same.
+ *
+ * # Safety
+ *
+ * `lease` must be NULL or a lease from `cachekit_lease_acquire` / `cachekit_refresh_lease`
+ * not consumed yet.
+ */
+void cachekit_lease_release(struct cachekit_lease *lease);
+
+/**
+ * Hands the computed value to `cachekit_query`: the bytes are copied at once (they stay the
+ * caller's). Calling it again replaces the value.
+ *
+ * Errors: `CACHEKIT_NULL_ARGUMENT`.
+ *
+ * # Safety
+ *
+ * `out` must be the pointer the callback received, during the callback; `value` must point
+ * to `value_len` readable bytes (or be NULL with length 0).
+ */
+cachekit_result cachekit_compute_out_set(struct cachekit_compute_out *out,
+                                         const uint8_t *value,
+                                         size_t value_len);
+
+/**
+ * The value of `key`, computed by `compute` at most once per host at a time (the t87s query
+ * semantics of the Rust `Client::query`):
+ *
+ * 1. a fresh hit is returned from the shared segment (no request, no callback);
+ * 2. a stale hit (past its TTL, within grace) is returned at once, unless this caller is the
+ *    one of the host that gets to refresh it: then the callback runs and the new value is
+ *    stored and returned (a failed refresh returns the stale value);
+ * 3. on a miss exactly one caller of the host runs its callback (it holds the key's fill
+ *    lease); every other caller, in any process, waits up to `wait_timeout_ms` for that
+ *    value. When the holder's callback fails, the holder gets `CACHEKIT_COMPUTE_FAILED` and
+ *    the waiters go on waiting for the next holder. When the wait times out the caller runs
+ *    its own callback, or returns `CACHEKIT_LEASE_BUSY` with
+ *    `CACHEKIT_LEASE_ERROR_ON_TIMEOUT`.
+ *
+ * A value computed while the key was written or one of its tags invalidated is returned but
+ * not stored as fresh. With the daemon unreachable the callback runs and nothing is cached.
+ *
+ * On `CACHEKIT_OK`, `*value` receives a library buffer of `*value_len` bytes (never NULL) to
+ * free with `cachekit_buf_free`, and `*info` (if `info` is not NULL) describes it
+ * (`source` is `CACHEKIT_SOURCE_COMPUTED` when this call's callback made it).
+ *
+ * `lease_options` and `set_options` may be NULL (defaults; the value then never expires).
+ *
+ * Errors: `CACHEKIT_COMPUTE_FAILED`; `CACHEKIT_TOO_LARGE` (key, value),
+ * `CACHEKIT_INVALID_ARGUMENT` (options), `CACHEKIT_NOT_PERMITTED`, `CACHEKIT_CORRUPT_VALUE`,
+ * `CACHEKIT_NULL_ARGUMENT` (including a NULL `compute`).
+ *
+ * # Safety
+ *
+ * `client` must be a live handle; `key` must point to `key_len` readable bytes (or be NULL
+ * with length 0); `lease_options` / `set_options` must be NULL or point to a whole struct of
+ * their `struct_size`; `compute` must be safe to call with `user_data`; `value` must point
+ * to a writable `uint8_t *`, `value_len` to a writable `size_t`; `info` must be NULL or point
+ * to a writable `cachekit_value_info`.
+ */
+cachekit_result cachekit_query(const struct cachekit_client *client,
+                               const uint8_t *key,
+                               size_t key_len,
+                               const struct cachekit_lease_options *lease_options,
+                               const struct cachekit_set_options *set_options,
+                               cachekit_compute_fn compute,
+                               void *user_data,
+                               uint8_t **value,
+                               size_t *value_len,
+                               struct cachekit_value_info *info);
 
 #ifdef __cplusplus
 }  // extern "C"

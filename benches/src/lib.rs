@@ -6,10 +6,12 @@
 //! - [`daemon`]: a private `cachekitd` in a temp dir;
 //! - [`timing`]: per-operation timing loops and percentiles;
 //! - [`memcache`]: a minimal memcached text-protocol client;
-//! - [`sim`]: the hit-ratio simulation (cachekit's eviction vs quick_cache and moka).
+//! - [`sim`]: the hit-ratio simulation (cachekit's eviction vs quick_cache and moka);
+//! - [`lease`]: from a fill lease's fill to its waiters' return.
 
 pub mod daemon;
 pub mod data;
+pub mod lease;
 pub mod memcache;
 pub mod sim;
 pub mod timing;

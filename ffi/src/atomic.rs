@@ -84,7 +84,7 @@ unsafe fn read_set_options(opts: *const cachekit_set_options) -> Result<SetOptio
 ///
 /// # Safety
 /// As [`read_set_options`].
-unsafe fn read_set_options_flags(
+pub(crate) unsafe fn read_set_options_flags(
     opts: *const cachekit_set_options,
 ) -> Result<(SetOptions, u32), Failure> {
     if opts.is_null() {

@@ -9,8 +9,9 @@ use ::cachekit_client::Error;
 use crate::args::write_out;
 use crate::panic::ffi_boundary;
 
-/// What a cachekit function returned. `CACHEKIT_OK` is 0; `CACHEKIT_MISS` is an answer, not an
-/// error; every other code is an error and leaves a message for `cachekit_last_error_message`.
+/// What a cachekit function returned. `CACHEKIT_OK` is 0; `CACHEKIT_MISS`,
+/// `CACHEKIT_LEASE_GRANTED` and `CACHEKIT_LEASE_BUSY` are answers, not errors; every other code
+/// is an error and leaves a message for `cachekit_last_error_message`.
 ///
 /// Codes 4 to 12 and 15 to 17 are the Rust client's `Error` variants, one code per variant. New codes are
 /// only ever added at the end; treat an unknown code as an error.
@@ -63,12 +64,24 @@ pub enum cachekit_result {
     /// The value is plaintext and this handle requires encryption
     /// (`CACHEKIT_ENCRYPT_REQUIRE`).
     CACHEKIT_PLAINTEXT = 17,
+    /// An answer, not an error (no message): the caller now holds the key's fill lease
+    /// (`cachekit_lease_acquire`, `cachekit_refresh_lease` wrote it to `*out`): compute the
+    /// value, then `cachekit_lease_fill` it, or `cachekit_lease_release` it.
+    CACHEKIT_LEASE_GRANTED = 18,
+    /// An answer, not an error (no message): another caller holds the key's lease and no value
+    /// came within the wait (`cachekit_lease_acquire`, `cachekit_query` with
+    /// `CACHEKIT_LEASE_ERROR_ON_TIMEOUT`), or someone else is refreshing it
+    /// (`cachekit_refresh_lease`). Nothing was written.
+    CACHEKIT_LEASE_BUSY = 19,
+    /// The compute callback of `cachekit_query` returned non-zero; nothing was cached (the
+    /// callback keeps its own details in its `user_data`).
+    CACHEKIT_COMPUTE_FAILED = 20,
 }
 
 impl cachekit_result {
     /// Every code, in order (for tests and `describe`).
     #[cfg(test)]
-    pub(crate) const ALL: [cachekit_result; 18] = {
+    pub(crate) const ALL: [cachekit_result; 21] = {
         use cachekit_result::*;
         [
             CACHEKIT_OK,
@@ -89,6 +102,9 @@ impl cachekit_result {
             CACHEKIT_DECRYPT,
             CACHEKIT_ENCRYPTED,
             CACHEKIT_PLAINTEXT,
+            CACHEKIT_LEASE_GRANTED,
+            CACHEKIT_LEASE_BUSY,
+            CACHEKIT_COMPUTE_FAILED,
         ]
     };
 
@@ -134,6 +150,9 @@ impl cachekit_result {
             15 => c"decryption failed: wrong key or tenant, tampered value, or value moved from another key",
             16 => c"the value is encrypted and this handle has no encryption key",
             17 => c"the value is not encrypted and this handle requires encryption",
+            18 => c"lease granted: compute the value, then fill or release the lease",
+            19 => c"lease busy: another caller is computing this key and its value did not come in time",
+            20 => c"the compute callback failed; nothing was cached",
             _ => c"unknown cachekit result code",
         }
     }
@@ -218,7 +237,8 @@ pub extern "C" fn cachekit_result_describe(code: u32) -> *const c_char {
 }
 
 /// Copies the message of the last call on this thread that returned an error code (anything
-/// but `CACHEKIT_OK` and `CACHEKIT_MISS`) into `buf`, NUL-terminated.
+/// but `CACHEKIT_OK`, `CACHEKIT_MISS`, `CACHEKIT_LEASE_GRANTED` and `CACHEKIT_LEASE_BUSY`)
+/// into `buf`, NUL-terminated.
 ///
 /// The message says what went wrong and what to do, e.g. "cachekitd is not running at
 /// /run/cachekit/default.sock; start it with `cachekitd`". It stays until the next failure on

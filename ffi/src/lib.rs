@@ -20,7 +20,8 @@
 //! (library-allocated buffers), `batch.rs` (`cachekit_batch`), `stats.rs`
 //! (`cachekit_stats`), `error.rs` (`cachekit_result`, last error), `version.rs`, `atomic.rs`
 //! (the atomic writes and `cachekit_set_options`), `scan.rs` (`cachekit_scan`, delete by
-//! pattern), `namespaces.rs` (`cachekit_namespaces`).
+//! pattern), `namespaces.rs` (`cachekit_namespaces`), `lease.rs` (`cachekit_lease`, fill leases
+//! and `cachekit_query`).
 
 // Declared in the order the header lists them (cbindgen keeps source order).
 mod batch;
@@ -35,6 +36,8 @@ mod version;
 mod atomic;
 mod namespaces;
 mod scan;
+
+mod lease;
 
 mod args;
 mod panic;

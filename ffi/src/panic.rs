@@ -133,6 +133,7 @@ mod tests {
             ("batch.rs", include_str!("batch.rs")),
             ("namespaces.rs", include_str!("namespaces.rs")),
             ("scan.rs", include_str!("scan.rs")),
+            ("lease.rs", include_str!("lease.rs")),
             ("buf.rs", include_str!("buf.rs")),
             ("client.rs", include_str!("client.rs")),
             ("error.rs", include_str!("error.rs")),

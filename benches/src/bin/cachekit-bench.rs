@@ -5,6 +5,7 @@
 //! cachekit-bench run --out FILE [--quick] [--python PY --python-script PATH]
 //!     env: BENCH_REDIS_PORT, BENCH_MEMCACHED_PORT (servers started by scripts/bench)
 //! cachekit-bench reader SOCKET NS TAG N MILLIS     (a reader process of the scaling test)
+//! cachekit-bench lease [--quick]                    (section 7 alone, JSON on stdout)
 //! ```
 //!
 //! Sections, in the order they run:
@@ -24,6 +25,8 @@
 //!    10, 1k, 100k and 1M entries.
 //! 5. `envelope`: encode and decode of 100 B, 4 KiB, 64 KiB values.
 //! 6. `hit_ratio`: the simulation of `cachekit_benches::sim`.
+//! 7. `lease`: from the fill of a key's lease to the return of the 8 callers waiting for it
+//!    (`cachekit_benches::lease`), next to a plain hit of the same daemon.
 
 use cachekit_benches::daemon::{connect, Daemon};
 use cachekit_benches::data::{hit_keys, hit_order, hit_values, key16, value_for, Rng};
@@ -96,10 +99,19 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("run") => run(&args[1..]),
         Some("reader") => reader(&args[1..]),
+        Some("lease") => {
+            let plan = if args.iter().any(|a| a == "--quick") {
+                QUICK
+            } else {
+                FULL
+            };
+            println!("{}", serde_json::to_string_pretty(&lease(plan)).unwrap());
+        }
         _ => {
             eprintln!(
                 "usage: cachekit-bench run --out FILE [--quick] [--python PY --python-script PATH]\n\
-                 \x20      cachekit-bench reader SOCKET NS TAG N MILLIS"
+                 \x20      cachekit-bench reader SOCKET NS TAG N MILLIS\n\
+                 \x20      cachekit-bench lease [--quick]"
             );
             std::process::exit(2);
         }
@@ -159,6 +171,10 @@ fn run(args: &[String]) {
     doc.insert("hit_ratio".into(), hit_ratio(plan));
     section("hit ratio", t);
 
+    let t = Instant::now();
+    doc.insert("lease".into(), lease(plan));
+    section("fill leases", t);
+
     doc.insert(
         "plan".into(),
         json!({
@@ -174,6 +190,22 @@ fn run(args: &[String]) {
     )
     .unwrap_or_else(|e| panic!("writing {out}: {e}"));
     log(format!("wrote {out}"));
+}
+
+/// Section 7: 8 callers wait for one key's fill, on a daemon of its own.
+fn lease(plan: Plan) -> Value {
+    const WAITERS: usize = 8;
+    let daemon = Daemon::start("64MiB", &[]);
+    let rounds = if plan.rounds == QUICK.rounds { 30 } else { 300 };
+    let v = cachekit_benches::lease::fill_to_waiters(&daemon, WAITERS, rounds, plan.slow_ops);
+    log(format!(
+        "fill to {WAITERS} waiters: each p50 {} ns, all p50 {} ns p99 {} ns; hit p50 {} ns",
+        v["each_waiter"]["p50_ns"],
+        v["all_waiters"]["p50_ns"],
+        v["all_waiters"]["p99_ns"],
+        v["hit"]["p50_ns"]
+    ));
+    v
 }
 
 // ---------------------------------------------------------------------------------------------
