@@ -1,6 +1,6 @@
 //! The Redis tier, a component the daemon calls: a small tokio runtime, the store, the
-//! circuit breaker (`breaker.rs`), the queue of writes waiting for Redis (`queue.rs`), and
-//! the streams this host follows (`follow.rs`).
+//! circuit breaker (`breaker.rs`), the queue of writes waiting for Redis (`queue.rs`), the
+//! streams this host follows (`follow.rs`), and the Redis side of fill leases (`lease.rs`).
 //!
 //! The daemon calls it in one direction: writes go out through [`Tier::write`], misses
 //! through [`Tier::read_through`]. What it puts in the table (fills, other hosts' events,
@@ -14,12 +14,14 @@
 mod atomic;
 mod breaker;
 mod follow;
+mod lease;
 mod queue;
 
 use crate::config::{RedisConfig, WriteMode};
 use crate::table::SharedTable;
 // used by the daemon's ops once issue 12's atomic operations are wired in
 pub use atomic::UpdateOutcome;
+pub use lease::{LeasedFill, RemoteLease};
 use breaker::{Breaker, State};
 use cachekit_proto::FetchHit;
 use cachekit_redis::{AsyncStore, Cursor, Fetched, Record, StoreError, WriteContext, WriteOp};
@@ -67,6 +69,14 @@ pub struct TierCounters {
     pub atomic_ops: AtomicU64,
     /// Their commits that found the key changed since it was read (each retried).
     pub atomic_conflicts: AtomicU64,
+    /// Fill leases taken in Redis (`LEASE_GLOBAL`).
+    pub leases: AtomicU64,
+    /// Holders that waited for another host's fill (its Redis lease was held).
+    pub lease_waits: AtomicU64,
+    /// Global leases that fell back to the host's lease: Redis unreachable or the breaker open.
+    pub lease_fallbacks: AtomicU64,
+    /// Leased fills Redis refused: the key, or a tag of it, changed since the grant.
+    pub lease_fills_refused: AtomicU64,
 }
 
 pub fn bump(c: &AtomicU64) {
@@ -110,6 +120,7 @@ pub struct Tier {
     origin: Vec<u8>,
     c: TierCounters,
     atomic_locks: atomic::KeyLocks,
+    events: lease::Events,
 }
 
 impl Tier {
@@ -138,6 +149,7 @@ impl Tier {
             origin,
             c: TierCounters::default(),
             atomic_locks: atomic::KeyLocks::default(),
+            events: lease::Events::default(),
         })
     }
 
@@ -395,6 +407,10 @@ impl Tier {
             ),
             ("redis_atomic_ops".into(), l(&c.atomic_ops)),
             ("redis_atomic_conflicts".into(), l(&c.atomic_conflicts)),
+            ("redis_leases".into(), l(&c.leases)),
+            ("redis_lease_waits".into(), l(&c.lease_waits)),
+            ("redis_lease_fallbacks".into(), l(&c.lease_fallbacks)),
+            ("redis_lease_fills_refused".into(), l(&c.lease_fills_refused)),
             (
                 "redis_followed_namespaces".into(),
                 self.follows().len() as u64,
