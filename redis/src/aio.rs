@@ -225,7 +225,9 @@ impl AsyncStore {
     pub async fn drop_lease(&self, ns: &str, key: &[u8], token: &[u8]) -> Result<bool, StoreError> {
         let inv = lease::drop_invocation(ns, key, token);
         let mut c = self.conn.clone();
-        let v: Value = self.timed("LEASE_RELEASE", inv.invoke_async(&mut c)).await?;
+        let v: Value = self
+            .timed("LEASE_RELEASE", inv.invoke_async(&mut c))
+            .await?;
         lease::parse_dropped(&v)
     }
 

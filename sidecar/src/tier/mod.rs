@@ -21,11 +21,11 @@ use crate::config::{RedisConfig, WriteMode};
 use crate::table::SharedTable;
 // used by the daemon's ops once issue 12's atomic operations are wired in
 pub use atomic::UpdateOutcome;
-pub use lease::{LeasedFill, RemoteLease};
 use breaker::{Breaker, State};
 use cachekit_proto::FetchHit;
 use cachekit_redis::{AsyncStore, Cursor, Fetched, Record, StoreError, WriteContext, WriteOp};
 use cachekit_shm::{now_ms, InsertOptions};
+pub use lease::{LeasedFill, RemoteLease};
 use queue::Queue;
 use std::collections::HashMap;
 use std::future::Future;
@@ -410,7 +410,10 @@ impl Tier {
             ("redis_leases".into(), l(&c.leases)),
             ("redis_lease_waits".into(), l(&c.lease_waits)),
             ("redis_lease_fallbacks".into(), l(&c.lease_fallbacks)),
-            ("redis_lease_fills_refused".into(), l(&c.lease_fills_refused)),
+            (
+                "redis_lease_fills_refused".into(),
+                l(&c.lease_fills_refused),
+            ),
             (
                 "redis_followed_namespaces".into(),
                 self.follows().len() as u64,
