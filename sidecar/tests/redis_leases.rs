@@ -307,3 +307,28 @@ fn a_released_lease_passes_to_the_other_host_at_once() {
         assert!(handover < Duration::from_secs(2), "took {handover:?}");
     });
 }
+
+#[test]
+fn this_hosts_own_write_just_before_the_lease_does_not_refuse_its_fill() {
+    let redis = Redis::start();
+    let h = two_hosts(&redis, "lease-own", 1);
+    let a = &h.a[0];
+    for global_scope in [false, true] {
+        let mut o = global("t");
+        o.lease.global = global_scope;
+        for i in 0..50 {
+            let key = format!("k{i}-{global_scope}");
+            a.set(&key, b"before", &SetOptions::new().tag("t")).unwrap();
+            a.delete(&key).unwrap();
+            let v = a
+                .query(&key, &o, || Ok::<_, String>(b"value".to_vec()))
+                .unwrap();
+            assert_ne!(
+                v.version, 0,
+                "{key}: the fill was refused for a delete made before its lease"
+            );
+            assert_eq!(a.get(&key).unwrap().unwrap().bytes, b"value");
+        }
+    }
+    assert_eq!(counter(a, "redis_lease_fills_refused"), 0);
+}

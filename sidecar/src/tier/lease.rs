@@ -152,6 +152,7 @@ impl Tier {
             Ok(Ok(w)) => {
                 self.breaker.success();
                 bump(&self.c.writes);
+                self.wrote(ns, w.clock);
                 LeasedFill::Stored { clock: w.clock }
             }
             Ok(Err(why)) => {
@@ -168,13 +169,22 @@ impl Tier {
         }
     }
 
-    /// The namespace clock this host has followed `ns` to: a value the clock had at some
-    /// point before now, so a fill checked against it is checked against everything since
-    /// (and maybe a little before). `None` before the starting point is known.
+    /// The namespace clock this host knows `ns` reached: where its follower is, or its own
+    /// latest write, whichever is later. A value the clock had at some point before now, so
+    /// a fill checked against it is checked against everything since (and maybe a little
+    /// before: another host's write the follower has not read yet refuses the fill, which
+    /// costs a recomputation, never a stale value). `None` before the starting point is known.
     pub fn followed_clock(&self, ns: &str) -> Option<u64> {
         self.follows()
             .get(ns)
-            .and_then(|f| f.cursor.as_ref().map(|c| c.seq))
+            .and_then(|f| f.cursor.as_ref().map(|c| c.seq.max(f.written)))
+    }
+
+    /// Notes that this host's write to `ns` got namespace clock `clock`.
+    pub(super) fn wrote(&self, ns: &str, clock: u64) {
+        if let Some(f) = self.follows().get_mut(ns) {
+            f.written = f.written.max(clock);
+        }
     }
 
     /// How many times the follower has applied events so far (pass it to

@@ -89,6 +89,9 @@ pub struct Follow {
     /// `None`: the namespace was first used while Redis was unreachable, so where to start
     /// is unknown; the follower clears the namespace locally when it finds out.
     pub cursor: Option<Cursor>,
+    /// The highest namespace clock this host's own writes got back (the follower may not
+    /// have read them yet): with the cursor, where a leased fill's check starts.
+    pub written: u64,
 }
 
 /// What happened to a write on its way to Redis.
@@ -211,7 +214,7 @@ impl Tier {
         let mut follows = self.follows();
         match follows.get_mut(ns) {
             None => {
-                follows.insert(ns.to_owned(), Follow { cursor });
+                follows.insert(ns.to_owned(), Follow { cursor, written: 0 });
             }
             // Two threads raced to register: keep the earlier starting point, so the events
             // either of them needs are read (reading some twice is harmless). An entry
@@ -235,6 +238,7 @@ impl Tier {
                 Ok(w) => {
                     self.breaker.success();
                     bump(&self.c.writes);
+                    self.wrote(op.namespace(), w.clock);
                     return WriteOutcome::Done {
                         existed: w.existed,
                         clock: w.clock,
