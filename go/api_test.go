@@ -88,6 +88,7 @@ func TestEveryCodeHasADescriptionAndASentinel(t *testing.T) {
 		CodeTooLarge: ErrTooLarge, CodeUnavailable: ErrUnavailable, CodeTimeout: ErrTimeout,
 		CodeNotPermitted: ErrNotPermitted, CodeProtocol: ErrProtocol, CodeDaemon: ErrDaemon,
 		CodeIO: ErrIO, CodeCorruptValue: ErrCorruptValue, CodePanic: ErrPanic, CodeOther: ErrOther,
+		CodeDecrypt: ErrDecrypt, CodeEncrypted: ErrEncrypted, CodePlaintext: ErrPlaintext,
 	}
 	if len(sentinels) != int(lastCode-CodeNullArgument+1) {
 		t.Fatalf("%d sentinels for %d codes", len(sentinels), lastCode-CodeNullArgument+1)

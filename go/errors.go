@@ -45,10 +45,19 @@ const (
 	CodePanic Code = C.CACHEKIT_PANIC
 	// CodeOther: an error the loaded library has no more precise code for.
 	CodeOther Code = C.CACHEKIT_OTHER_ERROR
+	// CodeDecrypt: an encrypted value did not decrypt (a wrong master key or tenant, a
+	// tampered byte, or a value copied from another key or namespace). Never garbage, never a
+	// miss.
+	CodeDecrypt Code = C.CACHEKIT_DECRYPT
+	// CodeEncrypted: the value is encrypted and this client has no key (Options.Encryption,
+	// or CACHEKIT_MASTER_KEY / CACHEKIT_MASTER_KEY_FILE).
+	CodeEncrypted Code = C.CACHEKIT_ENCRYPTED
+	// CodePlaintext: the value is plaintext and this client requires encryption.
+	CodePlaintext Code = C.CACHEKIT_PLAINTEXT
 )
 
 // lastCode is the highest code this binding knows (for the description cache).
-const lastCode = CodeOther
+const lastCode = CodePlaintext
 
 var (
 	describeOnce sync.Once
@@ -113,6 +122,9 @@ var (
 	ErrCorruptValue    error = &Error{Code: CodeCorruptValue}
 	ErrPanic           error = &Error{Code: CodePanic}
 	ErrOther           error = &Error{Code: CodeOther}
+	ErrDecrypt         error = &Error{Code: CodeDecrypt}
+	ErrEncrypted       error = &Error{Code: CodeEncrypted}
+	ErrPlaintext       error = &Error{Code: CodePlaintext}
 )
 
 // ErrClosed is returned by every method of a Client after Close (and of a nil *Client).

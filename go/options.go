@@ -46,6 +46,27 @@ type Options struct {
 	NoRedisFallback bool
 	// RedisTimeout bounds each call of the direct fallback. 0 = 250 ms.
 	RedisTimeout time.Duration
+	// Encryption turns on client-side encryption (AES-256-GCM in this process: the daemon,
+	// the shared segment and Redis hold ciphertext only). nil = none, unless the environment
+	// sets CACHEKIT_MASTER_KEY or CACHEKIT_MASTER_KEY_FILE.
+	Encryption *Encryption
+}
+
+// Encryption configures client-side encryption. Keys, namespaces and tags stay plaintext
+// (unless HashKeys); counters (Incr, SetInt64) stay plaintext.
+type Encryption struct {
+	// MasterKey is 32 random bytes; each tenant's key is derived from it (HKDF-SHA256).
+	MasterKey []byte
+	// PreviousKeys are older master keys (32 bytes each) still accepted for reading, so a
+	// rotation needs no flush.
+	PreviousKeys [][]byte
+	// Tenant whose key is derived. "" = each client's namespace.
+	Tenant string
+	// HashKeys sends HMAC-SHA256 hashes (64 hex digits) instead of keys: neither the daemon
+	// nor Redis sees key names; scans then see the hashes.
+	HashKeys bool
+	// RequireEncryption refuses plaintext values (ErrPlaintext) instead of returning them.
+	RequireEncryption bool
 }
 
 // SetOptions of Set. The zero value stores a value that never expires, with no tags.
@@ -76,6 +97,14 @@ func ms(op, name string, d time.Duration, max uint64) (uint64, error) {
 type cOptions struct {
 	opts    C.cachekit_options
 	strings []*C.char
+	buffers []unsafe.Pointer
+}
+
+// bytes copies b into C memory, freed by free().
+func (o *cOptions) bytes(b []byte) *C.uint8_t {
+	p := C.CBytes(b)
+	o.buffers = append(o.buffers, p)
+	return (*C.uint8_t)(p)
 }
 
 func (o *cOptions) str(op, name, s string) (*C.char, error) {
@@ -95,6 +124,10 @@ func (o *cOptions) free() {
 		C.free(unsafe.Pointer(p))
 	}
 	o.strings = nil
+	for _, p := range o.buffers {
+		C.free(p)
+	}
+	o.buffers = nil
 }
 
 // toC builds the C options; the caller frees them with free() after the call.
@@ -147,6 +180,35 @@ func (opts *Options) toC() (*cOptions, error) {
 			return fail(err)
 		}
 		*t.out = C.uint32_t(v)
+	}
+	if e := opts.Encryption; e != nil {
+		if len(e.MasterKey) != 32 {
+			return fail(invalid(op, "Encryption.MasterKey is "+strconv.Itoa(len(e.MasterKey))+
+				" bytes; it must be exactly 32 random bytes"))
+		}
+		c.encryption_key = o.bytes(e.MasterKey)
+		c.encryption_key_len = 32
+		if len(e.PreviousKeys) > 0 {
+			flat := make([]byte, 0, 32*len(e.PreviousKeys))
+			for i, k := range e.PreviousKeys {
+				if len(k) != 32 {
+					return fail(invalid(op, "Encryption.PreviousKeys["+strconv.Itoa(i)+"] is "+
+						strconv.Itoa(len(k))+" bytes; it must be exactly 32"))
+				}
+				flat = append(flat, k...)
+			}
+			c.previous_keys = o.bytes(flat)
+			c.previous_keys_count = C.size_t(len(e.PreviousKeys))
+		}
+		if c.tenant, err = o.str(op, "Encryption.Tenant", e.Tenant); err != nil {
+			return fail(err)
+		}
+		if e.HashKeys {
+			c.encryption_flags |= C.CACHEKIT_ENCRYPT_HASH_KEYS
+		}
+		if e.RequireEncryption {
+			c.encryption_flags |= C.CACHEKIT_ENCRYPT_REQUIRE
+		}
 	}
 	return o, nil
 }

@@ -113,6 +113,18 @@
 #define CACHEKIT_OPEN_NO_REDIS_FALLBACK 4
 
 /**
+ * `cachekit_options.encryption_flags`: send a keyed hash (HMAC-SHA256, 64 hex digits) of
+ * each key instead of the key, so neither the daemon nor Redis sees key names.
+ */
+#define CACHEKIT_ENCRYPT_HASH_KEYS 1
+
+/**
+ * `cachekit_options.encryption_flags`: refuse plaintext values on read
+ * (`CACHEKIT_PLAINTEXT`) instead of returning them; counters excepted.
+ */
+#define CACHEKIT_ENCRYPT_REQUIRE 2
+
+/**
  * Major version of the header (the `libcachekit.so.0` ABI while it is 0).
  */
 #define CACHEKIT_VERSION_MAJOR 0
@@ -146,7 +158,7 @@
  * What a cachekit function returned. `CACHEKIT_OK` is 0; `CACHEKIT_MISS` is an answer, not an
  * error; every other code is an error and leaves a message for `cachekit_last_error_message`.
  *
- * Codes 4 to 12 are the Rust client's `Error` variants, one code per variant. New codes are
+ * Codes 4 to 12 and 15 to 17 are the Rust client's `Error` variants, one code per variant. New codes are
  * only ever added at the end; treat an unknown code as an error.
  */
 enum cachekit_result
@@ -220,6 +232,21 @@ enum cachekit_result
    * An error this build of the library has no code for (a newer client error kind).
    */
   CACHEKIT_OTHER_ERROR = 14,
+  /**
+   * An encrypted value did not decrypt: a wrong master key or tenant, a tampered byte, or a
+   * value copied from another key or namespace. Never garbage, never a miss.
+   */
+  CACHEKIT_DECRYPT = 15,
+  /**
+   * The value is encrypted and this handle has no key: set `cachekit_options.encryption_key`
+   * (or `CACHEKIT_MASTER_KEY` / `CACHEKIT_MASTER_KEY_FILE`).
+   */
+  CACHEKIT_ENCRYPTED = 16,
+  /**
+   * The value is plaintext and this handle requires encryption
+   * (`CACHEKIT_ENCRYPT_REQUIRE`).
+   */
+  CACHEKIT_PLAINTEXT = 17,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -350,9 +377,23 @@ typedef struct cachekit_value_info {
  * Strings are NUL-terminated UTF-8, read during the call only. A NULL `socket_path`,
  * `instance` or `ns` is taken from the environment (`CACHEKIT_SOCKET`, `CACHEKIT_INSTANCE`,
  * `CACHEKIT_NAMESPACE`, `CACHEKIT_REDIS_URL`; `CACHEKIT_DIR` is honoured when the socket is
- * looked up), else the default. Later versions append fields (an encryption key); old
- * programs keep working because their `struct_size` is smaller, and a zero field means what
- * it always did. The struct has no padding on 64-bit targets (72 bytes).
+ * looked up), else the default. Later versions append fields; old programs keep working
+ * because their `struct_size` is smaller, and a zero field means what it always did. The
+ * struct has no padding on 64-bit targets (120 bytes; 72 before the encryption fields).
+ *
+ * Encryption (AES-256-GCM in this process; the daemon and Redis see ciphertext only):
+ *
+ * ```c
+ * opts.encryption_key = key32;       // 32 bytes
+ * opts.encryption_key_len = 32;
+ * opts.previous_keys = old_keys;     // count x 32 bytes, back to back
+ * opts.previous_keys_count = 1;
+ * opts.tenant = "acme";              // NULL = the namespace
+ * opts.encryption_flags = CACHEKIT_ENCRYPT_REQUIRE;
+ * ```
+ *
+ * With no `encryption_key`, `CACHEKIT_MASTER_KEY` or `CACHEKIT_MASTER_KEY_FILE` from the
+ * environment turn encryption on (see the Rust client's `ClientOptions::from_env`).
  */
 typedef struct cachekit_options {
   /**
@@ -407,6 +448,36 @@ typedef struct cachekit_options {
    * Must be 0 (room for a later field).
    */
   uint32_t reserved;
+  /**
+   * The 32-byte master key values are encrypted under (through a key derived per tenant).
+   * NULL = no encryption (unless the environment sets a key). Read during the call only.
+   */
+  const uint8_t *encryption_key;
+  /**
+   * Length of `encryption_key`: 32 when it is set, else 0.
+   */
+  size_t encryption_key_len;
+  /**
+   * Older master keys still accepted for reading (key rotation): `previous_keys_count`
+   * keys of 32 bytes, back to back. NULL when the count is 0.
+   */
+  const uint8_t *previous_keys;
+  /**
+   * How many keys `previous_keys` holds.
+   */
+  size_t previous_keys_count;
+  /**
+   * The tenant whose key is derived (NUL-terminated UTF-8). NULL = each handle's namespace.
+   */
+  const char *tenant;
+  /**
+   * `CACHEKIT_ENCRYPT_*` bits; 0 for none. Unknown bits are refused.
+   */
+  uint32_t encryption_flags;
+  /**
+   * Must be 0 (room for a later field).
+   */
+  uint32_t reserved2;
 } cachekit_options;
 
 /**

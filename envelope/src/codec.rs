@@ -3,7 +3,11 @@
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::error::{DecodeError, EncodeError};
-use crate::header::{Header, FLAG_INTEGER, FLAG_LZ4, FORMAT_VERSION, HEADER_LEN, MAX_FORMAT_LEN};
+use crate::header::{
+    Header, FLAG_AES_256_GCM, FLAG_INTEGER, FLAG_LZ4, FORMAT_VERSION, HEADER_LEN, MAX_FORMAT_LEN,
+};
+use crate::keys::Keyring;
+use crate::sealed::{decode_sealed, encode_sealed, Aad, NonceSource, ENCRYPTION_OVERHEAD};
 
 /// Default [`EnvelopeConfig::compress_threshold`]: 256 bytes. Below that, LZ4's per-block
 /// overhead and the compression time rarely pay for themselves.
@@ -50,6 +54,13 @@ pub const fn encoded_len_bound(value_len: usize) -> usize {
     value_len.saturating_add(HEADER_LEN)
 }
 
+/// The longest envelope [`encode_into_with`] can produce for a value of `value_len` bytes with
+/// encryption on: `value_len + 44` (header 16, nonce 12, tag 16).
+#[must_use]
+pub const fn encrypted_len_bound(value_len: usize) -> usize {
+    value_len.saturating_add(ENCRYPTION_OVERHEAD)
+}
+
 /// Encodes `value` into a new envelope. See [`encode_into`].
 ///
 /// # Errors
@@ -75,6 +86,75 @@ pub fn encode_into(
     value: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), EncodeError> {
+    encode_impl(cfg, None, value, out, NonceSource::Random)
+}
+
+/// Encodes `value` into a new envelope, encrypted when `keys` is given. See
+/// [`encode_into_with`].
+///
+/// # Errors
+/// As [`encode_into_with`].
+pub fn encode_with(
+    cfg: &EnvelopeConfig,
+    keys: Option<&Keyring>,
+    aad: Aad<'_>,
+    value: &[u8],
+) -> Result<Vec<u8>, EncodeError> {
+    let mut out = Vec::new();
+    encode_into_with(cfg, keys, aad, value, &mut out)?;
+    Ok(out)
+}
+
+/// Encodes `value` into `out` like [`encode_into`]; with `keys`, the payload (raw or LZ4,
+/// chosen as in [`encode_into`]) is then encrypted with AES-256-GCM under the keyring's current
+/// tenant key, with a fresh random 96-bit nonce, bound to `aad` (the value's namespace and key):
+/// flag bit 1 set, at most [`encrypted_len_bound`] bytes. Without `keys`, exactly
+/// [`encode_into`]. On error `out` is left empty.
+///
+/// # Errors
+/// Those of [`encode_into`]; [`EncodeError::Random`] when the OS RNG fails;
+/// [`EncodeError::AadTooLong`] for a namespace over 255 bytes.
+pub fn encode_into_with(
+    cfg: &EnvelopeConfig,
+    keys: Option<&Keyring>,
+    aad: Aad<'_>,
+    value: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    encode_impl(cfg, keys.map(|k| (k, aad)), value, out, NonceSource::Random)
+}
+
+/// [`encode_into_with`] with the caller's nonce: for golden vectors only (feature
+/// `fixed-nonce`). Reusing a nonce under one key reveals the XOR of two plaintexts and lets
+/// anyone forge tags: never call this outside tests.
+///
+/// # Errors
+/// As [`encode_into_with`].
+#[cfg(feature = "fixed-nonce")]
+pub fn encode_into_with_fixed_nonce(
+    cfg: &EnvelopeConfig,
+    keys: &Keyring,
+    aad: Aad<'_>,
+    value: &[u8],
+    nonce: [u8; 12],
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    encode_impl(
+        cfg,
+        Some((keys, aad)),
+        value,
+        out,
+        NonceSource::Fixed(nonce),
+    )
+}
+
+fn encode_impl(
+    cfg: &EnvelopeConfig,
+    sealed: Option<(&Keyring, Aad<'_>)>,
+    value: &[u8],
+    out: &mut Vec<u8>,
+    nonce: NonceSource,
+) -> Result<(), EncodeError> {
     out.clear();
     let len = value.len();
     if len > cfg.max_value_bytes {
@@ -86,6 +166,9 @@ pub fn encode_into(
     let Ok(original_len) = u32::try_from(len) else {
         return Err(EncodeError::OverFormatLimit { len });
     };
+    if let Some((keys, aad)) = sealed {
+        return encode_sealed(cfg, keys, aad, value, original_len, out, nonce);
+    }
     let mut header = Header {
         version: FORMAT_VERSION,
         flags: 0,
@@ -189,6 +272,61 @@ pub fn decode_into(
 ) -> Result<(), DecodeError> {
     out.clear();
     let result = decode_into_cleared(cfg, bytes, out);
+    if result.is_err() {
+        out.clear();
+    }
+    result
+}
+
+/// Decodes an envelope into a new vector, decrypting with `keys`. See [`decode_into_with`].
+///
+/// # Errors
+/// As [`decode_into_with`].
+pub fn decode_with(
+    cfg: &EnvelopeConfig,
+    keys: Option<&Keyring>,
+    aad: Aad<'_>,
+    bytes: &[u8],
+) -> Result<Vec<u8>, DecodeError> {
+    let mut out = Vec::new();
+    decode_into_with(cfg, keys, aad, bytes, &mut out)?;
+    Ok(out)
+}
+
+/// Decodes an envelope, plaintext or encrypted, into `out` (replacing its contents). A
+/// plaintext envelope decodes as in [`decode_into`] (refused with [`DecodeError::Plaintext`]
+/// when `keys` requires encryption, unless it is an integer counter: counters are plaintext by
+/// nature). An encrypted one needs `keys`, and is decrypted in this order, so that nothing is
+/// returned or even looked at before it authenticates: the header checks of [`peek_header`]
+/// (magic, version, flags); at least 44 bytes; the key id among the keyring's; the GCM tag over
+/// header, nonce, ciphertext and `aad` (the namespace and key it was read under); then the
+/// reserved field, the original length against `cfg.max_value_bytes`, and decompression. On
+/// error `out` is left empty (and whatever was decrypted into it zeroed).
+///
+/// # Errors
+/// Those of [`decode_into`]; [`DecodeError::Encrypted`] without `keys`;
+/// [`DecodeError::Plaintext`]; the decryption failures ([`DecodeError::is_decrypt_failure`]):
+/// [`DecodeError::SealedTruncated`], [`DecodeError::UnknownKeyId`],
+/// [`DecodeError::Authentication`]; [`DecodeError::Reserved`].
+pub fn decode_into_with(
+    cfg: &EnvelopeConfig,
+    keys: Option<&Keyring>,
+    aad: Aad<'_>,
+    bytes: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), DecodeError> {
+    out.clear();
+    let flags = Header::check_prefix(bytes)?;
+    let result = if flags & FLAG_AES_256_GCM != 0 {
+        match keys {
+            Some(keys) => decode_sealed(cfg, keys, aad, bytes, out),
+            None => Err(DecodeError::Encrypted),
+        }
+    } else if keys.is_some_and(Keyring::requires_encryption) && flags & FLAG_INTEGER == 0 {
+        Err(DecodeError::Plaintext)
+    } else {
+        decode_into_cleared(cfg, bytes, out)
+    };
     if result.is_err() {
         out.clear();
     }

@@ -37,6 +37,24 @@ pub enum EncodeError {
         /// Length of the value, in bytes.
         len: usize,
     },
+
+    /// The operating system's random number generator failed to give a nonce.
+    #[error(
+        "the operating system's random number generator (getrandom) failed, so no nonce could \
+         be drawn and the value was not encrypted; check that /dev/urandom and the getrandom \
+         system call are available to this process (seccomp, containers)"
+    )]
+    Random,
+
+    /// The namespace is too long for the associated data's one-byte length (255 bytes).
+    #[error(
+        "namespace is {namespace_len} bytes, over the 255 an encrypted envelope can bind; use a \
+         shorter namespace (the daemon allows 127 bytes)"
+    )]
+    AadTooLong {
+        /// Length of the namespace, in bytes.
+        namespace_len: usize,
+    },
 }
 
 /// Why bytes could not be decoded into a value.
@@ -88,12 +106,66 @@ pub enum DecodeError {
         unknown: u8,
     },
 
-    /// The value is AES-256-GCM encrypted (flag bit 1), which this build cannot decrypt.
+    /// The value is AES-256-GCM encrypted (flag bit 1) and this client has no key configured.
     #[error(
-        "value is AES-256-GCM encrypted (flag bit 1), which this build of cachekit cannot \
-         decrypt; upgrade cachekit on this client and configure the encryption key"
+        "value is AES-256-GCM encrypted and this client has no encryption key; configure the \
+         writers' master key (ClientOptions::encryption, or CACHEKIT_MASTER_KEY / \
+         CACHEKIT_MASTER_KEY_FILE) and the same tenant on this client"
     )]
     Encrypted,
+
+    /// This client requires encryption and the value is a plaintext envelope.
+    #[error(
+        "value is not encrypted and this client requires encryption (require_encryption); a \
+         client without a key wrote it: give that writer the key, or delete the key, or turn \
+         require_encryption off to accept plaintext values"
+    )]
+    Plaintext,
+
+    /// An encrypted envelope is shorter than its header, nonce and tag (44 bytes).
+    #[error(
+        "encrypted envelope is {len} bytes, shorter than the 44 bytes of header, nonce and tag; \
+         the stored value was cut off or tampered with: delete the key and refill it"
+    )]
+    SealedTruncated {
+        /// Length of the input, in bytes.
+        len: usize,
+    },
+
+    /// The envelope's key id is none of this client's keys.
+    #[error(
+        "value is encrypted with key id {found:08x}, which none of this client's keys has (it \
+         has {}); the writer used another master key or tenant: configure the same master key \
+         and tenant (add an old master key to previous_keys after a rotation), or the key id \
+         was tampered with",
+        KeyIds(.known)
+    )]
+    UnknownKeyId {
+        /// The key id in the envelope.
+        found: u32,
+        /// This client's key ids for the tenant, the current one first.
+        known: Vec<u32>,
+    },
+
+    /// The GCM tag did not verify: a wrong key, a tampered byte, or a ciphertext moved to another
+    /// key or namespace. Nothing was decrypted into the output.
+    #[error(
+        "decryption failed: the value does not authenticate under this client's key for this \
+         key and namespace (a wrong master key or tenant, a tampered byte, or a value copied \
+         from another key or namespace); nothing was returned: delete the key and refill it, \
+         or configure the writers' master key and tenant"
+    )]
+    Authentication,
+
+    /// An authenticated encrypted envelope's reserved field is not 0: a newer writer.
+    #[error(
+        "encrypted envelope's reserved field is {value:#x}, not 0; a newer client wrote it: \
+         upgrade cachekit on this client"
+    )]
+    Reserved {
+        /// The reserved field's value.
+        value: u32,
+    },
 
     /// The header's original length is over `max_value_bytes`; nothing was allocated.
     #[error(
@@ -154,6 +226,35 @@ pub enum DecodeError {
         /// The checksum of the decoded bytes.
         actual: u64,
     },
+}
+
+impl DecodeError {
+    /// Whether this is a decryption failure: the tag did not verify, no key of this client has
+    /// the envelope's key id, or the encrypted envelope is cut short. A wrong key, a tampered
+    /// byte and a moved ciphertext all end here, never in garbage or a miss.
+    #[must_use]
+    pub fn is_decrypt_failure(&self) -> bool {
+        matches!(
+            self,
+            DecodeError::Authentication
+                | DecodeError::UnknownKeyId { .. }
+                | DecodeError::SealedTruncated { .. }
+        )
+    }
+}
+
+struct KeyIds<'a>(&'a [u32]);
+
+impl fmt::Display for KeyIds<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, id) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{id:08x}")?;
+        }
+        Ok(())
+    }
 }
 
 /// Formats a byte count for messages: `1 MiB`, `3 KiB`, `1048577 bytes (1.0 MiB)`, `300 bytes`.

@@ -21,8 +21,11 @@ pub const HEADER_LEN: usize = 16;
 /// exactly `original_len` bytes.
 pub const FLAG_LZ4: u8 = 1 << 0;
 
-/// Flag bit 1: reserved for AES-256-GCM encryption (added by a later version). This version
-/// rejects such envelopes with [`DecodeError::Encrypted`].
+/// Flag bit 1: the payload is AES-256-GCM encrypted (after compression, when bit 0 is set too);
+/// the header's bytes 8..16 hold the key id and a reserved zero, and a nonce precedes the
+/// payload, a tag follows it (see the crate documentation). Decoded by
+/// [`decode_into_with`](crate::decode_into_with) with a [`Keyring`](crate::Keyring); the plain
+/// decoders refuse it with [`DecodeError::Encrypted`].
 pub const FLAG_AES_256_GCM: u8 = 1 << 1;
 
 /// Flag bit 2: the value is an integer counter: the payload (never compressed) is the ASCII
@@ -30,7 +33,7 @@ pub const FLAG_AES_256_GCM: u8 = 1 << 1;
 /// daemon's INCR and by clients storing integers, so every binding reads counters as integers.
 pub const FLAG_INTEGER: u8 = 1 << 2;
 
-/// Every flag bit this version knows the meaning of (and can therefore decode).
+/// Every flag bit a plaintext envelope may carry (bit 1, encryption, is handled on its own).
 pub const KNOWN_FLAGS: u8 = FLAG_LZ4 | FLAG_INTEGER;
 
 /// The largest original length the format can carry: the length field is a `u32`.
@@ -86,9 +89,9 @@ impl Header {
         b
     }
 
-    /// Parses and validates the header at the start of `bytes` (magic, version, flags), without
-    /// looking at the payload or at any configured limit.
-    pub(crate) fn parse(bytes: &[u8]) -> Result<Self, DecodeError> {
+    /// Checks the parts of the header every envelope shares (length, magic, version, flags) and
+    /// returns the flags byte; encrypted envelopes (flag bit 1) pass.
+    pub(crate) fn check_prefix(bytes: &[u8]) -> Result<u8, DecodeError> {
         let Some(h) = bytes.first_chunk::<HEADER_LEN>() else {
             return Err(DecodeError::Truncated { len: bytes.len() });
         };
@@ -106,9 +109,19 @@ impl Header {
         if unknown != 0 {
             return Err(DecodeError::UnknownFlags { flags, unknown });
         }
+        Ok(flags)
+    }
+
+    /// Parses and validates the header of a plaintext envelope at the start of `bytes` (magic,
+    /// version, flags), without looking at the payload or at any configured limit. An encrypted
+    /// envelope is [`DecodeError::Encrypted`]: its bytes 8..16 are no checksum.
+    pub(crate) fn parse(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let flags = Self::check_prefix(bytes)?;
         if flags & FLAG_AES_256_GCM != 0 {
             return Err(DecodeError::Encrypted);
         }
+        let h = &bytes[..HEADER_LEN];
+        let version = h[OFF_VERSION];
         let mut len = [0u8; 4];
         len.copy_from_slice(&h[OFF_LEN..OFF_CHECKSUM]);
         let mut sum = [0u8; 8];

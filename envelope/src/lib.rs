@@ -21,7 +21,7 @@
 //! |-------:|-----:|----------------|--------------------------------------------------------------|
 //! |      0 |    2 | `magic`        | `F8 4B`; `0xF8` never starts UTF-8 text or a common framing   |
 //! |      2 |    1 | `version`      | `1`                                                          |
-//! |      3 |    1 | `flags`        | bit 0: payload is LZ4; bit 1: AES-256-GCM (reserved); bit 2: integer counter; 3–7: 0 |
+//! |      3 |    1 | `flags`        | bit 0: payload is LZ4; bit 1: AES-256-GCM (below); bit 2: integer counter; 3–7: 0 |
 //! |      4 |    4 | `original_len` | `u32`, length of the original value in bytes                 |
 //! |      8 |    8 | `checksum`     | `u64`, xxHash3-64 (seed 0) of the original value             |
 //! |     16 |    … | payload        | the value itself, or (bit 0) one LZ4 block decompressing to exactly `original_len` bytes |
@@ -42,10 +42,33 @@
 //! flag, a new field or a different header therefore needs a new version, and so does anything
 //! that changes the bytes of the golden vectors in `tests/golden/`.
 //!
-//! Encryption (flag bit 1) is added by a later version of this crate; it will define what the
-//! payload and the checksum field hold for an encrypted value (a checksum of the plaintext in the
-//! clear would leak which values are equal). Until then such envelopes are refused.
+//! # Encrypted envelopes (flag bit 1)
 //!
+//! With a [`Keyring`] ([`encode_into_with`], [`decode_into_with`]) the payload (the raw value,
+//! or the LZ4 block when bit 0 is set: compressed, then encrypted) is encrypted with AES-256-GCM:
+//!
+//! | offset | size | field | contents |
+//! |---:|---:|---|---|
+//! | 0 | 2 | `magic` | `F8 4B` |
+//! | 2 | 1 | `version` | `1` |
+//! | 3 | 1 | `flags` | bit 1 set; bit 0 if the plaintext payload is an LZ4 block |
+//! | 4 | 4 | `original_len` | `u32`, the value's length before compression |
+//! | 8 | 4 | `key_id` | `u32`, which tenant key encrypted it (see [`MasterKey::key_id`]) |
+//! | 12 | 4 | reserved | `0`; refused otherwise |
+//! | 16 | 12 | `nonce` | 96 random bits from the OS RNG, fresh per encryption |
+//! | 28 | n | ciphertext | of the payload |
+//! | 28+n | 16 | tag | the GCM tag |
+//!
+//! The associated data is the 16 header bytes, then `u8 len(namespace)`, the namespace,
+//! `u32 len(key)` (LE), the key ([`Aad`]): the tag authenticates the header and binds the value
+//! to where it is stored, so bytes copied to another key or namespace do not decrypt. The tag
+//! replaces the xxh3 checksum, which would tell equal plaintexts apart. Overhead: 44 bytes
+//! ([`ENCRYPTION_OVERHEAD`]). Keys are derived by HKDF-SHA256 from a 32-byte [`MasterKey`] per
+//! tenant (see [`Keyring`] and the `keys` module's table). The decoder authenticates before it
+//! looks at anything the tag covers (length, reserved field) and never returns bytes that did
+//! not authenticate. Golden vectors: `tests/golden/encrypted.txt`. The AEAD is `ring`'s
+//! (measured against RustCrypto `aes-gcm` in `benches/aead.rs`).
+
 //! # Limits and why
 //!
 //! - **`max_value_bytes`** (default 1 MiB, [`DEFAULT_MAX_VALUE_BYTES`]): [`encode`] refuses longer
@@ -83,9 +106,14 @@
 mod codec;
 mod error;
 mod header;
+mod keys;
+mod sealed;
 
+#[cfg(feature = "fixed-nonce")]
+pub use codec::encode_into_with_fixed_nonce;
 pub use codec::{
-    decode, decode_into, encode, encode_integer, encode_into, encoded_len_bound, parse_integer,
+    decode, decode_into, decode_into_with, decode_with, encode, encode_integer, encode_into,
+    encode_into_with, encode_with, encoded_len_bound, encrypted_len_bound, parse_integer,
     peek_header, EnvelopeConfig, DEFAULT_COMPRESS_THRESHOLD, DEFAULT_MAX_VALUE_BYTES,
 };
 pub use error::{DecodeError, EncodeError};
@@ -93,3 +121,5 @@ pub use header::{
     Header, FLAG_AES_256_GCM, FLAG_INTEGER, FLAG_LZ4, FORMAT_VERSION, HEADER_LEN, KNOWN_FLAGS,
     MAGIC, MAX_FORMAT_LEN,
 };
+pub use keys::{KeyError, KeyHasher, Keyring, MasterKey, MASTER_KEY_LEN};
+pub use sealed::{Aad, ENCRYPTION_OVERHEAD, SEALED_PREFIX_LEN, TAG_LEN};

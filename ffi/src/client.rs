@@ -334,6 +334,13 @@ mod tests {
             redis_url: null(),
             redis_timeout_ms: 0,
             reserved: 0,
+            encryption_key: null(),
+            encryption_key_len: 0,
+            previous_keys: null(),
+            previous_keys_count: 0,
+            tenant: null(),
+            encryption_flags: 0,
+            reserved2: 0,
         };
         let mut c = null_mut();
         // SAFETY: valid options and output.

@@ -12,7 +12,7 @@ use crate::panic::ffi_boundary;
 /// What a cachekit function returned. `CACHEKIT_OK` is 0; `CACHEKIT_MISS` is an answer, not an
 /// error; every other code is an error and leaves a message for `cachekit_last_error_message`.
 ///
-/// Codes 4 to 12 are the Rust client's `Error` variants, one code per variant. New codes are
+/// Codes 4 to 12 and 15 to 17 are the Rust client's `Error` variants, one code per variant. New codes are
 /// only ever added at the end; treat an unknown code as an error.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -54,12 +54,21 @@ pub enum cachekit_result {
     CACHEKIT_PANIC = 13,
     /// An error this build of the library has no code for (a newer client error kind).
     CACHEKIT_OTHER_ERROR = 14,
+    /// An encrypted value did not decrypt: a wrong master key or tenant, a tampered byte, or a
+    /// value copied from another key or namespace. Never garbage, never a miss.
+    CACHEKIT_DECRYPT = 15,
+    /// The value is encrypted and this handle has no key: set `cachekit_options.encryption_key`
+    /// (or `CACHEKIT_MASTER_KEY` / `CACHEKIT_MASTER_KEY_FILE`).
+    CACHEKIT_ENCRYPTED = 16,
+    /// The value is plaintext and this handle requires encryption
+    /// (`CACHEKIT_ENCRYPT_REQUIRE`).
+    CACHEKIT_PLAINTEXT = 17,
 }
 
 impl cachekit_result {
     /// Every code, in order (for tests and `describe`).
     #[cfg(test)]
-    pub(crate) const ALL: [cachekit_result; 15] = {
+    pub(crate) const ALL: [cachekit_result; 18] = {
         use cachekit_result::*;
         [
             CACHEKIT_OK,
@@ -77,6 +86,9 @@ impl cachekit_result {
             CACHEKIT_CORRUPT_VALUE,
             CACHEKIT_PANIC,
             CACHEKIT_OTHER_ERROR,
+            CACHEKIT_DECRYPT,
+            CACHEKIT_ENCRYPTED,
+            CACHEKIT_PLAINTEXT,
         ]
     };
 
@@ -93,6 +105,9 @@ impl cachekit_result {
             Error::Daemon { .. } => CACHEKIT_DAEMON,
             Error::Io(_) => CACHEKIT_IO,
             Error::Envelope(_) => CACHEKIT_CORRUPT_VALUE,
+            Error::Decrypt { .. } => CACHEKIT_DECRYPT,
+            Error::Encrypted { .. } => CACHEKIT_ENCRYPTED,
+            Error::Plaintext { .. } => CACHEKIT_PLAINTEXT,
             // `Error` is non_exhaustive: a variant added to the client after this build.
             _ => CACHEKIT_OTHER_ERROR,
         }
@@ -116,6 +131,9 @@ impl cachekit_result {
             12 => c"a stored value is damaged (not a valid envelope)",
             13 => c"a panic was caught inside libcachekit (a bug)",
             14 => c"an error this version of libcachekit has no code for",
+            15 => c"decryption failed: wrong key or tenant, tampered value, or value moved from another key",
+            16 => c"the value is encrypted and this handle has no encryption key",
+            17 => c"the value is not encrypted and this handle requires encryption",
             _ => c"unknown cachekit result code",
         }
     }
@@ -301,6 +319,9 @@ mod tests {
                 CACHEKIT_DAEMON,
             ),
             (Error::Io(io::Error::other("x")), CACHEKIT_IO),
+            (Error::Decrypt { message: m() }, CACHEKIT_DECRYPT),
+            (Error::Encrypted { message: m() }, CACHEKIT_ENCRYPTED),
+            (Error::Plaintext { message: m() }, CACHEKIT_PLAINTEXT),
         ];
         let mut seen = std::collections::HashSet::new();
         for (e, code) in cases {

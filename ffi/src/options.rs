@@ -6,7 +6,8 @@ use std::ffi::c_char;
 use std::mem::size_of;
 use std::time::Duration;
 
-use ::cachekit_client::ClientOptions;
+use ::cachekit_client::MASTER_KEY_LEN;
+use ::cachekit_client::{ClientOptions, Encryption, MasterKey};
 
 use crate::args::opt_str_in;
 use crate::error::Failure;
@@ -22,6 +23,17 @@ pub const CACHEKIT_OPEN_REDIS_CLUSTER: u32 = 2;
 /// `cachekit_options.flags`: do not fall back to Redis directly while the daemon is down, even
 /// with a `redis_url` (gets then miss and writes fail, as without one).
 pub const CACHEKIT_OPEN_NO_REDIS_FALLBACK: u32 = 4;
+
+/// `cachekit_options.encryption_flags`: send a keyed hash (HMAC-SHA256, 64 hex digits) of
+/// each key instead of the key, so neither the daemon nor Redis sees key names.
+pub const CACHEKIT_ENCRYPT_HASH_KEYS: u32 = 1;
+
+/// `cachekit_options.encryption_flags`: refuse plaintext values on read
+/// (`CACHEKIT_PLAINTEXT`) instead of returning them; counters excepted.
+pub const CACHEKIT_ENCRYPT_REQUIRE: u32 = 2;
+
+/// Every `encryption_flags` bit this build knows.
+const KNOWN_ENCRYPT_FLAGS: u32 = CACHEKIT_ENCRYPT_HASH_KEYS | CACHEKIT_ENCRYPT_REQUIRE;
 
 /// Every flag this build knows.
 const KNOWN_FLAGS: u32 =
@@ -39,9 +51,23 @@ const KNOWN_FLAGS: u32 =
 /// Strings are NUL-terminated UTF-8, read during the call only. A NULL `socket_path`,
 /// `instance` or `ns` is taken from the environment (`CACHEKIT_SOCKET`, `CACHEKIT_INSTANCE`,
 /// `CACHEKIT_NAMESPACE`, `CACHEKIT_REDIS_URL`; `CACHEKIT_DIR` is honoured when the socket is
-/// looked up), else the default. Later versions append fields (an encryption key); old
-/// programs keep working because their `struct_size` is smaller, and a zero field means what
-/// it always did. The struct has no padding on 64-bit targets (72 bytes).
+/// looked up), else the default. Later versions append fields; old programs keep working
+/// because their `struct_size` is smaller, and a zero field means what it always did. The
+/// struct has no padding on 64-bit targets (120 bytes; 72 before the encryption fields).
+///
+/// Encryption (AES-256-GCM in this process; the daemon and Redis see ciphertext only):
+///
+/// ```c
+/// opts.encryption_key = key32;       // 32 bytes
+/// opts.encryption_key_len = 32;
+/// opts.previous_keys = old_keys;     // count x 32 bytes, back to back
+/// opts.previous_keys_count = 1;
+/// opts.tenant = "acme";              // NULL = the namespace
+/// opts.encryption_flags = CACHEKIT_ENCRYPT_REQUIRE;
+/// ```
+///
+/// With no `encryption_key`, `CACHEKIT_MASTER_KEY` or `CACHEKIT_MASTER_KEY_FILE` from the
+/// environment turn encryption on (see the Rust client's `ClientOptions::from_env`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 #[allow(non_camel_case_types)]
@@ -74,14 +100,54 @@ pub struct cachekit_options {
     pub redis_timeout_ms: u32,
     /// Must be 0 (room for a later field).
     pub reserved: u32,
+    /// The 32-byte master key values are encrypted under (through a key derived per tenant).
+    /// NULL = no encryption (unless the environment sets a key). Read during the call only.
+    pub encryption_key: *const u8,
+    /// Length of `encryption_key`: 32 when it is set, else 0.
+    pub encryption_key_len: usize,
+    /// Older master keys still accepted for reading (key rotation): `previous_keys_count`
+    /// keys of 32 bytes, back to back. NULL when the count is 0.
+    pub previous_keys: *const u8,
+    /// How many keys `previous_keys` holds.
+    pub previous_keys_count: usize,
+    /// The tenant whose key is derived (NUL-terminated UTF-8). NULL = each handle's namespace.
+    pub tenant: *const c_char,
+    /// `CACHEKIT_ENCRYPT_*` bits; 0 for none. Unknown bits are refused.
+    pub encryption_flags: u32,
+    /// Must be 0 (room for a later field).
+    pub reserved2: u32,
 }
 
-/// The smallest `struct_size` accepted: the size of the first published version (this one).
-const MIN_STRUCT_SIZE: usize = size_of::<cachekit_options>();
+/// The smallest `struct_size` accepted: the size of the first published version, without the
+/// encryption fields.
+const MIN_STRUCT_SIZE: usize = 72;
 
 /// Pins the layout the header promises (64-bit targets).
 #[cfg(target_pointer_width = "64")]
-const _: () = assert!(size_of::<cachekit_options>() == 72);
+const _: () = assert!(size_of::<cachekit_options>() == 120);
+
+/// Every field zero or NULL: what the fields a caller's older, shorter struct lacks mean.
+const ZERO: cachekit_options = cachekit_options {
+    struct_size: 0,
+    flags: 0,
+    pool_size: 0,
+    socket_path: std::ptr::null(),
+    instance: std::ptr::null(),
+    ns: std::ptr::null(),
+    client_name: std::ptr::null(),
+    connect_timeout_ms: 0,
+    request_timeout_ms: 0,
+    redis_url: std::ptr::null(),
+    redis_timeout_ms: 0,
+    reserved: 0,
+    encryption_key: std::ptr::null(),
+    encryption_key_len: 0,
+    previous_keys: std::ptr::null(),
+    previous_keys_count: 0,
+    tenant: std::ptr::null(),
+    encryption_flags: 0,
+    reserved2: 0,
+};
 
 /// What an open asks for, once read from C.
 #[derive(Debug)]
@@ -119,21 +185,35 @@ pub(crate) unsafe fn read_options(opts: *const cachekit_options) -> Result<OpenO
             )));
         }
     }
-    // SAFETY: at least `ours` bytes are readable (struct_size >= MIN_STRUCT_SIZE == ours) and
-    // every bit pattern is a valid `cachekit_options` (integers and raw pointers).
-    let o = unsafe { opts.read() };
+    let mut o = ZERO;
+    // SAFETY:
+    // - the caller promises `struct_size` readable bytes at `opts`; we copy at most that many;
+    // - `o` is a local `cachekit_options`, writable for `ours` bytes, not overlapping `opts`;
+    // - every bit pattern is a valid `cachekit_options` (integers and raw pointers), and the
+    //   fields past the copied prefix keep their zero ("default").
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            opts.cast::<u8>(),
+            (&raw mut o).cast::<u8>(),
+            struct_size.min(ours),
+        );
+    }
     if o.flags & !KNOWN_FLAGS != 0 {
         return Err(Failure::invalid(format!(
             "cachekit_options.flags has unknown bits {:#x}",
             o.flags & !KNOWN_FLAGS
         )));
     }
-    if o.reserved != 0 {
+    if o.reserved != 0 || o.reserved2 != 0 {
         return Err(Failure::invalid(
             "cachekit_options.reserved is not 0; zero-initialise the struct",
         ));
     }
     let mut client = ClientOptions::from_env();
+    // SAFETY: the caller promises the encryption fields point to what they say.
+    if let Some(enc) = unsafe { read_encryption(&o) }? {
+        client = client.encryption(enc);
+    }
     // SAFETY: the caller promises NULL or a NUL-terminated string at `o.socket_path`.
     let socket = unsafe { opt_str_in(o.socket_path, "options.socket_path") }?;
     // SAFETY: the caller promises NULL or a NUL-terminated string at `o.instance`.
@@ -185,6 +265,66 @@ pub(crate) unsafe fn read_options(opts: *const cachekit_options) -> Result<OpenO
     })
 }
 
+/// The encryption settings of `o`, `None` when it sets no key (the environment may).
+///
+/// # Safety
+/// `o.encryption_key` is NULL or points to `o.encryption_key_len` readable bytes;
+/// `o.previous_keys` is NULL or points to `32 * o.previous_keys_count` readable bytes;
+/// `o.tenant` is NULL or a NUL-terminated string.
+unsafe fn read_encryption(o: &cachekit_options) -> Result<Option<Encryption>, Failure> {
+    if o.encryption_flags & !KNOWN_ENCRYPT_FLAGS != 0 {
+        return Err(Failure::invalid(format!(
+            "cachekit_options.encryption_flags has unknown bits {:#x}",
+            o.encryption_flags & !KNOWN_ENCRYPT_FLAGS
+        )));
+    }
+    // SAFETY: the caller promises NULL or a NUL-terminated string at `o.tenant`.
+    let tenant = unsafe { opt_str_in(o.tenant, "options.tenant") }?;
+    if o.encryption_key.is_null() {
+        if o.encryption_key_len != 0
+            || o.previous_keys_count != 0
+            || tenant.is_some()
+            || o.encryption_flags != 0
+        {
+            return Err(Failure::invalid(
+                "cachekit_options sets encryption settings but no encryption_key; set \
+                 encryption_key and encryption_key_len = 32",
+            ));
+        }
+        return Ok(None);
+    }
+    let invalid =
+        |e: cachekit_client::KeyError| Failure::invalid(format!("options.encryption_key: {e}"));
+    // SAFETY: non-NULL, and the caller promises `encryption_key_len` readable bytes there.
+    let key = unsafe { std::slice::from_raw_parts(o.encryption_key, o.encryption_key_len) };
+    let mut enc = Encryption::new(MasterKey::from_slice(key).map_err(invalid)?);
+    if o.previous_keys_count > 0 {
+        if o.previous_keys.is_null() {
+            return Err(Failure::invalid(
+                "cachekit_options.previous_keys is NULL but previous_keys_count is not 0",
+            ));
+        }
+        let len = o
+            .previous_keys_count
+            .checked_mul(MASTER_KEY_LEN)
+            .ok_or_else(|| {
+                Failure::invalid("cachekit_options.previous_keys_count is absurdly large")
+            })?;
+        // SAFETY: non-NULL, and the caller promises `32 * previous_keys_count` readable bytes.
+        let all = unsafe { std::slice::from_raw_parts(o.previous_keys, len) };
+        for k in all.chunks_exact(MASTER_KEY_LEN) {
+            enc = enc.previous_key(MasterKey::from_slice(k).map_err(invalid)?);
+        }
+    }
+    if let Some(t) = tenant {
+        enc = enc.tenant(t);
+    }
+    Ok(Some(
+        enc.hash_keys(o.encryption_flags & CACHEKIT_ENCRYPT_HASH_KEYS != 0)
+            .require_encryption(o.encryption_flags & CACHEKIT_ENCRYPT_REQUIRE != 0),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,17 +333,78 @@ mod tests {
     fn zeroed() -> cachekit_options {
         cachekit_options {
             struct_size: size_of::<cachekit_options>(),
-            flags: 0,
-            pool_size: 0,
-            socket_path: std::ptr::null(),
-            instance: std::ptr::null(),
-            ns: std::ptr::null(),
-            client_name: std::ptr::null(),
-            connect_timeout_ms: 0,
-            request_timeout_ms: 0,
-            redis_url: std::ptr::null(),
-            redis_timeout_ms: 0,
-            reserved: 0,
+            ..ZERO
+        }
+    }
+
+    #[test]
+    fn a_72_byte_struct_of_the_first_version_still_opens() {
+        let mut o = zeroed();
+        o.struct_size = 72;
+        // Garbage past the caller's 72 bytes is not read.
+        o.encryption_key_len = 99;
+        // SAFETY: a whole struct (more than the 72 bytes it claims).
+        let r = unsafe { read_options(&o) }.unwrap();
+        assert!(r.client.encryption.is_none() || std::env::var_os("CACHEKIT_MASTER_KEY").is_some());
+    }
+
+    #[test]
+    fn encryption_fields() {
+        let key = [7u8; 32];
+        let previous = [[1u8; 32], [2u8; 32]].concat();
+        let mut o = zeroed();
+        o.encryption_key = key.as_ptr();
+        o.encryption_key_len = 32;
+        o.previous_keys = previous.as_ptr();
+        o.previous_keys_count = 2;
+        o.tenant = c"acme".as_ptr();
+        o.encryption_flags = CACHEKIT_ENCRYPT_HASH_KEYS | CACHEKIT_ENCRYPT_REQUIRE;
+        // SAFETY: a whole struct whose pointers point to what their lengths say.
+        let enc = unsafe { read_options(&o) }
+            .unwrap()
+            .client
+            .encryption
+            .unwrap();
+        assert_eq!(enc.master_key, MasterKey::from_bytes(key));
+        assert_eq!(
+            enc.previous_keys,
+            [
+                MasterKey::from_bytes([1; 32]),
+                MasterKey::from_bytes([2; 32])
+            ]
+        );
+        assert_eq!(enc.tenant.as_deref(), Some("acme"));
+        assert!(enc.hash_keys && enc.require_encryption);
+        for bad in [
+            {
+                let mut b = o;
+                b.encryption_key_len = 16;
+                b
+            },
+            {
+                let mut b = o;
+                b.encryption_flags = 4;
+                b
+            },
+            {
+                let mut b = o;
+                b.previous_keys = std::ptr::null();
+                b
+            },
+            {
+                let mut b = o;
+                b.encryption_key = std::ptr::null();
+                b
+            },
+            {
+                let mut b = o;
+                b.reserved2 = 1;
+                b
+            },
+        ] {
+            // SAFETY: as above; the refused fields are never dereferenced beyond their lengths.
+            let e = unsafe { read_options(&bad) }.unwrap_err();
+            assert_eq!(e.code, CACHEKIT_INVALID_ARGUMENT, "{}", e.message);
         }
     }
 

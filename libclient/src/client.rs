@@ -1,12 +1,16 @@
 //! The [`Client`] handle and its operations.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
-use cachekit_envelope::{decode, decode_into, encode, DecodeError, EnvelopeConfig};
+use cachekit_envelope::{
+    decode_into_with, decode_with, encode_with, Aad, DecodeError, EnvelopeConfig, Keyring,
+};
 use cachekit_proto::{FetchHit, Reply, Request, Set};
 
+use crate::crypto::TenantCrypto;
 use crate::direct::Direct;
 use crate::error::Error;
 use crate::limits::{check_encoded_value, check_key, check_namespace};
@@ -38,6 +42,8 @@ use cachekit_redis::WriteOp;
 pub struct Client {
     pub(crate) shared: Arc<Shared>,
     pub(crate) namespace: Arc<str>,
+    /// This handle's tenant keys, when encryption is configured.
+    pub(crate) crypto: Option<Arc<TenantCrypto>>,
 }
 
 const _: () = {
@@ -77,9 +83,12 @@ impl Client {
     pub fn connect_lazy(options: ClientOptions) -> Result<Client, Error> {
         options.validate()?;
         let namespace: Arc<str> = Arc::from(options.namespace.as_str());
+        let shared = Arc::new(Shared::new(options));
+        let crypto = shared.crypto.as_ref().map(|c| c.for_namespace(&namespace));
         Ok(Client {
-            shared: Arc::new(Shared::new(options)),
+            shared,
             namespace,
+            crypto,
         })
     }
 
@@ -94,6 +103,11 @@ impl Client {
         Ok(Client {
             shared: self.shared.clone(),
             namespace: Arc::from(namespace),
+            crypto: self
+                .shared
+                .crypto
+                .as_ref()
+                .map(|c| c.for_namespace(namespace)),
         })
     }
 
@@ -107,6 +121,30 @@ impl Client {
         &self.shared.opts
     }
 
+    /// The key as sent to the daemon: `key` itself, or its keyed hash when
+    /// [`Encryption::hash_keys`](crate::Encryption::hash_keys) is on.
+    pub(crate) fn wire_key<'k>(&self, key: &'k [u8]) -> Cow<'k, [u8]> {
+        match self.crypto.as_deref().and_then(|c| c.hasher.as_ref()) {
+            Some(h) => Cow::Owned(h.hash(key)),
+            None => Cow::Borrowed(key),
+        }
+    }
+
+    /// The keyring values are encrypted and decrypted with, when encryption is configured.
+    pub(crate) fn keyring(&self) -> Option<&Keyring> {
+        self.crypto.as_deref().map(|c| &c.keyring)
+    }
+
+    /// Decodes (and decrypts) a stored value of `key` (the wire key) into a new [`Value`].
+    pub(crate) fn decode_value(
+        &self,
+        cfg: &EnvelopeConfig,
+        key: &[u8],
+        stored: &[u8],
+    ) -> Result<Vec<u8>, DecodeError> {
+        decode_with(cfg, self.keyring(), Aad::new(&self.namespace, key), stored)
+    }
+
     /// The value of `key`, or `None` on a miss (and when neither the segment nor the daemon can
     /// answer). A stale hit (within grace) has [`Value::stale`] set.
     ///
@@ -115,13 +153,14 @@ impl Client {
     /// bytes are not a valid envelope; [`Error::NotPermitted`], [`Error::Protocol`] from the
     /// daemon.
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Value>, Error> {
-        let key = key.as_ref();
+        let key = self.wire_key(key.as_ref());
+        let key = &*key;
         match self.segment_value(key, LookupMode::BeforeFetch)? {
             SegmentOutcome::Hit(r) => return self.decoded(r).map(Some),
             SegmentOutcome::Miss | SegmentOutcome::Unusable => {}
         }
         self.fetch(key, |cfg, hit| {
-            let bytes = decode(cfg, &hit.value)?;
+            let bytes = self.decode_value(cfg, key, &hit.value)?;
             let info = HitInfo::from_fetch(&hit, bytes.len());
             Ok(Value::new(bytes, info))
         })
@@ -137,13 +176,16 @@ impl Client {
         key: impl AsRef<[u8]>,
         out: &mut Vec<u8>,
     ) -> Result<Option<HitInfo>, Error> {
-        let key = key.as_ref();
+        let key = self.wire_key(key.as_ref());
+        let key = &*key;
         match self.segment_value_into(key, out, LookupMode::BeforeFetch)? {
             SegmentOutcome::Hit(r) => return self.decoded(r).map(Some),
             SegmentOutcome::Miss | SegmentOutcome::Unusable => {}
         }
+        let keys = self.keyring();
+        let aad = Aad::new(&self.namespace, key);
         self.fetch(key, |cfg, hit| {
-            decode_into(cfg, &hit.value, out)?;
+            decode_into_with(cfg, keys, aad, &hit.value, out)?;
             Ok(HitInfo::from_fetch(&hit, out.len()))
         })
     }
@@ -164,7 +206,7 @@ impl Client {
     /// [`Error::TooLarge`] for a key over `max_key_bytes`; [`Error::Envelope`] when the stored
     /// bytes are not a valid envelope.
     pub fn get_local(&self, key: impl AsRef<[u8]>) -> Result<Option<Value>, Error> {
-        match self.segment_value(key.as_ref(), LookupMode::LocalOnly)? {
+        match self.segment_value(&self.wire_key(key.as_ref()), LookupMode::LocalOnly)? {
             SegmentOutcome::Hit(r) => self.decoded(r).map(Some),
             SegmentOutcome::Miss | SegmentOutcome::Unusable => Ok(None),
         }
@@ -181,7 +223,7 @@ impl Client {
         key: impl AsRef<[u8]>,
         out: &mut Vec<u8>,
     ) -> Result<Option<HitInfo>, Error> {
-        match self.segment_value_into(key.as_ref(), out, LookupMode::LocalOnly)? {
+        match self.segment_value_into(&self.wire_key(key.as_ref()), out, LookupMode::LocalOnly)? {
             SegmentOutcome::Hit(r) => self.decoded(r).map(Some),
             SegmentOutcome::Miss | SegmentOutcome::Unusable => Ok(None),
         }
@@ -195,8 +237,9 @@ impl Client {
     pub fn get_many<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Option<Value>>, Error> {
         let mut out = Vec::with_capacity(keys.len());
         let mut missing = Vec::new();
+        let keys: Vec<Cow<'_, [u8]>> = keys.iter().map(|k| self.wire_key(k.as_ref())).collect();
         for (i, key) in keys.iter().enumerate() {
-            match self.segment_value(key.as_ref(), LookupMode::BeforeFetch)? {
+            match self.segment_value(key, LookupMode::BeforeFetch)? {
                 SegmentOutcome::Hit(r) => out.push(Some(self.decoded(r)?)),
                 SegmentOutcome::Miss | SegmentOutcome::Unusable => {
                     out.push(None);
@@ -205,8 +248,9 @@ impl Client {
             }
         }
         for i in missing {
-            out[i] = self.fetch(keys[i].as_ref(), |cfg, hit| {
-                let bytes = decode(cfg, &hit.value)?;
+            let key = &*keys[i];
+            out[i] = self.fetch(key, |cfg, hit| {
+                let bytes = self.decode_value(cfg, key, &hit.value)?;
                 let info = HitInfo::from_fetch(&hit, bytes.len());
                 Ok(Value::new(bytes, info))
             })?;
@@ -222,7 +266,7 @@ impl Client {
     ) -> Result<SegmentOutcome<Result<Value, DecodeError>>, Error> {
         self.shared
             .segment_get(&self.namespace, key, mode, |raw, meta, cfg| {
-                decode(cfg, raw).map(|bytes| {
+                self.decode_value(cfg, key, raw).map(|bytes| {
                     let info = HitInfo::from_segment(meta, bytes.len(), raw);
                     Value::new(bytes, info)
                 })
@@ -237,16 +281,19 @@ impl Client {
         mode: LookupMode,
     ) -> Result<SegmentOutcome<Result<HitInfo, DecodeError>>, Error> {
         out.clear();
+        let keys = self.keyring();
+        let aad = Aad::new(&self.namespace, key);
         self.shared
             .segment_get(&self.namespace, key, mode, |raw, meta, cfg| {
-                decode_into(cfg, raw, out).map(|()| HitInfo::from_segment(meta, out.len(), raw))
+                decode_into_with(cfg, keys, aad, raw, out)
+                    .map(|()| HitInfo::from_segment(meta, out.len(), raw))
             })
     }
 
     pub(crate) fn decoded<T>(&self, r: Result<T, DecodeError>) -> Result<T, Error> {
         r.map_err(|e| {
             bump(&self.shared.counters.decode_errors);
-            Error::Envelope(e)
+            Error::from_decode(e)
         })
     }
 
@@ -377,11 +424,18 @@ impl Client {
             let _ = self.shared.warm_up();
         }
         let limits = self.shared.limits();
+        let key = &*self.wire_key(key);
         check_key(key, &limits)?;
         self.shared.value_limit().check(value.len())?;
-        let envelope = encode(&self.shared.envelope(), value).map_err(|e| Error::TooLarge {
-            message: e.to_string(),
-        })?;
+        let aad = Aad::new(&self.namespace, key);
+        let envelope = encode_with(&self.shared.envelope(), self.keyring(), aad, value).map_err(
+            |e| match e {
+                cachekit_envelope::EncodeError::Random => Error::Io(std::io::Error::other(e)),
+                e => Error::TooLarge {
+                    message: e.to_string(),
+                },
+            },
+        )?;
         check_encoded_value(value.len(), envelope.len(), &limits)?;
         Ok(Set {
             namespace: self.namespace.to_string(),
@@ -398,7 +452,7 @@ impl Client {
     /// # Errors
     /// [`Error::TooLarge`] for a key over `max_key_bytes`; [`Error::Unavailable`].
     pub fn delete(&self, key: impl AsRef<[u8]>) -> Result<bool, Error> {
-        let key = key.as_ref();
+        let key = &*self.wire_key(key.as_ref());
         check_key(key, &self.shared.limits())?;
         let req = Request::Delete {
             namespace: self.namespace.to_string(),

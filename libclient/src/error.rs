@@ -72,6 +72,46 @@ pub enum Error {
     /// written with a larger `max_value_bytes`). The message says what to do.
     #[error(transparent)]
     Envelope(#[from] cachekit_envelope::DecodeError),
+    /// An encrypted value did not decrypt: a wrong master key or tenant, a tampered byte, or a
+    /// ciphertext copied from another key or namespace. Never garbage, never a miss.
+    #[error("decrypt error: {message}")]
+    Decrypt {
+        /// Why, and what to do.
+        message: String,
+    },
+    /// The value is encrypted and this client has no key: the message says how to configure it.
+    #[error("{message}")]
+    Encrypted {
+        /// What to configure.
+        message: String,
+    },
+    /// The value is plaintext and this client requires encryption
+    /// ([`Encryption::require_encryption`](crate::Encryption::require_encryption)).
+    #[error("{message}")]
+    Plaintext {
+        /// What to do.
+        message: String,
+    },
+}
+
+impl Error {
+    /// The error of a value that failed to decode: the encryption cases get their own
+    /// variants, everything else is [`Error::Envelope`].
+    pub(crate) fn from_decode(e: cachekit_envelope::DecodeError) -> Error {
+        use cachekit_envelope::DecodeError as D;
+        match e {
+            e if e.is_decrypt_failure() => Error::Decrypt {
+                message: e.to_string(),
+            },
+            D::Encrypted => Error::Encrypted {
+                message: e.to_string(),
+            },
+            D::Plaintext => Error::Plaintext {
+                message: e.to_string(),
+            },
+            e => Error::Envelope(e),
+        }
+    }
 }
 
 /// How an UNAVAILABLE answer *from* the daemon starts (the daemon is alive, something behind it

@@ -104,6 +104,7 @@
 
 mod client;
 mod conn;
+mod crypto;
 mod direct;
 mod error;
 mod limits;
@@ -115,9 +116,10 @@ mod shared;
 mod stats;
 mod value;
 
-pub use cachekit_envelope::EnvelopeConfig;
+pub use cachekit_envelope::{EnvelopeConfig, KeyError, MasterKey, MASTER_KEY_LEN};
 pub use cachekit_proto::ErrorCode;
 pub use client::Client;
+pub use crypto::Encryption;
 pub use direct::DAEMON_PROBE_INTERVAL_MS;
 pub use error::Error;
 pub use manage::{IncrOptions, IntegerCondition, NamespaceInfo, Scan, ScanItem, ScanOptions, Ttl};

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use cachekit_envelope::{encode_integer, EnvelopeConfig};
+use cachekit_envelope::encode_integer;
 use cachekit_proto::{
-    Condition, FetchHit, Incr, Reply, Request, ScanRequest, Selection, SetIf, MAX_SCAN_PAGE,
+    Condition, Incr, Reply, Request, ScanRequest, Selection, SetIf, MAX_SCAN_PAGE,
 };
 
 use crate::client::{unexpected, Client};
@@ -320,7 +320,7 @@ impl Client {
         delta: i64,
         options: &IncrOptions,
     ) -> Result<Option<i64>, Error> {
-        let key = key.as_ref();
+        let key = &*self.wire_key(key.as_ref());
         check_key(key, &self.shared.limits())?;
         let req = Request::Incr(Incr {
             namespace: self.namespace.to_string(),
@@ -362,16 +362,22 @@ impl Client {
     /// # Errors
     /// As [`delete`](Client::delete); a value that fails to decode.
     pub fn get_and_delete(&self, key: impl AsRef<[u8]>) -> Result<Option<Value>, Error> {
-        let key = key.as_ref();
+        let key = &*self.wire_key(key.as_ref());
         check_key(key, &self.shared.limits())?;
         let req = Request::Take {
             namespace: self.namespace.to_string(),
             key: key.to_vec(),
         };
         match self.write(&req)? {
-            Reply::FetchHit(hit) => self
-                .decoded(decode_hit(&self.shared.envelope(), hit))
-                .map(Some),
+            Reply::FetchHit(hit) => {
+                let decoded = self
+                    .decode_value(&self.shared.envelope(), key, &hit.value)
+                    .map(|bytes| {
+                        let info = HitInfo::from_fetch(&hit, bytes.len());
+                        Value::new(bytes, info)
+                    });
+                self.decoded(decoded).map(Some)
+            }
             Reply::FetchMiss => Ok(None),
             other => Err(unexpected("TAKE", &other)),
         }
@@ -383,7 +389,7 @@ impl Client {
     /// # Errors
     /// As [`delete`](Client::delete).
     pub fn touch(&self, key: impl AsRef<[u8]>, ttl: Option<Duration>) -> Result<bool, Error> {
-        let key = key.as_ref();
+        let key = &*self.wire_key(key.as_ref());
         check_key(key, &self.shared.limits())?;
         let req = Request::Touch {
             namespace: self.namespace.to_string(),
@@ -530,13 +536,4 @@ impl Client {
             other => Err(unexpected("NAMESPACES", &other)),
         }
     }
-}
-
-fn decode_hit(
-    cfg: &EnvelopeConfig,
-    hit: FetchHit,
-) -> Result<Value, cachekit_envelope::DecodeError> {
-    let bytes = cachekit_envelope::decode(cfg, &hit.value)?;
-    let info = HitInfo::from_fetch(&hit, bytes.len());
-    Ok(Value::new(bytes, info))
 }

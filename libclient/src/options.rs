@@ -6,6 +6,7 @@ use std::time::Duration;
 use cachekit_envelope::EnvelopeConfig;
 use cachekit_proto::paths::DEFAULT_INSTANCE;
 
+use crate::crypto::Encryption;
 use crate::error::Error;
 
 /// The namespace used when none is given.
@@ -90,6 +91,13 @@ pub struct ClientOptions {
     pub redis_fallback: bool,
     /// Timeout of each call of the direct fallback (connect and answer). Default 250 ms.
     pub redis_timeout: Duration,
+    /// Client-side encryption of values (AES-256-GCM, per-tenant keys from one master key):
+    /// see [`Encryption`]. Default `None`: values are stored in the clear (env
+    /// `CACHEKIT_MASTER_KEY` / `CACHEKIT_MASTER_KEY_FILE`, see [`from_env`](ClientOptions::from_env)).
+    pub encryption: Option<Encryption>,
+    /// A bad encryption variable seen by `from_vars`: `validate` (so `connect`) reports it
+    /// rather than silently writing plaintext.
+    env_error: Option<String>,
 }
 
 impl std::fmt::Debug for ClientOptions {
@@ -114,6 +122,7 @@ impl std::fmt::Debug for ClientOptions {
             .field("redis_cluster", &self.redis_cluster)
             .field("redis_fallback", &self.redis_fallback)
             .field("redis_timeout", &self.redis_timeout)
+            .field("encryption", &self.encryption)
             .finish()
     }
 }
@@ -133,6 +142,8 @@ impl Default for ClientOptions {
             redis_cluster: false,
             redis_fallback: true,
             redis_timeout: DEFAULT_REDIS_TIMEOUT,
+            encryption: None,
+            env_error: None,
         }
     }
 }
@@ -166,8 +177,15 @@ impl ClientOptions {
     }
 
     /// The defaults overridden by the environment: `CACHEKIT_SOCKET`, `CACHEKIT_INSTANCE`,
-    /// `CACHEKIT_NAMESPACE` (empty variables are ignored). `CACHEKIT_DIR` is honoured when the
-    /// socket is looked up.
+    /// `CACHEKIT_NAMESPACE`, `CACHEKIT_REDIS_URL`, `CACHEKIT_REDIS_CLUSTER` (empty variables are
+    /// ignored). `CACHEKIT_DIR` is honoured when the socket is looked up.
+    ///
+    /// Encryption: `CACHEKIT_MASTER_KEY` (64 hex digits or base64 of 32 bytes) or
+    /// `CACHEKIT_MASTER_KEY_FILE` (a file of mode 0600 or 0400 holding the key) turns it on;
+    /// then `CACHEKIT_PREVIOUS_MASTER_KEYS` (comma-separated), `CACHEKIT_TENANT`,
+    /// `CACHEKIT_HASH_KEYS=1` and `CACHEKIT_REQUIRE_ENCRYPTION=1` set the rest of
+    /// [`Encryption`]. A bad value is reported by [`validate`](ClientOptions::validate), so
+    /// [`Client::connect`](crate::Client::connect) fails rather than writing plaintext.
     pub fn from_env() -> Self {
         Self::from_vars(|name| std::env::var(name).ok())
     }
@@ -191,7 +209,18 @@ impl ClientOptions {
         if let Some(cluster) = get("CACHEKIT_REDIS_CLUSTER") {
             opts.redis_cluster = matches!(cluster.as_str(), "1" | "true" | "yes");
         }
+        match Encryption::from_vars(&var) {
+            Ok(enc) => opts.encryption = enc,
+            Err(e) => opts.env_error = Some(e.to_string()),
+        }
         opts
+    }
+
+    /// Client-side encryption (see [`Encryption`]).
+    pub fn encryption(mut self, encryption: Encryption) -> Self {
+        self.encryption = Some(encryption);
+        self.env_error = None;
+        self
     }
 
     /// Connect to this socket instead of looking one up by instance.
@@ -283,6 +312,11 @@ impl ClientOptions {
 
     /// Checks the options; [`Client::connect`](crate::Client::connect) calls it.
     pub fn validate(&self) -> Result<(), Error> {
+        if let Some(message) = &self.env_error {
+            return Err(Error::InvalidArgument {
+                message: format!("{message} (from the environment)"),
+            });
+        }
         if self.socket.is_none() {
             cachekit_proto::paths::validate_instance(&self.instance)
                 .map_err(|message| Error::InvalidArgument { message })?;

@@ -165,7 +165,7 @@ impl FillLease {
         };
         let req = Request::LeaseRelease {
             namespace: self.client.namespace.to_string(),
-            key: self.key.clone(),
+            key: self.client.wire_key(&self.key).into_owned(),
             token: self.token,
         };
         match conn.call(&req)? {
@@ -190,6 +190,8 @@ impl Client {
         options: &LeaseOptions,
         refresh: bool,
     ) -> Result<LeaseOutcome, Error> {
+        let raw = key;
+        let key = &*self.wire_key(raw);
         check_key(key, &self.shared.limits())?;
         let ms = |d: Duration| u32::try_from(duration_ms(d)).unwrap_or(u32::MAX);
         let wait = if refresh {
@@ -220,15 +222,13 @@ impl Client {
             Reply::LeaseGranted { token } => Ok(LeaseOutcome::Granted(FillLease {
                 client: self.clone(),
                 conn: Some(conn),
-                key: key.to_vec(),
+                key: raw.to_vec(),
                 token,
             })),
             Reply::LeaseBusy => Ok(LeaseOutcome::Busy),
             Reply::FetchHit(hit) => {
-                let bytes = self.decoded(cachekit_envelope::decode(
-                    &self.shared.envelope(),
-                    &hit.value,
-                ))?;
+                let bytes =
+                    self.decoded(self.decode_value(&self.shared.envelope(), key, &hit.value))?;
                 let info = HitInfo::from_fetch(&hit, bytes.len());
                 Ok(LeaseOutcome::Hit(Value::new(bytes, info)))
             }

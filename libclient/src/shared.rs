@@ -114,6 +114,8 @@ pub(crate) struct Shared {
     /// more, since writes that failed (or, with the fallback, went to Redis directly) never
     /// reach it. A new daemon has a new epoch; the same one answering HELLO again clears it.
     distrusted_epoch: AtomicU64,
+    /// Client-side encryption, when configured: each tenant's keys, derived once.
+    pub(crate) crypto: Option<crate::crypto::Crypto>,
 }
 
 #[derive(Default)]
@@ -131,7 +133,9 @@ impl Shared {
             .ok()
             .flatten()
             .map(crate::direct::Direct::new);
+        let crypto = opts.encryption.clone().map(crate::crypto::Crypto::new);
         Shared {
+            crypto,
             direct,
             distrusted_epoch: AtomicU64::new(0),
             opts,

@@ -234,3 +234,46 @@ fn a_value_computed_across_an_invalidation_is_not_stored_as_fresh() {
         assert_eq!(c.get("k").unwrap().unwrap().bytes, b"row");
     });
 }
+
+#[test]
+fn query_with_encryption_and_hashed_keys() {
+    watchdog(Duration::from_secs(60), || {
+        let daemon = Daemon::start("query-crypt", &["--memory", "16MiB"]);
+        let opts = ClientOptions::new()
+            .socket(daemon.socket())
+            .namespace("query")
+            .encryption(
+                cachekit_client::Encryption::new(cachekit_client::MasterKey::from_bytes([7u8; 32]))
+                    .hash_keys(true),
+            );
+        let a = Client::connect(opts.clone()).unwrap();
+        let b = Client::connect(opts).unwrap();
+        let o = opts_default();
+        let LeaseOutcome::Granted(lease) = a.lease("secret", &o.lease).unwrap() else {
+            panic!()
+        };
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| {
+                b.query("secret", &o, || Err::<Vec<u8>, _>("not me"))
+                    .unwrap()
+            });
+            std::thread::sleep(Duration::from_millis(50));
+            assert!(lease.fill(b"sealed", &o.set).unwrap().is_some());
+            assert_eq!(
+                waiter.join().unwrap().bytes,
+                b"sealed",
+                "the waiter decrypts the fill"
+            );
+        });
+        assert_eq!(a.get("secret").unwrap().unwrap().bytes, b"sealed");
+        let plain = connect(daemon.socket());
+        assert!(
+            plain.get("secret").unwrap().is_none(),
+            "the key itself is hashed"
+        );
+    });
+}
+
+fn opts_default() -> QueryOptions {
+    opts(Duration::from_secs(60), Duration::ZERO)
+}

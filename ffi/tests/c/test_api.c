@@ -44,8 +44,8 @@ static void version_macros_match_the_library_and_cargo(void) {
 }
 
 static void every_code_has_a_static_description(void) {
-  const char *seen[CACHEKIT_OTHER_ERROR + 1];
-  for (uint32_t code = 0; code <= CACHEKIT_OTHER_ERROR; code++) {
+  const char *seen[CACHEKIT_PLAINTEXT + 1];
+  for (uint32_t code = 0; code <= CACHEKIT_PLAINTEXT; code++) {
     const char *d = cachekit_result_describe(code);
     CHECK(d != NULL && d[0] != 0);
     CHECK(strcmp(d, "unknown cachekit result code") != 0);
@@ -53,7 +53,7 @@ static void every_code_has_a_static_description(void) {
     seen[code] = d;
     CHECK(cachekit_result_describe(code) == d); /* static: the same pointer every time */
   }
-  CHECK(strcmp(cachekit_result_describe(CACHEKIT_OTHER_ERROR + 1),
+  CHECK(strcmp(cachekit_result_describe(CACHEKIT_PLAINTEXT + 1),
                "unknown cachekit result code") == 0);
   CHECK(strcmp(cachekit_result_describe(0xFFFFFFFFu), "unknown cachekit result code") == 0);
   CHECK(CACHEKIT_OK == 0);

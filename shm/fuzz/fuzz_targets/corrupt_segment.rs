@@ -397,7 +397,9 @@ impl Run {
         // Recorded before the write: a panicking write may still have published it.
         self.keys[k].ever.push(value.clone());
         let v = value.clone();
-        if self.write_op(|w| w.insert_at(ns, &key, &v, &opts, T0).expect("valid insert")) {
+        if self.write_op(|w| {
+            w.insert_at(ns, &key, &v, &opts, T0).expect("valid insert");
+        }) {
             let expires = ttl.0.map(|t| T0 + t);
             self.keys[k].cur = Some(Cur {
                 value,

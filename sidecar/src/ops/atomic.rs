@@ -4,7 +4,7 @@
 //! Without Redis the table is the whole truth: the decision and the write happen under one
 //! hold of the writer lock, so no other write of the host comes between. With Redis, Redis is
 //! the truth across hosts: the decision is made against the record in Redis and committed
-//! only if the record is still the one read (`Tier::update`), then applied to the table with
+//! only if the record is still the one read (`Tier::update_then`), then applied to the table with
 //! the write's namespace clock, like any write-through write.
 //!
 //! "Present" means fresh: an entry past its expiry (stale, within grace) or invalidated is

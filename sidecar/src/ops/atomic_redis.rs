@@ -1,5 +1,5 @@
 //! The atomic operations with a Redis tier: decided against the record in Redis and committed
-//! only if it is still the one read (`Tier::update`, `tier/atomic.rs`), then applied to the
+//! only if it is still the one read (`Tier::update_then`, `tier/atomic.rs`), then applied to the
 //! table with the commit's namespace clock, like a write-through write. Other hosts drop their
 //! copies on the commit's event. Nothing here is decided on this host alone: when Redis cannot
 //! be reached the answer is UNAVAILABLE.

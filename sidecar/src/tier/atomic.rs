@@ -1,7 +1,7 @@
 //! Atomic operations across hosts (add, replace, cas, incr, touch, get_and_delete) and deletes
 //! by pattern, decided in Redis.
 //!
-//! [`Tier::update`] is a read-modify-write: fetch the record (the ordinary fetch script, one
+//! [`Tier::update_then`] is a read-modify-write: fetch the record (the ordinary fetch script, one
 //! GET), validate it, let the caller decide, commit the decision with the compare script
 //! (the key still holds exactly the bytes read, or is still absent, and no invalidation
 //! covering it came in), and on a conflict start again (at most
@@ -20,7 +20,7 @@ use tracing::debug;
 
 pub use cachekit_redis::Decision;
 
-/// How [`Tier::update`] ended.
+/// How [`Tier::update_then`] ended.
 #[derive(Debug)]
 pub enum UpdateOutcome {
     /// Committed at namespace clock `clock`: apply `record` (its stamp is `clock`) to the
@@ -66,7 +66,7 @@ impl Tier {
         self.update_then(ns, key, f, |o| o)
     }
 
-    /// [`update`](Self::update), then `apply` on its outcome (put it in the table, build the
+    /// the read-modify-write of `update` (below), then `apply` on its outcome (put it in the table, build the
     /// reply), all under a lock this host's atomic operations on the key take in turn
     /// (striped: 1 key in [`LOCK_STRIPES`] shares it). So this host's atomic operations on a
     /// key queue instead of conflicting in Redis, and reach the table in the order Redis
@@ -222,7 +222,7 @@ impl Tier {
     }
 }
 
-/// Lock stripes of [`Tier::update`]: two keys share a lock with probability 1/256, which
+/// Lock stripes of [`Tier::update_then`]: two keys share a lock with probability 1/256, which
 /// only makes one wait for the other (about two Redis round trips).
 const LOCK_STRIPES: usize = 256;
 
