@@ -3,7 +3,8 @@
 
 use crate::atomic::{self, CommitOp, DeletedPage, Expected};
 use crate::event::{Cursor, Event};
-use crate::record::Fetched;
+use crate::lease::{self, FillRefused, Taken};
+use crate::record::{Fetched, Record};
 use crate::scripts::{self, WriteContext, WriteOp, Written};
 use crate::target::Target;
 use crate::StoreError;
@@ -194,6 +195,61 @@ impl AsyncStore {
             .timed("DELETE_MATCHING", inv.invoke_async(&mut c))
             .await?;
         atomic::parse_deleted_page(v)
+    }
+
+    /// Takes the fill lease of `key` for `token` (see [`crate::lease`]): when it is free or
+    /// held by a token starting with `prefix` (this host's). With `check_record`, answers
+    /// [`Taken::Recorded`] instead when the key has a record.
+    ///
+    /// # Errors
+    /// Any [`StoreError`].
+    pub async fn take_lease(
+        &self,
+        ns: &str,
+        key: &[u8],
+        token: &[u8],
+        prefix: &[u8],
+        lease_ms: u64,
+        check_record: bool,
+    ) -> Result<Taken, StoreError> {
+        let inv = lease::take_invocation(ns, key, token, prefix, lease_ms, check_record);
+        let mut c = self.conn.clone();
+        let v: Value = self.timed("LEASE", inv.invoke_async(&mut c)).await?;
+        lease::parse_taken(&v)
+    }
+
+    /// Deletes the fill lease of `key` if `token` holds it; whether it did.
+    ///
+    /// # Errors
+    /// Any [`StoreError`].
+    pub async fn drop_lease(&self, ns: &str, key: &[u8], token: &[u8]) -> Result<bool, StoreError> {
+        let inv = lease::drop_invocation(ns, key, token);
+        let mut c = self.conn.clone();
+        let v: Value = self
+            .timed("LEASE_RELEASE", inv.invoke_async(&mut c))
+            .await?;
+        lease::parse_dropped(&v)
+    }
+
+    /// Writes `record` for `key` at `now` unless an invalidation covering it, or a write or
+    /// delete of the key, came in after namespace clock `since`; deletes the lease `token`
+    /// holds either way. `Ok(Err(why))`: refused, nothing written.
+    ///
+    /// # Errors
+    /// Any [`StoreError`] (after a timeout the fill may or may not have been applied).
+    pub async fn fill_leased(
+        &self,
+        ns: &str,
+        key: &[u8],
+        record: &Record,
+        since: u64,
+        token: Option<&[u8]>,
+        now: u64,
+    ) -> Result<Result<Written, FillRefused>, StoreError> {
+        let inv = lease::fill_invocation(ns, key, record, since, token, &self.ctx, now);
+        let mut c = self.conn.clone();
+        let v: Value = self.timed("LEASE_FILL", inv.invoke_async(&mut c)).await?;
+        lease::parse_filled(&v)
     }
 
     /// Where a new follower of `ns` starts: after the stream's last entry.

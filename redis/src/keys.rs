@@ -63,6 +63,11 @@ impl NsKeys {
         p
     }
 
+    /// `ck:{ns}:lease:<key>`: the cross-host fill lease of `key` (a token, with an expiry).
+    pub fn lease(&self, key: &[u8]) -> Vec<u8> {
+        self.with(b"lease:", key)
+    }
+
     /// `ck:{ns}:clock`: the namespace's counter, incremented by every write.
     pub fn clock(&self) -> Vec<u8> {
         self.with(b"clock", b"")
@@ -115,6 +120,7 @@ mod tests {
         let k = NsKeys::new("app");
         assert_eq!(k.value(b"user:1"), b"ck:{app}:v:user:1");
         assert_eq!(k.clock(), b"ck:{app}:clock");
+        assert_eq!(k.lease(b"user:1"), b"ck:{app}:lease:user:1");
         assert_eq!(k.stream(), b"ck:{app}:inv");
         assert_eq!(k.exact("a/b"), b"ck:{app}:x:a/b");
         assert_eq!(k.below("a/b"), b"ck:{app}:p:a/b");

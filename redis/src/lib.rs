@@ -6,6 +6,7 @@
 //!   validation against invalidations;
 //! - [`event`]: the events of a namespace's stream and how a follower detects a gap;
 //! - [`WriteOp`] and the Lua scripts behind it: one round trip per operation;
+//! - [`lease`]: fill leases across hosts (take, drop, and the fill checked against the grant);
 //! - [`atomic`]: read-modify-writes committed by a compare script ([`update_with`],
 //!   [`update_blocking`]) and deletes by key pattern;
 //! - [`AsyncStore`] (feature `async`, tokio, for the daemon) and [`SyncStore`] (feature
@@ -20,6 +21,7 @@ pub mod decide;
 pub mod error;
 pub mod event;
 pub mod keys;
+pub mod lease;
 pub mod record;
 mod scripts;
 pub mod target;
@@ -38,6 +40,7 @@ pub use atomic::{update_with, CommitOp, Decision, DeletedPage, Expected, Updated
 pub use blocking::SyncStore;
 pub use error::StoreError;
 pub use event::{Continuity, Cursor, Event, EventKind};
+pub use lease::{FillRefused, Taken};
 pub use record::{Fetched, Record, Rejected};
 pub use scripts::{WriteContext, WriteOp, Written};
 pub use target::Target;

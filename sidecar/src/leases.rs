@@ -27,11 +27,22 @@ pub struct Grant {
     pub before: Snapshot,
 }
 
+/// The Redis side of a lease (with a Redis tier): what its fill is checked against there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RemoteGrant {
+    /// A namespace clock value from no later than the grant: the fill is refused in Redis if
+    /// the key, or anything covering it, changed after it.
+    pub since: u64,
+    /// Whether this host also holds the key's lease in Redis (`LEASE_GLOBAL`).
+    pub global: bool,
+}
+
 struct Holder {
     token: u64,
     conn: u64,
     until: Instant,
     grant: Grant,
+    remote: Option<RemoteGrant>,
 }
 
 #[derive(Default)]
@@ -155,6 +166,7 @@ impl Leases {
                         conn,
                         until: now + lease_for,
                         grant: g,
+                        remote: None,
                     });
                     bump(&self.counters.granted);
                     if waited {
@@ -197,6 +209,31 @@ impl Leases {
             .map(|h| h.grant)
     }
 
+    /// Notes the Redis side of the lease `token` of `key`; false when it no longer holds.
+    pub fn set_remote(&self, ns: &str, key: &[u8], token: u64, remote: RemoteGrant) -> bool {
+        let Some(k) = self.keys().get(&(ns.to_owned(), key.to_vec())).cloned() else {
+            return false;
+        };
+        let mut st = k.lock();
+        match st.holder.as_mut().filter(|h| h.token == token) {
+            Some(h) => {
+                h.remote = Some(remote);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The Redis side of the lease `token` of `key`, if it still holds and has one.
+    pub fn remote(&self, ns: &str, key: &[u8], token: u64) -> Option<RemoteGrant> {
+        let k = self.keys().get(&(ns.to_owned(), key.to_vec())).cloned()?;
+        let st = k.lock();
+        st.holder
+            .as_ref()
+            .filter(|h| h.token == token)
+            .and_then(|h| h.remote)
+    }
+
     /// Ends the lease `token` of `key`: `stored` (a fill was stored: the waiters read it) or
     /// not (a release, or a fill that could not be stored: one waiter takes the lease over).
     /// Whether `token` still held the lease.
@@ -223,7 +260,9 @@ impl Leases {
     }
 
     /// Releases every lease held by connection `conn` (it closed: its holder is gone).
-    pub fn release_connection(&self, conn: u64) {
+    /// Returns those it also held in Redis (namespace, key, token), to release there.
+    pub fn release_connection(&self, conn: u64) -> Vec<(String, Vec<u8>, u64)> {
+        let mut global = Vec::new();
         let keys: Vec<_> = self
             .keys()
             .iter()
@@ -232,11 +271,13 @@ impl Leases {
         for ((ns, key), k) in keys {
             let released = {
                 let mut st = k.lock();
-                let mine = st.holder.as_ref().is_some_and(|h| h.conn == conn);
-                if mine {
-                    st.holder = None;
+                let mine = st.holder.take_if(|h| h.conn == conn);
+                if let Some(h) = &mine {
+                    if h.remote.is_some_and(|r| r.global) {
+                        global.push((ns.clone(), key.clone(), h.token));
+                    }
                 }
-                mine
+                mine.is_some()
             };
             if released {
                 bump(&self.counters.holders_gone);
@@ -244,6 +285,7 @@ impl Leases {
             }
             self.tidy(&ns, &key, &k);
         }
+        global
     }
 
     /// Keys with a lease entry (held or waited for), for STATS.

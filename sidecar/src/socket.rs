@@ -110,7 +110,8 @@ struct LeaseGuard<'a>(&'a Daemon, u64);
 
 impl Drop for LeaseGuard<'_> {
     fn drop(&mut self) {
-        self.0.leases.release_connection(self.1);
+        let global = self.0.leases.release_connection(self.1);
+        crate::ops::drop_global_leases(self.0, global);
     }
 }
 

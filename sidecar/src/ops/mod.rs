@@ -18,6 +18,7 @@ mod stats;
 mod walk;
 
 pub use hello::hello_ok;
+pub use lease::drop_global_leases;
 
 use crate::daemon::{bump, Daemon};
 use crate::peer::Peer;

@@ -129,6 +129,9 @@ impl Tier {
         match result {
             Ok(u) => {
                 bump(&self.c.atomic_ops);
+                if let Updated::Written { clock, .. } | Updated::Deleted { clock, .. } = &u {
+                    self.wrote(ns, *clock);
+                }
                 match u {
                     Updated::Written {
                         clock,
@@ -188,6 +191,9 @@ impl Tier {
         ) {
             Ok(page) => {
                 self.breaker.success();
+                if let Some(&(_, clock)) = page.keys.last() {
+                    self.wrote(ns, clock);
+                }
                 Ok(page)
             }
             Err(e) => {

@@ -198,6 +198,8 @@ async fn poll_ns(d: &SharedTable, t: &Tier, ns: &str, replay: bool) -> Result<()
         }
         if n > 0 {
             advance(t, ns, Some(&cursor), cur);
+            // Wakes holders waiting for another host's fill (`lease.rs`).
+            t.events_applied();
         }
         if n < BATCH {
             return Ok(());

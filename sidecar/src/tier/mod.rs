@@ -1,6 +1,6 @@
 //! The Redis tier, a component the daemon calls: a small tokio runtime, the store, the
-//! circuit breaker (`breaker.rs`), the queue of writes waiting for Redis (`queue.rs`), and
-//! the streams this host follows (`follow.rs`).
+//! circuit breaker (`breaker.rs`), the queue of writes waiting for Redis (`queue.rs`), the
+//! streams this host follows (`follow.rs`), and the Redis side of fill leases (`lease.rs`).
 //!
 //! The daemon calls it in one direction: writes go out through [`Tier::write`], misses
 //! through [`Tier::read_through`]. What it puts in the table (fills, other hosts' events,
@@ -14,6 +14,7 @@
 mod atomic;
 mod breaker;
 mod follow;
+mod lease;
 mod queue;
 
 use crate::config::{RedisConfig, WriteMode};
@@ -24,6 +25,7 @@ use breaker::{Breaker, State};
 use cachekit_proto::FetchHit;
 use cachekit_redis::{AsyncStore, Cursor, Fetched, Record, StoreError, WriteContext, WriteOp};
 use cachekit_shm::{now_ms, InsertOptions};
+pub use lease::{LeasedFill, RemoteLease};
 use queue::Queue;
 use std::collections::HashMap;
 use std::future::Future;
@@ -67,6 +69,14 @@ pub struct TierCounters {
     pub atomic_ops: AtomicU64,
     /// Their commits that found the key changed since it was read (each retried).
     pub atomic_conflicts: AtomicU64,
+    /// Fill leases taken in Redis (`LEASE_GLOBAL`).
+    pub leases: AtomicU64,
+    /// Holders that waited for another host's fill (its Redis lease was held).
+    pub lease_waits: AtomicU64,
+    /// Global leases that fell back to the host's lease: Redis unreachable or the breaker open.
+    pub lease_fallbacks: AtomicU64,
+    /// Leased fills Redis refused: the key, or a tag of it, changed since the grant.
+    pub lease_fills_refused: AtomicU64,
 }
 
 pub fn bump(c: &AtomicU64) {
@@ -79,6 +89,9 @@ pub struct Follow {
     /// `None`: the namespace was first used while Redis was unreachable, so where to start
     /// is unknown; the follower clears the namespace locally when it finds out.
     pub cursor: Option<Cursor>,
+    /// The highest namespace clock this host's own writes got back (the follower may not
+    /// have read them yet): with the cursor, where a leased fill's check starts.
+    pub written: u64,
 }
 
 /// What happened to a write on its way to Redis.
@@ -110,6 +123,7 @@ pub struct Tier {
     origin: Vec<u8>,
     c: TierCounters,
     atomic_locks: atomic::KeyLocks,
+    events: lease::Events,
 }
 
 impl Tier {
@@ -138,6 +152,7 @@ impl Tier {
             origin,
             c: TierCounters::default(),
             atomic_locks: atomic::KeyLocks::default(),
+            events: lease::Events::default(),
         })
     }
 
@@ -199,7 +214,7 @@ impl Tier {
         let mut follows = self.follows();
         match follows.get_mut(ns) {
             None => {
-                follows.insert(ns.to_owned(), Follow { cursor });
+                follows.insert(ns.to_owned(), Follow { cursor, written: 0 });
             }
             // Two threads raced to register: keep the earlier starting point, so the events
             // either of them needs are read (reading some twice is harmless). An entry
@@ -223,6 +238,7 @@ impl Tier {
                 Ok(w) => {
                     self.breaker.success();
                     bump(&self.c.writes);
+                    self.wrote(op.namespace(), w.clock);
                     return WriteOutcome::Done {
                         existed: w.existed,
                         clock: w.clock,
@@ -395,6 +411,13 @@ impl Tier {
             ),
             ("redis_atomic_ops".into(), l(&c.atomic_ops)),
             ("redis_atomic_conflicts".into(), l(&c.atomic_conflicts)),
+            ("redis_leases".into(), l(&c.leases)),
+            ("redis_lease_waits".into(), l(&c.lease_waits)),
+            ("redis_lease_fallbacks".into(), l(&c.lease_fallbacks)),
+            (
+                "redis_lease_fills_refused".into(),
+                l(&c.lease_fills_refused),
+            ),
             (
                 "redis_followed_namespaces".into(),
                 self.follows().len() as u64,
