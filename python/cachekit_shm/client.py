@@ -35,6 +35,7 @@ from typing import (
 
 from ._native import BUFFER_TOO_SMALL, MISS, OK, Batch, Native, StatsSnapshot, ffi, lib, raise_for
 from .errors import ClosedError, InvalidArgumentError
+from .lease import QueryMixin
 from .manage import ManageMixin, NamespaceInfo, ScanItem, counter_bytes
 from .serializers import Serializer, SerializerName, resolve
 
@@ -241,7 +242,7 @@ def _open(opts: _Options, lazy: bool) -> Any:
 _LIVE: "weakref.WeakSet[Client]" = weakref.WeakSet()
 
 
-class Client(ManageMixin, Native):
+class Client(ManageMixin, QueryMixin, Native):
     """A client of one cachekitd, bound to one namespace.
 
     ``instance`` / ``socket``: which daemon (``socket`` wins; both None: ``$CACHEKIT_SOCKET``,
