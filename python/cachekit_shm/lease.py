@@ -33,7 +33,7 @@ import time
 from typing import Any, Callable, Dict, Optional, Set, Tuple
 
 from ._native import BUFFER_TOO_SMALL, OK, ffi, lib, make_error
-from .errors import CachekitError, CachekitTimeoutError, InvalidArgumentError, UnavailableError
+from .errors import CachekitError, CachekitTimeoutError, InvalidArgumentError, SerializationError, UnavailableError
 
 __all__ = ["QueryMixin", "QueryOptions", "FillLease"]
 
@@ -288,15 +288,23 @@ class QueryMixin:
         """
         from .client import _key
 
-        o = QueryOptions(ttl, grace, tags, wait_timeout, lease_timeout, on_timeout, scope)
-        k = _key(key)
+        return self._query(_key(key), fn, lambda: QueryOptions(ttl, grace, tags, wait_timeout, lease_timeout,
+                                                                on_timeout, scope))
+
+    def _query(self, k: bytes, fn: Callable[[], Any], make_options: Callable[[], QueryOptions]) -> Any:
+        """`query` with its options made only when needed (a fresh hit needs none)."""
+        hit = self._local_raw_with_info(k)  # type: ignore[attr-defined]
+        if hit is not None and not hit[1].stale:
+            try:
+                return self._value(hit[0], hit[1])  # type: ignore[attr-defined]
+            except SerializationError:
+                pass  # handled below, with the options
+        o = make_options()
         deadline = time.monotonic() + o.wait_s
         while True:
             hit = self._local_raw_with_info(k)  # type: ignore[attr-defined]
             if hit is not None:
-                if hit[1].stale:
-                    self._refresh_in_background(k, fn, o)
-                return self._value(hit[0], hit[1])  # type: ignore[attr-defined]
+                return self._serve(k, hit, fn, o)
             state = self._state()
             with state.lock:
                 flight = state.flights.get(k)
@@ -329,9 +337,7 @@ class QueryMixin:
         """The miss path of this process's caller that asks the daemon."""
         what, got = self._acquire(k, o, max(0.001, deadline - time.monotonic()))
         if what == "hit":
-            if got[1].stale:
-                self._refresh_in_background(k, fn, o)
-            return self._value(*got)  # type: ignore[attr-defined]
+            return self._serve(k, got, fn, o)
         if what == "granted":
             lease: FillLease = got
             fresh = self._fresh_local(k)  # a fill that landed just before the grant
@@ -349,6 +355,20 @@ class QueryMixin:
             return self._timed_out(k, fn, o)
         log.debug("cachekit: query without the daemon (%s): computing, caching nothing", got)
         return fn()
+
+    def _serve(self, k: bytes, hit: Tuple[bytes, Any], fn: Callable[[], Any], o: QueryOptions) -> Any:
+        """A hit's value (a stale one is refreshed in the background). One that cannot be
+        deserialized (another serializer wrote it) is computed again and overwritten."""
+        try:
+            value = self._value(hit[0], hit[1])  # type: ignore[attr-defined]
+        except SerializationError as e:
+            log.warning("cachekit: ignoring a cached value: %s", e)
+            value = fn()
+            self._store_unleased(k, value, o)
+            return value
+        if hit[1].stale:
+            self._refresh_in_background(k, fn, o)
+        return value
 
     def _timed_out(self, k: bytes, fn: Callable[[], Any], o: QueryOptions) -> Any:
         if o.on_timeout == "error":
