@@ -76,7 +76,11 @@ class QueryOptions:
         self.ttl, self.grace, self.tags = ttl, grace, tags
         self.ttl_ms = _ms(ttl, "ttl", zero=False)
         self.grace_ms = _ms(grace, "grace", zero=True)
-        _tag_list(tags)  # a malformed tag fails here, before anything is computed
+        for path in _tag_list(tags)[2]:  # a malformed tag fails here, before anything is computed
+            text = ffi.string(path).decode()
+            if "" in text.split("/"):
+                raise InvalidArgumentError(
+                    f"tag {text!r} has an empty segment; a tag is segments joined by '/', like 'posts/123'")
         self.wait_s = _seconds(wait_timeout, "wait_timeout")
         self.lease_ms = max(1, math.ceil(_seconds(lease_timeout, "lease_timeout") * 1000))
         if on_timeout not in _ON_TIMEOUT:
