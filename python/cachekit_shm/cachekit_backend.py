@@ -54,7 +54,8 @@ over the daemon's limits → PERMANENT. Gets never fail because the daemon is do
   Leaving the block without a ``set`` (the function raised) releases the lease: one waiter
   takes it over. False after ``blocking_timeout`` seconds with no value; with
   ``blocking_timeout=None`` (cachekit's stale-while-revalidate) it never waits: True for the
-  one caller of the host that gets to refresh the key. ``timeout`` is the lease's lifetime:
+  one caller of the host that gets to refresh the key while its value is not fresh (False
+  once a refresh has landed). ``timeout`` is the lease's lifetime:
   past it a waiter takes over and the late ``set`` is not stored. The callers of one key in
   one process wait for each other (one asks the daemon), so the default executor never fills
   up with waits. cachekit 0.24.1's *sync* ``@cache`` never calls a lock (its sync wrapper
