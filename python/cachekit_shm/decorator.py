@@ -33,7 +33,6 @@ import fractions
 import functools
 import hashlib
 import inspect
-import logging
 import pathlib
 import pickle
 import threading
@@ -46,7 +45,6 @@ from .lease import DEFAULT_LEASE_TIMEOUT, DEFAULT_WAIT_TIMEOUT, QueryOptions
 
 __all__ = ["cached", "key_digest"]
 
-log = logging.getLogger("cachekit_shm")
 
 F = TypeVar("F", bound=Callable[..., Any])
 TagSpec = Union[Tag, Callable[..., Union[Tag, Iterable[Tag], None]]]
