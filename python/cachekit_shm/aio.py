@@ -312,12 +312,9 @@ class AsyncClient:
     async def _query(self, k: bytes, fn: Callable[[], Any], make_options: Callable[[], QueryOptions]) -> Any:
         """`query` with its options made only when needed (a fresh hit needs none)."""
         c = self._sync
-        hit = c._local_raw_with_info(k)
-        if hit is not None and not hit[1].stale:
-            try:
-                return c._value(hit[0], hit[1])
-            except SerializationError:
-                pass  # handled below, with the options
+        value = c._fresh_local_value(k, _MISS)
+        if value is not _MISS:
+            return value
         o = make_options()
         deadline = time.monotonic() + o.wait_s
         while True:

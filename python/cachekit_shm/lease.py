@@ -12,7 +12,9 @@
    granted by cachekitd; every other caller, in any process, waits for that value (up to
    ``wait_timeout``; then it computes itself, or raises, as ``on_timeout`` says). Inside one
    process the callers of one key first wait for each other (one of them asks the daemon), so
-   a process holds one daemon connection per key in flight, not one per thread or task.
+   a process holds one daemon connection per key in flight, not one per thread or task; they
+   get the very object their process's caller got (computed or loaded), as with t87s's own
+   in-process coalescing, not a copy each.
 
 A computation that raises releases the lease: the error goes to its caller only; the waiters
 go on waiting (one of them, in any process, takes the lease over and computes). A holder that
@@ -43,6 +45,7 @@ GRANTED = lib.CACHEKIT_LEASE_GRANTED
 BUSY = lib.CACHEKIT_LEASE_BUSY
 _NO_DAEMON = (lib.CACHEKIT_UNAVAILABLE, lib.CACHEKIT_TIMEOUT)
 _ON_TIMEOUT = ("compute", "error")
+_NONE: Any = object()
 _SCOPES = ("host", "global")
 
 DEFAULT_WAIT_TIMEOUT = 10.0
@@ -290,19 +293,22 @@ class QueryMixin:
         The exception of ``fn`` reaches its caller only. With the daemon down, ``fn`` runs
         and nothing is cached.
         """
-        from .client import _key
+        if type(key) is str:
+            k = key.encode()
+        elif type(key) is bytes:
+            k = key
+        else:
+            from .client import _key
 
-        return self._query(_key(key), fn, lambda: QueryOptions(ttl, grace, tags, wait_timeout, lease_timeout,
+            k = _key(key)
+        return self._query(k, fn, lambda: QueryOptions(ttl, grace, tags, wait_timeout, lease_timeout,
                                                                 on_timeout, scope))
 
     def _query(self, k: bytes, fn: Callable[[], Any], make_options: Callable[[], QueryOptions]) -> Any:
         """`query` with its options made only when needed (a fresh hit needs none)."""
-        hit = self._local_raw_with_info(k)  # type: ignore[attr-defined]
-        if hit is not None and not hit[1].stale:
-            try:
-                return self._value(hit[0], hit[1])  # type: ignore[attr-defined]
-            except SerializationError:
-                pass  # handled below, with the options
+        value = self._fresh_local_value(k, _NONE)  # type: ignore[attr-defined]
+        if value is not _NONE:
+            return value
         o = make_options()
         deadline = time.monotonic() + o.wait_s
         while True:
