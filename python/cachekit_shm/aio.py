@@ -19,19 +19,24 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
+import logging
 import os
+import time
 import threading
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, AsyncIterator, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, TypeVar, Union
 
 from .client import Client, Info, Key, Pong, Seconds, Tag, Tags, _key
+from .lease import DEFAULT_LEASE_TIMEOUT, DEFAULT_WAIT_TIMEOUT, FillLease, QueryOptions, _Flight, lease_pool
 from .manage import NamespaceInfo, ScanItem
-from .errors import ClosedError
+from .errors import CachekitTimeoutError, ClosedError, SerializationError
 from .serializers import Serializer, SerializerName
 
 __all__ = ["AsyncClient"]
 
 R = TypeVar("R")
+log = logging.getLogger("cachekit_shm")
 _MISS = object()  # a get's default that no stored value can be
 
 _pool_lock = threading.Lock()
@@ -284,3 +289,176 @@ class AsyncClient:
 
     async def namespaces(self) -> List[NamespaceInfo]:
         return await self._run(self._sync.namespaces)
+
+    # ---- query (compute once per host; see cachekit_shm.lease) -----------------------------------
+
+    async def query(self, key: Key, fn: Callable[[], Any], tags: Tags = (), ttl: Optional[Seconds] = None,
+                    grace: Seconds = 0, *, wait_timeout: Seconds = DEFAULT_WAIT_TIMEOUT,
+                    lease_timeout: Seconds = DEFAULT_LEASE_TIMEOUT, on_timeout: str = "compute",
+                    scope: str = "host") -> Any:
+        """`Client.query` for asyncio: the value of `key`, computed by `fn` once per host at a
+        time. `fn` is a coroutine function (awaited on this loop) or a plain function (run in
+        the executor; if it returns an awaitable, that is awaited here).
+
+        The loop never blocks: a fresh or stale hit is read inline from shared memory (a stale
+        one is refreshed by a background task, and returned at once); the wait for a lease
+        runs in a pool of its own (`cachekit_shm.lease.lease_pool`), and the tasks of this
+        process that miss the same key wait for one of them, so a key in flight holds one
+        thread and one daemon connection whatever the number of tasks.
+        """
+        return await self._query(_key(key), fn, lambda: QueryOptions(ttl, grace, tags, wait_timeout,
+                                                                      lease_timeout, on_timeout, scope))
+
+    async def _query(self, k: bytes, fn: Callable[[], Any], make_options: Callable[[], QueryOptions]) -> Any:
+        """`query` with its options made only when needed (a fresh hit needs none)."""
+        c = self._sync
+        value = c._fresh_local_value(k, _MISS)
+        if value is not _MISS:
+            return value
+        o = make_options()
+        deadline = time.monotonic() + o.wait_s
+        while True:
+            hit = c._local_raw_with_info(k)
+            if hit is not None:
+                return await self._serve(k, hit, fn, o)
+            state = c._state()
+            with state.lock:
+                flight = state.flights.get(k)
+                leader = flight is None
+                if leader:
+                    flight = state.flights[k] = _Flight()
+            assert flight is not None
+            if not leader:
+                got = await _wait_future(flight.fut, deadline - time.monotonic())
+                if got is None:
+                    return await self._timed_out(k, fn, o)
+                ok, value = got
+                if ok:
+                    return value
+                if time.monotonic() >= deadline:
+                    return await self._timed_out(k, fn, o)
+                continue  # the holder's computation failed: compete again
+            result: Tuple[bool, Any] = (False, None)
+            try:
+                value = await self._lead(k, fn, o, deadline)
+                result = (True, value)
+                return value
+            finally:
+                with state.lock:
+                    if state.flights.get(k) is flight:
+                        del state.flights[k]
+                flight.fut.set_result(result)
+
+    async def _compute(self, fn: Callable[[], Any]) -> Any:
+        if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None)):
+            return await fn()
+        value = await self._run(fn)
+        if inspect.isawaitable(value):
+            value = await value
+        return value
+
+    async def _lead(self, k: bytes, fn: Callable[[], Any], o: QueryOptions, deadline: float) -> Any:
+        c = self._sync
+        loop = asyncio.get_running_loop()
+        if c.closed:
+            raise ClosedError("this client is closed; open a new one")
+        what, got = await loop.run_in_executor(lease_pool(), c._acquire, k, o,
+                                               max(0.001, deadline - time.monotonic()))
+        if what == "hit":
+            return await self._serve(k, got, fn, o)
+        if what == "granted":
+            lease: FillLease = got
+            fresh = c._fresh_local(k)  # a fill that landed just before the grant
+            if fresh is not None:
+                lease.release()
+                return c._value(*fresh)
+            try:
+                value = await self._compute(fn)
+            except BaseException:
+                # Not awaited: a cancelled task must not wait here (release never blocks long).
+                lease_pool().submit(lease.release)
+                raise
+            await self._run(c._fill, lease, value, o)
+            return value
+        if what == "busy":
+            return await self._timed_out(k, fn, o)
+        log.debug("cachekit: query without the daemon (%s): computing, caching nothing", got)
+        return await self._compute(fn)
+
+    async def _serve(self, k: bytes, hit: Tuple[bytes, Info], fn: Callable[[], Any], o: QueryOptions) -> Any:
+        """A hit's value (a stale one is refreshed by a background task); see `Client._serve`."""
+        try:
+            value = self._sync._value(hit[0], hit[1])
+        except SerializationError as e:
+            log.warning("cachekit: ignoring a cached value: %s", e)
+            value = await self._compute(fn)
+            await self._run(self._sync._store_unleased, k, value, o)
+            return value
+        if hit[1].stale:
+            self._refresh_in_background(k, fn, o)
+        return value
+
+    async def _timed_out(self, k: bytes, fn: Callable[[], Any], o: QueryOptions) -> Any:
+        if o.on_timeout == "error":
+            raise CachekitTimeoutError(
+                f"waited {o.wait_s:g} s for another caller's computation of this key; raise "
+                "wait_timeout, or pass on_timeout='compute' to compute it after the wait")
+        value = await self._compute(fn)
+        await self._run(self._sync._store_unleased, k, value, o)
+        return value
+
+    def _refresh_in_background(self, k: bytes, fn: Callable[[], Any], o: QueryOptions) -> None:
+        state = self._sync._state()
+        with state.lock:
+            if k in state.refreshing:
+                return
+            state.refreshing.add(k)
+        task = asyncio.get_running_loop().create_task(self._refresh(k, fn, o, state))
+        _TASKS.add(task)
+        task.add_done_callback(_TASKS.discard)
+
+    async def _refresh(self, k: bytes, fn: Callable[[], Any], o: QueryOptions, state: Any) -> None:
+        c = self._sync
+        try:
+            lease = await self._run(c._begin_refresh, k, o)
+            if lease is None:
+                return
+            try:
+                value = await self._compute(fn)
+            except BaseException:
+                lease_pool().submit(lease.release)
+                raise
+            await self._run(c._fill, lease, value, o)
+        except Exception:
+            log.exception("cachekit: refreshing a stale value failed (the stale value stays served)")
+        finally:
+            with state.lock:
+                state.refreshing.discard(k)
+
+
+# Background refreshes, kept referenced until they end (the loop holds tasks weakly).
+_TASKS: "set[asyncio.Task[None]]" = set()
+
+
+async def _wait_future(fut: "Any", timeout: float) -> Optional[Tuple[bool, Any]]:
+    """The result of a concurrent.futures.Future, awaited without blocking the loop and
+    without cancelling it (other threads and loops wait for it too); None on timeout."""
+    if fut.done():
+        return fut.result()
+    if timeout <= 0:
+        return None
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_future()
+
+    def wake(_: Any) -> None:
+        try:
+            loop.call_soon_threadsafe(lambda: waiter.done() or waiter.set_result(None))
+        except RuntimeError:  # that loop is closed: nobody waits there any more
+            pass
+
+    fut.add_done_callback(wake)
+    try:
+        await asyncio.wait_for(waiter, timeout)
+    except asyncio.TimeoutError:
+        return None
+    return fut.result()

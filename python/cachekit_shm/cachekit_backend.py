@@ -43,19 +43,40 @@ over the daemon's limits → PERMANENT. Gets never fail because the daemon is do
   and nothing is left to drop.
 
 ``refresh_ttl`` sets the new TTL in one request (the value and its tags stay).
+
+- ``LockableBackend``: ``acquire_lock(key, timeout, blocking_timeout)`` is cachekitd's fill
+  lease of the key (`Client.query` underneath), so cachekit's async ``@cache`` computes a
+  missing value once on the whole host. The caller that gets the lease yields True and
+  computes; its ``set`` of that key is the lease's fill, which hands the value to every
+  waiter in every process at once (they yield True too, and cachekit's double-check read
+  finds the value). A fill is not stored when the key was written, deleted or invalidated
+  during the computation (no stale value outlives the write that should have removed it).
+  Leaving the block without a ``set`` (the function raised) releases the lease: one waiter
+  takes it over. False after ``blocking_timeout`` seconds with no value; with
+  ``blocking_timeout=None`` (cachekit's stale-while-revalidate) it never waits: True for the
+  one caller of the host that gets to refresh the key while its value is not fresh (False
+  once a refresh has landed). ``timeout`` is the lease's lifetime:
+  past it a waiter takes over and the late ``set`` is not stored. The callers of one key in
+  one process wait for each other (one asks the daemon), so the default executor never fills
+  up with waits. cachekit 0.24.1's *sync* ``@cache`` never calls a lock (its sync wrapper
+  has no lock path), so only async functions coalesce.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from cachekit.backends.errors import BackendError, BackendErrorType
 
 from . import Client
+from .aio import _wait_future
+from .lease import FillLease, QueryOptions, _Flight, lease_pool
 from .errors import (
     CachekitError,
     CachekitTimeoutError,
@@ -143,6 +164,11 @@ class CachekitShmBackend:
                 raise TypeError("pass either a client or client keyword arguments, not both")
             self._client = client
             self._owned = False
+        # Fill leases this process holds, by key (the daemon grants one per key per host), and
+        # the in-process waits for them.
+        self._leases: dict[bytes, FillLease] = {}
+        self._flights: dict[bytes, _Flight] = {}
+        self._leases_lock = threading.Lock()
 
     @property
     def client(self) -> Client:
@@ -161,8 +187,14 @@ class CachekitShmBackend:
         self, key: str, value: bytes, ttl: int | None = None, stale_ttl: int | None = None
     ) -> None:
         grace = stale_ttl if stale_ttl and stale_ttl > 0 else 0
+        k = _key(key)
+        with self._leases_lock:
+            lease = self._leases.pop(k, None)
         try:
-            self._client.set_raw(_key(key), bytes(value), ttl=_ttl(ttl), grace=grace)
+            if lease is not None:  # the value of this process's lease: the waiters get it
+                lease.fill(bytes(value), QueryOptions(_ttl(ttl), grace, (), 1, 1, "compute", "host"))
+                return
+            self._client.set_raw(k, bytes(value), ttl=_ttl(ttl), grace=grace)
         except CachekitError as exc:
             raise _backend_error(exc, "set", key) from exc
 
@@ -279,6 +311,102 @@ class CachekitShmBackend:
         except CachekitError as exc:
             raise _backend_error(exc, "drain_tracked", registry_id) from exc
         return keys
+
+    # -- LockableBackend: cachekitd's fill lease ---------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def acquire_lock(
+        self, key: str, timeout: float, blocking_timeout: float | None = None
+    ) -> AsyncIterator[bool]:
+        """The key's fill lease as cachekit's lock (see the module docstring): yields True
+        to compute (or when another holder's value came), False when none came in time."""
+        k = _key(key)
+        loop = asyncio.get_running_loop()
+        pool = lease_pool()
+        try:
+            o = QueryOptions(None, 0, (), blocking_timeout or 1, max(timeout, 0.001), "compute", "host")
+        except CachekitError as exc:
+            raise _backend_error(exc, "acquire_lock", key) from exc
+        if blocking_timeout is None:
+            try:
+                lease = await loop.run_in_executor(pool, self._client._begin_refresh, k, o)
+            except CachekitError as exc:
+                raise _backend_error(exc, "acquire_lock", key) from exc
+            if lease is None:
+                yield False
+                return
+            with self._leases_lock:
+                self._leases[k] = lease
+            try:
+                yield True
+            finally:
+                await self._end_lease(k, lease)
+            return
+
+        deadline = time.monotonic() + max(0.0, blocking_timeout)
+        while True:
+            with self._leases_lock:
+                flight = self._flights.get(k)
+                leader = flight is None
+                if leader:
+                    flight = self._flights[k] = _Flight()
+            if not leader:
+                got = await _wait_future(flight.fut, deadline - time.monotonic())
+                if got is None:
+                    yield False
+                    return
+                if got[0]:  # the value is there: cachekit's double-check reads it
+                    yield True
+                    return
+                if time.monotonic() >= deadline:
+                    yield False
+                    return
+                continue  # the holder's computation failed: compete again
+            filled = False
+            try:
+                try:
+                    what, got = await loop.run_in_executor(
+                        pool, self._client._acquire, k, o, max(0.001, deadline - time.monotonic()))
+                except CachekitError as exc:
+                    raise _backend_error(exc, "acquire_lock", key) from exc
+                if what == "down":
+                    raise _backend_error(got, "acquire_lock", key) from got
+                if what == "busy":
+                    yield False
+                    return
+                if what == "hit":
+                    filled = True
+                    yield True
+                    return
+                lease = got
+                if self._client._fresh_local(k) is not None:  # a fill landed just before the grant
+                    await loop.run_in_executor(pool, lease.release)
+                    filled = True
+                    yield True
+                    return
+                with self._leases_lock:
+                    self._leases[k] = lease
+                try:
+                    yield True
+                finally:
+                    filled = await self._end_lease(k, lease)
+                return
+            finally:
+                with self._leases_lock:
+                    if self._flights.get(k) is flight:
+                        del self._flights[k]
+                flight.fut.set_result((filled, None))
+
+    async def _end_lease(self, k: bytes, lease: FillLease) -> bool:
+        """After the lock's block: True if ``set`` filled the lease, else it is released."""
+        with self._leases_lock:
+            held = self._leases.get(k) is lease
+            if held:
+                del self._leases[k]
+        if not held:
+            return True
+        await asyncio.get_running_loop().run_in_executor(lease_pool(), lease.release)
+        return False
 
     # -- lifecycle --------------------------------------------------------------------------
 

@@ -34,7 +34,8 @@ from typing import (
 )
 
 from ._native import BUFFER_TOO_SMALL, MISS, OK, Batch, Native, StatsSnapshot, ffi, lib, raise_for
-from .errors import ClosedError, InvalidArgumentError
+from .errors import ClosedError, InvalidArgumentError, SerializationError
+from .lease import QueryMixin
 from .manage import ManageMixin, NamespaceInfo, ScanItem, counter_bytes
 from .serializers import Serializer, SerializerName, resolve
 
@@ -241,7 +242,7 @@ def _open(opts: _Options, lazy: bool) -> Any:
 _LIVE: "weakref.WeakSet[Client]" = weakref.WeakSet()
 
 
-class Client(ManageMixin, Native):
+class Client(ManageMixin, QueryMixin, Native):
     """A client of one cachekitd, bound to one namespace.
 
     ``instance`` / ``socket``: which daemon (``socket`` wins; both None: ``$CACHEKIT_SOCKET``,
@@ -489,6 +490,25 @@ class Client(ManageMixin, Native):
             return default
         hit = self._get_slow(rc, ptr, k, want_info=True, get=_get_local)
         return default if hit is None else self._value(hit[0], hit[1])
+
+    def _fresh_local_value(self, k: bytes, default: Any) -> Any:
+        """`k`'s value from the segment if it is there and fresh, else `default` (the hit path
+        of `query`: as cheap as `_local_value`). A value that fails to load is `default`."""
+        ptr = self._ptr
+        if ptr is None:
+            ptr = self._reopen()
+        try:
+            buf, cap, lenp, view, info = _tls.s
+        except AttributeError:
+            buf, cap, lenp, view, info = _new_scratch()
+        if _get_local(ptr, k, len(k), buf, cap, lenp, info) != 0 or info.stale:
+            return default
+        if info.integer:
+            return int(view[: lenp[0]])
+        try:
+            return self._loads(view[: lenp[0]])
+        except SerializationError:
+            return default
 
     def _local_raw(self, k: bytes) -> Optional[bytes]:
         """The stored bytes of `k` from the segment (`cachekit_get_local`), or None."""

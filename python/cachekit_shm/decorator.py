@@ -13,7 +13,11 @@ Tags. Every entry is tagged ``cachekit_shm.cached/<module>/<qualname>`` (what
 ``f.invalidate_all()`` invalidates) plus the ``tags`` given: strings, tuples, or callables
 of the call's arguments returning a tag, a list of tags, or None. Eight tags at most in all.
 
-Failures. A cache that is down never breaks the function: gets miss and failed writes are
+Coalescing. A call is a `Client.query`: on a miss the function runs once on the host while
+the other callers of the same arguments, in every process, wait for its result; an exception
+reaches only the caller whose run raised it (the others wait for the next run).
+
+Failures. A cache that is down never breaks the function: it runs, and failed writes are
 logged (logger ``cachekit_shm``) and skipped. A value that fails to deserialize (written by
 another serializer or version) is a miss. Values that cannot be serialized raise
 `SerializationError`: that is a bug to fix, not an outage.
@@ -21,7 +25,6 @@ another serializer or version) is a miss. Values that cannot be serialized raise
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import datetime
 import decimal
@@ -30,25 +33,21 @@ import fractions
 import functools
 import hashlib
 import inspect
-import logging
 import pathlib
 import pickle
 import threading
 import uuid
-from typing import Any, Callable, Iterable, List, Optional, Set, TypeVar, Union, cast, overload
+from typing import Any, Callable, Iterable, List, Optional, TypeVar, Union, cast, overload
 
-from .aio import AsyncClient, _default_executor
-from .client import Client, Key, Seconds, Tag, default_client, tag_path
-from .errors import CachekitTimeoutError, SerializationError, UnavailableError
+from .aio import AsyncClient
+from .client import Client, Key, Seconds, Tag, _key, default_client, tag_path
+from .lease import DEFAULT_LEASE_TIMEOUT, DEFAULT_WAIT_TIMEOUT, QueryOptions
 
 __all__ = ["cached", "key_digest"]
 
-log = logging.getLogger("cachekit_shm")
 
 F = TypeVar("F", bound=Callable[..., Any])
 TagSpec = Union[Tag, Callable[..., Union[Tag, Iterable[Tag], None]]]
-_MISS: Any = object()
-_OUTAGE = (UnavailableError, CachekitTimeoutError)
 FUNCTION_TAG_ROOT = "cachekit_shm.cached"
 
 _REPR_TYPES = (datetime.datetime, datetime.date, datetime.time, datetime.timedelta, decimal.Decimal,
@@ -194,6 +193,10 @@ def cached(
     client: Union[Client, AsyncClient, None] = None,
     key: Optional[Callable[..., Key]] = None,
     grace: Seconds = 0,
+    wait_timeout: Seconds = DEFAULT_WAIT_TIMEOUT,
+    lease_timeout: Seconds = DEFAULT_LEASE_TIMEOUT,
+    on_timeout: str = "compute",
+    scope: str = "host",
 ) -> Callable[[F], F]: ...
 
 
@@ -206,11 +209,20 @@ def cached(
     client: Union[Client, AsyncClient, None] = None,
     key: Optional[Callable[..., Key]] = None,
     grace: Seconds = 0,
+    wait_timeout: Seconds = DEFAULT_WAIT_TIMEOUT,
+    lease_timeout: Seconds = DEFAULT_LEASE_TIMEOUT,
+    on_timeout: str = "compute",
+    scope: str = "host",
 ) -> Any:
     """Caches the function's results (sync or ``async def``). See the module's doc.
 
+    Each call is a `Client.query`: a miss runs the function once on the whole host (one
+    caller holds the key's fill lease; the others, in every process, wait for its value),
+    and a value computed while one of its tags was invalidated is not stored as fresh.
+
     ``ttl``: seconds (None: until invalidated or evicted). ``grace``: after the TTL, serve the
-    old value for this long while one caller per process recomputes it in the background.
+    old value for this long while one caller of the host recomputes it in the background.
+    ``wait_timeout``, ``lease_timeout``, ``on_timeout``, ``scope``: as `Client.query`.
     ``tags``: tags, or callables of the arguments giving tags. ``namespace``: default the
     client's. ``client``: a Client or AsyncClient (default: `default_client()`, from
     ``$CACHEKIT_SOCKET`` / ``$CACHEKIT_INSTANCE``). ``key``: a function of the arguments
@@ -223,6 +235,7 @@ def cached(
     if fn is not None:
         return cached()(fn)
 
+    QueryOptions(ttl, grace, (), wait_timeout, lease_timeout, on_timeout, scope)  # fails here if bad
     tag_specs: List[Any] = [tags] if isinstance(tags, str) or callable(tags) else list(tags)
     for spec in tag_specs:
         if not callable(spec):
@@ -233,7 +246,6 @@ def cached(
         ident = f"{func.__module__}.{func.__qualname__}"
         fn_tag = f"{FUNCTION_TAG_ROOT}/{func.__module__}/{func.__qualname__}"
         sig = inspect.signature(func)
-        refreshing: Set[Key] = set()
 
         def cache_key(*args: Any, **kwargs: Any) -> Key:
             if key is not None:
@@ -262,62 +274,22 @@ def cached(
                     out.append(tag_path(spec))
             return out
 
-        def store(c: Client, k: Key, value: Any, args: Any, kwargs: Any) -> None:
-            try:
-                c.set(k, value, ttl=ttl, grace=grace, tags=tags_for(args, kwargs))
-            except _OUTAGE as e:
-                log.warning("cachekit: not caching %s: %s", ident, e)
-
-        def lookup(c: Client, k: Key) -> Any:
-            """The cached value, _MISS, or (value, stale) when grace is on."""
-            try:
-                if grace:
-                    hit = c.get_with_info(k)
-                    return _MISS if hit is None else (hit[0], hit[1].stale)
-                return c.get(k, _MISS)
-            except SerializationError as e:
-                log.warning("cachekit: ignoring the cached value of %s: %s", ident, e)
-                return _MISS
+        def options(args: Any, kwargs: Any) -> Callable[[], QueryOptions]:
+            # Made by query only on a stale hit or a miss: a fresh hit evaluates no tag.
+            return lambda: QueryOptions(ttl, grace, tags_for(args, kwargs), wait_timeout, lease_timeout,
+                                        on_timeout, scope)
 
         if inspect.iscoroutinefunction(func):
-
-            async def refresh_async(c: AsyncClient, k: Key, args: Any, kwargs: Any) -> None:
-                try:
-                    value = await func(*args, **kwargs)
-                    await c._run(store, c.sync, k, value, args, kwargs)
-                except Exception:
-                    log.exception("cachekit: refreshing %s failed", ident)
-                finally:
-                    refreshing.discard(k)
-
-            tasks: Set["asyncio.Task[None]"] = set()
 
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 c = resolver.aio()
                 k = cache_key(*args, **kwargs)
-                try:
-                    if grace:
-                        hit = await c.get_with_info(k)
-                        got = _MISS if hit is None else (hit[0], hit[1].stale)
-                    else:
-                        got = await c.get(k, _MISS)
-                except SerializationError as e:
-                    log.warning("cachekit: ignoring the cached value of %s: %s", ident, e)
-                    got = _MISS
-                if got is not _MISS:
-                    if not grace:
-                        return got
-                    value, stale = got
-                    if stale and k not in refreshing:
-                        refreshing.add(k)
-                        task = asyncio.get_running_loop().create_task(refresh_async(c, k, args, kwargs))
-                        tasks.add(task)
-                        task.add_done_callback(tasks.discard)
-                    return value
-                value = await func(*args, **kwargs)
-                await c._run(store, c.sync, k, value, args, kwargs)
-                return value
+
+                async def compute() -> Any:
+                    return await func(*args, **kwargs)
+
+                return await c._query(_key(k), compute, options(args, kwargs))
 
             async def invalidate_async(*args: Any, **kwargs: Any) -> bool:
                 return await resolver.aio().delete(cache_key(*args, **kwargs))
@@ -330,30 +302,11 @@ def cached(
             wrapper.invalidate_all = invalidate_all_async
         else:
 
-            def refresh_sync(c: Client, k: Key, args: Any, kwargs: Any) -> None:
-                try:
-                    store(c, k, func(*args, **kwargs), args, kwargs)
-                except Exception:
-                    log.exception("cachekit: refreshing %s failed", ident)
-                finally:
-                    refreshing.discard(k)
-
             @functools.wraps(func)
             def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
                 c = resolver.sync()
                 k = cache_key(*args, **kwargs)
-                got = lookup(c, k)
-                if got is not _MISS:
-                    if not grace:
-                        return got
-                    value, stale = got
-                    if stale and k not in refreshing:
-                        refreshing.add(k)
-                        _default_executor().submit(refresh_sync, c, k, args, kwargs)
-                    return value
-                value = func(*args, **kwargs)
-                store(c, k, value, args, kwargs)
-                return value
+                return c._query(_key(k), functools.partial(func, *args, **kwargs), options(args, kwargs))
 
             def invalidate_sync(*args: Any, **kwargs: Any) -> bool:
                 return resolver.sync().delete(cache_key(*args, **kwargs))

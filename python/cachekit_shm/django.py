@@ -33,6 +33,15 @@ closed under a request), it no longer reads that daemon's shared memory, so a ``
 ``invalidate_tags`` that failed that way is never followed, in that process, by a read of the
 value it meant to remove.
 
+``get_or_set(key, callable)`` (and ``aget_or_set``) compute once per host: on a miss one caller
+holds the key's fill lease (`Client.query`) and runs the callable; every other caller, in any
+process, waits for its value (up to 10 s, then computes it itself). A value computed while
+the key was written, deleted or invalidated is returned to its caller but not stored, so the
+get → miss → read the database → set race cannot leave an old row cached after the write's
+invalidation. A callable that raises reaches its caller only. ``aget_or_set`` runs the
+callable in the executor (or awaits it, if it is a coroutine function). A default that is
+not callable, or a timeout of 0, goes through ``add`` as in Django.
+
 Atomic operations (one request each, applied by the daemon's single writer, so exact across
 every process of the host; across hosts too when cachekitd is configured with Redis):
 
@@ -326,6 +335,13 @@ class CachekitCache(BaseCache):
             return self._client.get_raw(k) is None
         return self._client.add(k, blob, ttl=ttl)
 
+    def get_or_set(self, key, default, timeout=DEFAULT_TIMEOUT, version=None):
+        ttl = self.get_backend_timeout(timeout)
+        if not callable(default) or ttl == 0:
+            return super().get_or_set(key, default, timeout=timeout, version=version)
+        blob = self._client.query(self._key(key, version), lambda: self._dumps(default()), ttl=ttl)
+        return self._loads(blob)
+
     def get(self, key, default=None, version=None):
         blob = self._client.get_raw(self._key(key, version))
         return default if blob is None else self._loads(blob)
@@ -549,6 +565,18 @@ class CachekitCache(BaseCache):
         if ttl == 0:
             return await client.get_raw(k) is None
         return await client.add(k, blob, ttl=ttl)
+
+    async def aget_or_set(self, key, default, timeout=DEFAULT_TIMEOUT, version=None):
+        ttl = self.get_backend_timeout(timeout)
+        if not callable(default) or ttl == 0:
+            return await super().aget_or_set(key, default, timeout=timeout, version=version)
+
+        async def compute() -> bytes:
+            value = await self._aclient._compute(default)
+            return self._dumps(value)
+
+        blob = await self._aclient.query(self._key(key, version), compute, ttl=ttl)
+        return self._loads(blob)
 
     async def aget(self, key, default=None, version=None):
         blob = await self._aclient.get_raw(self._key(key, version))

@@ -51,7 +51,8 @@ def header() -> str:
 
 
 def functions_in(c_text: str) -> set:
-    return set(re.findall(r"\b(cachekit_[a-z0-9_]+)\s*\(", c_text))
+    code = re.sub(r"/\*.*?\*/|//[^\n]*", "", c_text, flags=re.DOTALL)  # "a cachekit_lease (..." in prose
+    return set(re.findall(r"\b(cachekit_[a-z0-9_]+)\s*\(", code))
 
 
 def declared_names(cdef: str) -> set:
