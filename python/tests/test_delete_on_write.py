@@ -11,9 +11,10 @@ next write.
 - ``query`` (and Django's ``get_or_set`` through it) does not: the fill's lease began before
   the invalidation, so the daemon refuses to store it as fresh.
 
-Each reader sleeps a few milliseconds between reading the row and storing it (the time an
-application spends building the object), which widens the window the old pattern loses in;
-the counts are printed.
+Each reader sleeps between reading the row and storing it (the time an application spends
+building the object) a little longer than the writer's period, so every fill of the old
+pattern overlaps a write: its count of stale reads does not depend on the machine's timing
+(with a window shorter than the period it sometimes showed none). The counts are printed.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import time
 
 READERS = 4
 RUN_S = 3.0
-WORK_S = 0.003  # between reading the row and storing it
+WRITE_PERIOD_S = 0.01
+WORK_S = 0.015  # between reading the row and storing it: longer than WRITE_PERIOD_S
 KEY = "row:1"
 TAG = "rows/1"
 
@@ -114,7 +116,7 @@ def _run(mode: str, sock: str, namespace: str, tmp_path) -> tuple:
             else:
                 c.invalidate(TAG)
             published.value = writes
-            time.sleep(0.01)
+            time.sleep(WRITE_PERIOD_S)
         stop.set()
         out = [results.get(timeout=120) for _ in procs]
     for p in procs:

@@ -140,7 +140,7 @@ impl Leases {
         conn: u64,
         lease_for: Duration,
         wait: Duration,
-        grant: impl FnOnce() -> Grant,
+        grant: impl FnOnce() -> Option<Grant>,
     ) -> Acquired {
         let k = self.key(ns, key);
         let deadline = Instant::now() + wait;
@@ -159,8 +159,12 @@ impl Leases {
                     bump(&self.counters.expired);
                 }
                 if st.holder.is_none() {
+                    // `None`: a value arrived since the caller looked (a fill that landed just
+                    // before this caller came to wait): it is the answer, not a computation.
+                    let Some(g) = grant.take().expect("granted once")() else {
+                        break Acquired::Filled;
+                    };
                     let token = self.next_token.fetch_add(1, Ordering::Relaxed) + 1;
-                    let g = grant.take().expect("granted once")();
                     st.holder = Some(Holder {
                         token,
                         conn,
@@ -300,11 +304,11 @@ mod tests {
     use crate::changes::Changes;
     use std::sync::atomic::AtomicUsize;
 
-    fn grant() -> Grant {
-        Grant {
+    fn grant() -> Option<Grant> {
+        Some(Grant {
             stamp: 1,
             before: Changes::default().snapshot("ns", b"k"),
-        }
+        })
     }
 
     const LONG: Duration = Duration::from_secs(30);

@@ -48,9 +48,16 @@ pub fn lease(d: &Daemon, peer: &Peer, l: &Lease) -> Reply {
     let deadline = Instant::now() + wait;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        match d.leases.acquire(ns, key, peer.conn, lease_for, left, || {
-            d.table.change(|t| t.grant(ns, key))
-        }) {
+        // Granted only if no value came meanwhile: for a miss, any live value; for a refresh,
+        // a fresh one (someone refreshed it already).
+        let grant = || {
+            let present = match d.table.reader().get(ns, key) {
+                Some((_, m)) => !(refresh && m.stale),
+                None => false,
+            };
+            (!present).then(|| d.table.change(|t| t.grant(ns, key)))
+        };
+        match d.leases.acquire(ns, key, peer.conn, lease_for, left, grant) {
             Acquired::Granted { token } => {
                 return match &d.tier {
                     Some(t) if global => {
