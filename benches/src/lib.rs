@@ -9,6 +9,7 @@
 //! - [`sim`]: the hit-ratio simulation (cachekit's eviction vs quick_cache and moka);
 //! - [`lease`]: from a fill lease's fill to its waiters' return.
 
+pub mod crypt;
 pub mod daemon;
 pub mod data;
 pub mod lease;

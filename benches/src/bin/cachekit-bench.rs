@@ -107,11 +107,23 @@ fn main() {
             };
             println!("{}", serde_json::to_string_pretty(&lease(plan)).unwrap());
         }
+        Some("encryption") => {
+            let plan = if args.iter().any(|a| a == "--quick") {
+                QUICK
+            } else {
+                FULL
+            };
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&encryption(plan)).unwrap()
+            );
+        }
         _ => {
             eprintln!(
                 "usage: cachekit-bench run --out FILE [--quick] [--python PY --python-script PATH]\n\
                  \x20      cachekit-bench reader SOCKET NS TAG N MILLIS\n\
-                 \x20      cachekit-bench lease [--quick]"
+                 \x20      cachekit-bench lease [--quick]\n\
+                 \x20      cachekit-bench encryption [--quick]"
             );
             std::process::exit(2);
         }
@@ -175,6 +187,10 @@ fn run(args: &[String]) {
     doc.insert("lease".into(), lease(plan));
     section("fill leases", t);
 
+    let t = Instant::now();
+    doc.insert("encryption".into(), encryption(plan));
+    section("encryption", t);
+
     doc.insert(
         "plan".into(),
         json!({
@@ -190,6 +206,30 @@ fn run(args: &[String]) {
     )
     .unwrap_or_else(|e| panic!("writing {out}: {e}"));
     log(format!("wrote {out}"));
+}
+
+/// Section 8: encrypted hits beside plain ones, and the AEAD's throughput.
+fn encryption(plan: Plan) -> Value {
+    let daemon = Daemon::start("256MiB", &[]);
+    let v = cachekit_benches::crypt::hits(&daemon, 1000, plan.fast_ops);
+    for row in v["hits"].as_array().into_iter().flatten() {
+        log(format!(
+            "hit of {} B: plain p50 {} ns, encrypted p50 {} ns ({:.2}x)",
+            row["value_bytes"],
+            row["plain"]["p50_ns"],
+            row["encrypted"]["p50_ns"],
+            row["ratio_p50"].as_f64().unwrap_or(0.0)
+        ));
+    }
+    for row in v["aead"].as_array().into_iter().flatten() {
+        log(format!(
+            "AES-256-GCM {} B: seal {:.2} GB/s, open {:.2} GB/s",
+            row["value_bytes"],
+            row["seal_gb_per_s"].as_f64().unwrap_or(0.0),
+            row["open_gb_per_s"].as_f64().unwrap_or(0.0)
+        ));
+    }
+    v
 }
 
 /// Section 7: 8 callers wait for one key's fill, on a daemon of its own.

@@ -1,0 +1,102 @@
+//! Encryption: an encrypted hit beside a plain one (same daemon, same sizes, the Rust client's
+//! `get_into`), and AES-256-GCM throughput of the envelope alone (seal = encrypt with a fresh
+//! nonce, open = authenticate and decrypt), on incompressible values.
+
+use crate::daemon::Daemon;
+use crate::timing::{time_ops, Summary};
+use cachekit_client::{ClientOptions, Encryption, MasterKey, SetOptions};
+use cachekit_envelope::{decode_into_with, encode_into_with, Aad, EnvelopeConfig, Keyring};
+use serde_json::{json, Value};
+use std::hint::black_box;
+use std::time::Duration;
+
+/// Sizes of the rows: the 100 B, 4 KiB and 64 KiB.
+const SIZES: [usize; 3] = [100, 4096, 65536];
+
+fn random(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Plain and encrypted hits at each size (`keys` keys each, `ops` timed gets), and the AEAD's
+/// throughput.
+pub fn hits(daemon: &Daemon, keys: usize, ops: usize) -> Value {
+    let plain = daemon.client("crypt-plain");
+    let opts = ClientOptions::new()
+        .socket(daemon.socket())
+        .namespace("crypt-sealed")
+        .encryption(Encryption::new(MasterKey::from_bytes([0x5A; 32])));
+    let sealed = cachekit_client::Client::connect(opts).expect("an encrypting client");
+    let set = SetOptions::new().ttl(Duration::from_secs(3600));
+    let mut rows = Vec::new();
+    for &size in &SIZES {
+        let n = keys.min((8 << 20) / size).max(16);
+        let names: Vec<Vec<u8>> = (0..n)
+            .map(|i| format!("c{size}:{i}").into_bytes())
+            .collect();
+        for (i, k) in names.iter().enumerate() {
+            let v = random(size, i as u64 + 1);
+            plain.set(k, &v, &set).expect("plain set");
+            sealed.set(k, &v, &set).expect("sealed set");
+        }
+        let mut out = Vec::with_capacity(size);
+        let mut time = |c: &cachekit_client::Client| -> Summary {
+            let mut i = 0;
+            time_ops(ops, || {
+                let k = &names[i % n];
+                i += 1;
+                let hit = c.get_into(black_box(k), &mut out).expect("get");
+                assert!(hit.is_some(), "a pre-set key missed");
+            })
+        };
+        let p = time(&plain);
+        let s = time(&sealed);
+        rows.push(json!({
+            "value_bytes": size,
+            "plain": p.json(),
+            "encrypted": s.json(),
+            "ratio_p50": s.p50 / p.p50.max(1.0),
+        }));
+    }
+    json!({ "hits": rows, "aead": aead(ops) })
+}
+
+/// Seal and open of the envelope at each size, in bytes per second.
+fn aead(ops: usize) -> Value {
+    let cfg = EnvelopeConfig::DEFAULT;
+    let master = MasterKey::from_bytes([0x33; 32]);
+    let keys = Keyring::new(&master, &[], b"bench");
+    let mut rows = Vec::new();
+    for &size in &SIZES {
+        let value = random(size, 9);
+        let aad = || Aad::new("bench", b"k");
+        let mut sealed = Vec::new();
+        let mut opened = Vec::new();
+        let n = (ops * 100 / size.max(100)).max(200);
+        let seal = time_ops(n, || {
+            encode_into_with(&cfg, Some(&keys), aad(), black_box(&value), &mut sealed)
+                .expect("seal");
+        });
+        let open = time_ops(n, || {
+            decode_into_with(&cfg, Some(&keys), aad(), black_box(&sealed), &mut opened)
+                .expect("open");
+        });
+        assert_eq!(opened, value);
+        let gbps = |s: &Summary| size as f64 / s.p50.max(1.0);
+        rows.push(json!({
+            "value_bytes": size,
+            "seal": seal.json(),
+            "open": open.json(),
+            "seal_gb_per_s": gbps(&seal),
+            "open_gb_per_s": gbps(&open),
+        }));
+    }
+    json!(rows)
+}
