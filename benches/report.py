@@ -344,6 +344,12 @@ def main() -> None:
         "diskcache_over_cachekit_py_p50": ratio(prows.get("diskcache"), pck),
         "pymemcache_over_cachekit_py_p50": ratio(prows.get("memcached"), pck),
     }
+    # Encrypted against plain hits from Python, by value size: {size: {False: row, True: row}}.
+    penc: Dict[int, Dict[bool, Dict]] = {}
+    for r in py.get("encryption") or []:
+        penc.setdefault(r["value_bytes"], {})[r["encrypted"]] = r
+    if 100 in penc:
+        headline["python_encrypted_over_plain_hit_100B_p50"] = ratio(penc[100].get(True), penc[100].get(False))
 
     # --- §7 targets -------------------------------------------------------------------------
     targets = []
@@ -659,6 +665,21 @@ def main() -> None:
     w("")
     w(hit_ratio_comment(hr))
     w("")
+    if penc:
+        w("## 9. Encrypted hits (AES-256-GCM, decrypted in the reader)")
+        w("")
+        w("Python `get_raw` of random values (nothing for LZ4 to shrink) from two clients of the side by side's "
+          "daemon: one plain, one opened with `encryption_key` (each hit is authenticated and decrypted in the "
+          "reading process); each on a namespace of its own, timed in the same interleaved rounds.")
+        w("")
+        w(table(["value", "plain p50", "encrypted p50", "encrypted ÷ plain (p50)", "plain p99", "encrypted p99",
+                 "encrypted p50 per round"],
+                [[size_label(size), fmt_ns(pair.get(False, {}).get("p50_ns")),
+                  fmt_ns(pair.get(True, {}).get("p50_ns")), fmt_x(ratio(pair.get(True), pair.get(False))),
+                  fmt_ns(pair.get(False, {}).get("p99_ns")), fmt_ns(pair.get(True, {}).get("p99_ns")),
+                  " ".join(f"{x:.0f}" for x in pair.get(True, {}).get("p50_rounds_ns", []))]
+                 for size, pair in sorted(penc.items())]))
+        w("")
     w("## Criterion micro-benchmarks")
     w("")
     w("Not run by `scripts/bench` (they take longer and measure one thing at a time):")

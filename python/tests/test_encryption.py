@@ -248,6 +248,25 @@ def test_hashed_keys_hide_key_names(make):
     assert hashed.delete("user:42") is True and hashed.get("user:42") is None
 
 
+def test_a_forked_child_reopens_with_the_key(make):
+    enc = make(encryption_key=K1, tenant="acme")
+    enc.set("parent", "from the parent")
+    pid = os.fork()
+    if pid == 0:  # the child: its handle is reopened from the same options (key and tenant)
+        code = 1
+        try:
+            ok = enc.get("parent") == "from the parent"
+            enc.set("child", "from the child")
+            code = 0 if ok else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert enc.get("child") == "from the child"
+    with pytest.raises(DecryptError):
+        make(encryption_key=K1).get("child")  # written under tenant acme
+
+
 # -- the environment's key (child processes: the C library reads it at open) ------------------
 
 CHILD = textwrap.dedent("""

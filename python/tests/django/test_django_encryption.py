@@ -91,3 +91,4 @@ def test_require_encryption_and_hashed_keys(make_cache):
     assert hashed.get("secret-name") == "v"
     assert plain.get("secret-name") is None
     assert not any(b"secret-name" in item.key for item in plain._client.scan_iter())
+    assert hashed.keys("secret-*") == []  # patterns see hashes, not names (documented)
