@@ -344,6 +344,15 @@ def main() -> None:
         "diskcache_over_cachekit_py_p50": ratio(prows.get("diskcache"), pck),
         "pymemcache_over_cachekit_py_p50": ratio(prows.get("memcached"), pck),
     }
+    # Encrypted against plain hits from Python, by value size: {size: {False: row, True: row}}.
+    penc: Dict[int, Dict[bool, Dict]] = {}
+    for r in py.get("encryption") or []:
+        penc.setdefault(r["value_bytes"], {})[r["encrypted"]] = r
+    if 100 in penc:
+        headline["python_encrypted_over_plain_hit_100B_p50"] = ratio(penc[100].get(True), penc[100].get(False))
+    for r in (rust.get("encryption") or {}).get("hits", []):
+        if r["value_bytes"] == 100:
+            headline["rust_encrypted_over_plain_hit_100B_p50"] = r["ratio_p50"]
 
     # --- §7 targets -------------------------------------------------------------------------
     targets = []
@@ -661,6 +670,41 @@ def main() -> None:
     w("")
     if rust.get("lease"):
         w(lease_section(rust["lease"]))
+    renc = rust.get("encryption")
+    if penc or renc:
+        w("## 10. Encrypted values (AES-256-GCM, sealed and opened in the client)")
+        w("")
+    if renc:
+        w("Rust `Client::get_into` of random values (nothing for LZ4 to shrink), a plain client and one with "
+          "`ClientOptions::encryption`, each on a namespace of its own of one daemon (each encrypted hit is "
+          "authenticated and decrypted in the reading process). Target: an encrypted 100-byte hit costs at most "
+          "1.5x a plain one.")
+        w("")
+        w(table(["value", "plain p50", "encrypted p50", "encrypted ÷ plain (p50)", "plain p99", "encrypted p99"],
+                [[size_label(r["value_bytes"]), fmt_ns(r["plain"]["p50_ns"]), fmt_ns(r["encrypted"]["p50_ns"]),
+                  fmt_x(r["ratio_p50"]), fmt_ns(r["plain"]["p99_ns"]), fmt_ns(r["encrypted"]["p99_ns"])]
+                 for r in renc.get("hits", [])]))
+        w("")
+        w("The envelope alone (`cachekit_envelope::encode_into_with` / `decode_into_with`, ring 0.17, a fresh "
+          "random nonce per seal), p50:")
+        w("")
+        w(table(["value", "seal", "seal GB/s", "open", "open GB/s"],
+                [[size_label(r["value_bytes"]), fmt_ns(r["seal"]["p50_ns"]), f"{r['seal_gb_per_s']:.2f}",
+                  fmt_ns(r["open"]["p50_ns"]), f"{r['open_gb_per_s']:.2f}"]
+                 for r in renc.get("aead", [])]))
+        w("")
+    if penc:
+        w("Python `get_raw` of random values (nothing for LZ4 to shrink) from two clients of the side by side's "
+          "daemon: one plain, one opened with `encryption_key` (each hit is authenticated and decrypted in the "
+          "reading process); each on a namespace of its own, timed in the same interleaved rounds.")
+        w("")
+        w(table(["value", "plain p50", "encrypted p50", "encrypted ÷ plain (p50)", "plain p99", "encrypted p99",
+                 "encrypted p50 per round"],
+                [[size_label(size), fmt_ns(pair.get(False, {}).get("p50_ns")),
+                  fmt_ns(pair.get(True, {}).get("p50_ns")), fmt_x(ratio(pair.get(True), pair.get(False))),
+                  fmt_ns(pair.get(False, {}).get("p99_ns")), fmt_ns(pair.get(True, {}).get("p99_ns")),
+                  " ".join(f"{x:.0f}" for x in pair.get(True, {}).get("p50_rounds_ns", []))]
+                 for size, pair in sorted(penc.items())]))
         w("")
     w("## Criterion micro-benchmarks")
     w("")

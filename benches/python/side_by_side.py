@@ -7,6 +7,11 @@ and pipelined ×100), pymemcache get, diskcache get (filled here, same keys and 
 dict. Each is timed one call at a time with perf_counter_ns (the figures include one clock
 read pair, reported as `timer`), keys in bench-hit's shuffled order, in interleaved rounds;
 each percentile is the median over the rounds. Prints one JSON document on stdout.
+
+Encrypted hits (``"encryption"`` in the JSON): get_raw of 100 B, 4 KiB and 64 KiB random values
+from two clients of the same daemon, one plain and one with ``encryption_key`` (AES-256-GCM,
+decrypted on every hit), each on its own namespace filled here; timed in the same interleaved
+rounds as the side by side.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import shutil
 import sys
 import tempfile
@@ -22,6 +28,9 @@ import time
 from typing import Callable, Dict, List
 
 M64 = (1 << 64) - 1
+# (value size, keys) of the encrypted-hit rows: 64 KiB values get fewer keys (6.4 MB per client).
+ENCRYPTION_SIZES = [(100, 10_000), (4096, 2_000), (65536, 100)]
+ENCRYPTION_KEY = bytes(range(32))  # a fixed benchmark key
 
 
 def splitmix(state: List[int]) -> int:
@@ -108,6 +117,30 @@ def main() -> None:
     add("cachekit", "cachekit_shm get_raw (Python)", "cachekit",
         lambda: time_calls(lambda i: ck.get_raw(keys[i]), order, a.ops))
 
+    # Encrypted against plain hits, by value size.
+    enc_subjects: List[Dict] = []
+    enc_clients = []
+    for size, count in ENCRYPTION_SIZES:
+        e_keys = [f"enc-{size}-{i}".encode() for i in range(count)]
+        blob = random.Random(size).randbytes(size * count)  # random: nothing for LZ4 to shrink
+        e_values = [blob[i * size:(i + 1) * size] for i in range(count)]
+        e_order = hit_order(count, size)
+        for encrypted in (False, True):
+            ns = f"py-{'aes' if encrypted else 'plain'}-{size}"
+            c = cachekit_shm.Client(socket=a.socket, namespace=ns, serializer=None,
+                                    encryption_key=ENCRYPTION_KEY if encrypted else None)
+            enc_clients.append(c)
+            for k, v in zip(e_keys, e_values):
+                c.set_raw(k, v)
+            for k, v in zip(e_keys, e_values):
+                assert c.get_raw(k) == v, f"{ns} {k!r}"
+            assert c.get_raw_with_info(e_keys[0])[1].source == "segment"
+            ops = a.ops if size <= 4096 else a.ops // 4
+            enc_subjects.append({
+                "value_bytes": size, "encrypted": encrypted, "rounds": [],
+                "fn": (lambda c=c, ks=e_keys, o=e_order, n=ops: time_calls(lambda i: c.get_raw(ks[i]), o, n)),
+            })
+
     if a.redis_port:
         import redis
 
@@ -171,10 +204,15 @@ def main() -> None:
             timer_rounds.append(time_calls(lambda i: None, order, a.ops)["p50_ns"])
             for s in subjects.values():
                 s["rounds"].append(s["fn"]())
+            for s in enc_subjects:
+                s["rounds"].append(s["fn"]())
         dc.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     ck.close()
+    for c in enc_clients:
+        c.clear()
+        c.close()
 
     rows = []
     for s in subjects.values():
@@ -184,8 +222,14 @@ def main() -> None:
         row.update(id=s["id"], label=s["label"], group=s["group"], lang="python", batch=b,
                    p50_rounds_ns=[r["p50_ns"] / b for r in s["rounds"]])
         rows.append(row)
-    json.dump({"rows": rows, "timer_ns": median(timer_rounds), "versions": versions, "pid": os.getpid()},
-              sys.stdout, indent=1)
+    encryption = []
+    for s in enc_subjects:
+        row = {k: median([r[k] for r in s["rounds"]]) for k in s["rounds"][0]}
+        row.update(value_bytes=s["value_bytes"], encrypted=s["encrypted"],
+                   p50_rounds_ns=[r["p50_ns"] for r in s["rounds"]])
+        encryption.append(row)
+    json.dump({"rows": rows, "encryption": encryption, "timer_ns": median(timer_rounds), "versions": versions,
+               "pid": os.getpid()}, sys.stdout, indent=1)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,10 @@ from .errors import (
     CachekitError,
     CachekitTimeoutError,
     ClosedError,
+    DecryptError,
+    EncryptedValueError,
     InvalidArgumentError,
+    PlaintextValueError,
     NotPermittedError,
     TooLargeError,
     UnavailableError,
@@ -32,7 +35,16 @@ _EXCEPTIONS: Dict[int, Type[CachekitError]] = {
     lib.CACHEKIT_UNAVAILABLE: UnavailableError,
     lib.CACHEKIT_TIMEOUT: CachekitTimeoutError,
     lib.CACHEKIT_NOT_PERMITTED: NotPermittedError,
+    lib.CACHEKIT_DECRYPT: DecryptError,
+    lib.CACHEKIT_ENCRYPTED: EncryptedValueError,
+    lib.CACHEKIT_PLAINTEXT: PlaintextValueError,
 }
+
+# Said after the library's message for CACHEKIT_ENCRYPTED, which names the C and Rust options.
+_ENCRYPTED_HINT = (
+    "; in Python: Client(encryption_key=...) (32 bytes, or 64 hex digits / base64 text), "
+    "with the writers' tenant= if they set one"
+)
 
 
 
@@ -55,6 +67,8 @@ def make_error(code: int, context: str = "") -> CachekitError:
     message = last_error_message()
     if not message:
         message = ffi.string(lib.cachekit_result_describe(code)).decode("utf-8", "replace")
+    if code == lib.CACHEKIT_ENCRYPTED:
+        message += _ENCRYPTED_HINT
     if context:
         message = f"{context}: {message}"
     name = _CODE_NAMES.get(code, f"code {code}")

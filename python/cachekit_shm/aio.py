@@ -27,7 +27,7 @@ import threading
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, AsyncIterator, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, TypeVar, Union
 
-from .client import Client, Info, Key, Pong, Seconds, Tag, Tags, _key
+from .client import Client, Info, Key, MasterKey, Pong, Seconds, Tag, Tags, _key
 from .lease import DEFAULT_LEASE_TIMEOUT, DEFAULT_WAIT_TIMEOUT, FillLease, QueryOptions, _Flight, lease_pool
 from .manage import NamespaceInfo, ScanItem
 from .errors import CachekitTimeoutError, ClosedError, SerializationError
@@ -92,10 +92,17 @@ class AsyncClient:
         request_timeout: Optional[float] = None,
         *,
         executor: Optional[Executor] = None,
+        encryption_key: Optional[MasterKey] = None,
+        previous_keys: Iterable[MasterKey] = (),
+        tenant: Optional[str] = None,
+        hash_keys: bool = False,
+        require_encryption: bool = False,
     ) -> None:
         client = Client(instance=instance, socket=socket, namespace=namespace, serializer=serializer,
                         redis_url=redis_url, lazy=lazy, connect_timeout=connect_timeout,
-                        request_timeout=request_timeout)
+                        request_timeout=request_timeout, encryption_key=encryption_key,
+                        previous_keys=previous_keys, tenant=tenant, hash_keys=hash_keys,
+                        require_encryption=require_encryption)
         self._init(client, executor)
 
     def _init(self, client: Client, executor: Optional[Executor]) -> None:
@@ -122,6 +129,11 @@ class AsyncClient:
     @property
     def closed(self) -> bool:
         return self._sync.closed
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether values are encrypted (see `Client.encrypted`)."""
+        return self._sync.encrypted
 
     def __repr__(self) -> str:
         return "<cachekit_shm.AsyncClient " + repr(self._sync)[len("<cachekit_shm.Client "):]

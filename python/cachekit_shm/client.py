@@ -14,6 +14,8 @@ a new one, lazily, on its next use. Methods that talk to the daemon also compare
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import os
 import sys
@@ -39,7 +41,7 @@ from .lease import QueryMixin
 from .manage import ManageMixin, NamespaceInfo, ScanItem, counter_bytes
 from .serializers import Serializer, SerializerName, resolve
 
-__all__ = ["Client", "Info", "Pong", "Key", "Tag", "Tags", "Seconds", "ScanItem", "NamespaceInfo"]
+__all__ = ["Client", "Info", "Pong", "Key", "Tag", "Tags", "Seconds", "MasterKey", "ScanItem", "NamespaceInfo"]
 
 Key = Union[str, bytes]
 """A key: ``str`` (stored as its UTF-8 bytes) or ``bytes``."""
@@ -176,12 +178,12 @@ class _Options:
     """What a client was opened with, kept to reopen it (after fork)."""
 
     __slots__ = ("instance", "socket", "namespace", "redis_url", "lazy", "connect_timeout_ms",
-                 "request_timeout_ms")
+                 "request_timeout_ms", "encryption")
 
     def __init__(self, instance: Optional[str], socket: Optional[Union[str, "os.PathLike[str]"]],
                  namespace: Optional[str],
                  redis_url: Optional[str], lazy: bool, connect_timeout: Optional[float],
-                 request_timeout: Optional[float]) -> None:
+                 request_timeout: Optional[float], encryption: Optional["_Encryption"] = None) -> None:
         self.instance = instance
         self.socket = os.fspath(socket) if socket is not None else None
         self.namespace = namespace
@@ -189,12 +191,87 @@ class _Options:
         self.lazy = lazy
         self.connect_timeout_ms = _timeout_ms(connect_timeout, "connect_timeout")
         self.request_timeout_ms = _timeout_ms(request_timeout, "request_timeout")
+        self.encryption = encryption
 
     def copy(self, **changes: Any) -> "_Options":
         new = object.__new__(_Options)
         for name in _Options.__slots__:
             setattr(new, name, changes.get(name, getattr(self, name)))
         return new
+
+
+MasterKey = Union[bytes, bytearray, memoryview, str]
+"""A 32-byte master key: the bytes, or text: 64 hex digits or base64 (standard or URL-safe,
+padding optional), as ``CACHEKIT_MASTER_KEY`` takes it."""
+
+_KEY_LEN = 32
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def master_key_bytes(key: Any, what: str = "encryption_key") -> bytes:
+    """The 32 bytes of a master key given as bytes or as hex / base64 text (the rules of
+    ``CACHEKIT_MASTER_KEY``); InvalidArgumentError saying how to make one otherwise."""
+    make = "(`head -c 32 /dev/urandom | base64` makes one; in Python: os.urandom(32))"
+    if isinstance(key, (bytes, bytearray, memoryview)):
+        raw = bytes(key)
+    elif isinstance(key, str):
+        text = key.strip()
+        if len(text) == 2 * _KEY_LEN and set(text) <= _HEX:
+            raw = bytes.fromhex(text)
+        else:
+            b64 = text.rstrip("=").replace("-", "+").replace("_", "/")
+            try:
+                raw = base64.b64decode(b64 + "=" * (-len(b64) % 4), validate=True)
+            except (binascii.Error, ValueError):
+                raise InvalidArgumentError(
+                    f"{what} is neither 64 hex digits nor base64 of 32 bytes {make}") from None
+    else:
+        raise TypeError(f"{what} is bytes or hex / base64 text, not {type(key).__name__}")
+    if len(raw) != _KEY_LEN:
+        raise InvalidArgumentError(f"{what} is {len(raw)} bytes; a master key is 32 bytes {make}")
+    return raw
+
+
+class _Encryption:
+    """Encryption settings given to the constructor, as the C options take them."""
+
+    __slots__ = ("key", "previous", "tenant", "flags")
+
+    def __init__(self, key: Any, previous_keys: Iterable[Any], tenant: Optional[str], hash_keys: bool,
+                 require_encryption: bool) -> None:
+        self.key = master_key_bytes(key)
+        if isinstance(previous_keys, (bytes, bytearray, memoryview, str)):
+            previous_keys = (previous_keys,)  # one key, not a sequence of its bytes or characters
+        prev = [master_key_bytes(k, f"previous_keys[{i}]") for i, k in enumerate(previous_keys)]
+        self.previous = b"".join(prev)
+        if tenant is not None:
+            if not isinstance(tenant, str):
+                raise TypeError(f"tenant is a str, not {type(tenant).__name__}")
+            if not tenant or "\0" in tenant:
+                raise InvalidArgumentError(f"tenant {tenant!r} is empty or contains a NUL character")
+        self.tenant = tenant
+        self.flags = ((lib.CACHEKIT_ENCRYPT_HASH_KEYS if hash_keys else 0)
+                      | (lib.CACHEKIT_ENCRYPT_REQUIRE if require_encryption else 0))
+
+
+def _encryption(key: Any, previous_keys: Iterable[Any], tenant: Optional[str], hash_keys: bool,
+                require_encryption: bool) -> Optional[_Encryption]:
+    if key is not None:
+        return _Encryption(key, previous_keys, tenant, hash_keys, require_encryption)
+    given = [name for name, v in (("previous_keys", previous_keys), ("tenant", tenant),
+                                   ("hash_keys", hash_keys), ("require_encryption", require_encryption)) if v]
+    if given:
+        raise InvalidArgumentError(
+            f"{', '.join(given)} given without encryption_key: give encryption_key= too; with the key "
+            "in CACHEKIT_MASTER_KEY / CACHEKIT_MASTER_KEY_FILE, set CACHEKIT_PREVIOUS_MASTER_KEYS, "
+            "CACHEKIT_TENANT, CACHEKIT_HASH_KEYS=1, CACHEKIT_REQUIRE_ENCRYPTION=1 instead")
+    return None
+
+
+def _env_key_set() -> bool:
+    """Whether the environment gives a master key (the C library reads it when no
+    encryption_key is given, and refuses to open if it is malformed)."""
+    return any(os.environ.get(n, "").strip() for n in ("CACHEKIT_MASTER_KEY", "CACHEKIT_MASTER_KEY_FILE"))
 
 
 def _timeout_ms(seconds: Optional[float], what: str) -> int:
@@ -231,6 +308,17 @@ def _open(opts: _Options, lazy: bool) -> Any:
     o.redis_url = _cstr(opts.redis_url, "redis_url", keep)
     o.connect_timeout_ms = opts.connect_timeout_ms
     o.request_timeout_ms = opts.request_timeout_ms
+    enc = opts.encryption
+    if enc is not None:
+        key = ffi.new("uint8_t[]", enc.key)
+        keep.append(key)
+        o.encryption_key, o.encryption_key_len = key, len(enc.key)
+        if enc.previous:
+            prev = ffi.new("uint8_t[]", enc.previous)
+            keep.append(prev)
+            o.previous_keys, o.previous_keys_count = prev, len(enc.previous) // _KEY_LEN
+        o.tenant = _cstr(enc.tenant, "tenant", keep)
+        o.encryption_flags = enc.flags
     out = ffi.new("cachekit_client **")
     rc = lib.cachekit_client_open(o, out)
     if rc != OK:
@@ -253,6 +341,16 @@ class Client(ManageMixin, QueryMixin, Native):
     ``lazy``: connect on first use (opening succeeds while the daemon is down). Timeouts are
     seconds (None: the library's defaults, 1 s to connect, 5 s per request).
 
+    Encryption (AES-256-GCM in this process: the daemon, its segment and Redis hold ciphertext
+    only; keys, namespaces and tags stay plaintext, counters too). ``encryption_key``: the
+    32-byte master key (bytes, or 64 hex digits / base64 text); None: ``$CACHEKIT_MASTER_KEY``
+    or ``$CACHEKIT_MASTER_KEY_FILE`` (a file not readable by group or other) if set, else no
+    encryption. ``previous_keys``: older master keys still accepted for reading (rotation).
+    ``tenant``: whose key is derived (None: the namespace). ``hash_keys``: send an HMAC of each
+    key instead of the key. ``require_encryption``: a plaintext value read raises
+    `PlaintextValueError` instead of being returned. Reads raise `DecryptError` (wrong key or
+    tenant, tampered or moved value) and `EncryptedValueError` (no key configured).
+
     Raises `UnavailableError` when the daemon is not running (unless ``lazy``).
     """
 
@@ -269,12 +367,20 @@ class Client(ManageMixin, QueryMixin, Native):
         lazy: bool = False,
         connect_timeout: Optional[float] = None,
         request_timeout: Optional[float] = None,
+        *,
+        encryption_key: Optional[MasterKey] = None,
+        previous_keys: Iterable[MasterKey] = (),
+        tenant: Optional[str] = None,
+        hash_keys: bool = False,
+        require_encryption: bool = False,
     ) -> None:
         self._ptr = None  # set first: the object is sane even if opening fails
         self._closed = False
         self._lock = threading.Lock()
         self._parent: Optional[Client] = None
-        self._opts = _Options(instance, socket, namespace, redis_url, lazy, connect_timeout, request_timeout)
+        enc = _encryption(encryption_key, previous_keys, tenant, hash_keys, require_encryption)
+        self._opts = _Options(instance, socket, namespace, redis_url, lazy, connect_timeout, request_timeout, enc)
+        self._encrypted = enc is not None or _env_key_set()
         self._serializer = resolve(serializer)
         self._dumps = self._serializer.dumps
         self._loads = self._serializer.loads
@@ -349,9 +455,15 @@ class Client(ManageMixin, QueryMixin, Native):
     def serializer(self) -> Serializer:
         return self._serializer
 
+    @property
+    def encrypted(self) -> bool:
+        """Whether values are encrypted: an ``encryption_key`` was given, or the environment
+        set one when the client was opened."""
+        return self._encrypted
+
     def __repr__(self) -> str:
         where = self._opts.socket or f"instance {self._opts.instance or '$CACHEKIT_INSTANCE/default'}"
-        state = " closed" if self._closed else ""
+        state = (" encrypted" if self._encrypted else "") + (" closed" if self._closed else "")
         return f"<cachekit_shm.Client namespace={self.namespace!r} {where} serializer={self._serializer.name}{state}>"
 
     def with_namespace(self, namespace: str) -> "Client":
@@ -372,6 +484,7 @@ class Client(ManageMixin, QueryMixin, Native):
         child._parent = self
         child._opts = self._opts.copy(namespace=namespace)
         child._serializer = self._serializer
+        child._encrypted = self._encrypted
         child._dumps = self._dumps
         child._loads = self._loads
         Native.__init__(child, out[0])

@@ -41,6 +41,7 @@ from typing import Any, Callable, Iterable, List, Optional, TypeVar, Union, cast
 
 from .aio import AsyncClient
 from .client import Client, Key, Seconds, Tag, _key, default_client, tag_path
+from .errors import InvalidArgumentError
 from .lease import DEFAULT_LEASE_TIMEOUT, DEFAULT_WAIT_TIMEOUT, QueryOptions
 
 __all__ = ["cached", "key_digest"]
@@ -137,9 +138,10 @@ class _Resolver:
     """Which client a decorated function uses, resolved on each call (cheap: identity
     checks) so that set_default_client and fork are followed."""
 
-    def __init__(self, client: Union[Client, AsyncClient, None], namespace: Optional[str]):
+    def __init__(self, client: Union[Client, AsyncClient, None], namespace: Optional[str], secure: bool = False):
         self.given = client
         self.namespace = namespace
+        self.secure = secure
         self.lock = threading.Lock()
         self.base: Any = None
         self.sync_client: Optional[Client] = None
@@ -168,6 +170,8 @@ class _Resolver:
         return cast(AsyncClient, self.async_client)
 
     def _refresh(self, base: Client) -> None:
+        if self.secure:
+            _check_secure(base, "a function")
         if self.namespace is not None and self.namespace != base.namespace:
             client = base.with_namespace(self.namespace)
         else:
@@ -178,6 +182,14 @@ class _Resolver:
             self.async_client = self.given
         else:
             self.async_client = AsyncClient.from_client(client)
+
+
+def _check_secure(client: Client, ident: str) -> None:
+    if not client.encrypted:
+        raise InvalidArgumentError(
+            f"cached(secure=True) on {ident}: the client does not encrypt; open it with "
+            "Client(encryption_key=...) (or set CACHEKIT_MASTER_KEY / CACHEKIT_MASTER_KEY_FILE for "
+            "the default client), or drop secure=True")
 
 
 @overload
@@ -197,6 +209,7 @@ def cached(
     lease_timeout: Seconds = DEFAULT_LEASE_TIMEOUT,
     on_timeout: str = "compute",
     scope: str = "host",
+    secure: bool = False,
 ) -> Callable[[F], F]: ...
 
 
@@ -213,6 +226,7 @@ def cached(
     lease_timeout: Seconds = DEFAULT_LEASE_TIMEOUT,
     on_timeout: str = "compute",
     scope: str = "host",
+    secure: bool = False,
 ) -> Any:
     """Caches the function's results (sync or ``async def``). See the module's doc.
 
@@ -227,6 +241,10 @@ def cached(
     client's. ``client``: a Client or AsyncClient (default: `default_client()`, from
     ``$CACHEKIT_SOCKET`` / ``$CACHEKIT_INSTANCE``). ``key``: a function of the arguments
     returning the part of the key after ``"<module>.<qualname>:"`` instead of the digest.
+    ``secure``: the client must encrypt values (``Client(encryption_key=...)``, or a key in the
+    environment for the default client): `InvalidArgumentError` at decoration when the client
+    is given, else at the first call. A value that does not decrypt raises `DecryptError`
+    (never a silent miss).
 
     The decorated function gains ``cache_key(*args, **kwargs)``, ``invalidate(*args,
     **kwargs)`` (drops that call's entry; True if it was there) and ``invalidate_all()``; on
@@ -240,10 +258,12 @@ def cached(
     for spec in tag_specs:
         if not callable(spec):
             tag_path(spec)  # a malformed static tag fails here, not on the first call
-    resolver = _Resolver(client, namespace)
+    resolver = _Resolver(client, namespace, secure)
 
     def decorate(func: F) -> F:
         ident = f"{func.__module__}.{func.__qualname__}"
+        if secure and client is not None:
+            _check_secure(client.sync if isinstance(client, AsyncClient) else client, ident)
         fn_tag = f"{FUNCTION_TAG_ROOT}/{func.__module__}/{func.__qualname__}"
         sig = inspect.signature(func)
 

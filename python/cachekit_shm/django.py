@@ -14,6 +14,13 @@ Configured like Django's Redis backend::
                 "request_timeout": 5.0,       # seconds
                 "redis_url": None,            # direct Redis fallback while cachekitd is down
                 "pickle_protocol": None,      # default pickle.HIGHEST_PROTOCOL
+                # Encryption (AES-256-GCM in each process; see cachekit_shm.Client):
+                "ENCRYPTION_KEY": None,       # 32 bytes, 64 hex digits or base64;
+                                              # None: $CACHEKIT_MASTER_KEY(_FILE) if set
+                "PREVIOUS_KEYS": [],          # older master keys still read (rotation)
+                "TENANT": None,               # whose key (None: the namespace)
+                "HASH_KEYS": False,           # send an HMAC of each key, not the key
+                "REQUIRE_ENCRYPTION": False,  # a plaintext value read raises
             },
         }
     }
@@ -151,9 +158,18 @@ _MAX_PAGE = 1000
 # KEY_PREFIX or VERSION goes into a pattern, so they match themselves.
 _GLOB_SPECIAL = re.compile(r"([\\*?\[\]])")
 
+# The encryption OPTIONS, and the Client argument each one sets.
+_ENCRYPTION_OPTIONS = {
+    "ENCRYPTION_KEY": "encryption_key",
+    "PREVIOUS_KEYS": "previous_keys",
+    "TENANT": "tenant",
+    "HASH_KEYS": "hash_keys",
+    "REQUIRE_ENCRYPTION": "require_encryption",
+}
 # OPTIONS keys this backend reads; anything else is a configuration mistake worth saying so.
 _OPTION_KEYS = frozenset(
     {"namespace", "connect_timeout", "request_timeout", "redis_url", "pickle_protocol"}
+    | set(_ENCRYPTION_OPTIONS)
 )
 # Django's own cull options are accepted and ignored (see the module docstring).
 _IGNORED_OPTION_KEYS = frozenset({"MAX_ENTRIES", "CULL_FREQUENCY"})
@@ -171,6 +187,10 @@ _IGNORED_OPTION_KEYS = frozenset({"MAX_ENTRIES", "CULL_FREQUENCY"})
 
 _clients_lock = threading.Lock()
 _clients: dict[tuple[tuple[str, Any], ...], Client] = {}
+
+
+def _hashable_key(key: Any) -> Any:
+    return bytes(key) if isinstance(key, (bytearray, memoryview)) else key
 
 
 def _shared_client(config: tuple[tuple[str, Any], ...]) -> Client:
@@ -251,6 +271,15 @@ class CachekitCache(BaseCache):
         for name in ("connect_timeout", "request_timeout", "redis_url"):
             if options.get(name) is not None:
                 config[name] = options[name]
+        for option, name in _ENCRYPTION_OPTIONS.items():
+            value = options.get(option)
+            if value:  # the config is a dict key: keys as bytes or str, a list as a tuple
+                if option == "PREVIOUS_KEYS":
+                    keys = [value] if isinstance(value, (str, bytes, bytearray)) else value
+                    value = tuple(_hashable_key(k) for k in keys)
+                elif option == "ENCRYPTION_KEY":
+                    value = _hashable_key(value)
+                config[name] = value
         self._config = tuple(sorted(config.items()))
         self._async: AsyncClient | None = None
         reverse = params.get("REVERSE_KEY_FUNCTION")

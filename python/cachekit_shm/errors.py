@@ -20,6 +20,9 @@ __all__ = [
     "CachekitTimeoutError",
     "ClosedError",
     "SerializationError",
+    "DecryptError",
+    "EncryptedValueError",
+    "PlaintextValueError",
 ]
 
 
@@ -75,3 +78,20 @@ class ClosedError(CachekitError):
 class SerializationError(CachekitError):
     """A value cannot be serialized (the message names its type and the serializer), or
     stored bytes cannot be deserialized with this client's serializer."""
+
+
+class DecryptError(CachekitError):
+    """An encrypted value did not decrypt: a wrong master key or tenant, a tampered byte, or a
+    ciphertext copied from another key or namespace (``CACHEKIT_DECRYPT``). Never garbage,
+    never a miss."""
+
+
+class EncryptedValueError(CachekitError):
+    """The value is encrypted and this client has no key (``CACHEKIT_ENCRYPTED``): open it
+    with ``encryption_key=`` (or ``CACHEKIT_MASTER_KEY`` / ``CACHEKIT_MASTER_KEY_FILE``) and
+    the writers' tenant."""
+
+
+class PlaintextValueError(CachekitError):
+    """The value is not encrypted and this client was opened with
+    ``require_encryption=True`` (``CACHEKIT_PLAINTEXT``)."""

@@ -107,7 +107,8 @@ def django_cache_tests() -> Path:
     return tree
 
 
-def test_django_base_cache_tests(cachekitd_socket, tmp_path, django_suite_report):
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])
+def test_django_base_cache_tests(cachekitd_socket, tmp_path, django_suite_report, encrypted):
     tests_dir = django_cache_tests()
     result_file = tmp_path / "result.json"
     package_parent = Path(cachekit_shm.__file__).resolve().parent.parent
@@ -123,6 +124,9 @@ def test_django_base_cache_tests(cachekitd_socket, tmp_path, django_suite_report
         CACHEKIT_DJANGO_RESULT=str(result_file),
         PYTHONDONTWRITEBYTECODE="1",
     )
+    env.pop("CACHEKIT_DJANGO_ENCRYPTION_KEY", None)
+    if encrypted:  # every cache of the suite with OPTIONS ENCRYPTION_KEY
+        env["CACHEKIT_DJANGO_ENCRYPTION_KEY"] = os.urandom(32).hex()
     proc = subprocess.run(
         [sys.executable, "-m", "django", "test", "--noinput", "-v", "2",
          "django_cachekit_suite"],
@@ -136,7 +140,8 @@ def test_django_base_cache_tests(cachekitd_socket, tmp_path, django_suite_report
     summary = json.loads(result_file.read_text())
     skipped = summary["skipped"]
     line = (
-        f"Django {django.get_version()} BaseCacheTests on CachekitCache: "
+        f"Django {django.get_version()} BaseCacheTests on CachekitCache"
+        f"{' with ENCRYPTION_KEY' if encrypted else ''}: "
         f"ran {summary['ran']}, passed {summary['passed']}, skipped {len(skipped)}, "
         f"failed {len(summary['failed'])}, errors {len(summary['errors'])} "
         f"(excluded aliases cull, zero_cull: cachekitd evicts by segment, "
