@@ -325,10 +325,19 @@ func TestLeaseFillAndRelease(t *testing.T) {
 	if stored, err := l.Fill([]byte("old row"), SetOptions{Tags: []string{"q/2"}}); err != nil || stored {
 		t.Fatalf("Fill across an invalidation = %v, %v; want not stored", stored, err)
 	}
-	if lease, err := c.RefreshLease(key, LeaseOptions{}); err != nil || lease == nil {
-		t.Fatalf("RefreshLease = %v, %v", lease, err)
+	// A fresh value needs no refresh; a stale one gets exactly one refresher.
+	if lease, err := c.RefreshLease(key, LeaseOptions{}); err != nil || lease != nil {
+		t.Fatalf("RefreshLease of a fresh value = %v, %v; want nil", lease, err)
+	}
+	key3 := []byte(uniqueKey("stale"))
+	if err := c.Set(key3, []byte("old"), SetOptions{TTL: 20 * time.Millisecond, Grace: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if lease, err := c.RefreshLease(key3, LeaseOptions{}); err != nil || lease == nil {
+		t.Fatalf("RefreshLease of a stale value = %v, %v", lease, err)
 	} else {
-		if again, err := c.RefreshLease(key, LeaseOptions{}); err != nil || again != nil {
+		if again, err := c.RefreshLease(key3, LeaseOptions{}); err != nil || again != nil {
 			t.Fatalf("a second RefreshLease = %v, %v; want nil (someone refreshes)", again, err)
 		}
 		lease.Release()
