@@ -670,6 +670,7 @@ def main() -> None:
     w("")
     if rust.get("lease"):
         w(lease_section(rust["lease"]))
+        w("")
     renc = rust.get("encryption")
     if penc or renc:
         w("## 10. Encrypted values (AES-256-GCM, sealed and opened in the client)")
