@@ -13,6 +13,9 @@ use std::time::Duration;
 /// Sizes of the rows: the 100 B, 4 KiB and 64 KiB.
 const SIZES: [usize; 3] = [100, 4096, 65536];
 
+/// Interleaved rounds per size.
+const ROUNDS: usize = 5;
+
 fn random(n: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
     (0..n)
@@ -49,15 +52,21 @@ pub fn hits(daemon: &Daemon, keys: usize, ops: usize) -> Value {
         let mut out = Vec::with_capacity(size);
         let mut time = |c: &cachekit_client::Client| -> Summary {
             let mut i = 0;
-            time_ops(ops, || {
+            time_ops(ops.div_ceil(ROUNDS), || {
                 let k = &names[i % n];
                 i += 1;
                 let hit = c.get_into(black_box(k), &mut out).expect("get");
                 assert!(hit.is_some(), "a pre-set key missed");
             })
         };
-        let p = time(&plain);
-        let s = time(&sealed);
+        // Interleaved rounds (plain, encrypted, plain, ...), each side the median of its
+        // rounds' percentiles: what runs first on a cold or busy core does not decide the ratio.
+        let (mut ps, mut ss) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            ps.push(time(&plain));
+            ss.push(time(&sealed));
+        }
+        let (p, s) = (Summary::median_of(&ps), Summary::median_of(&ss));
         rows.push(json!({
             "value_bytes": size,
             "plain": p.json(),
