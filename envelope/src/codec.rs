@@ -322,8 +322,15 @@ pub fn decode_into_with(
             Some(keys) => decode_sealed(cfg, keys, aad, bytes, out),
             None => Err(DecodeError::Encrypted),
         }
-    } else if keys.is_some_and(Keyring::requires_encryption) && flags & FLAG_INTEGER == 0 {
-        Err(DecodeError::Plaintext)
+    } else if keys.is_some_and(Keyring::requires_encryption) {
+        // Counters are plaintext by nature, and exempt: but only a real one (the flag alone,
+        // no compression, a payload that parses), so the flag cannot smuggle other plaintext
+        // past `require_encryption`.
+        match flags == FLAG_INTEGER {
+            true => decode_into_cleared(cfg, bytes, out)
+                .and_then(|()| parse_integer(out).map(|_| ()).ok_or(DecodeError::Plaintext)),
+            false => Err(DecodeError::Plaintext),
+        }
     } else {
         decode_into_cleared(cfg, bytes, out)
     };

@@ -195,6 +195,16 @@ fn without_a_key_and_with_require_encryption() {
         decode_with(&CFG, Some(&strict), aad, &counter).unwrap(),
         b"41"
     );
+    // But the flag alone is no pass: a flagged payload that is not an integer, or a
+    // compressed one, is plaintext like any other.
+    let mut smuggled = encode_with(&CFG, None, aad, b"secret").unwrap();
+    smuggled[3] = cachekit_envelope::FLAG_INTEGER;
+    let e = decode_with(&CFG, Some(&strict), aad, &smuggled).unwrap_err();
+    assert!(matches!(e, DecodeError::Plaintext), "{e}");
+    let mut packed = counter.clone();
+    packed[3] |= FLAG_LZ4;
+    let e = decode_with(&CFG, Some(&strict), aad, &packed).unwrap_err();
+    assert!(matches!(e, DecodeError::Plaintext), "{e}");
 }
 
 #[test]

@@ -469,7 +469,8 @@ pub unsafe extern "C" fn cachekit_decr(
 /// A value `cachekit_get_and_delete` removed but could not hand over (the buffer was too
 /// small): the handle, namespace and key it was taken with, and the value.
 struct Taken {
-    client: usize,
+    /// The handle's `id` (not its address, which a later handle may reuse).
+    client: u64,
     namespace: String,
     key: Vec<u8>,
     value: Value,
@@ -521,7 +522,7 @@ pub unsafe extern "C" fn cachekit_get_and_delete(
         let namespace = c.client.namespace();
         let pending = TAKEN
             .with(|t| t.borrow_mut().take())
-            .filter(|t| t.client == client as usize && t.namespace == namespace && t.key == key);
+            .filter(|t| t.client == c.id && t.namespace == namespace && t.key == key);
         let value = match pending {
             Some(t) => t.value,
             None => match c.client.get_and_delete(key)? {
@@ -535,7 +536,7 @@ pub unsafe extern "C" fn cachekit_get_and_delete(
             unsafe { write_out(value_len, len) };
             TAKEN.with(|t| {
                 *t.borrow_mut() = Some(Taken {
-                    client: client as usize,
+                    client: c.id,
                     namespace: namespace.to_string(),
                     key: key.to_vec(),
                     value,

@@ -21,11 +21,16 @@ pub const CACHEKIT_INVALIDATE_EXACT: u32 = 1;
 #[allow(non_camel_case_types)]
 pub struct cachekit_client {
     pub(crate) client: Client,
+    /// Unique per handle for the life of the process (a freed handle's address can be reused
+    /// by the next one; this cannot): names the handle in per-thread state.
+    pub(crate) id: u64,
 }
 
 impl cachekit_client {
     fn boxed(client: Client) -> *mut cachekit_client {
-        Box::into_raw(Box::new(cachekit_client { client }))
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Box::into_raw(Box::new(cachekit_client { client, id }))
     }
 }
 

@@ -295,7 +295,14 @@ unsafe fn read_encryption(o: &cachekit_options) -> Result<Option<Encryption>, Fa
     }
     let invalid =
         |e: cachekit_client::KeyError| Failure::invalid(format!("options.encryption_key: {e}"));
-    // SAFETY: non-NULL, and the caller promises `encryption_key_len` readable bytes there.
+    if o.encryption_key_len != MASTER_KEY_LEN {
+        return Err(Failure::invalid(format!(
+            "cachekit_options.encryption_key_len is {}; a master key is exactly {MASTER_KEY_LEN} bytes",
+            o.encryption_key_len
+        )));
+    }
+    // SAFETY: non-NULL, and the caller promises `encryption_key_len` (checked: 32) readable
+    // bytes there.
     let key = unsafe { std::slice::from_raw_parts(o.encryption_key, o.encryption_key_len) };
     let mut enc = Encryption::new(MasterKey::from_slice(key).map_err(invalid)?);
     if o.previous_keys_count > 0 {
@@ -304,12 +311,16 @@ unsafe fn read_encryption(o: &cachekit_options) -> Result<Option<Encryption>, Fa
                 "cachekit_options.previous_keys is NULL but previous_keys_count is not 0",
             ));
         }
-        let len = o
-            .previous_keys_count
-            .checked_mul(MASTER_KEY_LEN)
-            .ok_or_else(|| {
-                Failure::invalid("cachekit_options.previous_keys_count is absurdly large")
-            })?;
+        // At most 4096 previous keys: more is a mistake, and the cap keeps the slice below
+        // isize::MAX bytes whatever the count says.
+        const MAX_PREVIOUS: usize = 4096;
+        if o.previous_keys_count > MAX_PREVIOUS {
+            return Err(Failure::invalid(format!(
+                "cachekit_options.previous_keys_count is {}; at most {MAX_PREVIOUS} previous keys",
+                o.previous_keys_count
+            )));
+        }
+        let len = o.previous_keys_count * MASTER_KEY_LEN;
         // SAFETY: non-NULL, and the caller promises `32 * previous_keys_count` readable bytes.
         let all = unsafe { std::slice::from_raw_parts(o.previous_keys, len) };
         for k in all.chunks_exact(MASTER_KEY_LEN) {

@@ -195,6 +195,18 @@ impl Iterator for Scan<'_> {
 }
 
 impl Client {
+    /// With hashed keys, the daemon holds hashes: a pattern could match none of them, and
+    /// sending it would show the key names hashing hides. Only "every key" is allowed.
+    fn check_pattern_hashing(&self, options: &ScanOptions) -> Result<(), Error> {
+        let hashed = self.wire_key(b"k").as_ref() != b"k";
+        match &options.pattern {
+            Some(p) if hashed && p.as_slice() != b"*" => Err(Error::InvalidArgument {
+                message: "keys are hashed (hash_keys): a key pattern cannot match them and would show key names to the daemon; scan or delete by tag, or every key".into(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     fn set_if(
         &self,
         key: &[u8],
@@ -437,6 +449,7 @@ impl Client {
         options: &ScanOptions,
     ) -> Result<(u64, Vec<ScanItem>), Error> {
         options.check()?;
+        self.check_pattern_hashing(options)?;
         if options.page_size as usize > MAX_SCAN_PAGE {
             return Err(Error::InvalidArgument {
                 message: format!(
@@ -494,6 +507,7 @@ impl Client {
     /// As [`scan_page`](Client::scan_page); [`Error::NotPermitted`].
     pub fn delete_matching(&self, options: &ScanOptions) -> Result<u64, Error> {
         options.check()?;
+        self.check_pattern_hashing(options)?;
         let (mut cursor, mut deleted) = (0, 0);
         loop {
             let req = Request::DeleteMatching(ScanRequest {

@@ -225,6 +225,14 @@ fn a_value_computed_across_an_invalidation_is_not_stored_as_fresh() {
         };
         c.delete("k").unwrap();
         assert_eq!(lease.fill(b"old row", &o.set).unwrap(), None);
+        // Nor does a delete by pattern that takes the key.
+        let LeaseOutcome::Granted(lease) = c.lease("k", &o.lease).unwrap() else {
+            panic!()
+        };
+        c.delete_matching(&cachekit_client::ScanOptions::new().pattern("k*"))
+            .unwrap();
+        assert_eq!(lease.fill(b"old row", &o.set).unwrap(), None);
+        assert!(c.get("k").unwrap().is_none());
         // An invalidation of another tag does not.
         let LeaseOutcome::Granted(lease) = c.lease("k", &o.lease).unwrap() else {
             panic!()

@@ -722,7 +722,7 @@ class Client(ManageMixin, QueryMixin, Native):
         Raises `UnavailableError` / `CachekitTimeoutError` when the daemon cannot take it,
         `TooLargeError`, `InvalidArgumentError`, `SerializationError`.
         """
-        n = counter_bytes(value, self._serializer.name)
+        n = counter_bytes(value, self._serializer.name, self._encrypted)
         if n is not None:
             self._set_i64(_key(key), value, _ms(ttl, "ttl", zero=False), _ms(grace, "grace", zero=True),
                           _tag_list(tags))
@@ -772,7 +772,7 @@ class Client(ManageMixin, QueryMixin, Native):
         name = self._serializer.name
         for key, value in items:
             k = _key(key)
-            if counter_bytes(value, name) is not None:
+            if counter_bytes(value, name, self._encrypted) is not None:
                 self._set_i64(k, value, ttl_ms, grace_ms, tag_list)
                 continue
             data = dumps(value)

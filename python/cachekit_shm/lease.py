@@ -131,6 +131,10 @@ class FillLease:
         so.grace_ms = o.grace_ms
         so.tags, so.tag_count = ctags, ntags
         stored = ffi.new("bool *")
+        if not isinstance(data, bytes):
+            # Converted before the lease is taken out of its owner: a bad value must not
+            # leave the lease (and its connection) owned by nobody.
+            data = bytes(data)
         rc = lib.cachekit_lease_fill(self._take(), data, len(data), so, stored)
         if rc != OK:
             raise make_error(rc)

@@ -58,9 +58,13 @@ def _i64(value: Any, what: str) -> int:
     return value
 
 
-def counter_bytes(value: Any, serializer_name: str) -> Optional[bytes]:
+def counter_bytes(value: Any, serializer_name: str, encrypted: bool = False) -> Optional[bytes]:
     """The counter encoding of `value` when it is stored as one (an exact int in the int64
-    range, with a serializer of `_COUNTER_SERIALIZERS`), else None."""
+    range, with a serializer of `_COUNTER_SERIALIZERS`, by a client that does not encrypt:
+    counters are plaintext, so an encrypting client stores ints sealed like any value and
+    makes counters only through incr), else None."""
+    if encrypted:
+        return None
     if type(value) is int and serializer_name in _COUNTER_SERIALIZERS and _I64_MIN <= value <= _I64_MAX:
         return str(value).encode()
     return None
@@ -160,7 +164,7 @@ class ManageMixin:
         from .client import _key, _ms, _tag_list
 
         k = _key(key)
-        data = counter_bytes(value, self._serializer.name)
+        data = counter_bytes(value, self._serializer.name, self._encrypted)
         flags = 0
         if data is not None:
             flags |= lib.CACHEKIT_SET_INTEGER

@@ -119,6 +119,11 @@ def test_atomic_writes_and_counters_under_encryption(make):
     # Counters are plaintext by nature (the daemon adds to them): readable without the key.
     assert enc.incr("n", 5) == 5
     assert make().get("n") == 5
+    # But an int given to set is a value like any other: sealed, not a plaintext counter.
+    enc.set("balance", 1_250_000)
+    assert enc.get("balance") == 1_250_000
+    with pytest.raises(EncryptedValueError):
+        make().get("balance")
 
 
 def test_async_client_round_trip_and_errors(cachekitd_socket, namespace):
@@ -350,7 +355,7 @@ def test_cached_secure_needs_an_encrypting_client(make):
     def h(x):
         return x
 
-    enc.set(h.cache_key(7), "seven")  # (an int would be a plaintext counter)
+    enc.set(h.cache_key(7), "seven")  # (a plain client's int would be a counter)
     with pytest.raises(DecryptError):
         h(7)
 

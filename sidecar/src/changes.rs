@@ -45,6 +45,7 @@ fn fingerprint(ns: &str, key: &[u8]) -> u64 {
 pub struct Snapshot {
     ns: u64,
     key: u64,
+    purge: u64,
 }
 
 /// One counter slot: how many changes it has seen, and the highest namespace clock value
@@ -91,6 +92,10 @@ pub struct Changes {
     /// Per key slot: the key whose table entry came from the Redis write at that clock (so
     /// that write's own event need not drop it).
     held: Box<[Held]>,
+    /// Per namespace slot: deletes by pattern or tag (DELETE_MATCHING). They count as namespace
+    /// changes too; counted apart so a fill lease, which learns of invalidations from its
+    /// stamp, is refused after one of these and not after every invalidation.
+    purge: Box<[u64]>,
 }
 
 impl Default for Changes {
@@ -108,6 +113,7 @@ impl Changes {
             ns: vec![Slot::default(); ns_slots].into(),
             key: vec![Slot::default(); key_slots].into(),
             held: vec![Held::default(); key_slots].into(),
+            purge: vec![0; ns_slots].into(),
         }
     }
 
@@ -172,10 +178,19 @@ impl Changes {
         h.fp == fingerprint(ns, key) && h.clock >= clock
     }
 
-    /// Whether no set or delete of `key` (or of a key sharing its slot) was applied since
+    /// Whether no set or delete of `key` (or of a key sharing its slot), and no delete by
+    /// pattern or tag in `ns` (which may have taken it, present or not), was applied since
     /// `before` was taken.
     pub fn key_unchanged(&self, before: Snapshot, ns: &str, key: &[u8]) -> bool {
         self.key[self.key_slot(ns, key)].count == before.key
+            && self.purge[self.ns_slot(ns)] == before.purge
+    }
+
+    /// A delete by pattern or tag in `ns` (it is a namespace change too).
+    pub fn namespace_purged(&mut self, ns: &str) {
+        let i = self.ns_slot(ns);
+        self.purge[i] = self.purge[i].wrapping_add(1);
+        self.namespace_changed(ns, None);
     }
 
     /// Taken before reading Redis.
@@ -183,6 +198,7 @@ impl Changes {
         Snapshot {
             ns: self.ns[self.ns_slot(ns)].count,
             key: self.key[self.key_slot(ns, key)].count,
+            purge: self.purge[self.ns_slot(ns)],
         }
     }
 

@@ -118,16 +118,31 @@ impl Leases {
     }
 
     /// Forgets `key`'s entry when nobody holds or waits for its lease.
-    fn tidy(&self, ns: &str, key: &[u8], k: &Arc<KeyLease>) {
+    /// Gives back the caller's reference to `key`'s entry, and forgets the entry when nobody
+    /// else holds one and nobody holds or waits for its lease. The reference is dropped under
+    /// the map's lock, so of several callers finishing at once the last one sees itself last
+    /// (no idle entry is left behind).
+    fn tidy(&self, ns: &str, key: &[u8], k: Arc<KeyLease>) {
         let mut keys = self.keys();
-        let idle = {
-            let st = k.lock();
-            st.holder.is_none() && st.waiters == 0
-        };
-        // Two references: the map's and the caller's.
-        if idle && Arc::strong_count(k) <= 2 {
-            keys.remove(&(ns.to_owned(), key.to_vec()));
+        drop(k);
+        let name = (ns.to_owned(), key.to_vec());
+        let idle = keys.get(&name).is_some_and(|e| {
+            Arc::strong_count(e) == 1 && {
+                let st = e.lock();
+                st.holder.is_none() && st.waiters == 0
+            }
+        });
+        if idle {
+            keys.remove(&name);
         }
+    }
+
+    /// Runs `f` on `key`'s state, if it has an entry, then tidies.
+    fn with_state<R>(&self, ns: &str, key: &[u8], f: impl FnOnce(&mut State) -> R) -> Option<R> {
+        let k = self.keys().get(&(ns.to_owned(), key.to_vec())).cloned()?;
+        let r = f(&mut k.lock());
+        self.tidy(ns, key, k);
+        Some(r)
     }
 
     /// The lease of `key` for connection `conn`, waiting up to `wait` for another holder's
@@ -199,43 +214,78 @@ impl Leases {
                 st.waiters -= 1;
             }
         };
-        self.tidy(ns, key, &k);
+        self.tidy(ns, key, k);
         outcome
     }
 
     /// The grant of the lease `token` of `key`, if it still holds it.
     pub fn holding(&self, ns: &str, key: &[u8], token: u64) -> Option<Grant> {
-        let k = self.keys().get(&(ns.to_owned(), key.to_vec())).cloned()?;
-        let st = k.lock();
-        st.holder
-            .as_ref()
-            .filter(|h| h.token == token && Instant::now() < h.until)
-            .map(|h| h.grant)
+        self.with_state(ns, key, |st| {
+            st.holder
+                .as_ref()
+                .filter(|h| h.token == token && Instant::now() < h.until)
+                .map(|h| h.grant)
+        })
+        .flatten()
     }
 
     /// Notes the Redis side of the lease `token` of `key`; false when it no longer holds.
-    pub fn set_remote(&self, ns: &str, key: &[u8], token: u64, remote: RemoteGrant) -> bool {
-        let Some(k) = self.keys().get(&(ns.to_owned(), key.to_vec())).cloned() else {
-            return false;
-        };
-        let mut st = k.lock();
-        match st.holder.as_mut().filter(|h| h.token == token) {
-            Some(h) => {
-                h.remote = Some(remote);
-                true
+    /// The host lease's time starts again from now (`lease_for`): the Redis lease was just
+    /// taken, possibly after a long wait for another host, and the computation starts now.
+    pub fn set_remote(
+        &self,
+        ns: &str,
+        key: &[u8],
+        token: u64,
+        remote: RemoteGrant,
+        lease_for: Duration,
+    ) -> bool {
+        self.with_state(ns, key, |st| {
+            let now = Instant::now();
+            match st
+                .holder
+                .as_mut()
+                .filter(|h| h.token == token && now < h.until)
+            {
+                Some(h) => {
+                    h.remote = Some(remote);
+                    h.until = now + lease_for;
+                    true
+                }
+                None => false,
             }
-            None => false,
-        }
+        })
+        .unwrap_or(false)
+    }
+
+    /// Restarts the lease `token`'s time from now; false when it no longer holds it.
+    pub fn renew(&self, ns: &str, key: &[u8], token: u64, lease_for: Duration) -> bool {
+        self.with_state(ns, key, |st| {
+            let now = Instant::now();
+            match st
+                .holder
+                .as_mut()
+                .filter(|h| h.token == token && now < h.until)
+            {
+                Some(h) => {
+                    h.until = now + lease_for;
+                    true
+                }
+                None => false,
+            }
+        })
+        .unwrap_or(false)
     }
 
     /// The Redis side of the lease `token` of `key`, if it still holds and has one.
     pub fn remote(&self, ns: &str, key: &[u8], token: u64) -> Option<RemoteGrant> {
-        let k = self.keys().get(&(ns.to_owned(), key.to_vec())).cloned()?;
-        let st = k.lock();
-        st.holder
-            .as_ref()
-            .filter(|h| h.token == token)
-            .and_then(|h| h.remote)
+        self.with_state(ns, key, |st| {
+            st.holder
+                .as_ref()
+                .filter(|h| h.token == token)
+                .and_then(|h| h.remote)
+        })
+        .flatten()
     }
 
     /// Ends the lease `token` of `key`: `stored` (a fill was stored: the waiters read it) or
@@ -259,7 +309,7 @@ impl Leases {
         if held {
             k.changed.notify_all();
         }
-        self.tidy(ns, key, &k);
+        self.tidy(ns, key, k);
         held
     }
 
@@ -287,7 +337,7 @@ impl Leases {
                 bump(&self.counters.holders_gone);
                 k.changed.notify_all();
             }
-            self.tidy(&ns, &key, &k);
+            self.tidy(&ns, &key, k);
         }
         global
     }

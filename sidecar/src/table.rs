@@ -129,18 +129,26 @@ impl Table {
         v
     }
 
-    /// One page of a delete by pattern or tag (see [`Writer::delete_matching`]).
+    /// One page of a delete by pattern or tag: the entries a scan of the page selects, each
+    /// deleted as by [`Table::delete`], so its key's change counter moves (a fill lease granted
+    /// before the delete is refused, as after a delete of the key itself).
     pub fn delete_matching(
         &mut self,
         filter: &Filter<'_>,
         cursor: WalkCursor,
         max_slots: u64,
     ) -> Result<(WalkCursor, u64), TagError> {
-        // Counted as a change of the namespace: a fill that raced it must not put back what
-        // it deleted.
-        self.changes.namespace_changed(filter.namespace, None);
-        self.writer
-            .delete_matching(filter, cursor, max_slots, now_ms())
+        let (next, entries) = self
+            .writer
+            .scan(filter, cursor, usize::MAX, max_slots, now_ms())?;
+        // Counted first: fills from Redis and leased fills in flight must not put back what
+        // this deletes, nor a key it would have deleted had it been in the table.
+        self.changes.namespace_purged(filter.namespace);
+        let mut deleted = 0;
+        for e in entries {
+            deleted += u64::from(self.delete(filter.namespace, &e.key, None));
+        }
+        Ok((next, deleted))
     }
 
     /// One page of a scan (see [`Writer::scan`]).

@@ -65,14 +65,13 @@ pub fn lease(d: &Daemon, peer: &Peer, l: &Lease) -> Reply {
                     }
                     Some(t) => {
                         // The host's lease alone; its fill is still checked in Redis against
-                        // the clock this host has followed the namespace to.
-                        if let Some(since) = t.followed_clock(ns) {
-                            let remote = RemoteGrant {
-                                since,
-                                global: false,
-                            };
-                            d.leases.set_remote(ns, key, token, remote);
-                        }
+                        // the clock this host has followed the namespace to (0 when unknown:
+                        // the check then refuses whatever it cannot prove unchanged).
+                        let remote = RemoteGrant {
+                            since: t.followed_clock(ns).unwrap_or(0),
+                            global: false,
+                        };
+                        d.leases.set_remote(ns, key, token, remote, lease_for);
                         Reply::LeaseGranted { token }
                     }
                     None => Reply::LeaseGranted { token },
@@ -121,6 +120,10 @@ fn take_global(
     let mut check_record = !refresh;
     let mut waited = false;
     loop {
+        // Waiting for another host is not this host's holder computing: keep its lease.
+        if !d.leases.renew(ns, key, token, lease_for) {
+            return Reply::LeaseBusy;
+        }
         let seen = t.events_seen();
         match t.take_lease(ns, key, token, lease_for, check_record) {
             RemoteLease::Mine { since } => {
@@ -128,7 +131,7 @@ fn take_global(
                     since,
                     global: true,
                 };
-                if !d.leases.set_remote(ns, key, token, remote) {
+                if !d.leases.set_remote(ns, key, token, remote, lease_for) {
                     // The host's lease ran out while Redis was asked: give Redis's back.
                     t.drop_lease(ns, key, token);
                     return Reply::LeaseBusy;
@@ -136,13 +139,11 @@ fn take_global(
                 return Reply::LeaseGranted { token };
             }
             RemoteLease::Unavailable => {
-                if let Some(since) = t.followed_clock(ns) {
-                    let remote = RemoteGrant {
-                        since,
-                        global: false,
-                    };
-                    d.leases.set_remote(ns, key, token, remote);
-                }
+                let remote = RemoteGrant {
+                    since: t.followed_clock(ns).unwrap_or(0),
+                    global: false,
+                };
+                d.leases.set_remote(ns, key, token, remote, lease_for);
                 return Reply::LeaseGranted { token };
             }
             RemoteLease::Recorded => {
