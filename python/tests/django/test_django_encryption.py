@@ -10,6 +10,7 @@ import base64
 import pytest
 
 from cachekit_shm import Client, DecryptError, EncryptedValueError, PlaintextValueError
+from cachekit_shm.errors import InvalidArgumentError
 
 K1 = bytes(range(32))
 K2 = bytes(range(100, 132))
@@ -91,4 +92,6 @@ def test_require_encryption_and_hashed_keys(make_cache):
     assert hashed.get("secret-name") == "v"
     assert plain.get("secret-name") is None
     assert not any(b"secret-name" in item.key for item in plain._client.scan_iter())
-    assert hashed.keys("secret-*") == []  # patterns see hashes, not names (documented)
+    # A key pattern could match no hashed key and would show key names to the daemon: refused.
+    with pytest.raises(InvalidArgumentError, match="hashed"):
+        hashed.keys("secret-*")
