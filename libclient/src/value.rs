@@ -4,9 +4,13 @@ use cachekit_envelope::parse_integer;
 use cachekit_proto::FetchHit;
 use cachekit_shm::HitMeta;
 
-/// Whether a stored envelope is an integer counter (its header's `FLAG_INTEGER`).
+/// Whether a stored envelope is an integer counter (its header's `FLAG_INTEGER`). Called on
+/// the hit path after the envelope decoded, which checked its header already: the flags byte
+/// is read, not the header parsed a second time.
 pub(crate) fn is_integer(stored: &[u8]) -> bool {
-    cachekit_envelope::peek_header(stored).is_ok_and(|h| h.is_integer())
+    stored
+        .get(3)
+        .is_some_and(|f| f & cachekit_envelope::FLAG_INTEGER != 0)
 }
 
 /// Where a hit came from.

@@ -254,9 +254,8 @@ fn contention_loses_nothing() {
                             let (n, version) = match c.get("cas").unwrap() {
                                 Some(v) => (v.as_i64().unwrap(), v.version),
                                 None => {
-                                    if c.add("cas", b"0", &SetOptions::new()).unwrap() {
-                                        continue;
-                                    }
+                                    // The first to come creates it; the others read it.
+                                    c.add("cas", b"0", &SetOptions::new()).unwrap();
                                     continue;
                                 }
                             };

@@ -39,7 +39,9 @@ pub const SCAN_COUNT: u32 = 500;
 /// KEYS: value, clock, stream, then (expected valid only) the counters the expected record
 /// depends on. ARGV: `absent`|`bytes`, expected bytes, expected stamp, `set`|`del`, record,
 /// keep_ms (0 = forever), origin, key, maxlen, channel, namespace.
-const COMMIT: &str = r"
+const COMMIT: &str = concat!(
+    store_record_lua!(),
+    r"
 local cur = redis.call('MGET', KEYS[1])[1]
 if ARGV[1] == 'absent' then
   if cur then return false end
@@ -56,27 +58,15 @@ end
 local s = redis.call('INCR', KEYS[2])
 local existed = 0
 if ARGV[4] == 'set' then
-  local x = s
-  local b = {}
-  for i = 1, 8 do
-    local byte = x % 256
-    b[i] = string.char(byte)
-    x = (x - byte) / 256
-  end
-  local rec = string.sub(ARGV[5], 1, 4) .. table.concat(b) .. string.sub(ARGV[5], 13)
-  local keep = tonumber(ARGV[6])
-  if keep > 0 then
-    redis.call('SET', KEYS[1], rec, 'PX', keep)
-  else
-    redis.call('SET', KEYS[1], rec)
-  end
+  store_record(KEYS[1], ARGV[5], tonumber(ARGV[6]), s)
 else
   existed = redis.call('DEL', KEYS[1])
 end
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], '*', 's', s, 'o', ARGV[7], 'k', ARGV[8])
 redis.call('PUBLISH', ARGV[10], ARGV[11])
 return {s, existed}
-";
+"
+);
 
 /// KEYS: clock, stream. ARGV: SCAN cursor, MATCH pattern, COUNT, the value-key prefix
 /// `ck:{ns}:v:` (stripped from the keys in events), tag ('' = any), exact (`1`/`0`), origin,

@@ -62,7 +62,9 @@ return 0
 /// keep_ms (0 = forever), origin, key, maxlen, channel, namespace, since, token ('' = no
 /// Redis lease), scan_max. Answers `{clock, 0}` when written, `{0, why}` when refused (1: an
 /// invalidation, 2: cannot tell, 3: a write or delete of the key).
-const FILL: &str = r"
+const FILL: &str = concat!(
+    store_record_lua!(),
+    r"
 if ARGV[9] ~= '' and redis.call('MGET', KEYS[4])[1] == ARGV[9] then
   redis.call('DEL', KEYS[4])
 end
@@ -94,24 +96,12 @@ if n > 0 then
   if seen < n then return {0, 2} end
 end
 local s = redis.call('INCR', KEYS[2])
-local x = s
-local b = {}
-for i = 1, 8 do
-  local byte = x % 256
-  b[i] = string.char(byte)
-  x = (x - byte) / 256
-end
-local rec = string.sub(ARGV[1], 1, 4) .. table.concat(b) .. string.sub(ARGV[1], 13)
-local keep = tonumber(ARGV[2])
-if keep > 0 then
-  redis.call('SET', KEYS[1], rec, 'PX', keep)
-else
-  redis.call('SET', KEYS[1], rec)
-end
+store_record(KEYS[1], ARGV[1], tonumber(ARGV[2]), s)
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 's', s, 'o', ARGV[3], 'k', ARGV[4])
 redis.call('PUBLISH', ARGV[6], ARGV[7])
 return {s, 0}
-";
+"
+);
 
 struct Scripts {
     take: Script,

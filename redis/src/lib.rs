@@ -16,6 +16,32 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+/// The Lua function every script that stores a record starts with: `store_record(key,
+/// record, keep_ms, s)` writes the namespace clock `s` into the record's stamp (bytes 5 to 12,
+/// little-endian) and stores it, with `PX keep_ms` when `keep_ms` > 0. One definition for the
+/// set, commit and leased-fill scripts.
+macro_rules! store_record_lua {
+    () => {
+        r"
+local function store_record(key, record, keep, s)
+  local x = s
+  local b = {}
+  for i = 1, 8 do
+    local byte = x % 256
+    b[i] = string.char(byte)
+    x = (x - byte) / 256
+  end
+  local rec = string.sub(record, 1, 4) .. table.concat(b) .. string.sub(record, 13)
+  if keep > 0 then
+    redis.call('SET', key, rec, 'PX', keep)
+  else
+    redis.call('SET', key, rec)
+  end
+end
+"
+    };
+}
+
 pub mod atomic;
 pub mod decide;
 pub mod error;

@@ -17,26 +17,16 @@ use std::sync::LazyLock;
 
 /// KEYS: value, clock, stream. ARGV: record, keep_ms (0 = forever), origin, key, maxlen,
 /// channel, namespace.
-const SET: &str = r"
+const SET: &str = concat!(
+    store_record_lua!(),
+    r"
 local s = redis.call('INCR', KEYS[2])
-local x = s
-local b = {}
-for i = 1, 8 do
-  local byte = x % 256
-  b[i] = string.char(byte)
-  x = (x - byte) / 256
-end
-local rec = string.sub(ARGV[1], 1, 4) .. table.concat(b) .. string.sub(ARGV[1], 13)
-local keep = tonumber(ARGV[2])
-if keep > 0 then
-  redis.call('SET', KEYS[1], rec, 'PX', keep)
-else
-  redis.call('SET', KEYS[1], rec)
-end
+store_record(KEYS[1], ARGV[1], tonumber(ARGV[2]), s)
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 's', s, 'o', ARGV[3], 'k', ARGV[4])
 redis.call('PUBLISH', ARGV[6], ARGV[7])
 return {s, 0}
-";
+"
+);
 
 /// KEYS: value, clock, stream. ARGV: origin, key, maxlen, channel, namespace.
 const DELETE: &str = r"

@@ -278,33 +278,6 @@ impl Writer {
         Ok((next, out))
     }
 
-    /// One page of a delete by pattern or tag: as [`Writer::scan`], deleting what it selects.
-    /// Returns the next cursor (0 = done) and how many entries were deleted.
-    ///
-    /// # Errors
-    /// A filter tag the table refuses.
-    pub fn delete_matching(
-        &mut self,
-        filter: &Filter<'_>,
-        cursor: Cursor,
-        max_slots: u64,
-        now: u64,
-    ) -> Result<(Cursor, u64), TagError> {
-        let c = self.compile(filter)?;
-        let mut keys = Vec::new();
-        let next = self.walk(cursor, max_slots, |w, _slot, loc, h| {
-            if let Some(key) = w.selected(loc, h, &c, now) {
-                keys.push(key);
-            }
-            true
-        });
-        let mut deleted = 0;
-        for key in keys {
-            deleted += u64::from(self.delete(filter.namespace, &key));
-        }
-        Ok((next, deleted))
-    }
-
     /// One page of the namespace census: calls `f(namespace, entry bytes)` for every live
     /// entry in the slots visited. Returns the next cursor (0 = done).
     pub fn namespace_census(

@@ -229,9 +229,9 @@ impl Leases {
         .flatten()
     }
 
-    /// Notes the Redis side of the lease `token` of `key`; false when it no longer holds.
-    /// The host lease's time starts again from now (`lease_for`): the Redis lease was just
-    /// taken, possibly after a long wait for another host, and the computation starts now.
+    /// Notes the Redis side of the lease `token` of `key` and restarts its time from now
+    /// (`lease_for`): the Redis lease was just taken, possibly after a long wait for another
+    /// host, and the computation starts now. False when `token` no longer holds the lease.
     pub fn set_remote(
         &self,
         ns: &str,
@@ -240,39 +240,35 @@ impl Leases {
         remote: RemoteGrant,
         lease_for: Duration,
     ) -> bool {
-        self.with_state(ns, key, |st| {
-            let now = Instant::now();
-            match st
-                .holder
-                .as_mut()
-                .filter(|h| h.token == token && now < h.until)
-            {
-                Some(h) => {
-                    h.remote = Some(remote);
-                    h.until = now + lease_for;
-                    true
-                }
-                None => false,
-            }
-        })
-        .unwrap_or(false)
+        self.restart(ns, key, token, lease_for, Some(remote))
     }
 
     /// Restarts the lease `token`'s time from now; false when it no longer holds it.
     pub fn renew(&self, ns: &str, key: &[u8], token: u64, lease_for: Duration) -> bool {
+        self.restart(ns, key, token, lease_for, None)
+    }
+
+    fn restart(
+        &self,
+        ns: &str,
+        key: &[u8],
+        token: u64,
+        lease_for: Duration,
+        remote: Option<RemoteGrant>,
+    ) -> bool {
         self.with_state(ns, key, |st| {
             let now = Instant::now();
-            match st
+            let held = st
                 .holder
                 .as_mut()
-                .filter(|h| h.token == token && now < h.until)
-            {
-                Some(h) => {
-                    h.until = now + lease_for;
-                    true
+                .filter(|h| h.token == token && now < h.until);
+            held.map(|h| {
+                h.until = now + lease_for;
+                if remote.is_some() {
+                    h.remote = remote;
                 }
-                None => false,
-            }
+            })
+            .is_some()
         })
         .unwrap_or(false)
     }
