@@ -137,9 +137,16 @@ impl Changes {
     /// the clock of the Redis write the table now holds for the key, `None` for anything else
     /// (deleted, refused, written without a known clock).
     pub fn key_changed(&mut self, ns: &str, key: &[u8], clock: Option<u64>, held: Option<u64>) {
+        self.key_counted(ns, key, clock);
+        self.hold(ns, key, held);
+    }
+
+    /// A change of `key` at namespace clock `clock` that left the table's entry as it was (an
+    /// event of a write the table already holds): counted all the same, so that a fill which
+    /// read an older record, and raced it, is refused.
+    pub fn key_counted(&mut self, ns: &str, key: &[u8], clock: Option<u64>) {
         let i = self.key_slot(ns, key);
         self.key[i].bump(clock);
-        self.hold(ns, key, held);
     }
 
     /// Notes what the table now holds for `key`: the Redis write at namespace clock `clock`,
@@ -204,11 +211,17 @@ impl Changes {
 
     /// Whether a record of `key` stamped `stamp`, read after `before` was taken, may be put
     /// in the table now: every change since `before` was already in Redis when the record
-    /// was read.
+    /// was read, and the table does not hold a later Redis write of the key (a fill that read
+    /// after this one and finished first: a value never goes back to an older one).
     pub fn may_fill(&self, before: Snapshot, ns: &str, key: &[u8], stamp: u64) -> bool {
         let n = self.ns[self.ns_slot(ns)];
-        let k = self.key[self.key_slot(ns, key)];
-        (n.count == before.ns || n.clock <= stamp) && (k.count == before.key || k.clock <= stamp)
+        let i = self.key_slot(ns, key);
+        let k = self.key[i];
+        let h = self.held[i];
+        let newer_held = h.fp == fingerprint(ns, key) && h.clock > stamp;
+        (n.count == before.ns || n.clock <= stamp)
+            && (k.count == before.key || k.clock <= stamp)
+            && !newer_held
     }
 }
 
@@ -277,6 +290,25 @@ mod tests {
             Later::None,
             "an unknown clock is no later Redis write"
         );
+    }
+
+    #[test]
+    fn a_fill_never_replaces_a_later_write_it_raced() {
+        let mut g = Changes::default();
+        let old = g.snapshot("ns", b"k");
+        // A later fill of the key read stamp 4 and landed first; then its event came.
+        g.hold("ns", b"k", Some(4));
+        assert!(
+            !g.may_fill(old, "ns", b"k", 2),
+            "the table holds a later write"
+        );
+        assert!(g.may_fill(old, "ns", b"k", 4), "the same write again");
+        g.key_counted("ns", b"k", Some(4));
+        assert!(
+            !g.may_fill(old, "ns", b"k", 2),
+            "the event of the later write"
+        );
+        assert!(g.holds("ns", b"k", 4), "counting keeps the held write");
     }
 
     #[test]

@@ -206,8 +206,11 @@ impl Table {
 
     /// Another host's set or delete of `key`, at namespace clock `clock`: drops this host's
     /// copy, unless the table holds that very write already (filled from Redis after it).
+    /// Counted either way: a fill that read an older record must not land after it.
     pub fn key_event(&mut self, ns: &str, key: &[u8], clock: u64) {
-        if !self.changes.holds(ns, key, clock) {
+        if self.changes.holds(ns, key, clock) {
+            self.changes.key_counted(ns, key, Some(clock));
+        } else {
             self.delete(ns, key, Some(clock));
         }
     }

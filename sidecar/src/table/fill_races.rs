@@ -301,7 +301,10 @@ impl World {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    // 2000 cases unless PROPTEST_CASES says otherwise (scripts/test --deep asks for more).
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000)
+    ))]
 
     #[test]
     fn fills_never_serve_what_a_raced_change_replaced(
