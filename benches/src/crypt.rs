@@ -5,7 +5,9 @@
 
 use crate::daemon::Daemon;
 use crate::timing::{time_ops, Summary};
-use cachekit_client::{ClientOptions, Encryption, MasterKey, SetOptions, DEFAULT_MEMO_BYTES};
+use cachekit_client::{
+    ClientOptions, Encryption, MasterKey, SetOptions, DEFAULT_MEMO_BYTES, MEMO_MAX_VALUE_BYTES,
+};
 use cachekit_envelope::{decode_into_with, encode_into_with, Aad, EnvelopeConfig, Keyring};
 use serde_json::{json, Value};
 use std::hint::black_box;
@@ -48,8 +50,12 @@ pub fn hits(daemon: &Daemon, keys: usize, ops: usize) -> Value {
     let set = SetOptions::new().ttl(Duration::from_secs(3600));
     let mut rows = Vec::new();
     for &size in &SIZES {
-        // An entry of the memo holds the envelope (size + 44) and the plaintext.
-        let fits = DEFAULT_MEMO_BYTES / 2 / (2 * size + 200);
+        // An entry of the memo holds the envelope (size + 44) and the plaintext; values over
+        // MEMO_MAX_VALUE_BYTES are not kept (the memo row then opens every hit too).
+        let fits = match size <= MEMO_MAX_VALUE_BYTES {
+            true => DEFAULT_MEMO_BYTES / 2 / (2 * size + 200),
+            false => usize::MAX,
+        };
         let n = keys.min((8 << 20) / size).min(fits).max(16);
         let names: Vec<Vec<u8>> = (0..n)
             .map(|i| format!("c{size}:{i}").into_bytes())
@@ -92,7 +98,12 @@ pub fn hits(daemon: &Daemon, keys: usize, ops: usize) -> Value {
             "ratio_no_memo_p50": o.p50 / p.p50.max(1.0),
         }));
     }
-    json!({ "hits": rows, "aead": aead(ops), "memo_bytes": DEFAULT_MEMO_BYTES })
+    json!({
+        "hits": rows,
+        "aead": aead(ops),
+        "memo_bytes": DEFAULT_MEMO_BYTES,
+        "memo_max_value_bytes": MEMO_MAX_VALUE_BYTES,
+    })
 }
 
 /// Seal and open of the envelope at each size, in bytes per second.

@@ -145,6 +145,14 @@ impl Client {
         decode_with(cfg, self.keyring(), Aad::new(&self.namespace, key), stored)
     }
 
+    /// (entries, bytes) held by the memo of opened values, `None` when it is off (no
+    /// encryption, or [`Encryption::memo_bytes`](crate::Encryption::memo_bytes) 0). For tests and
+    /// diagnostics; waits for the memo's locks.
+    #[doc(hidden)]
+    pub fn memo_usage(&self) -> Option<(usize, usize)> {
+        self.shared.memo.as_ref().map(crate::memo::Memo::usage)
+    }
+
     /// The value of `key`, or `None` on a miss (and when neither the segment nor the daemon can
     /// answer). A stale hit (within grace) has [`Value::stale`] set.
     ///

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use cachekit_envelope::{KeyHasher, Keyring, MasterKey};
 
 use crate::error::Error;
-pub use crate::memo::DEFAULT_MEMO_BYTES;
+pub use crate::memo::{DEFAULT_MEMO_BYTES, MEMO_MAX_VALUE_BYTES};
 
 /// Client-side encryption settings ([`ClientOptions::encryption`](crate::ClientOptions::encryption)).
 ///
@@ -46,7 +46,8 @@ pub struct Encryption {
     pub require_encryption: bool,
     /// Budget, in bytes, of the client's memo of opened values: the plaintext of encrypted
     /// values already decrypted, beside the exact envelope they came from, so a hit whose
-    /// stored bytes did not change skips AES-GCM. Values of up to 16 KiB are kept; the plaintext
+    /// stored bytes did not change skips AES-GCM. Values of up to [`MEMO_MAX_VALUE_BYTES`]
+    /// (16 KiB) are kept; the plaintext
     /// stays in this process's memory (zeroed on eviction and when the client is dropped).
     /// 0 turns the memo off (every hit decrypts). Default [`DEFAULT_MEMO_BYTES`] (1 MiB).
     pub memo_bytes: usize,

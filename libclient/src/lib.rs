@@ -120,7 +120,7 @@ mod value;
 pub use cachekit_envelope::{EnvelopeConfig, KeyError, MasterKey, MASTER_KEY_LEN};
 pub use cachekit_proto::ErrorCode;
 pub use client::Client;
-pub use crypto::{Encryption, DEFAULT_MEMO_BYTES};
+pub use crypto::{Encryption, DEFAULT_MEMO_BYTES, MEMO_MAX_VALUE_BYTES};
 pub use direct::DAEMON_PROBE_INTERVAL_MS;
 pub use error::Error;
 pub use manage::{IncrOptions, IntegerCondition, NamespaceInfo, Scan, ScanItem, ScanOptions, Ttl};

@@ -18,7 +18,7 @@
 //! - A byte budget per client ([`Encryption::memo_bytes`](crate::Encryption::memo_bytes),
 //!   default [`DEFAULT_MEMO_BYTES`]), split over up to [`MAX_SHARDS`] shards; each entry counts
 //!   its name, envelope and plaintext bytes plus [`ENTRY_OVERHEAD`]. 0 turns the memo off.
-//! - Only values of at most [`MAX_MEMO_VALUE`] plaintext bytes (and at most a quarter of a
+//! - Only values of at most [`MEMO_MAX_VALUE_BYTES`] plaintext bytes (and entries of at most half a
 //!   shard's budget) are kept: larger ones would push out many small ones.
 //! - Eviction: a clock (second chance) over each shard's slots; a hit sets the entry's
 //!   reference bit (a relaxed atomic, under the shard's read lock).
@@ -44,12 +44,17 @@ use zeroize::Zeroize;
 
 /// The default budget of a client's memo: 1 MiB of names, envelopes and plaintexts.
 pub const DEFAULT_MEMO_BYTES: usize = 1 << 20;
-/// The largest plaintext kept (16 KiB): see the bench `cachekit-bench encryption`.
-pub const MAX_MEMO_VALUE: usize = 16 << 10;
+/// The largest plaintext kept: 16 KiB. Measured (`cachekit-bench encryption`): the memo saves
+/// the open's fixed cost (~150 ns, over half of a 100 B hit) at every size, but beyond that
+/// only ~20% of a 64 KiB hit (3 of 16 µs) while such an entry takes 128 KiB of the budget, an
+/// eighth of the default: larger values would push out thousands of small ones for little.
+pub const MEMO_MAX_VALUE_BYTES: usize = 16 << 10;
 /// Most shards of one memo.
 pub const MAX_SHARDS: usize = 16;
 /// Least budget per shard: a smaller budget has fewer shards.
 const MIN_SHARD_BYTES: usize = 128 << 10;
+/// Room for the envelope's 44 bytes and a namespace and key of up to 4 KiB, in the entry cap.
+const ENCRYPTED_MAX_KEY: usize = 4096;
 /// Bytes counted for each entry besides its name, envelope and plaintext: the slot and the
 /// index entry.
 pub const ENTRY_OVERHEAD: usize = 128;
@@ -171,7 +176,8 @@ impl Memo {
         Some(Memo {
             shards,
             shard_budget,
-            max_entry: (shard_budget / 4).min(MAX_MEMO_VALUE * 2 + 4096 + ENTRY_OVERHEAD),
+            max_entry: (shard_budget / 2)
+                .min(2 * MEMO_MAX_VALUE_BYTES + 2 * ENCRYPTED_MAX_KEY + ENTRY_OVERHEAD),
         })
     }
 
@@ -222,7 +228,7 @@ impl Memo {
     /// is too large or the shard is busy.
     pub(crate) fn insert(&self, ns: &str, key: &[u8], stored: &[u8], plain: &[u8]) {
         let size = ns.len() + key.len() + stored.len() + plain.len() + ENTRY_OVERHEAD;
-        if plain.len() > MAX_MEMO_VALUE || size > self.max_entry {
+        if plain.len() > MEMO_MAX_VALUE_BYTES || size > self.max_entry {
             return;
         }
         let hash = Self::hash(ns.as_bytes(), key);
@@ -262,22 +268,36 @@ impl Memo {
         shard.index.insert(hash, i);
     }
 
-    /// Bytes held, as counted against the budget (tests and stats).
-    #[cfg(test)]
-    fn bytes(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.read().map_or(0, |s| s.bytes))
-            .sum()
+    /// (entries, bytes counted against the budget). Takes each shard's read lock, waiting.
+    pub(crate) fn usage(&self) -> (usize, usize) {
+        self.shards.iter().fold((0, 0), |(n, b), s| {
+            let s = s.read().unwrap_or_else(|e| e.into_inner());
+            (n + s.index.len(), b + s.bytes)
+        })
     }
 
-    /// Entries held.
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        self.usage().1
+    }
+
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.read().map_or(0, |s| s.index.len()))
-            .sum()
+        self.usage().0
+    }
+
+    /// Replaces the plaintext of `key`'s entry (tests: proves a hit was served from the memo).
+    #[cfg(test)]
+    fn poison(&self, ns: &str, key: &[u8], plain: &[u8]) -> bool {
+        let hash = Self::hash(ns.as_bytes(), key);
+        let mut shard = self.shard(hash).write().unwrap();
+        let Some(&i) = shard.index.get(&hash) else {
+            return false;
+        };
+        let old = shard.slots[i as usize].plain.len();
+        shard.bytes = shard.bytes - old + plain.len();
+        shard.slots[i as usize].plain = plain.to_vec();
+        true
     }
 }
 
@@ -316,10 +336,17 @@ mod tests {
         assert_eq!(get(&m, "ns", b"k", b"envelope-"), None, "a prefix");
         assert_eq!(get(&m, "ns", b"k", b"envelope-1x"), None, "longer");
         assert_eq!(get(&m, "ns2", b"k", b"envelope-1"), None, "other namespace");
-        assert_eq!(get(&m, "n", b"sk", b"envelope-1"), None, "same concatenation");
+        assert_eq!(
+            get(&m, "n", b"sk", b"envelope-1"),
+            None,
+            "same concatenation"
+        );
         assert_eq!(get(&m, "ns", b"k2", b"envelope-1"), None, "other key");
         let mut out = Vec::new();
-        assert!(!m.get_into("ns", b"k", b"envelope-1", 6, &mut out), "over max_len");
+        assert!(
+            !m.get_into("ns", b"k", b"envelope-1", 6, &mut out),
+            "over max_len"
+        );
         // A new write of the key replaces the entry.
         m.insert("ns", b"k", b"envelope-2", b"plain-2");
         assert_eq!(get(&m, "ns", b"k", b"envelope-1"), None);
@@ -351,7 +378,11 @@ mod tests {
                 .iter()
                 .map(|s| {
                     let s = s.read().unwrap();
-                    s.slots.iter().filter(|x| x.live).map(Slot::bytes).sum::<usize>()
+                    s.slots
+                        .iter()
+                        .filter(|x| x.live)
+                        .map(Slot::bytes)
+                        .sum::<usize>()
                 })
                 .sum();
             assert_eq!(counted, m.bytes());
@@ -361,15 +392,15 @@ mod tests {
     #[test]
     fn large_values_are_not_kept() {
         let m = Memo::new(DEFAULT_MEMO_BYTES).unwrap();
-        let big = vec![1u8; MAX_MEMO_VALUE + 1];
+        let big = vec![1u8; MEMO_MAX_VALUE_BYTES + 1];
         m.insert("ns", b"big", &big, &big);
         assert_eq!(m.len(), 0);
-        let ok = vec![1u8; MAX_MEMO_VALUE];
+        let ok = vec![1u8; MEMO_MAX_VALUE_BYTES];
         m.insert("ns", b"ok", &ok, &ok);
         assert_eq!(get(&m, "ns", b"ok", &ok).unwrap(), ok);
-        // A small budget keeps only entries of up to a quarter of a shard.
+        // A small budget keeps only entries of up to half a shard.
         let small = Memo::new(4000).unwrap();
-        small.insert("ns", b"k", &[0; 900], &[0; 900]);
+        small.insert("ns", b"k", &[0; 1000], &[0; 1000]);
         assert_eq!(small.len(), 0);
         small.insert("ns", b"k", &[0; 400], &[0; 400]);
         assert_eq!(small.len(), 1);
@@ -385,5 +416,50 @@ mod tests {
             m.insert("ns", &i.to_le_bytes(), &[3; 60], &[4; 60]);
         }
         assert!(m.len() <= 10);
+    }
+
+    /// Through a real daemon: a segment hit of an encrypting client is served from the memo
+    /// (a poisoned entry shows it), a rewrite of the same length is seen at once, and a client
+    /// with a budget of 0 has no memo.
+    #[test]
+    fn the_hit_path_uses_the_memo_and_sees_rewrites() {
+        use crate::{Client, ClientOptions, Encryption, MasterKey, SetOptions};
+        let daemon = cachekit_testkit::Daemon::start("memo-wiring", &[]);
+        let opts = |memo: usize| {
+            ClientOptions::new()
+                .socket(daemon.socket())
+                .namespace("memo")
+                .encryption(Encryption::new(MasterKey::from_bytes([3; 32])).memo_bytes(memo))
+        };
+        let c = Client::connect(opts(DEFAULT_MEMO_BYTES)).unwrap();
+        let off = Client::connect(opts(0)).unwrap();
+        assert!(off.shared.memo.is_none());
+        c.set("k", b"value one", &SetOptions::new()).unwrap();
+        assert_eq!(c.get("k").unwrap().unwrap().bytes, b"value one");
+        let memo = c.shared.memo.as_ref().unwrap();
+        assert_eq!(
+            memo.len(),
+            1,
+            "the first segment hit opened and remembered the value"
+        );
+        assert!(memo.poison("memo", b"k", b"from the memo"));
+        assert_eq!(c.get("k").unwrap().unwrap().bytes, b"from the memo");
+        let mut out = Vec::new();
+        c.get_into("k", &mut out).unwrap().unwrap();
+        assert_eq!(out, b"from the memo");
+        assert_eq!(c.get_local("k").unwrap().unwrap().bytes, b"from the memo");
+        // Another handle of the same client shares the memo only for its own namespace.
+        let other = c.with_namespace("memo2").unwrap();
+        other.set("k", b"value two", &SetOptions::new()).unwrap();
+        assert_eq!(other.get("k").unwrap().unwrap().bytes, b"value two");
+        // The client without a memo opens every hit.
+        assert_eq!(off.get("k").unwrap().unwrap().bytes, b"value one");
+        // A rewrite (same length, other bytes; a new nonce anyway) is opened, not served.
+        c.set("k", b"value 111", &SetOptions::new()).unwrap();
+        assert_eq!(c.get("k").unwrap().unwrap().bytes, b"value 111");
+        // Even the same plaintext again: new envelope bytes, opened again.
+        assert!(memo.poison("memo", b"k", b"stale"));
+        c.set("k", b"value 111", &SetOptions::new()).unwrap();
+        assert_eq!(c.get("k").unwrap().unwrap().bytes, b"value 111");
     }
 }
