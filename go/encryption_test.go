@@ -83,13 +83,40 @@ func TestEncryptionRotationAndHashedKeys(t *testing.T) {
 	}
 }
 
+func TestEncryptionMemoOfOpenedValues(t *testing.T) {
+	memo := openEnc(t, &Encryption{MasterKey: key32(5), Tenant: "memo", MemoBytes: 4 << 20})
+	def := openEnc(t, &Encryption{MasterKey: key32(5), Tenant: "memo"})
+	off := openEnc(t, &Encryption{MasterKey: key32(5), Tenant: "memo", NoMemo: true})
+	if err := memo.Set([]byte("m"), []byte("first value"), SetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for round := 0; round < 3; round++ {
+		for _, c := range []*Client{memo, def, off} {
+			if v, ok, err := c.Get([]byte("m")); err != nil || !ok || string(v) != "first value" {
+				t.Fatalf("round %d: %q, %v, %v", round, v, ok, err)
+			}
+		}
+	}
+	// A rewrite of the same length is seen at once by every client.
+	if err := off.Set([]byte("m"), []byte("other value"), SetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*Client{memo, def, off} {
+		if v, ok, err := c.Get([]byte("m")); err != nil || !ok || string(v) != "other value" {
+			t.Fatalf("after the rewrite: %q, %v, %v", v, ok, err)
+		}
+	}
+}
+
 func TestEncryptionOptionsAreChecked(t *testing.T) {
 	for _, e := range []*Encryption{
 		{MasterKey: make([]byte, 16)},
 		{MasterKey: key32(1), PreviousKeys: [][]byte{make([]byte, 31)}},
+		{MasterKey: key32(1), MemoBytes: -1},
+		{MasterKey: key32(1), MemoBytes: 1 << 20, NoMemo: true},
 	} {
 		if _, err := Open(Options{Socket: testSocket, Encryption: e}); !errors.Is(err, ErrInvalidArgument) {
-			t.Fatalf("%d-byte key: %v, want ErrInvalidArgument", len(e.MasterKey), err)
+			t.Fatalf("%+v: %v, want ErrInvalidArgument", e, err)
 		}
 	}
 }

@@ -67,6 +67,14 @@ type Encryption struct {
 	HashKeys bool
 	// RequireEncryption refuses plaintext values (ErrPlaintext) instead of returning them.
 	RequireEncryption bool
+	// MemoBytes is the budget of the memo of opened values: the plaintext of encrypted values
+	// this client already decrypted (up to 16 KiB each), kept beside the exact stored bytes,
+	// so a hit whose bytes did not change skips AES-GCM. The plaintext stays in this
+	// process's memory until evicted or the client is closed (zeroed then). 0 = 1 MiB.
+	MemoBytes int
+	// NoMemo turns the memo off: every encrypted hit is decrypted, and no plaintext is kept
+	// after a get returns. Do not set MemoBytes with it.
+	NoMemo bool
 }
 
 // SetOptions of Set. The zero value stores a value that never expires, with no tags.
@@ -208,6 +216,14 @@ func (opts *Options) toC() (*cOptions, error) {
 		}
 		if e.RequireEncryption {
 			c.encryption_flags |= C.CACHEKIT_ENCRYPT_REQUIRE
+		}
+		if e.MemoBytes < 0 {
+			return fail(invalid(op, "Encryption.MemoBytes is "+strconv.Itoa(e.MemoBytes)+
+				"; use 0 for the default (1 MiB), or NoMemo to turn the memo off"))
+		}
+		c.encryption_memo_bytes = C.size_t(e.MemoBytes)
+		if e.NoMemo {
+			c.encryption_flags |= C.CACHEKIT_ENCRYPT_NO_MEMO
 		}
 	}
 	return o, nil

@@ -130,6 +130,13 @@
 #define CACHEKIT_ENCRYPT_REQUIRE 2
 
 /**
+ * `cachekit_options.encryption_flags`: no memo of opened values: every encrypted hit is
+ * authenticated and decrypted, and no plaintext is kept in this process after a get returns
+ * (see `encryption_memo_bytes`).
+ */
+#define CACHEKIT_ENCRYPT_NO_MEMO 4
+
+/**
  * Major version of the header (the `libcachekit.so.0` ABI while it is 0).
  */
 #define CACHEKIT_VERSION_MAJOR 0
@@ -434,7 +441,8 @@ typedef struct cachekit_value_info {
  * `CACHEKIT_NAMESPACE`, `CACHEKIT_REDIS_URL`; `CACHEKIT_DIR` is honoured when the socket is
  * looked up), else the default. Later versions append fields; old programs keep working
  * because their `struct_size` is smaller, and a zero field means what it always did. The
- * struct has no padding on 64-bit targets (120 bytes; 72 before the encryption fields).
+ * struct has no padding on 64-bit targets (128 bytes; 72 before the encryption fields, 120
+ * before `encryption_memo_bytes`).
  *
  * Encryption (AES-256-GCM in this process; the daemon and Redis see ciphertext only):
  *
@@ -445,6 +453,7 @@ typedef struct cachekit_value_info {
  * opts.previous_keys_count = 1;
  * opts.tenant = "acme";              // NULL = the namespace
  * opts.encryption_flags = CACHEKIT_ENCRYPT_REQUIRE;
+ * opts.encryption_memo_bytes = 4 << 20; // 0 = 1 MiB; CACHEKIT_ENCRYPT_NO_MEMO turns it off
  * ```
  *
  * With no `encryption_key`, `CACHEKIT_MASTER_KEY` or `CACHEKIT_MASTER_KEY_FILE` from the
@@ -533,6 +542,14 @@ typedef struct cachekit_options {
    * Must be 0 (room for a later field).
    */
   uint32_t reserved2;
+  /**
+   * Budget in bytes of the memo of opened values: the plaintext of encrypted values this
+   * client already decrypted (up to 16 KiB each), beside the exact stored bytes they came
+   * from, so a hit whose bytes did not change skips AES-GCM. The plaintext stays in this
+   * process's memory until evicted or the client is closed (zeroed then). 0 = 1 MiB; set
+   * `CACHEKIT_ENCRYPT_NO_MEMO` in `encryption_flags` to turn it off.
+   */
+  size_t encryption_memo_bytes;
 } cachekit_options;
 
 /**

@@ -147,7 +147,7 @@ def cdef(header: Path = HEADER) -> str:
 # these pin the struct sizes the header documents.
 CHECKS = r"""
 #include "cachekit.h"
-_Static_assert(sizeof(cachekit_options) == 120, "cachekit_options is 120 bytes (cachekit.h)");
+_Static_assert(sizeof(cachekit_options) == 128, "cachekit_options is 128 bytes (cachekit.h)");
 _Static_assert(sizeof(cachekit_value_info) == 40, "cachekit_value_info is 40 bytes");
 _Static_assert(sizeof(cachekit_set_options) == 48, "cachekit_set_options is 48 bytes");
 """

@@ -346,6 +346,7 @@ mod tests {
             tenant: null(),
             encryption_flags: 0,
             reserved2: 0,
+            encryption_memo_bytes: 0,
         };
         let mut c = null_mut();
         // SAFETY: valid options and output.

@@ -32,8 +32,14 @@ pub const CACHEKIT_ENCRYPT_HASH_KEYS: u32 = 1;
 /// (`CACHEKIT_PLAINTEXT`) instead of returning them; counters excepted.
 pub const CACHEKIT_ENCRYPT_REQUIRE: u32 = 2;
 
+/// `cachekit_options.encryption_flags`: no memo of opened values: every encrypted hit is
+/// authenticated and decrypted, and no plaintext is kept in this process after a get returns
+/// (see `encryption_memo_bytes`).
+pub const CACHEKIT_ENCRYPT_NO_MEMO: u32 = 4;
+
 /// Every `encryption_flags` bit this build knows.
-const KNOWN_ENCRYPT_FLAGS: u32 = CACHEKIT_ENCRYPT_HASH_KEYS | CACHEKIT_ENCRYPT_REQUIRE;
+const KNOWN_ENCRYPT_FLAGS: u32 =
+    CACHEKIT_ENCRYPT_HASH_KEYS | CACHEKIT_ENCRYPT_REQUIRE | CACHEKIT_ENCRYPT_NO_MEMO;
 
 /// Every flag this build knows.
 const KNOWN_FLAGS: u32 =
@@ -53,7 +59,8 @@ const KNOWN_FLAGS: u32 =
 /// `CACHEKIT_NAMESPACE`, `CACHEKIT_REDIS_URL`; `CACHEKIT_DIR` is honoured when the socket is
 /// looked up), else the default. Later versions append fields; old programs keep working
 /// because their `struct_size` is smaller, and a zero field means what it always did. The
-/// struct has no padding on 64-bit targets (120 bytes; 72 before the encryption fields).
+/// struct has no padding on 64-bit targets (128 bytes; 72 before the encryption fields, 120
+/// before `encryption_memo_bytes`).
 ///
 /// Encryption (AES-256-GCM in this process; the daemon and Redis see ciphertext only):
 ///
@@ -64,6 +71,7 @@ const KNOWN_FLAGS: u32 =
 /// opts.previous_keys_count = 1;
 /// opts.tenant = "acme";              // NULL = the namespace
 /// opts.encryption_flags = CACHEKIT_ENCRYPT_REQUIRE;
+/// opts.encryption_memo_bytes = 4 << 20; // 0 = 1 MiB; CACHEKIT_ENCRYPT_NO_MEMO turns it off
 /// ```
 ///
 /// With no `encryption_key`, `CACHEKIT_MASTER_KEY` or `CACHEKIT_MASTER_KEY_FILE` from the
@@ -116,6 +124,12 @@ pub struct cachekit_options {
     pub encryption_flags: u32,
     /// Must be 0 (room for a later field).
     pub reserved2: u32,
+    /// Budget in bytes of the memo of opened values: the plaintext of encrypted values this
+    /// client already decrypted (up to 16 KiB each), beside the exact stored bytes they came
+    /// from, so a hit whose bytes did not change skips AES-GCM. The plaintext stays in this
+    /// process's memory until evicted or the client is closed (zeroed then). 0 = 1 MiB; set
+    /// `CACHEKIT_ENCRYPT_NO_MEMO` in `encryption_flags` to turn it off.
+    pub encryption_memo_bytes: usize,
 }
 
 /// The smallest `struct_size` accepted: the size of the first published version, without the
@@ -124,7 +138,7 @@ const MIN_STRUCT_SIZE: usize = 72;
 
 /// Pins the layout the header promises (64-bit targets).
 #[cfg(target_pointer_width = "64")]
-const _: () = assert!(size_of::<cachekit_options>() == 120);
+const _: () = assert!(size_of::<cachekit_options>() == 128);
 
 /// Every field zero or NULL: what the fields a caller's older, shorter struct lacks mean.
 const ZERO: cachekit_options = cachekit_options {
@@ -147,6 +161,7 @@ const ZERO: cachekit_options = cachekit_options {
     tenant: std::ptr::null(),
     encryption_flags: 0,
     reserved2: 0,
+    encryption_memo_bytes: 0,
 };
 
 /// What an open asks for, once read from C.
@@ -285,6 +300,7 @@ unsafe fn read_encryption(o: &cachekit_options) -> Result<Option<Encryption>, Fa
             || o.previous_keys_count != 0
             || tenant.is_some()
             || o.encryption_flags != 0
+            || o.encryption_memo_bytes != 0
         {
             return Err(Failure::invalid(
                 "cachekit_options sets encryption settings but no encryption_key; set \
@@ -330,6 +346,17 @@ unsafe fn read_encryption(o: &cachekit_options) -> Result<Option<Encryption>, Fa
     if let Some(t) = tenant {
         enc = enc.tenant(t);
     }
+    if o.encryption_flags & CACHEKIT_ENCRYPT_NO_MEMO != 0 {
+        if o.encryption_memo_bytes != 0 {
+            return Err(Failure::invalid(
+                "cachekit_options sets both CACHEKIT_ENCRYPT_NO_MEMO and encryption_memo_bytes; \
+                 set one of them",
+            ));
+        }
+        enc = enc.memo_bytes(0);
+    } else if o.encryption_memo_bytes != 0 {
+        enc = enc.memo_bytes(o.encryption_memo_bytes);
+    }
     Ok(Some(
         enc.hash_keys(o.encryption_flags & CACHEKIT_ENCRYPT_HASH_KEYS != 0)
             .require_encryption(o.encryption_flags & CACHEKIT_ENCRYPT_REQUIRE != 0),
@@ -360,6 +387,24 @@ mod tests {
     }
 
     #[test]
+    fn a_120_byte_struct_without_the_memo_field_still_opens() {
+        let key = [7u8; 32];
+        let mut o = zeroed();
+        o.struct_size = 120;
+        o.encryption_key = key.as_ptr();
+        o.encryption_key_len = 32;
+        // Garbage past the caller's 120 bytes is not read.
+        o.encryption_memo_bytes = 99;
+        // SAFETY: a whole struct (more than the 120 bytes it claims) whose key is 32 bytes.
+        let enc = unsafe { read_options(&o) }
+            .unwrap()
+            .client
+            .encryption
+            .unwrap();
+        assert_eq!(enc.memo_bytes, cachekit_client::DEFAULT_MEMO_BYTES);
+    }
+
+    #[test]
     fn encryption_fields() {
         let key = [7u8; 32];
         let previous = [[1u8; 32], [2u8; 32]].concat();
@@ -386,6 +431,22 @@ mod tests {
         );
         assert_eq!(enc.tenant.as_deref(), Some("acme"));
         assert!(enc.hash_keys && enc.require_encryption);
+        assert_eq!(
+            enc.memo_bytes,
+            cachekit_client::DEFAULT_MEMO_BYTES,
+            "0 = the default"
+        );
+        let memo = |bytes: usize, flags: u32| {
+            let mut m = o;
+            m.encryption_memo_bytes = bytes;
+            m.encryption_flags = flags;
+            // SAFETY: a whole struct whose pointers point to what their lengths say.
+            unsafe { read_options(&m) }.map(|r| r.client.encryption.unwrap().memo_bytes)
+        };
+        assert_eq!(memo(4 << 20, 0).unwrap(), 4 << 20);
+        assert_eq!(memo(0, CACHEKIT_ENCRYPT_NO_MEMO).unwrap(), 0);
+        let both = memo(1, CACHEKIT_ENCRYPT_NO_MEMO).unwrap_err();
+        assert_eq!(both.code, CACHEKIT_INVALID_ARGUMENT, "{}", both.message);
         for bad in [
             {
                 let mut b = o;
@@ -394,7 +455,7 @@ mod tests {
             },
             {
                 let mut b = o;
-                b.encryption_flags = 4;
+                b.encryption_flags = 8;
                 b
             },
             {

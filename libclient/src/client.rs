@@ -145,6 +145,14 @@ impl Client {
         decode_with(cfg, self.keyring(), Aad::new(&self.namespace, key), stored)
     }
 
+    /// (entries, bytes) held by the memo of opened values, `None` when it is off (no
+    /// encryption, or [`Encryption::memo_bytes`](crate::Encryption::memo_bytes) 0). For tests and
+    /// diagnostics; waits for the memo's locks.
+    #[doc(hidden)]
+    pub fn memo_usage(&self) -> Option<(usize, usize)> {
+        self.shared.memo.as_ref().map(crate::memo::Memo::usage)
+    }
+
     /// The value of `key`, or `None` on a miss (and when neither the segment nor the daemon can
     /// answer). A stale hit (within grace) has [`Value::stale`] set.
     ///
@@ -258,6 +266,31 @@ impl Client {
         Ok(out)
     }
 
+    /// Decodes the envelope `raw` of `key` (the wire key), just read from the segment, into
+    /// `out`. An encrypted one is first looked up in the memo of opened values: the same
+    /// namespace, key and envelope bytes, byte for byte, give the plaintext opened before, with
+    /// no AES; otherwise it is opened (and, when that succeeds, remembered).
+    fn decode_segment_into(
+        &self,
+        cfg: &EnvelopeConfig,
+        key: &[u8],
+        raw: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), DecodeError> {
+        let keys = self.keyring();
+        let aad = Aad::new(&self.namespace, key);
+        let memo = match (&self.shared.memo, keys) {
+            (Some(memo), Some(_)) if is_sealed(raw) => memo,
+            _ => return decode_into_with(cfg, keys, aad, raw, out),
+        };
+        if memo.get_into(&self.namespace, key, raw, cfg.max_value_bytes, out) {
+            return Ok(());
+        }
+        decode_into_with(cfg, keys, aad, raw, out)?;
+        memo.insert(&self.namespace, key, raw, out);
+        Ok(())
+    }
+
     /// The segment's answer for `key`, decoded into a new [`Value`] on a hit.
     fn segment_value(
         &self,
@@ -266,10 +299,12 @@ impl Client {
     ) -> Result<SegmentOutcome<Result<Value, DecodeError>>, Error> {
         self.shared
             .segment_get(&self.namespace, key, mode, |raw, meta, cfg| {
-                self.decode_value(cfg, key, raw).map(|bytes| {
-                    let info = HitInfo::from_segment(meta, bytes.len(), raw);
-                    Value::new(bytes, info)
-                })
+                let mut bytes = Vec::new();
+                self.decode_segment_into(cfg, key, raw, &mut bytes)
+                    .map(|()| {
+                        let info = HitInfo::from_segment(meta, bytes.len(), raw);
+                        Value::new(bytes, info)
+                    })
             })
     }
 
@@ -281,11 +316,9 @@ impl Client {
         mode: LookupMode,
     ) -> Result<SegmentOutcome<Result<HitInfo, DecodeError>>, Error> {
         out.clear();
-        let keys = self.keyring();
-        let aad = Aad::new(&self.namespace, key);
         self.shared
             .segment_get(&self.namespace, key, mode, |raw, meta, cfg| {
-                decode_into_with(cfg, keys, aad, raw, out)
+                self.decode_segment_into(cfg, key, raw, out)
                     .map(|()| HitInfo::from_segment(meta, out.len(), raw))
             })
     }
@@ -611,6 +644,12 @@ fn write_op(req: &Request) -> Option<WriteOp> {
         },
         _ => return None,
     })
+}
+
+/// Whether `raw` claims to be an encrypted envelope (flag bit 1); the decoder checks the rest.
+fn is_sealed(raw: &[u8]) -> bool {
+    raw.get(3)
+        .is_some_and(|f| f & cachekit_envelope::FLAG_AES_256_GCM != 0)
 }
 
 pub(crate) fn unexpected(operation: &str, reply: &Reply) -> Error {

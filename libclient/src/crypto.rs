@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use cachekit_envelope::{KeyHasher, Keyring, MasterKey};
 
 use crate::error::Error;
+pub use crate::memo::{DEFAULT_MEMO_BYTES, MEMO_MAX_VALUE_BYTES};
 
 /// Client-side encryption settings ([`ClientOptions::encryption`](crate::ClientOptions::encryption)).
 ///
@@ -43,6 +44,13 @@ pub struct Encryption {
     /// Refuse plaintext values on read ([`Error::Plaintext`]) instead of returning them
     /// (counters excepted: they are plaintext by nature). Default false.
     pub require_encryption: bool,
+    /// Budget, in bytes, of the client's memo of opened values: the plaintext of encrypted
+    /// values already decrypted, beside the exact envelope they came from, so a hit whose
+    /// stored bytes did not change skips AES-GCM. Values of up to [`MEMO_MAX_VALUE_BYTES`]
+    /// (16 KiB) are kept; the plaintext
+    /// stays in this process's memory (zeroed on eviction and when the client is dropped).
+    /// 0 turns the memo off (every hit decrypts). Default [`DEFAULT_MEMO_BYTES`] (1 MiB).
+    pub memo_bytes: usize,
 }
 
 impl fmt::Debug for Encryption {
@@ -53,13 +61,14 @@ impl fmt::Debug for Encryption {
             .field("tenant", &self.tenant)
             .field("hash_keys", &self.hash_keys)
             .field("require_encryption", &self.require_encryption)
+            .field("memo_bytes", &self.memo_bytes)
             .finish()
     }
 }
 
 impl Encryption {
     /// Encryption under `master_key`, tenant = namespace, no previous keys, keys in the clear,
-    /// plaintext values accepted.
+    /// plaintext values accepted, a memo of [`DEFAULT_MEMO_BYTES`].
     pub fn new(master_key: MasterKey) -> Self {
         Self {
             master_key,
@@ -67,7 +76,15 @@ impl Encryption {
             tenant: None,
             hash_keys: false,
             require_encryption: false,
+            memo_bytes: DEFAULT_MEMO_BYTES,
         }
+    }
+
+    /// Sets the budget of the memo of opened values (see [`Encryption::memo_bytes`]); 0 turns
+    /// it off.
+    pub fn memo_bytes(mut self, bytes: usize) -> Self {
+        self.memo_bytes = bytes;
+        self
     }
 
     /// Adds an older master key accepted for reading.
@@ -147,6 +164,14 @@ impl Encryption {
             |name: &str| get(name).is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes"));
         enc.hash_keys = flag("CACHEKIT_HASH_KEYS");
         enc.require_encryption = flag("CACHEKIT_REQUIRE_ENCRYPTION");
+        if let Some(text) = get("CACHEKIT_ENCRYPTION_MEMO_BYTES") {
+            enc.memo_bytes = text.trim().parse().map_err(|_| {
+                invalid(
+                    "CACHEKIT_ENCRYPTION_MEMO_BYTES",
+                    &format!("{text:?} is not a number of bytes (0 turns the memo off)"),
+                )
+            })?;
+        }
         Ok(Some(enc))
     }
 }
@@ -252,9 +277,11 @@ mod tests {
             ("CACHEKIT_PREVIOUS_MASTER_KEYS", other),
             ("CACHEKIT_TENANT", "acme"),
             ("CACHEKIT_HASH_KEYS", "1"),
+            ("CACHEKIT_ENCRYPTION_MEMO_BYTES", "0"),
         ]))
         .unwrap()
         .unwrap();
+        assert_eq!(e.memo_bytes, 0);
         assert_eq!(e.master_key, MasterKey::parse(HEX).unwrap());
         assert_eq!(e.previous_keys, [MasterKey::from_bytes([0x42; 32])]);
         assert_eq!(e.tenant.as_deref(), Some("acme"));
@@ -263,6 +290,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("CACHEKIT_MASTER_KEY: "), "{err}");
+        let plain = Encryption::from_vars(vars(&[("CACHEKIT_MASTER_KEY", HEX)]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(plain.memo_bytes, DEFAULT_MEMO_BYTES);
+        let err = Encryption::from_vars(vars(&[
+            ("CACHEKIT_MASTER_KEY", HEX),
+            ("CACHEKIT_ENCRYPTION_MEMO_BYTES", "1M"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("CACHEKIT_ENCRYPTION_MEMO_BYTES"), "{err}");
         assert!(
             !format!("{e:?}").contains("0001"),
             "Debug never prints keys"

@@ -183,7 +183,8 @@ impl ClientOptions {
     /// Encryption: `CACHEKIT_MASTER_KEY` (64 hex digits or base64 of 32 bytes) or
     /// `CACHEKIT_MASTER_KEY_FILE` (a file of mode 0600 or 0400 holding the key) turns it on;
     /// then `CACHEKIT_PREVIOUS_MASTER_KEYS` (comma-separated), `CACHEKIT_TENANT`,
-    /// `CACHEKIT_HASH_KEYS=1` and `CACHEKIT_REQUIRE_ENCRYPTION=1` set the rest of
+    /// `CACHEKIT_HASH_KEYS=1`, `CACHEKIT_REQUIRE_ENCRYPTION=1` and
+    /// `CACHEKIT_ENCRYPTION_MEMO_BYTES` (0 = no memo of opened values) set the rest of
     /// [`Encryption`]. A bad value is reported by [`validate`](ClientOptions::validate), so
     /// [`Client::connect`](crate::Client::connect) fails rather than writing plaintext.
     pub fn from_env() -> Self {

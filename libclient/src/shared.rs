@@ -116,6 +116,8 @@ pub(crate) struct Shared {
     distrusted_epoch: AtomicU64,
     /// Client-side encryption, when configured: each tenant's keys, derived once.
     pub(crate) crypto: Option<crate::crypto::Crypto>,
+    /// The memo of opened values (encryption on and `memo_bytes` > 0): see `memo`.
+    pub(crate) memo: Option<crate::memo::Memo>,
 }
 
 #[derive(Default)]
@@ -134,8 +136,13 @@ impl Shared {
             .flatten()
             .map(crate::direct::Direct::new);
         let crypto = opts.encryption.clone().map(crate::crypto::Crypto::new);
+        let memo = opts
+            .encryption
+            .as_ref()
+            .and_then(|e| crate::memo::Memo::new(e.memo_bytes));
         Shared {
             crypto,
+            memo,
             direct,
             distrusted_epoch: AtomicU64::new(0),
             opts,

@@ -97,12 +97,14 @@ class AsyncClient:
         tenant: Optional[str] = None,
         hash_keys: bool = False,
         require_encryption: bool = False,
+        encryption_memo_bytes: Optional[int] = None,
     ) -> None:
         client = Client(instance=instance, socket=socket, namespace=namespace, serializer=serializer,
                         redis_url=redis_url, lazy=lazy, connect_timeout=connect_timeout,
                         request_timeout=request_timeout, encryption_key=encryption_key,
                         previous_keys=previous_keys, tenant=tenant, hash_keys=hash_keys,
-                        require_encryption=require_encryption)
+                        require_encryption=require_encryption,
+                        encryption_memo_bytes=encryption_memo_bytes)
         self._init(client, executor)
 
     def _init(self, client: Client, executor: Optional[Executor]) -> None:

@@ -235,10 +235,10 @@ def master_key_bytes(key: Any, what: str = "encryption_key") -> bytes:
 class _Encryption:
     """Encryption settings given to the constructor, as the C options take them."""
 
-    __slots__ = ("key", "previous", "tenant", "flags")
+    __slots__ = ("key", "previous", "tenant", "flags", "memo_bytes")
 
     def __init__(self, key: Any, previous_keys: Iterable[Any], tenant: Optional[str], hash_keys: bool,
-                 require_encryption: bool) -> None:
+                 require_encryption: bool, memo_bytes: Optional[int] = None) -> None:
         self.key = master_key_bytes(key)
         if isinstance(previous_keys, (bytes, bytearray, memoryview, str)):
             previous_keys = (previous_keys,)  # one key, not a sequence of its bytes or characters
@@ -252,19 +252,33 @@ class _Encryption:
         self.tenant = tenant
         self.flags = ((lib.CACHEKIT_ENCRYPT_HASH_KEYS if hash_keys else 0)
                       | (lib.CACHEKIT_ENCRYPT_REQUIRE if require_encryption else 0))
+        self.memo_bytes = 0  # the C option's "default" (1 MiB)
+        if memo_bytes is not None:
+            if isinstance(memo_bytes, bool) or not isinstance(memo_bytes, int):
+                raise TypeError(f"encryption_memo_bytes is an int, not {type(memo_bytes).__name__}")
+            if memo_bytes < 0:
+                raise InvalidArgumentError(
+                    f"encryption_memo_bytes is {memo_bytes}; give a number of bytes, 0 to turn the memo off, "
+                    "or None for the default (1 MiB)")
+            if memo_bytes == 0:
+                self.flags |= lib.CACHEKIT_ENCRYPT_NO_MEMO
+            else:
+                self.memo_bytes = memo_bytes
 
 
 def _encryption(key: Any, previous_keys: Iterable[Any], tenant: Optional[str], hash_keys: bool,
-                require_encryption: bool) -> Optional[_Encryption]:
+                require_encryption: bool, memo_bytes: Optional[int] = None) -> Optional[_Encryption]:
     if key is not None:
-        return _Encryption(key, previous_keys, tenant, hash_keys, require_encryption)
+        return _Encryption(key, previous_keys, tenant, hash_keys, require_encryption, memo_bytes)
     given = [name for name, v in (("previous_keys", previous_keys), ("tenant", tenant),
-                                   ("hash_keys", hash_keys), ("require_encryption", require_encryption)) if v]
+                                   ("hash_keys", hash_keys), ("require_encryption", require_encryption),
+                                   ("encryption_memo_bytes", memo_bytes is not None)) if v]
     if given:
         raise InvalidArgumentError(
             f"{', '.join(given)} given without encryption_key: give encryption_key= too; with the key "
             "in CACHEKIT_MASTER_KEY / CACHEKIT_MASTER_KEY_FILE, set CACHEKIT_PREVIOUS_MASTER_KEYS, "
-            "CACHEKIT_TENANT, CACHEKIT_HASH_KEYS=1, CACHEKIT_REQUIRE_ENCRYPTION=1 instead")
+            "CACHEKIT_TENANT, CACHEKIT_HASH_KEYS=1, CACHEKIT_REQUIRE_ENCRYPTION=1, "
+            "CACHEKIT_ENCRYPTION_MEMO_BYTES instead")
     return None
 
 
@@ -319,6 +333,7 @@ def _open(opts: _Options, lazy: bool) -> Any:
             o.previous_keys, o.previous_keys_count = prev, len(enc.previous) // _KEY_LEN
         o.tenant = _cstr(enc.tenant, "tenant", keep)
         o.encryption_flags = enc.flags
+        o.encryption_memo_bytes = enc.memo_bytes
     out = ffi.new("cachekit_client **")
     rc = lib.cachekit_client_open(o, out)
     if rc != OK:
@@ -350,6 +365,10 @@ class Client(ManageMixin, QueryMixin, Native):
     key instead of the key. ``require_encryption``: a plaintext value read raises
     `PlaintextValueError` instead of being returned. Reads raise `DecryptError` (wrong key or
     tenant, tampered or moved value) and `EncryptedValueError` (no key configured).
+    ``encryption_memo_bytes``: budget of the memo of opened values (None: 1 MiB; 0: off): the
+    plaintext of values this client already decrypted (up to 16 KiB each) is kept beside their
+    exact stored bytes, so a hit whose bytes did not change skips AES-GCM; it stays in this
+    process's memory until evicted or the client is closed (zeroed then).
 
     Raises `UnavailableError` when the daemon is not running (unless ``lazy``).
     """
@@ -373,12 +392,14 @@ class Client(ManageMixin, QueryMixin, Native):
         tenant: Optional[str] = None,
         hash_keys: bool = False,
         require_encryption: bool = False,
+        encryption_memo_bytes: Optional[int] = None,
     ) -> None:
         self._ptr = None  # set first: the object is sane even if opening fails
         self._closed = False
         self._lock = threading.Lock()
         self._parent: Optional[Client] = None
-        enc = _encryption(encryption_key, previous_keys, tenant, hash_keys, require_encryption)
+        enc = _encryption(encryption_key, previous_keys, tenant, hash_keys, require_encryption,
+                          encryption_memo_bytes)
         self._opts = _Options(instance, socket, namespace, redis_url, lazy, connect_timeout, request_timeout, enc)
         self._encrypted = enc is not None or _env_key_set()
         self._serializer = resolve(serializer)

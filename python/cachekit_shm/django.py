@@ -21,6 +21,7 @@ Configured like Django's Redis backend::
                 "TENANT": None,               # whose key (None: the namespace)
                 "HASH_KEYS": False,           # send an HMAC of each key, not the key
                 "REQUIRE_ENCRYPTION": False,  # a plaintext value read raises
+                "ENCRYPTION_MEMO_BYTES": None,  # memo of opened values (None: 1 MiB, 0: off)
             },
         }
     }
@@ -165,6 +166,7 @@ _ENCRYPTION_OPTIONS = {
     "TENANT": "tenant",
     "HASH_KEYS": "hash_keys",
     "REQUIRE_ENCRYPTION": "require_encryption",
+    "ENCRYPTION_MEMO_BYTES": "encryption_memo_bytes",
 }
 # OPTIONS keys this backend reads; anything else is a configuration mistake worth saying so.
 _OPTION_KEYS = frozenset(
@@ -273,7 +275,8 @@ class CachekitCache(BaseCache):
                 config[name] = options[name]
         for option, name in _ENCRYPTION_OPTIONS.items():
             value = options.get(option)
-            if value:  # the config is a dict key: keys as bytes or str, a list as a tuple
+            if value or (option == "ENCRYPTION_MEMO_BYTES" and value is not None):
+                # The config is a dict key: keys as bytes or str, a list as a tuple.
                 if option == "PREVIOUS_KEYS":
                     keys = [value] if isinstance(value, (str, bytes, bytearray)) else value
                     value = tuple(_hashable_key(k) for k in keys)

@@ -204,6 +204,30 @@ def test_settings_are_checked(cachekitd_socket):
             assert c.get("k") == 1.5, text
 
 
+def test_the_memo_of_opened_values(make, cachekitd_socket):
+    # The default memo, a sized one and none: repeated hits, then a same-length rewrite seen at once.
+    clients = [make(encryption_key=K1, serializer=None),
+               make(encryption_key=K1, serializer=None, encryption_memo_bytes=4 << 20),
+               make(encryption_key=K1, serializer=None, encryption_memo_bytes=0)]
+    clients[0].set("m", b"first value")
+    for _ in range(3):
+        for c in clients:
+            assert c.get_raw("m") == b"first value"
+            assert c.get("m") == b"first value"
+    clients[2].set("m", b"other value")
+    for c in clients:
+        assert c.get_raw("m") == b"other value"
+    # Another tenant reading the memoised bytes: still a decrypt error.
+    with pytest.raises(DecryptError):
+        make(encryption_key=K1, tenant="elsewhere", serializer=None).get_raw("m")
+    with pytest.raises(InvalidArgumentError, match="encryption_memo_bytes"):
+        Client(socket=cachekitd_socket, encryption_key=K1, encryption_memo_bytes=-1)
+    with pytest.raises(InvalidArgumentError, match="encryption_memo_bytes given without encryption_key"):
+        Client(socket=cachekitd_socket, encryption_memo_bytes=0)
+    with pytest.raises(TypeError):
+        Client(socket=cachekitd_socket, encryption_key=K1, encryption_memo_bytes="1M")
+
+
 # -- tenants, rotation, hashed keys -----------------------------------------------------------
 
 

@@ -2,7 +2,8 @@
  * Client-side encryption through the C API against a real cachekitd: the encryption fields of
  * cachekit_options, round trips, and the result codes CACHEKIT_DECRYPT (another tenant, another
  * master key), CACHEKIT_ENCRYPTED (a handle without a key), CACHEKIT_PLAINTEXT
- * (CACHEKIT_ENCRYPT_REQUIRE); rotation with previous_keys; hashed keys.
+ * (CACHEKIT_ENCRYPT_REQUIRE); rotation with previous_keys; hashed keys; the memo of opened values
+ * (encryption_memo_bytes, CACHEKIT_ENCRYPT_NO_MEMO) and a struct of the 120-byte version.
  *
  * Usage: test_crypt SOCKET   (a running cachekitd's socket)
  */
@@ -92,6 +93,49 @@ static void hashed_keys(void) {
   cachekit_client_close(plain_keys);
 }
 
+/* Repeated hits through the memo, a same-length rewrite seen at once, the memo off, and a
+ * program built against the 120-byte struct (before encryption_memo_bytes). */
+static void the_memo_of_opened_values(void) {
+  cachekit_client *memo = open_enc(KEY1, NULL, 0, "m", 0);
+  cachekit_client *off = open_enc(KEY1, NULL, 0, "m", CACHEKIT_ENCRYPT_NO_MEMO);
+  cachekit_options o;
+  cachekit_client *sized = NULL, *old = NULL;
+  memset(&o, 0, sizeof o);
+  o.struct_size = sizeof o;
+  o.socket_path = SOCKET;
+  o.ns = "crypt";
+  o.encryption_key = KEY1;
+  o.encryption_key_len = 32;
+  o.tenant = "m";
+  o.encryption_memo_bytes = 4 << 20;
+  CHECK_RC(cachekit_client_open(&o, &sized), CACHEKIT_OK);
+  o.encryption_memo_bytes = 0;
+  o.struct_size = 120;
+  CHECK_RC(cachekit_client_open(&o, &old), CACHEKIT_OK);
+  o.struct_size = sizeof o;
+  o.encryption_memo_bytes = 1;
+  o.encryption_flags = CACHEKIT_ENCRYPT_NO_MEMO;
+  cachekit_client *both = NULL;
+  CHECK_RC(cachekit_client_open(&o, &both), CACHEKIT_INVALID_ARGUMENT);
+  CHECK(strstr(last_error(), "CACHEKIT_ENCRYPT_NO_MEMO") != NULL);
+  if (!memo || !off || !sized || !old) return;
+  char buf[64];
+  CHECK_RC(cachekit_set(memo, K("m1"), K("first value"), 60000, 0, NULL, 0), CACHEKIT_OK);
+  cachekit_client *all[] = {memo, off, sized, old};
+  for (int round = 0; round < 3; round++) {
+    for (int i = 0; i < 4; i++) {
+      CHECK_RC(get_str(all[i], "m1", buf, sizeof buf), CACHEKIT_OK);
+      CHECK(strcmp(buf, "first value") == 0);
+    }
+  }
+  CHECK_RC(cachekit_set(off, K("m1"), K("other value"), 60000, 0, NULL, 0), CACHEKIT_OK);
+  for (int i = 0; i < 4; i++) {
+    CHECK_RC(get_str(all[i], "m1", buf, sizeof buf), CACHEKIT_OK);
+    CHECK(strcmp(buf, "other value") == 0);
+  }
+  for (int i = 0; i < 4; i++) cachekit_client_close(all[i]);
+}
+
 static void bad_encryption_options_are_refused(void) {
   cachekit_options o;
   cachekit_client *c = NULL;
@@ -126,6 +170,7 @@ int main(int argc, char **argv) {
   TEST(round_trip_and_the_three_codes);
   TEST(rotation_with_previous_keys);
   TEST(hashed_keys);
+  TEST(the_memo_of_opened_values);
   TEST(bad_encryption_options_are_refused);
   return check_summary();
 }
