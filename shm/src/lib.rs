@@ -44,7 +44,7 @@ pub use geometry::{TableConfig, INDEX_LOAD_TARGET, MIN_BUCKETS};
 pub use layout::Stat;
 pub use reader::{HitMeta, Lookup, Reader, ReaderStats, MAX_RETRIES};
 #[cfg(not(loom))]
-pub use shared::SegmentFds;
+pub use shared::{take_inherited_fd, SegmentFds};
 pub use tags::{validate_tag, InvalidateMode, MAX_TAGS, MAX_TAG_BYTES, MAX_TAG_DEPTH};
 pub use time::now_ms;
 pub use verify::{BadEntry, VerifyPage};
