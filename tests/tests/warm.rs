@@ -290,6 +290,23 @@ fn warm_keeper_survives_kill_9_and_cold_starts_empty() {
         c.get("gone").unwrap().is_none(),
         "an invalidated entry came back"
     );
+    // VERIFY walks the carried table: the entry checks, nothing is damaged.
+    let (mut cursor, mut examined, mut damaged) = (0, 0, 0);
+    loop {
+        let page = c.verify_page(cursor, false).unwrap();
+        examined += page.examined;
+        damaged += page
+            .counts
+            .iter()
+            .filter(|(n, _)| n != "expired" && n != "invalidated")
+            .map(|(_, n)| n)
+            .sum::<u64>();
+        cursor = page.next;
+        if cursor == 0 {
+            break;
+        }
+    }
+    assert_eq!((examined, damaged), (1, 0));
     // Its tag still works in the new table.
     c.invalidate(&["t"]).unwrap();
     assert!(c.get("k").unwrap().is_none());
