@@ -789,8 +789,8 @@ class Lock:
             raise LockNotOwnedError(f"cannot release lock {self.name!r}: it was not acquired here")
         client = self._cache._client
         hit = client.get_raw_with_info(self._key)
-        # An empty value with a TTL of 0 expires at once: a compare-and-delete of the entry read.
-        if hit is None or bytes(hit[0]) != token or not client.cas(self._key, b"", hit[1].version, ttl=0):
+        # A compare-and-delete of the entry read: never another owner's lock.
+        if hit is None or bytes(hit[0]) != token or not client.compare_and_delete(self._key, hit[1].version):
             raise LockNotOwnedError(
                 f"cannot release lock {self.name!r}: it expired (its timeout of {self.timeout} s "
                 f"passed) and is free or held by another owner now; give it a longer timeout"
