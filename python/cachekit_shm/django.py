@@ -14,6 +14,8 @@ Configured like Django's Redis backend::
                 "request_timeout": 5.0,       # seconds
                 "redis_url": None,            # direct Redis fallback while cachekitd is down
                 "pickle_protocol": None,      # default pickle.HIGHEST_PROTOCOL
+                "IGNORE_EXCEPTIONS": False,   # True: calls while cachekitd is down are
+                                              # logged no-ops (see _django_outage.py)
                 # Encryption (AES-256-GCM in each process; see cachekit_shm.Client):
                 "ENCRYPTION_KEY": None,       # 32 bytes, 64 hex digits or base64;
                                               # None: $CACHEKIT_MASTER_KEY(_FILE) if set
@@ -133,6 +135,7 @@ from django.core.cache.backends.base import (
 from django.core.exceptions import ImproperlyConfigured
 
 from . import AsyncClient, Client
+from ._django_outage import ignore_outages
 from .client import tag_path
 from .errors import CachekitError, InvalidArgumentError, TooLargeError
 
@@ -168,7 +171,7 @@ _ENCRYPTION_OPTIONS = {
 }
 # OPTIONS keys this backend reads; anything else is a configuration mistake worth saying so.
 _OPTION_KEYS = frozenset(
-    {"namespace", "connect_timeout", "request_timeout", "redis_url", "pickle_protocol"}
+    {"namespace", "connect_timeout", "request_timeout", "redis_url", "pickle_protocol", "IGNORE_EXCEPTIONS"}
     | set(_ENCRYPTION_OPTIONS)
 )
 # Django's own cull options are accepted and ignored (see the module docstring).
@@ -291,6 +294,8 @@ class CachekitCache(BaseCache):
                 f"CachekitCache: pickle_protocol must be 2 to {pickle.HIGHEST_PROTOCOL}, "
                 f"got {protocol!r}"
             )
+        if options.get("IGNORE_EXCEPTIONS"):
+            ignore_outages(self)
 
     # -- plumbing ----------------------------------------------------------------------------
 
