@@ -265,16 +265,12 @@ func (c *Client) Touch(key []byte, ttl time.Duration) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	ttlMs := int64(v)
-	if ttl == 0 {
-		ttlMs = -1 // never expires
-	}
-	return c.touch("touch", key, ttlMs)
+	return c.touch("touch", key, int64(v)) // 0: never expires, in the C library as here
 }
 
 // Persist makes key's fresh entry never expire; reports whether the key had one.
 func (c *Client) Persist(key []byte) (bool, error) {
-	return c.touch("persist", key, -1)
+	return c.touch("persist", key, 0)
 }
 
 func (c *Client) touch(op string, key []byte, ttlMs int64) (bool, error) {

@@ -582,3 +582,43 @@ func TestACounterBuiltOnCASIsExact(t *testing.T) {
 	wg.Wait()
 	wantHit(t, c, "n", fmt.Sprint(goroutines*rounds))
 }
+
+// The one TTL rule of every binding: 0 = never expires in Set, Add, SetInt64, Incr and Touch;
+// a negative TTL is ErrInvalidArgument that says so.
+func TestZeroTTLNeverExpiresAndNegativeIsRefused(t *testing.T) {
+	c := open(t, "go-ttl-rule")
+	mustSet(t, c, "set", "v", SetOptions{TTL: 0})
+	if ok, err := c.Add(b("add"), b("v"), SetOptions{}); err != nil || !ok {
+		t.Fatalf("Add = %v, %v", ok, err)
+	}
+	if err := c.SetInt64(b("i64"), 7, SetOptions{TTL: 0}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Incr(b("incr"), 1, IncrOptions{TTL: 0}); err != nil {
+		t.Fatal(err)
+	}
+	mustSet(t, c, "touch", "v", SetOptions{TTL: time.Minute})
+	if ok, err := c.Touch(b("touch"), 0); err != nil || !ok {
+		t.Fatalf("Touch 0 = %v, %v", ok, err)
+	}
+	for _, key := range []string{"set", "add", "i64", "incr", "touch"} {
+		if d, ok, err := c.TTL(b(key)); err != nil || !ok || d != NoExpiry {
+			t.Errorf("TTL(%q) = %v, %v, %v; want NoExpiry", key, d, ok, err)
+		}
+	}
+	negative := map[string]func() error{
+		"Set":   func() error { return c.Set(b("set"), b("v"), SetOptions{TTL: -time.Second}) },
+		"Add":   func() error { _, err := c.Add(b("n"), b("v"), SetOptions{TTL: -time.Second}); return err },
+		"Incr":  func() error { _, _, err := c.Incr(b("n"), 1, IncrOptions{TTL: -time.Second}); return err },
+		"Touch": func() error { _, err := c.Touch(b("touch"), -time.Second); return err },
+	}
+	for name, call := range negative {
+		err := call()
+		if !errors.Is(err, ErrInvalidArgument) || !strings.Contains(err.Error(), "negative TTL") {
+			t.Errorf("%s with a negative TTL: %v; want ErrInvalidArgument naming the negative TTL", name, err)
+		}
+	}
+	if d, _, _ := c.TTL(b("touch")); d != NoExpiry {
+		t.Errorf("a refused Touch changed the TTL to %v", d)
+	}
+}

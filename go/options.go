@@ -91,6 +91,9 @@ type SetOptions struct {
 
 // ms converts a duration to whole milliseconds, rounding up; negative ones are refused.
 func ms(op, name string, d time.Duration, max uint64) (uint64, error) {
+	if d < 0 && name == "TTL" {
+		return 0, invalid(op, "TTL is negative ("+d.String()+"): a negative TTL is refused (0 means never expires; to drop a key, use Delete)")
+	}
 	if d < 0 {
 		return 0, invalid(op, name+" is negative ("+d.String()+"); use 0 for the default")
 	}

@@ -1204,11 +1204,12 @@ cachekit_result cachekit_get_and_delete(const struct cachekit_client *client,
 
 /**
  * Gives `key`'s fresh entry a new time to live from now; its value, tags and grace length
- * stay. `ttl_ms`: **negative = never expires** (as `cachekit_persist`), 0 = expires at once,
- * otherwise ms. On `CACHEKIT_OK`, `*found` tells whether the key had a fresh entry (nothing
- * changes when it had not).
+ * stay. `ttl_ms`: **0 = never expires** (as `cachekit_persist` and as in `cachekit_set`),
+ * otherwise ms; to drop a key, delete it. On `CACHEKIT_OK`, `*found` tells whether the key
+ * had a fresh entry (nothing changes when it had not).
  *
- * Errors: as `cachekit_delete`.
+ * Errors: `CACHEKIT_INVALID_ARGUMENT` for a negative `ttl_ms`; as `cachekit_delete`
+ * otherwise.
  *
  * # Safety
  *
@@ -1222,7 +1223,7 @@ cachekit_result cachekit_touch(const struct cachekit_client *client,
                                bool *found);
 
 /**
- * Makes `key`'s fresh entry never expire: `cachekit_touch` with a negative `ttl_ms`.
+ * Makes `key`'s fresh entry never expire: `cachekit_touch` with `ttl_ms` 0.
  *
  * # Safety
  *

@@ -8,10 +8,19 @@
 2. compiles ``cachekit_shm._cachekit`` against ``include/cachekit.h``, linked with that copy
    through ``$ORIGIN``: the wheel carries its own library and needs nothing installed.
 
+The sdist (``python -m build``, or ``python -m build --sdist``) carries what step 1 needs, so
+it builds on its own: the Rust crates of libcachekit (``ffi`` and its path dependencies, plus
+the test kit their dev-dependencies name, which cargo must find to read the workspace), the
+workspace's Cargo.toml (its member list cut to those crates) and Cargo.lock, and
+include/cachekit.h, all under ``rust/``. A build from an unpacked sdist uses ``rust/``; a build
+from a checkout uses the checkout. Building needs cargo and a C compiler; installing a built
+wheel needs neither (``scripts/wheel`` makes a manylinux one).
+
 Environment:
   CACHEKIT_LIB            path of a built libcachekit.so to bundle (cargo is not run)
   CACHEKIT_CARGO_PROFILE  cargo profile to build (default: release; scripts/test-python: ci)
-  CACHEKIT_REPO           the cachekit repository (default: the parent of this directory)
+  CACHEKIT_REPO           the cachekit sources (default: rust/ of an sdist, else the parent of
+                          this directory)
   CARGO_TARGET_DIR        honoured as cargo does
 Network: crates.io (cargo) and PyPI (build requirements) only.
 """
@@ -19,6 +28,7 @@ Network: crates.io (cargo) and PyPI (build requirements) only.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,6 +36,7 @@ from pathlib import Path
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.sdist import sdist
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -35,8 +46,15 @@ LIB_NAME = "libcachekit.so.0"  # the SONAME the extension records
 GENERATED_C = HERE / "build" / "cffi" / "_cachekit.c"
 
 
+# Where an sdist carries the Rust sources, and which crates: cachekit-ffi's path dependencies
+# (checked when the sdist is made) and the test kit that their dev-dependencies name.
+SDIST_RUST = HERE / "rust"
+SDIST_CRATES = ("ffi", "libclient", "shm", "proto", "envelope", "redis", "testkit")
+
+
 def repo_root() -> Path:
-    root = Path(os.environ.get("CACHEKIT_REPO", HERE.parent)).resolve()
+    default = SDIST_RUST if (SDIST_RUST / "ffi" / "Cargo.toml").is_file() else HERE.parent
+    root = Path(os.environ.get("CACHEKIT_REPO", default)).resolve()
     if not (root / "ffi" / "Cargo.toml").is_file() or not (root / "include" / "cachekit.h").is_file():
         sys.exit(
             f"cachekit-shm: {root} is not the cachekit repository (no ffi/Cargo.toml); "
@@ -96,6 +114,34 @@ class BuildExt(build_ext):
             shutil.copyfile(link_dir / "libcachekit.so", dest_dir / LIB_NAME)
 
 
+class SDist(sdist):
+    """An sdist that builds: the Python package plus, under rust/, the sources of libcachekit."""
+
+    def make_release_tree(self, base_dir: str, files: list) -> None:
+        super().make_release_tree(base_dir, files)
+        root = repo_root()
+        dest = Path(base_dir) / "rust"
+        skip = shutil.ignore_patterns("target", "fuzz", "*.pyc", "__pycache__", "proptest-regressions")
+        for crate in SDIST_CRATES:
+            manifest = (root / crate / "Cargo.toml").read_text()
+            for dep in re.findall(r'path\s*=\s*"\.\./([^"/]+)"', manifest):
+                if dep not in SDIST_CRATES:
+                    sys.exit(
+                        f"cachekit-shm: {crate}/Cargo.toml depends on ../{dep}, which the sdist "
+                        "does not carry; add it to SDIST_CRATES in python/setup.py"
+                    )
+            shutil.copytree(root / crate, dest / crate, ignore=skip)
+        (dest / "include").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(root / "include" / "cachekit.h", dest / "include" / "cachekit.h")
+        shutil.copyfile(root / "Cargo.lock", dest / "Cargo.lock")
+        workspace = (root / "Cargo.toml").read_text()
+        members = "members = [" + ", ".join(f'"{c}"' for c in SDIST_CRATES) + "]"
+        workspace, n = re.subn(r"(?m)^members\s*=\s*\[[^\]]*\]", members, workspace)
+        if n != 1:
+            sys.exit("cachekit-shm: the workspace Cargo.toml has no one-line `members = [...]` to cut")
+        (dest / "Cargo.toml").write_text(workspace)
+
+
 ext = Extension(
     "cachekit_shm._cachekit",
     sources=[os.path.relpath(GENERATED_C, HERE)],
@@ -104,4 +150,4 @@ ext = Extension(
     extra_link_args=["-Wl,-rpath,$ORIGIN", "-Wl,--disable-new-dtags"],
 )
 
-setup(ext_modules=[ext], cmdclass={"build_ext": BuildExt})
+setup(ext_modules=[ext], cmdclass={"build_ext": BuildExt, "sdist": SDist})

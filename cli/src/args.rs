@@ -46,7 +46,7 @@ pub struct Cli {
     /// Print one JSON object on stdout instead of text.
     #[arg(long, global = true)]
     pub json: bool,
-    /// How long to wait for the daemon's answer (e.g. 5s, 500ms).
+    /// How long to wait for the daemon's answer (e.g. 5s, 1.5s, 500ms).
     #[arg(long, global = true, value_parser = parse_timeout, default_value = "5s")]
     pub timeout: Duration,
     #[command(subcommand)]
@@ -100,10 +100,10 @@ pub enum Command {
         /// Read the value from this file.
         #[arg(long, short = 'f')]
         file: Option<PathBuf>,
-        /// Time to live (30s, 500ms, 5m, 1h30m); default: no expiry.
+        /// Time to live (30s, 1.5s, 250ms, 5m, 1h30m); 0 or none: never expires.
         #[arg(long, value_parser = parse_duration)]
         ttl: Option<Duration>,
-        /// How long after expiry the value may still be served, marked stale.
+        /// How long after expiry the value may still be served, marked stale; 0: none.
         #[arg(long, value_parser = parse_duration, default_value = "0")]
         grace: Duration,
         /// A tag path such as posts/123 (repeatable).
@@ -157,7 +157,7 @@ pub enum Command {
     Touch {
         /// The key.
         key: OsString,
-        /// The new time to live (30s, 500ms, 5m, 1h30m).
+        /// The new time to live (30s, 1.5s, 250ms, 5m, 1h30m); 0: never expires, as --persist.
         #[arg(long, value_parser = parse_duration)]
         ttl: Option<Duration>,
         /// Never expire.
@@ -205,7 +205,8 @@ pub struct Counter {
     /// Fail with exit code 1 and "miss" when KEY is missing instead of creating it.
     #[arg(long, conflicts_with_all = ["initial", "ttl"])]
     pub no_create: bool,
-    /// Time to live of a counter this call creates (an existing one keeps its expiry).
+    /// Time to live of a counter this call creates (an existing one keeps its expiry); 0 or
+    /// none: never expires.
     #[arg(long, value_parser = parse_duration)]
     pub ttl: Option<Duration>,
 }
@@ -269,7 +270,7 @@ mod tests {
         );
         assert!(parse(&["set", "k", "v", "--file", "f"]).is_err());
         let e = parse(&["set", "k", "v", "--ttl", "soon"]).unwrap_err();
-        assert!(e.to_string().contains("like 30s"), "{e}");
+        assert!(e.to_string().contains("like 250ms, 1.5s"), "{e}");
     }
 
     #[test]

@@ -97,10 +97,13 @@ fn run(cli: Cli) -> Result<Outcome, CliError> {
                 (Some(v), None) => v.as_bytes().to_vec(),
                 (None, None) => unreachable!("clap requires a value or --file"),
             };
+            // 0 = never expires, as no --ttl (the rule of every binding).
+            let ttl = ttl.filter(|t| !t.is_zero());
             let opts = SetOptions {
                 ttl,
                 grace,
                 tags: tags.clone(),
+                expired: false,
             };
             let key = key.as_bytes();
             let stored = if if_absent {
@@ -185,7 +188,8 @@ fn run(cli: Cli) -> Result<Outcome, CliError> {
         } => manage::keys(&client, pattern, tag, exact, cli.json),
         Command::Ttl { key } => manage::ttl(&client, key.as_bytes()),
         Command::Touch { key, ttl, persist } => {
-            manage::touch(&client, key.as_bytes(), if persist { None } else { ttl })
+            let ttl = ttl.filter(|t| !persist && !t.is_zero()); // 0 = never, as --persist
+            manage::touch(&client, key.as_bytes(), ttl)
         }
         Command::Incr(c) => manage::counter(&client, &c, false),
         Command::Decr(c) => manage::counter(&client, &c, true),
@@ -219,6 +223,14 @@ impl From<Error> for CliError {
 impl std::fmt::Display for CliError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            // The library names its own options; the CLI sets both timeouts from --timeout.
+            CliError::Client(e @ Error::Timeout { .. }) => write!(
+                f,
+                "{}",
+                e.to_string()
+                    .replace("raise connect_timeout", "raise --timeout")
+                    .replace("raise request_timeout", "raise --timeout")
+            ),
             CliError::Client(e) => write!(f, "{e}"),
             CliError::Input(m) => f.write_str(m),
         }

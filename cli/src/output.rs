@@ -289,6 +289,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_timeout_names_the_flag_the_user_gave() {
+        for operation in ["HELLO", "GET"] {
+            let e = CliError::Client(Error::Timeout {
+                operation,
+                after: Duration::from_secs(5),
+            });
+            let text = e.to_string();
+            assert!(text.contains("(raise --timeout if"), "{text}");
+            assert!(!text.contains("_timeout"), "{text}");
+        }
+    }
+
+    #[test]
     fn exit_codes() {
         let unavailable = CliError::Client(Error::Unavailable {
             message: "down".into(),

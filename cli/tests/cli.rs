@@ -67,7 +67,50 @@ fn usage_errors_are_exit_code_2() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("like 30s"));
+    assert!(stderr(&o).contains("like 250ms, 1.5s"), "{}", stderr(&o));
+    let o = Command::new(CLI)
+        .args(["set", "k", "v", "--ttl=-1s"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("a negative duration is refused"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// The one TTL rule of every binding: `--ttl 0` means "never expires" in set, incr and touch
+/// (as no --ttl, as --persist); durations are written as everywhere (`1.5s`, `250ms`).
+#[test]
+fn a_zero_ttl_never_expires() {
+    watchdog(Duration::from_secs(60), || {
+        let daemon = Daemon::start("cli-ttl-rule", &["--memory", "8MiB"]);
+        let s = daemon.socket();
+        assert!(
+            eventually(Duration::from_secs(10), || cachekit(s, &["ping"])
+                .status
+                .success()),
+            "cachekit ping never succeeded; daemon log:\n{}",
+            daemon.log()
+        );
+        let set = json_of(&ok(s, &["--json", "set", "set", "v", "--ttl", "0"]));
+        assert_eq!(set["ttl_ms"], serde_json::Value::Null, "{set}");
+        ok(s, &["incr", "incr", "--ttl", "0"]);
+        ok(s, &["set", "touch", "v", "--ttl", "1.5s"]);
+        let left = json_of(&ok(s, &["--json", "ttl", "touch"]))["ttl_ms"]
+            .as_u64()
+            .unwrap();
+        assert!(left > 0 && left <= 1500, "{left}");
+        assert_eq!(
+            stdout(&ok(s, &["touch", "touch", "--ttl", "0"])),
+            "touch never expires\n"
+        );
+        for key in ["set", "incr", "touch"] {
+            assert_eq!(stdout(&ok(s, &["ttl", key])), "never\n", "{key}");
+        }
+        ok(s, &["--timeout", "1.5s", "set", "t", "v", "--ttl", "250ms"]);
+    });
 }
 
 #[test]

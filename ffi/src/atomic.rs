@@ -145,7 +145,7 @@ pub(crate) unsafe fn read_set_options_flags(
                 o.ttl_ms
             )));
         }
-        set = set.ttl(Duration::ZERO);
+        set = set.expired();
     } else if o.ttl_ms != 0 {
         set = set.ttl(Duration::from_millis(o.ttl_ms));
     }
@@ -563,11 +563,12 @@ pub unsafe extern "C" fn cachekit_get_and_delete(
 }
 
 /// Gives `key`'s fresh entry a new time to live from now; its value, tags and grace length
-/// stay. `ttl_ms`: **negative = never expires** (as `cachekit_persist`), 0 = expires at once,
-/// otherwise ms. On `CACHEKIT_OK`, `*found` tells whether the key had a fresh entry (nothing
-/// changes when it had not).
+/// stay. `ttl_ms`: **0 = never expires** (as `cachekit_persist` and as in `cachekit_set`),
+/// otherwise ms; to drop a key, delete it. On `CACHEKIT_OK`, `*found` tells whether the key
+/// had a fresh entry (nothing changes when it had not).
 ///
-/// Errors: as `cachekit_delete`.
+/// Errors: `CACHEKIT_INVALID_ARGUMENT` for a negative `ttl_ms`; as `cachekit_delete`
+/// otherwise.
 ///
 /// # Safety
 ///
@@ -582,13 +583,22 @@ pub unsafe extern "C" fn cachekit_touch(
     found: *mut bool,
 ) -> cachekit_result {
     ffi_boundary(|| {
-        let ttl = u64::try_from(ttl_ms).ok().map(Duration::from_millis);
+        let ttl = match u64::try_from(ttl_ms) {
+            Ok(0) => None,
+            Ok(ms) => Some(Duration::from_millis(ms)),
+            Err(_) => {
+                return Err(Failure::invalid(format!(
+                    "ttl_ms is {ttl_ms}: a negative TTL is refused (0 means never expires; to \
+                     drop the key, use cachekit_delete)"
+                )))
+            }
+        };
         // SAFETY: the caller's promises are `touch`'s.
         unsafe { touch(client, key, key_len, ttl, found) }
     })
 }
 
-/// Makes `key`'s fresh entry never expire: `cachekit_touch` with a negative `ttl_ms`.
+/// Makes `key`'s fresh entry never expire: `cachekit_touch` with `ttl_ms` 0.
 ///
 /// # Safety
 ///
@@ -720,7 +730,8 @@ mod tests {
         };
         // SAFETY: a whole struct.
         let s = unsafe { read_set_options(&now) }.unwrap();
-        assert_eq!(s.ttl, Some(Duration::ZERO));
+        assert!(s.expired);
+        assert_eq!(s.ttl, None);
 
         for (bad, says) in [
             (cachekit_set_options { ttl_ms: 5, ..now }, "give one of"),
@@ -772,7 +783,7 @@ mod tests {
                 CACHEKIT_NULL_ARGUMENT
             );
             assert_eq!(
-                cachekit_touch(null(), null(), 0, -1, &mut stored),
+                cachekit_touch(null(), null(), 0, 1000, &mut stored),
                 CACHEKIT_NULL_ARGUMENT
             );
             let mut len = 3usize;

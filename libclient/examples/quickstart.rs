@@ -1,10 +1,11 @@
 //! The README's Rust example. Run with a daemon up (`scripts/run`):
-//! `cargo run -p cachekit-client --example quickstart`.
+//! `cargo run -p cachekit-client --example quickstart`. `tests/env_default.rs` runs it against a
+//! daemon found through `CACHEKIT_SOCKET` (hence `pub`).
 
 use cachekit_client::{Client, ClientOptions, SetOptions};
 use std::time::Duration;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+pub fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client = Client::connect(ClientOptions::default().namespace("app"))?;
     client.set(
         b"user:42",

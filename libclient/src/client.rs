@@ -14,7 +14,7 @@ use crate::crypto::TenantCrypto;
 use crate::direct::Direct;
 use crate::error::Error;
 use crate::limits::{check_encoded_value, check_key, check_namespace};
-use crate::options::{duration_ms, ClientOptions, SetOptions};
+use crate::options::{duration_ms, set_ttl_ms, ClientOptions, SetOptions};
 use crate::shared::{LookupMode, SegmentOutcome, Shared};
 use crate::stats::{bump, LocalStats, Pong, Stats};
 use crate::value::{HitInfo, Value};
@@ -474,7 +474,7 @@ impl Client {
             namespace: self.namespace.to_string(),
             key: key.to_vec(),
             value: envelope,
-            ttl_ms: options.ttl.map(duration_ms),
+            ttl_ms: set_ttl_ms(options)?,
             grace_ms: duration_ms(options.grace),
             tags: options.tags.clone(),
         })

@@ -43,7 +43,7 @@ pub enum Error {
     },
     /// The daemon did not answer within `request_timeout` (or `connect_timeout`); it is stuck or
     /// overloaded. The connection was dropped.
-    #[error("cachekitd did not answer a {operation} within {} ms; it is stuck or overloaded (raise request_timeout if this is expected)", .after.as_millis())]
+    #[error("cachekitd did not answer a {operation} within {} ms; it is stuck or overloaded (raise {} if this is expected)", .after.as_millis(), timeout_setting(operation))]
     Timeout {
         /// The request that timed out (`"HELLO"`, `"SET"`, ...).
         operation: &'static str,
@@ -290,9 +290,36 @@ fn not_a_socket(path: &Path) -> Option<&'static str> {
     }
 }
 
+/// The option that bounds a wait for `operation`: the connection's HELLO waits for
+/// `connect_timeout`, every other request for `request_timeout`.
+pub(crate) fn timeout_setting(operation: &str) -> &'static str {
+    if operation == "HELLO" {
+        "connect_timeout"
+    } else {
+        "request_timeout"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_timeout_names_the_option_that_bounded_it() {
+        let hello = Error::Timeout {
+            operation: "HELLO",
+            after: Duration::from_secs(1),
+        };
+        assert!(
+            hello.to_string().contains("raise connect_timeout"),
+            "{hello}"
+        );
+        let get = Error::Timeout {
+            operation: "GET",
+            after: Duration::from_secs(5),
+        };
+        assert!(get.to_string().contains("raise request_timeout"), "{get}");
+    }
 
     #[test]
     fn daemon_codes_map_to_variants() {

@@ -12,7 +12,7 @@ use cachekit_proto::{
 use crate::client::{unexpected, Client};
 use crate::error::Error;
 use crate::limits::check_key;
-use crate::options::{duration_ms, SetOptions};
+use crate::options::{ttl_ms, SetOptions};
 use crate::value::{HitInfo, Value};
 
 /// Options of [`Client::incr`] and [`Client::decr`].
@@ -21,7 +21,8 @@ pub struct IncrOptions {
     /// When the key has no fresh entry: the value before the delta (the counter is created as
     /// `initial + delta`). `None`: the call answers `None` and stores nothing.
     pub initial: Option<i64>,
-    /// Time to live of a counter the call creates; an existing counter keeps its expiry.
+    /// Time to live of a counter the call creates (`None` or zero = never expires); an existing
+    /// counter keeps its expiry.
     pub ttl: Option<Duration>,
 }
 
@@ -339,7 +340,7 @@ impl Client {
             key: key.to_vec(),
             delta,
             initial: options.initial,
-            ttl_ms: options.ttl.map(duration_ms),
+            ttl_ms: ttl_ms(options.ttl),
         });
         match self.write(&req)? {
             Reply::Counter {
@@ -395,7 +396,7 @@ impl Client {
         }
     }
 
-    /// Gives `key`'s fresh entry a new time to live from now (`None` = never expires); its
+    /// Gives `key`'s fresh entry a new time to live from now (`None` or zero = never expires); its
     /// value, tags and grace length stay. Returns whether the key had a fresh entry.
     ///
     /// # Errors
@@ -406,7 +407,7 @@ impl Client {
         let req = Request::Touch {
             namespace: self.namespace.to_string(),
             key: key.to_vec(),
-            ttl_ms: ttl.map(duration_ms),
+            ttl_ms: ttl_ms(ttl),
         };
         match self.write(&req)? {
             Reply::Found { found } => Ok(found),

@@ -128,7 +128,18 @@ impl std::fmt::Debug for ClientOptions {
 }
 
 impl Default for ClientOptions {
+    /// [`ClientOptions::from_env`]: the built-in defaults overridden by `CACHEKIT_SOCKET`,
+    /// `CACHEKIT_INSTANCE`, `CACHEKIT_NAMESPACE`, ..., as every other binding (C, Go, Python)
+    /// and the CLI start from the environment. For the built-in defaults alone:
+    /// `ClientOptions::from_vars(|_| None)`.
     fn default() -> Self {
+        Self::from_env()
+    }
+}
+
+impl ClientOptions {
+    /// The built-in defaults, with no environment.
+    fn builtin() -> Self {
         ClientOptions {
             socket: None,
             instance: DEFAULT_INSTANCE.to_string(),
@@ -171,7 +182,8 @@ fn truncate_utf8(mut s: String, max: usize) -> String {
 
 impl ClientOptions {
     /// The defaults: instance `default`, namespace `default`, 1 s connect timeout, 5 s request
-    /// timeout, 4 connections, default envelope.
+    /// timeout, 4 connections, default envelope; then the environment, as
+    /// [`from_env`](ClientOptions::from_env) (an explicit builder call wins over it).
     pub fn new() -> Self {
         Self::default()
     }
@@ -194,7 +206,7 @@ impl ClientOptions {
     /// [`ClientOptions::from_env`] with the variables read through `var`.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Self {
         let get = |name: &str| var(name).filter(|v| !v.is_empty());
-        let mut opts = Self::default();
+        let mut opts = Self::builtin();
         if let Some(socket) = get("CACHEKIT_SOCKET") {
             opts.socket = Some(PathBuf::from(socket));
         }
@@ -402,13 +414,17 @@ fn start_hint(socket: Option<&Path>, instance: &str, env_dir: Option<&Path>) -> 
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SetOptions {
-    /// Time to live; `None` = never expires (until evicted, deleted or invalidated).
+    /// Time to live; `None` or zero = never expires (until evicted, deleted or invalidated).
     pub ttl: Option<Duration>,
     /// How long after expiry the value may still be served, marked stale, while a caller
     /// refreshes it. Default 0.
     pub grace: Duration,
     /// Tag paths (`posts/123/comments`) the entry belongs to, for [`Client::invalidate`](crate::Client::invalidate).
     pub tags: Vec<String>,
+    /// The entry is written already expired (then `ttl` must be `None`): with
+    /// [`Client::cas`](crate::Client::cas) this is a compare-and-delete, how a lock is
+    /// released. A TTL of zero is not this: it means "never expires".
+    pub expired: bool,
 }
 
 impl SetOptions {
@@ -417,9 +433,15 @@ impl SetOptions {
         Self::default()
     }
 
-    /// Sets the time to live.
+    /// Sets the time to live (zero = never expires, as no TTL).
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
+        self
+    }
+
+    /// Writes the entry already expired (see [`SetOptions::expired`]).
+    pub fn expired(mut self) -> Self {
+        self.expired = true;
         self
     }
 
@@ -446,6 +468,25 @@ impl SetOptions {
     }
 }
 
+/// The wire's TTL for a TTL option: `None` and `Some(Duration::ZERO)` both mean "never expires"
+/// (the rule every binding and the CLI follow; to drop a key, delete it). On the wire, `Some(0)`
+/// is "expired at once", which only [`SetOptions::expired`] asks for.
+pub(crate) fn ttl_ms(ttl: Option<Duration>) -> Option<u64> {
+    ttl.filter(|t| !t.is_zero()).map(duration_ms)
+}
+
+/// The wire's TTL of a set: [`ttl_ms`] of its TTL, or 0 (expired at once) for
+/// [`SetOptions::expired`].
+pub(crate) fn set_ttl_ms(options: &SetOptions) -> Result<Option<u64>, crate::Error> {
+    match (options.expired, ttl_ms(options.ttl)) {
+        (false, ttl) => Ok(ttl),
+        (true, None) => Ok(Some(0)),
+        (true, Some(t)) => Err(crate::Error::InvalidArgument {
+            message: format!("SetOptions has expired and a TTL of {t} ms; give one of them"),
+        }),
+    }
+}
+
 /// Milliseconds for the wire, rounding a positive sub-millisecond duration up to 1 ms (so a tiny
 /// TTL never turns into "expires at creation") and saturating at `u64::MAX`.
 pub(crate) fn duration_ms(d: Duration) -> u64 {
@@ -464,7 +505,7 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let o = ClientOptions::default();
+        let o = ClientOptions::from_vars(|_| None);
         assert_eq!(o.instance, "default");
         assert_eq!(o.namespace, "default");
         assert_eq!(o.socket, None);
@@ -597,5 +638,13 @@ mod tests {
         assert_eq!(duration_ms(Duration::from_micros(10)), 1);
         assert_eq!(duration_ms(Duration::from_millis(1500)), 1500);
         assert_eq!(duration_ms(Duration::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn a_zero_ttl_means_never_expires() {
+        assert_eq!(ttl_ms(None), None);
+        assert_eq!(ttl_ms(Some(Duration::ZERO)), None);
+        assert_eq!(ttl_ms(Some(Duration::from_micros(10))), Some(1));
+        assert_eq!(ttl_ms(Some(Duration::from_secs(2))), Some(2000));
     }
 }

@@ -15,7 +15,7 @@ use crate::client::{unexpected, Client};
 use crate::conn::Conn;
 use crate::error::Error;
 use crate::limits::check_key;
-use crate::options::{duration_ms, SetOptions};
+use crate::options::{duration_ms, set_ttl_ms, SetOptions};
 use crate::value::{HitInfo, Source, Value};
 
 /// How a lease may be held and waited for.
@@ -349,7 +349,10 @@ impl Client {
 /// A value this caller computed (not read from the cache), with the times it was stored with.
 fn computed(bytes: Vec<u8>, version: u64, set: &SetOptions) -> Value {
     let now = cachekit_shm::now_ms();
-    let expires_ms = set.ttl.map(|t| now.saturating_add(duration_ms(t)));
+    let expires_ms = set_ttl_ms(set)
+        .ok()
+        .flatten()
+        .map(|t| now.saturating_add(t));
     Value::new(
         bytes,
         HitInfo {

@@ -149,6 +149,50 @@ fn each_operation_means_what_it_says() {
     });
 }
 
+/// The one TTL rule of every binding and the CLI: a TTL of zero, like no TTL, means "never
+/// expires" in set, add, cas, set_i64, incr and touch; an entry written expired (a
+/// compare-and-delete) is asked for by name, `SetOptions::expired`.
+#[test]
+fn a_zero_ttl_never_expires() {
+    watchdog(Duration::from_secs(60), || {
+        let daemon = Daemon::start("ttl-rule", &["--memory", "16MiB"]);
+        let c = connect(daemon.socket(), "ttl-rule");
+        let zero = SetOptions::new().ttl(Duration::ZERO);
+        c.set("set", b"v", &zero).unwrap();
+        assert!(c.add("add", b"v", &zero).unwrap());
+        c.set_i64("i64", 7, &zero).unwrap();
+        c.incr(
+            "incr",
+            1,
+            &IncrOptions::new().initial(0).ttl(Duration::ZERO),
+        )
+        .unwrap();
+        c.set("cas", b"v", &SetOptions::new()).unwrap();
+        let v = c.get("cas").unwrap().unwrap().version;
+        assert!(c.cas("cas", b"w", v, &zero).unwrap());
+        c.set(
+            "touch",
+            b"v",
+            &SetOptions::new().ttl(Duration::from_secs(60)),
+        )
+        .unwrap();
+        assert!(c.touch("touch", Some(Duration::ZERO)).unwrap());
+        for key in ["set", "add", "i64", "incr", "cas", "touch"] {
+            assert_eq!(c.ttl(key).unwrap(), Ttl::Never, "{key}");
+        }
+
+        // A compare-and-delete: expired, over the version read only.
+        let v = c.get("cas").unwrap().unwrap().version;
+        let expired = SetOptions::new().expired();
+        assert!(!c.cas("cas", b"", v + 1, &expired).unwrap());
+        assert!(c.cas("cas", b"", v, &expired).unwrap());
+        assert_eq!(c.ttl("cas").unwrap(), Ttl::Missing);
+        let both = SetOptions::new().expired().ttl(Duration::from_secs(1));
+        let e = c.set("x", b"v", &both).unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument { .. }), "{e}");
+    });
+}
+
 #[test]
 fn scan_delete_matching_and_namespaces() {
     watchdog(Duration::from_secs(60), || {

@@ -440,6 +440,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod duration;
 mod error;
 pub mod fdpass;
 mod frame;

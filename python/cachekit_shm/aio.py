@@ -261,6 +261,9 @@ class AsyncClient:
                   grace: Seconds = 0, tags: Tags = ()) -> bool:
         return await self._run(self._sync.cas, key, value, version, ttl, grace, tags)
 
+    async def compare_and_delete(self, key: Key, version: int) -> bool:
+        return await self._run(self._sync.compare_and_delete, key, version)
+
     async def incr(self, key: Key, delta: int = 1, *, initial: Optional[int] = 0,
                    ttl: Optional[Seconds] = None) -> Optional[int]:
         return await self._run(self._sync.incr, key, delta, initial=initial, ttl=ttl)

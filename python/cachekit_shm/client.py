@@ -137,6 +137,18 @@ def _ms(value: Optional[Seconds], what: str, *, zero: bool) -> int:
     return ms
 
 
+def _ttl_ms(ttl: Optional[Seconds]) -> int:
+    """A TTL as the C library takes it: whole milliseconds, 0 for never. None and 0 both mean
+    "never expires" (the rule of every binding and the CLI); a negative TTL is an error."""
+    if isinstance(ttl, (int, float, timedelta)) and not isinstance(ttl, bool):
+        seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else float(ttl)
+        if seconds < 0:
+            raise InvalidArgumentError(
+                f"ttl is negative ({ttl!r}): a negative TTL is refused (0 or None means never expires; "
+                "to drop a key, delete it)")
+    return _ms(ttl, "ttl", zero=True)
+
+
 def _part(p: Any) -> str:
     if isinstance(p, bytes):
         return p.decode()
@@ -736,8 +748,8 @@ class Client(ManageMixin, QueryMixin, Native):
         """Stores `value` (serialized) under `key`. When it returns, no read on the host that
         starts afterwards sees an older value.
 
-        ``ttl``: seconds (or timedelta) until it expires; None = never (until evicted, deleted
-        or invalidated). ``grace``: how long after expiry it may still be served, marked
+        ``ttl``: seconds (or timedelta) until it expires; None or 0 = never (until evicted,
+        deleted or invalidated); negative is an error. ``grace``: how long after expiry it may still be served, marked
         stale. ``tags``: tag paths for `invalidate` ("posts/123" or ("posts", 123); at most 8).
 
         Raises `UnavailableError` / `CachekitTimeoutError` when the daemon cannot take it,
@@ -745,7 +757,7 @@ class Client(ManageMixin, QueryMixin, Native):
         """
         n = counter_bytes(value, self._serializer.name, self._encrypted)
         if n is not None:
-            self._set_i64(_key(key), value, _ms(ttl, "ttl", zero=False), _ms(grace, "grace", zero=True),
+            self._set_i64(_key(key), value, _ttl_ms(ttl), _ms(grace, "grace", zero=True),
                           _tag_list(tags))
             return
         self._set(key, self._dumps(value), ttl, grace, tags)
@@ -772,7 +784,7 @@ class Client(ManageMixin, QueryMixin, Native):
 
     def _set(self, key: Key, data: bytes, ttl: Optional[Seconds], grace: Seconds, tags: Tags) -> None:
         k = _key(key)
-        ttl_ms = _ms(ttl, "ttl", zero=False)
+        ttl_ms = _ttl_ms(ttl)
         grace_ms = _ms(grace, "grace", zero=True)
         ctags, ntags, _keep = _tag_list(tags)
         rc = lib.cachekit_set(self._handle(), k, len(k), data, len(data), ttl_ms, grace_ms, ctags, ntags)
@@ -784,7 +796,7 @@ class Client(ManageMixin, QueryMixin, Native):
         """`set` for each item, with the same ttl, grace and tags (one request each; the
         first failure raises, after the items before it were stored)."""
         items = mapping.items() if isinstance(mapping, Mapping) else mapping
-        ttl_ms = _ms(ttl, "ttl", zero=False)
+        ttl_ms = _ttl_ms(ttl)
         grace_ms = _ms(grace, "grace", zero=True)
         tag_list = _tag_list(tags)
         ctags, ntags, _keep = tag_list

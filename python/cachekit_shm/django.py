@@ -14,6 +14,8 @@ Configured like Django's Redis backend::
                 "request_timeout": 5.0,       # seconds
                 "redis_url": None,            # direct Redis fallback while cachekitd is down
                 "pickle_protocol": None,      # default pickle.HIGHEST_PROTOCOL
+                "IGNORE_EXCEPTIONS": False,   # True: calls while cachekitd is down are
+                                              # logged no-ops (see _django_outage.py)
                 # Encryption (AES-256-GCM in each process; see cachekit_shm.Client):
                 "ENCRYPTION_KEY": None,       # 32 bytes, 64 hex digits or base64;
                                               # None: $CACHEKIT_MASTER_KEY(_FILE) if set
@@ -134,6 +136,7 @@ from django.core.cache.backends.base import (
 from django.core.exceptions import ImproperlyConfigured
 
 from . import AsyncClient, Client
+from ._django_outage import ignore_outages
 from .client import tag_path
 from .errors import CachekitError, InvalidArgumentError, TooLargeError
 
@@ -170,7 +173,7 @@ _ENCRYPTION_OPTIONS = {
 }
 # OPTIONS keys this backend reads; anything else is a configuration mistake worth saying so.
 _OPTION_KEYS = frozenset(
-    {"namespace", "connect_timeout", "request_timeout", "redis_url", "pickle_protocol"}
+    {"namespace", "connect_timeout", "request_timeout", "redis_url", "pickle_protocol", "IGNORE_EXCEPTIONS"}
     | set(_ENCRYPTION_OPTIONS)
 )
 # Django's own cull options are accepted and ignored (see the module docstring).
@@ -294,6 +297,8 @@ class CachekitCache(BaseCache):
                 f"CachekitCache: pickle_protocol must be 2 to {pickle.HIGHEST_PROTOCOL}, "
                 f"got {protocol!r}"
             )
+        if options.get("IGNORE_EXCEPTIONS"):
+            ignore_outages(self)
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -792,8 +797,8 @@ class Lock:
             raise LockNotOwnedError(f"cannot release lock {self.name!r}: it was not acquired here")
         client = self._cache._client
         hit = client.get_raw_with_info(self._key)
-        # An empty value with a TTL of 0 expires at once: a compare-and-delete of the entry read.
-        if hit is None or bytes(hit[0]) != token or not client.cas(self._key, b"", hit[1].version, ttl=0):
+        # A compare-and-delete of the entry read: never another owner's lock.
+        if hit is None or bytes(hit[0]) != token or not client.compare_and_delete(self._key, hit[1].version):
             raise LockNotOwnedError(
                 f"cannot release lock {self.name!r}: it expired (its timeout of {self.timeout} s "
                 f"passed) and is free or held by another owner now; give it a longer timeout"

@@ -74,10 +74,10 @@ class QueryOptions:
 
     def __init__(self, ttl: Any, grace: Any, tags: Any, wait_timeout: Any, lease_timeout: Any,
                  on_timeout: str, scope: str) -> None:
-        from .client import _ms, _tag_list
+        from .client import _ms, _tag_list, _ttl_ms
 
         self.ttl, self.grace, self.tags = ttl, grace, tags
-        self.ttl_ms = _ms(ttl, "ttl", zero=False)
+        self.ttl_ms = _ttl_ms(ttl)
         self.grace_ms = _ms(grace, "grace", zero=True)
         for path in _tag_list(tags)[2]:  # a malformed tag fails here, before anything is computed
             text = ffi.string(path).decode()

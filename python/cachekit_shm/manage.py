@@ -160,8 +160,8 @@ class ManageMixin:
     # ---- conditional writes --------------------------------------------------------------------
 
     def _set_if(self, key: Any, value: Any, ttl: Any, grace: Any, tags: Any, version: Optional[int],
-                condition: str) -> bool:
-        from .client import _key, _ms, _tag_list
+                condition: str, expire_now: bool = False) -> bool:
+        from .client import _key, _ms, _tag_list, _ttl_ms
 
         k = _key(key)
         data = counter_bytes(value, self._serializer.name, self._encrypted)
@@ -172,10 +172,10 @@ class ManageMixin:
             data = self._serializer.dumps(value)
         o = ffi.new("cachekit_set_options *")
         o.struct_size = ffi.sizeof("cachekit_set_options")
-        if ttl is not None and condition == "cas" and _ms(ttl, "ttl", zero=True) == 0:
+        if expire_now:
             flags |= lib.CACHEKIT_SET_EXPIRE_NOW  # a compare-and-delete
         else:
-            o.ttl_ms = _ms(ttl, "ttl", zero=False)
+            o.ttl_ms = _ttl_ms(ttl)
         o.grace_ms = _ms(grace, "grace", zero=True)
         ctags, o.tag_count, _keep = _tag_list(tags)
         o.tags = ctags  # the array is owned by `ctags`: held until the call returns
@@ -206,22 +206,30 @@ class ManageMixin:
             tags: Any = ()) -> bool:
         """Compare and set: stores `value` only if `key`'s fresh entry still has `version`
         (`Info.version` of a read, e.g. ``get_with_info``); True if it stored, else read again
-        and retry. ``ttl=0`` writes the entry already expired: a compare-and-delete (how a
-        lock is released). Version 0 never stores."""
+        and retry. ``ttl`` as in `set` (None or 0: never expires); to delete only over a
+        version, use `compare_and_delete`. Version 0 never stores."""
         if type(version) is not int or not 0 <= version < 1 << 64:
             raise InvalidArgumentError(f"version is the int of Info.version, not {version!r}")
         return self._set_if(key, value, ttl, grace, tags, version, "cas")
 
+    def compare_and_delete(self, key: Any, version: int) -> bool:
+        """Deletes `key` only if its fresh entry still has `version` (`Info.version` of a
+        read): how a lock taken with `add` is released without releasing another holder's.
+        True if it deleted."""
+        if type(version) is not int or not 0 <= version < 1 << 64:
+            raise InvalidArgumentError(f"version is the int of Info.version, not {version!r}")
+        return self._set_if(key, b"", None, 0, (), version, "cas", expire_now=True)
+
     # ---- counters ----------------------------------------------------------------------------
 
     def _counter(self, fn: Any, key: Any, delta: Any, initial: Any, ttl: Any) -> Optional[int]:
-        from .client import _key, _ms
+        from .client import _key, _ttl_ms
 
         k = _key(key)
         d = _i64(delta, "delta")
         init = _NULL if initial is None else ffi.new("int64_t *", _i64(initial, "initial"))
         out = ffi.new("int64_t *")
-        rc = fn(self._handle(), k, len(k), d, init, _ms(ttl, "ttl", zero=False), out)
+        rc = fn(self._handle(), k, len(k), d, init, _ttl_ms(ttl), out)
         if rc == OK:
             return int(out[0])
         if rc == MISS:
@@ -273,12 +281,13 @@ class ManageMixin:
         return int(raw) if integer else self._loads(raw)
 
     def touch(self, key: Any, ttl: Any) -> bool:
-        """Gives `key`'s fresh entry a new time to live from now (None: never expires; 0:
-        expires at once); its value and tags stay. True if the key had a fresh entry."""
-        from .client import _key, _ms
+        """Gives `key`'s fresh entry a new time to live from now (None or 0: never expires, as
+        in `set`; negative is an error; to drop a key, delete it); its value and tags stay.
+        True if the key had a fresh entry."""
+        from .client import _key, _ttl_ms
 
         k = _key(key)
-        ms = -1 if ttl is None else _ms(ttl, "ttl", zero=True)
+        ms = _ttl_ms(ttl)
         found = ffi.new("bool *")
         rc = lib.cachekit_touch(self._handle(), k, len(k), min(ms, _I64_MAX), found)
         if rc != OK:
@@ -286,7 +295,7 @@ class ManageMixin:
         return bool(found[0])
 
     def expire(self, key: Any, ttl: Any) -> bool:
-        """`touch` with a time to live (seconds or timedelta; 0 expires the key at once)."""
+        """`touch` with a time to live (seconds or timedelta; 0 = never expires, as in `touch`)."""
         if ttl is None:
             raise InvalidArgumentError("expire needs a ttl; to make a key never expire, use persist()")
         return self.touch(key, ttl)

@@ -47,17 +47,24 @@ def test_cas_stores_over_the_version_read_and_deletes_with_ttl_0(client):
     assert client.cas("c", "v3", 0) is False  # 0 never stores
     assert client.cas("missing", "v3", info2.version) is False
     assert client.get("c") == "v2"
-    # ttl=0: a compare-and-delete, only over the version read.
-    assert client.cas("c", b"", info.version, ttl=0) is False
+    # compare_and_delete: only over the version read.
+    assert client.compare_and_delete("c", info.version) is False
     assert client.get("c") == "v2"
-    assert client.cas("c", b"", info2.version, ttl=0) is True
+    assert client.compare_and_delete("c", info2.version) is True
     assert client.get("c") is None
+    with pytest.raises(InvalidArgumentError):
+        client.compare_and_delete("c", -1)
+    # cas with ttl=0 stores a value that never expires, as set does.
+    client.set("c", "v1")
+    _, info = client.get_with_info("c")
+    assert client.cas("c", "v4", info.version, ttl=0) is True
+    assert client.get("c") == "v4" and client.ttl("c") == math.inf
     with pytest.raises(InvalidArgumentError):
         client.cas("c", "x", -1)
     with pytest.raises(InvalidArgumentError):
         client.cas("c", "x", "7")  # type: ignore[arg-type]
-    with pytest.raises(InvalidArgumentError):
-        client.add("c", "x", ttl=0)  # only cas takes ttl=0
+    with pytest.raises(InvalidArgumentError, match="negative TTL"):
+        client.add("c", "x", ttl=-1)
 
 
 def test_incr_creates_adds_and_decr_subtracts(client):
@@ -169,12 +176,15 @@ def test_touch_expire_persist_and_ttl(client):
     assert client.touch("k", None) is True  # None: persist
     assert client.ttl("k") == math.inf
     assert client.get("k") == "v"
-    assert client.expire("k", 0) is True  # expires at once
-    assert client.get("k") is None and client.ttl("k") is None
+    assert client.expire("k", 20) is True
+    assert client.expire("k", 0) is True  # 0: never expires, as touch(0) and set(ttl=0)
+    assert client.ttl("k") == math.inf and client.get("k") == "v"
     with pytest.raises(InvalidArgumentError):
         client.expire("k", None)  # type: ignore[arg-type]
-    with pytest.raises(InvalidArgumentError):
+    with pytest.raises(InvalidArgumentError, match="negative TTL"):
         client.touch("k", -1)
+    assert client.delete("k") is True  # how a key is dropped
+    assert client.get("k") is None and client.ttl("k") is None
     with pytest.raises(TypeError):
         client.touch("k", "10")  # type: ignore[arg-type]
 
@@ -249,3 +259,34 @@ def test_info_carries_version_and_integer(client):
     client.incr("n")
     _, info = client.get_with_info("n")
     assert info.integer is True
+
+
+def test_a_zero_ttl_never_expires_and_a_negative_one_is_refused(client):
+    """The one TTL rule of every binding and the CLI: None or 0 = never expires, in set,
+    set_many, add, cas, incr, touch and expire; a negative TTL raises and says so."""
+    client.set("set", "v", ttl=0)
+    client.set_raw("raw", b"v", ttl=timedelta(0))
+    client.set("int", 7, ttl=0)  # a counter: cachekit_set_i64
+    client.set_many({"m1": "v", "m2": "v"}, ttl=0.0)
+    assert client.add("add", "v", ttl=0) is True
+    assert client.incr("incr", ttl=0) == 1
+    client.set("touch", "v", ttl=60)
+    assert client.touch("touch", 0) is True
+    client.set("expire", "v", ttl=60)
+    assert client.expire("expire", 0) is True
+    for key in ("set", "raw", "int", "m1", "m2", "add", "incr", "touch", "expire"):
+        assert client.ttl(key) == math.inf, key
+    calls = {
+        "set": lambda: client.set("n", "v", ttl=-1),
+        "set_raw": lambda: client.set_raw("n", b"v", ttl=timedelta(seconds=-1)),
+        "set_many": lambda: client.set_many({"n": "v"}, ttl=-0.5),
+        "add": lambda: client.add("n", "v", ttl=-1),
+        "incr": lambda: client.incr("n", ttl=-1),
+        "touch": lambda: client.touch("touch", -1),
+        "expire": lambda: client.expire("touch", -1),
+    }
+    for name, call in calls.items():
+        with pytest.raises(InvalidArgumentError, match="negative TTL"):
+            call()
+    assert client.get("n") is None
+    assert client.ttl("touch") == math.inf

@@ -349,8 +349,8 @@ def test_repr(client):
 # ---- arguments -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("ttl", [0, -1, float("nan"), float("inf"), timedelta(0)])
-def test_bad_ttl(client, ttl):
+@pytest.mark.parametrize("ttl", [-1, -0.001, timedelta(seconds=-1), float("nan"), float("inf")])
+def test_bad_ttl(client, ttl):  # 0 and timedelta(0) mean "never expires": test_atomic.py
     with pytest.raises(InvalidArgumentError):
         client.set("k", 1, ttl=ttl)
 

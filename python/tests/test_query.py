@@ -47,7 +47,7 @@ def test_options_are_stored_with_the_value(client: Client) -> None:
 
 def test_bad_options_are_refused_before_computing(client: Client) -> None:
     ran = []
-    for kwargs in ({"ttl": 0}, {"wait_timeout": 0}, {"lease_timeout": -1}, {"on_timeout": "wait"},
+    for kwargs in ({"ttl": -1}, {"wait_timeout": 0}, {"lease_timeout": -1}, {"on_timeout": "wait"},
                    {"scope": "planet"}, {"tags": ["a//b"]}):
         with pytest.raises(InvalidArgumentError):
             client.query(f"k{len(ran)}", lambda: ran.append(1), **kwargs)

@@ -7,6 +7,8 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use cachekit_proto::duration::format_duration;
+
 /// cachekitd: the per-host cache daemon. Owns the shared-memory table; clients read hits
 /// from it directly and send writes and misses here over a Unix socket.
 #[derive(Parser, Debug, Default)]
@@ -46,11 +48,12 @@ pub struct Flags {
     /// daemon's gid, if neither is given].
     #[arg(long, env = "CACHEKIT_WRITER_GIDS")]
     pub writer_gids: Option<String>,
-    /// Heartbeat interval in milliseconds [default: 250].
-    #[arg(long, env = "CACHEKIT_HEARTBEAT_MS")]
+    /// Heartbeat interval: milliseconds, or a duration with a unit (250ms, 1.5s, 2m) as every
+    /// *_ms setting takes [default: 250].
+    #[arg(long, env = "CACHEKIT_HEARTBEAT_MS", value_parser = millis_setting)]
     pub heartbeat_ms: Option<u64>,
     /// Heartbeat age after which clients stop trusting the segment, ms [default: 2000].
-    #[arg(long, env = "CACHEKIT_HEARTBEAT_TIMEOUT_MS")]
+    #[arg(long, env = "CACHEKIT_HEARTBEAT_TIMEOUT_MS", value_parser = millis_setting)]
     pub heartbeat_timeout_ms: Option<u64>,
     /// Most client connections at once [default: 1024].
     #[arg(long, env = "CACHEKIT_MAX_CONNECTIONS")]
@@ -65,10 +68,10 @@ pub struct Flags {
     pub writer_reserved_connections: Option<usize>,
     /// A connection with no request for this many ms is closed (clients reconnect by
     /// themselves); 0 = never [default: 60000].
-    #[arg(long, env = "CACHEKIT_IDLE_TIMEOUT_MS")]
+    #[arg(long, env = "CACHEKIT_IDLE_TIMEOUT_MS", value_parser = millis_setting)]
     pub idle_timeout_ms: Option<u64>,
-    /// Once a frame has started, the rest must arrive within this many ms [default: 5000].
-    #[arg(long, env = "CACHEKIT_FRAME_TIMEOUT_MS")]
+    /// Once a frame has started, the rest must arrive within this many ms (or 5s) [default: 5000].
+    #[arg(long, env = "CACHEKIT_FRAME_TIMEOUT_MS", value_parser = millis_setting)]
     pub frame_timeout_ms: Option<u64>,
     /// Log filter (error, warn, info, debug, trace, or a tracing filter) [default: info].
     #[arg(long, env = "CACHEKIT_LOG")]
@@ -87,7 +90,7 @@ pub struct Flags {
     #[arg(long, env = "CACHEKIT_REDIS_CLUSTER")]
     pub redis_cluster: Option<bool>,
     /// Timeout of every Redis call (connect and answer), ms [default: 250].
-    #[arg(long, env = "CACHEKIT_REDIS_TIMEOUT_MS")]
+    #[arg(long, env = "CACHEKIT_REDIS_TIMEOUT_MS", value_parser = millis_setting)]
     pub redis_timeout_ms: Option<u64>,
     /// Writes: "through" (acknowledged once Redis has them) or "behind" (acknowledged at
     /// once, sent to Redis in order by a background task) [default: through].
@@ -97,7 +100,7 @@ pub struct Flags {
     #[arg(long, env = "CACHEKIT_REDIS_BREAKER_FAILURES")]
     pub redis_breaker_failures: Option<u32>,
     /// How long the breaker stays open before one probe, ms [default: 1000].
-    #[arg(long, env = "CACHEKIT_REDIS_BREAKER_OPEN_MS")]
+    #[arg(long, env = "CACHEKIT_REDIS_BREAKER_OPEN_MS", value_parser = millis_setting)]
     pub redis_breaker_open_ms: Option<u64>,
     /// Most writes waiting for Redis (write-behind, or while it is unreachable) [default: 10000].
     #[arg(long, env = "CACHEKIT_REDIS_QUEUE")]
@@ -106,12 +109,12 @@ pub struct Flags {
     #[arg(long, env = "CACHEKIT_REDIS_STREAM_MAXLEN")]
     pub redis_stream_maxlen: Option<u64>,
     /// How often every followed stream is read even without a doorbell, ms [default: 1000].
-    #[arg(long, env = "CACHEKIT_REDIS_POLL_MS")]
+    #[arg(long, env = "CACHEKIT_REDIS_POLL_MS", value_parser = millis_setting)]
     pub redis_poll_ms: Option<u64>,
     /// After this long without reading the streams, clear the followed namespaces (and again
     /// every as long while it lasts), so no other host's invalidation is missed for longer;
     /// 0 = never clear [default: 30000].
-    #[arg(long, env = "CACHEKIT_REDIS_STALE_BOUND_MS")]
+    #[arg(long, env = "CACHEKIT_REDIS_STALE_BOUND_MS", value_parser = millis_setting)]
     pub redis_stale_bound_ms: Option<u64>,
     /// Start with an empty table even when the previous daemon's segment is found (it is
     /// dropped) [default: false, a warm restart carries its entries].
@@ -163,6 +166,34 @@ fn origin(
     }
 }
 
+/// A `*_ms` setting: milliseconds as a bare integer (the form these settings always took), or
+/// a duration with its unit in the grammar of every setting (`250ms`, `1.5s`, `2m`), rounded
+/// up to a whole millisecond.
+fn millis_setting(text: &str) -> std::result::Result<u64, String> {
+    let d =
+        cachekit_proto::duration::parse_duration(text, cachekit_proto::duration::BareUnit::Millis)?;
+    let ms = d.as_nanos().div_ceil(1_000_000);
+    u64::try_from(ms).map_err(|_| format!("{text:?} is too long"))
+}
+
+/// [`millis_setting`] for a TOML key: an integer (ms) or a string with a unit.
+fn millis_in_file<'de, D: serde::Deserializer<'de>>(
+    de: D,
+) -> std::result::Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Millis {
+        Integer(u64),
+        Text(String),
+    }
+    match Millis::deserialize(de)? {
+        Millis::Integer(ms) => Ok(Some(ms)),
+        Millis::Text(t) => millis_setting(&t)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
+}
+
 /// The same settings as a TOML file.
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
@@ -176,24 +207,32 @@ struct FileConfig {
     socket_group: Option<String>,
     writer_uids: Option<Vec<u32>>,
     writer_gids: Option<Vec<u32>>,
+    #[serde(default, deserialize_with = "millis_in_file")]
     heartbeat_ms: Option<u64>,
+    #[serde(default, deserialize_with = "millis_in_file")]
     heartbeat_timeout_ms: Option<u64>,
     max_connections: Option<usize>,
     max_connections_per_uid: Option<usize>,
     writer_reserved_connections: Option<usize>,
+    #[serde(default, deserialize_with = "millis_in_file")]
     idle_timeout_ms: Option<u64>,
+    #[serde(default, deserialize_with = "millis_in_file")]
     frame_timeout_ms: Option<u64>,
     log: Option<String>,
     log_format: Option<String>,
     redis_url: Option<String>,
     redis_cluster: Option<bool>,
+    #[serde(default, deserialize_with = "millis_in_file")]
     redis_timeout_ms: Option<u64>,
     redis_write_mode: Option<String>,
     redis_breaker_failures: Option<u32>,
+    #[serde(default, deserialize_with = "millis_in_file")]
     redis_breaker_open_ms: Option<u64>,
     redis_queue: Option<usize>,
     redis_stream_maxlen: Option<u64>,
+    #[serde(default, deserialize_with = "millis_in_file")]
     redis_poll_ms: Option<u64>,
+    #[serde(default, deserialize_with = "millis_in_file")]
     redis_stale_bound_ms: Option<u64>,
     cold: Option<bool>,
 }
@@ -376,7 +415,21 @@ impl Config {
                 .unwrap_or(2000),
         );
         if heartbeat.is_zero() || heartbeat_timeout < heartbeat * 2 {
-            bail!("heartbeat_timeout_ms ({heartbeat_timeout:?}) must be at least twice heartbeat_ms ({heartbeat:?}), and heartbeat_ms above 0");
+            let timeout_from = named(
+                "heartbeat_timeout_ms",
+                flags.heartbeat_timeout_ms.is_some(),
+                file.heartbeat_timeout_ms.is_some(),
+            );
+            let heartbeat_from = named(
+                "heartbeat_ms",
+                flags.heartbeat_ms.is_some(),
+                file.heartbeat_ms.is_some(),
+            );
+            bail!(
+                "{timeout_from} ({}) must be at least twice {heartbeat_from} ({}), and the heartbeat above 0",
+                format_duration(heartbeat_timeout),
+                format_duration(heartbeat)
+            );
         }
         let (writer_uids, writer_gids) = writers(
             match &flags.writer_uids {
@@ -429,6 +482,18 @@ impl Config {
             ),
             max_connections,
         )?;
+        let stale_names = (
+            named(
+                "redis_stale_bound_ms",
+                flags.redis_stale_bound_ms.is_some(),
+                file.redis_stale_bound_ms.is_some(),
+            ),
+            named(
+                "redis_poll_ms",
+                flags.redis_poll_ms.is_some(),
+                file.redis_poll_ms.is_some(),
+            ),
+        );
         let log_format = flags
             .log_format
             .or(file.log_format)
@@ -541,17 +606,18 @@ impl Config {
                 }),
             },
         }
-        .check_redis()
+        .check_redis(stale_names)
     }
 
-    /// Checks the Redis settings against each other.
-    fn check_redis(self) -> Result<Config> {
+    /// Checks the Redis settings against each other; `(stale_from, poll_from)` name the two
+    /// settings as the user gave them.
+    fn check_redis(self, (stale_from, poll_from): (String, String)) -> Result<Config> {
         if let Some(r) = &self.redis {
             if r.stale_bound.is_some_and(|b| b < r.poll * 2) {
                 bail!(
-                    "redis_stale_bound_ms ({:?}) must be at least twice redis_poll_ms ({:?}), or 0 to never clear",
-                    r.stale_bound.unwrap_or_default(),
-                    r.poll
+                    "{stale_from} ({}) must be at least twice {poll_from} ({}), or 0 to never clear",
+                    format_duration(r.stale_bound.unwrap_or_default()),
+                    format_duration(r.poll)
                 );
             }
         }
@@ -826,6 +892,75 @@ mod tests {
         );
         let c = Config::resolve(Flags::default()).unwrap();
         assert_eq!(c.memory_setting, "memory (default) 64MiB");
+    }
+
+    #[test]
+    fn millisecond_settings_take_a_duration_with_a_unit_too() {
+        let flags = Flags::try_parse_from([
+            "cachekitd",
+            "--heartbeat-ms",
+            "0.1s",
+            "--heartbeat-timeout-ms",
+            "1500",
+            "--redis-poll-ms",
+            "2s",
+        ])
+        .unwrap();
+        assert_eq!(
+            (
+                flags.heartbeat_ms,
+                flags.heartbeat_timeout_ms,
+                flags.redis_poll_ms
+            ),
+            (Some(100), Some(1500), Some(2000))
+        );
+        let e = Flags::try_parse_from(["cachekitd", "--idle-timeout-ms=-1s"]).unwrap_err();
+        assert!(e.to_string().contains("--idle-timeout-ms"), "{e}");
+        assert!(e.to_string().contains("negative duration"), "{e}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "heartbeat_ms = \"1.5s\"\nheartbeat_timeout_ms = 6000\nidle_timeout_ms = \"2m\"\n",
+        )
+        .unwrap();
+        let c = Config::resolve(Flags {
+            config: Some(p.clone()),
+            ..Flags::default()
+        })
+        .unwrap();
+        assert_eq!(c.heartbeat, Duration::from_millis(1500));
+        assert_eq!(c.heartbeat_timeout, Duration::from_secs(6));
+        assert_eq!(c.connections.idle_timeout, Some(Duration::from_secs(120)));
+        std::fs::write(&p, "frame_timeout_ms = \"5 parsecs\"\n").unwrap();
+        let e = Config::resolve(Flags {
+            config: Some(p.clone()),
+            ..Flags::default()
+        })
+        .unwrap_err();
+        let e = format!("{e:#}");
+        assert!(
+            e.contains("frame_timeout_ms") && e.contains("like 250ms, 1.5s"),
+            "{e}"
+        );
+
+        // A check between two settings names each as it was given.
+        std::fs::write(&p, "heartbeat_ms = \"1s\"\n").unwrap();
+        let e = Config::resolve(Flags {
+            config: Some(p.clone()),
+            heartbeat_timeout_ms: Some(1500),
+            from_env: vec!["heartbeat_timeout_ms".into()],
+            ..Flags::default()
+        })
+        .unwrap_err();
+        assert_eq!(
+            format!("{e:#}"),
+            format!(
+                "CACHEKIT_HEARTBEAT_TIMEOUT_MS (1.5s) must be at least twice heartbeat_ms in {} (1s), and the heartbeat above 0",
+                p.display()
+            )
+        );
     }
 
     #[test]

@@ -341,6 +341,36 @@ static void get_and_delete_keeps_a_value_too_large_for_the_buffer(void) {
            CACHEKIT_NULL_ARGUMENT);
 }
 
+/* ---- one TTL rule: 0 = never expires everywhere, negative refused ---- */
+
+static void a_zero_ttl_never_expires_in_every_call(void) {
+  int64_t ttl = 5;
+  bool stored = false, found = false;
+  int64_t n = 0, initial = 0;
+  cachekit_set_options zero = set_options(0);
+  CHECK_RC(set_str(C, "rule-set", "v", 0, NULL, 0), CACHEKIT_OK);
+  CHECK_RC(cachekit_add(C, K("rule-add"), K("v"), &zero, &stored), CACHEKIT_OK);
+  CHECK(stored);
+  CHECK_RC(cachekit_set_i64(C, K("rule-i64"), 7, &zero), CACHEKIT_OK);
+  CHECK_RC(cachekit_incr(C, K("rule-incr"), 1, &initial, 0, &n), CACHEKIT_OK);
+  CHECK(n == 1);
+  cachekit_set_options minute = set_options(60000);
+  CHECK_RC(cachekit_add(C, K("rule-touch"), K("v"), &minute, &stored), CACHEKIT_OK);
+  CHECK_RC(cachekit_touch(C, K("rule-touch"), 0, &found), CACHEKIT_OK);
+  CHECK(found);
+  const char *keys[] = {"rule-set", "rule-add", "rule-i64", "rule-incr", "rule-touch"};
+  for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+    ttl = 5;
+    CHECK_RC(cachekit_ttl(C, (const uint8_t *)keys[i], strlen(keys[i]), &ttl), CACHEKIT_OK);
+    if (ttl != -1) check_fail(__FILE__, __LINE__, "%s: ttl %lld, wanted -1 (never)", keys[i], (long long)ttl);
+  }
+  /* The one TTL a C caller can write negative (touch's int64_t) is refused and names it. */
+  CHECK_RC(cachekit_touch(C, K("rule-touch"), -1, &found), CACHEKIT_INVALID_ARGUMENT);
+  CHECK_MSG("ttl_ms is -1");
+  CHECK_RC(cachekit_ttl(C, K("rule-touch"), &ttl), CACHEKIT_OK);
+  CHECK(ttl == -1);
+}
+
 /* ---- touch / persist / ttl ---- */
 
 static void touch_persist_and_ttl(void) {
@@ -364,21 +394,24 @@ static void touch_persist_and_ttl(void) {
   CHECK(found);
   CHECK_RC(cachekit_ttl(C, K("t"), &ttl), CACHEKIT_OK);
   CHECK(ttl == -1);
-  /* A negative ttl is persist too. */
+  /* A ttl of 0 is persist too: never expires, as in cachekit_set. */
   CHECK_RC(cachekit_touch(C, K("t"), 50000, &found), CACHEKIT_OK);
-  CHECK_RC(cachekit_touch(C, K("t"), -7, &found), CACHEKIT_OK);
+  CHECK_RC(cachekit_touch(C, K("t"), 0, &found), CACHEKIT_OK);
   CHECK(found);
   CHECK_RC(cachekit_ttl(C, K("t"), &ttl), CACHEKIT_OK);
   CHECK(ttl == -1);
+  /* A negative ttl is refused, and says so; the entry is left as it was. */
+  CHECK_RC(cachekit_touch(C, K("t"), 50000, &found), CACHEKIT_OK);
+  found = false;
+  CHECK_RC(cachekit_touch(C, K("t"), -7, &found), CACHEKIT_INVALID_ARGUMENT);
+  CHECK(!found);
+  CHECK_MSG("negative TTL");
+  CHECK_RC(cachekit_ttl(C, K("t"), &ttl), CACHEKIT_OK);
+  CHECK(ttl > 40000 && ttl <= 50000);
   /* The value stays. */
   char got[8];
   CHECK_RC(get_str(C, "t", got, sizeof got), CACHEKIT_OK);
   CHECK(strcmp(got, "v") == 0);
-  /* 0: expires at once. */
-  CHECK_RC(cachekit_touch(C, K("t"), 0, &found), CACHEKIT_OK);
-  CHECK(found);
-  CHECK_RC(get_str(C, "t", got, sizeof got), CACHEKIT_MISS);
-  CHECK_RC(cachekit_ttl(C, K("t"), &ttl), CACHEKIT_MISS);
 
   CHECK_RC(cachekit_touch(C, K("t"), 10, NULL), CACHEKIT_NULL_ARGUMENT);
   CHECK_RC(cachekit_persist(NULL, K("t"), &found), CACHEKIT_NULL_ARGUMENT);
@@ -691,6 +724,7 @@ int main(int argc, char **argv) {
   TEST(incr_of_a_non_integer_or_overflow_is_refused);
   TEST(get_and_delete_takes_the_value_once);
   TEST(get_and_delete_keeps_a_value_too_large_for_the_buffer);
+  TEST(a_zero_ttl_never_expires_in_every_call);
   TEST(touch_persist_and_ttl);
   TEST(scan_returns_each_match_once_page_by_page);
   TEST(scan_refuses_bad_input);

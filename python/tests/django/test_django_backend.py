@@ -147,6 +147,27 @@ def test_touch_sets_a_new_ttl(cache):
     assert not cache.touch("k", 10)
 
 
+def test_timeouts_keep_djangos_contract_not_the_bindings_ttl_rule(cache):
+    """The one exception to "a TTL of 0 never expires" (README, "One meaning per setting"):
+    Django's own contract, which its test suite checks: None never expires, 0 or negative
+    stores nothing (set, add, set_many) or deletes (touch, expire)."""
+    for timeout in (0, -1):
+        cache.set("k", "v", timeout=timeout)
+        assert not cache.has_key("k"), timeout
+        assert cache.add("a", "v", timeout=timeout) is True  # "would have stored"
+        assert not cache.has_key("a"), timeout
+        assert cache.set_many({"m": 1}, timeout=timeout) == []
+        assert not cache.has_key("m"), timeout
+        cache.set("t", "v", timeout=100)
+        assert cache.touch("t", timeout) is True
+        assert not cache.has_key("t"), timeout
+        cache.set("e", "v", timeout=100)
+        assert cache.expire("e", timeout) is True
+        assert not cache.has_key("e"), timeout
+    cache.set("forever", "v", timeout=None)
+    assert _expires_ms(cache, "forever") == 0 and cache.ttl("forever") is None
+
+
 def test_incr_on_a_non_number_raises_and_keeps_the_value(cache):
     cache.set("s", "text")
     with pytest.raises(TypeError):
