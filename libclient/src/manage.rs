@@ -550,4 +550,16 @@ impl Client {
             other => Err(unexpected("NAMESPACES", &other)),
         }
     }
+
+    /// The daemon's metrics as OpenMetrics text (what its `--metrics-listen` endpoint
+    /// serves), host-wide: every client process's hits and misses per namespace.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    pub fn metrics(&self) -> Result<String, Error> {
+        match self.shared.request(&Request::Metrics)? {
+            Reply::Metrics { text } => Ok(text),
+            other => Err(unexpected("METRICS", &other)),
+        }
+    }
 }

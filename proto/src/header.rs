@@ -63,6 +63,8 @@ pub enum Kind {
     LeaseFill = 0x11,
     /// Request LEASE_RELEASE: the lease holder gives the lease up without a value.
     LeaseRelease = 0x12,
+    /// Request METRICS: the daemon's metrics as OpenMetrics text.
+    Metrics = 0x20,
     /// Reply HELLO_OK: session parameters (segment fds ride alongside by SCM_RIGHTS).
     HelloOk = 0x81,
     /// Reply OK: the write was applied.
@@ -93,13 +95,15 @@ pub enum Kind {
     LeaseGranted = 0x8E,
     /// Reply LEASE_BUSY: another caller holds the lease and no value came within the wait.
     LeaseBusy = 0x8F,
+    /// Reply METRICS_TEXT: the answer to METRICS.
+    MetricsText = 0xA0,
     /// Reply ERROR: a code and a message.
     Error = 0xFF,
 }
 
 impl Kind {
     /// Every kind, in wire order.
-    pub const ALL: [Kind; 34] = [
+    pub const ALL: [Kind; 36] = [
         Kind::Hello,
         Kind::Set,
         Kind::Delete,
@@ -118,6 +122,7 @@ impl Kind {
         Kind::Lease,
         Kind::LeaseFill,
         Kind::LeaseRelease,
+        Kind::Metrics,
         Kind::HelloOk,
         Kind::Ok,
         Kind::Deleted,
@@ -133,6 +138,7 @@ impl Kind {
         Kind::NamespaceList,
         Kind::LeaseGranted,
         Kind::LeaseBusy,
+        Kind::MetricsText,
         Kind::Error,
     ];
 
@@ -157,6 +163,7 @@ impl Kind {
             0x10 => Kind::Lease,
             0x11 => Kind::LeaseFill,
             0x12 => Kind::LeaseRelease,
+            0x20 => Kind::Metrics,
             0x81 => Kind::HelloOk,
             0x82 => Kind::Ok,
             0x83 => Kind::Deleted,
@@ -172,6 +179,7 @@ impl Kind {
             0x8D => Kind::NamespaceList,
             0x8E => Kind::LeaseGranted,
             0x8F => Kind::LeaseBusy,
+            0xA0 => Kind::MetricsText,
             0xFF => Kind::Error,
             _ => return None,
         })
@@ -208,6 +216,7 @@ impl Kind {
             Kind::Lease => "LEASE",
             Kind::LeaseFill => "LEASE_FILL",
             Kind::LeaseRelease => "LEASE_RELEASE",
+            Kind::Metrics => "METRICS",
             Kind::HelloOk => "HELLO_OK",
             Kind::Ok => "OK",
             Kind::Deleted => "DELETED",
@@ -223,6 +232,7 @@ impl Kind {
             Kind::NamespaceList => "NAMESPACE_LIST",
             Kind::LeaseGranted => "LEASE_GRANTED",
             Kind::LeaseBusy => "LEASE_BUSY",
+            Kind::MetricsText => "METRICS_TEXT",
             Kind::Error => "ERROR",
         }
     }

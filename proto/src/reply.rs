@@ -85,6 +85,11 @@ pub enum Reply {
     },
     /// LEASE_BUSY: another caller holds the lease, and no value came within the wait.
     LeaseBusy,
+    /// METRICS_TEXT: the answer to METRICS.
+    Metrics {
+        /// OpenMetrics text, ending with `# EOF`; bounded by `max_frame_bytes` only.
+        text: String,
+    },
     /// ERROR: the request failed; any request may be answered by ERROR.
     Error {
         /// What went wrong, for programs.
@@ -250,6 +255,7 @@ impl Reply {
             Reply::NamespaceList { .. } => Kind::NamespaceList,
             Reply::LeaseGranted { .. } => Kind::LeaseGranted,
             Reply::LeaseBusy => Kind::LeaseBusy,
+            Reply::Metrics { .. } => Kind::MetricsText,
             Reply::Error { .. } => Kind::Error,
         }
     }
@@ -281,6 +287,7 @@ impl Reply {
                 | (Kind::Namespaces, Reply::NamespaceList { .. })
                 | (Kind::Stats, Reply::Stats { .. })
                 | (Kind::Ping, Reply::Pong { .. })
+                | (Kind::Metrics, Reply::Metrics { .. })
         )
     }
 
@@ -303,6 +310,9 @@ impl Reply {
             Reply::ScanPage { items, .. } => manage::check_scan_page(items, limits)?,
             Reply::NamespaceList { namespaces } => {
                 manage::check_namespace_list(namespaces, limits)?
+            }
+            Reply::Metrics { text } => {
+                wire::check_len(Field::MetricsText, text.len(), limits.max_frame_bytes)?
             }
             Reply::HelloOk(_)
             | Reply::Ok
@@ -357,6 +367,7 @@ impl Reply {
             Reply::DeletedMany { .. } => 16,
             Reply::NamespaceList { namespaces } => manage::namespace_list_len(namespaces),
             Reply::Error { message, .. } => 2 + bytes_len(message.len()),
+            Reply::Metrics { text } => bytes_len(text.len()),
         }
     }
 
@@ -410,6 +421,9 @@ impl Reply {
                 wire::put_u64(out, *deleted);
             }
             Reply::NamespaceList { namespaces } => manage::put_namespace_list(out, namespaces)?,
+            Reply::Metrics { text } => {
+                wire::put_bytes(out, Field::MetricsText, text.as_bytes(), WIRE_MAX_LEN)?
+            }
             Reply::Error { code, message } => {
                 wire::put_u16(out, code.as_u16());
                 wire::put_bytes(
@@ -446,6 +460,9 @@ impl Reply {
                 .map(|namespaces| Reply::NamespaceList { namespaces }),
             Kind::LeaseGranted => c.u64("token").map(|token| Reply::LeaseGranted { token }),
             Kind::LeaseBusy => Ok(Reply::LeaseBusy),
+            Kind::MetricsText => c
+                .str(Field::MetricsText, limits.max_frame_bytes)
+                .map(|t| Reply::Metrics { text: t.to_owned() }),
             Kind::Error => decode_error(c),
             Kind::Hello
             | Kind::Set
@@ -464,7 +481,8 @@ impl Reply {
             | Kind::Namespaces
             | Kind::Lease
             | Kind::LeaseFill
-            | Kind::LeaseRelease => return None,
+            | Kind::LeaseRelease
+            | Kind::Metrics => return None,
         };
         Some(reply)
     }

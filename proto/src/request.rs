@@ -74,6 +74,8 @@ pub enum Request {
     DeleteMatching(ScanRequest),
     /// NAMESPACES: the namespaces the table holds entries of. Answered by NAMESPACE_LIST.
     Namespaces,
+    /// METRICS: the daemon's metrics, as OpenMetrics text. Answered by METRICS_TEXT.
+    Metrics,
     /// LEASE: compute-once for a missing or stale key. Answered by FETCH_HIT (a value is there,
     /// or another holder's fill came), LEASE_GRANTED or LEASE_BUSY.
     Lease(Lease),
@@ -151,6 +153,7 @@ impl Request {
             Request::Scan(_) => Kind::Scan,
             Request::DeleteMatching(_) => Kind::DeleteMatching,
             Request::Namespaces => Kind::Namespaces,
+            Request::Metrics => Kind::Metrics,
             Request::Lease(_) => Kind::Lease,
             Request::LeaseFill(_) => Kind::LeaseFill,
             Request::LeaseRelease { .. } => Kind::LeaseRelease,
@@ -177,7 +180,8 @@ impl Request {
             | Request::Stats
             | Request::Ping
             | Request::Scan(_)
-            | Request::Namespaces => false,
+            | Request::Namespaces
+            | Request::Metrics => false,
         }
     }
 
@@ -212,7 +216,7 @@ impl Request {
             }
             Request::Clear { namespace } => check_namespace(namespace, limits)?,
             Request::Scan(s) | Request::DeleteMatching(s) => manage::check_scan(s, limits)?,
-            Request::Stats | Request::Ping | Request::Namespaces => {}
+            Request::Stats | Request::Ping | Request::Namespaces | Request::Metrics => {}
         }
         let frame_bytes = HEADER_LEN as u64 + self.body_len();
         if frame_bytes > limits.max_frame_bytes as u64 {
@@ -241,7 +245,7 @@ impl Request {
             Request::SetIf(s) => manage::set_if_len(s),
             Request::Incr(i) => manage::incr_len(i),
             Request::Scan(s) | Request::DeleteMatching(s) => manage::scan_len(s),
-            Request::Namespaces => 0,
+            Request::Namespaces | Request::Metrics => 0,
             Request::Lease(l) => manage::lease_len(l),
             Request::LeaseFill(f) => manage::lease_fill_len(f),
             Request::LeaseRelease { namespace, key, .. } => {
@@ -289,7 +293,7 @@ impl Request {
             Request::SetIf(s) => manage::put_set_if(out, s)?,
             Request::Incr(i) => manage::put_incr(out, i)?,
             Request::Scan(s) | Request::DeleteMatching(s) => manage::put_scan(out, s)?,
-            Request::Namespaces => {}
+            Request::Namespaces | Request::Metrics => {}
             Request::Lease(l) => manage::put_lease(out, l)?,
             Request::LeaseFill(f) => manage::put_lease_fill(out, f)?,
             Request::LeaseRelease {
@@ -348,6 +352,7 @@ impl Request {
             Kind::Scan => manage::decode_scan(c, limits).map(Request::Scan),
             Kind::DeleteMatching => manage::decode_scan(c, limits).map(Request::DeleteMatching),
             Kind::Namespaces => Ok(Request::Namespaces),
+            Kind::Metrics => Ok(Request::Metrics),
             Kind::Lease => manage::decode_lease(c, limits).map(Request::Lease),
             Kind::LeaseFill => manage::decode_lease_fill(c, limits).map(Request::LeaseFill),
             Kind::LeaseRelease => namespace_and_key(c, limits).and_then(|(namespace, key)| {
@@ -372,6 +377,7 @@ impl Request {
             | Kind::NamespaceList
             | Kind::LeaseGranted
             | Kind::LeaseBusy
+            | Kind::MetricsText
             | Kind::Error => return None,
         };
         Some(request)

@@ -30,7 +30,7 @@ mod time;
 mod walk;
 mod writer;
 
-pub use clients::ClientRecords;
+pub use clients::{ClientRecords, RecordTallies, Tallies};
 pub use entry::{
     ENTRY_HEADER_BYTES, MAX_KEY_BYTES, MAX_NAMESPACE_BYTES, MAX_REFS, VALUE_LEN_CEILING,
 };
