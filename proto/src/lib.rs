@@ -29,6 +29,7 @@
 //! | SCAN | SCAN_PAGE, ERROR |
 //! | DELETE_MATCHING | DELETED_MANY, ERROR |
 //! | NAMESPACES | NAMESPACE_LIST, ERROR |
+//! | METRICS | METRICS_TEXT, ERROR |
 //!
 //! SET, DELETE, INVALIDATE, CLEAR, SET_IF, INCR, TAKE, TOUCH, DELETE_MATCHING and the three
 //! LEASE requests change the cache: they need the writer permission. Each is applied atomically by the daemon's single
@@ -85,6 +86,7 @@
 //! | 0x10 | LEASE | client → daemon | see below |
 //! | 0x11 | LEASE_FILL | client → daemon | see below |
 //! | 0x12 | LEASE_RELEASE | client → daemon | see below |
+//! | 0x20 | METRICS | client → daemon | empty |
 //! | 0x81 | HELLO_OK | daemon → client | see below (+ SCM_RIGHTS fds) |
 //! | 0x82 | OK | daemon → client | empty |
 //! | 0x83 | DELETED | daemon → client | see below |
@@ -100,6 +102,7 @@
 //! | 0x8D | NAMESPACE_LIST | daemon → client | see below |
 //! | 0x8E | LEASE_GRANTED | daemon → client | see below |
 //! | 0x8F | LEASE_BUSY | daemon → client | empty |
+//! | 0xA0 | METRICS_TEXT | daemon → client | see below |
 //! | 0xFF | ERROR | daemon → client | see below |
 //!
 //! Any other kind byte is an error ([`ProtoError::UnknownKind`]).
@@ -165,7 +168,9 @@
 //! |---|---|---|
 //! | `namespace` | str | ≤ `max_namespace_bytes` |
 //!
-//! **STATS** (0x07), **PING** (0x08), **NAMESPACES** (0x0F) — empty body.
+//! **STATS** (0x07), **PING** (0x08), **NAMESPACES** (0x0F), **METRICS** (0x20) — empty body.
+//! (METRICS and METRICS_TEXT are numbered apart from the others, 0x20 and 0xA0, so that
+//! requests added meanwhile in sequence do not collide with them.)
 //!
 //! **SET_IF** (0x09) — 32 (40 with a TTL) + namespace + key + value + Σ(4 + tag) bytes
 //!
@@ -356,6 +361,12 @@
 //! | `token` | u64 | names the lease in LEASE_FILL and LEASE_RELEASE |
 //!
 //! **LEASE_BUSY** (0x8F) — empty body.
+//!
+//! **METRICS_TEXT** (0xA0) — 4 + text bytes
+//!
+//! | field | type | notes |
+//! |---|---|---|
+//! | `text` | str | the daemon's metrics in the OpenMetrics text format, ending with `# EOF`; ≤ `max_frame_bytes` |
 //!
 //! **ERROR** (0xFF) — 6 + message bytes
 //!

@@ -312,6 +312,7 @@ fn sample(kind: Kind, full: bool) -> Vec<u8> {
             })
         }
         Kind::Namespaces => Some(Request::Namespaces),
+        Kind::Metrics => Some(Request::Metrics),
         Kind::Lease => Some(Request::Lease(Lease {
             namespace: String::new(),
             key: Vec::new(),
@@ -381,6 +382,9 @@ fn sample_reply(kind: Kind, full: bool) -> Reply {
         },
         Kind::LeaseGranted => Reply::LeaseGranted { token: 1 },
         Kind::LeaseBusy => Reply::LeaseBusy,
+        Kind::MetricsText => Reply::Metrics {
+            text: String::new(),
+        },
         Kind::FetchMiss => Reply::FetchMiss,
         Kind::StatsReply => Reply::Stats {
             counters: Vec::new(),
