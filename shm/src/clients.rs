@@ -135,6 +135,23 @@ impl ClientRecords {
         out
     }
 
+    /// Writes `value` over every counter word of `record` (its own and its namespace
+    /// table's counts): how a test plays a client scribbling over its record.
+    #[cfg(feature = "testing")]
+    pub fn scribble_counters(&self, record: u32, value: u64) {
+        if record >= self.count() {
+            return;
+        }
+        let r = self.client.region();
+        let own = Self::word(record, offset_of!(ClientRecord, hits));
+        let counts = self.ns_word(record) + offset_of!(ClientNamespaces, counts) / 8;
+        for w in (own..own + 5).chain(counts..counts + 3 * NAMESPACE_SLOTS) {
+            if let Some(a) = r.word(w) {
+                a.store(value, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Rewrites `record` whole: `pid` (0 = free), zero counters and an empty namespace
     /// table. Out of range is ignored.
     pub fn reset(&self, record: u32, pid: u64) {

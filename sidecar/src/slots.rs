@@ -288,3 +288,110 @@ impl Slots {
         self.records.namespace_tag(ns)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cachekit_shm::{Backing, InsertOptions, TableConfig, Writer};
+
+    fn table() -> Writer {
+        let cfg = TableConfig {
+            arena_bytes: 4 << 20,
+            ..TableConfig::default()
+        };
+        Writer::create(&cfg, Backing::Heap).expect("heap table")
+    }
+
+    /// A pid no process has (above the kernel's largest, 2^22): its pidfd cannot be opened,
+    /// so its record goes with its last connection.
+    fn gone(i: u64) -> u64 {
+        (1 << 22) + 1 + i
+    }
+
+    #[test]
+    fn one_record_per_process_none_past_the_count_and_a_live_process_keeps_its_own() {
+        let w = table();
+        let slots = Arc::new(Slots::new(w.client_records()));
+        let n = w.client_records().count() as u64;
+        let me = u64::from(std::process::id());
+        let mine = slots.claim(me).expect("a record for this process");
+        let again = slots.claim(me).expect("the same record again");
+        assert_eq!(
+            mine.record(),
+            again.record(),
+            "a process's connections share its record"
+        );
+        let others: Vec<Lease> = (0..n - 1)
+            .map(|i| slots.claim(gone(i)).expect("a record per process"))
+            .collect();
+        let mut all: Vec<u32> = others.iter().map(Lease::record).collect();
+        all.push(mine.record());
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len() as u64, n, "each process its own record");
+        assert!(slots.claim(gone(n)).is_none(), "none past {n} processes");
+        assert!(
+            slots.claim(0).is_none(),
+            "no record for a pid that is not visible"
+        );
+
+        // A process that is gone loses its record with its last connection; the lowest
+        // free one is handed out next.
+        drop(others);
+        assert_eq!(slots.in_use(), 1);
+        assert_eq!(slots.claim(gone(999)).map(|l| l.record()), Some(1));
+
+        // This process is alive: its record stays when its connections close.
+        drop(mine);
+        drop(again);
+        slots.audit();
+        assert!(
+            slots.owners()[0..].iter().flatten().any(|o| o.pid == me),
+            "a live process keeps its record with no connection open"
+        );
+        assert_eq!(slots.damaged(), 0);
+    }
+
+    #[test]
+    fn counts_survive_the_client_and_garbage_changes_only_its_own_figures() {
+        let w = table();
+        let slots = Arc::new(Slots::new(w.client_records()));
+        let mut w = w;
+        w.insert("a", b"k", b"v", &InsertOptions::default())
+            .unwrap();
+        w.insert("b", b"k", b"v", &InsertOptions::default())
+            .unwrap();
+        let tag_a = slots.namespace_tag("a");
+        let tag_b = slots.namespace_tag("b");
+
+        let one = slots.claim(gone(1)).unwrap();
+        let two = slots.claim(gone(2)).unwrap();
+        let mut r1 = w.reader();
+        r1.count_into_record(one.record());
+        let mut r2 = w.reader();
+        r2.count_into_record(two.record());
+        for _ in 0..3 {
+            assert!(r1.get("a", b"k").is_some());
+        }
+        assert!(r1.get("a", b"missing").is_none());
+        assert!(r2.get("b", b"k").is_some());
+        let host = slots.host();
+        assert_eq!(host.by_tag[&tag_a].hits, 3);
+        assert_eq!(host.by_tag[&tag_a].misses, 1);
+        assert_eq!(host.by_tag[&tag_b].hits, 1);
+
+        // Client one scribbles the largest numbers over its counters: the sums saturate,
+        // client two's figures stay what they were.
+        let records = w.client_records();
+        records.scribble_counters(one.record(), u64::MAX);
+        let host = slots.host();
+        assert_eq!(host.by_tag[&tag_b].hits, 1, "another client's figures");
+        assert_eq!(host.total().hits, u64::MAX, "saturating, never wrapping");
+
+        // Client two exits: what it counted stays in the host total.
+        drop(two);
+        drop(r2);
+        assert_eq!(slots.host().by_tag[&tag_b].hits, 1);
+        assert_eq!(slots.in_use(), 1);
+    }
+}
