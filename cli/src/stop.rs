@@ -46,7 +46,7 @@ fn unavailable(message: String) -> CliError {
 /// here is released at once).
 fn held(f: &File) -> bool {
     use rustix::fs::{flock, FlockOperation};
-    match flock(f, FlockOperation::NonBlockingLockShared) {
+    match flock(f, FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => {
             let _ = flock(f, FlockOperation::Unlock);
             false

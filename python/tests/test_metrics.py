@@ -171,18 +171,16 @@ def test_host_wide_hits_per_namespace_add_up_and_a_scribbler_changes_only_its_ow
     with Client(socket=d.socket, namespace=NAMESPACES[0], serializer=None) as c:
         assert c.get_raw("k0") == b"v" * 16
     # The same text through the socket (what `cachekit stats --format openmetrics` prints).
-    families = {f.name for f in text_string_to_metric_families(_metrics_via_socket(d.socket))}
+    families = {f.name for f in text_string_to_metric_families(_metrics_via_socket(d.proc.args[0], d.socket))}
     for name in ("cachekit_hits", "cachekit_misses", "cachekit_namespace_entries", "cachekit_memory_used_bytes", "cachekit_build_info"):
         assert name in families, (name, families)
 
 
-def _metrics_via_socket(sock: str) -> str:
+def _metrics_via_socket(daemon_bin: str, sock: str) -> str:
     """The METRICS request through the CLI binary next to cachekitd."""
     import subprocess
 
-    from conftest import _daemon_bin
-
-    cli = os.path.join(os.path.dirname(_daemon_bin()), "cachekit")
+    cli = os.path.join(os.path.dirname(daemon_bin), "cachekit")
     if not os.access(cli, os.X_OK):
         raise AssertionError(f"no cachekit CLI at {cli}: build it with cargo build -p cachekit-cli --profile ci")
     r = subprocess.run([cli, "--socket", sock, "stats", "--format", "openmetrics"], capture_output=True, text=True, timeout=30)
@@ -190,13 +188,12 @@ def _metrics_via_socket(sock: str) -> str:
     return r.stdout
 
 
-def test_a_non_loopback_metrics_address_is_refused_with_what_to_do(tmp_path) -> None:
+def test_a_non_loopback_metrics_address_is_refused_with_what_to_do(make_daemon, tmp_path) -> None:
     import subprocess
 
-    from conftest import _daemon_bin
-
+    daemon_bin = make_daemon().proc.args[0]
     r = subprocess.run(
-        [_daemon_bin(), "--dir", str(tmp_path), "--metrics-listen", "0.0.0.0:9464"],
+        [daemon_bin, "--dir", str(tmp_path), "--metrics-listen", "0.0.0.0:9464"],
         capture_output=True, text=True, timeout=30,
     )
     assert r.returncode == 2, r
