@@ -286,7 +286,7 @@ pub fn top(
         if json {
             crate::write_stdout(format!("{r}\n").as_bytes());
         } else {
-            if lines % 20 == 0 {
+            if lines.is_multiple_of(20) {
                 crate::write_stdout(
                     format!(
                         "{:>10} {:>8} {:>12} {:>12} {:>10} {:>10} {:>10} {:>8}\n",

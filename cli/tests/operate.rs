@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use cachekit_testkit::{eventually, watchdog, Daemon, Site};
+use cachekit_testkit::{watchdog, Daemon, Site};
 
 const CLI: &str = env!("CARGO_BIN_EXE_cachekit");
 
