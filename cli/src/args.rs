@@ -81,7 +81,25 @@ pub enum Command {
     /// Check that the daemon answers; show its epoch and heartbeat.
     Ping,
     /// Show the daemon's counters and this client's view of the segment.
-    Stats,
+    Stats {
+        /// text, or openmetrics: the daemon's metrics as its --metrics-listen endpoint
+        /// serves them (for node_exporter's textfile collector).
+        #[arg(long, value_enum, default_value = "text")]
+        format: StatsFormat,
+    },
+    /// A live view of the daemon (like redis-cli --stat): operations per second, the
+    /// host-wide hit ratio, memory, evictions, per namespace.
+    Top {
+        /// One report (over --interval) and exit; with --json, one JSON object.
+        #[arg(long)]
+        once: bool,
+        /// Time between two samples (e.g. 1s, 500ms).
+        #[arg(long, value_parser = parse_timeout, default_value = "1s")]
+        interval: Duration,
+    },
+    /// Stop this daemon instance (SIGTERM to the pid in its lock file, after checking it is
+    /// that instance's running cachekitd) and wait, at most --timeout, for it to exit.
+    Stop,
     /// Print the value of KEY (exit code 1 and "miss" on stderr when absent).
     Get {
         /// The key.
@@ -190,6 +208,13 @@ pub enum Command {
     Clear,
 }
 
+/// What `stats` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatsFormat {
+    Text,
+    Openmetrics,
+}
+
 /// The arguments of `incr` and `decr`.
 #[derive(Debug, clap::Args)]
 pub struct Counter {
@@ -286,7 +311,20 @@ mod tests {
         assert!(parse(&["invalidate"]).is_err());
         assert!(parse(&["get", "k", "--raw", "--json"]).is_err());
         assert!(matches!(parse(&["clear"]).unwrap().command, Command::Clear));
-        assert!(matches!(parse(&["stats"]).unwrap().command, Command::Stats));
+        assert!(matches!(
+            parse(&["stats"]).unwrap().command,
+            Command::Stats {
+                format: StatsFormat::Text
+            }
+        ));
+        assert!(matches!(
+            parse(&["stats", "--format", "openmetrics"])
+                .unwrap()
+                .command,
+            Command::Stats {
+                format: StatsFormat::Openmetrics
+            }
+        ));
     }
 
     #[test]

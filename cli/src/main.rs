@@ -6,6 +6,8 @@ mod duration;
 mod manage;
 mod output;
 mod verify;
+mod stop;
+mod top;
 
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -15,7 +17,7 @@ use cachekit_client::{Client, ClientOptions, Error, SetOptions};
 use clap::Parser;
 use serde_json::json;
 
-use args::{Cli, Command};
+use args::{Cli, Command, StatsFormat};
 use output::{exit_code, Outcome};
 
 fn main() -> ExitCode {
@@ -64,10 +66,25 @@ fn options(cli: &Cli) -> ClientOptions {
 }
 
 fn run(cli: Cli) -> Result<Outcome, CliError> {
+    if let Command::Stop = cli.command {
+        // No connection: the lock file says which process to stop.
+        return stop::stop(cli.socket.as_deref(), &cli.instance, cli.timeout);
+    }
     let client = Client::connect(options(&cli))?;
     match cli.command {
+        Command::Stop => unreachable!("handled above"),
         Command::Ping => Ok(output::ping(&client, client.ping()?)),
-        Command::Stats => Ok(output::stats(&client, &client.stats()?)),
+        Command::Stats {
+            format: StatsFormat::Text,
+        } => Ok(output::stats(&client, &client.stats()?)),
+        Command::Stats {
+            format: StatsFormat::Openmetrics,
+        } => {
+            let text = client.metrics()?;
+            let json = json!({ "openmetrics": text });
+            Ok(Outcome::done(json, text.trim_end_matches('\n').to_string()))
+        }
+        Command::Top { once, interval } => top::top(&client, once, interval, cli.json),
         Command::Get { key, raw } => {
             let key = key.as_bytes();
             match client.get(key)? {

@@ -222,12 +222,30 @@ pub fn ping(client: &Client, pong: Pong) -> Outcome {
 }
 
 /// The answer to `stats`.
+/// The name of a STATS counter that holds an enum: `redis_state` is the Redis circuit
+/// breaker's state (0 closed, 1 open, 2 half-open, as `sidecar/src/tier/breaker.rs` numbers it).
+pub fn enum_name(counter: &str, value: u64) -> Option<&'static str> {
+    match (counter, value) {
+        ("redis_state", 0) => Some("closed"),
+        ("redis_state", 1) => Some("open"),
+        ("redis_state", 2) => Some("half_open"),
+        ("redis_state", _) => Some("unknown"),
+        _ => None,
+    }
+}
+
 pub fn stats(client: &Client, stats: &Stats) -> Outcome {
-    let daemon: Map<String, Json> = stats
+    let mut daemon: Map<String, Json> = stats
         .daemon
         .iter()
         .map(|(k, v)| (k.clone(), Json::from(*v)))
         .collect();
+    // Enums by name as well as by number.
+    for (k, v) in &stats.daemon {
+        if let Some(name) = enum_name(k, *v) {
+            daemon.insert(format!("{k}_name"), Json::from(name));
+        }
+    }
     let l = &stats.local;
     let local = json!({
         "requests": l.requests,
@@ -270,7 +288,14 @@ pub fn stats(client: &Client, stats: &Stats) -> Outcome {
     }
     let width = stats.daemon.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in &stats.daemon {
-        let _ = writeln!(text, "  {k:<width$}  {v}");
+        match enum_name(k, *v) {
+            Some(name) => {
+                let _ = writeln!(text, "  {k:<width$}  {name}");
+            }
+            None => {
+                let _ = writeln!(text, "  {k:<width$}  {v}");
+            }
+        }
     }
     text.pop();
     Outcome::done(

@@ -573,4 +573,16 @@ impl Client {
             other => Err(unexpected("VERIFY", &other)),
         }
     }
+
+    /// The daemon's metrics as OpenMetrics text (what its `--metrics-listen` endpoint
+    /// serves), host-wide: every client process's hits and misses per namespace.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    pub fn metrics(&self) -> Result<String, Error> {
+        match self.shared.request(&Request::Metrics)? {
+            Reply::Metrics { text } => Ok(text),
+            other => Err(unexpected("METRICS", &other)),
+        }
+    }
 }

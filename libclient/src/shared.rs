@@ -380,7 +380,12 @@ impl Shared {
             [] => None,
         };
         let reader = match attached {
-            Some(Ok(r)) => Some(r),
+            Some(Ok(mut r)) => {
+                // Host-wide counters: this process's hits and misses go to the record the
+                // daemon gave it (one per process, kept until it exits).
+                r.count_into_record(hello.client_slot);
+                Some(r)
+            }
             Some(Err(_)) => {
                 bump(&self.counters.attach_failures);
                 None

@@ -36,6 +36,8 @@ pub enum Field {
     Items,
     /// The lines of a NAMESPACE_LIST; limit [`MAX_NAMESPACE_LIST`](crate::MAX_NAMESPACE_LIST).
     Namespaces,
+    /// The text of a METRICS_TEXT; limit `max_frame_bytes`.
+    MetricsText,
 }
 
 impl Field {
@@ -54,6 +56,7 @@ impl Field {
             Field::Pattern => "pattern",
             Field::Items => "items",
             Field::Namespaces => "namespaces",
+            Field::MetricsText => "metrics text",
         }
     }
 
@@ -72,6 +75,7 @@ impl Field {
             Field::Pattern => "MAX_PATTERN_BYTES",
             Field::Items => "MAX_SCAN_PAGE",
             Field::Namespaces => "MAX_NAMESPACE_LIST",
+            Field::MetricsText => "max_frame_bytes",
         }
     }
 
@@ -90,7 +94,8 @@ impl Field {
             | Field::ErrorMessage
             | Field::Pattern
             | Field::Items
-            | Field::Namespaces => {
+            | Field::Namespaces
+            | Field::MetricsText => {
                 "this is a fixed protocol limit"
             }
         }

@@ -66,6 +66,8 @@ pub enum Kind {
     /// Request VERIFY: one page of an integrity walk of the live table (with `repair`, drops
     /// the damaged entries).
     Verify = 0x13,
+    /// Request METRICS: the daemon's metrics as OpenMetrics text.
+    Metrics = 0x20,
     /// Reply HELLO_OK: session parameters (segment fds ride alongside by SCM_RIGHTS).
     HelloOk = 0x81,
     /// Reply OK: the write was applied.
@@ -98,13 +100,15 @@ pub enum Kind {
     LeaseBusy = 0x8F,
     /// Reply VERIFY_REPORT: counts by reason, a sample of damaged entries, the next cursor.
     VerifyReport = 0x90,
+    /// Reply METRICS_TEXT: the answer to METRICS.
+    MetricsText = 0xA0,
     /// Reply ERROR: a code and a message.
     Error = 0xFF,
 }
 
 impl Kind {
     /// Every kind, in wire order.
-    pub const ALL: [Kind; 36] = [
+    pub const ALL: [Kind; 38] = [
         Kind::Hello,
         Kind::Set,
         Kind::Delete,
@@ -124,6 +128,7 @@ impl Kind {
         Kind::LeaseFill,
         Kind::LeaseRelease,
         Kind::Verify,
+        Kind::Metrics,
         Kind::HelloOk,
         Kind::Ok,
         Kind::Deleted,
@@ -140,6 +145,7 @@ impl Kind {
         Kind::LeaseGranted,
         Kind::LeaseBusy,
         Kind::VerifyReport,
+        Kind::MetricsText,
         Kind::Error,
     ];
 
@@ -165,6 +171,7 @@ impl Kind {
             0x11 => Kind::LeaseFill,
             0x12 => Kind::LeaseRelease,
             0x13 => Kind::Verify,
+            0x20 => Kind::Metrics,
             0x81 => Kind::HelloOk,
             0x82 => Kind::Ok,
             0x83 => Kind::Deleted,
@@ -181,6 +188,7 @@ impl Kind {
             0x8E => Kind::LeaseGranted,
             0x8F => Kind::LeaseBusy,
             0x90 => Kind::VerifyReport,
+            0xA0 => Kind::MetricsText,
             0xFF => Kind::Error,
             _ => return None,
         })
@@ -218,6 +226,7 @@ impl Kind {
             Kind::LeaseFill => "LEASE_FILL",
             Kind::LeaseRelease => "LEASE_RELEASE",
             Kind::Verify => "VERIFY",
+            Kind::Metrics => "METRICS",
             Kind::HelloOk => "HELLO_OK",
             Kind::Ok => "OK",
             Kind::Deleted => "DELETED",
@@ -234,6 +243,7 @@ impl Kind {
             Kind::LeaseGranted => "LEASE_GRANTED",
             Kind::LeaseBusy => "LEASE_BUSY",
             Kind::VerifyReport => "VERIFY_REPORT",
+            Kind::MetricsText => "METRICS_TEXT",
             Kind::Error => "ERROR",
         }
     }

@@ -30,6 +30,7 @@
 //! | DELETE_MATCHING | DELETED_MANY, ERROR |
 //! | NAMESPACES | NAMESPACE_LIST, ERROR |
 //! | VERIFY | VERIFY_REPORT, ERROR |
+//! | METRICS | METRICS_TEXT, ERROR |
 //!
 //! SET, DELETE, INVALIDATE, CLEAR, SET_IF, INCR, TAKE, TOUCH, DELETE_MATCHING and the three
 //! LEASE requests change the cache: they need the writer permission, and so does VERIFY with
@@ -88,6 +89,7 @@
 //! | 0x11 | LEASE_FILL | client → daemon | see below |
 //! | 0x12 | LEASE_RELEASE | client → daemon | see below |
 //! | 0x13 | VERIFY | client → daemon | see below |
+//! | 0x20 | METRICS | client → daemon | empty |
 //! | 0x81 | HELLO_OK | daemon → client | see below (+ SCM_RIGHTS fds) |
 //! | 0x82 | OK | daemon → client | empty |
 //! | 0x83 | DELETED | daemon → client | see below |
@@ -104,6 +106,7 @@
 //! | 0x8E | LEASE_GRANTED | daemon → client | see below |
 //! | 0x8F | LEASE_BUSY | daemon → client | empty |
 //! | 0x90 | VERIFY_REPORT | daemon → client | see below |
+//! | 0xA0 | METRICS_TEXT | daemon → client | see below |
 //! | 0xFF | ERROR | daemon → client | see below |
 //!
 //! Any other kind byte is an error ([`ProtoError::UnknownKind`]).
@@ -169,7 +172,9 @@
 //! |---|---|---|
 //! | `namespace` | str | ≤ `max_namespace_bytes` |
 //!
-//! **STATS** (0x07), **PING** (0x08), **NAMESPACES** (0x0F) — empty body.
+//! **STATS** (0x07), **PING** (0x08), **NAMESPACES** (0x0F), **METRICS** (0x20) — empty body.
+//! (METRICS and METRICS_TEXT are numbered apart from the others, 0x20 and 0xA0, so that
+//! requests added meanwhile in sequence do not collide with them.)
 //!
 //! **SET_IF** (0x09) — 32 (40 with a TTL) + namespace + key + value + Σ(4 + tag) bytes
 //!
@@ -378,6 +383,12 @@
 //! | `repaired` | u64 | damaged entries dropped (with `repair`) |
 //! | `counts` | `list<(str, u64)>` | ≤ [`MAX_STATS`] entries that failed, by reason: damage (`bad_location`, `unwritten`, `misplaced`, `check_failed`, `duplicate`) and, apart, `expired` and `invalidated` |
 //! | `sample` | `list<(u64, str, str, bytes)>` | ≤ [`MAX_VERIFY_SAMPLE`] = 16 damaged entries: slot, reason, namespace and key (empty when unreadable) |
+//!
+//! **METRICS_TEXT** (0xA0) — 4 + text bytes
+//!
+//! | field | type | notes |
+//! |---|---|---|
+//! | `text` | str | the daemon's metrics in the OpenMetrics text format, ending with `# EOF`; ≤ `max_frame_bytes` |
 //!
 //! **ERROR** (0xFF) — 6 + message bytes
 //!

@@ -87,6 +87,11 @@ pub enum Reply {
     LeaseBusy,
     /// VERIFY_REPORT: one page of a VERIFY.
     VerifyReport(crate::verify::VerifyReport),
+    /// METRICS_TEXT: the answer to METRICS.
+    Metrics {
+        /// OpenMetrics text, ending with `# EOF`; bounded by `max_frame_bytes` only.
+        text: String,
+    },
     /// ERROR: the request failed; any request may be answered by ERROR.
     Error {
         /// What went wrong, for programs.
@@ -253,6 +258,7 @@ impl Reply {
             Reply::LeaseGranted { .. } => Kind::LeaseGranted,
             Reply::LeaseBusy => Kind::LeaseBusy,
             Reply::VerifyReport(_) => Kind::VerifyReport,
+            Reply::Metrics { .. } => Kind::MetricsText,
             Reply::Error { .. } => Kind::Error,
         }
     }
@@ -285,6 +291,7 @@ impl Reply {
                 | (Kind::Verify, Reply::VerifyReport(_))
                 | (Kind::Stats, Reply::Stats { .. })
                 | (Kind::Ping, Reply::Pong { .. })
+                | (Kind::Metrics, Reply::Metrics { .. })
         )
     }
 
@@ -308,6 +315,9 @@ impl Reply {
             Reply::VerifyReport(r) => crate::verify::check_report(r)?,
             Reply::NamespaceList { namespaces } => {
                 manage::check_namespace_list(namespaces, limits)?
+            }
+            Reply::Metrics { text } => {
+                wire::check_len(Field::MetricsText, text.len(), limits.max_frame_bytes)?
             }
             Reply::HelloOk(_)
             | Reply::Ok
@@ -363,6 +373,7 @@ impl Reply {
             Reply::NamespaceList { namespaces } => manage::namespace_list_len(namespaces),
             Reply::VerifyReport(r) => crate::verify::report_len(r),
             Reply::Error { message, .. } => 2 + bytes_len(message.len()),
+            Reply::Metrics { text } => bytes_len(text.len()),
         }
     }
 
@@ -417,6 +428,9 @@ impl Reply {
             }
             Reply::NamespaceList { namespaces } => manage::put_namespace_list(out, namespaces)?,
             Reply::VerifyReport(r) => crate::verify::put_report(out, r)?,
+            Reply::Metrics { text } => {
+                wire::put_bytes(out, Field::MetricsText, text.as_bytes(), WIRE_MAX_LEN)?
+            }
             Reply::Error { code, message } => {
                 wire::put_u16(out, code.as_u16());
                 wire::put_bytes(
@@ -454,6 +468,9 @@ impl Reply {
             Kind::LeaseGranted => c.u64("token").map(|token| Reply::LeaseGranted { token }),
             Kind::LeaseBusy => Ok(Reply::LeaseBusy),
             Kind::VerifyReport => crate::verify::decode_report(c, limits).map(Reply::VerifyReport),
+            Kind::MetricsText => c
+                .str(Field::MetricsText, limits.max_frame_bytes)
+                .map(|t| Reply::Metrics { text: t.to_owned() }),
             Kind::Error => decode_error(c),
             Kind::Hello
             | Kind::Set
@@ -473,7 +490,8 @@ impl Reply {
             | Kind::Lease
             | Kind::LeaseFill
             | Kind::LeaseRelease
-            | Kind::Verify => return None,
+            | Kind::Verify
+            | Kind::Metrics => return None,
         };
         Some(reply)
     }

@@ -74,6 +74,8 @@ pub enum Request {
     DeleteMatching(ScanRequest),
     /// NAMESPACES: the namespaces the table holds entries of. Answered by NAMESPACE_LIST.
     Namespaces,
+    /// METRICS: the daemon's metrics, as OpenMetrics text. Answered by METRICS_TEXT.
+    Metrics,
     /// LEASE: compute-once for a missing or stale key. Answered by FETCH_HIT (a value is there,
     /// or another holder's fill came), LEASE_GRANTED or LEASE_BUSY.
     Lease(Lease),
@@ -154,6 +156,7 @@ impl Request {
             Request::Scan(_) => Kind::Scan,
             Request::DeleteMatching(_) => Kind::DeleteMatching,
             Request::Namespaces => Kind::Namespaces,
+            Request::Metrics => Kind::Metrics,
             Request::Lease(_) => Kind::Lease,
             Request::LeaseFill(_) => Kind::LeaseFill,
             Request::LeaseRelease { .. } => Kind::LeaseRelease,
@@ -182,7 +185,8 @@ impl Request {
             | Request::Stats
             | Request::Ping
             | Request::Scan(_)
-            | Request::Namespaces => false,
+            | Request::Namespaces
+            | Request::Metrics => false,
         }
     }
 
@@ -217,7 +221,11 @@ impl Request {
             }
             Request::Clear { namespace } => check_namespace(namespace, limits)?,
             Request::Scan(s) | Request::DeleteMatching(s) => manage::check_scan(s, limits)?,
-            Request::Stats | Request::Ping | Request::Namespaces | Request::Verify(_) => {}
+            Request::Stats
+            | Request::Ping
+            | Request::Namespaces
+            | Request::Verify(_)
+            | Request::Metrics => {}
         }
         let frame_bytes = HEADER_LEN as u64 + self.body_len();
         if frame_bytes > limits.max_frame_bytes as u64 {
@@ -246,7 +254,7 @@ impl Request {
             Request::SetIf(s) => manage::set_if_len(s),
             Request::Incr(i) => manage::incr_len(i),
             Request::Scan(s) | Request::DeleteMatching(s) => manage::scan_len(s),
-            Request::Namespaces => 0,
+            Request::Namespaces | Request::Metrics => 0,
             Request::Verify(_) => crate::verify::request_len(),
             Request::Lease(l) => manage::lease_len(l),
             Request::LeaseFill(f) => manage::lease_fill_len(f),
@@ -295,7 +303,7 @@ impl Request {
             Request::SetIf(s) => manage::put_set_if(out, s)?,
             Request::Incr(i) => manage::put_incr(out, i)?,
             Request::Scan(s) | Request::DeleteMatching(s) => manage::put_scan(out, s)?,
-            Request::Namespaces => {}
+            Request::Namespaces | Request::Metrics => {}
             Request::Verify(v) => crate::verify::put_request(out, v),
             Request::Lease(l) => manage::put_lease(out, l)?,
             Request::LeaseFill(f) => manage::put_lease_fill(out, f)?,
@@ -356,6 +364,7 @@ impl Request {
             Kind::DeleteMatching => manage::decode_scan(c, limits).map(Request::DeleteMatching),
             Kind::Namespaces => Ok(Request::Namespaces),
             Kind::Verify => crate::verify::decode_request(c).map(Request::Verify),
+            Kind::Metrics => Ok(Request::Metrics),
             Kind::Lease => manage::decode_lease(c, limits).map(Request::Lease),
             Kind::LeaseFill => manage::decode_lease_fill(c, limits).map(Request::LeaseFill),
             Kind::LeaseRelease => namespace_and_key(c, limits).and_then(|(namespace, key)| {
@@ -381,6 +390,7 @@ impl Request {
             | Kind::LeaseGranted
             | Kind::LeaseBusy
             | Kind::VerifyReport
+            | Kind::MetricsText
             | Kind::Error => return None,
         };
         Some(request)

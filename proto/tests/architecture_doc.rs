@@ -312,6 +312,7 @@ fn sample(kind: Kind, full: bool) -> Vec<u8> {
             })
         }
         Kind::Namespaces => Some(Request::Namespaces),
+        Kind::Metrics => Some(Request::Metrics),
         Kind::Lease => Some(Request::Lease(Lease {
             namespace: String::new(),
             key: Vec::new(),
@@ -393,6 +394,9 @@ fn sample_reply(kind: Kind, full: bool) -> Reply {
             counts: Vec::new(),
             sample: Vec::new(),
         }),
+        Kind::MetricsText => Reply::Metrics {
+            text: String::new(),
+        },
         Kind::FetchMiss => Reply::FetchMiss,
         Kind::StatsReply => Reply::Stats {
             counters: Vec::new(),

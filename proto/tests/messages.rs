@@ -325,7 +325,7 @@ fn replies_answer_the_right_requests() {
         version: 0,
     });
     let requests: Vec<Kind> = Kind::ALL.into_iter().filter(|k| k.is_request()).collect();
-    let cases: [(Reply, &[Kind]); 17] = [
+    let cases: [(Reply, &[Kind]); 18] = [
         (Reply::LeaseGranted { token: 1 }, &[Kind::Lease]),
         (
             Reply::VerifyReport(cachekit_proto::VerifyReport {
@@ -371,6 +371,12 @@ fn replies_answer_the_right_requests() {
         (
             Reply::NamespaceList { namespaces: vec![] },
             &[Kind::Namespaces],
+        ),
+        (
+            Reply::Metrics {
+                text: "# EOF\n".into(),
+            },
+            &[Kind::Metrics],
         ),
         (Reply::HelloOk(hello_ok()), &[Kind::Hello]),
         (

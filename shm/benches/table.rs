@@ -94,7 +94,13 @@ fn config_for(n: usize) -> TableConfig {
 
 fn attach(w: &Writer) -> Reader {
     let fds = w.fds().expect("memfd backing");
-    Reader::attach(fds.table_fd(), Some(fds.client_fd())).expect("attach")
+    let mut r = Reader::attach(fds.table_fd(), Some(fds.client_fd())).expect("attach");
+    // As a client does: its lookups counted in its client record (host-wide counters), unless
+    // CACHEKIT_BENCH_NO_RECORD is set (to measure what the counting costs).
+    if std::env::var_os("CACHEKIT_BENCH_NO_RECORD").is_none() {
+        r.count_into_record(0);
+    }
+    r
 }
 
 /// A memfd table filled with `n` entries and a client-style reader on it.

@@ -3,8 +3,9 @@
 use crate::entry::{MAX_META_BYTES, VALUE_LEN_CEILING};
 use crate::error::{AttachError, CreateError};
 use crate::layout::{
-    align_up, header_word, ClientAreaHeader, ClientRecord, BUCKET_BYTES, CLIENT_RECORDS,
-    HEADER_BYTES, LAYOUT_VERSION, PAGE, SEGMENT_HEADER_BYTES, SLOTS_PER_BUCKET, TABLE_MAGIC,
+    align_up, header_word, ClientAreaHeader, ClientNamespaces, ClientRecord, BUCKET_BYTES,
+    CLIENT_RECORDS, HEADER_BYTES, LAYOUT_VERSION, PAGE, SEGMENT_HEADER_BYTES, SLOTS_PER_BUCKET,
+    TABLE_MAGIC,
 };
 use crate::region::Region;
 use crate::sync::Ordering;
@@ -183,6 +184,15 @@ pub(crate) const CLIENT_RECORDS_OFF: u64 = size_of::<ClientAreaHeader>() as u64;
 pub(crate) const CLIENT_BITS_OFF: u64 =
     CLIENT_RECORDS_OFF + CLIENT_RECORDS * size_of::<ClientRecord>() as u64;
 
+/// Byte offset of the per-client namespace tables in the client area: after the access
+/// bitmap, on a cache line. Appended after everything an older build of this layout drew,
+/// so an area made without them is only shorter: every access is bounds-checked, and a
+/// client of such an area counts nothing per namespace.
+pub(crate) fn client_ns_off(bucket_count: u64) -> u64 {
+    let bits_words = bucket_count * SLOTS_PER_BUCKET as u64 / 64;
+    align_up(CLIENT_BITS_OFF + bits_words * 8, 64)
+}
+
 /// Random-enough 64 bits without a dependency: std's per-process random hasher keys.
 pub(crate) fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hash, Hasher};
@@ -252,8 +262,10 @@ impl Geometry {
                 "table of {total_bytes} bytes is over the 256 TiB locator limit"
             ));
         }
-        let bits_words = bucket_count * SLOTS_PER_BUCKET as u64 / 64;
-        let client_area_bytes = align_up(CLIENT_BITS_OFF + bits_words * 8, PAGE);
+        let client_area_bytes = align_up(
+            client_ns_off(bucket_count) + CLIENT_RECORDS * size_of::<ClientNamespaces>() as u64,
+            PAGE,
+        );
         Ok(Geometry {
             total_bytes,
             seed: cfg.hash_seed.unwrap_or_else(random_u64),
@@ -465,7 +477,10 @@ pub(crate) fn client_header_words(g: &Geometry) -> [(usize, u64); 8] {
         ),
         (offset_of!(ClientAreaHeader, bits_off) / 8, CLIENT_BITS_OFF),
         (offset_of!(ClientAreaHeader, bits_words) / 8, bits_words),
-        (offset_of!(ClientAreaHeader, reserved) / 8, 0),
+        (
+            offset_of!(ClientAreaHeader, namespaces_off) / 8,
+            client_ns_off(g.bucket_count),
+        ),
     ]
 }
 

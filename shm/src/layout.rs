@@ -132,13 +132,16 @@ pub struct ClientAreaHeader {
     pub bits_off: u64,
     /// Number of 64-bit words in the access bitmap.
     pub bits_words: u64,
-    /// Reserved, zero.
-    pub reserved: u64,
+    /// Byte offset of the per-client namespace tables ([`ClientNamespaces`]).
+    pub namespaces_off: u64,
 }
 const _: () = assert!(size_of::<ClientAreaHeader>() == 64);
 
-/// One client's counters in the client area: owned by one connection from HELLO until it
-/// closes. Only `pid` is checked by the daemon; the counters are hints nobody relies on.
+/// One client's counters in the client area: owned by one client process from its first
+/// HELLO until it has exited and closed its last connection. Only `pid` is checked by the
+/// daemon; the counters are the client's own claims, summed as untrusted numbers. `hits`,
+/// `stale_hits` and `misses` count lookups of namespaces that found no slot in the client's
+/// [`ClientNamespaces`] table.
 #[repr(C)]
 pub struct ClientRecord {
     /// Process id of the client holding this record, 0 when free.
@@ -160,6 +163,26 @@ const _: () = assert!(size_of::<ClientRecord>() == 64);
 
 /// Records in every client area.
 pub const CLIENT_RECORDS: u64 = 256;
+
+/// Namespaces one client counts separately (see [`ClientNamespaces`]).
+pub const NAMESPACE_SLOTS: usize = 8;
+
+/// One client's per-namespace counters, in the client area after the access bitmap (record
+/// `i`'s table at `client_ns_off + i * 256`). A client claims a slot for a namespace by
+/// writing its tag (`namespace hash | 1`) into a free (zero) `tags` word with a
+/// compare-and-swap, then adds to that slot's counters; a namespace that finds no slot
+/// counts in its record's own `hits` / `stale_hits` / `misses` (unattributed). The tags sit
+/// on one cache line of their own, read by every hit and written once per namespace, so
+/// the hit path only writes the counter line. Like everything in the client area these are
+/// the client's own claims: the daemon sums them as untrusted numbers.
+#[repr(C)]
+pub struct ClientNamespaces {
+    /// Namespace tags, 0 = free.
+    pub tags: [u64; NAMESPACE_SLOTS],
+    /// Per slot: hits, stale hits, misses.
+    pub counts: [[u64; 3]; NAMESPACE_SLOTS],
+}
+const _: () = assert!(size_of::<ClientNamespaces>() == 256);
 
 /// Word index of a [`TableHeader`] field.
 macro_rules! header_word {

@@ -133,12 +133,32 @@ enum Probe {
     Corrupt,
 }
 
+/// Where a reader adds its lookups in the client area: its record's namespace table and
+/// the record's own counters (for namespaces that found no slot). Word indexes.
+#[derive(Clone, Copy)]
+struct RecordWords {
+    tags: usize,
+    counts: usize,
+    overflow: usize,
+}
+
+/// Which counter of a record a lookup adds to (the order of [`ClientNamespaces::counts`]).
+///
+/// [`ClientNamespaces::counts`]: crate::layout::ClientNamespaces
+#[derive(Clone, Copy)]
+enum Tally {
+    Hit = 0,
+    Stale = 1,
+    Miss = 2,
+}
+
 /// A read-only handle on a table. `Send + Sync`: share one between threads.
 pub struct Reader {
     table: Arc<Memory>,
     client: Option<Arc<Memory>>,
     geo: Geometry,
     counters: [Counters; STRIPES],
+    record: Option<RecordWords>,
 }
 
 impl Reader {
@@ -152,6 +172,71 @@ impl Reader {
             client,
             geo,
             counters: Default::default(),
+            record: None,
+        }
+    }
+
+    /// From now on, adds this reader's hits, stale hits and misses to client record
+    /// `record` of the client area (the one HELLO_OK's `client_slot` named), per namespace:
+    /// one relaxed `fetch_add` on the record's counter line per lookup. Out of range (or no
+    /// client area) counts nothing.
+    pub fn count_into_record(&mut self, record: u32) {
+        if self.client.is_none() || u64::from(record) >= crate::layout::CLIENT_RECORDS {
+            self.record = None;
+            return;
+        }
+        use crate::layout::{ClientNamespaces, ClientRecord};
+        use core::mem::{offset_of, size_of};
+        let table = (crate::geometry::client_ns_off(self.geo.bucket_count) as usize
+            + record as usize * size_of::<ClientNamespaces>())
+            / 8;
+        let rec = (crate::geometry::CLIENT_RECORDS_OFF as usize
+            + record as usize * size_of::<ClientRecord>())
+            / 8;
+        self.record = Some(RecordWords {
+            tags: table + offset_of!(ClientNamespaces, tags) / 8,
+            counts: table + offset_of!(ClientNamespaces, counts) / 8,
+            overflow: rec + offset_of!(ClientRecord, hits) / 8,
+        });
+    }
+
+    /// Adds one lookup of the namespace hashed `ns_hash` to this reader's record: the
+    /// namespace's slot (claimed on first use), else the record's own counters. Every word
+    /// is bounds-checked against the mapping; another client scribbling over this record
+    /// only changes this record's figures.
+    #[inline]
+    fn tally(&self, ns_hash: u64, what: Tally) {
+        let (Some(rec), Some(client)) = (self.record, &self.client) else {
+            return;
+        };
+        let r = client.region();
+        let tag = ns_hash | 1;
+        let mut word = rec.overflow
+            + match what {
+                // The record's own words are hits, stale_hits, misses, in that order.
+                Tally::Hit => 0,
+                Tally::Stale => 1,
+                Tally::Miss => 2,
+            };
+        for i in 0..crate::layout::NAMESPACE_SLOTS {
+            let Some(t) = r.word(rec.tags + i) else {
+                break;
+            };
+            let mut seen = t.load(Ordering::Relaxed);
+            if seen == 0 {
+                // Relaxed: the tag only names the slot; the counts need no ordering with it.
+                seen = match t.compare_exchange(0, tag, Ordering::Relaxed, Ordering::Relaxed) {
+                    Ok(_) => tag,
+                    Err(now) => now,
+                };
+            }
+            if seen == tag {
+                word = rec.counts + i * 3 + what as usize;
+                break;
+            }
+        }
+        if let Some(w) = r.word(word) {
+            w.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -275,7 +360,8 @@ impl Reader {
         now: Option<u64>,
     ) -> Lookup {
         let seed = self.geo.seed;
-        let kh = key_hash(seed, namespace_hash(seed, ns.as_bytes()), key);
+        let nsh = namespace_hash(seed, ns.as_bytes());
+        let kh = key_hash(seed, nsh, key);
         let (bucket, fp) = bucket_and_fp(kh, self.geo.bucket_count);
         let c = &self.counters[stripe()];
         for _attempt in 0..MAX_RETRIES {
@@ -294,8 +380,10 @@ impl Reader {
                 match self.probe(slot, s, kh, ns, key, sink, now) {
                     Probe::Hit(m) => {
                         bump(&c.hits);
+                        self.tally(nsh, Tally::Hit);
                         if m.stale {
                             bump(&c.stale_hits);
+                            self.tally(nsh, Tally::Stale);
                         }
                         self.touch(bucket * SLOTS_PER_BUCKET as u64 + i as u64);
                         return Lookup::Hit(m);
@@ -304,6 +392,7 @@ impl Reader {
                     Probe::OtherKey => continue,
                     Probe::Dead => {
                         bump(&c.misses);
+                        self.tally(nsh, Tally::Miss);
                         return Lookup::Miss;
                     }
                     Probe::Corrupt => {
@@ -319,11 +408,13 @@ impl Reader {
             }
             if !retry {
                 bump(&c.misses);
+                self.tally(nsh, Tally::Miss);
                 return Lookup::Miss;
             }
         }
         bump(&c.gave_up);
         bump(&c.misses);
+        self.tally(nsh, Tally::Miss);
         Lookup::Miss
     }
 

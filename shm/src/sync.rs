@@ -44,6 +44,27 @@ impl AtomicU64 {
     pub(crate) fn fetch_or(&self, v: u64, order: Ordering) -> u64 {
         self.0.fetch_or(v, order)
     }
+
+    #[inline(always)]
+    pub(crate) fn fetch_add(&self, v: u64, order: Ordering) -> u64 {
+        self.0.fetch_add(v, order)
+    }
+
+    #[inline(always)]
+    pub(crate) fn swap(&self, v: u64, order: Ordering) -> u64 {
+        self.0.swap(v, order)
+    }
+
+    #[inline(always)]
+    pub(crate) fn compare_exchange(
+        &self,
+        current: u64,
+        new: u64,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<u64, u64> {
+        self.0.compare_exchange(current, new, success, failure)
+    }
 }
 
 /// std's fence, for the same reason as [`AtomicU64`].

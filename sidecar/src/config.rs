@@ -123,6 +123,14 @@ pub struct Flags {
     /// Run as the instance's keeper of the segment's memfds (started by cachekitd itself).
     #[arg(long, hide = true)]
     pub keeper: bool,
+    /// Serve OpenMetrics at http://ADDR/metrics, e.g. 127.0.0.1:9464 [default: off]. A
+    /// non-loopback address also needs metrics_allow_remote.
+    #[arg(long, env = "CACHEKIT_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    /// Allow metrics_listen on an address other hosts can reach (the metrics name the
+    /// namespaces in use).
+    #[arg(long, env = "CACHEKIT_METRICS_ALLOW_REMOTE")]
+    pub metrics_allow_remote: Option<bool>,
     /// The settings above that came from a `CACHEKIT_*` variable rather than a flag (by
     /// field name), so that errors name the setting as the user gave it.
     #[arg(skip)]
@@ -235,6 +243,8 @@ struct FileConfig {
     #[serde(default, deserialize_with = "millis_in_file")]
     redis_stale_bound_ms: Option<u64>,
     cold: Option<bool>,
+    metrics_listen: Option<String>,
+    metrics_allow_remote: Option<bool>,
 }
 
 /// The resolved configuration.
@@ -263,6 +273,8 @@ pub struct Config {
     pub redis: Option<RedisConfig>,
     /// Start empty even when the previous daemon's segment is found (see `warm.rs`).
     pub cold: bool,
+    /// Where to serve OpenMetrics (`metrics.rs`); `None`: off.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Who may hold how many connections, and for how long without a request
@@ -501,7 +513,23 @@ impl Config {
         if log_format != "text" && log_format != "json" {
             bail!("{log_format_from} {log_format:?}: use text or json");
         }
+        let metrics_listen = crate::metrics::resolve_listen(
+            flags
+                .metrics_listen
+                .as_deref()
+                .or(file.metrics_listen.as_deref()),
+            flags
+                .metrics_allow_remote
+                .or(file.metrics_allow_remote)
+                .unwrap_or(false),
+            &named(
+                "metrics_listen",
+                flags.metrics_listen.is_some(),
+                file.metrics_listen.is_some(),
+            ),
+        )?;
         Config {
+            metrics_listen,
             dir: flags.dir.or(file.dir),
             instance,
             memory_bytes,

@@ -68,6 +68,8 @@ pub struct Daemon {
     pub leases: Leases,
     /// Numbers connections (fill leases are held per connection).
     pub next_conn: AtomicU64,
+    /// The metrics' census cache and namespace names (`metrics.rs`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl Daemon {
@@ -115,6 +117,7 @@ impl Daemon {
             admission: Arc::default(),
             leases: Leases::default(),
             next_conn: AtomicU64::new(0),
+            metrics: crate::metrics::Metrics::default(),
             cfg,
         })
     }

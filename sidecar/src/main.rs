@@ -15,7 +15,7 @@
 //! - `peer.rs`: a peer's supplementary groups, for the write permission;
 //! - `slots.rs`: the client-area records, one per live connection, checked on every heartbeat;
 //! - `config.rs`: flags, environment, file; `host.rs`: `--memory` against the host's memory;
-//!   `systemd.rs`: sd_notify;
+//!   `systemd.rs`: sd_notify; `metrics.rs`: the OpenMetrics text and its HTTP listener.
 //! - `warm.rs`: the start-time carry of the previous daemon's segment (warm restart), from
 //!   systemd's fd store (`fdstore.rs`) or the instance's keeper process (`keeper.rs`).
 #![forbid(unsafe_code)]
@@ -31,6 +31,7 @@ mod frames;
 mod host;
 mod keeper;
 mod leases;
+mod metrics;
 mod ops;
 mod peer;
 mod slots;
@@ -120,6 +121,8 @@ fn init_logs(cfg: &Config) {
 /// What a daemon writes into its lock file: the heartbeat timeout its clients were given,
 /// which a successor after a crash must wait out (see [`bind`]).
 const LOCK_TIMEOUT_KEY: &str = "heartbeat_timeout_ms=";
+/// The line of the lock file naming the daemon's pid (`cachekit stop` reads it).
+const LOCK_PID_KEY: &str = "pid=";
 
 /// Holds the instance lock for the life of the process: a second daemon of the same
 /// instance in the same directory refuses to start instead of stealing the socket.
@@ -145,14 +148,21 @@ fn lock_instance(
     // At most a line: anything else is not ours.
     let _ = (&mut f).take(256).read_to_string(&mut old);
     let previous = old
-        .trim()
-        .strip_prefix(LOCK_TIMEOUT_KEY)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(LOCK_TIMEOUT_KEY))
         .and_then(|ms| ms.parse().ok())
         .map(Duration::from_millis);
+    // The pid line is what `cachekit stop` signals, once it has checked that the lock is
+    // held and that the pid is a cachekitd.
     f.set_len(0)
         .and_then(|()| {
             f.write_all_at(
-                format!("{LOCK_TIMEOUT_KEY}{}\n", heartbeat_timeout.as_millis()).as_bytes(),
+                format!(
+                    "{LOCK_TIMEOUT_KEY}{}\n{LOCK_PID_KEY}{}\n",
+                    heartbeat_timeout.as_millis(),
+                    std::process::id()
+                )
+                .as_bytes(),
                 0,
             )
         })
@@ -251,6 +261,9 @@ fn run(cfg: Config) -> Result<()> {
         })?;
 
     let listener = bind(&cfg, &socket, previous_timeout)?;
+    if let Some(addr) = cfg.metrics_listen {
+        metrics::serve(daemon.clone(), addr)?;
+    }
     // The heartbeat was stamped when the table was made, before bind's wait after a crash:
     // publish a fresh one before the first client can attach, or it could find the new
     // segment already stale and read through the socket until the heartbeat thread runs.

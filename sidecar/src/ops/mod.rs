@@ -20,6 +20,7 @@ mod walk;
 
 pub use hello::hello_ok;
 pub use lease::drop_global_leases;
+pub use stats::counters;
 
 use crate::daemon::{bump, Daemon};
 use crate::peer::Peer;
@@ -56,6 +57,9 @@ pub fn handle(d: &Daemon, peer: &Peer, req: Request) -> Reply {
         Request::Clear { namespace } => clear::run(d, namespace),
         Request::Fetch { namespace, key } => fetch::run(d, &namespace, &key),
         Request::Stats => stats::stats(d),
+        Request::Metrics => Reply::Metrics {
+            text: crate::metrics::render(d),
+        },
         Request::Ping => stats::ping(d),
         Request::SetIf(s) => atomic::set_if(d, &s),
         Request::Incr(i) => atomic::incr(d, &i),

@@ -74,6 +74,13 @@ pub fn counters(d: &Daemon) -> Vec<(String, u64)> {
         ("not_permitted".into(), l(&c.not_permitted)),
         ("errors".into(), l(&c.errors)),
         ("client_records_in_use".into(), d.slots.in_use()),
+    ]);
+    // Host-wide: every client process's record, plus those of exited ones (`slots.rs`).
+    let host = d.slots.host().total();
+    out.extend([
+        ("host_hits".into(), host.hits),
+        ("host_stale_hits".into(), host.stale_hits),
+        ("host_misses".into(), host.misses),
         ("client_area_damaged".into(), d.slots.damaged()),
     ]);
     if let Some(t) = &d.tier {

@@ -52,6 +52,7 @@ pub(super) async fn run(tier: Arc<Tier>, table: Arc<SharedTable>) {
         };
         if catch_up(d, t, true).await {
             last_ok = Instant::now();
+            t.caught_up();
         }
         loop {
             tokio::select! {
@@ -79,6 +80,7 @@ pub(super) async fn run(tier: Arc<Tier>, table: Arc<SharedTable>) {
                 _ = tick.tick() => {
                     if catch_up(d, t, true).await {
                         last_ok = Instant::now();
+                        t.caught_up();
                     } else if let Some(bound) = t.cfg.stale_bound {
                         if last_ok.elapsed() > bound && last_flush.elapsed() > bound {
                             let names = followed(t);
