@@ -5,9 +5,9 @@ mod args;
 mod duration;
 mod manage;
 mod output;
-mod verify;
 mod stop;
 mod top;
+mod verify;
 
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
