@@ -117,6 +117,6 @@ def test_shipped_as_api_mode_with_its_own_library():
 
 
 def test_struct_sizes_match_the_header():
-    assert ffi.sizeof("cachekit_options") == 120
+    assert ffi.sizeof("cachekit_options") == 128
     assert ffi.sizeof("cachekit_value_info") == 40
     assert ffi.sizeof("cachekit_set_options") == 48
