@@ -110,25 +110,22 @@ fn try_invalidate(c: &mut Conn, t: &str) -> bool {
 /// Writer `w`: sets and invalidates its own keys until stopped; `next[i]` is the version
 /// the next set of key i writes.
 fn writer(m: &Model, c: &mut Conn, w: usize) {
-    let mut next = vec![1u64; KEYS];
+    let mut next = [1u64; KEYS];
     let mut n = 0u64;
     while !m.stop.load(Ordering::Relaxed) {
         n += 1;
         let frozen = m.frozen.load(Ordering::Relaxed);
         let i = (n.wrapping_mul(7) % KEYS as u64) as usize;
         let i = if frozen { i % (KEYS / 2) } else { i };
-        if n % 3 == 0 && !frozen {
+        if n.is_multiple_of(3) && !frozen {
             // Hierarchical: `w/<i%4>` covers every key with that remainder; now and then the
             // whole writer's tree.
-            let t = if n % 30 == 0 {
-                format!("w{w}")
-            } else {
-                tag(w, i)
-            };
+            let all = n.is_multiple_of(30);
+            let t = if all { format!("w{w}") } else { tag(w, i) };
             if try_invalidate(c, &t) {
-                for j in 0..KEYS {
-                    if n % 30 == 0 || j % 4 == i % 4 {
-                        m.raise(w, j, next[j]);
+                for (j, &v) in next.iter().enumerate() {
+                    if all || j % 4 == i % 4 {
+                        m.raise(w, j, v);
                     }
                 }
             }
@@ -299,4 +296,53 @@ fn a_failover_that_loses_acknowledged_writes_serves_nothing_stale_after_the_host
         phases[2].reads > 100 && phases[2].reads > phases[2].misses,
         "the hosts serve again after the failover"
     );
+}
+
+/// The client library's direct fallback (its daemon dead) finds the primary through the
+/// sentinels and finds the new one after a failover.
+#[test]
+fn the_direct_fallback_follows_a_failover() {
+    use cachekit_client::{Client, ClientOptions, SetOptions};
+    let mut group = SentinelGroup::start();
+    let url = group.url();
+    let second = group.server(1).port();
+    let site = Site::new("sentinel-direct");
+    let mut host = start_host(&site, &url, &[]);
+    let app = Client::connect(
+        ClientOptions::new()
+            .socket(host.socket())
+            .namespace(NS)
+            .redis_url(&url)
+            .request_timeout(Duration::from_secs(2)),
+    )
+    .expect("client");
+    let opts = SetOptions::new().ttl(Duration::from_secs(60)).tag("t");
+    host.kill_9();
+    app.set("k", b"v1", &opts)
+        .expect("a direct set through the sentinels");
+    assert_eq!(app.local_stats().redis_direct_writes, 1);
+    let get = |k: &str| app.get(k).expect("get").map(|v| v.bytes);
+    assert_eq!(get("k").as_deref(), Some(&b"v1"[..]));
+
+    group.server(0).kill();
+    group.wait_for_primary(second);
+    // The first calls after the kill fail (the old primary is gone); then the client finds
+    // the new one by itself.
+    assert!(
+        eventually(PATIENCE, || app.set("k2", b"v2", &opts).is_ok()),
+        "the direct fallback never reached the new primary: {:?}",
+        app.local_stats()
+    );
+    assert_eq!(get("k2").as_deref(), Some(&b"v2"[..]));
+    let role: redis::Value = redis::cmd("ROLE")
+        .query(&mut group.server(1).conn())
+        .expect("ROLE");
+    assert!(format!("{role:?}").contains("master"), "{role:?}");
+    let on_new: i64 = redis::cmd("EXISTS")
+        .arg(format!("ck:{{{NS}}}:v:k2"))
+        .query(&mut group.server(1).conn())
+        .expect("EXISTS");
+    assert_eq!(on_new, 1, "k2 was written on the new primary");
+    app.invalidate(&["t"]).expect("a direct invalidation");
+    assert_eq!(get("k2"), None);
 }
