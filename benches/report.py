@@ -771,6 +771,12 @@ def main() -> None:
 
         w(table(head, [prow(size, modes) for size, modes in sorted(penc.items())]))
         w("")
+    # The section scripts/bench-hosts writes (eight hosts on one Redis) is kept as it is.
+    prev = out / "PERFORMANCE.md"
+    kept = re.search(r"<!-- bench-hosts -->.*?<!-- /bench-hosts -->", prev.read_text(), re.S) if prev.exists() else None
+    if kept:
+        w(kept.group(0))
+        w("")
     w("## Criterion micro-benchmarks")
     w("")
     w("Not run by `scripts/bench` (they take longer and measure one thing at a time):")

@@ -6,19 +6,113 @@ use crate::event::{Cursor, Event};
 use crate::lease::{self, FillRefused, Taken};
 use crate::record::{Fetched, Record};
 use crate::scripts::{self, WriteContext, WriteOp, Written};
+use crate::sentinel::{self, SentinelSpec};
 use crate::target::Target;
 use crate::StoreError;
 use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
+use redis::aio::MultiplexedConnection;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, RedisFuture, Value};
 use std::future::Future;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 #[derive(Clone)]
 enum Conn {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
+    Sentinel(SentinelConn),
+}
+
+/// The primary of a Sentinel-managed service: found through the sentinels on first use and
+/// again after any failure that may mean it moved (see [`sentinel::should_rediscover`]).
+#[derive(Clone)]
+struct SentinelConn(Arc<SentinelShared>);
+
+struct SentinelShared {
+    spec: SentinelSpec,
+    timeout: Duration,
+    state: tokio::sync::Mutex<Primary>,
+    /// Bumped each time the primary found has another history than the one before.
+    epoch: AtomicU64,
+}
+
+#[derive(Default)]
+struct Primary {
+    /// The connection in use, with its generation (so a failure forgets only its own).
+    conn: Option<(u64, MultiplexedConnection)>,
+    generation: u64,
+    /// The history (`master_replid`) of the last primary found.
+    identity: Option<String>,
+    /// Set after a failed lookup: no new one for [`LOOKUP_RETRY_AFTER`].
+    failed: Option<(Instant, redis::RedisError)>,
+}
+
+/// Least time between two lookups through the sentinels after a failed one.
+const LOOKUP_RETRY_AFTER: Duration = Duration::from_millis(100);
+
+impl SentinelConn {
+    async fn current(&self) -> redis::RedisResult<(u64, MultiplexedConnection)> {
+        let sh = &self.0;
+        let mut p = sh.state.lock().await;
+        if let Some((g, c)) = &p.conn {
+            return Ok((*g, c.clone()));
+        }
+        if let Some((at, e)) = &p.failed {
+            if at.elapsed() < LOOKUP_RETRY_AFTER {
+                return Err(e.clone());
+            }
+        }
+        match sentinel::connect_async(&sh.spec, sh.timeout).await {
+            Ok(found) => {
+                if p.identity.as_ref().is_some_and(|i| *i != found.identity) {
+                    sh.epoch.fetch_add(1, Ordering::SeqCst);
+                    tracing::warn!(primary = %crate::target::redact(&found.url), service = %sh.spec.service,
+                        "the sentinels name a new primary (a failover): this host clears what it holds of the namespaces it follows");
+                } else {
+                    tracing::info!(primary = %crate::target::redact(&found.url), service = %sh.spec.service, "connected to the primary named by the sentinels");
+                }
+                p.identity = Some(found.identity);
+                p.generation += 1;
+                p.conn = Some((p.generation, found.conn.clone()));
+                p.failed = None;
+                Ok((p.generation, found.conn))
+            }
+            Err(e) => {
+                let e = redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "primary not found through the sentinels",
+                    e.to_string(),
+                ));
+                p.failed = Some((Instant::now(), e.clone()));
+                Err(e)
+            }
+        }
+    }
+
+    /// Drops connection `generation` (if still current): the next call looks up again.
+    async fn forget(&self, generation: u64) {
+        let mut p = self.0.state.lock().await;
+        if p.conn.as_ref().is_some_and(|(g, _)| *g == generation) {
+            p.conn = None;
+        }
+    }
+
+    async fn run<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut MultiplexedConnection) -> redis::RedisResult<T>,
+    ) -> redis::RedisResult<T> {
+        let (g, mut c) = self.current().await?;
+        let r = f(&mut c).await;
+        if let Err(e) = &r {
+            if sentinel::should_rediscover(e) {
+                self.forget(g).await;
+            }
+        }
+        r
+    }
 }
 
 impl redis::aio::ConnectionLike for Conn {
@@ -26,6 +120,7 @@ impl redis::aio::ConnectionLike for Conn {
         match self {
             Conn::Single(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
+            Conn::Sentinel(s) => Box::pin(s.run(async move |c| c.req_packed_command(cmd).await)),
         }
     }
 
@@ -38,6 +133,9 @@ impl redis::aio::ConnectionLike for Conn {
         match self {
             Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Sentinel(s) => {
+                Box::pin(s.run(async move |c| c.req_packed_commands(pipeline, offset, count).await))
+            }
         }
     }
 
@@ -45,6 +143,7 @@ impl redis::aio::ConnectionLike for Conn {
         match self {
             Conn::Single(c) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
+            Conn::Sentinel(s) => s.0.spec.db,
         }
     }
 }
@@ -80,6 +179,13 @@ impl AsyncStore {
                 .set_connection_timeout(target.timeout)
                 .set_response_timeout(target.timeout);
             Conn::Cluster(client.get_pending_async_connection_with_config(cfg))
+        } else if let Some(spec) = &target.sentinel {
+            Conn::Sentinel(SentinelConn(Arc::new(SentinelShared {
+                spec: spec.clone(),
+                timeout: target.timeout,
+                state: tokio::sync::Mutex::new(Primary::default()),
+                epoch: AtomicU64::new(0),
+            })))
         } else {
             let client = redis::Client::open(target.urls[0].as_str()).map_err(config_err)?;
             let cfg = redis::aio::ConnectionManagerConfig::new()
@@ -123,11 +229,30 @@ impl AsyncStore {
                     other => other,
                 },
             ),
-            Err(_) => Err(StoreError::Timeout {
-                target: self.target.shown.clone(),
-                operation,
-                after: self.target.timeout,
-            }),
+            Err(_) => {
+                if let Conn::Sentinel(s) = &self.conn {
+                    // A hung primary may have been replaced: look it up again next time.
+                    let mut p = s.0.state.lock().await;
+                    p.conn = None;
+                }
+                Err(StoreError::Timeout {
+                    target: self.target.shown.clone(),
+                    operation,
+                    after: self.target.timeout,
+                })
+            }
+        }
+    }
+
+    /// How many times the primary changed history since this store started (a Sentinel
+    /// failover, or a primary restarted); always 0 without Sentinel. Whoever keeps
+    /// state derived from Redis (the daemon's table, its stream cursors) must drop it when
+    /// this moves: the new primary may lack writes the old one acknowledged, and its clocks
+    /// may repeat values already seen.
+    pub fn epoch(&self) -> u64 {
+        match &self.conn {
+            Conn::Sentinel(s) => s.0.epoch.load(Ordering::SeqCst),
+            _ => 0,
         }
     }
 
@@ -263,6 +388,19 @@ impl AsyncStore {
         scripts::parse_cursor(&v)
     }
 
+    /// Raises the clock of `ns` to `known` if it is below; answers the clock as it was (see
+    /// [`crate::sentinel`]: after a failover, new writes must not reuse clock values a host
+    /// already applied).
+    ///
+    /// # Errors
+    /// Any [`StoreError`].
+    pub async fn raise_clock(&self, ns: &str, known: u64) -> Result<u64, StoreError> {
+        let inv = sentinel::raise_clock_invocation(ns, known);
+        let mut c = self.conn.clone();
+        let v: i64 = self.timed("RAISE_CLOCK", inv.invoke_async(&mut c)).await?;
+        Ok(v.max(0) as u64)
+    }
+
     /// Up to `count` events of `ns` after `cursor`.
     ///
     /// # Errors
@@ -301,7 +439,27 @@ impl AsyncStore {
         &self,
     ) -> Result<impl futures_util::Stream<Item = String> + Send + 'static, StoreError> {
         let mut last = None;
-        for url in &self.target.urls {
+        let urls = match &self.target.sentinel {
+            Some(spec) => match self
+                .timed("SENTINEL", async {
+                    sentinel::connect_async(spec, self.target.timeout)
+                        .await
+                        .map_err(|e| {
+                            redis::RedisError::from((
+                                redis::ErrorKind::Io,
+                                "primary not found through the sentinels",
+                                e.to_string(),
+                            ))
+                        })
+                })
+                .await
+            {
+                Ok(found) => vec![found.url],
+                Err(e) => return Err(e),
+            },
+            None => self.target.urls.clone(),
+        };
+        for url in &urls {
             let attempt = async {
                 let client = redis::Client::open(url.as_str())?;
                 let mut ps = client.get_async_pubsub().await?;

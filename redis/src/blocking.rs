@@ -79,6 +79,11 @@ impl SyncStore {
             Ok(SyncConn::Cluster(Box::new(
                 client.get_connection().map_err(err)?,
             )))
+        } else if let Some(spec) = &self.target.sentinel {
+            // Asked again after every failure: a failover moves the primary.
+            Ok(SyncConn::Single(crate::sentinel::connect_blocking(
+                spec, t,
+            )?))
         } else {
             let client = redis::Client::open(self.target.urls[0].as_str()).map_err(err)?;
             let c = client.get_connection_with_timeout(t).map_err(err)?;

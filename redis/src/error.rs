@@ -7,7 +7,7 @@ use std::time::Duration;
 #[non_exhaustive]
 pub enum StoreError {
     /// The Redis URL (or cluster seed list) is not usable.
-    #[error("bad Redis URL {url}: {message}; use redis://[user:password@]host:port[/db], rediss://… for TLS, or unix:///path/to/redis.sock")]
+    #[error("bad Redis URL {url}: {message}; use redis://[user:password@]host:port[/db], rediss://… for TLS, unix:///path/to/redis.sock, or redis+sentinel://host:port[,host:port…]/service[/db]")]
     Config {
         /// The URL, with any password replaced by `***`.
         url: String,

@@ -6,6 +6,7 @@
 //!   validation against invalidations;
 //! - [`event`]: the events of a namespace's stream and how a follower detects a gap;
 //! - [`WriteOp`] and the Lua scripts behind it: one round trip per operation;
+//! - [`sentinel`]: `redis+sentinel://` URLs and finding the primary through the sentinels;
 //! - [`lease`]: fill leases across hosts (take, drop, and the fill checked against the grant);
 //! - [`atomic`]: read-modify-writes committed by a compare script ([`update_with`],
 //!   [`update_blocking`]) and deletes by key pattern;
@@ -50,6 +51,7 @@ pub mod keys;
 pub mod lease;
 pub mod record;
 mod scripts;
+pub mod sentinel;
 pub mod target;
 
 #[cfg(feature = "async")]

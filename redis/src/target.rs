@@ -14,15 +14,40 @@ pub struct Target {
     pub timeout: Duration,
     /// The URLs with passwords hidden, for messages and logs.
     pub shown: String,
+    /// Set for a `redis+sentinel://` URL: the primary is found through these sentinels
+    /// (then `urls` holds the sentinels' own `redis://host:port` URLs).
+    pub sentinel: Option<crate::sentinel::SentinelSpec>,
 }
 
 impl Target {
     /// Parses `spec`: one URL (`redis://`, `rediss://`, `unix://`, `redis+unix://`, with an
-    /// optional `user:password@`), or for a cluster a comma-separated list of seed URLs.
+    /// optional `user:password@`), for a cluster a comma-separated list of seed URLs, or a
+    /// `redis+sentinel://` URL (see [`crate::sentinel::SentinelSpec::parse`]).
     ///
     /// # Errors
     /// [`StoreError::Config`] when a URL does not parse.
     pub fn parse(spec: &str, cluster: bool, timeout: Duration) -> Result<Target, StoreError> {
+        if let Some(s) = crate::sentinel::SentinelSpec::parse(spec.trim())? {
+            if cluster {
+                return Err(StoreError::Config {
+                    url: s.shown.clone(),
+                    message: "a Sentinel URL names one primary, not a Redis Cluster: set redis_cluster = false".into(),
+                });
+            }
+            if timeout.is_zero() {
+                return Err(StoreError::Config {
+                    url: s.shown,
+                    message: "the Redis timeout is 0; give it a positive number of ms".into(),
+                });
+            }
+            return Ok(Target {
+                urls: s.sentinel_urls(),
+                cluster: false,
+                timeout,
+                shown: s.shown.clone(),
+                sentinel: Some(s),
+            });
+        }
         let urls: Vec<String> = spec
             .split(',')
             .map(str::trim)
@@ -61,6 +86,7 @@ impl Target {
             cluster,
             timeout,
             shown,
+            sentinel: None,
         })
     }
 }

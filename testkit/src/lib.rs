@@ -10,6 +10,7 @@
 //!   and restart in the same dir for the crash stories.
 //! - [`Redis`] and [`RedisCluster`]: real `redis-server`s on free loopback ports, without
 //!   persistence, in temp dirs, killed when dropped.
+//! - [`SentinelGroup`]: a primary, a replica and three sentinels, for failover stories.
 //! - [`free_port`], [`free_port_pair`], [`temp_dir`]: private resources, so tests running at
 //!   the same time never meet each other or a daemon already running on the machine.
 //! - [`watchdog`], [`poll`], [`eventually`]: a hung test fails with its name after a deadline
@@ -28,6 +29,7 @@ mod locate;
 mod ports;
 mod process;
 mod redis;
+mod sentinel;
 mod wait;
 
 use std::time::Duration;
@@ -36,6 +38,7 @@ pub use crate::daemon::{Daemon, Site, DEFAULT_FLAGS};
 pub use crate::locate::{cachekitd, BIN_VAR};
 pub use crate::ports::{free_port, free_port_pair};
 pub use crate::redis::{Redis, RedisCluster};
+pub use crate::sentinel::SentinelGroup;
 pub use crate::wait::{eventually, poll, test_name, watchdog};
 pub use rustix::process::Signal;
 

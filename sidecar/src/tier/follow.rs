@@ -9,6 +9,13 @@
 //!   stream.
 //! - **Gaps.** The events carry consecutive clock values; a jump means entries were trimmed
 //!   (or Redis lost its data) before this host read them: the namespace is cleared locally.
+//! - **Failover** (Sentinel). When the store finds a primary with another history
+//!   ([`cachekit_redis::AsyncStore::epoch`]), the new primary may lack writes the old one
+//!   acknowledged, and its clock may hand out again values this host already applied. Before
+//!   reading any stream on it, the follower raises each followed namespace's clock past what
+//!   this host saw and, if it was below (this host saw events the new primary lacks), clears
+//!   the namespace in Redis; then takes a new cursor and clears the namespace locally. Fills
+//!   wait for that (`Tier::read_through`).
 //! - **Outage bound.** After `redis_stale_bound_ms` without a complete read, every followed
 //!   namespace is cleared locally (and again every as long while it lasts), so nothing
 //!   another host invalidated is served past that bound.
@@ -16,9 +23,12 @@
 use super::breaker::State;
 use super::{bump, Tier};
 use crate::table::SharedTable;
+use cachekit_redis::WriteOp;
 use cachekit_redis::{Continuity, Cursor, EventKind};
+use cachekit_shm::now_ms;
 use futures_util::{FutureExt, Stream, StreamExt};
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::{info, warn};
@@ -145,8 +155,65 @@ fn advance(t: &Tier, ns: &str, old: Option<&Cursor>, new: Cursor) {
     }
 }
 
+/// After a failover (the store's epoch moved): for each followed namespace, raise the new
+/// primary's clock past every value this host saw and clear the namespace in Redis if it was
+/// below, take a new cursor, clear the namespace locally. Then fills may go on.
+async fn after_failover(d: &SharedTable, t: &Tier) -> Result<(), ()> {
+    let epoch = t.store.epoch();
+    if epoch == t.seen_epoch.load(Ordering::SeqCst) {
+        return Ok(());
+    }
+    let names = followed(t);
+    for ns in &names {
+        let known = t
+            .follows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(ns)
+            .map_or(0, |f| f.cursor.as_ref().map_or(0, |c| c.seq).max(f.written));
+        let before = t
+            .store
+            .raise_clock(ns, known)
+            .await
+            .map_err(|e| t.failed(&e))?;
+        if before < known {
+            warn!(
+                namespace = ns,
+                new_primary_clock = before,
+                seen = known,
+                "the new primary lacks events this host saw (acknowledged by the old primary, never replicated): clearing the namespace in Redis"
+            );
+            t.store
+                .write(&WriteOp::Clear { ns: ns.clone() }, now_ms())
+                .await
+                .map_err(|e| t.failed(&e))?;
+            bump(&t.c.failover_clears);
+        }
+        // The cursor before the local clear: what comes after it is applied to the cleared
+        // table, what came before is covered by the clear.
+        let c = t.store.follow_start(ns).await.map_err(|e| t.failed(&e))?;
+        flush_local(d, ns);
+        if let Some(f) = t
+            .follows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(ns)
+        {
+            f.cursor = Some(c);
+        }
+    }
+    t.seen_epoch.store(epoch, Ordering::SeqCst);
+    bump(&t.c.flushes_for_failover);
+    warn!(
+        namespaces = names.len(),
+        "failover: cleared the followed namespaces on this host; following the new primary"
+    );
+    Ok(())
+}
+
 /// Reads and applies everything after the cursor of `ns`.
 async fn poll_ns(d: &SharedTable, t: &Tier, ns: &str, replay: bool) -> Result<(), ()> {
+    after_failover(d, t).await?;
     loop {
         let cursor = match cursor_of(t, ns) {
             None => return Ok(()), // not a namespace this host uses
@@ -170,6 +237,10 @@ async fn poll_ns(d: &SharedTable, t: &Tier, ns: &str, replay: bool) -> Result<()
             .await
             .map_err(|e| t.failed(&e))?;
         t.breaker.success();
+        if t.store.epoch() != t.seen_epoch.load(Ordering::SeqCst) {
+            // Perhaps read from a new primary with the old one's cursor: handled next round.
+            return Err(());
+        }
         let n = events.len();
         let mut cur = cursor.clone();
         for e in events {

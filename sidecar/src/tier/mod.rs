@@ -64,6 +64,11 @@ pub struct TierCounters {
     pub flushes_for_gap: AtomicU64,
     pub flushes_for_outage: AtomicU64,
     pub flushes_for_unknown_start: AtomicU64,
+    /// Failovers handled: the primary changed history, every followed namespace was cleared.
+    pub flushes_for_failover: AtomicU64,
+    /// Namespaces cleared in Redis after a failover because the new primary lacked clock
+    /// values this host had seen (acknowledged writes the old primary never replicated).
+    pub failover_clears: AtomicU64,
     pub doorbell_reconnects: AtomicU64,
     /// Atomic operations decided in Redis (written, deleted, kept or refused).
     pub atomic_ops: AtomicU64,
@@ -130,6 +135,9 @@ pub struct Tier {
     pub fill_seconds: prometheus_client::metrics::histogram::Histogram,
     /// Unix ms of the follower's last complete read of every followed stream (0: none yet).
     caught_up_ms: AtomicU64,
+    /// The store's [`AsyncStore::epoch`] the table was last cleared for (`follow.rs`): no
+    /// fill while they differ.
+    seen_epoch: AtomicU64,
 }
 
 /// Buckets of the latency histograms, in seconds: 50 µs doubling to about 0.8 s (a
@@ -182,6 +190,7 @@ impl Tier {
             redis_seconds: latency_buckets(),
             fill_seconds: latency_buckets(),
             caught_up_ms: AtomicU64::new(0),
+            seen_epoch: AtomicU64::new(0),
         })
     }
 
@@ -353,6 +362,7 @@ impl Tier {
         max_value_bytes: usize,
     ) -> Option<FetchHit> {
         let known = self.ensure_followed(ns);
+        let epoch = self.store.epoch();
         let before = table.snapshot(ns, key);
         let now = now_ms();
         let rec = match self.fetch(ns, key, now) {
@@ -380,11 +390,17 @@ impl Tier {
         };
         // Filled only if this host knows where it follows the namespace's stream from, no
         // write to the key is still on its way to Redis, and nothing Redis may not have had
-        // changed the key or namespace since `before` (checked by `fill`, under the lock).
-        let filled = table.change(|t| match known && !self.queue.pending.any(ns, key) {
-            true => t.fill(before, rec.stamp, ns, key, &rec.value, &opts),
-            false => Ok(None),
-        });
+        // changed the key or namespace since `before` (checked by `fill`, under the lock);
+        // and not across a failover the follower has not cleared the table for yet.
+        let same_primary =
+            || epoch == self.store.epoch() && epoch == self.seen_epoch.load(Ordering::SeqCst);
+        let filled =
+            table.change(
+                |t| match known && !self.queue.pending.any(ns, key) && same_primary() {
+                    true => t.fill(before, rec.stamp, ns, key, &rec.value, &opts),
+                    false => Ok(None),
+                },
+            );
         let version = match filled {
             Ok(Some(version)) => {
                 bump(&self.c.fills);
@@ -482,6 +498,8 @@ impl Tier {
                 "flushes_for_unknown_start".into(),
                 l(&c.flushes_for_unknown_start),
             ),
+            ("flushes_for_failover".into(), l(&c.flushes_for_failover)),
+            ("redis_failover_clears".into(), l(&c.failover_clears)),
             (
                 "redis_doorbell_reconnects".into(),
                 l(&c.doorbell_reconnects),
