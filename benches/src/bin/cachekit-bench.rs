@@ -30,6 +30,7 @@
 
 use cachekit_benches::daemon::{connect, Daemon};
 use cachekit_benches::data::{hit_keys, hit_order, hit_values, key16, value_for, Rng};
+use cachekit_benches::hitmap;
 use cachekit_benches::memcache::Memcache;
 use cachekit_benches::sim;
 use cachekit_benches::timing::{loop_mean, median, time_ops, timer_overhead, Summary};
@@ -107,6 +108,14 @@ fn main() {
             };
             println!("{}", serde_json::to_string_pretty(&lease(plan)).unwrap());
         }
+        Some("hit") => {
+            let plan = if args.iter().any(|a| a == "--quick") {
+                QUICK
+            } else {
+                FULL
+            };
+            println!("{}", serde_json::to_string_pretty(&hit(plan)).unwrap());
+        }
         Some("encryption") => {
             let plan = if args.iter().any(|a| a == "--quick") {
                 QUICK
@@ -123,6 +132,7 @@ fn main() {
                 "usage: cachekit-bench run --out FILE [--quick] [--python PY --python-script PATH]\n\
                  \x20      cachekit-bench reader SOCKET NS TAG N MILLIS\n\
                  \x20      cachekit-bench lease [--quick]\n\
+                 \x20      cachekit-bench hit [--quick]\n\
                  \x20      cachekit-bench encryption [--quick]"
             );
             std::process::exit(2);
@@ -233,6 +243,74 @@ fn encryption(plan: Plan) -> Value {
 }
 
 /// Section 7: 8 callers wait for one key's fill, on a daemon of its own.
+/// The hit rows of issue 17 alone, for measuring a change to the hit path without the whole
+/// run: the client against a same-process `HashMap` at 10k entries (bench-hit's keys) and at the
+/// largest table size, per-operation p50 and plain-loop mean; and a miss of a daemon without a
+/// second tier (answered from the segment).
+fn hit(plan: Plan) -> Value {
+    let mut points = Vec::new();
+    for (n, mem) in [(KEYS, "64MiB"), (plan.tables[2], "256MiB")] {
+        let daemon = Daemon::start(mem, &[]);
+        let c = daemon.client("h");
+        let keys: Vec<Vec<u8>> = (0..n).map(|i| key16("h", i)).collect();
+        let value = |i: usize| value_for(i, 100);
+        let (rate, missing) = fill_tolerant(&c, &keys, &value, &SetOptions::new().ttl(TTL));
+        let mut order: Vec<usize> = (0..n)
+            .filter(|i| missing.binary_search(i).is_err())
+            .collect();
+        Rng(n as u64).shuffle(&mut order);
+        log(format!("hit: {n} entries filled at {rate:.0} sets/s"));
+        let r = hitmap::compare(&c, &keys, &value, &order, plan.rounds, plan.fast_ops);
+        log(format!(
+            "hit: {n} entries: client p50 {} ns loop {:.0} ns; HashMap p50 {} ns loop {:.0} ns; \
+             ratios {:.2}x p50, {:.2}x loop",
+            r.client.p50,
+            r.client_loop_ns,
+            r.map.p50,
+            r.map_loop_ns,
+            r.client.p50 / r.map.p50,
+            r.client_loop_ns / r.map_loop_ns
+        ));
+        let mut p = r.json();
+        p["entries"] = json!(n);
+        if n == KEYS {
+            p["miss"] = local_miss(&c, plan);
+        }
+        points.push(p);
+    }
+    json!({ "points": points })
+}
+
+/// Gets of absent keys from a daemon without a second tier: p50 and plain-loop mean, and the
+/// requests they sent (none: the segment's answer is the whole cache's).
+fn local_miss(c: &Client, plan: Plan) -> Value {
+    let absent: Vec<Vec<u8>> = (0..KEYS).map(|i| key16("absent", i)).collect();
+    let requests = c.request_count();
+    let mut out = Vec::new();
+    let rounds: Vec<Summary> = (0..plan.rounds)
+        .map(|_| {
+            let mut k = 0;
+            time_ops(plan.fast_ops, || {
+                assert!(c.get_into(black_box(&absent[k]), &mut out).unwrap().is_none());
+                k = (k + 1) % absent.len();
+            })
+        })
+        .collect();
+    let mut k = 0;
+    let loop_ns = loop_mean(plan.fast_ops, || {
+        let _ = black_box(c.get_into(black_box(&absent[k]), &mut out));
+        k = (k + 1) % absent.len();
+    });
+    let sent = c.request_count() - requests;
+    let s = Summary::median_of(&rounds);
+    log(format!(
+        "miss without a second tier: p50 {} ns, loop {loop_ns:.0} ns, {sent} requests",
+        s.p50
+    ));
+    json!({ "get": s.json(), "loop_mean_ns": loop_ns, "requests": sent,
+            "gets": plan.rounds * (plan.fast_ops + plan.fast_ops / 10) + plan.fast_ops })
+}
+
 fn lease(plan: Plan) -> Value {
     const WAITERS: usize = 8;
     let daemon = Daemon::start("64MiB", &[]);
