@@ -7,7 +7,7 @@
 //! anything that serialises the hit path (a locked read-modify-write, a fence, a serialising
 //! clock read) keeps cachekit's loop at its p50. So both are measured, in interleaved rounds.
 
-use crate::timing::{loop_mean, median, time_ops, Summary};
+use crate::timing::{loop_mean_cpu, median, time_ops, Summary};
 use cachekit_client::Client;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -18,7 +18,7 @@ use std::hint::black_box;
 pub struct HitVsMap {
     /// cachekit `Client::get_into`, one clock pair per get.
     pub client: Summary,
-    /// The same gets in a plain loop, mean ns per get.
+    /// The same gets in a plain loop, mean ns of the thread's CPU time per get.
     pub client_loop_ns: f64,
     /// `HashMap::get` + copy into a reused `Vec`, one clock pair per get.
     pub map: Summary,
@@ -43,7 +43,8 @@ impl HitVsMap {
 /// Times `client` against a `HashMap` holding `keys[i] → value(i)` for every `i` in `order`
 /// (the keys that hit), both reading `order` round and round: `rounds` interleaved rounds of
 /// `ops` timed gets and `ops` gets in a plain loop each. Every cachekit get must hit from the
-/// segment without a request to the daemon.
+/// segment without a request to the daemon. Plain loops are timed in the thread's CPU time
+/// ([`loop_mean_cpu`]): on a shared machine their wall-clock time is mostly preemption.
 pub fn compare(
     client: &Client,
     keys: &[Vec<u8>],
@@ -66,7 +67,7 @@ pub fn compare(
             k = (k + 1) % order.len();
         }));
         let mut k = 0;
-        cl.push(loop_mean(ops, || {
+        cl.push(loop_mean_cpu(ops, || {
             let _ = black_box(client.get_into(black_box(&keys[order[k]]), &mut out));
             k = (k + 1) % order.len();
         }));
@@ -78,7 +79,7 @@ pub fn compare(
             k = (k + 1) % order.len();
         }));
         let mut k = 0;
-        ml.push(loop_mean(ops, || {
+        ml.push(loop_mean_cpu(ops, || {
             let v = map.get(black_box(&keys[order[k]])).expect("map");
             out.clear();
             out.extend_from_slice(v);

@@ -33,7 +33,7 @@ use cachekit_benches::data::{hit_keys, hit_order, hit_values, key16, value_for, 
 use cachekit_benches::hitmap;
 use cachekit_benches::memcache::Memcache;
 use cachekit_benches::sim;
-use cachekit_benches::timing::{loop_mean, median, time_ops, timer_overhead, Summary};
+use cachekit_benches::timing::{loop_mean, loop_mean_cpu, median, time_ops, timer_overhead, Summary};
 use cachekit_client::{Client, SetOptions, Source};
 use cachekit_envelope::{decode_into, encode_into, EnvelopeConfig};
 use cachekit_shm::{Backing, InsertOptions, InvalidateMode, Stat, TableConfig, Writer};
@@ -297,7 +297,7 @@ fn local_miss(c: &Client, plan: Plan) -> Value {
         })
         .collect();
     let mut k = 0;
-    let loop_ns = loop_mean(plan.fast_ops, || {
+    let loop_ns = loop_mean_cpu(plan.fast_ops, || {
         let _ = black_box(c.get_into(black_box(&absent[k]), &mut out));
         k = (k + 1) % absent.len();
     });
