@@ -279,6 +279,19 @@ impl Reader {
 
     /// [`Reader::get_into`] as if the time were `now` (Unix ms; `None` = the clock).
     pub fn get_into_at(&self, ns: &str, key: &[u8], buf: &mut [u8], now: Option<u64>) -> Lookup {
+        self.lookup(ns, key, buf, now).0
+    }
+
+    /// [`Reader::get_into_at`], and whether its answer is settled: `false` for a miss of a
+    /// lookup that ran out of retries (the table kept changing under it, so only its writer
+    /// knows), `true` otherwise.
+    pub fn get_into_settled(
+        &self,
+        ns: &str,
+        key: &[u8],
+        buf: &mut [u8],
+        now: Option<u64>,
+    ) -> (Lookup, bool) {
         self.lookup(ns, key, buf, now)
     }
 
@@ -291,7 +304,7 @@ impl Reader {
     /// [`Reader::get`] as if the time were `now` (Unix ms; `None` = the clock).
     pub fn get_at(&self, ns: &str, key: &[u8], now: Option<u64>) -> Option<(Vec<u8>, HitMeta)> {
         let mut v = Vec::new();
-        match self.lookup(ns, key, &mut v, now) {
+        match self.lookup(ns, key, &mut v, now).0 {
             Lookup::Hit(m) => {
                 v.truncate(m.value_len);
                 Some((v, m))
@@ -306,7 +319,7 @@ impl Reader {
         key: &[u8],
         sink: &mut S,
         now: Option<u64>,
-    ) -> Lookup {
+    ) -> (Lookup, bool) {
         let seed = self.geo.seed;
         let kh = key_hash(seed, namespace_hash(seed, ns.as_bytes()), key);
         let (bucket, fp) = bucket_and_fp(kh, self.geo.bucket_count);
@@ -333,13 +346,15 @@ impl Reader {
                             bump(cs, st, |c| &c.stale_hits);
                         }
                         self.touch(bucket * SLOTS_PER_BUCKET as u64 + i as u64);
-                        return Lookup::Hit(m);
+                        return (Lookup::Hit(m), true);
                     }
-                    Probe::TooSmall(needed) => return Lookup::BufferTooSmall { needed },
+                    Probe::TooSmall(needed) => {
+                        return (Lookup::BufferTooSmall { needed }, true)
+                    }
                     Probe::OtherKey => continue,
                     Probe::Dead => {
                         bump(cs, st, |c| &c.misses);
-                        return Lookup::Miss;
+                        return (Lookup::Miss, true);
                     }
                     Probe::Corrupt => {
                         bump(cs, st, |c| &c.corrupt);
@@ -354,12 +369,12 @@ impl Reader {
             }
             if !retry {
                 bump(cs, st, |c| &c.misses);
-                return Lookup::Miss;
+                return (Lookup::Miss, true);
             }
         }
         bump(cs, st, |c| &c.gave_up);
         bump(cs, st, |c| &c.misses);
-        Lookup::Miss
+        (Lookup::Miss, false)
     }
 
     /// The seqlock read of one candidate entry.
