@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::hint::black_box;
 
 /// One comparison's figures (medians over the rounds).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct HitVsMap {
     /// cachekit `Client::get_into`, one clock pair per get.
     pub client: Summary,
@@ -24,6 +24,8 @@ pub struct HitVsMap {
     pub map: Summary,
     /// The same in a plain loop.
     pub map_loop_ns: f64,
+    /// The client's p50 in each round.
+    pub client_p50_rounds: Vec<f64>,
 }
 
 impl HitVsMap {
@@ -53,7 +55,8 @@ pub fn compare(
     rounds: usize,
     ops: usize,
 ) -> HitVsMap {
-    let map: HashMap<Vec<u8>, Vec<u8>> = order.iter().map(|&i| (keys[i].clone(), value(i))).collect();
+    let map: HashMap<Vec<u8>, Vec<u8>> =
+        order.iter().map(|&i| (keys[i].clone(), value(i))).collect();
     let requests = client.request_count();
     let (mut c, mut cl, mut m, mut ml) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut out: Vec<u8> = Vec::with_capacity(256);
@@ -61,7 +64,10 @@ pub fn compare(
     for _ in 0..rounds {
         let mut k = 0;
         c.push(time_ops(ops, || {
-            if !matches!(client.get_into(black_box(&keys[order[k]]), &mut out), Ok(Some(_))) {
+            if !matches!(
+                client.get_into(black_box(&keys[order[k]]), &mut out),
+                Ok(Some(_))
+            ) {
                 missed += 1;
             }
             k = (k + 1) % order.len();
@@ -98,5 +104,6 @@ pub fn compare(
         client_loop_ns: median(&cl),
         map: Summary::median_of(&m),
         map_loop_ns: median(&ml),
+        client_p50_rounds: c.iter().map(|r| r.p50).collect(),
     }
 }

@@ -142,7 +142,10 @@ fn misses_ask_the_daemon_only_with_a_second_tier() {
             let k = format!("ryw-{i}");
             assert!(client.get(&k).unwrap().is_none());
             client.set(&k, b"v", &SetOptions::new()).unwrap();
-            let v = client.get(&k).unwrap().expect("a write is read back at once");
+            let v = client
+                .get(&k)
+                .unwrap()
+                .expect("a write is read back at once");
             assert_eq!((v.bytes.as_slice(), v.source), (&b"v"[..], Source::Segment));
             client.delete(&k).unwrap();
             assert!(client.get(&k).unwrap().is_none());

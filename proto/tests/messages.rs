@@ -3,8 +3,8 @@
 use cachekit_proto::{
     decode_body, decode_frame, decode_header, encode_frame, encode_reply, encode_request,
     EncodeError, ErrorCode, FetchHit, Field, Frame, Hello, HelloOk, Kind, Limits, Message,
-    ProtoError, Reply, Request, Set, HEADER_LEN, MAX_CLIENT_NAME_BYTES, MAX_ERROR_MESSAGE_BYTES,
-    HELLO_FLAG_SECOND_TIER, MAX_STATS, MAX_STAT_NAME_BYTES,
+    ProtoError, Reply, Request, Set, HEADER_LEN, HELLO_FLAG_SECOND_TIER, MAX_CLIENT_NAME_BYTES,
+    MAX_ERROR_MESSAGE_BYTES, MAX_STATS, MAX_STAT_NAME_BYTES,
 };
 
 /// Builds a frame by hand, following the header table.

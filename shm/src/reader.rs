@@ -348,9 +348,7 @@ impl Reader {
                         self.touch(bucket * SLOTS_PER_BUCKET as u64 + i as u64);
                         return (Lookup::Hit(m), true);
                     }
-                    Probe::TooSmall(needed) => {
-                        return (Lookup::BufferTooSmall { needed }, true)
-                    }
+                    Probe::TooSmall(needed) => return (Lookup::BufferTooSmall { needed }, true),
                     Probe::OtherKey => continue,
                     Probe::Dead => {
                         bump(cs, st, |c| &c.misses);
@@ -449,9 +447,8 @@ impl Reader {
         if !r.read_bytes(loc as usize, &mut meta[..n]) {
             return settle(Probe::Corrupt);
         }
-        let hb: [u8; ENTRY_HEADER_BYTES] = meta[..ENTRY_HEADER_BYTES]
-            .try_into()
-            .expect("header bytes");
+        let hb: [u8; ENTRY_HEADER_BYTES] =
+            meta[..ENTRY_HEADER_BYTES].try_into().expect("header bytes");
         let h = EntryHeader::decode(&hb);
         let total = h.total_len() as u64;
         if loc + total > seg_end

@@ -6,6 +6,8 @@
 //!     env: BENCH_REDIS_PORT, BENCH_MEMCACHED_PORT (servers started by scripts/bench)
 //! cachekit-bench reader SOCKET NS TAG N MILLIS     (a reader process of the scaling test)
 //! cachekit-bench lease [--quick]                    (section 7 alone, JSON on stdout)
+//! cachekit-bench hit [--quick]                      (the client against a HashMap at 10k and
+//!                                                    1M entries, and a miss without Redis)
 //! ```
 //!
 //! Sections, in the order they run:
@@ -33,7 +35,9 @@ use cachekit_benches::data::{hit_keys, hit_order, hit_values, key16, value_for, 
 use cachekit_benches::hitmap;
 use cachekit_benches::memcache::Memcache;
 use cachekit_benches::sim;
-use cachekit_benches::timing::{loop_mean, loop_mean_cpu, median, time_ops, timer_overhead, Summary};
+use cachekit_benches::timing::{
+    loop_mean, loop_mean_cpu, median, time_ops, timer_overhead, Summary,
+};
 use cachekit_client::{Client, SetOptions, Source};
 use cachekit_envelope::{decode_into, encode_into, EnvelopeConfig};
 use cachekit_shm::{Backing, InsertOptions, InvalidateMode, Stat, TableConfig, Writer};
@@ -291,7 +295,10 @@ fn local_miss(c: &Client, plan: Plan) -> Value {
         .map(|_| {
             let mut k = 0;
             time_ops(plan.fast_ops, || {
-                assert!(c.get_into(black_box(&absent[k]), &mut out).unwrap().is_none());
+                assert!(c
+                    .get_into(black_box(&absent[k]), &mut out)
+                    .unwrap()
+                    .is_none());
                 k = (k + 1) % absent.len();
             })
         })
@@ -589,6 +596,12 @@ fn side_by_side(
         .map(|i| format!("miss-{i}").into_bytes())
         .collect();
     let mut echo = Echo::start();
+    // A daemon with Redis as its second tier: its misses are FETCH round trips.
+    let tiered_daemon = redis_port.map(|p| {
+        let url = format!("redis://127.0.0.1:{p}/");
+        Daemon::start("64MiB", &["--redis-url", &url])
+    });
+    let tiered = tiered_daemon.as_ref().map(|d| d.client("tiered"));
 
     let mut subjects = vec![
         Subject::new(
@@ -640,10 +653,16 @@ fn side_by_side(
             "write + read on a socketpair, echo thread",
         ),
         Subject::new(
+            "cachekit_miss_local",
+            "cachekit",
+            "cachekit miss, no second tier (answered from the segment)",
+            "a daemon without Redis: the segment is the whole cache",
+        ),
+        Subject::new(
             "cachekit_miss",
             "cachekit",
-            "cachekit miss (FETCH round trip to cachekitd)",
-            "what every miss or write pays",
+            "cachekit miss, with Redis (FETCH round trip to cachekitd)",
+            "what a miss with a second tier, or a write, pays",
         ),
     ];
     subjects[2].batch = 100;
@@ -733,11 +752,24 @@ fn side_by_side(
             .push(time_ops(plan.slow_ops, || echo.round_trip(&mut buf)));
         let mut k = 0;
         let requests = c100.request_count();
-        subjects[8].rounds.push(time_ops(plan.slow_ops, || {
+        subjects[8].rounds.push(time_ops(plan.fast_ops, || {
             assert!(c100.get_into(&misses[k], &mut out).unwrap().is_none());
             k = (k + 1) % KEYS;
         }));
-        assert!(c100.request_count() > requests);
+        assert_eq!(
+            c100.request_count(),
+            requests,
+            "a miss without Redis sent a request"
+        );
+        if let Some(c) = &tiered {
+            let mut k = 0;
+            let requests = c.request_count();
+            subjects[9].rounds.push(time_ops(plan.slow_ops, || {
+                assert!(c.get_into(&misses[k], &mut out).unwrap().is_none());
+                k = (k + 1) % KEYS;
+            }));
+            assert!(c.request_count() > requests);
+        }
 
         // Value sizes: cachekit and Redis.
         for (si, &size) in SIZES.iter().enumerate() {
@@ -765,6 +797,15 @@ fn side_by_side(
         }
     }
     let loop_ns = median(&loop_means);
+    log("side by side: against a same-process HashMap");
+    let vs_map = hitmap::compare(
+        c100,
+        &keys,
+        &|i| v100[i].clone(),
+        &order,
+        plan.rounds,
+        plan.fast_ops,
+    );
 
     // The Python half, against the same daemon, Redis and memcached.
     let py = python.map(|(py, script)| {
@@ -798,6 +839,7 @@ fn side_by_side(
         "value_bytes": 100,
         "rust": subjects.iter().filter(|s| !s.rounds.is_empty()).map(Subject::json).collect::<Vec<_>>(),
         "cachekit_loop_mean_ns": loop_ns,
+        "hit_vs_map": vs_map.json(),
         "python": py,
         "daemon_memory": daemon.memory,
         "daemon_live_entries": stats.daemon_counter("table_live_entries"),
@@ -1212,17 +1254,14 @@ fn table_sizes(plan: Plan, redis_port: Option<u16>, mc_port: Option<u16>) -> Val
             .filter(|i| missing.binary_search(i).is_err())
             .collect();
         Rng(n as u64).shuffle(&mut order);
-        let mut rounds = Vec::new();
-        let mut loop_means = Vec::new();
-        for _ in 0..plan.rounds {
-            rounds.push(time_client_gets(&c, &keys, &order, plan.fast_ops));
-            let mut k = 0;
-            let mut out = Vec::with_capacity(128);
-            loop_means.push(loop_mean(plan.fast_ops, || {
-                let _ = c.get_into(black_box(&keys[order[k]]), &mut out);
-                k = (k + 1) % order.len();
-            }));
-        }
+        let vs_map = hitmap::compare(
+            &c,
+            &keys,
+            &|i| value_for(i, 100),
+            &order,
+            plan.rounds,
+            plan.fast_ops,
+        );
         let table = table_only(n, &keys, &order, plan);
         // The largest table again, with keys drawn from Zipf(0.99) (popular keys stay in the
         // CPU caches, as in most real workloads) instead of uniformly.
@@ -1242,18 +1281,18 @@ fn table_sizes(plan: Plan, redis_port: Option<u16>, mc_port: Option<u16>) -> Val
             ));
             s.json()
         });
-        let loop_ns = median(&loop_means);
-        let s = Summary::median_of(&rounds);
+        let s = vs_map.client;
         log(format!(
-            "table of {n}: get hit p50 {} ns, p99 {} ns",
-            s.p50, s.p99
+            "table of {n}: get hit p50 {} ns, p99 {} ns; HashMap p50 {} ns",
+            s.p50, s.p99, vs_map.map.p50
         ));
         let stats = c.stats().expect("STATS");
         let counter = |name: &str| stats.daemon_counter(name).unwrap_or(0);
         points.push(json!({
             "entries": n, "daemon_memory": mem, "fill_sets_per_s": rate, "missing": missing.len(),
-            "get_hit": s.json(), "loop_mean_ns": loop_ns, "table_only": table, "get_hit_zipf": zipf,
-            "p50_rounds_ns": rounds.iter().map(|r| r.p50).collect::<Vec<_>>(),
+            "get_hit": s.json(), "loop_mean_ns": vs_map.client_loop_ns, "table_only": table,
+            "get_hit_zipf": zipf, "hit_vs_map": vs_map.json(),
+            "p50_rounds_ns": vs_map.client_p50_rounds,
             "bucket_evictions": counter("table_bucket_evictions"),
             "evictions": counter("table_evictions"),
         }));
