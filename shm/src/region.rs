@@ -83,11 +83,13 @@ impl Region {
         // around an unaligned start or end are moved one by one (at most 7 each), not by a
         // variable-length memcpy call.
         let base = self.base.as_ptr();
-        // SAFETY (for each call):
-        // - idx < ceil(end / 8) <= words (the range check above), so the pointer stays inside
-        //   the block `new` was given;
-        // - the block is valid and aligned for AtomicU64 (contract of `new`).
-        let load = |idx: usize| unsafe { &*base.add(idx) }.load(Ordering::Relaxed);
+        let load = |idx: usize| {
+            // SAFETY:
+            // - every idx passed below is < ceil(end / 8) <= words (the range check above), so
+            //   the pointer stays inside the block `new` was given;
+            // - the block is valid and aligned for AtomicU64 (contract of `new`).
+            unsafe { &*base.add(idx) }.load(Ordering::Relaxed)
+        };
         let mut word = off / 8;
         let skip = off % 8;
         let mut out = 0;
