@@ -19,6 +19,8 @@ import subprocess
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from report_hit import issue17, issue17_section
+
 # ---------------------------------------------------------------------------------------------
 # Inputs
 
@@ -439,8 +441,11 @@ def main() -> None:
         "met": met_s,
     })
 
+    targets17, text17 = issue17(rust, py, fmt_ns, fmt_x, count_label, table)
+
     # --- JSON --------------------------------------------------------------------------------
-    doc = {"run": run, "machine": m, "headline": headline, "targets": targets, "bench_hit": hit,
+    doc = {"run": run, "machine": m, "headline": headline, "targets": targets, "issue17_targets": targets17,
+           "bench_hit": hit,
            "python_versions": py.get("versions"), **rust}
     (out / "performance.json").write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
 
@@ -524,6 +529,8 @@ def main() -> None:
     for line in why_lines(targets, rust, headline, timer, tpoints, s1m, s1k):
         w(f"- {line}")
     w("")
+    for line in issue17_section(targets17, text17, table, verdict):
+        w(line)
     w("## Machine and method")
     w("")
     w(table(["", ""], [

@@ -988,6 +988,32 @@ cachekit_result cachekit_get(const struct cachekit_client *client,
                              struct cachekit_value_info *info);
 
 /**
+ * Gets the value of `key` into the caller's buffer, like `cachekit_get`, and returns its
+ * length: one call and its return value, no out-parameter to read back (which costs a
+ * binding like Python's cffi as much as the call's other work).
+ *
+ * - `>= 0`: a hit (fresh or stale) of that many bytes, now in `buf[0..n]`; `*info` (if `info`
+ *   is not NULL) describes it.
+ * - `-CACHEKIT_MISS` (-1): not in the cache, or the daemon cannot be reached. Nothing written.
+ * - `-CACHEKIT_BUFFER_TOO_SMALL` (-2): the value is longer than `buf_len`; nothing written.
+ *   `cachekit_get` with the same key tells its length.
+ * - otherwise minus the `cachekit_result` of the failure, as `cachekit_get` would return it
+ *   (the message in `cachekit_last_error_message`).
+ *
+ * # Safety
+ *
+ * `client` must be a live handle; `key` must point to `key_len` readable bytes (or be NULL
+ * with length 0); `buf` to `buf_len` writable bytes (or NULL with length 0); `info` must be
+ * NULL or point to a writable `cachekit_value_info`.
+ */
+int64_t cachekit_get_len(const struct cachekit_client *client,
+                         const uint8_t *key,
+                         size_t key_len,
+                         uint8_t *buf,
+                         size_t buf_len,
+                         struct cachekit_value_info *info);
+
+/**
  * Gets the value of `key` from the shared segment only: like `cachekit_get` (same
  * parameters, same results, same outputs), except that it never leaves the process. No socket
  * request, no Redis, no reconnect, no lock: a read of shared memory, so it never blocks (for

@@ -120,6 +120,14 @@ def main() -> None:
 
     add("cachekit", "cachekit_shm get_raw (Python)", "cachekit",
         lambda: time_calls(lambda i: ck.get_raw(keys[i]), order, a.ops))
+    # The same values set and read through the default serializer (what `Client()` does).
+    ck_default = cachekit_shm.Client(socket=a.socket, namespace=f"{a.ns}-default")
+    for i in range(n):
+        ck_default.set(keys[i], values[i])
+    for i in range(n):
+        assert ck_default.get(keys[i]) == values[i], f"cachekit (default serializer) key {i}"
+    add("cachekit_get", "cachekit_shm get (default serializer)", "cachekit",
+        lambda: time_calls(lambda i: ck_default.get(keys[i]), order, a.ops))
 
     # Encrypted against plain hits, by value size.
     enc_subjects: List[Dict] = []

@@ -4,6 +4,7 @@
 //!
 //! - [`data`]: reproducible keys, values and orders (the same ones as `scripts/bench-hit`);
 //! - [`daemon`]: a private `cachekitd` in a temp dir;
+//! - [`hitmap`]: a cachekit hit against a same-process `HashMap` of the same keys;
 //! - [`timing`]: per-operation timing loops and percentiles;
 //! - [`memcache`]: a minimal memcached text-protocol client;
 //! - [`sim`]: the hit-ratio simulation (cachekit's eviction vs quick_cache and moka);
@@ -12,6 +13,7 @@
 pub mod crypt;
 pub mod daemon;
 pub mod data;
+pub mod hitmap;
 pub mod lease;
 pub mod memcache;
 pub mod sim;

@@ -120,6 +120,21 @@ pub fn loop_mean(n: usize, mut op: impl FnMut()) -> f64 {
     t.elapsed().as_nanos() as f64 / n as f64
 }
 
+/// [`loop_mean`] in CPU time of the calling thread: nanoseconds per call of `n` calls in one
+/// plain loop, not counting time the thread spent descheduled (on a machine shared with other
+/// work, the wall-clock mean of a long loop is mostly other processes' time slices).
+pub fn loop_mean_cpu(n: usize, mut op: impl FnMut()) -> f64 {
+    let cpu = || {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+        t.tv_sec as f64 * 1e9 + t.tv_nsec as f64
+    };
+    let t = cpu();
+    for _ in 0..n {
+        op();
+    }
+    (cpu() - t) / n as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

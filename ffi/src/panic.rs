@@ -32,6 +32,24 @@ impl FfiReturn for Result<cachekit_result, Failure> {
     }
 }
 
+/// A length or a negated result code (`cachekit_get_len`): the body returns the length of a
+/// hit, or the result code of anything else.
+pub(crate) struct LenOrCode(pub(crate) Result<usize, Result<cachekit_result, Failure>>);
+
+impl FfiReturn for LenOrCode {
+    type C = i64;
+    fn into_c(self) -> i64 {
+        match self.0 {
+            // A value's length is below 2^24 (the table's length field), far from i64::MAX.
+            Ok(len) => i64::try_from(len).unwrap_or(i64::MAX),
+            Err(r) => -(r.into_c() as i64),
+        }
+    }
+    fn on_panic() -> i64 {
+        -(cachekit_result::CACHEKIT_PANIC as i64)
+    }
+}
+
 /// `_close` and `_free` functions.
 impl FfiReturn for () {
     type C = ();

@@ -11,7 +11,7 @@ use crate::args::{bytes_in, handle, out_ptr, write_out};
 use crate::buf::alloc_copy;
 use crate::client::cachekit_client;
 use crate::error::{cachekit_result, Failure};
-use crate::panic::ffi_boundary;
+use crate::panic::{ffi_boundary, LenOrCode};
 
 /// Where a hit came from.
 #[repr(u32)]
@@ -168,6 +168,54 @@ pub unsafe extern "C" fn cachekit_get(
                 Reach::Full,
             )
         }
+    })
+}
+
+/// Gets the value of `key` into the caller's buffer, like `cachekit_get`, and returns its
+/// length: one call and its return value, no out-parameter to read back (which costs a
+/// binding like Python's cffi as much as the call's other work).
+///
+/// - `>= 0`: a hit (fresh or stale) of that many bytes, now in `buf[0..n]`; `*info` (if `info`
+///   is not NULL) describes it.
+/// - `-CACHEKIT_MISS` (-1): not in the cache, or the daemon cannot be reached. Nothing written.
+/// - `-CACHEKIT_BUFFER_TOO_SMALL` (-2): the value is longer than `buf_len`; nothing written.
+///   `cachekit_get` with the same key tells its length.
+/// - otherwise minus the `cachekit_result` of the failure, as `cachekit_get` would return it
+///   (the message in `cachekit_last_error_message`).
+///
+/// # Safety
+///
+/// `client` must be a live handle; `key` must point to `key_len` readable bytes (or be NULL
+/// with length 0); `buf` to `buf_len` writable bytes (or NULL with length 0); `info` must be
+/// NULL or point to a writable `cachekit_value_info`.
+#[no_mangle]
+pub unsafe extern "C" fn cachekit_get_len(
+    client: *const cachekit_client,
+    key: *const u8,
+    key_len: usize,
+    buf: *mut u8,
+    buf_len: usize,
+    info: *mut cachekit_value_info,
+) -> i64 {
+    ffi_boundary(|| {
+        let mut len = 0usize;
+        // SAFETY: the caller's promises are `get_into_buf`'s; `len` is a writable `usize`.
+        let rc = unsafe {
+            get_into_buf(
+                client,
+                key,
+                key_len,
+                buf,
+                buf_len,
+                &mut len,
+                info,
+                Reach::Full,
+            )
+        };
+        LenOrCode(match rc {
+            Ok(cachekit_result::CACHEKIT_OK) => Ok(len),
+            other => Err(other),
+        })
     })
 }
 

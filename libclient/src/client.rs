@@ -30,7 +30,10 @@ use cachekit_redis::WriteOp;
 ///   allocation beyond the returned value ([`get_into`](Client::get_into): none at all once the
 ///   buffers are warm). [`get_local`](Client::get_local) reads the segment only, and never
 ///   blocks: for event loops.
-/// - **Misses** ask the daemon (FETCH), which fills from Redis and coalesces concurrent misses.
+/// - **Misses** ask the daemon (FETCH), which fills from Redis and coalesces concurrent misses;
+///   when the daemon has no second tier (HELLO_OK's flags), a miss of the live segment is the
+///   whole cache's answer and returns without a request (unless the lookup ran out of retries
+///   under concurrent writes: then it asks).
 /// - **Writes** go to the daemon and are visible to every read on the host that starts after
 ///   they return.
 /// - **Liveness**: while the daemon's heartbeat is stale, and from the moment this client
@@ -165,6 +168,7 @@ impl Client {
         let key = &*key;
         match self.segment_value(key, LookupMode::BeforeFetch)? {
             SegmentOutcome::Hit(r) => return self.decoded(r).map(Some),
+            SegmentOutcome::Absent => return Ok(None),
             SegmentOutcome::Miss | SegmentOutcome::Unusable => {}
         }
         self.fetch(key, |cfg, hit| {
@@ -188,6 +192,7 @@ impl Client {
         let key = &*key;
         match self.segment_value_into(key, out, LookupMode::BeforeFetch)? {
             SegmentOutcome::Hit(r) => return self.decoded(r).map(Some),
+            SegmentOutcome::Absent => return Ok(None),
             SegmentOutcome::Miss | SegmentOutcome::Unusable => {}
         }
         let keys = self.keyring();
@@ -216,7 +221,7 @@ impl Client {
     pub fn get_local(&self, key: impl AsRef<[u8]>) -> Result<Option<Value>, Error> {
         match self.segment_value(&self.wire_key(key.as_ref()), LookupMode::LocalOnly)? {
             SegmentOutcome::Hit(r) => self.decoded(r).map(Some),
-            SegmentOutcome::Miss | SegmentOutcome::Unusable => Ok(None),
+            SegmentOutcome::Miss | SegmentOutcome::Absent | SegmentOutcome::Unusable => Ok(None),
         }
     }
 
@@ -233,7 +238,7 @@ impl Client {
     ) -> Result<Option<HitInfo>, Error> {
         match self.segment_value_into(&self.wire_key(key.as_ref()), out, LookupMode::LocalOnly)? {
             SegmentOutcome::Hit(r) => self.decoded(r).map(Some),
-            SegmentOutcome::Miss | SegmentOutcome::Unusable => Ok(None),
+            SegmentOutcome::Miss | SegmentOutcome::Absent | SegmentOutcome::Unusable => Ok(None),
         }
     }
 
@@ -249,6 +254,7 @@ impl Client {
         for (i, key) in keys.iter().enumerate() {
             match self.segment_value(key, LookupMode::BeforeFetch)? {
                 SegmentOutcome::Hit(r) => out.push(Some(self.decoded(r)?)),
+                SegmentOutcome::Absent => out.push(None),
                 SegmentOutcome::Miss | SegmentOutcome::Unusable => {
                     out.push(None);
                     missing.push(i);

@@ -67,6 +67,9 @@ pub(crate) struct Session {
     pub(crate) value_limit: ValueLimit,
     /// `opts.envelope` with `max_value_bytes = value_limit.max`.
     pub(crate) envelope: EnvelopeConfig,
+    /// The daemon has a second tier (HELLO_OK's `flags`): a key the segment lacks may be in
+    /// Redis. Without one, a settled miss of a live segment is the whole cache's answer.
+    pub(crate) second_tier: bool,
 }
 
 impl Session {
@@ -91,7 +94,12 @@ pub(crate) enum LookupMode {
 /// What the segment said about a key.
 pub(crate) enum SegmentOutcome<T> {
     Hit(T),
+    /// Not in the segment; the daemon may still have it (a second tier, or a lookup that ran
+    /// out of retries).
     Miss,
+    /// Not in the cache at all: a settled miss of a live, trusted segment whose daemon has no
+    /// second tier. No request can find it.
+    Absent,
     /// No segment, or its heartbeat is stale: ask the daemon.
     Unusable,
 }
@@ -227,16 +235,19 @@ impl Shared {
                 raw.resize(INITIAL_RAW_BYTES, 0);
             }
             for _ in 0..MAX_GROWS {
-                match reader.get_into_at(ns, key, raw.as_mut_slice(), Some(now)) {
-                    shm::Lookup::Hit(m) => {
+                match reader.get_into_settled(ns, key, raw.as_mut_slice(), Some(now)) {
+                    (shm::Lookup::Miss, true) if !session.second_tier => {
+                        return SegmentOutcome::Absent
+                    }
+                    (shm::Lookup::Hit(m), _) => {
                         return SegmentOutcome::Hit(on_hit(
                             &raw[..m.value_len],
                             &m,
                             &session.envelope,
                         ))
                     }
-                    shm::Lookup::Miss => return SegmentOutcome::Miss,
-                    shm::Lookup::BufferTooSmall { needed } => raw.resize(needed, 0),
+                    (shm::Lookup::Miss, _) => return SegmentOutcome::Miss,
+                    (shm::Lookup::BufferTooSmall { needed }, _) => raw.resize(needed, 0),
                 }
             }
             SegmentOutcome::Miss
@@ -403,6 +414,7 @@ impl Shared {
                 max_value_bytes: value_limit.max,
                 ..self.opts.envelope
             },
+            second_tier: hello.has_second_tier(),
         };
         if let Some(old) = current {
             bump(&self.counters.reattaches);

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use cachekit_client::{Client, ClientOptions, Error, SetOptions, Source};
-use cachekit_testkit::{eventually, watchdog, Daemon};
+use cachekit_testkit::{eventually, watchdog, Daemon, Redis};
 
 /// A daemon of the kit with a fast heartbeat (a stuck or dead one is noticed within 200 ms)
 /// and `extra` flags.
@@ -59,9 +59,10 @@ fn against_the_real_daemon() {
             );
         }
         assert_eq!(client.request_count(), before);
-        // A miss asks the daemon.
+        // A miss of a daemon without a second tier is answered from the segment: the segment
+        // is the whole cache (with Redis, `misses_ask_the_daemon_only_with_a_second_tier`).
         assert!(client.get("absent").unwrap().is_none());
-        assert_eq!(client.request_count(), before + 1);
+        assert_eq!(client.request_count(), before);
         // Invalidation is immediate.
         client.invalidate(&["a"]).unwrap();
         assert!(client.get("k").unwrap().is_none());
@@ -111,6 +112,64 @@ fn against_the_real_daemon() {
         assert_ne!(segment.epoch, first_epoch);
         assert!(segment.live);
         assert!(client.local_stats().reattaches >= 1);
+    });
+}
+
+#[test]
+fn misses_ask_the_daemon_only_with_a_second_tier() {
+    watchdog(Duration::from_secs(120), move || {
+        let gets = |client: &Client, keys: &[&str]| {
+            let before = client.request_count();
+            let mut out = Vec::new();
+            for k in keys {
+                assert!(client.get(k).unwrap().is_none(), "{k}");
+                assert!(client.get_into(k, &mut out).unwrap().is_none(), "{k}");
+            }
+            let many = client.get_many(keys).unwrap();
+            assert!(many.iter().all(Option::is_none));
+            client.request_count() - before
+        };
+        let absent = ["absent-1", "absent-2", "absent-3"];
+
+        // Without Redis the segment is the whole cache: no request for a miss, and a value
+        // written by this process is read back at once (the daemon applies a write to the
+        // table before it answers).
+        let daemon = start("no-second-tier", &["--memory", "8MiB"]);
+        let client = connect(daemon.socket());
+        assert_eq!(gets(&client, &absent), 0, "misses sent requests");
+        assert_eq!(client.local_stats().fetches, 0);
+        for i in 0..100 {
+            let k = format!("ryw-{i}");
+            assert!(client.get(&k).unwrap().is_none());
+            client.set(&k, b"v", &SetOptions::new()).unwrap();
+            let v = client
+                .get(&k)
+                .unwrap()
+                .expect("a write is read back at once");
+            assert_eq!((v.bytes.as_slice(), v.source), (&b"v"[..], Source::Segment));
+            client.delete(&k).unwrap();
+            assert!(client.get(&k).unwrap().is_none());
+        }
+        // Another process's write (another client) is seen the same way.
+        let other = connect(daemon.socket());
+        other.set("from-other", b"w", &SetOptions::new()).unwrap();
+        assert_eq!(client.get("from-other").unwrap().unwrap().bytes, b"w");
+
+        // With Redis a key the segment lacks may be there: every miss asks the daemon, which
+        // finds what another host (here, a direct write to Redis by a second daemon) stored.
+        let redis = Redis::start();
+        let flags = ["--memory", "8MiB", "--redis-url", &redis.url()];
+        let with_tier = start("second-tier", &flags);
+        let client = connect(with_tier.socket());
+        assert_eq!(gets(&client, &absent), 9, "each miss is one FETCH");
+        let elsewhere = start("second-tier-elsewhere", &flags);
+        connect(elsewhere.socket())
+            .set("shared", b"r", &SetOptions::new())
+            .unwrap();
+        assert!(eventually(Duration::from_secs(10), || client
+            .get("shared")
+            .unwrap()
+            .is_some_and(|v| v.bytes == b"r")));
     });
 }
 

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use cachekit_client::{Client, ClientOptions, Error, SetOptions, Source};
-use cachekit_testkit::{eventually, watchdog, Daemon, Site};
+use cachekit_testkit::{eventually, watchdog, Daemon, Redis, Site};
 
 /// A heartbeat that stays fresh for 5 s after the daemon stops publishing it.
 const FLAGS: &[&str] = &[
@@ -136,7 +136,13 @@ fn a_delete_that_found_the_daemon_dead_is_not_followed_by_the_old_value() {
 #[test]
 fn a_get_that_found_the_daemon_dead_stops_the_segment_reads_too() {
     watchdog(Duration::from_secs(120), || {
-        let mut daemon = Daemon::start("fetch-after-kill", FLAGS);
+        // A daemon with a second tier: a miss in its segment asks it (without one, the segment
+        // answers misses itself, and a miss cannot find the daemon gone).
+        let redis = Redis::start();
+        let mut flags = FLAGS.to_vec();
+        let url = redis.url();
+        flags.extend(["--redis-url", url.as_str()]);
+        let mut daemon = Daemon::start("fetch-after-kill", &flags);
         let client = Client::connect(options(daemon.socket())).unwrap();
         set_and_read_from_the_segment(&client);
         // Another handle of the same client: it shares what the first one learns.

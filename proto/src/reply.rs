@@ -124,6 +124,21 @@ pub struct HelloOk {
     pub fd_count: u8,
     /// The limits this daemon enforces; clients decode replies and validate requests with them.
     pub limits: Limits,
+    /// What this daemon has: [`HELLO_FLAG_SECOND_TIER`]; other bits are reserved (sent as 0,
+    /// ignored).
+    pub flags: u8,
+}
+
+/// [`HelloOk::flags`]: the daemon has a second tier (Redis), so a key missing from the
+/// segment may still be found there. Without it the segment holds the whole cache, and a
+/// client may answer a miss from the segment alone.
+pub const HELLO_FLAG_SECOND_TIER: u8 = 1 << 0;
+
+impl HelloOk {
+    /// Whether the daemon has a second tier ([`HELLO_FLAG_SECOND_TIER`]).
+    pub fn has_second_tier(&self) -> bool {
+        self.flags & HELLO_FLAG_SECOND_TIER != 0
+    }
 }
 
 /// The body of FETCH_HIT.
@@ -497,8 +512,8 @@ impl Reply {
     }
 }
 
-/// HELLO_OK is fixed-size: 1 + 8 + 4 + 8 + 8 + 4 + 4 + 1 + (4 + 4 + 4 + 4 + 2 + 4).
-const HELLO_OK_BODY_LEN: u64 = 60;
+/// HELLO_OK is fixed-size: 1 + 8 + 4 + 8 + 8 + 4 + 4 + 1 + (4 + 4 + 4 + 4 + 2 + 4) + 1.
+const HELLO_OK_BODY_LEN: u64 = 61;
 
 fn limit_u32(setting: &'static str, value: usize) -> Result<u32, EncodeError> {
     u32::try_from(value).map_err(|_| EncodeError::LimitOutOfRange {
@@ -535,6 +550,7 @@ fn encode_hello_ok(ok: &HelloOk, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     wire::put_u32(out, max_value_bytes);
     wire::put_u16(out, max_tags);
     wire::put_u32(out, max_tag_bytes);
+    wire::put_u8(out, ok.flags);
     Ok(())
 }
 
@@ -558,6 +574,7 @@ fn decode_hello_ok(c: &mut Cursor<'_>) -> Result<HelloOk, ProtoError> {
             max_tags: usize::from(c.u16("max_tags")?),
             max_tag_bytes: size(c.u32("max_tag_bytes")?),
         },
+        flags: c.u8("flags")?,
     })
 }
 

@@ -429,6 +429,7 @@ fn hello_ok() -> HelloOk {
             max_tags: 0x0D0D,
             max_tag_bytes: 0x0E0E_0E0E,
         },
+        flags: 0x0F,
     }
 }
 
@@ -607,6 +608,7 @@ fn hello_ok_table_matches_the_encoder() {
         ("max_value_bytes", l.max_value_bytes as u64),
         ("max_tags", l.max_tags as u64),
         ("max_tag_bytes", l.max_tag_bytes as u64),
+        ("flags", u64::from(h.flags)),
     ];
     let body = sample(Kind::HelloOk, false);
     let rows = table("| body offset | field | type | notes |");

@@ -3,8 +3,8 @@
 use cachekit_proto::{
     decode_body, decode_frame, decode_header, encode_frame, encode_reply, encode_request,
     EncodeError, ErrorCode, FetchHit, Field, Frame, Hello, HelloOk, Kind, Limits, Message,
-    ProtoError, Reply, Request, Set, HEADER_LEN, MAX_CLIENT_NAME_BYTES, MAX_ERROR_MESSAGE_BYTES,
-    MAX_STATS, MAX_STAT_NAME_BYTES,
+    ProtoError, Reply, Request, Set, HEADER_LEN, HELLO_FLAG_SECOND_TIER, MAX_CLIENT_NAME_BYTES,
+    MAX_ERROR_MESSAGE_BYTES, MAX_STATS, MAX_STAT_NAME_BYTES,
 };
 
 /// Builds a frame by hand, following the header table.
@@ -192,6 +192,7 @@ fn hello_ok() -> HelloOk {
         heartbeat_timeout_ms: 3000,
         fd_count: 2,
         limits: Limits::DEFAULT,
+        flags: HELLO_FLAG_SECOND_TIER,
     }
 }
 
@@ -213,8 +214,10 @@ fn hello_ok_bytes_follow_the_offset_table() {
         &(l.max_value_bytes as u32).to_le_bytes(),
         &(l.max_tags as u16).to_le_bytes(),
         &(l.max_tag_bytes as u32).to_le_bytes(),
+        &[HELLO_FLAG_SECOND_TIER],
     ]);
-    assert_eq!(body.len(), 60);
+    assert_eq!(body.len(), 61);
+    assert_eq!(body[60], HELLO_FLAG_SECOND_TIER, "flags at body offset 60");
     assert_eq!(body[37], 2, "fd_count at body offset 37");
     assert_eq!(
         body[54..56],
@@ -557,6 +560,16 @@ fn truncated_bodies_name_the_field() {
     let mut ok = Vec::new();
     encode_reply(&Reply::HelloOk(hello_ok()), 1, &mut ok).unwrap();
     let body = &ok[HEADER_LEN..ok.len() - 1];
+    assert!(matches!(
+        decode_err(&frame(0x81, 1, body), &Limits::DEFAULT),
+        ProtoError::Truncated {
+            field: "flags",
+            needed: 1,
+            remaining: 0,
+            ..
+        }
+    ));
+    let body = &ok[HEADER_LEN..ok.len() - 2];
     assert!(matches!(
         decode_err(&frame(0x81, 1, body), &Limits::DEFAULT),
         ProtoError::Truncated {

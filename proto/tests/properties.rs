@@ -186,10 +186,10 @@ fn reply() -> impl Strategy<Value = Reply> {
         (
             (any::<u8>(), any::<u64>(), any::<u32>(), any::<u64>()),
             (any::<u64>(), any::<u32>(), any::<u32>(), any::<u8>()),
-            wire_limits()
+            (wire_limits(), any::<u8>())
         )
             .prop_map(
-                |((version, epoch, layout, seg), (area, slot, hb, fds), limits)| {
+                |((version, epoch, layout, seg), (area, slot, hb, fds), (limits, flags))| {
                     Reply::HelloOk(HelloOk {
                         version,
                         daemon_epoch: epoch,
@@ -200,6 +200,7 @@ fn reply() -> impl Strategy<Value = Reply> {
                         heartbeat_timeout_ms: hb,
                         fd_count: fds,
                         limits,
+                        flags,
                     })
                 }
             ),

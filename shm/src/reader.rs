@@ -14,13 +14,19 @@ use crate::layout::{
     header_word, Stat, SEGMENT_HEADER_BYTES, SEG_GENERATION_WORD, SLOTS_PER_BUCKET,
 };
 use crate::region::Memory;
-use crate::sync::{fence, AtomicU64, LocalCounter, Ordering};
+use crate::sync::{fence, AtomicU64, Claims, LocalCounter, Ordering};
 use crate::time::now_ms;
 use std::sync::Arc;
 
 /// How many times a lookup restarts after seeing the table change under it before it
 /// gives up and reports a miss.
 pub const MAX_RETRIES: u32 = 8;
+
+/// Bytes of entry header, namespace and key copied in one go (longer keys are compared in
+/// place).
+const META_COPY_BYTES: usize = 160;
+/// References copied in one go (entries with more are read one by one).
+const FEW_REFS: usize = 8;
 
 /// What a hit carries besides the value bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,21 +90,48 @@ struct Counters {
     corrupt: LocalCounter,
 }
 
-fn bump(c: &LocalCounter) {
-    c.bump();
+/// Counter stripes per reader that one thread at a time owns: its bumps are a load and a
+/// store, with no read-modify-write. Threads past this many share [`SHARED_STRIPE`].
+const OWNED_STRIPES: usize = 64;
+/// The stripe of threads that found every owned stripe taken: bumped with `fetch_add`.
+const SHARED_STRIPE: usize = OWNED_STRIPES;
+const _: () = assert!(OWNED_STRIPES == 64, "Claims holds 64 indexes");
+/// Stripes per reader: the owned ones and the shared one.
+const STRIPES: usize = OWNED_STRIPES + 1;
+
+/// Which owned stripes live threads hold, process-wide. A thread claims the lowest free one
+/// the first time it reads, and frees it when it exits.
+static CLAIMED: Claims = Claims::new();
+
+/// A thread's claim on a stripe, freed when the thread exits.
+struct Claim(usize);
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if self.0 < OWNED_STRIPES {
+            CLAIMED.release(self.0);
+        }
+    }
 }
 
-/// Counter stripes per reader: threads of one process bump different cache lines, so a
-/// hit never contends with a hit on another core.
-const STRIPES: usize = 8;
-
-/// This thread's stripe, assigned round-robin the first time it is needed.
+/// This thread's stripe: an owned one, or the shared one (also while the thread is exiting).
+#[inline]
 fn stripe() -> usize {
-    static NEXT: LocalCounter = LocalCounter::new();
     std::thread_local! {
-        static MINE: usize = (NEXT.bump() % STRIPES as u64) as usize;
+        static MINE: Claim = Claim(CLAIMED.claim().unwrap_or(SHARED_STRIPE));
     }
-    MINE.try_with(|m| *m).unwrap_or(0)
+    MINE.try_with(|m| m.0).unwrap_or(SHARED_STRIPE)
+}
+
+/// Adds one to counter `f` of stripe `i`.
+#[inline]
+fn bump(counters: &[Counters; STRIPES], i: usize, f: fn(&Counters) -> &LocalCounter) {
+    let c = f(&counters[i]);
+    if i == SHARED_STRIPE {
+        c.bump();
+    } else {
+        c.bump_owned();
+    }
 }
 
 /// Somewhere to put a value of a length learnt during the lookup.
@@ -171,7 +204,7 @@ impl Reader {
             table,
             client,
             geo,
-            counters: Default::default(),
+            counters: std::array::from_fn(|_| Counters::default()),
             record: None,
         }
     }
@@ -331,6 +364,19 @@ impl Reader {
 
     /// [`Reader::get_into`] as if the time were `now` (Unix ms; `None` = the clock).
     pub fn get_into_at(&self, ns: &str, key: &[u8], buf: &mut [u8], now: Option<u64>) -> Lookup {
+        self.lookup(ns, key, buf, now).0
+    }
+
+    /// [`Reader::get_into_at`], and whether its answer is settled: `false` for a miss of a
+    /// lookup that ran out of retries (the table kept changing under it, so only its writer
+    /// knows), `true` otherwise.
+    pub fn get_into_settled(
+        &self,
+        ns: &str,
+        key: &[u8],
+        buf: &mut [u8],
+        now: Option<u64>,
+    ) -> (Lookup, bool) {
         self.lookup(ns, key, buf, now)
     }
 
@@ -343,7 +389,7 @@ impl Reader {
     /// [`Reader::get`] as if the time were `now` (Unix ms; `None` = the clock).
     pub fn get_at(&self, ns: &str, key: &[u8], now: Option<u64>) -> Option<(Vec<u8>, HitMeta)> {
         let mut v = Vec::new();
-        match self.lookup(ns, key, &mut v, now) {
+        match self.lookup(ns, key, &mut v, now).0 {
             Lookup::Hit(m) => {
                 v.truncate(m.value_len);
                 Some((v, m))
@@ -358,17 +404,19 @@ impl Reader {
         key: &[u8],
         sink: &mut S,
         now: Option<u64>,
-    ) -> Lookup {
+    ) -> (Lookup, bool) {
         let seed = self.geo.seed;
         let nsh = namespace_hash(seed, ns.as_bytes());
         let kh = key_hash(seed, nsh, key);
         let (bucket, fp) = bucket_and_fp(kh, self.geo.bucket_count);
-        let c = &self.counters[stripe()];
+        // Threads bump stripes of their own (no cache line shared between cores, no locked
+        // instruction on the hit path).
+        let (cs, st) = (&self.counters, stripe());
         for _attempt in 0..MAX_RETRIES {
             let mut retry = false;
             for i in 0..SLOTS_PER_BUCKET {
                 let Some(slot) = self.table.region().word(self.geo.slot_word(bucket, i)) else {
-                    bump(&c.corrupt);
+                    bump(cs, st, |c| &c.corrupt);
                     break;
                 };
                 // Acquire: pairs with the Release slot store in Writer::publish; the entry
@@ -379,43 +427,43 @@ impl Reader {
                 }
                 match self.probe(slot, s, kh, ns, key, sink, now) {
                     Probe::Hit(m) => {
-                        bump(&c.hits);
+                        bump(cs, st, |c| &c.hits);
                         self.tally(nsh, Tally::Hit);
                         if m.stale {
-                            bump(&c.stale_hits);
+                            bump(cs, st, |c| &c.stale_hits);
                             self.tally(nsh, Tally::Stale);
                         }
                         self.touch(bucket * SLOTS_PER_BUCKET as u64 + i as u64);
-                        return Lookup::Hit(m);
+                        return (Lookup::Hit(m), true);
                     }
-                    Probe::TooSmall(needed) => return Lookup::BufferTooSmall { needed },
+                    Probe::TooSmall(needed) => return (Lookup::BufferTooSmall { needed }, true),
                     Probe::OtherKey => continue,
                     Probe::Dead => {
-                        bump(&c.misses);
+                        bump(cs, st, |c| &c.misses);
                         self.tally(nsh, Tally::Miss);
-                        return Lookup::Miss;
+                        return (Lookup::Miss, true);
                     }
                     Probe::Corrupt => {
-                        bump(&c.corrupt);
+                        bump(cs, st, |c| &c.corrupt);
                         continue;
                     }
                     Probe::Retry => {
-                        bump(&c.retries);
+                        bump(cs, st, |c| &c.retries);
                         retry = true;
                         break;
                     }
                 }
             }
             if !retry {
-                bump(&c.misses);
+                bump(cs, st, |c| &c.misses);
                 self.tally(nsh, Tally::Miss);
-                return Lookup::Miss;
+                return (Lookup::Miss, true);
             }
         }
-        bump(&c.gave_up);
-        bump(&c.misses);
+        bump(cs, st, |c| &c.gave_up);
+        bump(cs, st, |c| &c.misses);
         self.tally(nsh, Tally::Miss);
-        Lookup::Miss
+        (Lookup::Miss, false)
     }
 
     /// The seqlock read of one candidate entry.
@@ -481,10 +529,17 @@ impl Reader {
         };
         let settle = |p: Probe| if stable() { p } else { Probe::Retry };
 
-        let mut hb = [0u8; ENTRY_HEADER_BYTES];
-        if !r.read_bytes(loc as usize, &mut hb) {
+        // The header, and with it the namespace and key it should hold when they are short:
+        // one copy, then plain slice compares.
+        let mut meta = [0u8; META_COPY_BYTES];
+        let want = ENTRY_HEADER_BYTES + ns.len() + key.len();
+        let whole = want <= META_COPY_BYTES && loc + want as u64 <= seg_end;
+        let n = if whole { want } else { ENTRY_HEADER_BYTES };
+        if !r.read_bytes(loc as usize, &mut meta[..n]) {
             return settle(Probe::Corrupt);
         }
+        let hb: [u8; ENTRY_HEADER_BYTES] =
+            meta[..ENTRY_HEADER_BYTES].try_into().expect("header bytes");
         let h = EntryHeader::decode(&hb);
         let total = h.total_len() as u64;
         if loc + total > seg_end
@@ -498,7 +553,13 @@ impl Reader {
         }
         let ns_at = loc as usize + ENTRY_HEADER_BYTES;
         let key_at = ns_at + ns.len();
-        if r.eq_bytes(ns_at, ns.as_bytes()) != Some(true) || r.eq_bytes(key_at, key) != Some(true) {
+        let same = if whole {
+            meta[ENTRY_HEADER_BYTES..key_at - loc as usize] == *ns.as_bytes()
+                && meta[key_at - loc as usize..want] == *key
+        } else {
+            r.eq_bytes(ns_at, ns.as_bytes()) == Some(true) && r.eq_bytes(key_at, key) == Some(true)
+        };
+        if !same {
             return settle(Probe::OtherKey);
         }
 
@@ -508,10 +569,20 @@ impl Reader {
         let mut refs_fold = 0;
         let mut bad_ref = false;
         let mut invalidated = false;
-        for k in 0..h.ref_count as usize {
-            let mut b = [0u8; 4];
-            r.read_bytes(refs_at + 4 * k, &mut b);
-            let idx = u32::from_le_bytes(b);
+        // Few references (the namespace's, a tag's path): one copy of them all.
+        let mut few = [0u8; 4 * FEW_REFS];
+        let n_refs = h.ref_count as usize;
+        if n_refs <= FEW_REFS {
+            r.read_bytes(refs_at, &mut few[..4 * n_refs]);
+        }
+        for k in 0..n_refs {
+            let idx = if n_refs <= FEW_REFS {
+                u32::from_le_bytes(few[4 * k..4 * k + 4].try_into().expect("4 bytes"))
+            } else {
+                let mut b = [0u8; 4];
+                r.read_bytes(refs_at + 4 * k, &mut b);
+                u32::from_le_bytes(b)
+            };
             refs_fold = fold_ref(refs_fold, idx);
             if idx as u64 >= g.tag_count {
                 bad_ref = true;

@@ -79,27 +79,40 @@ impl Region {
         if dst.is_empty() {
             return true;
         }
-        // Every word index below is < ceil(end / 8) <= words: checked above.
+        // Every word index below is < ceil(end / 8) <= words: checked above. The bytes
+        // around an unaligned start or end are moved one by one (at most 7 each), not by a
+        // variable-length memcpy call.
+        let base = self.base.as_ptr();
+        let load = |idx: usize| {
+            // SAFETY:
+            // - every idx passed below is < ceil(end / 8) <= words (the range check above), so
+            //   the pointer stays inside the block `new` was given;
+            // - the block is valid and aligned for AtomicU64 (contract of `new`).
+            unsafe { &*base.add(idx) }.load(Ordering::Relaxed)
+        };
         let mut word = off / 8;
         let skip = off % 8;
         let mut out = 0;
         if skip != 0 {
-            let bytes = self.word_in_bounds(word).to_ne_bytes();
+            let bytes = load(word).to_ne_bytes();
             let take = (8 - skip).min(dst.len());
-            dst[..take].copy_from_slice(&bytes[skip..skip + take]);
+            for (d, b) in dst[..take].iter_mut().zip(&bytes[skip..]) {
+                *d = *b;
+            }
             out = take;
             word += 1;
         }
         let mut chunks = dst[out..].chunks_exact_mut(8);
         for chunk in &mut chunks {
-            chunk.copy_from_slice(&self.word_in_bounds(word).to_ne_bytes());
+            chunk.copy_from_slice(&load(word).to_ne_bytes());
             word += 1;
         }
         let rest = chunks.into_remainder();
         if !rest.is_empty() {
-            let bytes = self.word_in_bounds(word).to_ne_bytes();
-            let n = rest.len();
-            rest.copy_from_slice(&bytes[..n]);
+            let bytes = load(word).to_ne_bytes();
+            for (d, b) in rest.iter_mut().zip(&bytes) {
+                *d = *b;
+            }
         }
         true
     }
@@ -117,14 +130,20 @@ impl Region {
         let mut rest = expected;
         while !rest.is_empty() {
             let take = (8 - skip).min(rest.len());
-            // The expected bytes placed where they sit in the word, and a mask of them:
-            // one compare per word, no memcmp call for partial words.
-            let mut want = [0u8; 8];
-            let mut mask = [0u8; 8];
-            want[skip..skip + take].copy_from_slice(&rest[..take]);
-            mask[skip..skip + take].fill(0xFF);
-            let (want, mask) = (u64::from_ne_bytes(want), u64::from_ne_bytes(mask));
-            if (self.word_in_bounds(word) ^ want) & mask != 0 {
+            let have = self.word_in_bounds(word);
+            let same = if take == 8 {
+                // A whole word: one compare.
+                have == u64::from_ne_bytes(rest[..8].try_into().expect("8 bytes"))
+            } else {
+                // The expected bytes placed where they sit in the word, and a mask of them:
+                // one compare per partial word, no memcmp call.
+                let mut want = [0u8; 8];
+                let mut mask = [0u8; 8];
+                want[skip..skip + take].copy_from_slice(&rest[..take]);
+                mask[skip..skip + take].fill(0xFF);
+                (have ^ u64::from_ne_bytes(want)) & u64::from_ne_bytes(mask) == 0
+            };
+            if !same {
                 return Some(false);
             }
             rest = &rest[take..];
@@ -139,7 +158,14 @@ impl Region {
     #[inline(always)]
     fn word_in_bounds(&self, idx: usize) -> u64 {
         debug_assert!(idx < self.words);
-        self.load(idx, Ordering::Relaxed).unwrap_or(0)
+        if idx < self.words {
+            // SAFETY:
+            // - idx < words, so the pointer stays inside the block `new` was given;
+            // - the block is valid and aligned for AtomicU64 (contract of `new`).
+            unsafe { &*self.base.as_ptr().add(idx) }.load(Ordering::Relaxed)
+        } else {
+            0
+        }
     }
 
     /// Copies `src` to byte `off` with relaxed word stores (writer only). Partial words at

@@ -80,19 +80,60 @@ pub(crate) fn fence(order: Ordering) {
 pub(crate) struct LocalCounter(std::sync::atomic::AtomicU64);
 
 impl LocalCounter {
-    pub(crate) const fn new() -> LocalCounter {
-        LocalCounter(std::sync::atomic::AtomicU64::new(0))
-    }
-
     /// Adds one; returns the count before.
     #[inline]
     pub(crate) fn bump(&self) -> u64 {
         self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Adds one without a read-modify-write: a plain load and store, for a counter that one
+    /// thread at a time writes (a locked add per hit would keep back-to-back hits from
+    /// overlapping). Another thread may read it meanwhile.
+    #[inline]
+    pub(crate) fn bump_owned(&self) {
+        let v = self.0.load(std::sync::atomic::Ordering::Relaxed);
+        self.0.store(v + 1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     #[inline]
     pub(crate) fn get(&self) -> u64 {
         self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// A process-local set of up to 64 claimed indexes (which thread owns which counter stripe):
+/// never in shared memory, std's even under loom.
+pub(crate) struct Claims(std::sync::atomic::AtomicU64);
+
+impl Claims {
+    pub(crate) const fn new() -> Claims {
+        Claims(std::sync::atomic::AtomicU64::new(0))
+    }
+
+    /// Claims the lowest free index; `None` when all 64 are taken. Acquire: the new owner sees
+    /// what the last owner stored before its [`release`](Claims::release).
+    pub(crate) fn claim(&self) -> Option<usize> {
+        use std::sync::atomic::Ordering as O;
+        let mut cur = self.0.load(O::Relaxed);
+        loop {
+            if cur == u64::MAX {
+                return None;
+            }
+            let i = (!cur).trailing_zeros() as usize;
+            match self
+                .0
+                .compare_exchange_weak(cur, cur | 1 << i, O::Acquire, O::Relaxed)
+            {
+                Ok(_) => return Some(i),
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Frees index `i` (Release: see [`claim`](Claims::claim)).
+    pub(crate) fn release(&self, i: usize) {
+        self.0
+            .fetch_and(!(1u64 << i), std::sync::atomic::Ordering::Release);
     }
 }
 

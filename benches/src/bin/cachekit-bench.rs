@@ -6,6 +6,8 @@
 //!     env: BENCH_REDIS_PORT, BENCH_MEMCACHED_PORT (servers started by scripts/bench)
 //! cachekit-bench reader SOCKET NS TAG N MILLIS     (a reader process of the scaling test)
 //! cachekit-bench lease [--quick]                    (section 7 alone, JSON on stdout)
+//! cachekit-bench hit [--quick]                      (the client against a HashMap at 10k and
+//!                                                    1M entries, and a miss without Redis)
 //! ```
 //!
 //! Sections, in the order they run:
@@ -30,9 +32,12 @@
 
 use cachekit_benches::daemon::{connect, Daemon};
 use cachekit_benches::data::{hit_keys, hit_order, hit_values, key16, value_for, Rng};
+use cachekit_benches::hitmap;
 use cachekit_benches::memcache::Memcache;
 use cachekit_benches::sim;
-use cachekit_benches::timing::{loop_mean, median, time_ops, timer_overhead, Summary};
+use cachekit_benches::timing::{
+    loop_mean, loop_mean_cpu, median, time_ops, timer_overhead, Summary,
+};
 use cachekit_client::{Client, SetOptions, Source};
 use cachekit_envelope::{decode_into, encode_into, EnvelopeConfig};
 use cachekit_shm::{Backing, InsertOptions, InvalidateMode, Stat, TableConfig, Writer};
@@ -107,6 +112,14 @@ fn main() {
             };
             println!("{}", serde_json::to_string_pretty(&lease(plan)).unwrap());
         }
+        Some("hit") => {
+            let plan = if args.iter().any(|a| a == "--quick") {
+                QUICK
+            } else {
+                FULL
+            };
+            println!("{}", serde_json::to_string_pretty(&hit(plan)).unwrap());
+        }
         Some("encryption") => {
             let plan = if args.iter().any(|a| a == "--quick") {
                 QUICK
@@ -123,6 +136,7 @@ fn main() {
                 "usage: cachekit-bench run --out FILE [--quick] [--python PY --python-script PATH]\n\
                  \x20      cachekit-bench reader SOCKET NS TAG N MILLIS\n\
                  \x20      cachekit-bench lease [--quick]\n\
+                 \x20      cachekit-bench hit [--quick]\n\
                  \x20      cachekit-bench encryption [--quick]"
             );
             std::process::exit(2);
@@ -249,6 +263,77 @@ fn encryption(plan: Plan) -> Value {
 }
 
 /// Section 7: 8 callers wait for one key's fill, on a daemon of its own.
+/// The hit rows of issue 17 alone, for measuring a change to the hit path without the whole
+/// run: the client against a same-process `HashMap` at 10k entries (bench-hit's keys) and at the
+/// largest table size, per-operation p50 and plain-loop mean; and a miss of a daemon without a
+/// second tier (answered from the segment).
+fn hit(plan: Plan) -> Value {
+    let mut points = Vec::new();
+    for (n, mem) in [(KEYS, "64MiB"), (plan.tables[2], "256MiB")] {
+        let daemon = Daemon::start(mem, &[]);
+        let c = daemon.client("h");
+        let keys: Vec<Vec<u8>> = (0..n).map(|i| key16("h", i)).collect();
+        let value = |i: usize| value_for(i, 100);
+        let (rate, missing) = fill_tolerant(&c, &keys, &value, &SetOptions::new().ttl(TTL));
+        let mut order: Vec<usize> = (0..n)
+            .filter(|i| missing.binary_search(i).is_err())
+            .collect();
+        Rng(n as u64).shuffle(&mut order);
+        log(format!("hit: {n} entries filled at {rate:.0} sets/s"));
+        let r = hitmap::compare(&c, &keys, &value, &order, plan.rounds, plan.fast_ops);
+        log(format!(
+            "hit: {n} entries: client p50 {} ns loop {:.0} ns; HashMap p50 {} ns loop {:.0} ns; \
+             ratios {:.2}x p50, {:.2}x loop",
+            r.client.p50,
+            r.client_loop_ns,
+            r.map.p50,
+            r.map_loop_ns,
+            r.client.p50 / r.map.p50,
+            r.client_loop_ns / r.map_loop_ns
+        ));
+        let mut p = r.json();
+        p["entries"] = json!(n);
+        if n == KEYS {
+            p["miss"] = local_miss(&c, plan);
+        }
+        points.push(p);
+    }
+    json!({ "points": points })
+}
+
+/// Gets of absent keys from a daemon without a second tier: p50 and plain-loop mean, and the
+/// requests they sent (none: the segment's answer is the whole cache's).
+fn local_miss(c: &Client, plan: Plan) -> Value {
+    let absent: Vec<Vec<u8>> = (0..KEYS).map(|i| key16("absent", i)).collect();
+    let requests = c.request_count();
+    let mut out = Vec::new();
+    let rounds: Vec<Summary> = (0..plan.rounds)
+        .map(|_| {
+            let mut k = 0;
+            time_ops(plan.fast_ops, || {
+                assert!(c
+                    .get_into(black_box(&absent[k]), &mut out)
+                    .unwrap()
+                    .is_none());
+                k = (k + 1) % absent.len();
+            })
+        })
+        .collect();
+    let mut k = 0;
+    let loop_ns = loop_mean_cpu(plan.fast_ops, || {
+        let _ = black_box(c.get_into(black_box(&absent[k]), &mut out));
+        k = (k + 1) % absent.len();
+    });
+    let sent = c.request_count() - requests;
+    let s = Summary::median_of(&rounds);
+    log(format!(
+        "miss without a second tier: p50 {} ns, loop {loop_ns:.0} ns, {sent} requests",
+        s.p50
+    ));
+    json!({ "get": s.json(), "loop_mean_ns": loop_ns, "requests": sent,
+            "gets": plan.rounds * (plan.fast_ops + plan.fast_ops / 10) + plan.fast_ops })
+}
+
 fn lease(plan: Plan) -> Value {
     const WAITERS: usize = 8;
     let daemon = Daemon::start("64MiB", &[]);
@@ -527,6 +612,12 @@ fn side_by_side(
         .map(|i| format!("miss-{i}").into_bytes())
         .collect();
     let mut echo = Echo::start();
+    // A daemon with Redis as its second tier: its misses are FETCH round trips.
+    let tiered_daemon = redis_port.map(|p| {
+        let url = format!("redis://127.0.0.1:{p}/");
+        Daemon::start("64MiB", &["--redis-url", &url])
+    });
+    let tiered = tiered_daemon.as_ref().map(|d| d.client("tiered"));
 
     let mut subjects = vec![
         Subject::new(
@@ -578,10 +669,16 @@ fn side_by_side(
             "write + read on a socketpair, echo thread",
         ),
         Subject::new(
+            "cachekit_miss_local",
+            "cachekit",
+            "cachekit miss, no second tier (answered from the segment)",
+            "a daemon without Redis: the segment is the whole cache",
+        ),
+        Subject::new(
             "cachekit_miss",
             "cachekit",
-            "cachekit miss (FETCH round trip to cachekitd)",
-            "what every miss or write pays",
+            "cachekit miss, with Redis (FETCH round trip to cachekitd)",
+            "what a miss with a second tier, or a write, pays",
         ),
     ];
     subjects[2].batch = 100;
@@ -671,11 +768,24 @@ fn side_by_side(
             .push(time_ops(plan.slow_ops, || echo.round_trip(&mut buf)));
         let mut k = 0;
         let requests = c100.request_count();
-        subjects[8].rounds.push(time_ops(plan.slow_ops, || {
+        subjects[8].rounds.push(time_ops(plan.fast_ops, || {
             assert!(c100.get_into(&misses[k], &mut out).unwrap().is_none());
             k = (k + 1) % KEYS;
         }));
-        assert!(c100.request_count() > requests);
+        assert_eq!(
+            c100.request_count(),
+            requests,
+            "a miss without Redis sent a request"
+        );
+        if let Some(c) = &tiered {
+            let mut k = 0;
+            let requests = c.request_count();
+            subjects[9].rounds.push(time_ops(plan.slow_ops, || {
+                assert!(c.get_into(&misses[k], &mut out).unwrap().is_none());
+                k = (k + 1) % KEYS;
+            }));
+            assert!(c.request_count() > requests);
+        }
 
         // Value sizes: cachekit and Redis.
         for (si, &size) in SIZES.iter().enumerate() {
@@ -703,6 +813,15 @@ fn side_by_side(
         }
     }
     let loop_ns = median(&loop_means);
+    log("side by side: against a same-process HashMap");
+    let vs_map = hitmap::compare(
+        c100,
+        &keys,
+        &|i| v100[i].clone(),
+        &order,
+        plan.rounds,
+        plan.fast_ops,
+    );
 
     // The Python half, against the same daemon, Redis and memcached.
     let py = python.map(|(py, script)| {
@@ -736,6 +855,7 @@ fn side_by_side(
         "value_bytes": 100,
         "rust": subjects.iter().filter(|s| !s.rounds.is_empty()).map(Subject::json).collect::<Vec<_>>(),
         "cachekit_loop_mean_ns": loop_ns,
+        "hit_vs_map": vs_map.json(),
         "python": py,
         "daemon_memory": daemon.memory,
         "daemon_live_entries": stats.daemon_counter("table_live_entries"),
@@ -1150,17 +1270,14 @@ fn table_sizes(plan: Plan, redis_port: Option<u16>, mc_port: Option<u16>) -> Val
             .filter(|i| missing.binary_search(i).is_err())
             .collect();
         Rng(n as u64).shuffle(&mut order);
-        let mut rounds = Vec::new();
-        let mut loop_means = Vec::new();
-        for _ in 0..plan.rounds {
-            rounds.push(time_client_gets(&c, &keys, &order, plan.fast_ops));
-            let mut k = 0;
-            let mut out = Vec::with_capacity(128);
-            loop_means.push(loop_mean(plan.fast_ops, || {
-                let _ = c.get_into(black_box(&keys[order[k]]), &mut out);
-                k = (k + 1) % order.len();
-            }));
-        }
+        let vs_map = hitmap::compare(
+            &c,
+            &keys,
+            &|i| value_for(i, 100),
+            &order,
+            plan.rounds,
+            plan.fast_ops,
+        );
         let table = table_only(n, &keys, &order, plan);
         // The largest table again, with keys drawn from Zipf(0.99) (popular keys stay in the
         // CPU caches, as in most real workloads) instead of uniformly.
@@ -1180,18 +1297,18 @@ fn table_sizes(plan: Plan, redis_port: Option<u16>, mc_port: Option<u16>) -> Val
             ));
             s.json()
         });
-        let loop_ns = median(&loop_means);
-        let s = Summary::median_of(&rounds);
+        let s = vs_map.client;
         log(format!(
-            "table of {n}: get hit p50 {} ns, p99 {} ns",
-            s.p50, s.p99
+            "table of {n}: get hit p50 {} ns, p99 {} ns; HashMap p50 {} ns",
+            s.p50, s.p99, vs_map.map.p50
         ));
         let stats = c.stats().expect("STATS");
         let counter = |name: &str| stats.daemon_counter(name).unwrap_or(0);
         points.push(json!({
             "entries": n, "daemon_memory": mem, "fill_sets_per_s": rate, "missing": missing.len(),
-            "get_hit": s.json(), "loop_mean_ns": loop_ns, "table_only": table, "get_hit_zipf": zipf,
-            "p50_rounds_ns": rounds.iter().map(|r| r.p50).collect::<Vec<_>>(),
+            "get_hit": s.json(), "loop_mean_ns": vs_map.client_loop_ns, "table_only": table,
+            "get_hit_zipf": zipf, "hit_vs_map": vs_map.json(),
+            "p50_rounds_ns": vs_map.client_p50_rounds,
             "bucket_evictions": counter("table_bucket_evictions"),
             "evictions": counter("table_evictions"),
         }));

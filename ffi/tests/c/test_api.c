@@ -374,6 +374,41 @@ static void get_local_reads_the_segment_and_sends_nothing(void) {
   free(key);
 }
 
+static void get_len_returns_the_length_or_minus_the_code(void) {
+  CHECK_RC(cachekit_set(C, K("len"), K("sixteen bytes!!!"), 60000, 0, NULL, 0), CACHEKIT_OK);
+  uint8_t buf[64];
+  size_t len = 0;
+  cachekit_value_info info, full;
+  /* A hit: the length, the bytes, the metadata of cachekit_get's hit. */
+  CHECK(cachekit_get_len(C, K("len"), buf, sizeof buf, &info) == 16);
+  CHECK(memcmp(buf, "sixteen bytes!!!", 16) == 0);
+  CHECK_RC(cachekit_get(C, K("len"), buf, sizeof buf, &len, &full), CACHEKIT_OK);
+  CHECK(info.created_ms == full.created_ms && info.expires_ms == full.expires_ms &&
+        info.version == full.version && info.source == CACHEKIT_SOURCE_SEGMENT && !info.stale);
+  CHECK(cachekit_get_len(C, K("len"), buf, 16, NULL) == 16);
+  /* Too small: minus the code, nothing written. */
+  memset(buf, 0x5A, sizeof buf);
+  CHECK(cachekit_get_len(C, K("len"), buf, 15, NULL) == -(int64_t)CACHEKIT_BUFFER_TOO_SMALL);
+  CHECK(buf[0] == 0x5A);
+  CHECK_MSG("needs 16 bytes");
+  /* A miss: -CACHEKIT_MISS, nothing written. An empty value: 0. */
+  CHECK(cachekit_get_len(C, K("len-absent"), buf, sizeof buf, NULL) == -(int64_t)CACHEKIT_MISS);
+  CHECK(buf[0] == 0x5A);
+  CHECK_RC(cachekit_set(C, K("len-empty"), NULL, 0, 60000, 0, NULL, 0), CACHEKIT_OK);
+  CHECK(cachekit_get_len(C, K("len-empty"), NULL, 0, NULL) == 0);
+  /* Errors: minus cachekit_get's code, with its message. */
+  CHECK(cachekit_get_len(NULL, K("len"), buf, sizeof buf, NULL) == -(int64_t)CACHEKIT_NULL_ARGUMENT);
+  CHECK(cachekit_get_len(C, NULL, 1, buf, sizeof buf, NULL) == -(int64_t)CACHEKIT_NULL_ARGUMENT);
+  CHECK_MSG("`key` is NULL");
+  CHECK(cachekit_get_len(C, K("len"), NULL, 4, NULL) == -(int64_t)CACHEKIT_NULL_ARGUMENT);
+  size_t klen = 4097;
+  uint8_t *key = malloc(klen);
+  memset(key, 'k', klen);
+  CHECK(cachekit_get_len(C, key, klen, buf, sizeof buf, NULL) == -(int64_t)CACHEKIT_TOO_LARGE);
+  CHECK_MSG("max_key_bytes = 4096");
+  free(key);
+}
+
 /* ---- invalidation, namespaces, clear ---- */
 
 static void invalidate_is_hierarchical_unless_exact(void) {
@@ -882,6 +917,7 @@ int main(int argc, char **argv) {
   TEST(overwrite_and_delete);
   TEST(stale_hits_are_ok_with_the_stale_flag_then_miss);
   TEST(get_local_reads_the_segment_and_sends_nothing);
+  TEST(get_len_returns_the_length_or_minus_the_code);
   TEST(invalidate_is_hierarchical_unless_exact);
   TEST(namespaces_are_separate_and_clear_clears_one);
   TEST(get_many_answers_each_key_in_order);

@@ -219,6 +219,8 @@ fn serve(state: &State, mut stream: UnixStream) {
                 heartbeat_timeout_ms: HEARTBEAT_TIMEOUT_MS,
                 fd_count: 2,
                 limits: state.limits,
+                // As a daemon with Redis: a miss in the segment asks this fake daemon.
+                flags: cachekit_proto::HELLO_FLAG_SECOND_TIER,
             };
             encode_reply(&Reply::HelloOk(ok), id, &mut out).unwrap();
             if send_with_fds(&stream, &out, &[fds.table_fd(), fds.client_fd()]).is_err() {

@@ -3,7 +3,7 @@
 
 use crate::daemon::Daemon;
 use crate::slots::{Lease, NO_RECORD};
-use cachekit_proto::{ErrorCode, HelloOk, Reply, PROTOCOL_VERSION};
+use cachekit_proto::{ErrorCode, HelloOk, Reply, HELLO_FLAG_SECOND_TIER, PROTOCOL_VERSION};
 
 /// The HELLO_OK for a client (process `pid`) speaking protocol versions `min..=max`, with
 /// the client-area record it owns until the connection closes (`None` past
@@ -27,6 +27,11 @@ pub fn hello_ok(d: &Daemon, pid: i32, min: u8, max: u8) -> Result<(HelloOk, Opti
         heartbeat_timeout_ms: d.cfg.heartbeat_timeout.as_millis() as u32,
         fd_count: 2,
         limits: d.limits,
+        flags: if d.tier.is_some() {
+            HELLO_FLAG_SECOND_TIER
+        } else {
+            0
+        },
     };
     Ok((ok, lease))
 }
