@@ -68,7 +68,7 @@ pub use error::StoreError;
 pub use event::{Continuity, Cursor, Event, EventKind};
 pub use lease::{FillRefused, Taken};
 pub use record::{Fetched, Record, Rejected};
-pub use scripts::{WriteContext, WriteOp, Written};
+pub use scripts::{WriteContext, WriteOp, Written, MAX_BATCH};
 pub use target::Target;
 
 /// A random origin id for a writer (a daemon start or a client process): 16 hex digits from

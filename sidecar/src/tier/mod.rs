@@ -54,6 +54,13 @@ pub struct TierCounters {
     pub queue_full: AtomicU64,
     /// Queued writes Redis refused for good (permissions, script errors); logged.
     pub writes_dropped: AtomicU64,
+    /// Script calls of the drainer (each a batch of up to `MAX_BATCH` queued writes).
+    pub drain_batches: AtomicU64,
+    /// Write-through writes that found writes queued and waited behind them.
+    pub backlog_waits: AtomicU64,
+    /// Of those, acknowledged as queued because the drainer had not sent them within
+    /// `redis_timeout_ms`.
+    pub backlog_wait_timeouts: AtomicU64,
     pub errors: AtomicU64,
     pub timeouts: AtomicU64,
     /// Events of other hosts applied to the table.
@@ -228,12 +235,21 @@ impl Tier {
         follows.get(ns).is_some_and(|f| f.cursor.is_some())
     }
 
-    /// Sends a write to Redis (write-through) or queues it (write-behind, breaker open,
-    /// or writes already queued, which must stay in order).
+    /// Sends a write to Redis (write-through) or queues it (write-behind, breaker open).
+    /// A write-through write that finds writes queued goes behind them (order) and, while
+    /// Redis answers, waits for the drainer to send it (see
+    /// [`write_behind_backlog`](Self::write_behind_backlog)).
     pub fn write(&self, op: WriteOp) -> WriteOutcome {
         self.ensure_followed(op.namespace());
-        let direct = self.cfg.write_mode == WriteMode::Through && self.queue.len() == 0;
-        if direct && self.breaker.allow() {
+        let through = self.cfg.write_mode == WriteMode::Through;
+        if through && self.queue.len() > 0 {
+            return match self.breaker.state() {
+                State::Closed => self.write_behind_backlog(op),
+                // Redis is (still) unreachable: acknowledged once queued.
+                State::Open | State::HalfOpen => self.enqueue(op),
+            };
+        }
+        if through && self.breaker.allow() {
             match self.block_on(self.store.write(&op, now_ms())) {
                 Ok(w) => {
                     self.breaker.success();
@@ -397,6 +413,12 @@ impl Tier {
             ("redis_queue_len".into(), self.queue.len() as u64),
             ("redis_queue_full".into(), l(&c.queue_full)),
             ("redis_writes_dropped".into(), l(&c.writes_dropped)),
+            ("redis_drain_batches".into(), l(&c.drain_batches)),
+            ("redis_backlog_waits".into(), l(&c.backlog_waits)),
+            (
+                "redis_backlog_wait_timeouts".into(),
+                l(&c.backlog_wait_timeouts),
+            ),
             ("redis_events".into(), l(&c.events)),
             ("replayed".into(), l(&c.replayed)),
             ("flushes_for_gap".into(), l(&c.flushes_for_gap)),
