@@ -1,0 +1,289 @@
+//! Two hosts on one Redis, judged by the cross-host checker (`src/hosts.rs`): writer
+//! processes on host A, reader processes on host B reading every writer's keys, and every
+//! value B returns that A had already replaced measured by its age.
+//!
+//! - **Recovery after a Redis outage**: about 3,000 writes/s on A, Redis paused for 2 s
+//!   (SIGSTOP/SIGCONT of the test's own redis-server). A queues and acknowledges while Redis
+//!   is unreachable; when it returns, the queue must drain faster than writes arrive, and B
+//!   must be back within the connected staleness bound (1.25 s, ARCHITECTURE "Bound on
+//!   cross-host staleness") within a few seconds; no acknowledged write may be lost (a fresh
+//!   host C reads every key from Redis at the end).
+//! - **Bounded Redis state** (`ever_new_tags_*`): writes without TTL, each tagged with a tag
+//!   never used before, a third of them invalidated: Redis's `used_memory` and key count must
+//!   stay flat after warm-up (the sweep deletes dead counters and invalidated records), and no
+//!   value B returns is older than the connected bound.
+//!
+//! Needs `cachekitd` built first: `cargo build -p cachekitd` (scripts/test does it).
+#![forbid(unsafe_code)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use cachekit_testkit::{eventually, Daemon, Redis, Site};
+use cachekit_tests::floors::Floors;
+use cachekit_tests::hosts::{ages, HostsParams, HostsReport, Last, Role};
+use cachekit_tests::{now_ms, value};
+use common::Worker;
+
+const NS: &str = "hosts";
+/// ARCHITECTURE's bound while B's daemon reads the streams but a doorbell was lost:
+/// `redis_poll_ms` + `redis_timeout_ms` at their defaults.
+const CONNECTED_BOUND_MS: u64 = 1_250;
+
+fn host(site: &Site, redis: &Redis, extra: &[&str]) -> Daemon {
+    let url = redis.url();
+    let mut flags = vec!["--redis-url", url.as_str(), "--log", "info"];
+    flags.extend_from_slice(extra);
+    site.start(&flags)
+}
+
+fn stat(w: &mut Worker, name: &str) -> u64 {
+    w.ok("stats")["daemon"][name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no daemon counter {name}"))
+}
+
+/// A cross-host run: `writer_procs` writer processes on `a`, `reader_procs` reader
+/// processes on `b`, started together; `during` runs in the test's thread meanwhile.
+struct Run {
+    params: HostsParams,
+    writers: Vec<Worker>,
+    readers: Vec<Worker>,
+}
+
+impl Run {
+    fn start(
+        a: &Daemon,
+        b: &Daemon,
+        base: HostsParams,
+        writer_procs: u32,
+        reader_procs: u32,
+        reader_threads: u32,
+        reader_rate: u32,
+    ) -> Run {
+        Floors::create(&base.floors, base.total_keys()).expect("creating the floors file");
+        let mut writers: Vec<Worker> = (0..writer_procs)
+            .map(|p| Worker::connect(&format!("W{p}"), a.dir(), a.socket(), NS))
+            .collect();
+        let mut readers: Vec<Worker> = (0..reader_procs)
+            .map(|p| Worker::connect(&format!("R{p}"), b.dir(), b.socket(), NS))
+            .collect();
+        for (p, w) in writers.iter_mut().enumerate() {
+            let params = HostsParams {
+                role: Role::Writer,
+                proc_id: p as u32,
+                threads: base.writer_threads,
+                ..base.clone()
+            };
+            w.send(&format!("hosts {}", serde_json::to_string(&params).unwrap()));
+        }
+        for (p, r) in readers.iter_mut().enumerate() {
+            let params = HostsParams {
+                role: Role::Reader,
+                proc_id: p as u32,
+                threads: reader_threads,
+                rate: reader_rate,
+                ..base.clone()
+            };
+            r.send(&format!("hosts {}", serde_json::to_string(&params).unwrap()));
+        }
+        Run {
+            params: base,
+            writers,
+            readers,
+        }
+    }
+
+    /// Waits for every process and merges their reports: (writers, readers).
+    fn finish(mut self) -> (HostsReport, HostsReport) {
+        let watchdog = Duration::from_millis(self.params.millis) + Duration::from_secs(60);
+        let collect = |ws: &mut Vec<Worker>| {
+            let mut total = HostsReport::default();
+            for w in ws.iter_mut() {
+                let answer = w.answer("hosts", watchdog);
+                assert_eq!(answer["ok"], true, "worker {}: {answer}", w.name);
+                total.merge(serde_json::from_value(answer["report"].clone()).expect("a report"));
+            }
+            total
+        };
+        let w = collect(&mut self.writers);
+        let r = collect(&mut self.readers);
+        (w, r)
+    }
+}
+
+/// Every key's last acknowledged operation is what a fresh host (empty table, so every read
+/// goes to Redis) reads: the set's version (or a later one that was sent but not
+/// acknowledged), or, after an invalidation, a miss (or a later version).
+fn nothing_acknowledged_was_lost(redis: &Redis, site: &Site, writers: &HostsReport) {
+    let c = host(site, redis, &[]);
+    let mut reader = Worker::connect("C", c.dir(), c.socket(), NS);
+    let mut lost = Vec::new();
+    for &(k, last) in &writers.last {
+        let (w, n) = (k / KEYS_PER_WRITER, k % KEYS_PER_WRITER);
+        let key = cachekit_tests::stress::key_name(w, n);
+        let g = reader.get(&key);
+        let version = g.value().map(|v| {
+            value::decode(v.as_bytes())
+                .unwrap_or_else(|e| panic!("C read a wrong value of {key}: {e}"))
+                .version
+        });
+        let ok = match (last, version) {
+            (Last::Nothing, _) => true,
+            (Last::Set(v), Some(got)) => got >= v,
+            (Last::Set(_), None) => false,
+            (Last::Invalidated(v), got) => got.is_none_or(|g| g > v),
+        };
+        if !ok {
+            lost.push(format!("{key}: acknowledged {last:?}, Redis has {version:?}"));
+        }
+    }
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged writes are not in Redis, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
+}
+
+const KEYS_PER_WRITER: u32 = 64;
+
+fn assert_clean(w: &HostsReport, r: &HostsReport) {
+    assert_eq!(w.errors, 0, "writes refused: {:#?}", w.examples);
+    assert_eq!(r.errors, 0, "reads failed: {:#?}", r.examples);
+    assert_eq!(r.wrong_values, 0, "wrong values: {:#?}", r.examples);
+    assert_eq!(
+        r.backwards_reads, 0,
+        "a reader saw a key go back to an older version: {:#?}",
+        r.examples
+    );
+    assert!(w.writes > 0 && r.hits > 0);
+}
+
+#[test]
+fn after_a_two_second_redis_pause_the_other_host_is_back_within_the_bound_in_seconds() {
+    let mut redis = Redis::start();
+    let (site_a, site_b, site_c) = (
+        Site::new("outage-a"),
+        Site::new("outage-b"),
+        Site::new("outage-c"),
+    );
+    let a = host(&site_a, &redis, &[]);
+    let b = host(&site_b, &redis, &[]);
+    let mut stats_a = Worker::connect("stats-a", a.dir(), a.socket(), NS);
+    // 2 writer processes x 4 threads x 375/s = 3,000 writes/s; 512 keys, each rewritten
+    // about 6 times a second, a tenth of the operations invalidations.
+    let (warm, pause, after) = (4_000, 2_000, 6_000);
+    let base = HostsParams {
+        role: Role::Writer,
+        proc_id: 0,
+        writer_procs: 2,
+        writer_threads: 4,
+        threads: 4,
+        keys_per_writer: KEYS_PER_WRITER,
+        millis: warm + pause + after,
+        rate: 375,
+        floors: site_a.path("floors"),
+        seed: now_ms(),
+        ttl_ms: Some(600_000),
+        fresh_tags: false,
+        invalidate_pct: 10,
+    };
+    let started = Instant::now();
+    let run = Run::start(&a, &b, base, 2, 2, 1, 3_000);
+    std::thread::sleep(Duration::from_millis(warm));
+    let writes_before = stat(&mut stats_a, "redis_writes");
+    let paused_ms = now_ms();
+    redis.pause();
+    std::thread::sleep(Duration::from_millis(pause));
+    let queued_at_resume = stat(&mut stats_a, "redis_queue_len");
+    redis.resume();
+    let resumed_ms = now_ms();
+    let resumed = Instant::now();
+    // The drain: how long until A's queue is empty while the writers go on.
+    let mut drained_after = None;
+    let mut peak = queued_at_resume;
+    while resumed.elapsed() < Duration::from_millis(after) {
+        let len = stat(&mut stats_a, "redis_queue_len");
+        peak = peak.max(len);
+        if len == 0 {
+            drained_after = Some(resumed.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (w, r) = run.finish();
+    let ran = started.elapsed();
+    assert!(
+        eventually(Duration::from_secs(10), || stat(&mut stats_a, "redis_queue_len") == 0),
+        "A's queue never drained"
+    );
+    let stats = stats_a.ok("stats")["daemon"].clone();
+
+    let aged = ages(&w.history, &r.old);
+    let unexplained = aged.iter().filter(|(_, age)| *age == u64::MAX).count();
+    let max_in = |from: u64, to: u64| {
+        aged.iter()
+            .filter(|(at, _)| (from..to).contains(at))
+            .map(|&(_, age)| age)
+            .max()
+            .unwrap_or(0)
+    };
+    let before = max_in(0, paused_ms);
+    let during = max_in(paused_ms, resumed_ms);
+    let after_max = max_in(resumed_ms, u64::MAX);
+    // Back within the bound: the last read (after Redis returned) older than the bound.
+    let back_after = aged
+        .iter()
+        .filter(|&&(at, age)| at >= resumed_ms && age > CONNECTED_BOUND_MS)
+        .map(|&(at, _)| at - resumed_ms)
+        .max()
+        .unwrap_or(0);
+    eprintln!(
+        "Redis paused {pause} ms under {:.0} writes/s on A ({} writes, {} invalidations in {:.1} s; \
+         {} queued at resume, peak {peak}; queue empty {:?} after Redis returned; drain batches {}, \
+         writers that waited behind the backlog {} (of which acknowledged queued {}), writes \
+         acknowledged while Redis was down {})\n  \
+         B: {} reads, {} hits, {} older than a write acknowledged on A; oldest value served: \
+         {before} ms before the pause, {during} ms during it, {after_max} ms after Redis \
+         returned; back within the {CONNECTED_BOUND_MS} ms bound {back_after} ms after Redis \
+         returned",
+        (w.writes + w.invalidations) as f64 / ran.as_secs_f64(),
+        w.writes,
+        w.invalidations,
+        ran.as_secs_f64(),
+        queued_at_resume,
+        drained_after,
+        stats["redis_drain_batches"],
+        stats["redis_backlog_waits"],
+        stats["redis_backlog_wait_timeouts"],
+        stats["redis_queued"],
+        r.reads,
+        r.hits,
+        r.old_reads,
+    );
+    assert_clean(&w, &r);
+    assert_eq!(unexplained, 0, "old reads the writers' history cannot explain");
+    assert!(
+        stat(&mut stats_a, "redis_writes") > writes_before,
+        "A wrote to Redis after the pause"
+    );
+    assert!(
+        queued_at_resume > 1_000,
+        "the pause was an outage for A: {queued_at_resume} writes queued"
+    );
+    assert!(
+        drained_after.is_some_and(|d| d < Duration::from_secs(3)),
+        "A's queue still held writes 3 s after Redis returned (drained after {drained_after:?})"
+    );
+    assert!(
+        before <= CONNECTED_BOUND_MS,
+        "before the pause B served a value replaced {before} ms earlier"
+    );
+    assert!(
+        back_after <= 3_000,
+        "B served values older than {CONNECTED_BOUND_MS} ms until {back_after} ms after Redis returned"
+    );
+    nothing_acknowledged_was_lost(&redis, &site_c, &w);
+}
