@@ -269,6 +269,17 @@ impl AsyncStore {
         lease::parse_filled(&v)
     }
 
+    /// One step of `ns`'s sweep (see [`crate::sweep`]): up to `count` keys visited.
+    ///
+    /// # Errors
+    /// Any [`StoreError`].
+    pub async fn sweep_step(&self, ns: &str, count: u64) -> Result<crate::Swept, StoreError> {
+        let inv = crate::sweep::sweep_invocation(ns, count);
+        let mut c = self.conn.clone();
+        let v: Value = self.timed("SWEEP", inv.invoke_async(&mut c)).await?;
+        crate::sweep::parse_swept(&v)
+    }
+
     /// Where a new follower of `ns` starts: after the stream's last entry.
     ///
     /// # Errors

@@ -6,6 +6,8 @@
 //!   validation against invalidations;
 //! - [`event`]: the events of a namespace's stream and how a follower detects a gap;
 //! - [`WriteOp`] and the Lua scripts behind it: one round trip per operation;
+//! - [`sweep`]: what keeps a namespace's Redis state bounded (the floor, dead counters,
+//!   invalidated records, restamps) and why no invalidation is lost;
 //! - [`lease`]: fill leases across hosts (take, drop, and the fill checked against the grant);
 //! - [`atomic`]: read-modify-writes committed by a compare script ([`update_with`],
 //!   [`update_blocking`]) and deletes by key pattern;
@@ -50,6 +52,7 @@ pub mod keys;
 pub mod lease;
 pub mod record;
 mod scripts;
+pub mod sweep;
 pub mod target;
 
 #[cfg(feature = "async")]
@@ -69,6 +72,7 @@ pub use event::{Continuity, Cursor, Event, EventKind};
 pub use lease::{FillRefused, Taken};
 pub use record::{Fetched, Record, Rejected};
 pub use scripts::{WriteContext, WriteOp, Written, MAX_BATCH};
+pub use sweep::{Swept, SWEEP_COUNT};
 pub use target::Target;
 
 /// A random origin id for a writer (a daemon start or a client process): 16 hex digits from

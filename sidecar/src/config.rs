@@ -113,6 +113,11 @@ pub struct Flags {
     /// 0 = never clear [default: 30000].
     #[arg(long, env = "CACHEKIT_REDIS_STALE_BOUND_MS")]
     pub redis_stale_bound_ms: Option<u64>,
+    /// How often each followed namespace gets one step of the Redis sweep (1000 keys
+    /// visited: dead counters and invalidated records deleted, old records restamped so the
+    /// floor can rise), ms; 0 = never sweep [default: 1000].
+    #[arg(long, env = "CACHEKIT_REDIS_SWEEP_MS")]
+    pub redis_sweep_ms: Option<u64>,
     /// The settings above that came from a `CACHEKIT_*` variable rather than a flag (by
     /// field name), so that errors name the setting as the user gave it.
     #[arg(skip)]
@@ -188,6 +193,7 @@ struct FileConfig {
     redis_stream_maxlen: Option<u64>,
     redis_poll_ms: Option<u64>,
     redis_stale_bound_ms: Option<u64>,
+    redis_sweep_ms: Option<u64>,
 }
 
 /// The resolved configuration.
@@ -281,6 +287,8 @@ pub struct RedisConfig {
     pub stream_maxlen: u64,
     pub poll: Duration,
     pub stale_bound: Option<Duration>,
+    /// One sweep step per followed namespace this often; `None` = no sweep.
+    pub sweep: Option<Duration>,
 }
 
 impl Config {
@@ -526,6 +534,10 @@ impl Config {
                     {
                         0 => None,
                         ms => Some(Duration::from_millis(ms)),
+                    },
+                    sweep: match flags.redis_sweep_ms.or(file.redis_sweep_ms).unwrap_or(1000) {
+                        0 => None,
+                        ms => Some(Duration::from_millis(ms.max(10))),
                     },
                 }),
             },

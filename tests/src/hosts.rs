@@ -299,8 +299,8 @@ impl<'a> Writer<'a> {
         while Instant::now() < deadline {
             pace(start, &mut tick, self.p.rate);
             n = (n + 1) % self.p.keys_per_writer;
-            let invalidate = self.sent[n as usize] > 0
-                && self.rng.below(100) < u64::from(self.p.invalidate_pct);
+            let invalidate =
+                self.sent[n as usize] > 0 && self.rng.below(100) < u64::from(self.p.invalidate_pct);
             if invalidate {
                 self.invalidate(n);
             } else {
@@ -342,7 +342,8 @@ impl<'a> Writer<'a> {
             }
             Err(e) => {
                 self.report.errors += 1;
-                self.report.note(format!("set {key} version {version}: {e}"));
+                self.report
+                    .note(format!("set {key} version {version}: {e}"));
             }
         }
     }

@@ -16,6 +16,7 @@ mod breaker;
 mod follow;
 mod lease;
 mod queue;
+mod sweep;
 
 use crate::config::{RedisConfig, WriteMode};
 use crate::table::SharedTable;
@@ -76,6 +77,16 @@ pub struct TierCounters {
     pub atomic_ops: AtomicU64,
     /// Their commits that found the key changed since it was read (each retried).
     pub atomic_conflicts: AtomicU64,
+    /// Sweep steps run (one page of a namespace's keys each).
+    pub sweep_steps: AtomicU64,
+    /// Sweep passes this host's steps completed (each raised the namespace's floor).
+    pub sweep_passes: AtomicU64,
+    /// Invalidated (or cleared) records the sweep deleted from Redis.
+    pub swept_records: AtomicU64,
+    /// Valid records the sweep restamped (so the floor can pass their old stamp).
+    pub restamped_records: AtomicU64,
+    /// Counter keys (`p:`, `x:`) at or below the floor the sweep deleted.
+    pub swept_counters: AtomicU64,
     /// Fill leases taken in Redis (`LEASE_GLOBAL`).
     pub leases: AtomicU64,
     /// Holders that waited for another host's fill (its Redis lease was held).
@@ -175,6 +186,8 @@ impl Tier {
         self.rt.spawn(follow::run(self.clone(), table));
         let t = self.clone();
         self.rt.spawn(async move { t.drain().await });
+        let t = self.clone();
+        self.rt.spawn(async move { t.sweep().await });
     }
 
     /// Runs `f` to completion from a connection thread (never from a runtime task).
@@ -431,6 +444,11 @@ impl Tier {
                 "redis_doorbell_reconnects".into(),
                 l(&c.doorbell_reconnects),
             ),
+            ("redis_sweep_steps".into(), l(&c.sweep_steps)),
+            ("redis_sweep_passes".into(), l(&c.sweep_passes)),
+            ("redis_swept_records".into(), l(&c.swept_records)),
+            ("redis_restamped_records".into(), l(&c.restamped_records)),
+            ("redis_swept_counters".into(), l(&c.swept_counters)),
             ("redis_atomic_ops".into(), l(&c.atomic_ops)),
             ("redis_atomic_conflicts".into(), l(&c.atomic_conflicts)),
             ("redis_leases".into(), l(&c.leases)),

@@ -30,8 +30,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use cachekit_client::{Client, ClientOptions, Error, LocalStats, SetOptions, Source};
-use cachekit_tests::now_ms;
 use cachekit_tests::hosts::{self, HostsParams};
+use cachekit_tests::now_ms;
 use cachekit_tests::stress::{self, StressParams};
 use serde_json::{json, Value};
 
