@@ -15,7 +15,7 @@ use crate::duration::parse_duration;
     version,
     about,
     after_help = "Exit codes: 0 success, 1 miss (get, ttl, touch, incr/decr --no-create) or not \
-                  stored (set --if-absent/--if-present), 2 usage error, 3 cachekitd unavailable, \
+                  stored (set --if-absent/--if-present) or damaged entries left (verify), 2 usage error, 3 cachekitd unavailable, \
                   4 request refused (not permitted, invalid, too large, not an integer), \
                   5 other error.\n\
                   The socket is <dir>/<instance>.sock in the first of /run/cachekit, \
@@ -170,6 +170,13 @@ pub enum Command {
     Decr(Counter),
     /// List the namespaces of this host's table with their entries and bytes.
     Namespaces,
+    /// Check every entry of this host's table (all namespaces) as a warm restart does; exit
+    /// code 1 when damaged entries remain.
+    Verify {
+        /// Drop the damaged entries found (writers only).
+        #[arg(long)]
+        repair: bool,
+    },
     /// Invalidate every entry tagged TAG or a tag below it (posts/1 covers posts/1/comments).
     Invalidate {
         /// Tag paths.

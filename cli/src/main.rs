@@ -5,6 +5,7 @@ mod args;
 mod duration;
 mod manage;
 mod output;
+mod verify;
 
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -189,6 +190,7 @@ fn run(cli: Cli) -> Result<Outcome, CliError> {
         Command::Incr(c) => manage::counter(&client, &c, false),
         Command::Decr(c) => manage::counter(&client, &c, true),
         Command::Namespaces => manage::namespaces(&client),
+        Command::Verify { repair } => verify::verify(&client, repair),
         Command::Clear => {
             client.clear()?;
             Ok(Outcome::done(

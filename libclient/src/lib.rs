@@ -118,7 +118,7 @@ mod stats;
 mod value;
 
 pub use cachekit_envelope::{EnvelopeConfig, KeyError, MasterKey, MASTER_KEY_LEN};
-pub use cachekit_proto::ErrorCode;
+pub use cachekit_proto::{ErrorCode, VerifyBad, VerifyReport};
 pub use client::Client;
 pub use crypto::{Encryption, DEFAULT_MEMO_BYTES, MEMO_MAX_VALUE_BYTES};
 pub use direct::DAEMON_PROBE_INTERVAL_MS;

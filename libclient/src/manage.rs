@@ -550,4 +550,26 @@ impl Client {
             other => Err(unexpected("NAMESPACES", &other)),
         }
     }
+
+    /// One page of an integrity walk of this host's table: start at cursor 0, go on with the
+    /// report's `next` until it is 0. With `repair` (writers only) the damaged entries found are
+    /// dropped.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`]; [`Error::NotPermitted`] for `repair` without the permission.
+    pub fn verify_page(
+        &self,
+        cursor: u64,
+        repair: bool,
+    ) -> Result<cachekit_proto::VerifyReport, Error> {
+        let req = Request::Verify(cachekit_proto::VerifyRequest {
+            cursor,
+            max_slots: 0,
+            repair,
+        });
+        match self.shared.request(&req)? {
+            Reply::VerifyReport(r) => Ok(r),
+            other => Err(unexpected("VERIFY", &other)),
+        }
+    }
 }

@@ -63,6 +63,9 @@ pub enum Kind {
     LeaseFill = 0x11,
     /// Request LEASE_RELEASE: the lease holder gives the lease up without a value.
     LeaseRelease = 0x12,
+    /// Request VERIFY: one page of an integrity walk of the live table (with `repair`, drops
+    /// the damaged entries).
+    Verify = 0x13,
     /// Reply HELLO_OK: session parameters (segment fds ride alongside by SCM_RIGHTS).
     HelloOk = 0x81,
     /// Reply OK: the write was applied.
@@ -93,13 +96,15 @@ pub enum Kind {
     LeaseGranted = 0x8E,
     /// Reply LEASE_BUSY: another caller holds the lease and no value came within the wait.
     LeaseBusy = 0x8F,
+    /// Reply VERIFY_REPORT: counts by reason, a sample of damaged entries, the next cursor.
+    VerifyReport = 0x90,
     /// Reply ERROR: a code and a message.
     Error = 0xFF,
 }
 
 impl Kind {
     /// Every kind, in wire order.
-    pub const ALL: [Kind; 34] = [
+    pub const ALL: [Kind; 36] = [
         Kind::Hello,
         Kind::Set,
         Kind::Delete,
@@ -118,6 +123,7 @@ impl Kind {
         Kind::Lease,
         Kind::LeaseFill,
         Kind::LeaseRelease,
+        Kind::Verify,
         Kind::HelloOk,
         Kind::Ok,
         Kind::Deleted,
@@ -133,6 +139,7 @@ impl Kind {
         Kind::NamespaceList,
         Kind::LeaseGranted,
         Kind::LeaseBusy,
+        Kind::VerifyReport,
         Kind::Error,
     ];
 
@@ -157,6 +164,7 @@ impl Kind {
             0x10 => Kind::Lease,
             0x11 => Kind::LeaseFill,
             0x12 => Kind::LeaseRelease,
+            0x13 => Kind::Verify,
             0x81 => Kind::HelloOk,
             0x82 => Kind::Ok,
             0x83 => Kind::Deleted,
@@ -172,6 +180,7 @@ impl Kind {
             0x8D => Kind::NamespaceList,
             0x8E => Kind::LeaseGranted,
             0x8F => Kind::LeaseBusy,
+            0x90 => Kind::VerifyReport,
             0xFF => Kind::Error,
             _ => return None,
         })
@@ -208,6 +217,7 @@ impl Kind {
             Kind::Lease => "LEASE",
             Kind::LeaseFill => "LEASE_FILL",
             Kind::LeaseRelease => "LEASE_RELEASE",
+            Kind::Verify => "VERIFY",
             Kind::HelloOk => "HELLO_OK",
             Kind::Ok => "OK",
             Kind::Deleted => "DELETED",
@@ -223,6 +233,7 @@ impl Kind {
             Kind::NamespaceList => "NAMESPACE_LIST",
             Kind::LeaseGranted => "LEASE_GRANTED",
             Kind::LeaseBusy => "LEASE_BUSY",
+            Kind::VerifyReport => "VERIFY_REPORT",
             Kind::Error => "ERROR",
         }
     }
@@ -373,7 +384,7 @@ mod tests {
 
     #[test]
     fn rejects_unknown_kinds() {
-        for kind in [0x00u8, 0x13, 0x7F, 0x80, 0x90, 0xFE] {
+        for kind in [0x00u8, 0x14, 0x7F, 0x80, 0x91, 0xFE] {
             let mut bytes = header(Kind::Ping, 0).to_bytes();
             bytes[OFF_KIND] = kind;
             assert_eq!(

@@ -29,9 +29,11 @@
 //! | SCAN | SCAN_PAGE, ERROR |
 //! | DELETE_MATCHING | DELETED_MANY, ERROR |
 //! | NAMESPACES | NAMESPACE_LIST, ERROR |
+//! | VERIFY | VERIFY_REPORT, ERROR |
 //!
 //! SET, DELETE, INVALIDATE, CLEAR, SET_IF, INCR, TAKE, TOUCH, DELETE_MATCHING and the three
-//! LEASE requests change the cache: they need the writer permission. Each is applied atomically by the daemon's single
+//! LEASE requests change the cache: they need the writer permission, and so does VERIFY with
+//! `repair`. Each is applied atomically by the daemon's single
 //! writer, so SET_IF and INCR from any number of processes never lose an update.
 //!
 //! **Errors and framing.** An invalid header (bad magic, unsupported version, unknown kind,
@@ -85,6 +87,7 @@
 //! | 0x10 | LEASE | client → daemon | see below |
 //! | 0x11 | LEASE_FILL | client → daemon | see below |
 //! | 0x12 | LEASE_RELEASE | client → daemon | see below |
+//! | 0x13 | VERIFY | client → daemon | see below |
 //! | 0x81 | HELLO_OK | daemon → client | see below (+ SCM_RIGHTS fds) |
 //! | 0x82 | OK | daemon → client | empty |
 //! | 0x83 | DELETED | daemon → client | see below |
@@ -100,6 +103,7 @@
 //! | 0x8D | NAMESPACE_LIST | daemon → client | see below |
 //! | 0x8E | LEASE_GRANTED | daemon → client | see below |
 //! | 0x8F | LEASE_BUSY | daemon → client | empty |
+//! | 0x90 | VERIFY_REPORT | daemon → client | see below |
 //! | 0xFF | ERROR | daemon → client | see below |
 //!
 //! Any other kind byte is an error ([`ProtoError::UnknownKind`]).
@@ -357,6 +361,24 @@
 //!
 //! **LEASE_BUSY** (0x8F) — empty body.
 //!
+//! **VERIFY** (0x13) — 17 bytes
+//!
+//! | field | type | notes |
+//! |---|---|---|
+//! | `cursor` | u64 | where the walk starts: 0, then the previous page's `next` |
+//! | `max_slots` | u64 | about how many index slots to visit, in whole buckets (0 = the daemon's default) |
+//! | `repair` | u8 | 1: drop the damaged entries found (needs the writer permission) |
+//!
+//! **VERIFY_REPORT** (0x90) — 28 + Σ(12 + name) + Σ(20 + reason + namespace + key) bytes
+//!
+//! | field | type | notes |
+//! |---|---|---|
+//! | `next` | u64 | where the next page starts; 0 = the walk is done |
+//! | `examined` | u64 | index slots in use visited |
+//! | `repaired` | u64 | damaged entries dropped (with `repair`) |
+//! | `counts` | `list<(str, u64)>` | ≤ [`MAX_STATS`] entries that failed, by reason: damage (`bad_location`, `unwritten`, `misplaced`, `check_failed`, `duplicate`) and, apart, `expired` and `invalidated` |
+//! | `sample` | `list<(u64, str, str, bytes)>` | ≤ [`MAX_VERIFY_SAMPLE`] = 16 damaged entries: slot, reason, namespace and key (empty when unreadable) |
+//!
 //! **ERROR** (0xFF) — 6 + message bytes
 //!
 //! | field | type | notes |
@@ -429,6 +451,7 @@ mod manage;
 pub mod paths;
 mod reply;
 mod request;
+mod verify;
 mod wire;
 
 pub use error::{EncodeError, Field, ProtoError};
@@ -452,3 +475,4 @@ pub use manage::{
 };
 pub use reply::{ErrorCode, FetchHit, HelloOk, Reply};
 pub use request::{validate_namespace, Hello, Request, Set};
+pub use verify::{VerifyBad, VerifyReport, VerifyRequest, MAX_VERIFY_SAMPLE};

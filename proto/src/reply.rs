@@ -85,6 +85,8 @@ pub enum Reply {
     },
     /// LEASE_BUSY: another caller holds the lease, and no value came within the wait.
     LeaseBusy,
+    /// VERIFY_REPORT: one page of a VERIFY.
+    VerifyReport(crate::verify::VerifyReport),
     /// ERROR: the request failed; any request may be answered by ERROR.
     Error {
         /// What went wrong, for programs.
@@ -250,6 +252,7 @@ impl Reply {
             Reply::NamespaceList { .. } => Kind::NamespaceList,
             Reply::LeaseGranted { .. } => Kind::LeaseGranted,
             Reply::LeaseBusy => Kind::LeaseBusy,
+            Reply::VerifyReport(_) => Kind::VerifyReport,
             Reply::Error { .. } => Kind::Error,
         }
     }
@@ -279,6 +282,7 @@ impl Reply {
                 | (Kind::Scan, Reply::ScanPage { .. })
                 | (Kind::DeleteMatching, Reply::DeletedMany { .. })
                 | (Kind::Namespaces, Reply::NamespaceList { .. })
+                | (Kind::Verify, Reply::VerifyReport(_))
                 | (Kind::Stats, Reply::Stats { .. })
                 | (Kind::Ping, Reply::Pong { .. })
         )
@@ -301,6 +305,7 @@ impl Reply {
                 wire::check_len(Field::ErrorMessage, message.len(), MAX_ERROR_MESSAGE_BYTES)?
             }
             Reply::ScanPage { items, .. } => manage::check_scan_page(items, limits)?,
+            Reply::VerifyReport(r) => crate::verify::check_report(r)?,
             Reply::NamespaceList { namespaces } => {
                 manage::check_namespace_list(namespaces, limits)?
             }
@@ -356,6 +361,7 @@ impl Reply {
             }
             Reply::DeletedMany { .. } => 16,
             Reply::NamespaceList { namespaces } => manage::namespace_list_len(namespaces),
+            Reply::VerifyReport(r) => crate::verify::report_len(r),
             Reply::Error { message, .. } => 2 + bytes_len(message.len()),
         }
     }
@@ -410,6 +416,7 @@ impl Reply {
                 wire::put_u64(out, *deleted);
             }
             Reply::NamespaceList { namespaces } => manage::put_namespace_list(out, namespaces)?,
+            Reply::VerifyReport(r) => crate::verify::put_report(out, r)?,
             Reply::Error { code, message } => {
                 wire::put_u16(out, code.as_u16());
                 wire::put_bytes(
@@ -446,6 +453,7 @@ impl Reply {
                 .map(|namespaces| Reply::NamespaceList { namespaces }),
             Kind::LeaseGranted => c.u64("token").map(|token| Reply::LeaseGranted { token }),
             Kind::LeaseBusy => Ok(Reply::LeaseBusy),
+            Kind::VerifyReport => crate::verify::decode_report(c, limits).map(Reply::VerifyReport),
             Kind::Error => decode_error(c),
             Kind::Hello
             | Kind::Set
@@ -464,7 +472,8 @@ impl Reply {
             | Kind::Namespaces
             | Kind::Lease
             | Kind::LeaseFill
-            | Kind::LeaseRelease => return None,
+            | Kind::LeaseRelease
+            | Kind::Verify => return None,
         };
         Some(reply)
     }

@@ -88,6 +88,9 @@ pub enum Request {
         /// The token of LEASE_GRANTED.
         token: u64,
     },
+    /// VERIFY: one page of an integrity walk of the live table. Answered by VERIFY_REPORT.
+    /// With `repair` it changes the cache (the writer permission).
+    Verify(crate::verify::VerifyRequest),
 }
 
 /// The body of HELLO.
@@ -154,6 +157,7 @@ impl Request {
             Request::Lease(_) => Kind::Lease,
             Request::LeaseFill(_) => Kind::LeaseFill,
             Request::LeaseRelease { .. } => Kind::LeaseRelease,
+            Request::Verify(_) => Kind::Verify,
         }
     }
 
@@ -172,6 +176,7 @@ impl Request {
             | Request::Lease(_)
             | Request::LeaseFill(_)
             | Request::LeaseRelease { .. } => true,
+            Request::Verify(v) => v.repair,
             Request::Hello(_)
             | Request::Fetch { .. }
             | Request::Stats
@@ -212,7 +217,7 @@ impl Request {
             }
             Request::Clear { namespace } => check_namespace(namespace, limits)?,
             Request::Scan(s) | Request::DeleteMatching(s) => manage::check_scan(s, limits)?,
-            Request::Stats | Request::Ping | Request::Namespaces => {}
+            Request::Stats | Request::Ping | Request::Namespaces | Request::Verify(_) => {}
         }
         let frame_bytes = HEADER_LEN as u64 + self.body_len();
         if frame_bytes > limits.max_frame_bytes as u64 {
@@ -242,6 +247,7 @@ impl Request {
             Request::Incr(i) => manage::incr_len(i),
             Request::Scan(s) | Request::DeleteMatching(s) => manage::scan_len(s),
             Request::Namespaces => 0,
+            Request::Verify(_) => crate::verify::request_len(),
             Request::Lease(l) => manage::lease_len(l),
             Request::LeaseFill(f) => manage::lease_fill_len(f),
             Request::LeaseRelease { namespace, key, .. } => {
@@ -290,6 +296,7 @@ impl Request {
             Request::Incr(i) => manage::put_incr(out, i)?,
             Request::Scan(s) | Request::DeleteMatching(s) => manage::put_scan(out, s)?,
             Request::Namespaces => {}
+            Request::Verify(v) => crate::verify::put_request(out, v),
             Request::Lease(l) => manage::put_lease(out, l)?,
             Request::LeaseFill(f) => manage::put_lease_fill(out, f)?,
             Request::LeaseRelease {
@@ -348,6 +355,7 @@ impl Request {
             Kind::Scan => manage::decode_scan(c, limits).map(Request::Scan),
             Kind::DeleteMatching => manage::decode_scan(c, limits).map(Request::DeleteMatching),
             Kind::Namespaces => Ok(Request::Namespaces),
+            Kind::Verify => crate::verify::decode_request(c).map(Request::Verify),
             Kind::Lease => manage::decode_lease(c, limits).map(Request::Lease),
             Kind::LeaseFill => manage::decode_lease_fill(c, limits).map(Request::LeaseFill),
             Kind::LeaseRelease => namespace_and_key(c, limits).and_then(|(namespace, key)| {
@@ -372,6 +380,7 @@ impl Request {
             | Kind::NamespaceList
             | Kind::LeaseGranted
             | Kind::LeaseBusy
+            | Kind::VerifyReport
             | Kind::Error => return None,
         };
         Some(request)

@@ -335,6 +335,11 @@ fn sample(kind: Kind, full: bool) -> Vec<u8> {
             key: Vec::new(),
             token: 5,
         }),
+        Kind::Verify => Some(Request::Verify(cachekit_proto::VerifyRequest {
+            cursor: 3,
+            max_slots: 0,
+            repair: full,
+        })),
         _ => None,
     };
     if let Some(req) = req {
@@ -381,6 +386,13 @@ fn sample_reply(kind: Kind, full: bool) -> Reply {
         },
         Kind::LeaseGranted => Reply::LeaseGranted { token: 1 },
         Kind::LeaseBusy => Reply::LeaseBusy,
+        Kind::VerifyReport => Reply::VerifyReport(cachekit_proto::VerifyReport {
+            next: 0,
+            examined: 1,
+            repaired: 0,
+            counts: Vec::new(),
+            sample: Vec::new(),
+        }),
         Kind::FetchMiss => Reply::FetchMiss,
         Kind::StatsReply => Reply::Stats {
             counters: Vec::new(),
@@ -626,10 +638,14 @@ fn hello_ok_table_matches_the_encoder() {
 
 #[test]
 fn constants_quoted_in_the_docs_have_their_values() {
-    let known: [(&str, u64); 12] = [
+    let known: [(&str, u64); 13] = [
         ("MAX_PATTERN_BYTES", MAX_PATTERN_BYTES as u64),
         ("MAX_SCAN_PAGE", MAX_SCAN_PAGE as u64),
         ("MAX_NAMESPACE_LIST", MAX_NAMESPACE_LIST as u64),
+        (
+            "MAX_VERIFY_SAMPLE",
+            cachekit_proto::MAX_VERIFY_SAMPLE as u64,
+        ),
         ("PROTOCOL_VERSION", u64::from(PROTOCOL_VERSION)),
         ("MAGIC", u64::from(MAGIC)),
         ("HEADER_LEN", HEADER_LEN as u64),

@@ -325,8 +325,18 @@ fn replies_answer_the_right_requests() {
         version: 0,
     });
     let requests: Vec<Kind> = Kind::ALL.into_iter().filter(|k| k.is_request()).collect();
-    let cases: [(Reply, &[Kind]); 16] = [
+    let cases: [(Reply, &[Kind]); 17] = [
         (Reply::LeaseGranted { token: 1 }, &[Kind::Lease]),
+        (
+            Reply::VerifyReport(cachekit_proto::VerifyReport {
+                next: 0,
+                examined: 0,
+                repaired: 0,
+                counts: vec![],
+                sample: vec![],
+            }),
+            &[Kind::Verify],
+        ),
         (Reply::LeaseBusy, &[Kind::Lease]),
         (
             Reply::Stored {

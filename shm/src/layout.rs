@@ -76,6 +76,23 @@ pub struct TableHeader {
 const _: () = assert!(size_of::<TableHeader>() == 18 * 8 + STAT_WORDS * 8);
 const _: () = assert!(size_of::<TableHeader>() as u64 <= HEADER_BYTES);
 
+/// Byte offset, in the header page, of the Redis stream positions: where the daemon records
+/// the last invalidation-stream entry it applied per followed namespace, so that a table
+/// carried into a new daemon (warm restart) can replay from there. After [`TableHeader`],
+/// inside the header page; no reader reads it. Zero in a table that never recorded one
+/// (every older build): "no position", which the replay treats as a gap.
+pub const STREAM_POSITIONS_OFF: u64 = 1024;
+/// Records of the stream-position area.
+pub const STREAM_POSITIONS: usize = 64;
+/// Words of one record: xxh3 of the namespace name (seed 0), the stream id's milliseconds and
+/// sequence, and a check word (xxh3 of the three, seeded with [`TABLE_MAGIC`]) so that garbage
+/// reads as "no position". A record with a namespace hash of 0 is free.
+pub const STREAM_POSITION_WORDS: usize = 4;
+const _: () = assert!(size_of::<TableHeader>() as u64 <= STREAM_POSITIONS_OFF);
+const _: () = assert!(
+    STREAM_POSITIONS_OFF + (STREAM_POSITIONS * STREAM_POSITION_WORDS * 8) as u64 <= HEADER_BYTES
+);
+
 /// Header of one arena segment, at the segment's first byte.
 #[repr(C)]
 pub struct SegmentHeader {

@@ -11,6 +11,8 @@
 //! code is in [`layout`].
 
 mod arena;
+mod carry;
+mod check;
 mod clients;
 mod entry;
 mod error;
@@ -27,9 +29,12 @@ mod tags;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod time;
+mod verify;
 mod walk;
 mod writer;
 
+pub use carry::{carry, CarryReport, OldTable, RefSpace, StreamPosition};
+pub use check::{CarriedEntry, CarriedRef, DropCounts, DropReason};
 pub use clients::ClientRecords;
 pub use entry::{
     ENTRY_HEADER_BYTES, MAX_KEY_BYTES, MAX_NAMESPACE_BYTES, MAX_REFS, VALUE_LEN_CEILING,
@@ -39,9 +44,10 @@ pub use geometry::{TableConfig, INDEX_LOAD_TARGET, MIN_BUCKETS};
 pub use layout::Stat;
 pub use reader::{HitMeta, Lookup, Reader, ReaderStats, MAX_RETRIES};
 #[cfg(not(loom))]
-pub use shared::SegmentFds;
+pub use shared::{take_inherited_fd, SegmentFds};
 pub use tags::{validate_tag, InvalidateMode, MAX_TAGS, MAX_TAG_BYTES, MAX_TAG_DEPTH};
 pub use time::now_ms;
+pub use verify::{BadEntry, VerifyPage};
 pub use walk::{Cursor as WalkCursor, EntryView, Filter, ScanEntry};
 pub use writer::{Backing, InsertOptions, Writer};
 

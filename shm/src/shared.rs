@@ -94,3 +94,29 @@ impl SegmentFds {
         self.client.as_fd()
     }
 }
+
+/// Takes ownership of descriptor `fd`, which this process inherited when it was executed
+/// (systemd's `LISTEN_FDS` hands stored descriptors over as fds 3, 4, …), after checking that
+/// it is open; marks it close-on-exec. The caller takes each number once, at start, from the
+/// protocol that handed it over: nothing else in the process owns it.
+pub fn take_inherited_fd(fd: std::os::fd::RawFd) -> io::Result<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    if fd < 3 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("descriptor {fd} is not an inherited one (they start at 3)"),
+        ));
+    }
+    // SAFETY:
+    // - the borrow lives only for the two fcntl calls below, which fail with EBADF (and do
+    //   nothing) if the number is not open;
+    // - no one closes it meanwhile: the caller's contract says nothing else owns it.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    rustix::io::fcntl_getfd(borrowed)?;
+    rustix::io::fcntl_setfd(borrowed, rustix::io::FdFlags::CLOEXEC)?;
+    // SAFETY:
+    // - `fd` is open (checked above);
+    // - nothing else in the process owns it (the caller's contract), so this OwnedFd is its
+    //   only owner and closing it on drop closes nobody else's descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}

@@ -219,6 +219,34 @@ impl Writer {
         self.set_stat(s, v);
     }
 
+    /// The table's memory (a carry reads it as an [`OldTable`](crate::OldTable)).
+    pub(crate) fn table_memory(&self) -> Arc<Memory> {
+        self.table.clone()
+    }
+
+    /// Raises the clock so the next stamp is above `stamp`.
+    pub(crate) fn raise_clock(&mut self, stamp: u64) {
+        if stamp > self.last_stamp {
+            self.last_stamp = stamp;
+            self.r()
+                .store(header_word!(last_stamp), stamp, Ordering::Relaxed);
+        }
+    }
+
+    /// The value of tag counter `idx`.
+    pub(crate) fn counter(&self, idx: u32) -> u64 {
+        self.r()
+            .load(self.geo.counter_word(idx), Ordering::Relaxed)
+            .unwrap_or(u64::MAX)
+    }
+
+    /// Raises tag counter `idx` to `value` if it is lower (counters never go down).
+    pub(crate) fn raise_counter(&mut self, idx: u32, value: u64) {
+        if value > self.counter(idx) {
+            self.bump_counter(idx, value);
+        }
+    }
+
     fn next_stamp(&mut self, now: u64) -> u64 {
         let s = (now << STAMP_COUNTER_BITS).max(self.last_stamp + 1);
         self.last_stamp = s;
@@ -742,7 +770,7 @@ impl Writer {
 
     /// A slot stopped pointing at the entry `old`: account for it, and free its segment
     /// when that was the last one.
-    fn release(&mut self, old: u64) {
+    pub(crate) fn release(&mut self, old: u64) {
         self.add_stat(Stat::LiveEntries, -1);
         // A slot the writer did not make (corrupted memory) has no segment to account to.
         let Some(seg) = self.segment_index(slot_loc(old)) else {

@@ -118,6 +118,13 @@ pub struct Flags {
     /// floor can rise), ms; 0 = never sweep [default: 1000].
     #[arg(long, env = "CACHEKIT_REDIS_SWEEP_MS")]
     pub redis_sweep_ms: Option<u64>,
+    /// Start with an empty table even when the previous daemon's segment is found (it is
+    /// dropped) [default: false, a warm restart carries its entries].
+    #[arg(long, env = "CACHEKIT_COLD", num_args = 0..=1, default_missing_value = "true")]
+    pub cold: Option<bool>,
+    /// Run as the instance's keeper of the segment's memfds (started by cachekitd itself).
+    #[arg(long, hide = true)]
+    pub keeper: bool,
     /// The settings above that came from a `CACHEKIT_*` variable rather than a flag (by
     /// field name), so that errors name the setting as the user gave it.
     #[arg(skip)]
@@ -194,6 +201,7 @@ struct FileConfig {
     redis_poll_ms: Option<u64>,
     redis_stale_bound_ms: Option<u64>,
     redis_sweep_ms: Option<u64>,
+    cold: Option<bool>,
 }
 
 /// The resolved configuration.
@@ -220,6 +228,8 @@ pub struct Config {
     pub log_json: bool,
     /// The Redis tier, if configured.
     pub redis: Option<RedisConfig>,
+    /// Start empty even when the previous daemon's segment is found (see `warm.rs`).
+    pub cold: bool,
 }
 
 /// Who may hold how many connections, and for how long without a request
@@ -458,6 +468,7 @@ impl Config {
             ),
             log: flags.log.or(file.log).unwrap_or_else(|| "info".into()),
             log_json: log_format == "json",
+            cold: flags.cold.or(file.cold).unwrap_or(false),
             redis: match flags
                 .redis_url
                 .clone()

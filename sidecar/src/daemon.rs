@@ -9,7 +9,7 @@ use crate::slots::Slots;
 use crate::table::SharedTable;
 use crate::tier::Tier;
 use cachekit_proto::Limits;
-use cachekit_shm::{Backing, SegmentFds, TableConfig, Writer};
+use cachekit_shm::{SegmentFds, TableConfig, Writer};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -71,20 +71,25 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    pub fn new(cfg: Config) -> anyhow::Result<Daemon> {
-        // Stored values are envelopes: up to ENVELOPE_HEADROOM bytes over the user's limit.
-        let stored_max = cfg.max_value_bytes + cachekit_proto::ENVELOPE_HEADROOM as u64;
-        let table_cfg = TableConfig {
+    /// The table the configuration asks for.
+    pub fn table_config(cfg: &Config) -> TableConfig {
+        TableConfig {
             arena_bytes: cfg.memory_bytes,
-            max_value_bytes: stored_max,
+            // Stored values are envelopes: up to ENVELOPE_HEADROOM bytes over the user's limit.
+            max_value_bytes: cfg.max_value_bytes + cachekit_proto::ENVELOPE_HEADROOM as u64,
             tag_counters: cfg.tag_counters,
             ..TableConfig::default()
-        };
+        }
+    }
+
+    /// The daemon's state around `writer`, a table made from [`Daemon::table_config`] (with
+    /// memfd backing; empty, or carried from the previous daemon's, see `warm.rs`).
+    pub fn new(cfg: Config, writer: Writer) -> anyhow::Result<Daemon> {
+        let stored_max = Daemon::table_config(&cfg).max_value_bytes;
         let tier = match &cfg.redis {
             Some(r) => Some(Arc::new(Tier::new(r.clone())?)),
             None => None,
         };
-        let writer = Writer::create(&table_cfg, Backing::Memfd)?;
         let fds = writer.fds().expect("memfd backing").try_clone()?;
         let slots = Arc::new(Slots::new(writer.client_records()));
         let stat_len = |fd| rustix::fs::fstat(fd).map(|s| s.st_size as u64);

@@ -15,7 +15,9 @@
 //! - `peer.rs`: a peer's supplementary groups, for the write permission;
 //! - `slots.rs`: the client-area records, one per live connection, checked on every heartbeat;
 //! - `config.rs`: flags, environment, file; `host.rs`: `--memory` against the host's memory;
-//!   `systemd.rs`: sd_notify.
+//!   `systemd.rs`: sd_notify;
+//! - `warm.rs`: the start-time carry of the previous daemon's segment (warm restart), from
+//!   systemd's fd store (`fdstore.rs`) or the instance's keeper process (`keeper.rs`).
 #![forbid(unsafe_code)]
 
 mod admission;
@@ -23,8 +25,11 @@ mod changes;
 mod coalesce;
 mod config;
 mod daemon;
+mod fdpass;
+mod fdstore;
 mod frames;
 mod host;
+mod keeper;
 mod leases;
 mod ops;
 mod peer;
@@ -33,6 +38,7 @@ mod socket;
 mod systemd;
 mod table;
 mod tier;
+mod warm;
 
 use anyhow::{bail, Context, Result};
 use config::{Config, Flags};
@@ -48,13 +54,23 @@ use std::time::{Duration, Instant};
 use tracing::{error, info};
 
 fn main() {
-    let cfg = match Config::resolve(Flags::from_command_line()) {
+    let flags = Flags::from_command_line();
+    let keeper = flags.keeper;
+    let cfg = match Config::resolve(flags) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("cachekitd: {e:#}");
             std::process::exit(2);
         }
     };
+    if keeper {
+        // The instance's keeper (see keeper.rs): its stdio is /dev/null, so an error is its
+        // exit status only.
+        let r = cfg
+            .runtime_dir()
+            .and_then(|dir| keeper::run(&dir, &cfg.instance));
+        std::process::exit(i32::from(r.is_err()));
+    }
     // A table larger than the host could ever hold is refused like a bad flag; one larger
     // than what is available now is a warning (see host.rs).
     let memory_warning = match host::Memory::read().check(cfg.memory_bytes, &cfg.memory_setting) {
@@ -194,7 +210,9 @@ fn run(cfg: Config) -> Result<()> {
     let dir = cfg.runtime_dir()?;
     let (_lock, previous_timeout) = lock_instance(&dir, &cfg.instance, cfg.heartbeat_timeout)?;
     let socket: PathBuf = dir.join(cachekit_proto::paths::socket_name(&cfg.instance));
-    let daemon = Arc::new(Daemon::new(cfg.clone()).context("creating the shared table")?);
+    // Before the socket is bound: the previous daemon's entries carried (warm restart).
+    let (writer, _handover) = warm::start(&cfg, &dir, &Daemon::table_config(&cfg))?;
+    let daemon = Arc::new(Daemon::new(cfg.clone(), writer).context("creating the shared table")?);
     daemon.start_redis();
     // Signals first: a SIGTERM that arrives while binding (or waiting out a dead daemon's
     // clients) still stops the daemon cleanly.

@@ -253,6 +253,19 @@ impl Table {
         Ok(Some(version))
     }
 
+    /// One page of `verify` (see [`Writer::verify_page`]).
+    pub fn verify_page(
+        &mut self,
+        cursor: WalkCursor,
+        max_slots: u64,
+        now: u64,
+        repair: bool,
+        sample: usize,
+    ) -> cachekit_shm::VerifyPage {
+        self.writer
+            .verify_page(cursor, max_slots, now, repair, sample)
+    }
+
     /// The table's own counters.
     pub fn stats(&self) -> Vec<(&'static str, u64)> {
         self.writer.stats()

@@ -15,6 +15,7 @@ mod invalidate;
 mod lease;
 mod set;
 mod stats;
+mod verify;
 mod walk;
 
 pub use hello::hello_ok;
@@ -67,6 +68,7 @@ pub fn handle(d: &Daemon, peer: &Peer, req: Request) -> Reply {
         Request::Scan(s) => walk::scan(d, &s),
         Request::DeleteMatching(s) => walk::delete_matching(d, &s),
         Request::Namespaces => walk::namespaces(d),
+        Request::Verify(v) => verify::run(d, &v),
         Request::Lease(l) => lease::lease(d, peer, &l),
         Request::LeaseFill(f) => lease::fill(d, &f),
         Request::LeaseRelease {

@@ -1,0 +1,141 @@
+//! The start-time carry (warm restart): find the previous daemon's segment, carry what
+//! verifies into the new one, and leave the new one where the next daemon will find it.
+//!
+//! Where the memfds outlive the daemon: systemd's fd store when `$NOTIFY_SOCKET` is set
+//! (`fdstore.rs`), else the instance's keeper process (`keeper.rs`). Runs after the instance
+//! lock is taken (so the old daemon is gone: its writable mapping died with it, nothing changes
+//! the old segment while it is read) and before the socket is bound.
+
+use crate::config::Config;
+use crate::fdstore;
+use crate::keeper::Keeper;
+use anyhow::{Context, Result};
+use cachekit_shm::{carry, now_ms, AttachError, Backing, OldTable, TableConfig, Writer};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use tracing::{info, warn};
+
+/// Where this daemon's memfds were left; held for the daemon's life (the keeper connection
+/// tells the keeper a daemon is there).
+pub enum Handover {
+    /// systemd's fd store.
+    FdStore,
+    /// The instance's keeper.
+    Keeper(#[allow(dead_code)] Keeper),
+    /// Nowhere (the keeper could not be started): the next start is cold.
+    Nowhere,
+}
+
+/// The table this daemon serves: the previous daemon's entries carried into a new segment when
+/// one is found (unless `cold`), else empty; and where the new segment was left.
+pub fn start(cfg: &Config, dir: &Path, table_cfg: &TableConfig) -> Result<(Writer, Handover)> {
+    let (old, mut keeper) = if fdstore::available() {
+        let mut table = None;
+        for (name, fd) in fdstore::take_listen_fds() {
+            if name == fdstore::TABLE_NAME {
+                table = Some(fd);
+            }
+        }
+        (table, None)
+    } else {
+        match Keeper::connect_or_start(dir, &cfg.instance) {
+            Ok(mut k) => {
+                let old = k.take().unwrap_or_else(|e| {
+                    warn!("the keeper did not hand over the old segment: {e:#}; starting empty");
+                    None
+                });
+                (old.map(|(table, _clients)| table), Some(k))
+            }
+            Err(e) => {
+                warn!("no keeper for the segment ({e:#}): this start is cold and the next one will be too");
+                (None, None)
+            }
+        }
+    };
+    let writer = build(cfg, table_cfg, old)?;
+    let fds = writer.fds().expect("memfd backing");
+    let handover = if fdstore::available() {
+        match fdstore::store(fds.table_fd(), fds.client_fd()) {
+            Ok(()) => Handover::FdStore,
+            Err(e) => {
+                warn!("storing the segment in systemd's fd store failed ({e}): the next start is cold");
+                Handover::Nowhere
+            }
+        }
+    } else if let Some(mut k) = keeper.take() {
+        match k.hold(fds.table_fd(), fds.client_fd()) {
+            Ok(()) => Handover::Keeper(k),
+            Err(e) => {
+                warn!("handing the segment to the keeper failed ({e:#}): the next start is cold");
+                Handover::Nowhere
+            }
+        }
+    } else {
+        Handover::Nowhere
+    };
+    Ok((writer, handover))
+}
+
+/// A new table, with `old`'s entries carried into it when that is allowed and possible.
+fn build(cfg: &Config, table_cfg: &TableConfig, old: Option<OwnedFd>) -> Result<Writer> {
+    let create =
+        |c: &TableConfig| Writer::create(c, Backing::Memfd).context("creating the shared table");
+    let Some(fd) = old else {
+        return create(table_cfg);
+    };
+    if cfg.cold {
+        info!("--cold: the previous daemon's segment is dropped; starting empty");
+        return create(table_cfg);
+    }
+    if cfg.redis.is_some() {
+        // Entries other hosts invalidated while this host was down must not come back: that
+        // needs the invalidation streams replayed from the positions the old segment holds
+        // (see StreamPosition), which the Redis tier does not do yet.
+        info!("a Redis tier is configured and replaying its invalidation streams after a restart is not implemented: the previous daemon's segment is dropped; starting empty");
+        return create(table_cfg);
+    }
+    let old = match OldTable::open(fd.as_fd()) {
+        Ok(t) => t,
+        Err(AttachError::UnsupportedVersion { found, expected }) => {
+            warn!(
+                found,
+                expected,
+                "the previous daemon's segment has format {found}, this build reads {expected}: starting empty"
+            );
+            return create(table_cfg);
+        }
+        Err(e) => {
+            warn!("the previous daemon's segment is unreadable ({e}): starting empty");
+            return create(table_cfg);
+        }
+    };
+    // The new table takes the old one's hash seed: tag-counter references stay meaningful.
+    let mut writer = create(&TableConfig {
+        hash_seed: Some(old.ref_space().hash_seed),
+        ..table_cfg.clone()
+    })?;
+    let report = carry(&old, &mut writer, now_ms());
+    let dropped: Vec<String> = report
+        .dropped
+        .named()
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(name, n)| format!("{name}={n}"))
+        .collect();
+    info!(
+        examined = report.examined,
+        carried = report.carried,
+        value_bytes = report.value_bytes,
+        damaged = report.dropped.damage(),
+        evicted = report.evicted,
+        elapsed_ms = report.elapsed.as_millis() as u64,
+        old_epoch = old.epoch(),
+        new_epoch = writer.epoch(),
+        "warm restart: carried {} of {} entries of the previous daemon's segment in {:?} (dropped: {})",
+        report.carried,
+        report.examined,
+        report.elapsed,
+        if dropped.is_empty() { "none".to_string() } else { dropped.join(", ") }
+    );
+    Ok(writer)
+}
