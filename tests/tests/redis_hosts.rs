@@ -309,15 +309,14 @@ struct Sample {
     keys: u64,
 }
 
-fn sample(redis: &Redis) -> Sample {
-    let mut c = redis.conn();
-    let info: String = redis::cmd("INFO").arg("memory").query(&mut c).unwrap();
+fn sample(c: &mut redis::Connection) -> Sample {
+    let info: String = redis::cmd("INFO").arg("memory").query(c).unwrap();
     let used_memory = info
         .lines()
         .find_map(|l| l.strip_prefix("used_memory:"))
         .and_then(|v| v.trim().parse().ok())
         .expect("INFO memory has used_memory");
-    let keys: u64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
+    let keys: u64 = redis::cmd("DBSIZE").query(c).unwrap();
     Sample { used_memory, keys }
 }
 
@@ -385,8 +384,10 @@ fn ever_new_tags(story: &str, secs: u64, sweep_ms: &str) -> (bool, String) {
     let run = Run::start(&a, &b, base, 2, 1, 2, 1_000);
     let started = Instant::now();
     let mut samples = Vec::new();
+    // One connection for every sample (a new one each second would pile up TIME_WAITs).
+    let mut conn = redis.conn();
     while started.elapsed() < Duration::from_secs(secs) {
-        samples.push(sample(&redis));
+        samples.push(sample(&mut conn));
         std::thread::sleep(Duration::from_secs(1));
     }
     let (w, r) = run.finish();
@@ -395,6 +396,19 @@ fn ever_new_tags(story: &str, secs: u64, sweep_ms: &str) -> (bool, String) {
     let st = stats_b.ok("stats")["daemon"].clone();
     let aged = ages(&w.history, &r.old);
     let oldest = aged.iter().map(|&(_, age)| age).max().unwrap_or(0);
+    let t0 = now_ms() - started.elapsed().as_millis() as u64;
+    let over: Vec<(u64, u64)> = aged
+        .iter()
+        .filter(|&&(_, age)| age > CONNECTED_BOUND_MS)
+        .map(|&(at, age)| (at.saturating_sub(t0), age))
+        .collect();
+    if !over.is_empty() {
+        eprintln!(
+            "{story}: {} reads older than {CONNECTED_BOUND_MS} ms, (ms into the run, age ms): {:?}",
+            over.len(),
+            &over[..over.len().min(20)]
+        );
+    }
     let figures = format!(
         "{story}: {secs} s of ever-new tags ({} writes, {} invalidations; redis_sweep_ms {sweep_ms}): {figures}; \
          B: {} reads, {} hits, oldest value served {oldest} ms after it was replaced; \
