@@ -279,6 +279,23 @@ impl AsyncStore {
         scripts::parse_written(&v)
     }
 
+    /// Applies `ops` (all of one namespace) in order in one script call at time `now` (Unix
+    /// ms): one round trip for up to [`crate::MAX_BATCH`] writes. The script is atomic: after
+    /// an error or a timeout either every write of the batch was applied or none (but a
+    /// script error, such as an ACL refusal, stops it part way: the writes before it stay).
+    ///
+    /// # Errors
+    /// Any [`StoreError`].
+    pub async fn write_batch(&self, ops: &[WriteOp], now: u64) -> Result<Vec<Written>, StoreError> {
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        let inv = scripts::write_batch_invocation(ops, &self.ctx, now);
+        let mut c = self.conn.clone();
+        let v: Value = self.timed("WRITE_BATCH", inv.invoke_async(&mut c)).await?;
+        scripts::parse_written_batch(&v, ops.len())
+    }
+
     /// Writes `op` to `key` at time `now` (Unix ms) if the key still holds exactly what
     /// `expected` says (see [`Expected`]); one round trip. `Ok(None)`: it did not (a
     /// conflict), nothing was written.
@@ -375,6 +392,17 @@ impl AsyncStore {
         let mut c = self.conn.clone();
         let v: Value = self.timed("LEASE_FILL", inv.invoke_async(&mut c)).await?;
         lease::parse_filled(&v)
+    }
+
+    /// One step of `ns`'s sweep (see [`crate::sweep`]): up to `count` keys visited.
+    ///
+    /// # Errors
+    /// Any [`StoreError`].
+    pub async fn sweep_step(&self, ns: &str, count: u64) -> Result<crate::Swept, StoreError> {
+        let inv = crate::sweep::sweep_invocation(ns, count);
+        let mut c = self.conn.clone();
+        let v: Value = self.timed("SWEEP", inv.invoke_async(&mut c)).await?;
+        crate::sweep::parse_swept(&v)
     }
 
     /// Where a new follower of `ns` starts: after the stream's last entry.

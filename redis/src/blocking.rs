@@ -196,4 +196,15 @@ impl SyncStore {
         let v: Value = self.with_conn("DELETE_MATCHING", |c| inv.invoke(c))?;
         atomic::parse_deleted_page(v)
     }
+
+    /// One step of `ns`'s sweep. As [`crate::AsyncStore::sweep_step`] (the daemon sweeps;
+    /// this one is for tests and tools).
+    ///
+    /// # Errors
+    /// Any [`StoreError`].
+    pub fn sweep_step(&self, ns: &str, count: u64) -> Result<crate::Swept, StoreError> {
+        let inv = crate::sweep::sweep_invocation(ns, count);
+        let v: Value = self.with_conn("SWEEP", |c| inv.invoke(c))?;
+        crate::sweep::parse_swept(&v)
+    }
 }

@@ -63,6 +63,25 @@ impl NsKeys {
         p
     }
 
+    /// The `SCAN … MATCH` pattern of every key of this namespace: `ck:{ns}:*`, the
+    /// namespace's glob-special bytes escaped.
+    pub fn key_pattern(&self) -> Vec<u8> {
+        let mut p = Vec::with_capacity(self.prefix.len() + 4);
+        for &b in &self.prefix {
+            if matches!(b, b'*' | b'?' | b'[' | b']' | b'\\') {
+                p.push(b'\\');
+            }
+            p.push(b);
+        }
+        p.push(b'*');
+        p
+    }
+
+    /// `ck:{ns}:sweep`: where the namespace's sweep pass stands (`<cursor> <horizon>`).
+    pub fn sweep(&self) -> Vec<u8> {
+        self.with(b"sweep", b"")
+    }
+
     /// `ck:{ns}:lease:<key>`: the cross-host fill lease of `key` (a token, with an expiry).
     pub fn lease(&self, key: &[u8]) -> Vec<u8> {
         self.with(b"lease:", key)
@@ -78,7 +97,8 @@ impl NsKeys {
         self.with(b"inv", b"")
     }
 
-    /// `ck:{ns}:clear`: clock value of the last clear of the namespace.
+    /// `ck:{ns}:clear`: the namespace's floor: every record stamped at or below it is
+    /// invalid. Set by a clear (to its clock) and raised by the sweep ([`crate::sweep`]).
     pub fn clear(&self) -> Vec<u8> {
         self.with(b"clear", b"")
     }
@@ -139,6 +159,7 @@ mod tests {
             b"ck:{app}:v:user:*"
         );
         assert_eq!(NsKeys::new("app").value_pattern(b""), b"ck:{app}:v:*");
+        assert_eq!(NsKeys::new("a*p").key_pattern(), b"ck:{a\\*p}:*");
         assert_eq!(
             NsKeys::new("a*b?[c]\\{").value_pattern(b"k?"),
             b"ck:{a\\*b\\?\\[c\\]\\\\%7B}:v:k?"

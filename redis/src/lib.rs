@@ -7,6 +7,8 @@
 //! - [`event`]: the events of a namespace's stream and how a follower detects a gap;
 //! - [`WriteOp`] and the Lua scripts behind it: one round trip per operation;
 //! - [`sentinel`]: `redis+sentinel://` URLs and finding the primary through the sentinels;
+//! - [`sweep`]: what keeps a namespace's Redis state bounded (the floor, dead counters,
+//!   invalidated records, restamps) and why no invalidation is lost;
 //! - [`lease`]: fill leases across hosts (take, drop, and the fill checked against the grant);
 //! - [`atomic`]: read-modify-writes committed by a compare script ([`update_with`],
 //!   [`update_blocking`]) and deletes by key pattern;
@@ -52,6 +54,7 @@ pub mod lease;
 pub mod record;
 mod scripts;
 pub mod sentinel;
+pub mod sweep;
 pub mod target;
 
 #[cfg(feature = "async")]
@@ -70,7 +73,8 @@ pub use error::StoreError;
 pub use event::{Continuity, Cursor, Event, EventKind};
 pub use lease::{FillRefused, Taken};
 pub use record::{Fetched, Record, Rejected};
-pub use scripts::{WriteContext, WriteOp, Written};
+pub use scripts::{WriteContext, WriteOp, Written, MAX_BATCH};
+pub use sweep::{Swept, SWEEP_COUNT};
 pub use target::Target;
 
 /// A random origin id for a writer (a daemon start or a client process): 16 hex digits from

@@ -116,6 +116,11 @@ pub struct Flags {
     /// 0 = never clear [default: 30000].
     #[arg(long, env = "CACHEKIT_REDIS_STALE_BOUND_MS", value_parser = millis_setting)]
     pub redis_stale_bound_ms: Option<u64>,
+    /// How often each followed namespace gets one step of the Redis sweep (1000 keys
+    /// visited: dead counters and invalidated records deleted, old records restamped so the
+    /// floor can rise), ms; 0 = never sweep [default: 1000].
+    #[arg(long, env = "CACHEKIT_REDIS_SWEEP_MS")]
+    pub redis_sweep_ms: Option<u64>,
     /// Start with an empty table even when the previous daemon's segment is found (it is
     /// dropped) [default: false, a warm restart carries its entries].
     #[arg(long, env = "CACHEKIT_COLD", num_args = 0..=1, default_missing_value = "true")]
@@ -242,6 +247,7 @@ struct FileConfig {
     redis_poll_ms: Option<u64>,
     #[serde(default, deserialize_with = "millis_in_file")]
     redis_stale_bound_ms: Option<u64>,
+    redis_sweep_ms: Option<u64>,
     cold: Option<bool>,
     metrics_listen: Option<String>,
     metrics_allow_remote: Option<bool>,
@@ -342,6 +348,8 @@ pub struct RedisConfig {
     pub stream_maxlen: u64,
     pub poll: Duration,
     pub stale_bound: Option<Duration>,
+    /// One sweep step per followed namespace this often; `None` = no sweep.
+    pub sweep: Option<Duration>,
 }
 
 impl Config {
@@ -630,6 +638,10 @@ impl Config {
                     {
                         0 => None,
                         ms => Some(Duration::from_millis(ms)),
+                    },
+                    sweep: match flags.redis_sweep_ms.or(file.redis_sweep_ms).unwrap_or(1000) {
+                        0 => None,
+                        ms => Some(Duration::from_millis(ms.max(10))),
                     },
                 }),
             },

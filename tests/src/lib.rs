@@ -8,6 +8,8 @@
 //! - [`checker`]: the verdict on one read, from the value, the floor loaded before the read,
 //!   the newest version attempted (loaded after it) and what this thread saw before.
 //! - [`stress`]: the stress loop a worker runs (set / get / invalidate / delete).
+//! - [`hosts`]: the cross-host checker (writers on one host, readers on another, every old
+//!   read judged by its age).
 //!
 //! The worker's line protocol is described in `src/bin/cachekit-worker.rs`.
 #![deny(unsafe_code)]
@@ -15,6 +17,7 @@
 
 pub mod checker;
 pub mod floors;
+pub mod hosts;
 pub mod stress;
 pub mod value;
 

@@ -19,6 +19,7 @@ fn tier(redis: &Redis, write_mode: WriteMode) -> Tier {
         stream_maxlen: 10_000,
         poll: Duration::from_secs(1),
         stale_bound: None,
+        sweep: None,
     })
     .unwrap()
 }

@@ -16,6 +16,7 @@ mod breaker;
 mod follow;
 mod lease;
 mod queue;
+mod sweep;
 
 use crate::config::{RedisConfig, WriteMode};
 use crate::table::SharedTable;
@@ -54,6 +55,13 @@ pub struct TierCounters {
     pub queue_full: AtomicU64,
     /// Queued writes Redis refused for good (permissions, script errors); logged.
     pub writes_dropped: AtomicU64,
+    /// Script calls of the drainer (each a batch of up to `MAX_BATCH` queued writes).
+    pub drain_batches: AtomicU64,
+    /// Write-through writes that found writes queued and waited behind them.
+    pub backlog_waits: AtomicU64,
+    /// Of those, acknowledged as queued because the drainer had not sent them within
+    /// `redis_timeout_ms`.
+    pub backlog_wait_timeouts: AtomicU64,
     pub errors: AtomicU64,
     pub timeouts: AtomicU64,
     /// Events of other hosts applied to the table.
@@ -74,6 +82,16 @@ pub struct TierCounters {
     pub atomic_ops: AtomicU64,
     /// Their commits that found the key changed since it was read (each retried).
     pub atomic_conflicts: AtomicU64,
+    /// Sweep steps run (one page of a namespace's keys each).
+    pub sweep_steps: AtomicU64,
+    /// Sweep passes this host's steps completed (each raised the namespace's floor).
+    pub sweep_passes: AtomicU64,
+    /// Invalidated (or cleared) records the sweep deleted from Redis.
+    pub swept_records: AtomicU64,
+    /// Valid records the sweep restamped (so the floor can pass their old stamp).
+    pub restamped_records: AtomicU64,
+    /// Counter keys (`p:`, `x:`) at or below the floor the sweep deleted.
+    pub swept_counters: AtomicU64,
     /// Fill leases taken in Redis (`LEASE_GLOBAL`).
     pub leases: AtomicU64,
     /// Holders that waited for another host's fill (its Redis lease was held).
@@ -206,6 +224,8 @@ impl Tier {
         self.rt.spawn(follow::run(self.clone(), table));
         let t = self.clone();
         self.rt.spawn(async move { t.drain().await });
+        let t = self.clone();
+        self.rt.spawn(async move { t.sweep().await });
     }
 
     /// Runs `f` to completion from a connection thread (never from a runtime task).
@@ -301,12 +321,21 @@ impl Tier {
         follows.get(ns).is_some_and(|f| f.cursor.is_some())
     }
 
-    /// Sends a write to Redis (write-through) or queues it (write-behind, breaker open,
-    /// or writes already queued, which must stay in order).
+    /// Sends a write to Redis (write-through) or queues it (write-behind, breaker open).
+    /// A write-through write that finds writes queued goes behind them (order) and, while
+    /// Redis answers, waits for the drainer to send it (see
+    /// [`write_behind_backlog`](Self::write_behind_backlog)).
     pub fn write(&self, op: WriteOp) -> WriteOutcome {
         self.ensure_followed(op.namespace());
-        let direct = self.cfg.write_mode == WriteMode::Through && self.queue.len() == 0;
-        if direct && self.breaker.allow() {
+        let through = self.cfg.write_mode == WriteMode::Through;
+        if through && self.queue.len() > 0 {
+            return match self.breaker.state() {
+                State::Closed => self.write_behind_backlog(op),
+                // Redis is (still) unreachable: acknowledged once queued.
+                State::Open | State::HalfOpen => self.enqueue(op),
+            };
+        }
+        if through && self.breaker.allow() {
             match self.block_on(self.store.write(&op, now_ms())) {
                 Ok(w) => {
                     self.breaker.success();
@@ -490,6 +519,12 @@ impl Tier {
             ("redis_queue_len".into(), self.queue.len() as u64),
             ("redis_queue_full".into(), l(&c.queue_full)),
             ("redis_writes_dropped".into(), l(&c.writes_dropped)),
+            ("redis_drain_batches".into(), l(&c.drain_batches)),
+            ("redis_backlog_waits".into(), l(&c.backlog_waits)),
+            (
+                "redis_backlog_wait_timeouts".into(),
+                l(&c.backlog_wait_timeouts),
+            ),
             ("redis_events".into(), l(&c.events)),
             ("replayed".into(), l(&c.replayed)),
             ("flushes_for_gap".into(), l(&c.flushes_for_gap)),
@@ -504,6 +539,11 @@ impl Tier {
                 "redis_doorbell_reconnects".into(),
                 l(&c.doorbell_reconnects),
             ),
+            ("redis_sweep_steps".into(), l(&c.sweep_steps)),
+            ("redis_sweep_passes".into(), l(&c.sweep_passes)),
+            ("redis_swept_records".into(), l(&c.swept_records)),
+            ("redis_restamped_records".into(), l(&c.restamped_records)),
+            ("redis_swept_counters".into(), l(&c.swept_counters)),
             ("redis_atomic_ops".into(), l(&c.atomic_ops)),
             ("redis_atomic_conflicts".into(), l(&c.atomic_conflicts)),
             ("redis_leases".into(), l(&c.leases)),

@@ -17,6 +17,7 @@
 //! | `local` | `local_stats` (no request) | `local` |
 //! | `ping` | `ping` | `epoch` |
 //! | `stress JSON` | [`cachekit_tests::stress::run`] with these `StressParams` | `report` |
+//! | `hosts JSON` | [`cachekit_tests::hosts::run`] with these `HostsParams` | `report` |
 //! | `quit` | exits | |
 //!
 //! A failed operation answers `{"ok": false, "error": KIND, "message": ...}`, where KIND is
@@ -29,6 +30,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use cachekit_client::{Client, ClientOptions, Error, LocalStats, SetOptions, Source};
+use cachekit_tests::hosts::{self, HostsParams};
 use cachekit_tests::now_ms;
 use cachekit_tests::stress::{self, StressParams};
 use serde_json::{json, Value};
@@ -217,6 +219,15 @@ impl Worker {
                 let report = stress::run(self.client()?, &params).map_err(|e| Failure {
                     kind: "io",
                     message: format!("stress run: {e}"),
+                })?;
+                Ok(json!({ "report": report }))
+            }
+            "hosts" => {
+                let params: HostsParams = serde_json::from_str(rest)
+                    .map_err(|e| usage(format!("bad hosts parameters: {e}")))?;
+                let report = hosts::run(self.client()?, &params).map_err(|e| Failure {
+                    kind: "io",
+                    message: format!("hosts run: {e}"),
                 })?;
                 Ok(json!({ "report": report }))
             }
