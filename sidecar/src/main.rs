@@ -29,6 +29,7 @@ mod fdpass;
 mod fdstore;
 mod frames;
 mod host;
+mod journal;
 mod keeper;
 mod leases;
 mod ops;
@@ -161,7 +162,14 @@ fn lock_instance(
 }
 
 /// `previous`: the heartbeat timeout the previous daemon gave its clients (from the lock file).
-fn bind(cfg: &Config, path: &Path, previous: Option<Duration>) -> Result<UnixListener> {
+/// Returns the listener and the journal lock, held exclusively from before the bind (see
+/// `journal.rs`): the caller applies the journal, then releases it.
+fn bind(
+    cfg: &Config,
+    dir: &Path,
+    path: &Path,
+    previous: Option<Duration>,
+) -> Result<(UnixListener, Option<rustix::fd::OwnedFd>)> {
     // We hold the instance lock, so a socket file left here is stale: the previous daemon
     // died without its clean stop (kill -9, crash), and its clients may go on trusting its
     // segment until its last heartbeat is *its* heartbeat_timeout old (the one it handed
@@ -194,6 +202,9 @@ fn bind(cfg: &Config, path: &Path, previous: Option<Duration>) -> Result<UnixLis
         );
         std::thread::sleep(wait);
     }
+    // From here until the journal is applied, a client whose write fails waits for this lock
+    // before it journals, and then finds this daemon answering.
+    let journal_lock = journal::lock_exclusive(dir, &cfg.instance);
     let _ = std::fs::remove_file(path);
     let listener =
         UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
@@ -203,13 +214,16 @@ fn bind(cfg: &Config, path: &Path, previous: Option<Duration>) -> Result<UnixLis
         rustix::fs::chown(path, None, Some(rustix::process::Gid::from_raw(gid)))
             .context("setting the socket group")?;
     }
-    Ok(listener)
+    Ok((listener, journal_lock))
 }
 
 fn run(cfg: Config) -> Result<()> {
     let dir = cfg.runtime_dir()?;
     let (_lock, previous_timeout) = lock_instance(&dir, &cfg.instance, cfg.heartbeat_timeout)?;
     let socket: PathBuf = dir.join(cachekit_proto::paths::socket_name(&cfg.instance));
+    if let Err(e) = journal::prepare(&dir, &cfg.instance) {
+        tracing::warn!("{e}");
+    }
     // Before the socket is bound: the previous daemon's entries carried (warm restart).
     let (writer, _handover) = warm::start(&cfg, &dir, &Daemon::table_config(&cfg))?;
     let daemon = Arc::new(Daemon::new(cfg.clone(), writer).context("creating the shared table")?);
@@ -250,7 +264,15 @@ fn run(cfg: Config) -> Result<()> {
             }
         })?;
 
-    let listener = bind(&cfg, &socket, previous_timeout)?;
+    let (listener, journal_lock) = bind(&cfg, &dir, &socket, previous_timeout)?;
+    // The writes clients could not deliver while no daemon ran, before anyone is accepted
+    // (connections wait in the backlog; HELLO hands out the table only after this).
+    let writers = journal::Writers {
+        uids: &cfg.writer_uids,
+        gids: &cfg.writer_gids,
+    };
+    journal::log(&journal::apply(&dir, &cfg.instance, writers, &daemon.table));
+    drop(journal_lock);
     // The heartbeat was stamped when the table was made, before bind's wait after a crash:
     // publish a fresh one before the first client can attach, or it could find the new
     // segment already stale and read through the socket until the heartbeat thread runs.

@@ -204,6 +204,13 @@ impl Table {
         self.changes.namespace_changed(ns, clock);
     }
 
+    /// Drops every entry of every namespace, on this host only (a journal record; see
+    /// `journal.rs`).
+    pub fn clear_all(&mut self) {
+        self.writer.clear_all();
+        self.changes.everything_changed();
+    }
+
     /// Another host's set or delete of `key`, at namespace clock `clock`: drops this host's
     /// copy, unless the table holds that very write already (filled from Redis after it).
     /// Counted either way: a fill that read an older record must not land after it.
