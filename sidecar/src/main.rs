@@ -35,6 +35,7 @@ mod leases;
 mod ops;
 mod peer;
 mod slots;
+mod snapshot;
 mod socket;
 mod systemd;
 mod table;
@@ -255,8 +256,22 @@ fn run(cfg: Config) -> Result<()> {
                 systemd::notify("STOPPING=1");
                 // Held until exit: the segment's heartbeat stays 0, so clients stop trusting
                 // it now, and the socket is gone, so they attach to the next daemon.
-                let _dead = d.table.shut_down();
+                let dead = d.table.shut_down();
                 let _ = std::fs::remove_file(&sock_path);
+                if let Some(path) = &d.cfg.snapshot {
+                    // Under the shut-down table: no write is acknowledged after this cut.
+                    let now = cachekit_shm::now_ms();
+                    match snapshot::write(path, "stop", |w| snapshot::dump(&dead, w, now, true)) {
+                        Ok(s) => info!(
+                            entries = s.entries,
+                            bytes = s.bytes,
+                            elapsed_ms = s.elapsed.as_millis() as u64,
+                            "snapshot written to {}",
+                            path.display()
+                        ),
+                        Err(e) => error!("the snapshot was not written: {e:#}"),
+                    }
+                }
                 // Writes still queued for Redis (write-behind, or Redis was down) get a
                 // bounded chance to reach it.
                 d.finish_redis_queue(std::time::Duration::from_secs(2));
@@ -298,6 +313,26 @@ fn run(cfg: Config) -> Result<()> {
             }
         })?;
 
+    if let (Some(path), Some(every)) = (cfg.snapshot.clone(), cfg.snapshot_interval) {
+        let d = daemon.clone();
+        std::thread::Builder::new()
+            .name("cachekitd-snapshot".into())
+            .spawn(move || loop {
+                std::thread::sleep(every);
+                let now = cachekit_shm::now_ms();
+                let r = snapshot::write(&path, "periodic", |w| {
+                    d.table.read(|t| snapshot::dump(t, w, now, false))
+                });
+                match r {
+                    Ok(s) => tracing::debug!(
+                        entries = s.entries,
+                        locked_ms = s.locked.as_millis() as u64,
+                        "periodic snapshot written"
+                    ),
+                    Err(e) => tracing::warn!("the periodic snapshot was not written: {e:#}"),
+                }
+            })?;
+    }
     info!(
         instance = %cfg.instance,
         socket = %socket.display(),

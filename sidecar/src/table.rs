@@ -277,6 +277,11 @@ impl Table {
     pub fn stats(&self) -> Vec<(&'static str, u64)> {
         self.writer.stats()
     }
+
+    /// The table as a source of carried entries (a snapshot walks it under the lock).
+    pub fn as_source(&self) -> cachekit_shm::OldTable {
+        cachekit_shm::OldTable::of_writer(&self.writer)
+    }
 }
 
 /// The table, shared by the daemon's threads.

@@ -662,3 +662,55 @@ fn writes_that_failed_while_the_daemon_was_down_are_not_undone_by_a_warm_restart
         }
     }
 }
+
+#[test]
+fn a_snapshot_written_at_a_clean_stop_is_loaded_after_a_reboot() {
+    let site = Site::new("snap-a");
+    let snap = site.path("cache.snap");
+    let flags = [FLAGS, &["--snapshot", snap.to_str().unwrap()]].concat();
+    let mut d = site.start(&flags);
+    let c = client(&site.socket(), "app");
+    c.set("k", b"v", &SetOptions::new().tag("t/1")).unwrap();
+    c.set(
+        "ttl",
+        b"x",
+        &SetOptions::new().ttl(Duration::from_secs(3600)),
+    )
+    .unwrap();
+    c.set("gone", b"x", &SetOptions::new().tag("t/2")).unwrap();
+    c.invalidate(&["t/2"]).unwrap();
+    let expires = c.get("ttl").unwrap().unwrap().expires_ms;
+    assert!(d.stop().success(), "{}", d.log());
+    assert!(
+        snap.exists(),
+        "no snapshot at {}; log:\n{}",
+        snap.display(),
+        d.log()
+    );
+    // A reboot: another runtime directory, so no keeper and no fd store hold a segment.
+    let site2 = Site::new("snap-b");
+    let d2 = site2.start(&flags);
+    assert!(
+        d2.log().contains("loaded 2 of 2 snapshot entries"),
+        "{}",
+        d2.log()
+    );
+    assert!(
+        !snap.exists(),
+        "the loaded snapshot must be retired at start"
+    );
+    let c = client(&site2.socket(), "app");
+    assert_eq!(
+        c.get("k").unwrap().expect("k from the snapshot").bytes,
+        b"v"
+    );
+    let t = c.get("ttl").unwrap().expect("ttl from the snapshot");
+    assert_eq!(t.expires_ms, expires, "the absolute expiry is kept");
+    assert!(
+        c.get("gone").unwrap().is_none(),
+        "an invalidated entry came back"
+    );
+    // Its tags still work in the loaded table.
+    c.invalidate(&["t"]).unwrap();
+    assert!(c.get("k").unwrap().is_none());
+}
