@@ -13,6 +13,7 @@ use cachekit_proto::{FetchHit, Reply, Request, Set};
 use crate::crypto::TenantCrypto;
 use crate::direct::Direct;
 use crate::error::Error;
+use crate::journal::Outcome;
 use crate::limits::{check_encoded_value, check_key, check_namespace};
 use crate::options::{duration_ms, set_ttl_ms, ClientOptions, SetOptions};
 use crate::shared::{LookupMode, SegmentOutcome, Shared};
@@ -398,12 +399,19 @@ impl Client {
         // directly must not store what a daemon would refuse.
         req.validate(&self.shared.limits())
             .map_err(Error::from_validation)?;
-        let daemon = if self.shared.direct_first() {
+        let direct_first = self.shared.direct_first();
+        let daemon = if direct_first {
             Err(Error::Unavailable {
                 message: "cachekitd's heartbeat is stale (the daemon is stopped or stuck)".into(),
             })
         } else {
             self.shared.request(req)
+        };
+        // Not delivered because the daemon is gone: journaled (or sent to a daemon that has
+        // just come up), so a warm restart cannot undo it. See `journal.rs`.
+        let daemon = match daemon {
+            Err(e) if e.is_daemon_gone() => self.undelivered(req, e, !direct_first),
+            other => other,
         };
         let (Err(e), Some(direct)) = (&daemon, &self.shared.direct) else {
             return daemon;
@@ -423,6 +431,34 @@ impl Client {
             WriteOp::Delete { .. } => Reply::Deleted { existed: w.existed },
             _ => Reply::Ok,
         })
+    }
+
+    /// A write the daemon was gone for (`e`): recorded in the failed-write journal, unless a
+    /// daemon answers by now (`may_retry`: then it is sent there once).
+    fn undelivered(&self, req: &Request, e: Error, may_retry: bool) -> Result<Reply, Error> {
+        let socket = self.shared.opts.resolve_socket();
+        let wait = self.shared.opts.request_timeout;
+        let journal = &self.shared.journal;
+        let count = |recorded: Option<bool>| match recorded {
+            Some(true) => bump(&self.shared.counters.journaled_writes),
+            Some(false) => bump(&self.shared.counters.journal_failures),
+            None => {}
+        };
+        let (outcome, recorded) =
+            journal.failed_write(&socket, req, e.is_connection_lost(), may_retry, wait);
+        count(recorded);
+        if let Outcome::Done = outcome {
+            return Err(e);
+        }
+        self.shared.allow_connect_now();
+        match self.shared.request(req) {
+            Err(e) if e.is_daemon_gone() => {
+                let (_, recorded) = journal.failed_write(&socket, req, false, false, wait);
+                count(recorded);
+                Err(e)
+            }
+            other => other,
+        }
     }
 
     /// Stores `value` under `key`, encoded in an envelope (LZ4 from 256 bytes). When this

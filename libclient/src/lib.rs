@@ -107,6 +107,7 @@ mod conn;
 mod crypto;
 mod direct;
 mod error;
+mod journal;
 mod limits;
 mod manage;
 mod memo;

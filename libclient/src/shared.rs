@@ -126,6 +126,8 @@ pub(crate) struct Shared {
     pub(crate) crypto: Option<crate::crypto::Crypto>,
     /// The memo of opened values (encryption on and `memo_bytes` > 0): see `memo`.
     pub(crate) memo: Option<crate::memo::Memo>,
+    /// Writes the daemon was gone for: see `journal`.
+    pub(crate) journal: crate::journal::Journal,
 }
 
 #[derive(Default)]
@@ -160,7 +162,14 @@ impl Shared {
             connect_after_ms: AtomicU64::new(0),
             refresh_after_ms: AtomicU64::new(0),
             slow: Mutex::new(Slow::default()),
+            journal: crate::journal::Journal::default(),
         }
+    }
+
+    /// Lets the next request connect at once, whatever the last failure (a daemon was just
+    /// found answering).
+    pub(crate) fn allow_connect_now(&self) {
+        self.connect_after_ms.store(0, Ordering::Relaxed);
     }
 
     fn slow(&self) -> MutexGuard<'_, Slow> {

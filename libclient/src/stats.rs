@@ -25,6 +25,8 @@ pub(crate) struct Counters {
     pub(crate) redis_direct_hits: AtomicU64,
     pub(crate) redis_direct_writes: AtomicU64,
     pub(crate) redis_direct_failures: AtomicU64,
+    pub(crate) journaled_writes: AtomicU64,
+    pub(crate) journal_failures: AtomicU64,
 }
 
 pub(crate) fn bump(c: &AtomicU64) {
@@ -55,6 +57,8 @@ impl Counters {
             redis_direct_hits: l(&self.redis_direct_hits),
             redis_direct_writes: l(&self.redis_direct_writes),
             redis_direct_failures: l(&self.redis_direct_failures),
+            journaled_writes: l(&self.journaled_writes),
+            journal_failures: l(&self.journal_failures),
         }
     }
 }
@@ -104,6 +108,12 @@ pub struct LocalStats {
     pub redis_direct_writes: u64,
     /// Direct calls that failed (Redis unreachable too).
     pub redis_direct_failures: u64,
+    /// Writes recorded in the instance's failed-write journal because the daemon was gone
+    /// (the next daemon applies them before it serves the table it carries over).
+    pub journaled_writes: u64,
+    /// Writes the daemon was gone for that could not be recorded in the journal (its
+    /// directory exists but the file could not be written).
+    pub journal_failures: u64,
 }
 
 /// The segment this client reads, as of the call.

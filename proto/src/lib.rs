@@ -459,6 +459,7 @@ mod frame;
 pub mod glob;
 mod header;
 mod io;
+pub mod journal;
 mod limits;
 mod manage;
 pub mod paths;

@@ -200,6 +200,13 @@ impl Changes {
         self.namespace_changed(ns, None);
     }
 
+    /// Every namespace changed, at an unknown clock (the whole table was cleared).
+    pub fn everything_changed(&mut self) {
+        for slot in self.ns.iter_mut() {
+            slot.bump(None);
+        }
+    }
+
     /// Taken before reading Redis.
     pub fn snapshot(&self, ns: &str, key: &[u8]) -> Snapshot {
         Snapshot {

@@ -125,6 +125,15 @@ pub struct Flags {
     /// dropped) [default: false, a warm restart carries its entries].
     #[arg(long, env = "CACHEKIT_COLD", num_args = 0..=1, default_missing_value = "true")]
     pub cold: Option<bool>,
+    /// Snapshot file: the live entries are written there at a clean stop and every
+    /// snapshot_interval_ms (atomically: a temporary file, fsync, rename), and loaded at start
+    /// when no previous daemon's segment is found (a reboot) [default: none].
+    #[arg(long, env = "CACHEKIT_SNAPSHOT")]
+    pub snapshot: Option<std::path::PathBuf>,
+    /// Milliseconds between snapshots while running; 0 = only at a clean stop
+    /// [default: 300000].
+    #[arg(long, env = "CACHEKIT_SNAPSHOT_INTERVAL_MS")]
+    pub snapshot_interval_ms: Option<u64>,
     /// Run as the instance's keeper of the segment's memfds (started by cachekitd itself).
     #[arg(long, hide = true)]
     pub keeper: bool,
@@ -251,6 +260,8 @@ struct FileConfig {
     cold: Option<bool>,
     metrics_listen: Option<String>,
     metrics_allow_remote: Option<bool>,
+    snapshot: Option<std::path::PathBuf>,
+    snapshot_interval_ms: Option<u64>,
 }
 
 /// The resolved configuration.
@@ -281,6 +292,10 @@ pub struct Config {
     pub cold: bool,
     /// Where to serve OpenMetrics (`metrics.rs`); `None`: off.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// The snapshot file, if any (see `snapshot.rs`).
+    pub snapshot: Option<std::path::PathBuf>,
+    /// Between two snapshots while running; `None` = only at a clean stop.
+    pub snapshot_interval: Option<Duration>,
 }
 
 /// Who may hold how many connections, and for how long without a request
@@ -562,6 +577,15 @@ impl Config {
             log: flags.log.or(file.log).unwrap_or_else(|| "info".into()),
             log_json: log_format == "json",
             cold: flags.cold.or(file.cold).unwrap_or(false),
+            snapshot: flags.snapshot.clone().or(file.snapshot),
+            snapshot_interval: match flags
+                .snapshot_interval_ms
+                .or(file.snapshot_interval_ms)
+                .unwrap_or(300_000)
+            {
+                0 => None,
+                ms => Some(Duration::from_millis(ms)),
+            },
             redis: match flags
                 .redis_url
                 .clone()

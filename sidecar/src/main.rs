@@ -29,12 +29,14 @@ mod fdpass;
 mod fdstore;
 mod frames;
 mod host;
+mod journal;
 mod keeper;
 mod leases;
 mod metrics;
 mod ops;
 mod peer;
 mod slots;
+mod snapshot;
 mod socket;
 mod systemd;
 mod table;
@@ -171,7 +173,14 @@ fn lock_instance(
 }
 
 /// `previous`: the heartbeat timeout the previous daemon gave its clients (from the lock file).
-fn bind(cfg: &Config, path: &Path, previous: Option<Duration>) -> Result<UnixListener> {
+/// Returns the listener and the journal lock, held exclusively from before the bind (see
+/// `journal.rs`): the caller applies the journal, then releases it.
+fn bind(
+    cfg: &Config,
+    dir: &Path,
+    path: &Path,
+    previous: Option<Duration>,
+) -> Result<(UnixListener, Option<rustix::fd::OwnedFd>)> {
     // We hold the instance lock, so a socket file left here is stale: the previous daemon
     // died without its clean stop (kill -9, crash), and its clients may go on trusting its
     // segment until its last heartbeat is *its* heartbeat_timeout old (the one it handed
@@ -204,6 +213,9 @@ fn bind(cfg: &Config, path: &Path, previous: Option<Duration>) -> Result<UnixLis
         );
         std::thread::sleep(wait);
     }
+    // From here until the journal is applied, a client whose write fails waits for this lock
+    // before it journals, and then finds this daemon answering.
+    let journal_lock = journal::lock_exclusive(dir, &cfg.instance);
     let _ = std::fs::remove_file(path);
     let listener =
         UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
@@ -213,13 +225,16 @@ fn bind(cfg: &Config, path: &Path, previous: Option<Duration>) -> Result<UnixLis
         rustix::fs::chown(path, None, Some(rustix::process::Gid::from_raw(gid)))
             .context("setting the socket group")?;
     }
-    Ok(listener)
+    Ok((listener, journal_lock))
 }
 
 fn run(cfg: Config) -> Result<()> {
     let dir = cfg.runtime_dir()?;
     let (_lock, previous_timeout) = lock_instance(&dir, &cfg.instance, cfg.heartbeat_timeout)?;
     let socket: PathBuf = dir.join(cachekit_proto::paths::socket_name(&cfg.instance));
+    if let Err(e) = journal::prepare(&dir, &cfg.instance) {
+        tracing::warn!("{e}");
+    }
     // Before the socket is bound: the previous daemon's entries carried (warm restart).
     let (writer, _handover) = warm::start(&cfg, &dir, &Daemon::table_config(&cfg))?;
     let daemon = Arc::new(Daemon::new(cfg.clone(), writer).context("creating the shared table")?);
@@ -251,8 +266,22 @@ fn run(cfg: Config) -> Result<()> {
                 systemd::notify("STOPPING=1");
                 // Held until exit: the segment's heartbeat stays 0, so clients stop trusting
                 // it now, and the socket is gone, so they attach to the next daemon.
-                let _dead = d.table.shut_down();
+                let dead = d.table.shut_down();
                 let _ = std::fs::remove_file(&sock_path);
+                if let Some(path) = &d.cfg.snapshot {
+                    // Under the shut-down table: no write is acknowledged after this cut.
+                    let now = cachekit_shm::now_ms();
+                    match snapshot::write(path, "stop", |w| snapshot::dump(&dead, w, now, true)) {
+                        Ok(s) => info!(
+                            entries = s.entries,
+                            bytes = s.bytes,
+                            elapsed_ms = s.elapsed.as_millis() as u64,
+                            "snapshot written to {}",
+                            path.display()
+                        ),
+                        Err(e) => error!("the snapshot was not written: {e:#}"),
+                    }
+                }
                 // Writes still queued for Redis (write-behind, or Redis was down) get a
                 // bounded chance to reach it.
                 d.finish_redis_queue(std::time::Duration::from_secs(2));
@@ -260,7 +289,15 @@ fn run(cfg: Config) -> Result<()> {
             }
         })?;
 
-    let listener = bind(&cfg, &socket, previous_timeout)?;
+    let (listener, journal_lock) = bind(&cfg, &dir, &socket, previous_timeout)?;
+    // The writes clients could not deliver while no daemon ran, before anyone is accepted
+    // (connections wait in the backlog; HELLO hands out the table only after this).
+    let writers = journal::Writers {
+        uids: &cfg.writer_uids,
+        gids: &cfg.writer_gids,
+    };
+    journal::log(&journal::apply(&dir, &cfg.instance, writers, &daemon.table));
+    drop(journal_lock);
     if let Some(addr) = cfg.metrics_listen {
         metrics::serve(daemon.clone(), addr)?;
     }
@@ -289,6 +326,26 @@ fn run(cfg: Config) -> Result<()> {
             }
         })?;
 
+    if let (Some(path), Some(every)) = (cfg.snapshot.clone(), cfg.snapshot_interval) {
+        let d = daemon.clone();
+        std::thread::Builder::new()
+            .name("cachekitd-snapshot".into())
+            .spawn(move || loop {
+                std::thread::sleep(every);
+                let now = cachekit_shm::now_ms();
+                let r = snapshot::write(&path, "periodic", |w| {
+                    d.table.read(|t| snapshot::dump(t, w, now, false))
+                });
+                match r {
+                    Ok(s) => tracing::debug!(
+                        entries = s.entries,
+                        locked_ms = s.locked.as_millis() as u64,
+                        "periodic snapshot written"
+                    ),
+                    Err(e) => tracing::warn!("the periodic snapshot was not written: {e:#}"),
+                }
+            })?;
+    }
     info!(
         instance = %cfg.instance,
         socket = %socket.display(),

@@ -204,6 +204,13 @@ impl Table {
         self.changes.namespace_changed(ns, clock);
     }
 
+    /// Drops every entry of every namespace, on this host only (a journal record; see
+    /// `journal.rs`).
+    pub fn clear_all(&mut self) {
+        self.writer.clear_all();
+        self.changes.everything_changed();
+    }
+
     /// Another host's set or delete of `key`, at namespace clock `clock`: drops this host's
     /// copy, unless the table holds that very write already (filled from Redis after it).
     /// Counted either way: a fill that read an older record must not land after it.
@@ -269,6 +276,11 @@ impl Table {
     /// The table's own counters.
     pub fn stats(&self) -> Vec<(&'static str, u64)> {
         self.writer.stats()
+    }
+
+    /// The table as a source of carried entries (a snapshot walks it under the lock).
+    pub fn as_source(&self) -> cachekit_shm::OldTable {
+        cachekit_shm::OldTable::of_writer(&self.writer)
     }
 }
 

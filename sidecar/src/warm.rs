@@ -53,6 +53,12 @@ pub fn start(cfg: &Config, dir: &Path, table_cfg: &TableConfig) -> Result<(Write
         }
     };
     let writer = build(cfg, table_cfg, old)?;
+    if let Some(path) = &cfg.snapshot {
+        // Loaded or not, it is out of date as soon as this daemon changes the table.
+        crate::snapshot::retire(path).context(
+            "the snapshot file must be removed before serving (a later start could load it and bring back what this daemon deletes): fix its directory's permissions, or drop --snapshot",
+        )?;
+    }
     let fds = writer.fds().expect("memfd backing");
     let handover = if fdstore::available() {
         match fdstore::store(fds.table_fd(), fds.client_fd()) {
@@ -80,13 +86,18 @@ pub fn start(cfg: &Config, dir: &Path, table_cfg: &TableConfig) -> Result<(Write
 fn build(cfg: &Config, table_cfg: &TableConfig, old: Option<OwnedFd>) -> Result<Writer> {
     let create =
         |c: &TableConfig| Writer::create(c, Backing::Memfd).context("creating the shared table");
-    let Some(fd) = old else {
-        return create(table_cfg);
-    };
     if cfg.cold {
-        info!("--cold: the previous daemon's segment is dropped; starting empty");
+        if old.is_some() {
+            info!("--cold: the previous daemon's segment is dropped; starting empty");
+        }
         return create(table_cfg);
     }
+    let Some(fd) = old else {
+        return match &cfg.snapshot {
+            Some(path) if path.exists() => from_snapshot(cfg, table_cfg, path),
+            _ => create(table_cfg),
+        };
+    };
     if cfg.redis.is_some() {
         // Entries other hosts invalidated while this host was down must not come back: that
         // needs the invalidation streams replayed from the positions the old segment holds
@@ -138,4 +149,50 @@ fn build(cfg: &Config, table_cfg: &TableConfig, old: Option<OwnedFd>) -> Result<
         if dropped.is_empty() { "none".to_string() } else { dropped.join(", ") }
     );
     Ok(writer)
+}
+
+/// A new table with the entries of the snapshot at `path` (no previous segment: a reboot).
+fn from_snapshot(cfg: &Config, table_cfg: &TableConfig, path: &Path) -> Result<Writer> {
+    let create =
+        |c: &TableConfig| Writer::create(c, Backing::Memfd).context("creating the shared table");
+    if cfg.redis.is_some() {
+        info!(snapshot = %path.display(), "a Redis tier is configured and replaying its invalidation streams after a restart is not implemented: the snapshot is not loaded; starting empty");
+        return create(table_cfg);
+    }
+    let header = match crate::snapshot::read_header(path) {
+        Ok(h) => h,
+        Err(e) => {
+            warn!("the snapshot is not loaded ({e}): starting empty");
+            return create(table_cfg);
+        }
+    };
+    let mut writer = create(&TableConfig {
+        hash_seed: Some(header.space.hash_seed),
+        ..table_cfg.clone()
+    })?;
+    // The largest record: the largest value and an entry's fields with every reference.
+    let max_body = writer.max_value_bytes() + 8192;
+    match crate::snapshot::load(path, &mut writer, now_ms(), max_body) {
+        Ok(l) => {
+            let secs = l.elapsed.as_secs_f64().max(1e-9);
+            info!(
+                snapshot = %path.display(),
+                loaded = l.loaded,
+                records = l.records,
+                dropped = l.dropped.total(),
+                elapsed_ms = l.elapsed.as_millis() as u64,
+                "loaded {} of {} snapshot entries ({:.0} entries/s, {:.1} MB/s){}",
+                l.loaded,
+                l.records,
+                l.records as f64 / secs,
+                l.bytes as f64 / secs / 1e6,
+                l.stopped.map(|s| format!("; stopped early: {s}; the entries after it are dropped")).unwrap_or_default()
+            );
+            Ok(writer)
+        }
+        Err(e) => {
+            warn!("the snapshot is not loaded ({e}): starting empty");
+            create(table_cfg)
+        }
+    }
 }

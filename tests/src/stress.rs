@@ -66,6 +66,11 @@ pub struct StressParams {
     /// A planted fault, for negative controls.
     #[serde(default)]
     pub plant: Plant,
+    /// Each thread stops at its first write that fails because the daemon is unavailable
+    /// (the warm-restart stories: the load stops at the outage, and what its last writes left
+    /// in the failed-write journal is judged after the restart).
+    #[serde(default)]
+    pub stop_on_unavailable: bool,
 }
 
 impl StressParams {
@@ -207,6 +212,8 @@ struct Thread<'a> {
     first_hits: HashMap<usize, Vec<u8>>,
     buf: Vec<u8>,
     report: StressReport,
+    /// Stopped at an outage (`StressParams::stop_on_unavailable`).
+    halted: bool,
 }
 
 impl<'a> Thread<'a> {
@@ -223,11 +230,12 @@ impl<'a> Thread<'a> {
             first_hits: HashMap::new(),
             buf: Vec::new(),
             report: StressReport::default(),
+            halted: false,
         }
     }
 
     fn run(mut self, deadline: Instant) -> StressReport {
-        while Instant::now() < deadline {
+        while Instant::now() < deadline && !self.halted {
             let r = self.rng.below(100);
             if r < 65 {
                 let w = self.rng.below(u64::from(self.p.writers())) as u32;
@@ -259,6 +267,13 @@ impl<'a> Thread<'a> {
 
     fn index(&self, w: u32, n: u32) -> usize {
         w as usize * self.p.keys_per_writer as usize + n as usize
+    }
+
+    /// A write that failed with `e`: the run stops here if asked to at an outage.
+    fn failed(&mut self, e: &cachekit_client::Error) {
+        if self.p.stop_on_unavailable && e.is_unavailable() {
+            self.halted = true;
+        }
     }
 
     fn error(&mut self, what: String) {
@@ -369,6 +384,7 @@ impl<'a> Thread<'a> {
                 true
             }
             Err(e) => {
+                self.failed(&e);
                 self.error(format!("set {key} version {version}: {e}"));
                 false
             }
@@ -397,6 +413,7 @@ impl<'a> Thread<'a> {
             self.client.invalidate(&[&tag])
         };
         if let Err(e) = r {
+            self.failed(&e);
             return self.error(format!("invalidate {tag} (exact: {exact}): {e}"));
         }
         self.report.invalidations += 1;
@@ -421,7 +438,10 @@ impl<'a> Thread<'a> {
                 self.floors.raise_floor(k, self.sent[n as usize] + 1);
                 self.read(self.me, n);
             }
-            Err(e) => self.error(format!("delete {key}: {e}")),
+            Err(e) => {
+                self.failed(&e);
+                self.error(format!("delete {key}: {e}"))
+            }
         }
     }
 }

@@ -136,6 +136,7 @@ fn survives(stop: Stop) {
         floors: floors.clone(),
         seed: 0x15_15,
         plant: Plant::None,
+        stop_on_unavailable: true,
     };
     Floors::create(&floors, params.total_keys()).unwrap();
     let mut workers: Vec<Worker> = (0..params.procs)
@@ -176,6 +177,9 @@ fn survives(stop: Stop) {
         before.examples
     );
     assert!(before.writes > 500 && before.deletes > 0 && before.invalidations > 0);
+
+    // The writes that failed while no daemon ran, as the next one will apply them.
+    let dropped = journal_drops(&site, &params);
 
     // The next daemon, on the same instance.
     let (_kit, _spawned, log);
@@ -225,9 +229,15 @@ fn survives(stop: Stop) {
             // delete or an invalidation puts the floor above every version sent): it should be
             // there.
             let (floor_at_stop, hi_at_stop) = (snap(k, 0), snap(k, 1));
-            let present = floor_at_stop > 0 && floor_at_stop == hi_at_stop;
+            // A set, delete or invalidation of it failed while the daemon was down: the
+            // journal drops it, so it must not be served at all.
+            let journaled = dropped.contains(&k);
+            let present = floor_at_stop > 0 && floor_at_stop == hi_at_stop && !journaled;
             expected += u64::from(present);
             match verdict {
+                Verdict::Hit(v) if journaled => panic!(
+                    "after the restart ({stop:?}): {key} version {v} served although a write of it failed while the daemon was down"
+                ),
                 Verdict::Miss => {}
                 Verdict::Hit(v) => {
                     hits += 1;
@@ -240,11 +250,13 @@ fn survives(stop: Stop) {
     let fraction = kept as f64 / expected.max(1) as f64;
     eprintln!(
         "{stop:?}: {} writes, {} deletes, {} invalidations before the stop; after the restart \
-         {hits} hits, {kept} of {expected} entries acknowledged last by a write kept ({:.1}%)",
+         {hits} hits, {kept} of {expected} entries acknowledged last by a write kept ({:.1}%); \
+         {} keys dropped by the failed-write journal",
         before.writes,
         before.deletes,
         before.invalidations,
-        100.0 * fraction
+        100.0 * fraction,
+        dropped.len()
     );
     assert!(expected > 100, "{expected}");
     assert!(fraction >= 0.95, "only {kept} of {expected} kept");
@@ -253,6 +265,46 @@ fn survives(stop: Stop) {
     let k0 = value::encode(&key, 0, f.hi(0) + 1, 8);
     c.set(&key, &k0, &SetOptions::new()).unwrap();
     assert_eq!(c.get(&key).unwrap().unwrap().bytes, k0);
+}
+
+/// The keys of the stress run (indices) that the journal left by failed writes drops: read from
+/// the journal files before the next daemon applies and removes them.
+fn journal_drops(site: &Site, params: &StressParams) -> std::collections::HashSet<usize> {
+    use cachekit_proto::journal::{decode_file, JournalRecord};
+    use cachekit_tests::stress::tag_of;
+    let dir = site.path(format!("{}.journal", site.instance()).as_str());
+    let all = (0..params.writers()).flat_map(|w| (0..params.keys_per_writer).map(move |n| (w, n)));
+    let index = |w: u32, n: u32| (w * params.keys_per_writer + n) as usize;
+    let mut dropped = std::collections::HashSet::new();
+    let files = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    for f in files {
+        let (records, _) = decode_file(&std::fs::read(f.unwrap().path()).unwrap());
+        for r in records {
+            match r {
+                JournalRecord::DropKey { key, .. } => {
+                    dropped.extend(
+                        all.clone()
+                            .filter(|&(w, n)| key_name(w, n).as_bytes() == key)
+                            .map(|(w, n)| index(w, n)),
+                    );
+                }
+                JournalRecord::Invalidate { tags, exact, .. } => {
+                    let covers = |t: &str, mine: &str| {
+                        mine == t || (!exact && mine.starts_with(&format!("{t}/")))
+                    };
+                    dropped.extend(
+                        all.clone()
+                            .filter(|&(w, n)| tags.iter().any(|t| covers(t, &tag_of(w, n))))
+                            .map(|(w, n)| index(w, n)),
+                    );
+                }
+                JournalRecord::ClearNamespace { .. } | JournalRecord::ClearAll => {
+                    dropped.extend(all.clone().map(|(w, n)| index(w, n)));
+                }
+            }
+        }
+    }
+    dropped
 }
 
 #[test]
@@ -509,4 +561,156 @@ fn warm_a_segment_of_another_format_version_starts_empty_with_the_reason() {
     let c = client(&site.socket(), "app");
     c.set("k", b"v", &SetOptions::new()).unwrap();
     assert_eq!(c.get("k").unwrap().unwrap().bytes, b"v");
+}
+
+/// `cmd` fails with Unavailable (the daemon is gone).
+#[track_caller]
+fn unavailable(w: &mut Worker, cmd: &str) {
+    let v = w.cmd(cmd);
+    assert_eq!(
+        (v["ok"].as_bool(), v["error"].as_str()),
+        (Some(false), Some("unavailable")),
+        "worker {}: `{cmd}` while the daemon is down: {v}",
+        w.name
+    );
+}
+
+#[test]
+fn writes_that_failed_while_the_daemon_was_down_are_not_undone_by_a_warm_restart() {
+    let site = Site::new("warm-journal");
+    let mut d = site.start(FLAGS);
+    let journal = site.path(format!("{}.journal", site.instance()).as_str());
+    let mut a = Worker::connect("A", site.dir(), &site.socket(), "app");
+    let mut b = Worker::connect("B", site.dir(), &site.socket(), "app");
+    for k in ["del1", "del2", "replaced", "keep"] {
+        a.set(k, "old", "");
+    }
+    a.set("post1", "old", "- - posts/1");
+    a.set("post2", "old", "- - posts/2/comments");
+    a.set("user", "old", "- - users/1");
+    b.ok("ns other");
+    b.set("o1", "old", "");
+    b.set("o2", "old", "- - posts/1");
+    b.ok("ns kept");
+    b.set("k1", "old", "");
+    b.ok("ns app");
+    // The segment in use, so the kill leaves readers that trusted it.
+    assert!(a.get("keep").hit);
+
+    d.kill_9();
+    unavailable(&mut a, "delete del1");
+    unavailable(&mut a, "delete del2");
+    unavailable(&mut a, "set replaced new");
+    unavailable(&mut b, "invalidate posts");
+    b.ok("ns other");
+    unavailable(&mut b, "clear");
+    assert_eq!(a.local("journaled_writes"), 3);
+    assert_eq!(b.local("journaled_writes"), 2);
+    assert_eq!(a.local("journal_failures") + b.local("journal_failures"), 0);
+    let files = std::fs::read_dir(&journal).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(files, 2, "one journal file per client process");
+
+    d.restart();
+    assert!(
+        d.log()
+            .contains("applied 5 failed write(s) from 2 journal file(s)"),
+        "{}",
+        d.log()
+    );
+    assert!(d.log().contains("warm restart: carried"), "{}", d.log());
+    assert_eq!(
+        std::fs::read_dir(&journal).unwrap().count(),
+        0,
+        "applied files are removed"
+    );
+    let mut fresh = Worker::connect("C", site.dir(), &site.socket(), "app");
+    let gone = [
+        ("app", "del1"),
+        ("app", "del2"),
+        ("app", "replaced"),
+        ("app", "post1"),
+        ("app", "post2"),
+        ("other", "o1"),
+        ("other", "o2"),
+    ];
+    let kept = [("app", "keep"), ("app", "user"), ("kept", "k1")];
+    for w in [&mut fresh, &mut a, &mut b] {
+        for (ns, k) in gone {
+            w.ok(&format!("ns {ns}"));
+            let g = w.get(k);
+            assert!(
+                !g.hit,
+                "worker {}: {ns}/{k} served after the restart: {g:?}",
+                w.name
+            );
+        }
+        for (ns, k) in kept {
+            w.ok(&format!("ns {ns}"));
+            let g = w.get(k);
+            assert_eq!(
+                g.value.as_deref(),
+                Some("old"),
+                "worker {}: {ns}/{k} not carried",
+                w.name
+            );
+            assert_eq!(
+                g.source.as_deref(),
+                Some("segment"),
+                "worker {}: {ns}/{k}",
+                w.name
+            );
+        }
+    }
+}
+
+#[test]
+fn a_snapshot_written_at_a_clean_stop_is_loaded_after_a_reboot() {
+    let site = Site::new("snap-a");
+    let snap = site.path("cache.snap");
+    let flags = [FLAGS, &["--snapshot", snap.to_str().unwrap()]].concat();
+    let mut d = site.start(&flags);
+    let c = client(&site.socket(), "app");
+    c.set("k", b"v", &SetOptions::new().tag("t/1")).unwrap();
+    c.set(
+        "ttl",
+        b"x",
+        &SetOptions::new().ttl(Duration::from_secs(3600)),
+    )
+    .unwrap();
+    c.set("gone", b"x", &SetOptions::new().tag("t/2")).unwrap();
+    c.invalidate(&["t/2"]).unwrap();
+    let expires = c.get("ttl").unwrap().unwrap().expires_ms;
+    assert!(d.stop().success(), "{}", d.log());
+    assert!(
+        snap.exists(),
+        "no snapshot at {}; log:\n{}",
+        snap.display(),
+        d.log()
+    );
+    // A reboot: another runtime directory, so no keeper and no fd store hold a segment.
+    let site2 = Site::new("snap-b");
+    let d2 = site2.start(&flags);
+    assert!(
+        d2.log().contains("loaded 2 of 2 snapshot entries"),
+        "{}",
+        d2.log()
+    );
+    assert!(
+        !snap.exists(),
+        "the loaded snapshot must be retired at start"
+    );
+    let c = client(&site2.socket(), "app");
+    assert_eq!(
+        c.get("k").unwrap().expect("k from the snapshot").bytes,
+        b"v"
+    );
+    let t = c.get("ttl").unwrap().expect("ttl from the snapshot");
+    assert_eq!(t.expires_ms, expires, "the absolute expiry is kept");
+    assert!(
+        c.get("gone").unwrap().is_none(),
+        "an invalidated entry came back"
+    );
+    // Its tags still work in the loaded table.
+    c.invalidate(&["t"]).unwrap();
+    assert!(c.get("k").unwrap().is_none());
 }

@@ -104,6 +104,8 @@ fn local_json(l: &LocalStats) -> Value {
         "reattaches": l.reattaches,
         "attach_failures": l.attach_failures,
         "decode_errors": l.decode_errors,
+        "journaled_writes": l.journaled_writes,
+        "journal_failures": l.journal_failures,
     })
 }
 

@@ -1,0 +1,260 @@
+//! The failed-write journal, client side: a write this process could not deliver because its
+//! daemon was gone is recorded in the instance's journal directory, and the next daemon applies
+//! it to the table it carries over (warm restart) before any client can read that table. The
+//! format and the directory are described in `cachekit_proto::journal`.
+//!
+//! Only the failure path comes here; hits and delivered writes never do.
+//!
+//! # The race with a starting daemon
+//!
+//! The daemon holds the journal lock exclusively from before it binds its socket until the
+//! journal is applied. Here, under the lock shared, the socket is tried once more:
+//! - nothing answers: no daemon is between "read the journal" and "serve" (it would hold the
+//!   lock), so the record appended now is read by the next daemon;
+//! - something answers and the failure was a lost connection: a new daemon is serving, with
+//!   its journal applied: the write is sent to it instead ([`Outcome::Retry`]).
+//!
+//! After a timeout (a stuck daemon, which answers connects) the record is appended whatever
+//! the socket says: a daemon that replaced the stuck one waited out the old one's heartbeat
+//! timeout before taking the lock (see the daemon's `bind`), longer than the write was
+//! outstanding in all but pathological configurations; the record then waits for the next
+//! restart, where dropping it is still safe.
+//!
+//! # Bounds
+//!
+//! One file per client (per process, per [`Client::connect`](crate::Client::connect)), at most
+//! [`SOFT_CAP`] bytes of records; past it, each further namespace gets one "clear namespace"
+//! record instead of its keys, and past [`HARD_CAP`] one "clear all" ends the file (every
+//! record only drops, so a wider one is always safe).
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use cachekit_proto::journal::{paths_for_socket, JournalRecord, FILE_MAGIC};
+use cachekit_proto::Request;
+use rustix::fs::{FlockOperation, Mode, OFlags};
+
+/// Bytes of records a journal file takes before namespaces are cleared instead.
+pub(crate) const SOFT_CAP: u64 = 1 << 20;
+/// Bytes past which one "clear all" ends a journal file.
+pub(crate) const HARD_CAP: u64 = SOFT_CAP + (64 << 10);
+
+/// What to do with a write the daemon did not take.
+pub(crate) enum Outcome {
+    /// A daemon answers now (a restarted one, its journal applied): send the write to it.
+    Retry,
+    /// Recorded in the journal (or nothing to record): return the original error.
+    Done,
+}
+
+/// This client's journal file, opened on first use.
+#[derive(Default)]
+pub(crate) struct Journal {
+    file: Mutex<Option<Open>>,
+}
+
+struct Open {
+    file: File,
+    /// The process that created it (a forked child makes its own).
+    pid: u32,
+    written: u64,
+    /// Namespaces cleared in this file since it passed [`SOFT_CAP`].
+    cleared: HashSet<String>,
+    /// A "clear all" was written: nothing more is needed.
+    saturated: bool,
+}
+
+/// The record a write request stands for, `None` for requests that change nothing a restart
+/// could bring back (leases, verify).
+pub(crate) fn record_of(req: &Request) -> Option<JournalRecord> {
+    let drop = |namespace: &str, key: &[u8]| JournalRecord::DropKey {
+        namespace: namespace.to_string(),
+        key: key.to_vec(),
+    };
+    Some(match req {
+        Request::Set(s) => drop(&s.namespace, &s.key),
+        Request::SetIf(s) => drop(&s.set.namespace, &s.set.key),
+        Request::Incr(i) => drop(&i.namespace, &i.key),
+        Request::Delete { namespace, key }
+        | Request::Take { namespace, key }
+        | Request::Touch { namespace, key, .. } => drop(namespace, key),
+        Request::Invalidate {
+            namespace,
+            tags,
+            exact,
+        } => JournalRecord::Invalidate {
+            namespace: namespace.clone(),
+            tags: tags.clone(),
+            exact: *exact,
+        },
+        // A delete by pattern or tag: the whole namespace, which covers it.
+        Request::Clear { namespace }
+        | Request::DeleteMatching(cachekit_proto::ScanRequest { namespace, .. }) => {
+            JournalRecord::ClearNamespace {
+                namespace: namespace.clone(),
+            }
+        }
+        _ => return None,
+    })
+}
+
+/// Whether something accepts connections at `socket` now (no HELLO: a connect only).
+fn answers(socket: &Path) -> bool {
+    std::os::unix::net::UnixStream::connect(socket).is_ok()
+}
+
+/// `flock(LOCK_SH)` on `lock`, waiting at most `limit` (a daemon holds it exclusively only
+/// while it binds and applies the journal). `None`: no lock file (a daemon without the journal
+/// never made one), or not taken in time.
+fn lock_shared(lock: &Path, limit: Duration) -> Option<OwnedFd> {
+    let fd = rustix::fs::open(
+        lock,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::empty(),
+    )
+    .ok()?;
+    let start = Instant::now();
+    loop {
+        match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockShared) {
+            Ok(()) => return Some(fd),
+            Err(_) if start.elapsed() < limit => std::thread::sleep(Duration::from_millis(2)),
+            Err(_) => return None,
+        }
+    }
+}
+
+impl Journal {
+    /// Handles a write that failed because the daemon at `socket` is gone (`lost`: the
+    /// connection was lost or refused; otherwise a timeout or a stale heartbeat). `retry`:
+    /// whether a [`Outcome::Retry`] may be answered (once per write). Returns whether the
+    /// record is in the journal (`None`: nothing to record), with the outcome.
+    pub(crate) fn failed_write(
+        &self,
+        socket: &Path,
+        req: &Request,
+        lost: bool,
+        retry: bool,
+        wait: Duration,
+    ) -> (Outcome, Option<bool>) {
+        let Some(rec) = record_of(req) else {
+            return (Outcome::Done, None);
+        };
+        let (dir, lock) = paths_for_socket(socket);
+        if !dir.is_dir() {
+            // No daemon with a journal ever ran here: nothing to carry, nothing to record.
+            return (Outcome::Done, None);
+        }
+        // Held until this function returns (dropping the fd releases the lock).
+        let _held = lock_shared(&lock, wait);
+        if retry && lost && answers(socket) {
+            return (Outcome::Retry, None);
+        }
+        (Outcome::Done, Some(self.append(&dir, &rec).is_ok()))
+    }
+
+    /// Appends `rec` (or the wider record the caps call for) and syncs it to the file.
+    fn append(&self, dir: &Path, rec: &JournalRecord) -> std::io::Result<()> {
+        let mut guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let pid = std::process::id();
+        let reopen = match guard.as_ref() {
+            None => true,
+            // Removed by a daemon that applied it, or inherited over fork: a new file.
+            Some(o) => o.pid != pid || rustix::fs::fstat(&o.file).map_or(true, |s| s.st_nlink == 0),
+        };
+        if reopen {
+            *guard = Some(create(dir, pid)?);
+        }
+        let o = guard.as_mut().expect("opened above");
+        if o.saturated {
+            return Ok(());
+        }
+        let rec = if o.written >= HARD_CAP {
+            o.saturated = true;
+            JournalRecord::ClearAll
+        } else if o.written >= SOFT_CAP {
+            match rec.namespace() {
+                Some(ns) if o.cleared.contains(ns) => return Ok(()),
+                Some(ns) => {
+                    o.cleared.insert(ns.to_string());
+                    JournalRecord::ClearNamespace {
+                        namespace: ns.to_string(),
+                    }
+                }
+                None => JournalRecord::ClearAll,
+            }
+        } else {
+            rec.clone()
+        };
+        let mut bytes = Vec::with_capacity(64);
+        rec.encode(&mut bytes);
+        // One write with O_APPEND: records of one file never interleave.
+        o.file.write_all(&bytes)?;
+        o.written += bytes.len() as u64;
+        o.file.sync_data()
+    }
+}
+
+/// A new journal file in `dir`: `<pid>-<random>`, created exclusively, 0640, given the
+/// directory's group (the daemon's) when this user may: the daemon, running as another user in
+/// that group, can then read it, and honours it if that group is a writer group or this user a
+/// writer uid.
+fn create(dir: &Path, pid: u32) -> std::io::Result<Open> {
+    let dirfd = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let dir_gid = rustix::fs::fstat(&dirfd)?.st_gid;
+    let mut attempt = 0u64;
+    let fd = loop {
+        let name = format!("{pid}-{:016x}.j", unique(attempt));
+        match rustix::fs::openat(
+            &dirfd,
+            name.as_str(),
+            OFlags::WRONLY
+                | OFlags::CREATE
+                | OFlags::EXCL
+                | OFlags::APPEND
+                | OFlags::NOFOLLOW
+                | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o640),
+        ) {
+            Ok(fd) => break fd,
+            Err(rustix::io::Errno::EXIST) if attempt < 16 => attempt += 1,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    if rustix::fs::fstat(&fd)?.st_gid != dir_gid {
+        // Not a member of the daemon's group: the file keeps this user's group, and the daemon
+        // reads it only if it runs as this user or as root.
+        let _ = rustix::fs::fchown(fd.as_fd(), None, Some(rustix::fs::Gid::from_raw(dir_gid)));
+    }
+    let mut file = File::from(fd);
+    file.write_all(FILE_MAGIC)?;
+    Ok(Open {
+        file,
+        pid,
+        written: 0,
+        cleared: HashSet::new(),
+        saturated: false,
+    })
+}
+
+/// A name part unlikely to repeat: the clock, the thread and the attempt, through the std's
+/// randomly keyed hasher.
+fn unique(attempt: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(attempt);
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}

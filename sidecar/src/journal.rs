@@ -1,0 +1,287 @@
+//! The failed-write journal, daemon side: the writes clients could not deliver while no daemon
+//! was running are applied to the table before any client can see it (the format, and why
+//! every record is safe to apply, are in `cachekit_proto::journal`; the client side is
+//! `libclient/src/journal.rs`).
+//!
+//! - [`prepare`] makes `<dir>/<instance>.journal/` (mode 1733: create-only for others, sticky,
+//!   so nobody but this daemon lists or removes another's files) and the lock file (0644:
+//!   anyone who may connect may take it shared).
+//! - `main.rs` takes the lock exclusively ([`lock_exclusive`]) once the previous daemon's
+//!   clients have been waited out, binds the socket, calls [`apply`], then releases the lock
+//!   and only then accepts connections (HELLO, which hands out the table, comes after).
+//! - Who is trusted: a file is honoured only if its owner uid is a writer uid or its group a
+//!   writer gid, both read with fstat on the opened file (the owner cannot be forged; a group
+//!   can only be given by a member of it). Any other file is ignored, counted and removed.
+
+use crate::table::SharedTable;
+use cachekit_proto::journal::{
+    decode_file, JournalEnd, JournalRecord, JOURNAL_DIR_SUFFIX, JOURNAL_LOCK_SUFFIX,
+    MAX_RECORD_BODY,
+};
+use cachekit_shm::InvalidateMode;
+use rustix::fs::{FileType, FlockOperation, Mode, OFlags};
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+/// The most a journal file is read: the client's hard cap and one more record, with room.
+const MAX_FILE_BYTES: u64 = 4 << 20;
+/// How long the daemon waits for clients holding the lock shared (each holds it for one
+/// append and fsync) before it goes on without it.
+pub const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+fn dir_of(dir: &Path, instance: &str) -> PathBuf {
+    dir.join(format!("{instance}{JOURNAL_DIR_SUFFIX}"))
+}
+
+fn lock_of(dir: &Path, instance: &str) -> PathBuf {
+    dir.join(format!("{instance}{JOURNAL_LOCK_SUFFIX}"))
+}
+
+/// Makes the journal directory and lock file of `instance` in `dir`. `Err`: the journal cannot
+/// be used (the message says why); the daemon runs without it.
+pub fn prepare(dir: &Path, instance: &str) -> Result<(), String> {
+    let jdir = dir_of(dir, instance);
+    let me = rustix::process::geteuid();
+    match rustix::fs::lstat(&jdir) {
+        Err(rustix::io::Errno::NOENT) => {
+            rustix::fs::mkdir(&jdir, Mode::from_raw_mode(0o1733))
+                .map_err(|e| format!("creating {}: {e}", jdir.display()))?;
+        }
+        Err(e) => return Err(format!("{}: {e}", jdir.display())),
+        Ok(st) => {
+            if FileType::from_raw_mode(st.st_mode) != FileType::Directory
+                || st.st_uid != me.as_raw()
+            {
+                return Err(format!(
+                    "{} is not a directory owned by this daemon's user (uid {}): failed writes cannot be journaled; remove it and restart",
+                    jdir.display(),
+                    me.as_raw()
+                ));
+            }
+        }
+    }
+    // The mode exactly, whatever the umask.
+    rustix::fs::chmod(&jdir, Mode::from_raw_mode(0o1733))
+        .map_err(|e| format!("setting the mode of {}: {e}", jdir.display()))?;
+    let lock = lock_of(dir, instance);
+    let fd = rustix::fs::open(
+        &lock,
+        OFlags::RDONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )
+    .map_err(|e| format!("opening {}: {e}", lock.display()))?;
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o644))
+        .map_err(|e| format!("setting the mode of {}: {e}", lock.display()))?;
+    Ok(())
+}
+
+/// Takes the journal lock exclusively (clients appending hold it shared for an append and an
+/// fsync), waiting at most [`LOCK_WAIT`]. `None` when it could not be had: the daemon goes on
+/// (a client holding the lock that long is not following the protocol), with a warning.
+pub fn lock_exclusive(dir: &Path, instance: &str) -> Option<OwnedFd> {
+    let lock = lock_of(dir, instance);
+    let fd = match rustix::fs::open(
+        &lock,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(e) => {
+            warn!(
+                "cannot open the journal lock {} ({e}): applying the journal without it",
+                lock.display()
+            );
+            return None;
+        }
+    };
+    let start = Instant::now();
+    loop {
+        match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Some(fd),
+            Err(_) if start.elapsed() < LOCK_WAIT => std::thread::sleep(Duration::from_millis(2)),
+            Err(e) => {
+                warn!(
+                    "the journal lock {} is still held after {LOCK_WAIT:?} ({e}): applying the journal without it (a write failing right now may be missed)",
+                    lock.display()
+                );
+                return None;
+            }
+        }
+    }
+}
+
+/// What applying the journal did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// Files read and honoured.
+    pub files: u64,
+    /// Records applied.
+    pub records: u64,
+    /// Files ignored: not owned by a writer uid nor of a writer group.
+    pub not_writer: u64,
+    /// Files ignored: not regular files, or unreadable.
+    pub unusable: u64,
+    /// Files whose last record was torn (its write never returned to its caller).
+    pub torn: u64,
+    /// Files with a damaged record (it and the rest of the file were ignored), or not in the
+    /// journal format.
+    pub damaged: u64,
+}
+
+/// Who may write: the daemon's `writer_uids` and `writer_gids`.
+#[derive(Clone, Copy)]
+pub struct Writers<'a> {
+    pub uids: &'a [u32],
+    pub gids: &'a [u32],
+}
+
+/// Applies every honoured journal file of `instance` to `table` and removes the files. Never
+/// fails: what cannot be read is counted and logged.
+pub fn apply(dir: &Path, instance: &str, writers: Writers<'_>, table: &SharedTable) -> Report {
+    let mut report = Report::default();
+    let jdir = dir_of(dir, instance);
+    let dirfd = match rustix::fs::open(
+        &jdir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(e) => {
+            warn!(
+                "cannot open the journal {} ({e}): no failed writes applied",
+                jdir.display()
+            );
+            return report;
+        }
+    };
+    let names: Vec<std::ffi::OsString> = match std::fs::read_dir(&jdir) {
+        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.file_name())).collect(),
+        Err(e) => {
+            warn!(
+                "cannot list the journal {} ({e}): no failed writes applied",
+                jdir.display()
+            );
+            return report;
+        }
+    };
+    for name in names {
+        let name = name.as_os_str();
+        match read_one(&dirfd, name, writers) {
+            Ok(bytes) => {
+                let (records, end) = decode_file(&bytes);
+                match end {
+                    JournalEnd::Clean => {}
+                    JournalEnd::Torn => report.torn += 1,
+                    JournalEnd::Bad | JournalEnd::NotAJournal => {
+                        report.damaged += 1;
+                        warn!(file = ?name, applied = records.len(), "a journal file has a damaged record: applied the records before it, ignored the rest");
+                    }
+                }
+                report.files += 1;
+                report.records += records.len() as u64;
+                table.change(|t| {
+                    for r in &records {
+                        apply_record(t, r);
+                    }
+                });
+            }
+            Err(Skip::NotWriter { uid, gid }) => {
+                report.not_writer += 1;
+                warn!(file = ?name, uid, gid, "ignored a journal file whose owner is not a writer (writer_uids / writer_gids)");
+            }
+            Err(Skip::Unusable(why)) => {
+                report.unusable += 1;
+                warn!(file = ?name, "ignored a journal entry: {why}");
+            }
+        }
+        // Applied or not to be trusted: either way it is done with.
+        let _ = rustix::fs::unlinkat(&dirfd, name, rustix::fs::AtFlags::empty());
+    }
+    report
+}
+
+enum Skip {
+    NotWriter { uid: u32, gid: u32 },
+    Unusable(String),
+}
+
+/// The bytes of journal file `name`, if it is a regular file of a writer.
+fn read_one(dirfd: &OwnedFd, name: &std::ffi::OsStr, w: Writers<'_>) -> Result<Vec<u8>, Skip> {
+    // NONBLOCK: a FIFO planted here must not hang the start; NOFOLLOW: nor a link lead
+    // elsewhere.
+    let fd = rustix::fs::openat(
+        dirfd,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Skip::Unusable(format!("cannot open it ({e})")))?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| Skip::Unusable(format!("fstat: {e}")))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Err(Skip::Unusable("not a regular file".into()));
+    }
+    if !(w.uids.contains(&st.st_uid) || w.gids.contains(&st.st_gid)) {
+        return Err(Skip::NotWriter {
+            uid: st.st_uid,
+            gid: st.st_gid,
+        });
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::from(fd)
+        .take(MAX_FILE_BYTES)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Skip::Unusable(format!("read: {e}")))?;
+    Ok(bytes)
+}
+
+/// One record, applied as the write it stands for would have been, locally only (it never
+/// reached Redis through this daemon; a client with the direct fallback wrote it there).
+fn apply_record(t: &mut crate::table::Table, r: &JournalRecord) {
+    match r {
+        JournalRecord::DropKey { namespace, key } => {
+            t.delete(namespace, key, None);
+        }
+        JournalRecord::Invalidate {
+            namespace,
+            tags,
+            exact,
+        } => {
+            let mode = match exact {
+                true => InvalidateMode::Exact,
+                false => InvalidateMode::Hierarchical,
+            };
+            // A tag this table refuses: the namespace goes, which covers it.
+            if t.invalidate(namespace, tags, mode, None).is_err() {
+                t.clear(namespace, None);
+            }
+        }
+        JournalRecord::ClearNamespace { namespace } => t.clear(namespace, None),
+        JournalRecord::ClearAll => t.clear_all(),
+    }
+}
+
+/// Logs what [`apply`] did (nothing when the journal was empty).
+pub fn log(r: &Report) {
+    if *r == Report::default() {
+        return;
+    }
+    info!(
+        files = r.files,
+        records = r.records,
+        not_writer = r.not_writer,
+        unusable = r.unusable,
+        torn = r.torn,
+        damaged = r.damaged,
+        "applied {} failed write(s) from {} journal file(s) before serving",
+        r.records,
+        r.files
+    );
+}
+
+const _: () = assert!(MAX_FILE_BYTES as usize > (1 << 20) + (64 << 10) + MAX_RECORD_BODY);
+
+#[cfg(test)]
+mod tests;

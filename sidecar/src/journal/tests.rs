@@ -1,0 +1,261 @@
+//! The journal applied to a table: what a writer's file asks is done, a non-writer's file is
+//! ignored, a truncated or damaged file applies exactly the records that verify, and nothing
+//! planted in the directory hangs or crashes the start.
+
+use super::*;
+use cachekit_proto::journal::FILE_MAGIC;
+use cachekit_shm::{now_ms, Backing, InsertOptions, TableConfig, Writer};
+use std::io::Write;
+
+const INSTANCE: &str = "t";
+
+fn me() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+/// A table holding `app`: k0..k5 (k2, k3 tagged `posts/1`), and `other`: o0, o1.
+fn table() -> SharedTable {
+    // A fixed seed: tag counters are hashed into a masked array, and with a random seed the
+    // namespace's counter would now and then share one with `posts` (an invalidation of
+    // `posts` then hides the whole namespace: safe, but not what the expectations say).
+    let cfg = TableConfig {
+        arena_bytes: 4 << 20,
+        tag_counters: 1024,
+        hash_seed: Some(0x15_15_15),
+        ..TableConfig::default()
+    };
+    let t = SharedTable::new(Writer::create(&cfg, Backing::Heap).expect("heap table"));
+    t.change(|t| {
+        for i in 0..6 {
+            let tags: &[&str] = if (2..4).contains(&i) {
+                &["posts/1"]
+            } else {
+                &[]
+            };
+            let opts = InsertOptions {
+                ttl_ms: None,
+                grace_ms: 0,
+                tags,
+            };
+            t.set("app", format!("k{i}").as_bytes(), b"v", &opts, None)
+                .expect("insert");
+        }
+        for i in 0..2 {
+            let opts = InsertOptions {
+                ttl_ms: None,
+                grace_ms: 0,
+                tags: &[],
+            };
+            t.set("other", format!("o{i}").as_bytes(), b"v", &opts, None)
+                .expect("insert");
+        }
+    });
+    t
+}
+
+/// Which of the table's entries are live, in a fixed order.
+fn live(t: &SharedTable) -> Vec<String> {
+    let now = now_ms();
+    let mut out = Vec::new();
+    t.read(|t| {
+        for (ns, key) in (0..6)
+            .map(|i| ("app", format!("k{i}")))
+            .chain((0..2).map(|i| ("other", format!("o{i}"))))
+        {
+            if t.entry(ns, key.as_bytes(), now).is_some() {
+                out.push(format!("{ns}/{key}"));
+            }
+        }
+    });
+    out
+}
+
+fn records() -> Vec<JournalRecord> {
+    vec![
+        JournalRecord::DropKey {
+            namespace: "app".into(),
+            key: b"k0".to_vec(),
+        },
+        JournalRecord::Invalidate {
+            namespace: "app".into(),
+            tags: vec!["posts".into()],
+            exact: false,
+        },
+        JournalRecord::ClearNamespace {
+            namespace: "other".into(),
+        },
+        JournalRecord::DropKey {
+            namespace: "app".into(),
+            key: b"k5".to_vec(),
+        },
+    ]
+}
+
+fn file_bytes(recs: &[JournalRecord]) -> Vec<u8> {
+    let mut b = FILE_MAGIC.to_vec();
+    for r in recs {
+        r.encode(&mut b);
+    }
+    b
+}
+
+/// A runtime dir with the journal prepared and one file of `bytes` in it.
+fn dir_with(bytes: &[u8]) -> (tempfile::TempDir, PathBuf) {
+    let d = tempfile::tempdir().expect("tempdir");
+    prepare(d.path(), INSTANCE).expect("prepare");
+    let f = dir_of(d.path(), INSTANCE).join("123-abc.j");
+    std::fs::File::create(&f)
+        .and_then(|mut w| w.write_all(bytes))
+        .expect("write journal file");
+    (d, f)
+}
+
+fn writers_me() -> (Vec<u32>, Vec<u32>) {
+    (vec![me()], vec![])
+}
+
+fn run(dir: &Path, w: &(Vec<u32>, Vec<u32>), t: &SharedTable) -> Report {
+    apply(
+        dir,
+        INSTANCE,
+        Writers {
+            uids: &w.0,
+            gids: &w.1,
+        },
+        t,
+    )
+}
+
+#[test]
+fn a_writers_records_are_applied_and_the_file_removed() {
+    let (d, f) = dir_with(&file_bytes(&records()));
+    let t = table();
+    let r = run(d.path(), &writers_me(), &t);
+    assert_eq!((r.files, r.records, r.damaged, r.torn), (1, 4, 0, 0));
+    assert_eq!(live(&t), ["app/k1", "app/k4"]);
+    assert!(!f.exists(), "an applied file is removed");
+    // The directory's mode: create-only for others, sticky.
+    let m = rustix::fs::stat(dir_of(d.path(), INSTANCE))
+        .unwrap()
+        .st_mode
+        & 0o7777;
+    assert_eq!(m, 0o1733);
+}
+
+#[test]
+fn clear_all_empties_every_namespace() {
+    let (d, _f) = dir_with(&file_bytes(&[JournalRecord::ClearAll]));
+    let t = table();
+    run(d.path(), &writers_me(), &t);
+    assert!(live(&t).is_empty());
+}
+
+#[test]
+fn a_file_not_owned_by_a_writer_is_ignored_and_counted() {
+    let (d, f) = dir_with(&file_bytes(&records()));
+    let writers = if me() == 0 {
+        // Root: the file really belongs to nobody, and root is the writer.
+        rustix::fs::chown(
+            &f,
+            Some(rustix::fs::Uid::from_raw(65534)),
+            Some(rustix::fs::Gid::from_raw(65534)),
+        )
+        .expect("chown to nobody");
+        (vec![0], vec![0])
+    } else {
+        // Not root: this user cannot give the file away, so the writers are someone else.
+        (vec![me() + 1], vec![])
+    };
+    let t = table();
+    let r = run(d.path(), &writers, &t);
+    assert_eq!((r.files, r.records, r.not_writer), (0, 0, 1));
+    assert_eq!(
+        live(&t).len(),
+        8,
+        "nothing of the non-writer's file applied"
+    );
+    assert!(!f.exists(), "an ignored file is removed too");
+}
+
+#[test]
+fn a_writer_group_is_enough() {
+    let (d, _f) = dir_with(&file_bytes(&records()));
+    let gid = rustix::process::getegid().as_raw();
+    let t = table();
+    let r = run(d.path(), &(vec![me() + 1], vec![gid]), &t);
+    assert_eq!(r.records, 4);
+}
+
+/// The live entries after applying the first `n` records to a fresh table.
+fn expected_after(n: usize) -> Vec<String> {
+    let t = table();
+    t.change(|t| {
+        for r in &records()[..n] {
+            apply_record(t, r);
+        }
+    });
+    live(&t)
+}
+
+#[test]
+fn truncation_at_every_offset_applies_exactly_the_whole_records() {
+    let bytes = file_bytes(&records());
+    let mut ends = vec![FILE_MAGIC.len()];
+    for r in records() {
+        let mut one = Vec::new();
+        r.encode(&mut one);
+        ends.push(ends.last().unwrap() + one.len());
+    }
+    for cut in 0..=bytes.len() {
+        let (d, _f) = dir_with(&bytes[..cut]);
+        let t = table();
+        let r = run(d.path(), &writers_me(), &t);
+        let whole = ends.iter().filter(|&&e| e <= cut).count().saturating_sub(1);
+        assert_eq!(r.records as usize, whole, "cut at {cut}");
+        assert_eq!(live(&t), expected_after(whole), "cut at {cut}");
+        assert_eq!(r.damaged, 0, "a truncation is not damage (cut at {cut})");
+    }
+}
+
+#[test]
+fn a_damaged_byte_anywhere_applies_a_prefix_of_the_records_only() {
+    let bytes = file_bytes(&records());
+    for i in 0..bytes.len() {
+        let mut b = bytes.clone();
+        b[i] ^= 0x5a;
+        let (d, _f) = dir_with(&b);
+        let t = table();
+        let r = run(d.path(), &writers_me(), &t);
+        let n = r.records as usize;
+        assert!(n < records().len(), "flip at {i} went unnoticed");
+        assert_eq!(live(&t), expected_after(n), "flip at {i}");
+    }
+}
+
+#[test]
+fn a_fifo_a_symlink_and_a_directory_are_skipped_without_hanging() {
+    let (d, _f) = dir_with(&file_bytes(&records()[..1]));
+    let j = dir_of(d.path(), INSTANCE);
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        j.join("fifo"),
+        FileType::Fifo,
+        Mode::from_raw_mode(0o600),
+        0,
+    )
+    .expect("mkfifo");
+    std::os::unix::fs::symlink("/etc/passwd", j.join("link")).expect("symlink");
+    std::fs::create_dir(j.join("sub")).expect("mkdir");
+    let t = table();
+    let r = run(d.path(), &writers_me(), &t);
+    assert_eq!((r.files, r.records), (1, 1));
+    assert_eq!(r.unusable, 3);
+}
+
+#[test]
+fn prepare_refuses_a_journal_path_that_is_not_its_directory() {
+    let d = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir_of(d.path(), INSTANCE), b"x").unwrap();
+    let e = prepare(d.path(), INSTANCE).unwrap_err();
+    assert!(e.contains("remove it"), "{e}");
+}
