@@ -66,6 +66,11 @@ pub struct StressParams {
     /// A planted fault, for negative controls.
     #[serde(default)]
     pub plant: Plant,
+    /// Each thread ends its run at its first failed operation: a test that stops the daemon
+    /// mid-run then sees at most one operation per thread sent after the stop, instead of a
+    /// stream of failed ones that leaves no key settled ([`Floors::settled`]).
+    #[serde(default)]
+    pub stop_at_first_error: bool,
 }
 
 impl StressParams {
@@ -228,6 +233,9 @@ impl<'a> Thread<'a> {
 
     fn run(mut self, deadline: Instant) -> StressReport {
         while Instant::now() < deadline {
+            if self.p.stop_at_first_error && self.report.errors > 0 {
+                break;
+            }
             let r = self.rng.below(100);
             if r < 65 {
                 let w = self.rng.below(u64::from(self.p.writers())) as u32;
@@ -355,6 +363,7 @@ impl<'a> Thread<'a> {
         self.sent[n as usize] = version;
         // Announce the version before it can be seen, so no reader takes it for a forgery.
         self.floors.raise_hi(k, version);
+        self.floors.unsettle(k);
         let pad = match self.rng.below(100) {
             0..60 => 32 + self.rng.below(480),
             60..95 => 512 + self.rng.below(3584),
@@ -365,6 +374,7 @@ impl<'a> Thread<'a> {
         match self.client.set(&key, &v, &opts) {
             Ok(()) => {
                 self.floors.raise_floor(k, version);
+                self.floors.settle(k, version);
                 self.report.writes += 1;
                 true
             }
@@ -391,6 +401,9 @@ impl<'a> Thread<'a> {
             // Exact mode on a group tag: no entry carries exactly it, nothing is covered.
             _ => (format!("w{me}/g{g}"), true, Vec::new()),
         };
+        for &m in &covered {
+            self.floors.unsettle(self.index(me, m));
+        }
         let r = if exact {
             self.client.invalidate_exact(&[&tag])
         } else {
@@ -415,6 +428,7 @@ impl<'a> Thread<'a> {
     fn delete(&mut self, n: u32) {
         let k = self.index(self.me, n);
         let key = key_name(self.me, n);
+        self.floors.unsettle(k);
         match self.client.delete(&key) {
             Ok(_) => {
                 self.report.deletes += 1;
