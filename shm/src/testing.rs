@@ -261,3 +261,44 @@ impl EntrySpan {
         self.range(ENTRY_HEADER_BYTES + h.meta_tail_len(), h.value_len as usize)
     }
 }
+
+/// The tag counters (indexes, sorted and distinct) an entry of namespace `ns` tagged `tags`
+/// references in a table of hash seed `seed` and `tag_count` counters ([`FixedHeader`]), as
+/// the writer computes them: a test can tell which entries share a counter, and so which
+/// misses an invalidation of another tag explains (see "Tag counters" in
+/// docs/ARCHITECTURE.md).
+pub fn entry_counters(
+    seed: u64,
+    tag_count: u64,
+    ns: &str,
+    tags: &[&str],
+) -> Result<Vec<u32>, crate::InsertError> {
+    let mut out = Vec::new();
+    crate::tags::entry_refs(
+        seed,
+        namespace_hash(seed, ns.as_bytes()),
+        tags,
+        tag_count - 1,
+        &mut out,
+    )?;
+    Ok(out)
+}
+
+/// The tag counters an invalidation of `tag` in namespace `ns` stores into, in a table of
+/// hash seed `seed` and `tag_count` counters.
+pub fn invalidation_counters(
+    seed: u64,
+    tag_count: u64,
+    ns: &str,
+    tag: &str,
+    mode: crate::InvalidateMode,
+) -> Result<Vec<u32>, crate::TagError> {
+    let c = crate::tags::invalidation_counters(
+        seed,
+        namespace_hash(seed, ns.as_bytes()),
+        tag,
+        mode,
+        tag_count - 1,
+    )?;
+    Ok(c.into_iter().flatten().collect())
+}

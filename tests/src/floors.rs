@@ -1,11 +1,19 @@
 //! What each key's writer has had acknowledged, published to every process of a stress run.
 //!
-//! A small file, mapped shared by every worker, holds two arrays of `u64`, one word per key:
+//! A small file, mapped shared by every worker, holds three arrays of `u64`, one word per key:
 //!
 //! | array | written by | when | means |
 //! |---|---|---|---|
 //! | `hi[k]` | the key's writer | *before* sending a SET | no version above this was ever sent |
 //! | `floor[k]` | the key's writer | *after* a SET, DELETE or INVALIDATE was acknowledged | a read that starts now may only return a version ≥ this (or miss) |
+//! | `settled[k]` | the key's writer | 0 *before* sending a SET, DELETE or INVALIDATE that covers the key; the version *after* a SET was acknowledged | non-zero: the last operation sent for the key was that SET, and it was acknowledged |
+//!
+//! `settled` is what a test that stops the daemon mid-run needs to know which keys must still
+//! be served: `floor == hi` cannot tell it. A DELETE or INVALIDATE raises the floor to one
+//! above every version sent, and a SET of exactly that version which then fails (the daemon
+//! is gone) raises `hi` to it: `floor == hi`, yet the last acknowledged operation was the
+//! DELETE or INVALIDATE. Nor can it see an operation sent and never answered (the daemon was
+//! killed after applying it, before replying): that one changes neither `floor` nor `hi`.
 //!
 //! A reader loads `floor[k]` before its get and `hi[k]` after it. A hit below the floor is a
 //! stale read after an acknowledged write or invalidation (the contract's "no read that starts
@@ -29,7 +37,7 @@ pub struct Floors {
 impl Floors {
     /// Bytes of the file for `keys` keys.
     pub fn file_len(keys: usize) -> u64 {
-        (keys as u64) * 16
+        (keys as u64) * 24
     }
 
     /// Creates (zeroed) the file for `keys` keys.
@@ -58,7 +66,7 @@ impl Floors {
 
     fn words(&self) -> &[AtomicU64] {
         let n = self.map.len() / 8;
-        debug_assert_eq!(n, 2 * self.keys);
+        debug_assert_eq!(n, 3 * self.keys);
         if n == 0 {
             return &[];
         }
@@ -103,6 +111,25 @@ impl Floors {
         // Release: pairs with the Acquire load in `hi`; published before the SET is sent.
         self.words()[self.keys + k].fetch_max(v, Ordering::Release);
     }
+
+    /// Non-zero: the version of an acknowledged SET of key `k` after which nothing was sent
+    /// for the key (see the module's table).
+    pub fn settled(&self, k: usize) -> u64 {
+        // Acquire: pairs with the Release in `settle`.
+        self.words()[2 * self.keys + k].load(Ordering::Acquire)
+    }
+
+    /// Records, before an operation on key `k` is sent, that its outcome is not known yet.
+    pub fn unsettle(&self, k: usize) {
+        self.words()[2 * self.keys + k].store(0, Ordering::Release);
+    }
+
+    /// Records that the SET of version `v` of key `k` was acknowledged (and nothing was sent
+    /// for the key since: only the key's writer calls this, right after the acknowledgement).
+    pub fn settle(&self, k: usize, v: u64) {
+        // Release: pairs with the Acquire load in `settled`.
+        self.words()[2 * self.keys + k].store(v, Ordering::Release);
+    }
 }
 
 #[cfg(test)]
@@ -122,6 +149,12 @@ mod tests {
         assert_eq!(b.floor(3), 7, "floors only go up");
         assert_eq!(a.hi(9), 11);
         assert_eq!(a.floor(9), 0);
+        assert_eq!(b.settled(3), 0);
+        a.settle(3, 7);
+        assert_eq!(b.settled(3), 7);
+        a.unsettle(3);
+        assert_eq!(b.settled(3), 0);
+        assert_eq!((b.floor(3), b.hi(3)), (7, 0), "the arrays are apart");
         assert!(Floors::open(&path, 11).is_err());
     }
 }

@@ -80,7 +80,7 @@ fn run(story: &str, plants: &[Plant], millis: u64) -> Outcome {
         floors: floors.clone(),
         seed,
         plant: Plant::None,
-        stop_on_unavailable: false,
+        stop_at_first_error: false,
     };
     Floors::create(&floors, base.total_keys()).expect("creating the floors file");
     let mut workers: Vec<Worker> = (0..procs)

@@ -23,14 +23,16 @@ use cachekit_client::{Client, ClientOptions, SetOptions};
 use cachekit_testkit::{poll, Site};
 use cachekit_tests::checker::{check, Read, Verdict};
 use cachekit_tests::floors::Floors;
-use cachekit_tests::stress::{key_name, Plant, StressParams, StressReport};
+use cachekit_tests::stress::{key_name, tag_of, Plant, StressParams, StressReport, GROUPS};
 use cachekit_tests::value;
 use common::Worker;
 
-/// Large enough that nothing is evicted: every key acknowledged before the stop can be kept.
+/// Large enough that nothing is evicted (the arena is a log: about 2 s of the stress load
+/// writes 30 MB, so 32 MiB evicted the oldest writes): every key acknowledged before the stop
+/// must be kept.
 const FLAGS: &[&str] = &[
     "--memory",
-    "32MiB",
+    "256MiB",
     "--max-value-bytes",
     "64KiB",
     "--heartbeat-ms",
@@ -121,6 +123,66 @@ fn spawn(
     Spawned { child, log }
 }
 
+/// The fixed header of the table this process has mapped (a client attached to it), read from
+/// this process's own memory: the hash seed and counter count tell which keys share a tag
+/// counter.
+fn mapped_table_header() -> cachekit_shm::testing::FixedHeader {
+    use std::os::unix::fs::FileExt;
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let start = maps
+        .lines()
+        .find(|l| l.contains("memfd:cachekit-table"))
+        .and_then(|l| u64::from_str_radix(l.split('-').next()?, 16).ok())
+        .unwrap_or_else(|| panic!("no mapping of the table in /proc/self/maps:\n{maps}"));
+    let mut b = [0u8; cachekit_shm::testing::FIXED_HEADER_BYTES];
+    std::fs::File::open("/proc/self/mem")
+        .unwrap()
+        .read_exact_at(&mut b, start)
+        .unwrap();
+    let h = cachekit_shm::testing::FixedHeader::from_bytes(&b);
+    assert_eq!(h.geometry_check, h.expected_check(), "not a table header");
+    h
+}
+
+/// Whether an invalidation that does not cover key `n` of writer `w` (by the tag grammar)
+/// stores into a tag counter its entry references: a read of the table, old or new, misses it
+/// after such an invalidation ("two paths that share a counter only cause extra misses",
+/// docs/ARCHITECTURE.md), though nothing was sent for the key.
+fn shares_a_counter(
+    h: &cachekit_shm::testing::FixedHeader,
+    writers: u32,
+    keys: u32,
+    w: u32,
+    n: u32,
+) -> bool {
+    use cachekit_shm::testing::{entry_counters, invalidation_counters};
+    use cachekit_shm::InvalidateMode::{Exact, Hierarchical};
+    let (seed, count) = (h.hash_seed, h.tag_count);
+    let own = tag_of(w, n);
+    let refs = entry_counters(seed, count, "stress", &[&own]).unwrap();
+    let covers = |path: &str, exact: bool| match exact {
+        true => path == own,
+        false => path == own || own.starts_with(&format!("{path}/")),
+    };
+    let paths = (0..writers).flat_map(|v| {
+        let groups = (0..GROUPS).map(move |g| format!("w{v}/g{g}"));
+        let keys = (0..keys).map(move |m| tag_of(v, m));
+        std::iter::once(format!("w{v}")).chain(groups).chain(keys)
+    });
+    for path in paths {
+        for (mode, exact) in [(Hierarchical, false), (Exact, true)] {
+            if covers(&path, exact) {
+                continue;
+            }
+            let bumps = invalidation_counters(seed, count, "stress", &path, mode).unwrap();
+            if bumps.iter().any(|c| refs.contains(c)) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
 /// A stress run of `procs` processes stopped mid-run, the next daemon started warm, and every
 /// key read once and judged.
 fn survives(stop: Stop) {
@@ -136,7 +198,9 @@ fn survives(stop: Stop) {
         floors: floors.clone(),
         seed: 0x15_15,
         plant: Plant::None,
-        stop_on_unavailable: true,
+        // A thread stops at its first failure: after the stop, at most one operation per
+        // thread is sent (and not settled), so the keys settled before it are still judged.
+        stop_at_first_error: true,
     };
     Floors::create(&floors, params.total_keys()).unwrap();
     let mut workers: Vec<Worker> = (0..params.procs)
@@ -151,15 +215,6 @@ fn survives(stop: Stop) {
     }
     // Mid-run: writes, deletes and invalidations in flight.
     std::thread::sleep(Duration::from_millis(1_500));
-    // What was acknowledged just before the stop (the final floors also hold what failed after
-    // it: a write that failed raises `hi`, which makes "acknowledged last by a write" ambiguous).
-    let at_stop = std::fs::read(&floors).unwrap();
-    // The file's layout (src/floors.rs): every key's floor, then every key's hi.
-    let keys = params.total_keys();
-    let snap = |k: usize, which: usize| {
-        let at = (which * keys + k) * 8;
-        u64::from_ne_bytes(at_stop[at..at + 8].try_into().unwrap())
-    };
     match stop {
         Stop::Kill9 => drop(first.kill_9()),
         Stop::Term | Stop::Upgrade => assert!(first.stop().success(), "{}", first.log()),
@@ -209,6 +264,7 @@ fn survives(stop: Stop) {
     let c = client(&site.socket(), "stress");
     let f = Floors::open(&floors, params.total_keys()).unwrap();
     let (mut expected, mut kept, mut hits) = (0u64, 0u64, 0u64);
+    let mut lost = Vec::new();
     let mut buf = Vec::new();
     for w in 0..params.writers() {
         for n in 0..params.keys_per_writer {
@@ -225,23 +281,32 @@ fn survives(stop: Stop) {
                 hit: got.as_ref().map(|_| &buf[..]),
                 stale: got.as_ref().is_some_and(|i| i.stale),
             });
-            // Acknowledged last by a write, with nothing sent since, just before the stop (a
-            // delete or an invalidation puts the floor above every version sent): it should be
-            // there.
-            let (floor_at_stop, hi_at_stop) = (snap(k, 0), snap(k, 1));
+            // Acknowledged last by a write, with nothing sent for the key after it (`settled`;
+            // `floor == hi` cannot tell: see src/floors.rs): it must be there, since the daemon
+            // applies a write to the table before it acknowledges it.
+            let settled = f.settled(k);
+            let present = settled > 0;
+            if present {
+                // Nothing sent after the write: neither a write (raises `hi`) nor an
+                // acknowledged delete or invalidation (raises the floor).
+                assert_eq!((floor, hi), (settled, settled), "{key}: settled {settled}");
+            }
             // A set, delete or invalidation of it failed while the daemon was down: the
             // journal drops it, so it must not be served at all.
             let journaled = dropped.contains(&k);
-            let present = floor_at_stop > 0 && floor_at_stop == hi_at_stop && !journaled;
             expected += u64::from(present);
             match verdict {
                 Verdict::Hit(v) if journaled => panic!(
                     "after the restart ({stop:?}): {key} version {v} served although a write of it failed while the daemon was down"
                 ),
-                Verdict::Miss => {}
+                Verdict::Miss => {
+                    if present {
+                        lost.push((w, n, format!("{key} version {settled}")));
+                    }
+                }
                 Verdict::Hit(v) => {
                     hits += 1;
-                    kept += u64::from(present && v >= floor_at_stop);
+                    kept += u64::from(present && v >= floor);
                 }
                 bad => panic!("after the restart ({stop:?}): {bad:?}"),
             }
@@ -249,17 +314,38 @@ fn survives(stop: Stop) {
     }
     let fraction = kept as f64 / expected.max(1) as f64;
     eprintln!(
-        "{stop:?}: {} writes, {} deletes, {} invalidations before the stop; after the restart \
-         {hits} hits, {kept} of {expected} entries acknowledged last by a write kept ({:.1}%); \
-         {} keys dropped by the failed-write journal",
+        "{stop:?}: {} writes, {} deletes, {} invalidations before the stop ({} failed); after the \
+         restart {hits} hits, {kept} of {expected} entries acknowledged last by a write kept \
+         ({:.1}%); {} keys dropped by the failed-write journal",
         before.writes,
         before.deletes,
         before.invalidations,
+        before.errors,
         100.0 * fraction,
         dropped.len()
     );
     assert!(expected > 100, "{expected}");
-    assert!(fraction >= 0.95, "only {kept} of {expected} kept");
+    // A miss of a settled key is allowed only when an invalidation of another tag shares one
+    // of its counters (the old table missed it too); anything else is a write the restart lost.
+    let header = mapped_table_header();
+    let (shared, lost): (Vec<_>, Vec<_>) = lost.into_iter().partition(|(w, n, _)| {
+        shares_a_counter(&header, params.writers(), params.keys_per_writer, *w, *n)
+    });
+    eprintln!(
+        "{} of the misses explained by a tag counter shared with another tag",
+        shared.len()
+    );
+    assert!(
+        lost.is_empty(),
+        "acknowledged writes not carried (the first few): {:?}\n{carry_line}",
+        lost.iter().take(10).map(|l| &l.2).collect::<Vec<_>>()
+    );
+    assert!(
+        (shared.len() as u64) * 20 <= expected,
+        "{} of {expected} settled keys missed through shared counters: more than the table's \
+         2^18 counters explain",
+        shared.len()
+    );
     // And the new daemon takes writes that hide the carried versions.
     let key = key_name(0, 0);
     let k0 = value::encode(&key, 0, f.hi(0) + 1, 8);

@@ -240,3 +240,127 @@ fn damage_in_the_old_table_costs_entries_never_a_wrong_value() {
         "the damage was never noticed: the test damages nothing"
     );
 }
+
+/// The warm-restart stress story at the table's level: many writes, deletes and tag
+/// invalidations per millisecond (stamps that share a millisecond), the table carried right
+/// after the last one. Every key whose last operation was a write, the most recent included,
+/// is served by the new table with that value; counters and clock are carried so that the
+/// new writer's stamps, even with its clock behind, are above every carried one.
+#[test]
+fn every_key_last_written_is_carried_up_to_the_last_write() {
+    const KEYS: u64 = 256;
+    let config = TableConfig {
+        arena_bytes: 4 << 20,
+        segment_bytes: Some(64 << 10),
+        max_value_bytes: 4 << 10,
+        tag_counters: 1 << 16,
+        hash_seed: Some(15),
+        ..TableConfig::default()
+    };
+    let mut old = Writer::create(&config, Backing::Heap).unwrap();
+    let tag = |k: u64| format!("g{}/k{k}", k % 8);
+    let name = |k: u64| format!("k{k}").into_bytes();
+    // The value each key's last write stored, while nothing was done to the key after it.
+    let mut settled: Vec<Option<Vec<u8>>> = vec![None; KEYS as usize];
+    let mut rng = Rng(0x15_15);
+    let mut now = T0;
+    for op in 0..20_000u64 {
+        now = T0 + op / 16; // 16 operations per millisecond
+        let k = rng.below(KEYS);
+        match rng.below(100) {
+            0..80 => {
+                let v = format!("{k}:{op}").into_bytes();
+                let t = tag(k);
+                let opts = InsertOptions {
+                    tags: &[&t],
+                    ..InsertOptions::default()
+                };
+                old.insert_at("app", &name(k), &v, &opts, now).unwrap();
+                settled[k as usize] = Some(v);
+            }
+            80..90 => {
+                old.invalidate_at("app", &tag(k), InvalidateMode::Exact, now)
+                    .unwrap();
+                settled[k as usize] = None;
+            }
+            90..95 => {
+                let g = k % 8;
+                old.invalidate_at("app", &format!("g{g}"), InvalidateMode::Hierarchical, now)
+                    .unwrap();
+                for m in (g..KEYS).step_by(8) {
+                    settled[m as usize] = None;
+                }
+            }
+            _ => {
+                old.delete("app", &name(k));
+                settled[k as usize] = None;
+            }
+        }
+    }
+    let src = OldTable::of_writer(&old);
+    let mut new = Writer::create(
+        &TableConfig {
+            hash_seed: Some(src.ref_space().hash_seed),
+            ..config
+        },
+        Backing::Heap,
+    )
+    .unwrap();
+    let report = carry(&src, &mut new, now);
+    let (ro, rn) = (old.reader(), new.reader());
+    let mut carried_stamps = Vec::new();
+    let mut expected = 0;
+    for k in 0..KEYS {
+        let (a, b) = (
+            ro.get_at("app", &name(k), Some(now)),
+            rn.get_at("app", &name(k), Some(now)),
+        );
+        assert_eq!(a, b, "key {k}");
+        if let Some(v) = &settled[k as usize] {
+            expected += 1;
+            let got = b.unwrap_or_else(|| panic!("key {k}, last written, not carried: {report:?}"));
+            assert_eq!(&got.0, v, "key {k}");
+            carried_stamps.push(got.1.version);
+        }
+    }
+    assert!(expected > 50, "{expected} keys last written");
+    assert_eq!(report.dropped.damage(), 0, "{report:?}");
+    assert_eq!(new.stat(crate::Stat::Evictions), 0);
+    // Every counter the old table raised is raised as far in the new one where a carried
+    // entry references it, and no further.
+    let tags = (0..KEYS).map(tag);
+    for t in tags {
+        let refs = crate::testing::entry_counters(15, 1 << 16, "app", &[&t]).unwrap();
+        for idx in refs {
+            assert!(new.counter(idx) <= old.counter(idx), "counter {idx}");
+        }
+    }
+    // The new writer's clock is behind (a restart on a host whose clock stepped back): its
+    // stamps are still above every carried one, so a new write wins and an invalidation
+    // reaches every carried entry of its tag.
+    let max = *carried_stamps.iter().max().unwrap();
+    assert!(src.last_stamp() >= max);
+    let behind = now - 60_000;
+    let first = (0..KEYS).find(|k| settled[*k as usize].is_some()).unwrap();
+    let k = first;
+    let v = new
+        .insert_at("app", &name(k), b"after", &InsertOptions::default(), behind)
+        .unwrap();
+    assert!(v > src.last_stamp(), "{v} <= {}", src.last_stamp());
+    assert_eq!(rn.get_at("app", &name(k), Some(now)).unwrap().0, b"after");
+    for g in 0..8 {
+        new.invalidate_at(
+            "app",
+            &format!("g{g}"),
+            InvalidateMode::Hierarchical,
+            behind,
+        )
+        .unwrap();
+    }
+    for k in (0..KEYS).filter(|k| *k != first) {
+        assert!(
+            rn.get_at("app", &name(k), Some(now)).is_none(),
+            "key {k} survived its tag's invalidation in the new table"
+        );
+    }
+}
