@@ -165,7 +165,7 @@ impl OldTable {
         read_positions(self.r())
     }
 
-    /// Calls `f` with every entry that passes [`check_slot`](crate::check), bucket by bucket;
+    /// Calls `f` with every entry that passes `check::check_slot`, bucket by bucket;
     /// counts the others by reason. Of two slots of a bucket holding the same key, the newer
     /// entry is kept.
     pub fn entries(&self, now: u64, mut f: impl FnMut(&CarriedEntry)) -> (u64, DropCounts) {

@@ -146,7 +146,7 @@ pub struct HostsReport {
     pub errors: u64,
     /// Writers: when each version was superseded.
     pub history: Vec<Superseded>,
-    /// Readers: the old reads (at most [`MAX_OLD_READS`] per thread).
+    /// Readers: the old reads (at most `MAX_OLD_READS` per thread).
     pub old: Vec<OldRead>,
     /// Writers: (key index, last acknowledged operation).
     pub last: Vec<(u32, Last)>,
