@@ -44,7 +44,8 @@
 //! a frame boundary: the daemon answers ERROR with the frame's request id and goes on.
 //!
 //! **Versions.** The header layout, and the HELLO, HELLO_OK and ERROR bodies, are frozen for all
-//! versions. A client sends HELLO in a version-1 header, offering `min_version..=max_version`;
+//! versions (HELLO_OK grew one trailing byte, `flags`, before any release: bit 0 says the daemon
+//! has a second tier). A client sends HELLO in a version-1 header, offering `min_version..=max_version`;
 //! the daemon picks the highest version both speak and answers HELLO_OK in a version-1 header
 //! (or ERROR `UNSUPPORTED_VERSION` if there is none). Every later frame carries the negotiated
 //! version. This build speaks only version [`PROTOCOL_VERSION`] = 1.
