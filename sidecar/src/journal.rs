@@ -129,6 +129,9 @@ pub struct Report {
     /// Files with a damaged record (it and the rest of the file were ignored), or not in the
     /// journal format.
     pub damaged: u64,
+    /// Why every entry was dropped ("clear all"), when the journal could not be read whole:
+    /// a failed write it may hold could otherwise be served stale.
+    pub cleared: Option<String>,
 }
 
 /// Who may write: the daemon's `writer_uids` and `writer_gids`.
@@ -138,8 +141,28 @@ pub struct Writers<'a> {
     pub gids: &'a [u32],
 }
 
+/// Whether something is at the journal directory's path of `instance` in `dir` (an error other
+/// than "not found" counts as something: clients may have journaled there).
+pub fn exists(dir: &Path, instance: &str) -> bool {
+    !matches!(
+        rustix::fs::lstat(dir_of(dir, instance)),
+        Err(rustix::io::Errno::NOENT)
+    )
+}
+
+/// Drops every entry of `table` because the journal could not be read whole (`why`), and
+/// records it in `report`.
+fn clear_all(table: &SharedTable, report: &mut Report, why: String) {
+    warn!(
+        "{why}: every entry is dropped (the journal may hold failed writes of entries it carried)"
+    );
+    table.change(|t| t.clear_all());
+    report.cleared.get_or_insert(why);
+}
+
 /// Applies every honoured journal file of `instance` to `table` and removes the files. Never
-/// fails: what cannot be read is counted and logged.
+/// fails: what cannot be read is counted and logged; a journal directory that exists but
+/// cannot be opened or listed empties the table (its failed writes are unknown).
 pub fn apply(dir: &Path, instance: &str, writers: Writers<'_>, table: &SharedTable) -> Report {
     let mut report = Report::default();
     let jdir = dir_of(dir, instance);
@@ -149,21 +172,21 @@ pub fn apply(dir: &Path, instance: &str, writers: Writers<'_>, table: &SharedTab
         Mode::empty(),
     ) {
         Ok(fd) => fd,
+        // No journal at all (it could not be made): no client could journal a failed write.
+        Err(rustix::io::Errno::NOENT) => return report,
         Err(e) => {
-            warn!(
-                "cannot open the journal {} ({e}): no failed writes applied",
-                jdir.display()
-            );
+            let why = format!("cannot open the journal {} ({e})", jdir.display());
+            clear_all(table, &mut report, why);
             return report;
         }
     };
-    let names: Vec<std::ffi::OsString> = match std::fs::read_dir(&jdir) {
-        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.file_name())).collect(),
+    let names: Vec<std::ffi::OsString> = match std::fs::read_dir(&jdir)
+        .and_then(|rd| rd.map(|e| e.map(|e| e.file_name())).collect())
+    {
+        Ok(names) => names,
         Err(e) => {
-            warn!(
-                "cannot list the journal {} ({e}): no failed writes applied",
-                jdir.display()
-            );
+            let why = format!("cannot list the journal {} ({e})", jdir.display());
+            clear_all(table, &mut report, why);
             return report;
         }
     };

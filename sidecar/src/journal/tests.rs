@@ -259,3 +259,25 @@ fn prepare_refuses_a_journal_path_that_is_not_its_directory() {
     let e = prepare(d.path(), INSTANCE).unwrap_err();
     assert!(e.contains("remove it"), "{e}");
 }
+
+#[test]
+fn a_journal_that_cannot_be_opened_empties_the_table() {
+    let d = tempfile::tempdir().expect("tempdir");
+    // Something at the journal's path that is not a directory: it cannot be listed, and a
+    // failed write may be behind it.
+    std::fs::write(dir_of(d.path(), INSTANCE), b"x").unwrap();
+    let t = table();
+    let r = run(d.path(), &writers_me(), &t);
+    assert!(r.cleared.is_some(), "{r:?}");
+    assert!(live(&t).is_empty(), "every entry dropped");
+}
+
+#[test]
+fn no_journal_at_all_leaves_the_table() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let t = table();
+    let r = run(d.path(), &writers_me(), &t);
+    assert_eq!(r, Report::default());
+    assert_eq!(live(&t).len(), 8);
+    assert!(!exists(d.path(), INSTANCE));
+}
