@@ -124,10 +124,10 @@ pub struct Report {
     pub not_writer: u64,
     /// Files ignored: not regular files, or unreadable.
     pub unusable: u64,
-    /// Files whose last record was torn (its write never returned to its caller).
+    /// Files whose last record was torn (its write never returned success to its caller).
     pub torn: u64,
-    /// Files with a damaged record (it and the rest of the file were ignored), or not in the
-    /// journal format.
+    /// Writers' files with a damaged record, not in the journal format, or too long: the
+    /// records before the damage were applied, and then every entry dropped.
     pub damaged: u64,
     /// Why every entry was dropped ("clear all"), when the journal could not be read whole:
     /// a failed write it may hold could otherwise be served stale.
@@ -194,15 +194,11 @@ pub fn apply(dir: &Path, instance: &str, writers: Writers<'_>, table: &SharedTab
         let name = name.as_os_str();
         match read_one(&dirfd, name, writers) {
             Ok(bytes) => {
-                let (records, end) = decode_file(&bytes);
-                match end {
-                    JournalEnd::Clean => {}
-                    JournalEnd::Torn => report.torn += 1,
-                    JournalEnd::Bad | JournalEnd::NotAJournal => {
-                        report.damaged += 1;
-                        warn!(file = ?name, applied = records.len(), "a journal file has a damaged record: applied the records before it, ignored the rest");
-                    }
-                }
+                let (records, end) = match bytes.len() as u64 > MAX_FILE_BYTES {
+                    // Larger than any client writes: what follows the cut is unknown.
+                    true => (Vec::new(), JournalEnd::Bad),
+                    false => decode_file(&bytes),
+                };
                 report.files += 1;
                 report.records += records.len() as u64;
                 table.change(|t| {
@@ -210,6 +206,20 @@ pub fn apply(dir: &Path, instance: &str, writers: Writers<'_>, table: &SharedTab
                         apply_record(t, r);
                     }
                 });
+                match end {
+                    JournalEnd::Clean => {}
+                    JournalEnd::Torn => report.torn += 1,
+                    JournalEnd::Bad | JournalEnd::NotAJournal => {
+                        // Records after the damage are unknown, and every record only drops:
+                        // dropping everything is the reading that cannot serve a stale entry.
+                        report.damaged += 1;
+                        let why = format!(
+                            "the journal file {name:?} of a writer is damaged after {} record(s)",
+                            records.len()
+                        );
+                        clear_all(table, &mut report, why);
+                    }
+                }
             }
             Err(Skip::NotWriter { uid, gid }) => {
                 report.not_writer += 1;
@@ -253,8 +263,9 @@ fn read_one(dirfd: &OwnedFd, name: &std::ffi::OsStr, w: Writers<'_>) -> Result<V
         });
     }
     let mut bytes = Vec::new();
+    // One byte more than is read: a longer file is told apart (and treated as damaged).
     std::fs::File::from(fd)
-        .take(MAX_FILE_BYTES)
+        .take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| Skip::Unusable(format!("read: {e}")))?;
     Ok(bytes)

@@ -218,8 +218,9 @@ fn truncation_at_every_offset_applies_exactly_the_whole_records() {
 }
 
 #[test]
-fn a_damaged_byte_anywhere_applies_a_prefix_of_the_records_only() {
+fn a_damaged_byte_anywhere_empties_the_table_or_reads_as_a_torn_end() {
     let bytes = file_bytes(&records());
+    let mut cleared = 0;
     for i in 0..bytes.len() {
         let mut b = bytes.clone();
         b[i] ^= 0x5a;
@@ -228,8 +229,35 @@ fn a_damaged_byte_anywhere_applies_a_prefix_of_the_records_only() {
         let r = run(d.path(), &writers_me(), &t);
         let n = r.records as usize;
         assert!(n < records().len(), "flip at {i} went unnoticed");
-        assert_eq!(live(&t), expected_after(n), "flip at {i}");
+        if r.damaged == 1 {
+            cleared += 1;
+            assert!(r.cleared.is_some(), "flip at {i}");
+            assert!(
+                live(&t).is_empty(),
+                "flip at {i}: the records after it are unknown"
+            );
+        } else {
+            // A length grown past the end of the file reads as a torn last record.
+            assert_eq!(r.torn, 1, "flip at {i}");
+            assert_eq!(live(&t), expected_after(n), "flip at {i}");
+        }
     }
+    assert!(
+        cleared > bytes.len() / 2,
+        "{cleared} of {} flips seen as damage",
+        bytes.len()
+    );
+}
+
+#[test]
+fn a_file_longer_than_any_client_writes_is_damage() {
+    let mut b = file_bytes(&records()[..1]);
+    b.resize(MAX_FILE_BYTES as usize + 1, 0);
+    let (d, _f) = dir_with(&b);
+    let t = table();
+    let r = run(d.path(), &writers_me(), &t);
+    assert_eq!(r.damaged, 1);
+    assert!(live(&t).is_empty());
 }
 
 #[test]
