@@ -170,6 +170,17 @@ impl Journal {
             *guard = Some(create(dir, pid)?);
         }
         let o = guard.as_mut().expect("opened above");
+        let written = Self::append_to(o, rec);
+        if written.is_err() {
+            // The file may now end in part of a record (ENOSPC, EIO): the daemon stops reading
+            // a file there, so nothing more goes into it; the next record starts a new file.
+            *guard = None;
+        }
+        written
+    }
+
+    /// Appends `rec` (or the wider record the caps call for) to `o` and syncs it.
+    fn append_to(o: &mut Open, rec: &JournalRecord) -> std::io::Result<()> {
         if o.saturated {
             return Ok(());
         }
@@ -257,4 +268,45 @@ fn unique(attempt: u64) -> u64 {
             .map_or(0, |d| d.as_nanos()),
     );
     h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(dir: &Path) -> Vec<std::path::PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir(dir)
+            .expect("list")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_failed_append_sends_the_next_record_to_a_new_file() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let j = Journal::default();
+        let rec = JournalRecord::ClearNamespace {
+            namespace: "app".into(),
+        };
+        j.append(d.path(), &rec).expect("first append");
+        let first = files(d.path());
+        assert_eq!(first.len(), 1);
+        // The open file can no longer be written (as after ENOSPC or EIO).
+        {
+            let mut g = j.file.lock().unwrap();
+            g.as_mut().unwrap().file = File::open(&first[0]).expect("reopen read-only");
+        }
+        j.append(d.path(), &rec).expect_err("the write fails");
+        j.append(d.path(), &rec)
+            .expect("the record after a failure goes to a new file");
+        let now = files(d.path());
+        assert_eq!(now.len(), 2, "{now:?}");
+        let (recs, end) = cachekit_proto::journal::decode_file(&std::fs::read(&first[0]).unwrap());
+        assert_eq!(
+            (recs.len(), end),
+            (1, cachekit_proto::journal::JournalEnd::Clean)
+        );
+    }
 }

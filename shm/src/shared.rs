@@ -95,10 +95,30 @@ impl SegmentFds {
     }
 }
 
+/// The seals every segment memfd carries (the table's and the client area's): what an
+/// inherited descriptor must show to be taken.
+fn inherited_seals() -> SealFlags {
+    SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL
+}
+
 /// Takes ownership of descriptor `fd`, which this process inherited when it was executed
 /// (systemd's `LISTEN_FDS` hands stored descriptors over as fds 3, 4, …), after checking that
-/// it is open; marks it close-on-exec. The caller takes each number once, at start, from the
-/// protocol that handed it over: nothing else in the process owns it.
+/// it is a segment memfd; marks it close-on-exec.
+///
+/// Refused (`Err`, and the descriptor is left alone): 0, 1, 2 and negative numbers; a number
+/// that is not open; a descriptor that is not a memfd sealed against shrinking, growing and
+/// further sealing (as every segment memfd is).
+///
+/// # Why this is a safe function
+///
+/// Taking ownership of a descriptor is sound only if nothing else in the process owns it
+/// (`OwnedFd` closes it on drop). This function is safe (the daemon, which calls it, forbids
+/// `unsafe`), so it cannot rely on that promise; the checks make a violation need a sealed
+/// memfd this process made itself, and the crate that makes those (this one) keeps each one in
+/// a `Writer` or `SegmentFds`. What remains is the caller's duty, stated, not enforced: take
+/// each number once, at start, before any segment is created (the daemon does it before it
+/// builds its table). The descriptors the std, the runtime or other libraries open (files,
+/// sockets, epoll, eventfd, /dev/urandom) carry no seals and are refused.
 pub fn take_inherited_fd(fd: std::os::fd::RawFd) -> io::Result<OwnedFd> {
     use std::os::fd::FromRawFd;
     if fd < 3 {
@@ -108,15 +128,52 @@ pub fn take_inherited_fd(fd: std::os::fd::RawFd) -> io::Result<OwnedFd> {
         ));
     }
     // SAFETY:
-    // - the borrow lives only for the two fcntl calls below, which fail with EBADF (and do
+    // - the borrow lives only for the fcntl calls below, which fail with EBADF (and do
     //   nothing) if the number is not open;
-    // - no one closes it meanwhile: the caller's contract says nothing else owns it.
+    // - nothing here closes it, and a concurrent close by its owner, if it had one, is ruled
+    //   out by the documented duty (taken once, at start, before any segment exists).
     let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
     rustix::io::fcntl_getfd(borrowed)?;
+    // EINVAL: a file that cannot carry seals (not a memfd).
+    let seals = rustix::fs::fcntl_get_seals(borrowed).unwrap_or(SealFlags::empty());
+    if !seals.contains(inherited_seals()) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("descriptor {fd} is not a sealed segment memfd (seals {seals:?}); left alone"),
+        ));
+    }
     rustix::io::fcntl_setfd(borrowed, rustix::io::FdFlags::CLOEXEC)?;
     // SAFETY:
     // - `fd` is open (checked above);
-    // - nothing else in the process owns it (the caller's contract), so this OwnedFd is its
-    //   only owner and closing it on drop closes nobody else's descriptor.
+    // - it is a sealed memfd, which only this crate makes and keeps owned, and the caller takes
+    //   inherited numbers before any is made (see "Why this is a safe function"), so this
+    //   OwnedFd is its only owner and closing it on drop closes nobody else's descriptor.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::{AsRawFd, IntoRawFd};
+
+    #[test]
+    fn a_sealed_memfd_is_taken() {
+        let (fd, _mem) = create("t", 4096, client_seals()).expect("memfd");
+        let raw = fd.into_raw_fd();
+        let back = take_inherited_fd(raw).expect("taken");
+        assert_eq!(back.as_raw_fd(), raw);
+    }
+
+    #[test]
+    fn standard_streams_plain_files_and_unsealed_memfds_are_refused() {
+        for fd in [-1, 0, 1, 2] {
+            assert!(take_inherited_fd(fd).is_err(), "fd {fd}");
+        }
+        let file = tempfile::tempfile().expect("tempfile");
+        assert!(take_inherited_fd(file.as_raw_fd()).is_err());
+        // Still open: a refused descriptor is left to its owner.
+        rustix::io::fcntl_getfd(&file).expect("still open");
+        let unsealed = memfd_create("u", MemfdFlags::CLOEXEC).expect("memfd");
+        assert!(take_inherited_fd(unsealed.as_raw_fd()).is_err());
+    }
 }

@@ -48,10 +48,16 @@ pub fn take_listen_fds() -> Vec<(String, OwnedFd)> {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
+    let names = std::env::var("LISTEN_FDNAMES").unwrap_or_default();
+    // Read once: a child this daemon starts (the keeper) must not take them for its own.
+    // Edition 2021: remove_var is safe; this runs at start, before the daemon starts a thread
+    // that reads the environment.
+    for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+        std::env::remove_var(var);
+    }
     if !ours || count <= 0 {
         return Vec::new();
     }
-    let names = std::env::var("LISTEN_FDNAMES").unwrap_or_default();
     let mut names = names.split(':');
     (0..count.min(64))
         .filter_map(|i| {
@@ -61,7 +67,7 @@ pub fn take_listen_fds() -> Vec<(String, OwnedFd)> {
                 Err(e) => {
                     tracing::warn!(
                         fd = 3 + i,
-                        "LISTEN_FDS names a descriptor that is not open: {e}"
+                        "LISTEN_FDS names a descriptor that is not a segment memfd: {e}"
                     );
                     None
                 }

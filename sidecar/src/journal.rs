@@ -9,9 +9,12 @@
 //! - `main.rs` takes the lock exclusively ([`lock_exclusive`]) once the previous daemon's
 //!   clients have been waited out, binds the socket, calls [`apply`], then releases the lock
 //!   and only then accepts connections (HELLO, which hands out the table, comes after).
-//! - Who is trusted: a file is honoured only if its owner uid is a writer uid or its group a
-//!   writer gid, both read with fstat on the opened file (the owner cannot be forged; a group
-//!   can only be given by a member of it). Any other file is ignored, counted and removed.
+//! - Who is trusted: a file is honoured only if its owner uid is a writer uid, its group a
+//!   writer gid, or its owner a member of a writer gid (by `/etc/passwd` and `/etc/group`),
+//!   all read with fstat on the opened file (the owner cannot be forged; a group can only be
+//!   given by a member of it). Any other file is ignored, counted and removed. A writer's
+//!   file that cannot be read, or that is damaged, empties the table (its records are unknown,
+//!   and every record only drops).
 
 use crate::table::SharedTable;
 use cachekit_proto::journal::{
@@ -124,11 +127,14 @@ pub struct Report {
     pub not_writer: u64,
     /// Files ignored: not regular files, or unreadable.
     pub unusable: u64,
-    /// Files whose last record was torn (its write never returned to its caller).
+    /// Files whose last record was torn (its write never returned success to its caller).
     pub torn: u64,
-    /// Files with a damaged record (it and the rest of the file were ignored), or not in the
-    /// journal format.
+    /// Writers' files with a damaged record, not in the journal format, or too long: the
+    /// records before the damage were applied, and then every entry dropped.
     pub damaged: u64,
+    /// Why every entry was dropped ("clear all"), when the journal could not be read whole:
+    /// a failed write it may hold could otherwise be served stale.
+    pub cleared: Option<String>,
 }
 
 /// Who may write: the daemon's `writer_uids` and `writer_gids`.
@@ -138,9 +144,38 @@ pub struct Writers<'a> {
     pub gids: &'a [u32],
 }
 
+/// Whether something is at the journal directory's path of `instance` in `dir` (an error other
+/// than "not found" counts as something: clients may have journaled there).
+pub fn exists(dir: &Path, instance: &str) -> bool {
+    !matches!(
+        rustix::fs::lstat(dir_of(dir, instance)),
+        Err(rustix::io::Errno::NOENT)
+    )
+}
+
+/// Drops every entry of `table` because the journal could not be read whole (`why`), and
+/// records it in `report`.
+fn clear_all(table: &SharedTable, report: &mut Report, why: String) {
+    warn!(
+        "{why}: every entry is dropped (the journal may hold failed writes of entries it carried)"
+    );
+    table.change(|t| t.clear_all());
+    report.cleared.get_or_insert(why);
+}
+
 /// Applies every honoured journal file of `instance` to `table` and removes the files. Never
-/// fails: what cannot be read is counted and logged.
+/// fails: what cannot be read is counted and logged; a journal directory that exists but
+/// cannot be opened or listed empties the table (its failed writes are unknown).
 pub fn apply(dir: &Path, instance: &str, writers: Writers<'_>, table: &SharedTable) -> Report {
+    apply_trusting(dir, instance, &mut Trust::new(writers), table)
+}
+
+fn apply_trusting(
+    dir: &Path,
+    instance: &str,
+    trust: &mut Trust<'_>,
+    table: &SharedTable,
+) -> Report {
     let mut report = Report::default();
     let jdir = dir_of(dir, instance);
     let dirfd = match rustix::fs::open(
@@ -149,37 +184,33 @@ pub fn apply(dir: &Path, instance: &str, writers: Writers<'_>, table: &SharedTab
         Mode::empty(),
     ) {
         Ok(fd) => fd,
+        // No journal at all (it could not be made): no client could journal a failed write.
+        Err(rustix::io::Errno::NOENT) => return report,
         Err(e) => {
-            warn!(
-                "cannot open the journal {} ({e}): no failed writes applied",
-                jdir.display()
-            );
+            let why = format!("cannot open the journal {} ({e})", jdir.display());
+            clear_all(table, &mut report, why);
             return report;
         }
     };
-    let names: Vec<std::ffi::OsString> = match std::fs::read_dir(&jdir) {
-        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.file_name())).collect(),
+    let names: Vec<std::ffi::OsString> = match std::fs::read_dir(&jdir)
+        .and_then(|rd| rd.map(|e| e.map(|e| e.file_name())).collect())
+    {
+        Ok(names) => names,
         Err(e) => {
-            warn!(
-                "cannot list the journal {} ({e}): no failed writes applied",
-                jdir.display()
-            );
+            let why = format!("cannot list the journal {} ({e})", jdir.display());
+            clear_all(table, &mut report, why);
             return report;
         }
     };
     for name in names {
         let name = name.as_os_str();
-        match read_one(&dirfd, name, writers) {
+        match read_one(&dirfd, name, trust) {
             Ok(bytes) => {
-                let (records, end) = decode_file(&bytes);
-                match end {
-                    JournalEnd::Clean => {}
-                    JournalEnd::Torn => report.torn += 1,
-                    JournalEnd::Bad | JournalEnd::NotAJournal => {
-                        report.damaged += 1;
-                        warn!(file = ?name, applied = records.len(), "a journal file has a damaged record: applied the records before it, ignored the rest");
-                    }
-                }
+                let (records, end) = match bytes.len() as u64 > MAX_FILE_BYTES {
+                    // Larger than any client writes: what follows the cut is unknown.
+                    true => (Vec::new(), JournalEnd::Bad),
+                    false => decode_file(&bytes),
+                };
                 report.files += 1;
                 report.records += records.len() as u64;
                 table.change(|t| {
@@ -187,6 +218,20 @@ pub fn apply(dir: &Path, instance: &str, writers: Writers<'_>, table: &SharedTab
                         apply_record(t, r);
                     }
                 });
+                match end {
+                    JournalEnd::Clean => {}
+                    JournalEnd::Torn => report.torn += 1,
+                    JournalEnd::Bad | JournalEnd::NotAJournal => {
+                        // Records after the damage are unknown, and every record only drops:
+                        // dropping everything is the reading that cannot serve a stale entry.
+                        report.damaged += 1;
+                        let why = format!(
+                            "the journal file {name:?} of a writer is damaged after {} record(s)",
+                            records.len()
+                        );
+                        clear_all(table, &mut report, why);
+                    }
+                }
             }
             Err(Skip::NotWriter { uid, gid }) => {
                 report.not_writer += 1;
@@ -196,6 +241,12 @@ pub fn apply(dir: &Path, instance: &str, writers: Writers<'_>, table: &SharedTab
                 report.unusable += 1;
                 warn!(file = ?name, "ignored a journal entry: {why}");
             }
+            Err(Skip::Unreadable(why)) => {
+                // A writer's records that cannot be read: as if the file were damaged.
+                report.damaged += 1;
+                let why = format!("the journal file {name:?} of a writer cannot be read ({why})");
+                clear_all(table, &mut report, why);
+            }
         }
         // Applied or not to be trusted: either way it is done with.
         let _ = rustix::fs::unlinkat(&dirfd, name, rustix::fs::AtFlags::empty());
@@ -204,37 +255,140 @@ pub fn apply(dir: &Path, instance: &str, writers: Writers<'_>, table: &SharedTab
 }
 
 enum Skip {
-    NotWriter { uid: u32, gid: u32 },
+    NotWriter {
+        uid: u32,
+        gid: u32,
+    },
     Unusable(String),
+    /// A writer's regular file that cannot be opened or read: its records are unknown.
+    Unreadable(String),
+}
+
+/// Who is honoured as a writer: owner uid a writer uid, group a writer gid, or owner uid a
+/// member of a writer gid (a writer allowed through a supplementary group creates its files
+/// with its primary group). Memberships come from `/etc/passwd` and `/etc/group`, read once
+/// per start and only when a file needs them (users only in NSS sources such as LDAP are not
+/// seen: their files must carry a writer gid, or their uid be a writer uid).
+struct Trust<'a> {
+    w: Writers<'a>,
+    /// The text of the passwd and group databases, once read.
+    db: Option<(String, String)>,
+}
+
+impl<'a> Trust<'a> {
+    fn new(w: Writers<'a>) -> Self {
+        Trust { w, db: None }
+    }
+
+    fn honours(&mut self, uid: u32, gid: u32) -> bool {
+        if self.w.uids.contains(&uid) || self.w.gids.contains(&gid) {
+            return true;
+        }
+        if self.w.gids.is_empty() {
+            return false;
+        }
+        let (passwd, group) = self.db.get_or_insert_with(|| {
+            let read = |p: &str| {
+                std::fs::read_to_string(p).unwrap_or_else(|e| {
+                    warn!("cannot read {p} ({e}): writers allowed only through a supplementary group are not recognized");
+                    String::new()
+                })
+            };
+            (read("/etc/passwd"), read("/etc/group"))
+        });
+        groups_of(uid, passwd, group)
+            .iter()
+            .any(|g| self.w.gids.contains(g))
+    }
+}
+
+/// The groups of user `uid` by the text of `/etc/passwd` and `/etc/group`: its primary group
+/// and every group that lists its name as a member. Empty when `uid` has no passwd line.
+fn groups_of(uid: u32, passwd: &str, group: &str) -> Vec<u32> {
+    let Some((name, primary)) = passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        match (
+            f.first(),
+            f.get(2).and_then(|u| u.parse::<u32>().ok()),
+            f.get(3).and_then(|g| g.parse::<u32>().ok()),
+        ) {
+            (Some(name), Some(u), Some(g)) if u == uid && !name.is_empty() => Some((*name, g)),
+            _ => None,
+        }
+    }) else {
+        return Vec::new();
+    };
+    let mut out = vec![primary];
+    for l in group.lines() {
+        let f: Vec<&str> = l.split(':').collect();
+        let (Some(gid), Some(members)) = (f.get(2).and_then(|g| g.parse::<u32>().ok()), f.get(3))
+        else {
+            continue;
+        };
+        if members.split(',').any(|m| m.trim() == name) && !out.contains(&gid) {
+            out.push(gid);
+        }
+    }
+    out
 }
 
 /// The bytes of journal file `name`, if it is a regular file of a writer.
-fn read_one(dirfd: &OwnedFd, name: &std::ffi::OsStr, w: Writers<'_>) -> Result<Vec<u8>, Skip> {
+fn read_one(
+    dirfd: &OwnedFd,
+    name: &std::ffi::OsStr,
+    trust: &mut Trust<'_>,
+) -> Result<Vec<u8>, Skip> {
     // NONBLOCK: a FIFO planted here must not hang the start; NOFOLLOW: nor a link lead
     // elsewhere.
-    let fd = rustix::fs::openat(
+    let fd = match rustix::fs::openat(
         dirfd,
         name,
         OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
         Mode::empty(),
-    )
-    .map_err(|e| Skip::Unusable(format!("cannot open it ({e})")))?;
+    ) {
+        Ok(fd) => fd,
+        Err(e) => return Err(unopenable(dirfd, name, e, trust)),
+    };
     let st = rustix::fs::fstat(&fd).map_err(|e| Skip::Unusable(format!("fstat: {e}")))?;
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
         return Err(Skip::Unusable("not a regular file".into()));
     }
-    if !(w.uids.contains(&st.st_uid) || w.gids.contains(&st.st_gid)) {
+    if !trust.honours(st.st_uid, st.st_gid) {
         return Err(Skip::NotWriter {
             uid: st.st_uid,
             gid: st.st_gid,
         });
     }
     let mut bytes = Vec::new();
+    // One byte more than is read: a longer file is told apart (and treated as damaged).
     std::fs::File::from(fd)
-        .take(MAX_FILE_BYTES)
+        .take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| Skip::Unusable(format!("read: {e}")))?;
+        .map_err(|e| Skip::Unreadable(format!("read: {e}")))?;
     Ok(bytes)
+}
+
+/// Why entry `name` could not be opened (`e`): a writer's regular file (by its metadata, read
+/// without following a link) is [`Skip::Unreadable`] (e.g. a writer whose files keep a group
+/// this daemon is not in); anything else is not to be trusted anyway.
+fn unopenable(
+    dirfd: &OwnedFd,
+    name: &std::ffi::OsStr,
+    e: rustix::io::Errno,
+    trust: &mut Trust<'_>,
+) -> Skip {
+    match rustix::fs::statat(dirfd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st)
+            if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile
+                && trust.honours(st.st_uid, st.st_gid) =>
+        {
+            Skip::Unreadable(format!(
+                "cannot open it ({e}); it is owned by uid {} group {}: run cachekitd in a group that can read it",
+                st.st_uid, st.st_gid
+            ))
+        }
+        _ => Skip::Unusable(format!("cannot open it ({e})")),
+    }
 }
 
 /// One record, applied as the write it stands for would have been, locally only (it never

@@ -232,11 +232,19 @@ fn run(cfg: Config) -> Result<()> {
     let dir = cfg.runtime_dir()?;
     let (_lock, previous_timeout) = lock_instance(&dir, &cfg.instance, cfg.heartbeat_timeout)?;
     let socket: PathBuf = dir.join(cachekit_proto::paths::socket_name(&cfg.instance));
+    let mut start_cfg = cfg.clone();
     if let Err(e) = journal::prepare(&dir, &cfg.instance) {
-        tracing::warn!("{e}");
+        if journal::exists(&dir, &cfg.instance) && !cfg.cold {
+            // Clients may have journaled failed writes there that this daemon cannot apply:
+            // the carried entries they concern would be served stale.
+            tracing::warn!("{e}; the journal of failed writes cannot be used: starting cold (the previous daemon's entries are dropped)");
+            start_cfg.cold = true;
+        } else {
+            tracing::warn!("{e}");
+        }
     }
     // Before the socket is bound: the previous daemon's entries carried (warm restart).
-    let (writer, _handover) = warm::start(&cfg, &dir, &Daemon::table_config(&cfg))?;
+    let (writer, _handover) = warm::start(&start_cfg, &dir, &Daemon::table_config(&cfg))?;
     let daemon = Arc::new(Daemon::new(cfg.clone(), writer).context("creating the shared table")?);
     daemon.start_redis();
     // Signals first: a SIGTERM that arrives while binding (or waiting out a dead daemon's

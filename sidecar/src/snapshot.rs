@@ -29,6 +29,7 @@ use crate::table::Table;
 use anyhow::{Context, Result};
 use cachekit_shm::{CarriedEntry, CarriedRef, RefSpace, Writer};
 use std::io::{BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use xxhash_rust::xxh3::xxh3_64;
@@ -228,10 +229,19 @@ pub fn write(
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(format!(".{kind}.tmp"));
     let tmp = std::path::PathBuf::from(tmp);
+    // A temporary a crash left behind is removed (unlink removes a symlink itself, never what
+    // it points to); then a new file, exclusively and without following a link planted since,
+    // readable by this user only (a snapshot holds every cached value).
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("removing the stale {}", tmp.display())),
+    }
     let file = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc_flags::NOFOLLOW)
         .open(&tmp)
         .with_context(|| format!("creating {}", tmp.display()))?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
@@ -283,9 +293,41 @@ pub struct Loaded {
     pub elapsed: Duration,
 }
 
+/// Opens the snapshot at `path` for reading, if it is one this daemon can trust: a regular
+/// file owned by this daemon's user and not writable by group or others (anyone else able to
+/// write it could plant entries every client would be served).
+fn open_trusted(path: &Path) -> Result<std::fs::File, String> {
+    // NONBLOCK: a FIFO at the path must not hang the start (no effect on a regular file).
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc_flags::NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let st = rustix::fs::fstat(&f).map_err(|e| format!("{}: fstat: {e}", path.display()))?;
+    let me = rustix::process::geteuid().as_raw();
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+        return Err(format!("{} is not a regular file", path.display()));
+    }
+    if st.st_uid != me || st.st_mode & 0o022 != 0 {
+        return Err(format!(
+            "{} is owned by uid {} with mode {:o}; a snapshot is loaded only when owned by this daemon's user (uid {me}) and not writable by group or others: remove it, or fix its owner and mode",
+            path.display(),
+            st.st_uid,
+            st.st_mode & 0o7777
+        ));
+    }
+    Ok(f)
+}
+
+/// The open(2) flags the std has no names for.
+mod libc_flags {
+    pub const NOFOLLOW: i32 = rustix::fs::OFlags::NOFOLLOW.bits() as i32;
+    pub const NONBLOCK: i32 = rustix::fs::OFlags::NONBLOCK.bits() as i32;
+}
+
 /// Reads the header of the snapshot at `path`.
 pub fn read_header(path: &Path) -> Result<Header, String> {
-    let mut f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut f = open_trusted(path)?;
     let mut h = [0u8; HEADER];
     f.read_exact(&mut h)
         .map_err(|e| format!("{}: the header is short ({e})", path.display()))?;
@@ -297,7 +339,7 @@ pub fn read_header(path: &Path) -> Result<Header, String> {
 /// body believable (the table's largest value and entry overhead).
 pub fn load(path: &Path, writer: &mut Writer, now: u64, max_body: usize) -> Result<Loaded, String> {
     let started = Instant::now();
-    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let f = open_trusted(path)?;
     let mut r = BufReader::with_capacity(1 << 20, f);
     let mut h = [0u8; HEADER];
     r.read_exact(&mut h)

@@ -218,8 +218,9 @@ fn truncation_at_every_offset_applies_exactly_the_whole_records() {
 }
 
 #[test]
-fn a_damaged_byte_anywhere_applies_a_prefix_of_the_records_only() {
+fn a_damaged_byte_anywhere_empties_the_table_or_reads_as_a_torn_end() {
     let bytes = file_bytes(&records());
+    let mut cleared = 0;
     for i in 0..bytes.len() {
         let mut b = bytes.clone();
         b[i] ^= 0x5a;
@@ -228,8 +229,35 @@ fn a_damaged_byte_anywhere_applies_a_prefix_of_the_records_only() {
         let r = run(d.path(), &writers_me(), &t);
         let n = r.records as usize;
         assert!(n < records().len(), "flip at {i} went unnoticed");
-        assert_eq!(live(&t), expected_after(n), "flip at {i}");
+        if r.damaged == 1 {
+            cleared += 1;
+            assert!(r.cleared.is_some(), "flip at {i}");
+            assert!(
+                live(&t).is_empty(),
+                "flip at {i}: the records after it are unknown"
+            );
+        } else {
+            // A length grown past the end of the file reads as a torn last record.
+            assert_eq!(r.torn, 1, "flip at {i}");
+            assert_eq!(live(&t), expected_after(n), "flip at {i}");
+        }
     }
+    assert!(
+        cleared > bytes.len() / 2,
+        "{cleared} of {} flips seen as damage",
+        bytes.len()
+    );
+}
+
+#[test]
+fn a_file_longer_than_any_client_writes_is_damage() {
+    let mut b = file_bytes(&records()[..1]);
+    b.resize(MAX_FILE_BYTES as usize + 1, 0);
+    let (d, _f) = dir_with(&b);
+    let t = table();
+    let r = run(d.path(), &writers_me(), &t);
+    assert_eq!(r.damaged, 1);
+    assert!(live(&t).is_empty());
 }
 
 #[test]
@@ -258,4 +286,103 @@ fn prepare_refuses_a_journal_path_that_is_not_its_directory() {
     std::fs::write(dir_of(d.path(), INSTANCE), b"x").unwrap();
     let e = prepare(d.path(), INSTANCE).unwrap_err();
     assert!(e.contains("remove it"), "{e}");
+}
+
+#[test]
+fn a_journal_that_cannot_be_opened_empties_the_table() {
+    let d = tempfile::tempdir().expect("tempdir");
+    // Something at the journal's path that is not a directory: it cannot be listed, and a
+    // failed write may be behind it.
+    std::fs::write(dir_of(d.path(), INSTANCE), b"x").unwrap();
+    let t = table();
+    let r = run(d.path(), &writers_me(), &t);
+    assert!(r.cleared.is_some(), "{r:?}");
+    assert!(live(&t).is_empty(), "every entry dropped");
+}
+
+#[test]
+fn no_journal_at_all_leaves_the_table() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let t = table();
+    let r = run(d.path(), &writers_me(), &t);
+    assert_eq!(r, Report::default());
+    assert_eq!(live(&t).len(), 8);
+    assert!(!exists(d.path(), INSTANCE));
+}
+
+const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/sh\nbob:x:1001:1001::/home/bob:/bin/sh\nbroken line\n";
+const GROUP: &str = "root:x:0:\nalice:x:1000:\nbob:x:1001:\ncache:x:2000:bob,carol\nweb:x:2001: alice , bob\nbad:x:notanumber:alice\n";
+
+#[test]
+fn groups_of_reads_the_primary_group_and_memberships() {
+    assert_eq!(groups_of(1001, PASSWD, GROUP), vec![1001, 2000, 2001]);
+    assert_eq!(groups_of(1000, PASSWD, GROUP), vec![1000, 2001]);
+    assert_eq!(groups_of(0, PASSWD, GROUP), vec![0]);
+    assert!(groups_of(4242, PASSWD, GROUP).is_empty(), "no passwd line");
+    assert!(groups_of(1001, "", GROUP).is_empty());
+}
+
+#[test]
+fn a_writer_through_a_supplementary_group_is_honoured() {
+    // This user, per the databases given, is "me" with a primary group that is not the file's,
+    // and a member of group 2000 only.
+    let egid = rustix::process::getegid().as_raw();
+    assert!(
+        egid != 2000 && egid != 2001,
+        "the test needs a primary group other than 2000, 2001"
+    );
+    let passwd = format!(
+        "other:x:{}:1:::\nme:x:{}:{}:::\n",
+        me() + 1,
+        me(),
+        egid.wrapping_add(7)
+    );
+    let group = "cache:x:2000:someone,me\nweb:x:2001:other\n";
+    let uids = [me() + 1];
+    for (gid, honoured) in [(2000, true), (2001, false)] {
+        let (d, _f) = dir_with(&file_bytes(&records()));
+        let gids = [gid];
+        let mut trust = Trust::new(Writers {
+            uids: &uids,
+            gids: &gids,
+        });
+        trust.db = Some((passwd.clone(), group.to_string()));
+        let t = table();
+        let r = apply_trusting(d.path(), INSTANCE, &mut trust, &t);
+        match honoured {
+            true => assert_eq!((r.files, r.records, r.not_writer), (1, 4, 0), "gid {gid}"),
+            false => assert_eq!((r.files, r.not_writer), (0, 1), "gid {gid}"),
+        }
+    }
+}
+
+#[test]
+fn a_writers_file_that_cannot_be_opened_is_damage() {
+    let (d, _f) = dir_with(&file_bytes(&records()));
+    let dirfd = rustix::fs::open(
+        dir_of(d.path(), INSTANCE),
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .expect("open the journal");
+    let w = writers_me();
+    let name = std::ffi::OsStr::new("123-abc.j");
+    // What an EACCES on open (a group this daemon is not in) is judged.
+    let mut trust = Trust::new(Writers {
+        uids: &w.0,
+        gids: &w.1,
+    });
+    assert!(matches!(
+        unopenable(&dirfd, name, rustix::io::Errno::ACCESS, &mut trust),
+        Skip::Unreadable(_)
+    ));
+    let others = [me() + 1];
+    let mut strangers = Trust::new(Writers {
+        uids: &others,
+        gids: &[],
+    });
+    assert!(matches!(
+        unopenable(&dirfd, name, rustix::io::Errno::ACCESS, &mut strangers),
+        Skip::Unusable(_)
+    ));
 }

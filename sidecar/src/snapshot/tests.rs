@@ -5,6 +5,7 @@ use super::*;
 use crate::table::SharedTable;
 use cachekit_shm::{now_ms, Backing, InsertOptions, TableConfig};
 use proptest::prelude::*;
+use std::os::unix::fs::PermissionsExt;
 
 fn config(seed: Option<u64>) -> TableConfig {
     TableConfig {
@@ -206,4 +207,61 @@ fn deep_snapshot_throughput() {
         l.bytes as f64 / secs / 1e6
     );
     assert_eq!(l.loaded, w.entries);
+}
+
+#[test]
+fn a_snapshot_writable_by_others_or_not_a_file_is_not_loaded() {
+    let (_t, bytes) = source(10);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("snap");
+    std::fs::write(&path, &bytes).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(read_header(&path).is_ok());
+    for mode in [0o620, 0o602] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        let e = read_header(&path).unwrap_err();
+        assert!(
+            e.contains("not writable by group or others"),
+            "{mode:o}: {e}"
+        );
+        let mut w = Writer::create(&config(None), Backing::Heap).unwrap();
+        assert!(load(&path, &mut w, now_ms(), 1 << 20).is_err(), "{mode:o}");
+    }
+    if rustix::process::geteuid().is_root() {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        rustix::fs::chown(&path, Some(rustix::fs::Uid::from_raw(65534)), None).unwrap();
+        let e = read_header(&path).unwrap_err();
+        assert!(e.contains("owned by uid 65534"), "{e}");
+    }
+    let fifo = dir.path().join("fifo");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    assert!(read_header(&fifo)
+        .unwrap_err()
+        .contains("not a regular file"));
+}
+
+#[test]
+fn the_temporary_is_private_and_a_planted_link_is_not_followed() {
+    let (t, _bytes) = source(10);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("snap");
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, b"keep").unwrap();
+    std::os::unix::fs::symlink(&victim, dir.path().join("snap.stop.tmp")).unwrap();
+    write(&path, "stop", |w| t.read(|t| dump(t, w, now_ms(), true))).unwrap();
+    assert_eq!(
+        std::fs::read(&victim).unwrap(),
+        b"keep",
+        "written through the link"
+    );
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert!(read_header(&path).is_ok());
 }
