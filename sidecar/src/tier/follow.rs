@@ -156,8 +156,14 @@ fn advance(t: &Tier, ns: &str, old: Option<&Cursor>, new: Cursor) {
 }
 
 /// After a failover (the store's epoch moved): for each followed namespace, raise the new
-/// primary's clock past every value this host saw and clear the namespace in Redis if it was
-/// below, take a new cursor, clear the namespace locally. Then fills may go on.
+/// primary's clock past every value this host saw, clear the namespace in Redis, take a new
+/// cursor, clear the namespace locally. Then fills may go on.
+///
+/// The Redis clear is unconditional: the new primary may lack an invalidation another host
+/// had acknowledged (never replicated), and comparing its clock with what this host saw cannot
+/// tell: writes of hosts that reconnected first may already have raised it past the lost
+/// event's clock. Clearing invalidates every record the new primary holds from before, so no
+/// host refills what a lost invalidation covered; it costs misses after each failover.
 async fn after_failover(d: &SharedTable, t: &Tier) -> Result<(), ()> {
     let epoch = t.store.epoch();
     if epoch == t.seen_epoch.load(Ordering::SeqCst) {
@@ -181,14 +187,14 @@ async fn after_failover(d: &SharedTable, t: &Tier) -> Result<(), ()> {
                 namespace = ns,
                 new_primary_clock = before,
                 seen = known,
-                "the new primary lacks events this host saw (acknowledged by the old primary, never replicated): clearing the namespace in Redis"
+                "the new primary lacks events this host saw (acknowledged by the old primary, never replicated)"
             );
-            t.store
-                .write(&WriteOp::Clear { ns: ns.clone() }, now_ms())
-                .await
-                .map_err(|e| t.failed(&e))?;
-            bump(&t.c.failover_clears);
         }
+        t.store
+            .write(&WriteOp::Clear { ns: ns.clone() }, now_ms())
+            .await
+            .map_err(|e| t.failed(&e))?;
+        bump(&t.c.failover_clears);
         // The cursor before the local clear: what comes after it is applied to the cleared
         // table, what came before is covered by the clear.
         let c = t.store.follow_start(ns).await.map_err(|e| t.failed(&e))?;

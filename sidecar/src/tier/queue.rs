@@ -196,7 +196,11 @@ impl Tier {
                 Ok(written) => {
                     self.breaker.success();
                     bump(&self.c.drain_batches);
+                    // A batch is one namespace. Its clocks count as this host's writes, so
+                    // a failover that lost them is seen (`follow.rs`, `after_failover`).
+                    let ns = batch[0].namespace().to_owned();
                     for w in written {
+                        self.wrote(&ns, w.clock);
                         bump(&self.c.writes);
                         self.pop_front(Ok(w));
                     }
@@ -224,6 +228,7 @@ impl Tier {
             match self.store.write(&op, cachekit_shm::now_ms()).await {
                 Ok(w) => {
                     self.breaker.success();
+                    self.wrote(op.namespace(), w.clock);
                     bump(&self.c.writes);
                     self.pop_front(Ok(w));
                 }
