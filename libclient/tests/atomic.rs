@@ -1,28 +1,22 @@
 //! The atomic and management operations against the real `cachekitd` (no Redis): their
 //! meanings one by one, then under contention from many connections at once.
 
+mod support;
+
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use cachekit_client::{Client, ClientOptions, Error, IncrOptions, ScanOptions, SetOptions, Ttl};
-use cachekit_testkit::{eventually, watchdog, Daemon};
+use cachekit_testkit::{watchdog, Daemon};
 
 fn connect(socket: &std::path::Path, ns: &str) -> Client {
     let opts = ClientOptions::new()
         .socket(socket)
         .namespace(ns)
         .request_timeout(Duration::from_secs(5));
-    let mut client = None;
-    assert!(
-        eventually(Duration::from_secs(10), || {
-            client = Client::connect(opts.clone()).ok();
-            client.is_some()
-        }),
-        "cachekitd did not come up within 10 s"
-    );
-    client.unwrap()
+    support::connect_eventually(opts)
 }
 
 #[test]

@@ -1,22 +1,16 @@
 //! `set_i64_if` against the real `cachekitd`: add, replace and cas of an integer store a
 //! counter (flagged integer), so `incr` adds to it and every reader sees an integer.
 
+mod support;
+
 use std::time::Duration;
 
 use cachekit_client::{Client, ClientOptions, IncrOptions, IntegerCondition, SetOptions};
-use cachekit_testkit::{eventually, watchdog, Daemon};
+use cachekit_testkit::{watchdog, Daemon};
 
 fn connect(socket: &std::path::Path, ns: &str) -> Client {
     let opts = ClientOptions::new().socket(socket).namespace(ns);
-    let mut client = None;
-    assert!(
-        eventually(Duration::from_secs(10), || {
-            client = Client::connect(opts.clone()).ok();
-            client.is_some()
-        }),
-        "cachekitd did not come up within 10 s"
-    );
-    client.unwrap()
+    support::connect_eventually(opts)
 }
 
 #[test]

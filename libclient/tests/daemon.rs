@@ -5,6 +5,8 @@
 //! (`$CACHEKITD_BIN`, else `target/<profile>/cachekitd`) and fails, saying how to build it,
 //! when there is none: these tests never pass without running.
 
+mod support;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -25,15 +27,7 @@ fn connect(socket: &Path) -> Client {
         .namespace("itest")
         .request_timeout(Duration::from_millis(500))
         .connect_timeout(Duration::from_millis(300));
-    let mut client = None;
-    assert!(
-        eventually(Duration::from_secs(10), || {
-            client = Client::connect(opts.clone()).ok();
-            client.is_some()
-        }),
-        "cachekitd did not come up within 10 s"
-    );
-    client.unwrap()
+    support::connect_eventually(opts)
 }
 
 #[test]

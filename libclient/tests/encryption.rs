@@ -10,6 +10,8 @@
 //! - Two tenants on one daemon cannot read each other's values.
 //! - Rotation: old values read after it, new writes carry the new key id.
 
+mod support;
+
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::FileExt;
@@ -17,7 +19,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use cachekit_client::{Client, ClientOptions, Encryption, Error, MasterKey, SetOptions};
-use cachekit_testkit::{eventually, watchdog, Daemon, Redis, Site};
+use cachekit_testkit::{watchdog, Daemon, Redis, Site};
 
 fn key(n: u8) -> MasterKey {
     MasterKey::from_bytes(std::array::from_fn(|i| n.wrapping_mul(31) ^ i as u8))
@@ -31,15 +33,7 @@ fn options(socket: &Path, ns: &str) -> ClientOptions {
 }
 
 fn connect(opts: ClientOptions) -> Client {
-    let mut client = None;
-    assert!(
-        eventually(Duration::from_secs(10), || {
-            client = Client::connect(opts.clone()).ok();
-            client.is_some()
-        }),
-        "cachekitd did not come up within 10 s"
-    );
-    client.unwrap()
+    support::connect_eventually(opts)
 }
 
 /// A daemon attached to `redis`, write-through, with short intervals.

@@ -2,6 +2,8 @@
 //! `redis-server`): it never hides a change of the stored bytes, never crosses tenants or
 //! namespaces, stays within its budget, and is absent with a budget of 0.
 
+mod support;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -20,15 +22,7 @@ fn options(socket: &Path, ns: &str) -> ClientOptions {
 }
 
 fn connect(opts: ClientOptions) -> Client {
-    let mut client = None;
-    assert!(
-        eventually(Duration::from_secs(10), || {
-            client = Client::connect(opts.clone()).ok();
-            client.is_some()
-        }),
-        "cachekitd did not come up within 10 s"
-    );
-    client.unwrap()
+    support::connect_eventually(opts)
 }
 
 #[test]
