@@ -17,6 +17,7 @@ mod clients;
 mod entry;
 mod error;
 mod geometry;
+mod ghost;
 mod hash;
 mod index;
 pub mod layout;

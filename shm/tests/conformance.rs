@@ -313,6 +313,42 @@ fn second_chance_keeps_read_entries() {
     }
 }
 
+/// S3-FIFO: a key evicted unread from the small lane is remembered by the ghost; inserted
+/// again, it goes to the main lane, where a flood of keys that are never read again (a scan)
+/// does not reach it, although it is never read. Plain FIFO (with or without second chances)
+/// evicts it with the flood.
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "minutes to hours under Miri: scripts/test --deep runs a subset"
+)]
+fn keys_back_from_the_ghost_outlive_a_scan() {
+    for b in BACKINGS {
+        let (mut w, r) = table(&small(), b);
+        let value = [0xCD; 1000];
+        let ins = |w: &mut Writer, k: &[u8]| {
+            w.insert("n", k, &value, &InsertOptions::default()).unwrap();
+        };
+        ins(&mut w, b"returning");
+        // Push it out unread (a read would set its access bit).
+        for i in 0..2_000u32 {
+            ins(&mut w, &i.to_le_bytes());
+        }
+        assert!(r.get("n", b"returning").is_none(), "not evicted yet");
+        ins(&mut w, b"returning");
+        // A scan of keys never read, several times the table's size.
+        let capacity = w.stat(Stat::LiveEntries) as u32;
+        for j in 0..capacity * 4 {
+            ins(&mut w, &(1_000_000 + j).to_le_bytes());
+        }
+        assert!(
+            r.get("n", b"returning").is_some(),
+            "a key back from the ghost was evicted by a scan of {} keys",
+            capacity * 4
+        );
+    }
+}
+
 #[test]
 #[cfg_attr(
     miri,

@@ -120,6 +120,17 @@ fn main() {
             };
             println!("{}", serde_json::to_string_pretty(&hit(plan)).unwrap());
         }
+        Some("ratio") => {
+            let plan = if args.iter().any(|a| a == "--quick") {
+                QUICK
+            } else {
+                FULL
+            };
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&hit_ratio(plan)).unwrap()
+            );
+        }
         Some("encryption") => {
             let plan = if args.iter().any(|a| a == "--quick") {
                 QUICK
@@ -137,7 +148,8 @@ fn main() {
                  \x20      cachekit-bench reader SOCKET NS TAG N MILLIS\n\
                  \x20      cachekit-bench lease [--quick]\n\
                  \x20      cachekit-bench hit [--quick]\n\
-                 \x20      cachekit-bench encryption [--quick]"
+                 \x20      cachekit-bench encryption [--quick]\n\
+                 \x20      cachekit-bench ratio [--quick]"
             );
             std::process::exit(2);
         }

@@ -1,0 +1,126 @@
+//! The ghost of S3-FIFO: key hashes of entries evicted from the small lanes unread, so a key
+//! that comes back soon after goes straight to a main lane. Lives in the daemon's own memory.
+//!
+//! Two generations of a bit set, two bits per key: a key is remembered while either
+//! generation holds both its bits. When the current generation has taken `per_generation`
+//! keys, the older one is cleared and becomes the current one, so the ghost remembers at
+//! least the last `per_generation` keys and at most the last `2 × per_generation`. A false
+//! positive (about 1.5% at 16 bits per key) only sends a new key to main: eviction order,
+//! never correctness.
+
+/// Bits per remembered key in one generation.
+const BITS_PER_KEY: usize = 16;
+
+pub(crate) struct Ghost {
+    gens: [Vec<u64>; 2],
+    current: usize,
+    taken: usize,
+    per_generation: usize,
+    /// Bit index mask (a power of two minus one).
+    mask: u64,
+}
+
+impl Ghost {
+    /// A ghost that remembers at least `keys` evicted keys.
+    pub(crate) fn new(keys: usize) -> Ghost {
+        let keys = keys.max(64);
+        let bits = (keys * BITS_PER_KEY).next_power_of_two();
+        Ghost {
+            gens: [vec![0; bits / 64], vec![0; bits / 64]],
+            current: 0,
+            taken: 0,
+            per_generation: keys,
+            mask: bits as u64 - 1,
+        }
+    }
+
+    fn bits(&self, key_hash: u64) -> [u64; 2] {
+        // The key hash is xxh3: its halves are independent enough for two bit positions.
+        [
+            key_hash & self.mask,
+            (key_hash.rotate_left(32).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 7) & self.mask,
+        ]
+    }
+
+    fn holds(set: &[u64], bits: [u64; 2]) -> bool {
+        bits.iter()
+            .all(|b| set[(*b / 64) as usize] & (1 << (*b % 64)) != 0)
+    }
+
+    /// Remembers `key_hash`.
+    pub(crate) fn insert(&mut self, key_hash: u64) {
+        if self.taken >= self.per_generation {
+            self.current ^= 1;
+            self.gens[self.current].fill(0);
+            self.taken = 0;
+        }
+        let bits = self.bits(key_hash);
+        let set = &mut self.gens[self.current];
+        for b in bits {
+            set[(b / 64) as usize] |= 1 << (b % 64);
+        }
+        self.taken += 1;
+    }
+
+    /// True when `key_hash` was evicted recently (or, rarely, a false positive).
+    pub(crate) fn contains(&self, key_hash: u64) -> bool {
+        let bits = self.bits(key_hash);
+        self.gens.iter().any(|g| Self::holds(g, bits))
+    }
+
+    /// Forgets everything (the table was cleared).
+    pub(crate) fn clear(&mut self) {
+        for g in &mut self.gens {
+            g.fill(0);
+        }
+        self.taken = 0;
+    }
+
+    /// Bytes of memory it holds.
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
+        self.gens.iter().map(|g| g.len() * 8).sum()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn h(i: u64) -> u64 {
+        xxhash_rust::xxh3::xxh3_64(&i.to_le_bytes())
+    }
+
+    #[test]
+    fn remembers_the_last_generation_and_forgets_older_ones() {
+        let mut g = Ghost::new(1000);
+        for i in 0..1000 {
+            g.insert(h(i));
+        }
+        assert!((0..1000).all(|i| g.contains(h(i))));
+        for i in 1000..2000 {
+            g.insert(h(i));
+        }
+        assert!((1000..2000).all(|i| g.contains(h(i))));
+        // The first thousand were in the generation cleared by the 2001st insert.
+        g.insert(h(2000));
+        let kept = (0..1000).filter(|i| g.contains(h(*i))).count();
+        assert!(
+            kept < 50,
+            "{kept} of the oldest generation still remembered"
+        );
+    }
+
+    #[test]
+    fn false_positives_are_rare() {
+        let mut g = Ghost::new(10_000);
+        for i in 0..10_000 {
+            g.insert(h(i));
+        }
+        let fp = (1_000_000..1_100_000).filter(|i| g.contains(h(*i))).count();
+        assert!(fp < 3_000, "{fp} false positives in 100000");
+        g.clear();
+        assert!(!(0..10_000).any(|i| g.contains(h(i))));
+        assert!(g.bytes() >= 2 * 10_000 * BITS_PER_KEY / 8);
+    }
+}
