@@ -407,8 +407,10 @@ impl Writer {
             meta.extend_from_slice(&r.to_le_bytes());
         }
         let len = (meta.len() + value.len()) as u64;
-        // S3-FIFO: a key the ghost remembers goes to main, any other to small.
-        let lane = lane(class, self.ghost.contains(kh));
+        // S3-FIFO: a key the ghost remembers goes to main, and so does a new version of an
+        // entry in main (an update does not demote a key); any other to small.
+        let main = self.ghost.contains(kh) || self.held_in_main(kh, ns, key);
+        let lane = lane(class, main);
         let loc = self
             .alloc(lane, class, len, now, true)
             .expect("a table of at least two segments can always make room by eviction");
@@ -462,6 +464,20 @@ impl Writer {
         if old != 0 {
             self.release(old);
         }
+    }
+
+    /// True when the key's current entry is in a segment of a main lane.
+    fn held_in_main(&self, kh: u64, ns: &str, key: &[u8]) -> bool {
+        let (bucket, fp) = bucket_and_fp(kh, self.geo.bucket_count);
+        (0..SLOTS_PER_BUCKET).any(|i| {
+            let s = self.load_slot(bucket, i);
+            s != 0
+                && slot_fp(s) == fp
+                && self.entry_is(slot_loc(s), ns, key)
+                && self
+                    .segment_index(slot_loc(s))
+                    .is_some_and(|seg| is_main(self.arena.segs[seg as usize].lane))
+        })
     }
 
     /// Removes `key` from `ns`. Returns whether it was there.

@@ -346,6 +346,16 @@ fn keys_back_from_the_ghost_outlive_a_scan() {
             "a key back from the ghost was evicted by a scan of {} keys",
             capacity * 4
         );
+        // A new version of a key in main stays in main: updated, never read, it too
+        // outlives another scan.
+        ins(&mut w, b"returning");
+        for j in 0..capacity * 4 {
+            ins(&mut w, &(2_000_000 + j).to_le_bytes());
+        }
+        assert!(
+            r.get("n", b"returning").is_some(),
+            "an update demoted a key of the main lane"
+        );
     }
 }
 
