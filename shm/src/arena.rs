@@ -17,11 +17,11 @@ pub(crate) const TTL_CLASSES: usize = 8;
 pub(crate) const LANES: usize = 2 * TTL_CLASSES;
 
 /// Share of the segments in use (percent) the small lanes may hold before eviction turns to
-/// them. S3-FIFO's paper uses 10%; over whole segments 2% measured best on both traces at both
-/// capacities of `cachekit-bench ratio` (10%: up to 0.7 points lower), see
-/// docs/PERFORMANCE.md. In practice the small lanes are their active segments and one or two
-/// sealed ones.
-pub(crate) const SMALL_PERCENT: usize = 2;
+/// them. S3-FIFO's paper uses 10%; over whole segments 3% measured best with the ghost of
+/// `Writer` (`cachekit-bench ratio`; 1–30% tried, 10% up to 0.7 points lower), see
+/// docs/ARCHITECTURE.md "Eviction". In practice the small lanes are their active segments and
+/// one or two sealed ones.
+pub(crate) const SMALL_PERCENT: usize = 3;
 
 /// The lane of TTL class `class`: small or main.
 pub(crate) fn lane(class: u8, main: bool) -> u8 {
