@@ -5,6 +5,10 @@
 //! (`fdstore.rs`), else the instance's keeper process (`keeper.rs`). Runs after the instance
 //! lock is taken (so the old daemon is gone: its writable mapping died with it, nothing changes
 //! the old segment while it is read) and before the socket is bound.
+//!
+//! With a Redis tier, the carried table also carries the stream positions its daemon
+//! recorded; the tier replays each namespace's invalidation stream from there (or clears the
+//! namespace) before the socket is bound (`tier/resume.rs`).
 
 use crate::config::Config;
 use crate::fdstore;
@@ -98,13 +102,6 @@ fn build(cfg: &Config, table_cfg: &TableConfig, old: Option<OwnedFd>) -> Result<
             _ => create(table_cfg),
         };
     };
-    if cfg.redis.is_some() {
-        // Entries other hosts invalidated while this host was down must not come back: that
-        // needs the invalidation streams replayed from the positions the old segment holds
-        // (see StreamPosition), which the Redis tier does not do yet.
-        info!("a Redis tier is configured and replaying its invalidation streams after a restart is not implemented: the previous daemon's segment is dropped; starting empty");
-        return create(table_cfg);
-    }
     let old = match OldTable::open(fd.as_fd()) {
         Ok(t) => t,
         Err(AttachError::UnsupportedVersion { found, expected }) => {

@@ -42,6 +42,11 @@ pub fn handle(d: &Daemon, peer: &Peer, req: Request) -> Reply {
             ),
         );
     }
+    // Counted until the table has the write (the follower's stream positions, `tier/`).
+    let _writing = match &d.tier {
+        Some(t) if req.is_write() => Some(t.writing()),
+        _ => None,
+    };
     let reply = match req {
         Request::Hello(_) => Reply::error(
             ErrorCode::UnexpectedMessage,

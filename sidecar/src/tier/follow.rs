@@ -31,10 +31,10 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// Events read per XRANGE.
-const BATCH: usize = 1000;
+pub(super) const BATCH: usize = 1000;
 
 type Bell = Pin<Box<dyn Stream<Item = String> + Send>>;
 
@@ -206,6 +206,9 @@ async fn after_failover(d: &SharedTable, t: &Tier) -> Result<(), ()> {
             .get_mut(ns)
         {
             f.cursor = Some(c);
+            // Positions in the old primary's stream mean nothing on this one.
+            f.held = None;
+            f.recorded = None;
         }
     }
     t.seen_epoch.store(epoch, Ordering::SeqCst);
@@ -249,7 +252,12 @@ async fn poll_ns(d: &SharedTable, t: &Tier, ns: &str, replay: bool) -> Result<()
         }
         let n = events.len();
         let mut cur = cursor.clone();
+        // The position before this host's first own event of the batch (see `note_position`).
+        let mut first_own = None;
         for e in events {
+            if e.origin == t.origin && first_own.is_none() {
+                first_own = Some(cur.clone());
+            }
             match cur.continuity(e.seq) {
                 Continuity::Gap => {
                     warn!(
@@ -276,18 +284,71 @@ async fn poll_ns(d: &SharedTable, t: &Tier, ns: &str, replay: bool) -> Result<()
             };
         }
         if n > 0 {
-            advance(t, ns, Some(&cursor), cur);
+            advance(t, ns, Some(&cursor), cur.clone());
             // Wakes holders waiting for another host's fill (`lease.rs`).
             t.events_applied();
         }
+        note_position(d, t, ns, cur, first_own);
         if n < BATCH {
             return Ok(());
         }
     }
 }
 
+/// Records in the table how far it reflects the stream of `ns`, for a successor's replay
+/// (`resume.rs`); called after the events read up to `reached` were applied. Never ahead of
+/// the table: this host's own events are skipped here because their request applies them, so
+/// while any write request is still being handled (counted since before it reached Redis),
+/// the position stays before the first own event read since the table last caught up; it
+/// moves on once no request is in flight after a read. One small store per batch read.
+fn note_position(d: &SharedTable, t: &Tier, ns: &str, reached: Cursor, first_own: Option<Cursor>) {
+    // SeqCst, after the read: a request whose event the read returned was counted before
+    // Redis ran it; if none is counted now, each of them has changed the table.
+    let busy = t.writing.load(Ordering::SeqCst) > 0;
+    let pos = {
+        let mut follows = t.follows.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(f) = follows.get_mut(ns) else {
+            return;
+        };
+        if !busy {
+            f.held = None;
+        } else if f.held.is_none() {
+            f.held = first_own;
+        }
+        let pos = f.held.clone().unwrap_or(reached);
+        if f.recorded.as_ref() == Some(&pos) {
+            return;
+        }
+        pos
+    };
+    let Some((id_ms, id_seq)) = stream_id(&pos.id) else {
+        return;
+    };
+    if d.record_stream_position(ns, id_ms, id_seq, pos.seq) {
+        if let Some(f) = t
+            .follows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(ns)
+        {
+            f.recorded = Some(pos);
+        }
+    } else {
+        debug!(
+            namespace = ns,
+            "no free stream-position record (64 namespaces have one): a warm restart clears this namespace"
+        );
+    }
+}
+
+/// The two numbers of a stream entry ID `ms-seq`.
+pub(super) fn stream_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
 /// Applies another host's event (namespace clock `clock`) to the table.
-fn apply_event(table: &SharedTable, ns: &str, kind: &EventKind, clock: u64) {
+pub(super) fn apply_event(table: &SharedTable, ns: &str, kind: &EventKind, clock: u64) {
     table.change(|t| match kind {
         EventKind::Key(k) => t.key_event(ns, k, clock),
         EventKind::Tags { tags, exact } => t.tags_event(ns, tags, *exact, clock),
@@ -296,6 +357,6 @@ fn apply_event(table: &SharedTable, ns: &str, kind: &EventKind, clock: u64) {
 }
 
 /// Clears `ns` on this host only (a gap in its stream, or Redis unreadable too long).
-fn flush_local(table: &SharedTable, ns: &str) {
+pub(super) fn flush_local(table: &SharedTable, ns: &str) {
     table.change(|t| t.clear(ns, None));
 }

@@ -16,6 +16,7 @@ mod breaker;
 mod follow;
 mod lease;
 mod queue;
+mod resume;
 mod sweep;
 
 use crate::config::{RedisConfig, WriteMode};
@@ -90,6 +91,11 @@ pub struct TierCounters {
     pub swept_records: AtomicU64,
     /// Valid records the sweep restamped (so the floor can pass their old stamp).
     pub restamped_records: AtomicU64,
+    /// Warm restart (`resume.rs`): carried namespaces replayed and kept, namespaces cleared
+    /// instead, and events applied by the replay.
+    pub resumed_namespaces: AtomicU64,
+    pub resume_clears: AtomicU64,
+    pub resume_events: AtomicU64,
     /// Counter keys (`p:`, `x:`) at or below the floor the sweep deleted.
     pub swept_counters: AtomicU64,
     /// Fill leases taken in Redis (`LEASE_GLOBAL`).
@@ -107,7 +113,7 @@ pub fn bump(c: &AtomicU64) {
 }
 
 /// Where this host stands in one namespace's stream.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Follow {
     /// `None`: the namespace was first used while Redis was unreachable, so where to start
     /// is unknown; the follower clears the namespace locally when it finds out.
@@ -115,6 +121,12 @@ pub struct Follow {
     /// The highest namespace clock this host's own writes got back (the follower may not
     /// have read them yet): with the cursor, where a leased fill's check starts.
     pub written: u64,
+    /// The position last recorded in the table for a successor (`follow.rs`).
+    pub recorded: Option<Cursor>,
+    /// Set while this host's own events read since `recorded` may not be in the table yet
+    /// (their requests were still being handled): the position before the first of them,
+    /// the furthest that may be recorded until no request is (`follow.rs`).
+    pub held: Option<Cursor>,
 }
 
 /// What happened to a write on its way to Redis.
@@ -156,6 +168,18 @@ pub struct Tier {
     /// The store's [`AsyncStore::epoch`] the table was last cleared for (`follow.rs`): no
     /// fill while they differ.
     seen_epoch: AtomicU64,
+    /// Write requests being handled ([`Tier::writing`]): while one is, this host's own
+    /// events the follower reads may not be in the table yet.
+    writing: AtomicU64,
+}
+
+/// A write request being handled (see [`Tier::writing`]); counted until dropped.
+pub struct Writing<'a>(&'a AtomicU64);
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Buckets of the latency histograms, in seconds: 50 µs doubling to about 0.8 s (a
@@ -209,7 +233,18 @@ impl Tier {
             fill_seconds: latency_buckets(),
             caught_up_ms: AtomicU64::new(0),
             seen_epoch: AtomicU64::new(0),
+            writing: AtomicU64::new(0),
         })
+    }
+
+    /// Counts a write request from before it reaches Redis until the guard is dropped, after
+    /// its change of the table: the follower records no stream position past this host's own
+    /// events while one is counted, since the table may not reflect them yet (a successor
+    /// replays from the recorded position and would skip them).
+    pub fn writing(&self) -> Writing<'_> {
+        // SeqCst: before the request's Redis write; the follower loads it after its XRANGE.
+        self.writing.fetch_add(1, Ordering::SeqCst);
+        Writing(&self.writing)
     }
 
     /// Starts the follower and the write queue's drainer, which change `table`.
@@ -307,7 +342,13 @@ impl Tier {
         let mut follows = self.follows();
         match follows.get_mut(ns) {
             None => {
-                follows.insert(ns.to_owned(), Follow { cursor, written: 0 });
+                follows.insert(
+                    ns.to_owned(),
+                    Follow {
+                        cursor,
+                        ..Follow::default()
+                    },
+                );
             }
             // Two threads raced to register: keep the earlier starting point, so the events
             // either of them needs are read (reading some twice is harmless). An entry
@@ -539,6 +580,9 @@ impl Tier {
                 "redis_doorbell_reconnects".into(),
                 l(&c.doorbell_reconnects),
             ),
+            ("redis_resumed_namespaces".into(), l(&c.resumed_namespaces)),
+            ("redis_resume_clears".into(), l(&c.resume_clears)),
+            ("redis_resume_events".into(), l(&c.resume_events)),
             ("redis_sweep_steps".into(), l(&c.sweep_steps)),
             ("redis_sweep_passes".into(), l(&c.sweep_passes)),
             ("redis_swept_records".into(), l(&c.swept_records)),
