@@ -366,7 +366,13 @@ impl Writer {
     /// invalidation-stream entry applied for `ns` (see [`STREAM_POSITIONS_OFF`]). False when
     /// every record is taken by other namespaces: the position of `ns` is then unknown to a
     /// successor, which clears the namespace.
-    pub fn record_stream_position(&mut self, ns: &str, id_ms: u64, id_seq: u64, clock: u64) -> bool {
+    pub fn record_stream_position(
+        &mut self,
+        ns: &str,
+        id_ms: u64,
+        id_seq: u64,
+        clock: u64,
+    ) -> bool {
         self.restore_stream_position(StreamPosition {
             namespace_hash: StreamPosition::namespace_hash(ns),
             id_ms,

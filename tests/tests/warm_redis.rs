@@ -112,9 +112,23 @@ fn a_warm_restart_replays_what_other_hosts_did_and_keeps_the_rest() {
     );
     let (b1, b2, b3) = (client(&b, "n1"), client(&b, "n2"), client(&b, "n3"));
     // None of A's changes is undone on B, in its table or through it.
-    for (c, key) in [(&b1, "inv"), (&b1, "inv2"), (&b1, "del"), (&b2, "inv"), (&b3, "k")] {
-        assert_eq!(local(c, key), None, "B's table serves {key}, changed by A while B was down");
-        assert_eq!(full(c, key), None, "B serves {key}, changed by A while B was down");
+    for (c, key) in [
+        (&b1, "inv"),
+        (&b1, "inv2"),
+        (&b1, "del"),
+        (&b2, "inv"),
+        (&b3, "k"),
+    ] {
+        assert_eq!(
+            local(c, key),
+            None,
+            "B's table serves {key}, changed by A while B was down"
+        );
+        assert_eq!(
+            full(c, key),
+            None,
+            "B serves {key}, changed by A while B was down"
+        );
     }
     assert_ne!(
         local(&b1, "over").as_deref(),
@@ -141,14 +155,20 @@ fn a_warm_restart_replays_what_other_hosts_did_and_keeps_the_rest() {
 
     // B follows from where its replay ended: A's next invalidation reaches B's table.
     a1.invalidate(&["keep/3"]).unwrap();
-    let gone = cachekit_testkit::eventually(Duration::from_secs(5), || local(&b1, "keep3").is_none());
+    let gone =
+        cachekit_testkit::eventually(Duration::from_secs(5), || local(&b1, "keep3").is_none());
     assert!(gone, "B did not follow n1 after its replay");
     // And a second warm restart (no change while down) keeps what it kept.
     let_b_record();
     b.kill_9();
     b.restart();
     let b1 = client(&b, "n1");
-    assert_eq!(local(&b1, "keep4").as_deref(), Some(&b"old"[..]), "{}", b.log());
+    assert_eq!(
+        local(&b1, "keep4").as_deref(),
+        Some(&b"old"[..]),
+        "{}",
+        b.log()
+    );
     assert_eq!(local(&b1, "keep3"), None);
     assert_eq!(counter(&b1, "redis_resume_clears"), 0, "{}", b.log());
 }
@@ -161,8 +181,10 @@ fn a_stream_trimmed_past_the_position_clears_that_namespace_only() {
     let mut b = host(&site_b, &redis);
     let (b1, b2) = (client(&b, "t1"), client(&b, "t2"));
     for i in 0..5 {
-        b1.set(format!("k{i}"), b"old", &tagged(&format!("k/{i}"))).unwrap();
-        b2.set(format!("k{i}"), b"old", &tagged(&format!("k/{i}"))).unwrap();
+        b1.set(format!("k{i}"), b"old", &tagged(&format!("k/{i}")))
+            .unwrap();
+        b2.set(format!("k{i}"), b"old", &tagged(&format!("k/{i}")))
+            .unwrap();
     }
     let_b_record();
     b.kill_9();
@@ -182,7 +204,11 @@ fn a_stream_trimmed_past_the_position_clears_that_namespace_only() {
     b.restart();
     let (b1, b2) = (client(&b, "t1"), client(&b, "t2"));
     for i in 0..5 {
-        assert_eq!(local(&b1, &format!("k{i}")), None, "t1 was trimmed past B's position: it must be cleared");
+        assert_eq!(
+            local(&b1, &format!("k{i}")),
+            None,
+            "t1 was trimmed past B's position: it must be cleared"
+        );
     }
     assert_eq!(full(&b1, "k0"), None, "invalidated by A");
     assert_eq!(local(&b2, "k0"), None, "invalidated by A");
@@ -221,4 +247,49 @@ fn redis_down_at_a_warm_restart_serves_nothing_carried() {
     assert_eq!(local(&b1, "keep"), None);
     assert_eq!(counter(&b1, "redis_resume_clears"), 1, "{}", b.log());
     assert!(b.log().contains("Redis is unreachable"), "{}", b.log());
+}
+
+#[test]
+fn a_snapshot_loaded_after_a_reboot_is_replayed_too() {
+    let redis = Redis::start();
+    let (site_a, site_b) = (Site::new("wr-snap-a"), Site::new("wr-snap-b"));
+    let snap = site_b.path("cache.snap");
+    let url = redis.url();
+    let flags = [
+        FLAGS,
+        &[
+            "--redis-url",
+            url.as_str(),
+            "--snapshot",
+            snap.to_str().unwrap(),
+        ],
+    ]
+    .concat();
+    let a = host(&site_a, &redis);
+    let mut b = site_b.start(&flags);
+    let b1 = client(&b, "s1");
+    b1.set("keep", b"old", &tagged("x")).unwrap();
+    b1.set("inv", b"old", &tagged("y")).unwrap();
+    let_b_record();
+    assert!(b.stop().success(), "{}", b.log());
+    assert!(snap.exists(), "no snapshot; log:\n{}", b.log());
+    client(&a, "s1").invalidate(&["y"]).unwrap();
+    // A reboot: another runtime directory, so no keeper holds B's segment.
+    let site_b2 = Site::new("wr-snap-b2");
+    let b2 = site_b2.start(&flags);
+    assert!(
+        b2.log().contains("loaded 2 of 2 snapshot entries"),
+        "{}",
+        b2.log()
+    );
+    let c = client(&b2, "s1");
+    assert_eq!(local(&c, "inv"), None, "invalidated by A while B was down");
+    assert_eq!(full(&c, "inv"), None, "invalidated by A while B was down");
+    assert_eq!(
+        local(&c, "keep").as_deref(),
+        Some(&b"old"[..]),
+        "untouched, must be kept; log:\n{}",
+        b2.log()
+    );
+    assert_eq!(counter(&c, "redis_resume_events"), 1, "{}", b2.log());
 }

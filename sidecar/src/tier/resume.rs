@@ -54,10 +54,8 @@ impl Tier {
         if names.is_empty() && positions.is_empty() {
             return;
         }
-        let by_hash: HashMap<u64, StreamPosition> = positions
-            .iter()
-            .map(|p| (p.namespace_hash, *p))
-            .collect();
+        let by_hash: HashMap<u64, StreamPosition> =
+            positions.iter().map(|p| (p.namespace_hash, *p)).collect();
         let mut kept = Vec::new();
         let mut reachable = true;
         let mut events = 0u64;
@@ -108,7 +106,9 @@ impl Tier {
         // From here the table reflects each kept namespace up to its replay's end; the others
         // have no position until the follower records one.
         table.change(|t| t.reset_stream_positions(&kept));
-        self.c.resume_events.fetch_add(events, std::sync::atomic::Ordering::Relaxed);
+        self.c
+            .resume_events
+            .fetch_add(events, std::sync::atomic::Ordering::Relaxed);
         self.c
             .resumed_namespaces
             .fetch_add(kept.len() as u64, std::sync::atomic::Ordering::Relaxed);
