@@ -123,10 +123,11 @@ pub struct Follow {
     pub written: u64,
     /// The position last recorded in the table for a successor (`follow.rs`).
     pub recorded: Option<Cursor>,
-    /// Set while this host's own events read since `recorded` may not be in the table yet
-    /// (their requests were still being handled): the position before the first of them,
-    /// the furthest that may be recorded until no request is (`follow.rs`).
-    pub held: Option<Cursor>,
+    /// Positions reached past this host's own events, each with the number of write requests
+    /// issued when it was read ([`InFlight`]): recordable once every request issued before it
+    /// is done (its own events are in the table then). Oldest first, at most
+    /// `follow::PENDING_POSITIONS`.
+    pub pending: std::collections::VecDeque<(u64, Cursor)>,
 }
 
 /// What happened to a write on its way to Redis.
@@ -168,17 +169,40 @@ pub struct Tier {
     /// The store's [`AsyncStore::epoch`] the table was last cleared for (`follow.rs`): no
     /// fill while they differ.
     seen_epoch: AtomicU64,
-    /// Write requests being handled ([`Tier::writing`]): while one is, this host's own
-    /// events the follower reads may not be in the table yet.
-    writing: AtomicU64,
+    /// Write requests being handled ([`Tier::writing`]): until one is done, its own event
+    /// the follower reads may not be in the table yet.
+    in_flight: InFlight,
+}
+
+/// The write requests being handled, numbered in the order they started.
+#[derive(Default)]
+struct InFlight {
+    /// (the next number, the numbers of the requests not done yet).
+    state: Mutex<(u64, std::collections::BTreeSet<u64>)>,
+}
+
+impl InFlight {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, std::collections::BTreeSet<u64>)> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// (requests issued so far, the number of the oldest not done or, if none, the next):
+    /// every request numbered below the second is done.
+    fn marks(&self) -> (u64, u64) {
+        let s = self.lock();
+        (s.0, s.1.first().copied().unwrap_or(s.0))
+    }
 }
 
 /// A write request being handled (see [`Tier::writing`]); counted until dropped.
-pub struct Writing<'a>(&'a AtomicU64);
+pub struct Writing<'a> {
+    in_flight: &'a InFlight,
+    number: u64,
+}
 
 impl Drop for Writing<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.in_flight.lock().1.remove(&self.number);
     }
 }
 
@@ -233,18 +257,24 @@ impl Tier {
             fill_seconds: latency_buckets(),
             caught_up_ms: AtomicU64::new(0),
             seen_epoch: AtomicU64::new(0),
-            writing: AtomicU64::new(0),
+            in_flight: InFlight::default(),
         })
     }
 
-    /// Counts a write request from before it reaches Redis until the guard is dropped, after
+    /// Numbers a write request from before it reaches Redis until the guard is dropped, after
     /// its change of the table: the follower records no stream position past this host's own
-    /// events while one is counted, since the table may not reflect them yet (a successor
-    /// replays from the recorded position and would skip them).
+    /// events until every request that could have written them is done, since the table may
+    /// not reflect them before (a successor replays from the recorded position and would skip
+    /// them).
     pub fn writing(&self) -> Writing<'_> {
-        // SeqCst: before the request's Redis write; the follower loads it after its XRANGE.
-        self.writing.fetch_add(1, Ordering::SeqCst);
-        Writing(&self.writing)
+        let mut s = self.in_flight.lock();
+        let number = s.0;
+        s.0 += 1;
+        s.1.insert(number);
+        Writing {
+            in_flight: &self.in_flight,
+            number,
+        }
     }
 
     /// Starts the follower and the write queue's drainer, which change `table`.
