@@ -19,6 +19,10 @@
 //! - **Outage bound.** After `redis_stale_bound_ms` without a complete read, every followed
 //!   namespace is cleared locally (and again every as long while it lasts), so nothing
 //!   another host invalidated is served past that bound.
+//! - **Positions.** After each batch is applied, the position the table reflects (stream ID
+//!   and clock) is recorded in the segment's header page for a restarted daemon's replay
+//!   (`resume.rs`); never past an own event whose request may not have changed the table yet
+//!   (`note_position`).
 
 use super::breaker::State;
 use super::{bump, Follow, Tier};

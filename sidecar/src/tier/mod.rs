@@ -1,6 +1,7 @@
 //! The Redis tier, a component the daemon calls: a small tokio runtime, the store, the
 //! circuit breaker (`breaker.rs`), the queue of writes waiting for Redis (`queue.rs`), the
-//! streams this host follows (`follow.rs`), and the Redis side of fill leases (`lease.rs`).
+//! streams this host follows (`follow.rs`) and their replay after a warm restart
+//! (`resume.rs`), and the Redis side of fill leases (`lease.rs`).
 //!
 //! The daemon calls it in one direction: writes go out through [`Tier::write`], misses
 //! through [`Tier::read_through`]. What it puts in the table (fills, other hosts' events,
