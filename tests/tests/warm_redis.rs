@@ -2,9 +2,11 @@
 //! on one real redis-server. Host B is killed (kill -9), host A changes what B holds, B
 //! restarts warm (through its keeper): B must serve none of what A invalidated, deleted,
 //! overwrote or cleared while it was down, and must still serve from its own table (no Redis
-//! round trip: `get_local`) every entry nobody touched. Then the two cases where a namespace
-//! cannot be replayed: its stream was trimmed past B's position (that namespace is cleared,
-//! the others kept), and Redis is down when B restarts (nothing carried is served).
+//! round trip: `get_local`) every entry nobody touched. The same after a reboot through a
+//! snapshot. Then the cases where a namespace cannot be replayed: its stream was trimmed past
+//! B's position (that namespace is cleared, the others kept), Redis is down when B restarts
+//! (nothing carried is served), Redis lost its data while B was down (cleared). And B's own
+//! writes cut by the kill: whatever B's table serves afterwards is what Redis holds.
 //!
 //! Needs `cachekitd` built first: `cargo build -p cachekitd` (scripts/test does it).
 #![forbid(unsafe_code)]
@@ -359,4 +361,32 @@ fn own_writes_cut_by_the_kill_are_not_served_stale_after_the_replay() {
         "nothing kept: the restart was not warm; log:\n{}",
         b.log()
     );
+}
+
+/// Redis restarted empty while B was down (no persistence): what other hosts invalidated
+/// before it lost its data is unknown, so B clears the namespace rather than replay a
+/// history that is not the one it followed.
+#[test]
+fn redis_that_lost_its_data_while_b_was_down_clears_the_namespace() {
+    let mut redis = Redis::start();
+    let site_b = Site::new("wr-lost-b");
+    let mut b = host(&site_b, &redis);
+    let b1 = client(&b, "l1");
+    for i in 0..3 {
+        b1.set(format!("k{i}"), b"old", &tagged("x")).unwrap();
+    }
+    let_b_record();
+    b.kill_9();
+    redis.restart();
+    b.restart();
+    let b1 = client(&b, "l1");
+    for i in 0..3 {
+        assert_eq!(
+            local(&b1, &format!("k{i}")),
+            None,
+            "Redis lost its data: k{i} must be cleared"
+        );
+    }
+    assert_eq!(counter(&b1, "redis_resume_clears"), 1, "{}", b.log());
+    assert!(b.log().contains("below the recorded one"), "{}", b.log());
 }
