@@ -66,10 +66,10 @@ fn full(c: &Client, key: &str) -> Option<Vec<u8>> {
     c.get(key).unwrap().map(|v| v.bytes)
 }
 
-/// Gives B's follower time to read its own writes' events and record where it is (it reads
-/// on the doorbell at once, and polls every 100 ms).
+/// Gives B's follower time to read its own writes' events and record where it is: it reads
+/// on the doorbell at once and polls every 100 ms, so ten polls on a busy machine.
 fn let_b_record() {
-    std::thread::sleep(Duration::from_millis(500));
+    std::thread::sleep(Duration::from_millis(1000));
 }
 
 #[test]
