@@ -48,6 +48,9 @@ pub struct StreamPosition {
     pub id_ms: u64,
     /// The stream id's sequence part.
     pub id_seq: u64,
+    /// The namespace clock of that entry (0 with id `0-0`: the stream was empty, and then
+    /// the clock as it stood).
+    pub clock: u64,
 }
 
 impl StreamPosition {
@@ -57,10 +60,11 @@ impl StreamPosition {
     }
 
     fn check(&self) -> u64 {
-        let mut b = [0u8; 24];
+        let mut b = [0u8; 32];
         b[..8].copy_from_slice(&self.namespace_hash.to_le_bytes());
         b[8..16].copy_from_slice(&self.id_ms.to_le_bytes());
-        b[16..].copy_from_slice(&self.id_seq.to_le_bytes());
+        b[16..24].copy_from_slice(&self.id_seq.to_le_bytes());
+        b[24..].copy_from_slice(&self.clock.to_le_bytes());
         xxh3_64_with_seed(&b, TABLE_MAGIC)
     }
 }
@@ -78,8 +82,9 @@ fn read_positions(r: &Region) -> Vec<StreamPosition> {
                 namespace_hash: w(0),
                 id_ms: w(1),
                 id_seq: w(2),
+                clock: w(3),
             };
-            (p.namespace_hash != 0 && w(3) == p.check()).then_some(p)
+            (p.namespace_hash != 0 && w(4) == p.check()).then_some(p)
         })
         .collect()
 }
@@ -357,18 +362,38 @@ impl Writer {
         }
     }
 
-    /// Records `id` as the last invalidation-stream entry applied for `ns` (see
-    /// [`STREAM_POSITIONS_OFF`]). False when every record is taken by other namespaces: the
-    /// position of `ns` is then unknown to a successor, which treats it as a gap.
-    pub fn record_stream_position(&mut self, ns: &str, id_ms: u64, id_seq: u64) -> bool {
+    /// Records the stream entry `id_ms-id_seq`, of namespace clock `clock`, as the last
+    /// invalidation-stream entry applied for `ns` (see [`STREAM_POSITIONS_OFF`]). False when
+    /// every record is taken by other namespaces: the position of `ns` is then unknown to a
+    /// successor, which clears the namespace.
+    pub fn record_stream_position(
+        &mut self,
+        ns: &str,
+        id_ms: u64,
+        id_seq: u64,
+        clock: u64,
+    ) -> bool {
         self.restore_stream_position(StreamPosition {
             namespace_hash: StreamPosition::namespace_hash(ns),
             id_ms,
             id_seq,
+            clock,
         })
     }
 
-    fn restore_stream_position(&mut self, p: StreamPosition) -> bool {
+    /// Frees every stream-position record (a daemon that has replayed what its predecessor
+    /// recorded starts over with the namespaces it follows).
+    pub fn forget_stream_positions(&mut self) {
+        let r = self.r();
+        for i in 0..STREAM_POSITIONS {
+            for k in 0..STREAM_POSITION_WORDS {
+                r.store(position_word(i, k), 0, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Records `p` (a position read from a predecessor); false when every record is taken.
+    pub fn restore_stream_position(&mut self, p: StreamPosition) -> bool {
         let r = self.r();
         let slot = (0..STREAM_POSITIONS)
             .find(|i| r.load(position_word(*i, 0), Ordering::Relaxed) == Some(p.namespace_hash))
@@ -380,7 +405,7 @@ impl Writer {
             return false;
         };
         let check = p.check();
-        for (k, v) in [p.namespace_hash, p.id_ms, p.id_seq, check]
+        for (k, v) in [p.namespace_hash, p.id_ms, p.id_seq, p.clock, check]
             .into_iter()
             .enumerate()
         {

@@ -85,9 +85,11 @@ pub const STREAM_POSITIONS_OFF: u64 = 1024;
 /// Records of the stream-position area.
 pub const STREAM_POSITIONS: usize = 64;
 /// Words of one record: xxh3 of the namespace name (seed 0), the stream id's milliseconds and
-/// sequence, and a check word (xxh3 of the three, seeded with [`TABLE_MAGIC`]) so that garbage
-/// reads as "no position". A record with a namespace hash of 0 is free.
-pub const STREAM_POSITION_WORDS: usize = 4;
+/// sequence, the namespace clock of that entry (what the next entry's clock must follow), and
+/// a check word (xxh3 of the four, seeded with [`TABLE_MAGIC`]) so that garbage — or a record
+/// of the 4-word layout of earlier builds — reads as "no position". A record with a namespace
+/// hash of 0 is free.
+pub const STREAM_POSITION_WORDS: usize = 5;
 const _: () = assert!(size_of::<TableHeader>() as u64 <= STREAM_POSITIONS_OFF);
 const _: () = assert!(
     STREAM_POSITIONS_OFF + (STREAM_POSITIONS * STREAM_POSITION_WORDS * 8) as u64 <= HEADER_BYTES

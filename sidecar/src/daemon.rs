@@ -122,9 +122,12 @@ impl Daemon {
         })
     }
 
-    /// Starts the Redis tier's background tasks (no-op without Redis).
+    /// Brings a carried table up to date with the invalidation streams (or clears what it
+    /// cannot), then starts the Redis tier's background tasks (no-op without Redis). Before
+    /// the socket is bound: nothing carried is served before its namespace is replayed.
     pub fn start_redis(&self) {
         if let Some(t) = &self.tier {
+            t.resume(&self.table);
             t.start(self.table.clone());
         }
     }

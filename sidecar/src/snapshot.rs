@@ -1,7 +1,7 @@
 //! Snapshots for reboots: the live entries written to a file at a clean stop and every
 //! `snapshot_interval_ms`, loaded at start when no previous daemon's segment is found.
 //!
-//! # Format (version 1, little-endian)
+//! # Format (version 2, little-endian)
 //!
 //! ```text
 //! header, 64 bytes: magic "CKSNAP01" | u32 format version | u32 flags (1: clean stop) | u64 hash seed |
@@ -13,7 +13,14 @@
 //!         u16 key length | key | u8 reference count | per reference: u32 counter index,
 //!         u64 counter value | u32 value length | value (the stored envelope, opaque:
 //!         an encrypted value stays encrypted)
+//!      or u8 kind 2 (Redis stream position, before the entries; version 2 only):
+//!         u64 namespace hash | u64 stream id ms | u64 stream id seq | u64 namespace clock
 //! ```
+//!
+//! Version 2 added the stream positions (what the table reflected of each followed
+//! namespace's invalidation stream, `tier/resume.rs`), so a snapshot-loaded table is replayed
+//! like a carried one; a version-1 file (no positions) still loads, and with a Redis tier its
+//! namespaces are then cleared before serving.
 //!
 //! An entry carries the values of the tag counters it references, so a load needs nothing
 //! else to answer exactly as the table did (see `Writer::insert_carried`). Loading verifies
@@ -27,7 +34,7 @@
 
 use crate::table::Table;
 use anyhow::{Context, Result};
-use cachekit_shm::{CarriedEntry, CarriedRef, RefSpace, Writer};
+use cachekit_shm::{CarriedEntry, CarriedRef, RefSpace, StreamPosition, Writer};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -35,13 +42,18 @@ use std::time::{Duration, Instant};
 use xxhash_rust::xxh3::xxh3_64;
 
 const MAGIC: &[u8; 8] = b"CKSNAP01";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+/// The oldest version this build loads (it has no stream positions).
+const OLDEST_VERSION: u32 = 1;
 const HEADER: usize = 64;
 const ENTRY: u8 = 1;
+const POSITION: u8 = 2;
 
 /// What a snapshot's header says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
+    /// The format version it was written in.
+    pub version: u32,
     /// Written at a clean stop (the table was shut down first: no write was acknowledged
     /// after it). Only such a snapshot is loaded: one written while running misses the
     /// deletes and invalidations acknowledged after it.
@@ -54,7 +66,7 @@ pub struct Header {
 fn header_bytes(h: &Header) -> [u8; HEADER] {
     let mut b = [0u8; HEADER];
     b[..8].copy_from_slice(MAGIC);
-    b[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    b[8..12].copy_from_slice(&h.version.to_le_bytes());
     b[12..16].copy_from_slice(&u32::from(h.clean).to_le_bytes());
     b[16..24].copy_from_slice(&h.space.hash_seed.to_le_bytes());
     b[24..32].copy_from_slice(&h.space.tag_count.to_le_bytes());
@@ -74,9 +86,9 @@ fn parse_header(b: &[u8; HEADER]) -> Result<Header, String> {
         return Err("not a cachekit snapshot (bad magic)".into());
     }
     let version = u32::from_le_bytes(b[8..12].try_into().expect("4 bytes"));
-    if version != VERSION {
+    if !(OLDEST_VERSION..=VERSION).contains(&version) {
         return Err(format!(
-            "snapshot format {version}, this build reads {VERSION}"
+            "snapshot format {version}, this build reads {OLDEST_VERSION} to {VERSION}"
         ));
     }
     if xxh3_64(&b[..56]) != u64_at(b, 56) {
@@ -87,6 +99,7 @@ fn parse_header(b: &[u8; HEADER]) -> Result<Header, String> {
         return Err(format!("unknown snapshot flags {flags:#x}"));
     }
     Ok(Header {
+        version,
         clean: flags == 1,
         space: RefSpace {
             hash_seed: u64_at(b, 16),
@@ -123,6 +136,32 @@ pub fn encode_entry(e: &CarriedEntry, out: &mut Vec<u8>) {
     let sum = xxh3_64(&out[start + 12..]);
     out[start..start + 4].copy_from_slice(&(body_len as u32).to_le_bytes());
     out[start + 4..start + 12].copy_from_slice(&sum.to_le_bytes());
+}
+
+/// Appends the framed record of stream position `p` to `out`.
+fn encode_position(p: &StreamPosition, out: &mut Vec<u8>) {
+    let mut body = Vec::with_capacity(33);
+    body.push(POSITION);
+    for w in [p.namespace_hash, p.id_ms, p.id_seq, p.clock] {
+        body.extend_from_slice(&w.to_le_bytes());
+    }
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&xxh3_64(&body).to_le_bytes());
+    out.extend_from_slice(&body);
+}
+
+fn decode_position(body: &[u8]) -> Option<StreamPosition> {
+    if body.len() != 33 || body[0] != POSITION {
+        return None;
+    }
+    let w = |i: usize| u64_at(body, 1 + 8 * i);
+    Some(StreamPosition {
+        namespace_hash: w(0),
+        id_ms: w(1),
+        id_seq: w(2),
+        clock: w(3),
+    })
+    .filter(|p| p.namespace_hash != 0)
 }
 
 fn decode_entry(body: &[u8]) -> Option<CarriedEntry> {
@@ -189,6 +228,7 @@ pub fn dump(t: &Table, w: &mut impl Write, now: u64, clean: bool) -> std::io::Re
     let started = Instant::now();
     let src = t.as_source();
     let h = Header {
+        version: VERSION,
         clean,
         space: src.ref_space(),
         last_stamp: src.last_stamp(),
@@ -200,6 +240,12 @@ pub fn dump(t: &Table, w: &mut impl Write, now: u64, clean: bool) -> std::io::Re
         ..Written::default()
     };
     let mut out = Vec::with_capacity(64 << 10);
+    // The positions first: they say what the entries after them reflect.
+    for p in t.stream_positions() {
+        encode_position(&p, &mut out);
+    }
+    w.write_all(&out)?;
+    written.bytes += out.len() as u64;
     let mut err = None;
     src.entries(now, |e| {
         if err.is_some() {
@@ -283,7 +329,10 @@ pub fn retire(path: &Path) -> Result<()> {
 /// What loading a snapshot did.
 #[derive(Debug, Default, Clone)]
 pub struct Loaded {
+    /// Entry records read.
     pub records: u64,
+    /// Stream-position records restored.
+    pub positions: u64,
     pub loaded: u64,
     /// Entries `insert_carried` refused (expired, invalidated, failing checks), by reason.
     pub dropped: cachekit_shm::DropCounts,
@@ -395,6 +444,15 @@ pub fn load(path: &Path, writer: &mut Writer, now: u64, max_body: usize) -> Resu
         if xxh3_64(&body) != sum {
             out.stopped = Some("a record fails its checksum (damaged)".into());
             break;
+        }
+        if header.version >= 2 && body[0] == POSITION {
+            let Some(p) = decode_position(&body) else {
+                out.stopped = Some("a record does not parse (damaged)".into());
+                break;
+            };
+            writer.restore_stream_position(p);
+            out.positions += 1;
+            continue;
         }
         let Some(e) = decode_entry(&body) else {
             out.stopped = Some("a record does not parse (damaged)".into());

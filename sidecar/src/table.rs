@@ -278,6 +278,38 @@ impl Table {
         self.writer.stats()
     }
 
+    /// The Redis stream positions recorded in the table (see `tier/resume.rs`).
+    pub fn stream_positions(&self) -> Vec<cachekit_shm::StreamPosition> {
+        self.writer.stream_positions()
+    }
+
+    /// Replaces the recorded stream positions with `positions` (after a replay).
+    pub fn reset_stream_positions(&mut self, positions: &[cachekit_shm::StreamPosition]) {
+        self.writer.forget_stream_positions();
+        for p in positions {
+            self.writer.restore_stream_position(*p);
+        }
+    }
+
+    /// The namespaces with a live entry in the table, by a walk of every slot.
+    pub fn namespaces(&self) -> Vec<String> {
+        let mut seen = std::collections::HashSet::new();
+        let mut cursor = 0;
+        loop {
+            cursor = self.namespace_census(cursor, 1 << 16, |ns, _| {
+                if !seen.contains(ns) {
+                    seen.insert(ns.to_vec());
+                }
+            });
+            if cursor == 0 {
+                break;
+            }
+        }
+        seen.into_iter()
+            .map(|ns| String::from_utf8_lossy(&ns).into_owned())
+            .collect()
+    }
+
     /// The table as a source of carried entries (a snapshot walks it under the lock).
     pub fn as_source(&self) -> cachekit_shm::OldTable {
         cachekit_shm::OldTable::of_writer(&self.writer)
@@ -362,6 +394,15 @@ impl SharedTable {
 
     pub fn stats(&self) -> Vec<(&'static str, u64)> {
         self.lock().stats()
+    }
+
+    /// Records, for a successor (warm restart), that the table reflects every event of `ns`'s
+    /// stream up to entry `id_ms-id_seq` (namespace clock `clock`). Changes nothing a read
+    /// sees, so nothing is published.
+    pub fn record_stream_position(&self, ns: &str, id_ms: u64, id_seq: u64, clock: u64) -> bool {
+        self.lock()
+            .writer
+            .record_stream_position(ns, id_ms, id_seq, clock)
     }
 }
 

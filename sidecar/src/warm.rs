@@ -5,6 +5,10 @@
 //! (`fdstore.rs`), else the instance's keeper process (`keeper.rs`). Runs after the instance
 //! lock is taken (so the old daemon is gone: its writable mapping died with it, nothing changes
 //! the old segment while it is read) and before the socket is bound.
+//!
+//! With a Redis tier, the carried (or snapshot-loaded) table also carries the stream positions
+//! its daemon recorded; the tier replays each namespace's invalidation stream from there (or clears the
+//! namespace) before the socket is bound (`tier/resume.rs`).
 
 use crate::config::Config;
 use crate::fdstore;
@@ -94,17 +98,10 @@ fn build(cfg: &Config, table_cfg: &TableConfig, old: Option<OwnedFd>) -> Result<
     }
     let Some(fd) = old else {
         return match &cfg.snapshot {
-            Some(path) if path.exists() => from_snapshot(cfg, table_cfg, path),
+            Some(path) if path.exists() => from_snapshot(table_cfg, path),
             _ => create(table_cfg),
         };
     };
-    if cfg.redis.is_some() {
-        // Entries other hosts invalidated while this host was down must not come back: that
-        // needs the invalidation streams replayed from the positions the old segment holds
-        // (see StreamPosition), which the Redis tier does not do yet.
-        info!("a Redis tier is configured and replaying its invalidation streams after a restart is not implemented: the previous daemon's segment is dropped; starting empty");
-        return create(table_cfg);
-    }
     let old = match OldTable::open(fd.as_fd()) {
         Ok(t) => t,
         Err(AttachError::UnsupportedVersion { found, expected }) => {
@@ -152,13 +149,9 @@ fn build(cfg: &Config, table_cfg: &TableConfig, old: Option<OwnedFd>) -> Result<
 }
 
 /// A new table with the entries of the snapshot at `path` (no previous segment: a reboot).
-fn from_snapshot(cfg: &Config, table_cfg: &TableConfig, path: &Path) -> Result<Writer> {
+fn from_snapshot(table_cfg: &TableConfig, path: &Path) -> Result<Writer> {
     let create =
         |c: &TableConfig| Writer::create(c, Backing::Memfd).context("creating the shared table");
-    if cfg.redis.is_some() {
-        info!(snapshot = %path.display(), "a Redis tier is configured and replaying its invalidation streams after a restart is not implemented: the snapshot is not loaded; starting empty");
-        return create(table_cfg);
-    }
     let header = match crate::snapshot::read_header(path) {
         Ok(h) => h,
         Err(e) => {
@@ -179,6 +172,7 @@ fn from_snapshot(cfg: &Config, table_cfg: &TableConfig, path: &Path) -> Result<W
                 snapshot = %path.display(),
                 loaded = l.loaded,
                 records = l.records,
+                stream_positions = l.positions,
                 dropped = l.dropped.total(),
                 elapsed_ms = l.elapsed.as_millis() as u64,
                 "loaded {} of {} snapshot entries ({:.0} entries/s, {:.1} MB/s){}",

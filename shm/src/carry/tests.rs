@@ -158,19 +158,26 @@ fn fewer_tag_counters_mask_and_more_start_empty() {
 #[test]
 fn stream_positions_are_carried_and_garbage_is_no_position() {
     let mut old = filled(14);
-    assert!(old.record_stream_position("app", 1700, 3));
-    assert!(old.record_stream_position("other", 1800, 0));
-    assert!(old.record_stream_position("app", 1900, 1));
+    assert!(old.record_stream_position("app", 1700, 3, 40));
+    assert!(old.record_stream_position("other", 1800, 0, 7));
+    assert!(old.record_stream_position("app", 1900, 1, 41));
     let (new, _) = carried(&old, 256, T0 + 100);
     let mut got = new.stream_positions();
     got.sort_by_key(|p| p.id_ms);
     assert_eq!(
-        got.iter().map(|p| (p.id_ms, p.id_seq)).collect::<Vec<_>>(),
-        [(1800, 0), (1900, 1)]
+        got.iter()
+            .map(|p| (p.id_ms, p.id_seq, p.clock))
+            .collect::<Vec<_>>(),
+        [(1800, 0, 7), (1900, 1, 41)]
     );
     assert_eq!(got[1].namespace_hash, StreamPosition::namespace_hash("app"));
     // A damaged record reads as no record.
     old.raw_write(STREAM_POSITIONS_OFF as usize + 8, &[0xFF]);
+    assert_eq!(old.stream_positions().len(), 1);
+    // Forgotten: none left, and the records are free again.
+    old.forget_stream_positions();
+    assert!(old.stream_positions().is_empty());
+    assert!(old.record_stream_position("third", 2000, 0, 1));
     assert_eq!(old.stream_positions().len(), 1);
 }
 

@@ -42,6 +42,14 @@ pub fn handle(d: &Daemon, peer: &Peer, req: Request) -> Reply {
             ),
         );
     }
+    // Numbered until the table has the write (the follower's stream positions, `tier/`).
+    // LEASE and LEASE_RELEASE append no event, and a LEASE may wait long.
+    let writes_events =
+        req.is_write() && !matches!(req, Request::Lease(_) | Request::LeaseRelease { .. });
+    let _writing = match &d.tier {
+        Some(t) if writes_events => Some(t.writing()),
+        _ => None,
+    };
     let reply = match req {
         Request::Hello(_) => Reply::error(
             ErrorCode::UnexpectedMessage,

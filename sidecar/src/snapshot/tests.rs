@@ -103,6 +103,48 @@ fn a_clean_snapshot_loads_exactly_the_live_entries() {
 }
 
 #[test]
+fn stream_positions_are_written_and_loaded_and_version_1_still_loads() {
+    let (t, _) = source(6);
+    t.record_stream_position("app", 1700, 2, 41);
+    t.record_stream_position("other", 1800, 0, 7);
+    let mut bytes = Vec::new();
+    t.read(|t| dump(t, &mut bytes, now_ms(), true)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("snap");
+    std::fs::write(&path, &bytes).unwrap();
+    let seed = read_header(&path).unwrap().space.hash_seed;
+    let mut w = Writer::create(&config(Some(seed)), Backing::Heap).unwrap();
+    let r = load(&path, &mut w, now_ms(), 1 << 20).unwrap();
+    assert_eq!(r.positions, 2);
+    let mut got = w.stream_positions();
+    got.sort_by_key(|p| p.id_ms);
+    let app = cachekit_shm::StreamPosition::namespace_hash("app");
+    assert_eq!(
+        got.iter()
+            .map(|p| (p.namespace_hash == app, p.id_ms, p.id_seq, p.clock))
+            .collect::<Vec<_>>(),
+        [(true, 1700, 2, 41), (false, 1800, 0, 7)]
+    );
+    assert_eq!(live_of(&SharedTable::new(w)), live_of(&t));
+    // The same file as version 1 wrote it (no position records): still loaded, no positions.
+    let (t1, _) = source(6);
+    let mut v1 = Vec::new();
+    t1.read(|t| dump(t, &mut v1, now_ms(), true)).unwrap();
+    let mut h: [u8; HEADER] = v1[..HEADER].try_into().unwrap();
+    h[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let sum = xxh3_64(&h[..56]);
+    h[56..64].copy_from_slice(&sum.to_le_bytes());
+    v1[..HEADER].copy_from_slice(&h);
+    let (r, live) = load_bytes(&v1);
+    let r = r.unwrap();
+    assert_eq!((r.positions, r.stopped.is_none()), (0, true), "{r:?}");
+    assert_eq!(live, live_of(&t1));
+    // A version-1 file cannot hold a position record: one there is damage.
+    let (r, _) = load_bytes(&[&v1[..], &bytes[HEADER..HEADER + 45]].concat());
+    assert!(r.unwrap().stopped.is_some());
+}
+
+#[test]
 fn a_snapshot_written_while_running_is_not_loaded() {
     let (t, _) = source(3);
     let mut bytes = Vec::new();

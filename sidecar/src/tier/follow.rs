@@ -19,9 +19,13 @@
 //! - **Outage bound.** After `redis_stale_bound_ms` without a complete read, every followed
 //!   namespace is cleared locally (and again every as long while it lasts), so nothing
 //!   another host invalidated is served past that bound.
+//! - **Positions.** After each batch is applied, the position the table reflects (stream ID
+//!   and clock) is recorded in the segment's header page for a restarted daemon's replay
+//!   (`resume.rs`); never past an own event whose request may not have changed the table yet
+//!   (`note_position`).
 
 use super::breaker::State;
-use super::{bump, Tier};
+use super::{bump, Follow, Tier};
 use crate::table::SharedTable;
 use cachekit_redis::WriteOp;
 use cachekit_redis::{Continuity, Cursor, EventKind};
@@ -31,10 +35,10 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// Events read per XRANGE.
-const BATCH: usize = 1000;
+pub(super) const BATCH: usize = 1000;
 
 type Bell = Pin<Box<dyn Stream<Item = String> + Send>>;
 
@@ -206,6 +210,9 @@ async fn after_failover(d: &SharedTable, t: &Tier) -> Result<(), ()> {
             .get_mut(ns)
         {
             f.cursor = Some(c);
+            // Positions in the old primary's stream mean nothing on this one.
+            f.pending.clear();
+            f.recorded = None;
         }
     }
     t.seen_epoch.store(epoch, Ordering::SeqCst);
@@ -249,7 +256,10 @@ async fn poll_ns(d: &SharedTable, t: &Tier, ns: &str, replay: bool) -> Result<()
         }
         let n = events.len();
         let mut cur = cursor.clone();
+        // Whether the batch holds an event of this host's (see `note_position`).
+        let mut own = false;
         for e in events {
+            own |= e.origin == t.origin;
             match cur.continuity(e.seq) {
                 Continuity::Gap => {
                     warn!(
@@ -276,18 +286,96 @@ async fn poll_ns(d: &SharedTable, t: &Tier, ns: &str, replay: bool) -> Result<()
             };
         }
         if n > 0 {
-            advance(t, ns, Some(&cursor), cur);
+            advance(t, ns, Some(&cursor), cur.clone());
             // Wakes holders waiting for another host's fill (`lease.rs`).
             t.events_applied();
         }
+        note_position(d, t, ns, cur, own);
         if n < BATCH {
             return Ok(());
         }
     }
 }
 
+/// Positions a namespace keeps waiting for write requests (`Follow::pending`); when full, the
+/// newest replaces the last (the recorded position then lags, which is safe).
+const PENDING_POSITIONS: usize = 64;
+
+/// Records in the table how far it reflects the stream of `ns`, for a successor's replay
+/// (`resume.rs`); called after the events read up to `reached` were applied. Never ahead of
+/// the table: this host's own events are skipped here because their request applies them, so
+/// a position past one of them (`own`: read in this batch) is recorded only once every write
+/// request issued before it was read is done. One small store per batch read.
+fn note_position(d: &SharedTable, t: &Tier, ns: &str, reached: Cursor, own: bool) {
+    // After the read: a request whose event it returned was numbered before Redis ran it.
+    let (issued, oldest) = t.in_flight.marks();
+    let pos = {
+        let mut follows = t.follows.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(f) = follows.get_mut(ns) else {
+            return;
+        };
+        match recordable(f, reached, own, issued, oldest) {
+            Some(p) => p,
+            None => return,
+        }
+    };
+    let Some((id_ms, id_seq)) = stream_id(&pos.id) else {
+        return;
+    };
+    if d.record_stream_position(ns, id_ms, id_seq, pos.seq) {
+        if let Some(f) = t
+            .follows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(ns)
+        {
+            f.recorded = Some(pos);
+        }
+    } else {
+        debug!(
+            namespace = ns,
+            "no free stream-position record (64 namespaces have one): a warm restart clears this namespace"
+        );
+    }
+}
+
+/// The position `note_position` may record now, if any (and newer than the one recorded):
+/// `reached` was read after `issued` write requests had been numbered, and every request
+/// numbered below `oldest` is done.
+fn recordable(
+    f: &mut Follow,
+    reached: Cursor,
+    own: bool,
+    issued: u64,
+    oldest: u64,
+) -> Option<Cursor> {
+    let mut pos = None;
+    let full = f.pending.len() >= PENDING_POSITIONS;
+    match (own, f.pending.back_mut()) {
+        (false, None) => pos = Some(reached),
+        // No new own event: the last waiting position moves on, waiting for no more.
+        (false, Some(last)) => last.1 = reached,
+        (true, Some(last)) if full => {
+            // Full: the newest takes the last one's place (later, and waiting for as many
+            // requests or more), so no own event is ever left uncovered.
+            *last = (issued, reached);
+        }
+        (true, _) => f.pending.push_back((issued, reached)),
+    }
+    while f.pending.front().is_some_and(|(i, _)| *i <= oldest) {
+        pos = f.pending.pop_front().map(|(_, c)| c);
+    }
+    pos.filter(|p| f.recorded.as_ref() != Some(p))
+}
+
+/// The two numbers of a stream entry ID `ms-seq`.
+pub(super) fn stream_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
 /// Applies another host's event (namespace clock `clock`) to the table.
-fn apply_event(table: &SharedTable, ns: &str, kind: &EventKind, clock: u64) {
+pub(super) fn apply_event(table: &SharedTable, ns: &str, kind: &EventKind, clock: u64) {
     table.change(|t| match kind {
         EventKind::Key(k) => t.key_event(ns, k, clock),
         EventKind::Tags { tags, exact } => t.tags_event(ns, tags, *exact, clock),
@@ -296,6 +384,57 @@ fn apply_event(table: &SharedTable, ns: &str, kind: &EventKind, clock: u64) {
 }
 
 /// Clears `ns` on this host only (a gap in its stream, or Redis unreadable too long).
-fn flush_local(table: &SharedTable, ns: &str) {
+pub(super) fn flush_local(table: &SharedTable, ns: &str) {
     table.change(|t| t.clear(ns, None));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seq: u64) -> Cursor {
+        Cursor {
+            id: format!("{seq}-0"),
+            seq,
+        }
+    }
+
+    #[test]
+    fn a_position_past_own_events_waits_for_the_requests_issued_before_its_read() {
+        let mut f = Follow::default();
+        // Other hosts' events only, nothing in flight: recorded at once.
+        assert_eq!(recordable(&mut f, at(3), false, 0, 0), Some(at(3)));
+        f.recorded = Some(at(3));
+        // An own event read after requests 0..5 were numbered, request 4 not done.
+        assert_eq!(recordable(&mut f, at(5), true, 5, 4), None);
+        // More events of other hosts: still waiting (the own event is before them).
+        assert_eq!(recordable(&mut f, at(7), false, 6, 4), None);
+        // Request 4 done, a new one (6) started since: 5 and 7 are both covered.
+        assert_eq!(recordable(&mut f, at(7), false, 7, 6), Some(at(7)));
+        assert!(f.pending.is_empty());
+        f.recorded = Some(at(7));
+        // Nothing new: nothing to record again.
+        assert_eq!(recordable(&mut f, at(7), false, 7, 7), None);
+    }
+
+    #[test]
+    fn when_full_the_newest_waits_in_the_last_place() {
+        let mut f = Follow::default();
+        for i in 0..PENDING_POSITIONS as u64 + 10 {
+            assert_eq!(recordable(&mut f, at(10 + i), true, 100 + i, 0), None);
+        }
+        assert_eq!(f.pending.len(), PENDING_POSITIONS);
+        let last = PENDING_POSITIONS as u64 + 9;
+        assert_eq!(f.pending.back(), Some(&(100 + last, at(10 + last))));
+        // Everything before the last waiting number done: all but the last recordable.
+        let before_last = f.pending[PENDING_POSITIONS - 2].clone();
+        assert_eq!(
+            recordable(&mut f, at(10 + last), false, 200, 100 + last - 1),
+            Some(before_last.1)
+        );
+        assert_eq!(
+            recordable(&mut f, at(10 + last), false, 200, 200),
+            Some(at(10 + last))
+        );
+    }
 }

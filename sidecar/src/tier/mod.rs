@@ -1,6 +1,7 @@
 //! The Redis tier, a component the daemon calls: a small tokio runtime, the store, the
 //! circuit breaker (`breaker.rs`), the queue of writes waiting for Redis (`queue.rs`), the
-//! streams this host follows (`follow.rs`), and the Redis side of fill leases (`lease.rs`).
+//! streams this host follows (`follow.rs`) and their replay after a warm restart
+//! (`resume.rs`), and the Redis side of fill leases (`lease.rs`).
 //!
 //! The daemon calls it in one direction: writes go out through [`Tier::write`], misses
 //! through [`Tier::read_through`]. What it puts in the table (fills, other hosts' events,
@@ -16,6 +17,7 @@ mod breaker;
 mod follow;
 mod lease;
 mod queue;
+mod resume;
 mod sweep;
 
 use crate::config::{RedisConfig, WriteMode};
@@ -90,6 +92,11 @@ pub struct TierCounters {
     pub swept_records: AtomicU64,
     /// Valid records the sweep restamped (so the floor can pass their old stamp).
     pub restamped_records: AtomicU64,
+    /// Warm restart (`resume.rs`): carried namespaces replayed and kept, namespaces cleared
+    /// instead, and events applied by the replay.
+    pub resumed_namespaces: AtomicU64,
+    pub resume_clears: AtomicU64,
+    pub resume_events: AtomicU64,
     /// Counter keys (`p:`, `x:`) at or below the floor the sweep deleted.
     pub swept_counters: AtomicU64,
     /// Fill leases taken in Redis (`LEASE_GLOBAL`).
@@ -107,7 +114,7 @@ pub fn bump(c: &AtomicU64) {
 }
 
 /// Where this host stands in one namespace's stream.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Follow {
     /// `None`: the namespace was first used while Redis was unreachable, so where to start
     /// is unknown; the follower clears the namespace locally when it finds out.
@@ -115,6 +122,13 @@ pub struct Follow {
     /// The highest namespace clock this host's own writes got back (the follower may not
     /// have read them yet): with the cursor, where a leased fill's check starts.
     pub written: u64,
+    /// The position last recorded in the table for a successor (`follow.rs`).
+    pub recorded: Option<Cursor>,
+    /// Positions reached past this host's own events, each with the number of write requests
+    /// issued when it was read ([`InFlight`]): recordable once every request issued before it
+    /// is done (its own events are in the table then). Oldest first, at most
+    /// `follow::PENDING_POSITIONS`.
+    pub pending: std::collections::VecDeque<(u64, Cursor)>,
 }
 
 /// What happened to a write on its way to Redis.
@@ -156,6 +170,41 @@ pub struct Tier {
     /// The store's [`AsyncStore::epoch`] the table was last cleared for (`follow.rs`): no
     /// fill while they differ.
     seen_epoch: AtomicU64,
+    /// Write requests being handled ([`Tier::writing`]): until one is done, its own event
+    /// the follower reads may not be in the table yet.
+    in_flight: InFlight,
+}
+
+/// The write requests being handled, numbered in the order they started.
+#[derive(Default)]
+struct InFlight {
+    /// (the next number, the numbers of the requests not done yet).
+    state: Mutex<(u64, std::collections::BTreeSet<u64>)>,
+}
+
+impl InFlight {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, std::collections::BTreeSet<u64>)> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// (requests issued so far, the number of the oldest not done or, if none, the next):
+    /// every request numbered below the second is done.
+    fn marks(&self) -> (u64, u64) {
+        let s = self.lock();
+        (s.0, s.1.first().copied().unwrap_or(s.0))
+    }
+}
+
+/// A write request being handled (see [`Tier::writing`]); counted until dropped.
+pub struct Writing<'a> {
+    in_flight: &'a InFlight,
+    number: u64,
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.in_flight.lock().1.remove(&self.number);
+    }
 }
 
 /// Buckets of the latency histograms, in seconds: 50 µs doubling to about 0.8 s (a
@@ -209,7 +258,24 @@ impl Tier {
             fill_seconds: latency_buckets(),
             caught_up_ms: AtomicU64::new(0),
             seen_epoch: AtomicU64::new(0),
+            in_flight: InFlight::default(),
         })
+    }
+
+    /// Numbers a write request from before it reaches Redis until the guard is dropped, after
+    /// its change of the table: the follower records no stream position past this host's own
+    /// events until every request that could have written them is done, since the table may
+    /// not reflect them before (a successor replays from the recorded position and would skip
+    /// them).
+    pub fn writing(&self) -> Writing<'_> {
+        let mut s = self.in_flight.lock();
+        let number = s.0;
+        s.0 += 1;
+        s.1.insert(number);
+        Writing {
+            in_flight: &self.in_flight,
+            number,
+        }
     }
 
     /// Starts the follower and the write queue's drainer, which change `table`.
@@ -307,7 +373,13 @@ impl Tier {
         let mut follows = self.follows();
         match follows.get_mut(ns) {
             None => {
-                follows.insert(ns.to_owned(), Follow { cursor, written: 0 });
+                follows.insert(
+                    ns.to_owned(),
+                    Follow {
+                        cursor,
+                        ..Follow::default()
+                    },
+                );
             }
             // Two threads raced to register: keep the earlier starting point, so the events
             // either of them needs are read (reading some twice is harmless). An entry
@@ -539,6 +611,9 @@ impl Tier {
                 "redis_doorbell_reconnects".into(),
                 l(&c.doorbell_reconnects),
             ),
+            ("redis_resumed_namespaces".into(), l(&c.resumed_namespaces)),
+            ("redis_resume_clears".into(), l(&c.resume_clears)),
+            ("redis_resume_events".into(), l(&c.resume_events)),
             ("redis_sweep_steps".into(), l(&c.sweep_steps)),
             ("redis_sweep_passes".into(), l(&c.sweep_passes)),
             ("redis_swept_records".into(), l(&c.swept_records)),

@@ -1,0 +1,392 @@
+//! Warm restart with a Redis tier: two hosts (two daemons with their own runtime directories)
+//! on one real redis-server. Host B is killed (kill -9), host A changes what B holds, B
+//! restarts warm (through its keeper): B must serve none of what A invalidated, deleted,
+//! overwrote or cleared while it was down, and must still serve from its own table (no Redis
+//! round trip: `get_local`) every entry nobody touched. The same after a reboot through a
+//! snapshot. Then the cases where a namespace cannot be replayed: its stream was trimmed past
+//! B's position (that namespace is cleared, the others kept), Redis is down when B restarts
+//! (nothing carried is served), Redis lost its data while B was down (cleared). And B's own
+//! writes cut by the kill: whatever B's table serves afterwards is what Redis holds.
+//!
+//! Needs `cachekitd` built first: `cargo build -p cachekitd` (scripts/test does it).
+#![forbid(unsafe_code)]
+
+use std::time::{Duration, Instant};
+
+use cachekit_client::{Client, ClientOptions, SetOptions};
+use cachekit_testkit::{Daemon, Redis, Site};
+
+/// Short heartbeats (a restart after kill -9 waits out the dead daemon's heartbeat timeout)
+/// and a short poll (B's follower records its stream positions within it).
+const FLAGS: &[&str] = &[
+    "--memory",
+    "64MiB",
+    "--heartbeat-ms",
+    "50",
+    "--heartbeat-timeout-ms",
+    "300",
+    "--redis-poll-ms",
+    "100",
+    "--log",
+    "info",
+];
+
+fn host(site: &Site, redis: &Redis) -> Daemon {
+    let url = redis.url();
+    site.start(&[FLAGS, &["--redis-url", url.as_str()]].concat())
+}
+
+fn client(d: &Daemon, ns: &str) -> Client {
+    Client::connect(
+        ClientOptions::new()
+            .socket(d.socket().to_path_buf())
+            .namespace(ns)
+            .request_timeout(Duration::from_secs(5)),
+    )
+    .unwrap_or_else(|e| panic!("connecting to {}: {e}", d.socket().display()))
+}
+
+fn counter(c: &Client, name: &str) -> u64 {
+    let s = c.stats().unwrap();
+    s.daemon_counter(name)
+        .unwrap_or_else(|| panic!("no daemon counter {name} in {:?}", s.daemon))
+}
+
+fn tagged(tag: &str) -> SetOptions {
+    SetOptions::new().tag(tag)
+}
+
+/// What B's table serves for `key` of `c`'s namespace, reading the segment only.
+fn local(c: &Client, key: &str) -> Option<Vec<u8>> {
+    c.get_local(key).unwrap().map(|v| v.bytes)
+}
+
+/// What B answers for `key` (the table, else Redis).
+fn full(c: &Client, key: &str) -> Option<Vec<u8>> {
+    c.get(key).unwrap().map(|v| v.bytes)
+}
+
+/// Gives B's follower time to read its own writes' events and record where it is: it reads
+/// on the doorbell at once and polls every 100 ms, so ten polls on a busy machine.
+fn let_b_record() {
+    std::thread::sleep(Duration::from_millis(1000));
+}
+
+#[test]
+fn a_warm_restart_replays_what_other_hosts_did_and_keeps_the_rest() {
+    let redis = Redis::start();
+    let (site_a, site_b) = (Site::new("wr-replay-a"), Site::new("wr-replay-b"));
+    let a = host(&site_a, &redis);
+    let mut b = host(&site_b, &redis);
+    let (b1, b2, b3) = (client(&b, "n1"), client(&b, "n2"), client(&b, "n3"));
+    for i in 0..20 {
+        b1.set(format!("keep{i}"), b"old", &tagged(&format!("keep/{i}")))
+            .unwrap();
+    }
+    b1.set("inv", b"old", &tagged("grp/x")).unwrap();
+    b1.set("inv2", b"old", &tagged("grp/y")).unwrap();
+    b1.set("del", b"old", &tagged("d")).unwrap();
+    b1.set("over", b"old", &tagged("o")).unwrap();
+    b2.set("keep", b"old", &tagged("a")).unwrap();
+    b2.set("inv", b"old", &tagged("b")).unwrap();
+    b3.set("k", b"old", &tagged("c")).unwrap();
+    for (c, key) in [(&b1, "keep0"), (&b1, "inv"), (&b2, "inv"), (&b3, "k")] {
+        assert_eq!(local(c, key).as_deref(), Some(&b"old"[..]), "B holds {key}");
+    }
+    let_b_record();
+    b.kill_9();
+
+    // While B is down, A changes what B holds.
+    let (a1, a2, a3) = (client(&a, "n1"), client(&a, "n2"), client(&a, "n3"));
+    a1.invalidate(&["grp"]).unwrap();
+    assert!(a1.delete("del").unwrap(), "A deletes a key Redis has");
+    a1.set("over", b"new", &tagged("o")).unwrap();
+    a2.invalidate(&["b"]).unwrap();
+    a3.clear().unwrap();
+
+    let started = Instant::now();
+    b.restart();
+    let restart = started.elapsed();
+    assert!(
+        b.log().contains("warm restart: carried"),
+        "B did not carry its segment: {}",
+        b.log()
+    );
+    let (b1, b2, b3) = (client(&b, "n1"), client(&b, "n2"), client(&b, "n3"));
+    // None of A's changes is undone on B, in its table or through it.
+    for (c, key) in [
+        (&b1, "inv"),
+        (&b1, "inv2"),
+        (&b1, "del"),
+        (&b2, "inv"),
+        (&b3, "k"),
+    ] {
+        assert_eq!(
+            local(c, key),
+            None,
+            "B's table serves {key}, changed by A while B was down"
+        );
+        assert_eq!(
+            full(c, key),
+            None,
+            "B serves {key}, changed by A while B was down"
+        );
+    }
+    assert_ne!(
+        local(&b1, "over").as_deref(),
+        Some(&b"old"[..]),
+        "B's table serves the value A overwrote"
+    );
+    assert_eq!(full(&b1, "over").as_deref(), Some(&b"new"[..]));
+    // Warm: what nobody touched is still in B's table.
+    for i in 0..20 {
+        assert_eq!(
+            local(&b1, &format!("keep{i}")).as_deref(),
+            Some(&b"old"[..]),
+            "keep{i}, untouched, is gone from B's table: the restart was not warm; log:\n{}",
+            b.log()
+        );
+    }
+    assert_eq!(local(&b2, "keep").as_deref(), Some(&b"old"[..]));
+    // 5 events of A (invalidate, delete, set, invalidate, clear) replayed; the three
+    // namespaces followed again, none cleared for want of a position.
+    assert_eq!(counter(&b1, "redis_resume_events"), 5, "{}", b.log());
+    assert_eq!(counter(&b1, "redis_resumed_namespaces"), 3, "{}", b.log());
+    assert_eq!(counter(&b1, "redis_resume_clears"), 0, "{}", b.log());
+    eprintln!("B's warm restart (replay included, after the dead daemon's heartbeat timeout): {restart:?}");
+
+    // B follows from where its replay ended: A's next invalidation reaches B's table.
+    a1.invalidate(&["keep/3"]).unwrap();
+    let gone =
+        cachekit_testkit::eventually(Duration::from_secs(5), || local(&b1, "keep3").is_none());
+    assert!(gone, "B did not follow n1 after its replay");
+    // And a second warm restart (no change while down) keeps what it kept.
+    let_b_record();
+    b.kill_9();
+    b.restart();
+    let b1 = client(&b, "n1");
+    assert_eq!(
+        local(&b1, "keep4").as_deref(),
+        Some(&b"old"[..]),
+        "{}",
+        b.log()
+    );
+    assert_eq!(local(&b1, "keep3"), None);
+    assert_eq!(counter(&b1, "redis_resume_clears"), 0, "{}", b.log());
+}
+
+#[test]
+fn a_stream_trimmed_past_the_position_clears_that_namespace_only() {
+    let redis = Redis::start();
+    let (site_a, site_b) = (Site::new("wr-trim-a"), Site::new("wr-trim-b"));
+    let a = host(&site_a, &redis);
+    let mut b = host(&site_b, &redis);
+    let (b1, b2) = (client(&b, "t1"), client(&b, "t2"));
+    for i in 0..5 {
+        b1.set(format!("k{i}"), b"old", &tagged(&format!("k/{i}")))
+            .unwrap();
+        b2.set(format!("k{i}"), b"old", &tagged(&format!("k/{i}")))
+            .unwrap();
+    }
+    let_b_record();
+    b.kill_9();
+    let (a1, a2) = (client(&a, "t1"), client(&a, "t2"));
+    // Three events of t1, of which only the last stays in the stream: B cannot know what
+    // the two before it did.
+    a1.invalidate(&["k/0"]).unwrap();
+    a1.invalidate(&["k/1"]).unwrap();
+    a1.invalidate(&["other"]).unwrap();
+    let _: u64 = redis::cmd("XTRIM")
+        .arg("ck:{t1}:inv")
+        .arg("MAXLEN")
+        .arg(1)
+        .query(&mut redis.conn())
+        .unwrap();
+    a2.invalidate(&["k/0"]).unwrap();
+    b.restart();
+    let (b1, b2) = (client(&b, "t1"), client(&b, "t2"));
+    for i in 0..5 {
+        assert_eq!(
+            local(&b1, &format!("k{i}")),
+            None,
+            "t1 was trimmed past B's position: it must be cleared"
+        );
+    }
+    assert_eq!(full(&b1, "k0"), None, "invalidated by A");
+    assert_eq!(local(&b2, "k0"), None, "invalidated by A");
+    for i in 1..5 {
+        assert_eq!(
+            local(&b2, &format!("k{i}")).as_deref(),
+            Some(&b"old"[..]),
+            "t2 was replayable: k{i} must be kept; log:\n{}",
+            b.log()
+        );
+    }
+    assert_eq!(counter(&b1, "redis_resume_clears"), 1, "{}", b.log());
+    assert_eq!(counter(&b1, "redis_resumed_namespaces"), 1, "{}", b.log());
+    assert!(b.log().contains("gone from the stream"), "{}", b.log());
+}
+
+#[test]
+fn redis_down_at_a_warm_restart_serves_nothing_carried() {
+    let mut redis = Redis::start();
+    let (site_a, site_b) = (Site::new("wr-down-a"), Site::new("wr-down-b"));
+    let a = host(&site_a, &redis);
+    let mut b = host(&site_b, &redis);
+    let b1 = client(&b, "d1");
+    b1.set("keep", b"old", &tagged("x")).unwrap();
+    b1.set("inv", b"old", &tagged("y")).unwrap();
+    let_b_record();
+    b.kill_9();
+    client(&a, "d1").invalidate(&["y"]).unwrap();
+    redis.kill();
+    b.restart();
+    let b1 = client(&b, "d1");
+    assert_eq!(local(&b1, "inv"), None, "invalidated by A while B was down");
+    assert_eq!(full(&b1, "inv"), None, "invalidated by A while B was down");
+    // The rule: a namespace that cannot be replayed is cleared, so nothing carried is served
+    // without having been checked against its stream.
+    assert_eq!(local(&b1, "keep"), None);
+    assert_eq!(counter(&b1, "redis_resume_clears"), 1, "{}", b.log());
+    assert!(b.log().contains("Redis is unreachable"), "{}", b.log());
+}
+
+#[test]
+fn a_snapshot_loaded_after_a_reboot_is_replayed_too() {
+    let redis = Redis::start();
+    let (site_a, site_b) = (Site::new("wr-snap-a"), Site::new("wr-snap-b"));
+    let snap = site_b.path("cache.snap");
+    let url = redis.url();
+    let flags = [
+        FLAGS,
+        &[
+            "--redis-url",
+            url.as_str(),
+            "--snapshot",
+            snap.to_str().unwrap(),
+        ],
+    ]
+    .concat();
+    let a = host(&site_a, &redis);
+    let mut b = site_b.start(&flags);
+    let b1 = client(&b, "s1");
+    b1.set("keep", b"old", &tagged("x")).unwrap();
+    b1.set("inv", b"old", &tagged("y")).unwrap();
+    let_b_record();
+    assert!(b.stop().success(), "{}", b.log());
+    assert!(snap.exists(), "no snapshot; log:\n{}", b.log());
+    client(&a, "s1").invalidate(&["y"]).unwrap();
+    // A reboot: another runtime directory, so no keeper holds B's segment.
+    let site_b2 = Site::new("wr-snap-b2");
+    let b2 = site_b2.start(&flags);
+    assert!(
+        b2.log().contains("loaded 2 of 2 snapshot entries"),
+        "{}",
+        b2.log()
+    );
+    let c = client(&b2, "s1");
+    assert_eq!(local(&c, "inv"), None, "invalidated by A while B was down");
+    assert_eq!(full(&c, "inv"), None, "invalidated by A while B was down");
+    assert_eq!(
+        local(&c, "keep").as_deref(),
+        Some(&b"old"[..]),
+        "untouched, must be kept; log:\n{}",
+        b2.log()
+    );
+    assert_eq!(counter(&c, "redis_resume_events"), 1, "{}", b2.log());
+}
+
+/// B's own writes at the moment it is killed: a write can reach Redis and not B's table (the
+/// daemon writes Redis first). The position B recorded must not pass such a write's event, or
+/// the replay would skip it and B would go on serving the value it replaced. So after the
+/// restart, each key B's table serves is exactly what Redis holds (what a fresh host reads).
+#[test]
+fn own_writes_cut_by_the_kill_are_not_served_stale_after_the_replay() {
+    const THREADS: usize = 6;
+    const KEYS: usize = 50;
+    let redis = Redis::start();
+    let (site_b, site_c) = (Site::new("wr-own-b"), Site::new("wr-own-c"));
+    let mut b = host(&site_b, &redis);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let c = client(&b, "own");
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let key = format!("k{t}-{}", n % KEYS as u64);
+                    if c.set(&key, format!("v{n}").as_bytes(), &tagged(&format!("t/{t}")))
+                        .is_err()
+                    {
+                        break;
+                    }
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(700));
+    b.kill_9();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written: u64 = writers.into_iter().map(|w| w.join().unwrap()).sum();
+    b.restart();
+    let c = host(&site_c, &redis);
+    let (bc, cc) = (client(&b, "own"), client(&c, "own"));
+    let (mut kept, mut missing) = (0, 0);
+    for t in 0..THREADS {
+        for k in 0..KEYS {
+            let key = format!("k{t}-{k}");
+            let in_redis = full(&cc, &key);
+            match local(&bc, &key) {
+                Some(v) => {
+                    assert_eq!(
+                        Some(&v),
+                        in_redis.as_ref(),
+                        "B's table serves {key} = {}, Redis has {:?}: a write of B's own that reached Redis was skipped by the replay",
+                        String::from_utf8_lossy(&v),
+                        in_redis.as_ref().map(|r| String::from_utf8_lossy(r).into_owned())
+                    );
+                    kept += 1;
+                }
+                None => missing += 1,
+            }
+        }
+    }
+    eprintln!("{written} writes before the kill; after the warm restart B's table kept {kept} keys, {missing} missing");
+    assert!(written > 100, "the load did not run: {written} writes");
+    assert!(
+        kept > 0,
+        "nothing kept: the restart was not warm; log:\n{}",
+        b.log()
+    );
+}
+
+/// Redis restarted empty while B was down (no persistence): what other hosts invalidated
+/// before it lost its data is unknown, so B clears the namespace rather than replay a
+/// history that is not the one it followed.
+#[test]
+fn redis_that_lost_its_data_while_b_was_down_clears_the_namespace() {
+    let mut redis = Redis::start();
+    let site_b = Site::new("wr-lost-b");
+    let mut b = host(&site_b, &redis);
+    let b1 = client(&b, "l1");
+    for i in 0..3 {
+        b1.set(format!("k{i}"), b"old", &tagged("x")).unwrap();
+    }
+    let_b_record();
+    b.kill_9();
+    redis.restart();
+    b.restart();
+    let b1 = client(&b, "l1");
+    for i in 0..3 {
+        assert_eq!(
+            local(&b1, &format!("k{i}")),
+            None,
+            "Redis lost its data: k{i} must be cleared"
+        );
+    }
+    assert_eq!(counter(&b1, "redis_resume_clears"), 1, "{}", b.log());
+    assert!(b.log().contains("below the recorded one"), "{}", b.log());
+}
