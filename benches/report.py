@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from report_hit import issue17, issue17_section
+from report_writes import writes as writes_section
 
 # ---------------------------------------------------------------------------------------------
 # Inputs
@@ -442,6 +443,8 @@ def main() -> None:
     })
 
     targets17, text17 = issue17(rust, py, fmt_ns, fmt_x, count_label, table)
+    targets_w, lines_w = writes_section(rust, fmt_ns, fmt_x, table)
+    targets17 += targets_w
 
     # --- JSON --------------------------------------------------------------------------------
     doc = {"run": run, "machine": m, "headline": headline, "targets": targets, "issue17_targets": targets17,
@@ -530,6 +533,8 @@ def main() -> None:
         w(f"- {line}")
     w("")
     for line in issue17_section(targets17, text17, table, verdict):
+        w(line)
+    for line in lines_w:
         w(line)
     w("## Machine and method")
     w("")

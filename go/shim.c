@@ -185,6 +185,71 @@ ckgo_status ckgo_delete(ckgo_client h, const uint8_t *key, size_t key_len) {
   return status(cachekit_delete(CLIENT(h), key, key_len));
 }
 
+/* Pointers into a flat buffer of `count` items of lens[i] bytes (NULL for an empty one);
+ * malloc'd, NULL when out of memory. */
+static const uint8_t **split_flat(const uint8_t *flat, const size_t *lens, size_t count) {
+  const uint8_t **ptrs = malloc(count * sizeof *ptrs);
+  if (ptrs == NULL) return NULL;
+  size_t off = 0;
+  for (size_t i = 0; i < count; i++) {
+    ptrs[i] = lens[i] ? flat + off : NULL;
+    off += lens[i];
+  }
+  return ptrs;
+}
+
+/* Copies each item's code to results; CKGO_NO_RESULT everywhere when none was written. */
+static void copy_results(const cachekit_result *codes, size_t count, uint32_t *results) {
+  for (size_t i = 0; i < count; i++) results[i] = codes[i];
+}
+
+ckgo_status ckgo_set_many(ckgo_client h, const uint8_t *keys, const size_t *key_lens,
+                          const uint8_t *values, const size_t *value_lens, size_t count,
+                          uint64_t ttl_ms, uint64_t grace_ms, const char *tags, size_t tag_count,
+                          uint32_t *results) {
+  if (count == 0) return status(cachekit_set_many(CLIENT(h), NULL, NULL, NULL, NULL, 0, ttl_ms,
+                                                  grace_ms, NULL, 0, NULL));
+  const char *stack[STACK_TAGS];
+  int heap = 0;
+  const char **arr = NULL;
+  const uint8_t **kp = split_flat(keys, key_lens, count);
+  const uint8_t **vp = split_flat(values, value_lens, count);
+  cachekit_result *codes = malloc(count * sizeof *codes);
+  if (tag_count > 0) arr = split_tags(tags, tag_count, stack, &heap);
+  ckgo_status s;
+  if (kp == NULL || vp == NULL || codes == NULL || (tag_count > 0 && arr == NULL)) {
+    s = (ckgo_status){CACHEKIT_IO, strdup("out of memory building the item arrays")};
+  } else {
+    for (size_t i = 0; i < count; i++) codes[i] = (cachekit_result)CKGO_NO_RESULT;
+    s = status(cachekit_set_many(CLIENT(h), kp, key_lens, vp, value_lens, count, ttl_ms, grace_ms,
+                                 arr, tag_count, codes));
+    copy_results(codes, count, results);
+  }
+  if (heap) free(arr);
+  free(kp);
+  free(vp);
+  free(codes);
+  return s;
+}
+
+ckgo_status ckgo_delete_many(ckgo_client h, const uint8_t *keys, const size_t *key_lens,
+                             size_t count, uint32_t *results) {
+  if (count == 0) return status(cachekit_delete_many(CLIENT(h), NULL, NULL, 0, NULL));
+  const uint8_t **kp = split_flat(keys, key_lens, count);
+  cachekit_result *codes = malloc(count * sizeof *codes);
+  ckgo_status s;
+  if (kp == NULL || codes == NULL) {
+    s = (ckgo_status){CACHEKIT_IO, strdup("out of memory building the key array")};
+  } else {
+    for (size_t i = 0; i < count; i++) codes[i] = (cachekit_result)CKGO_NO_RESULT;
+    s = status(cachekit_delete_many(CLIENT(h), kp, key_lens, count, codes));
+    copy_results(codes, count, results);
+  }
+  free(kp);
+  free(codes);
+  return s;
+}
+
 ckgo_status ckgo_invalidate(ckgo_client h, const char *tags, size_t tag_count,
                             uint32_t flags) {
   const char *stack[STACK_TAGS];

@@ -117,6 +117,16 @@ ckgo_status ckgo_set(ckgo_client client, const uint8_t *key, size_t key_len,
                      const uint8_t *value, size_t value_len, uint64_t ttl_ms, uint64_t grace_ms,
                      const char *tags, size_t tag_count);
 ckgo_status ckgo_delete(ckgo_client client, const uint8_t *key, size_t key_len);
+/* cachekit_set_many / cachekit_delete_many: keys (and values) back to back with their
+ * lengths, tags as for ckgo_set. results[0..count] receives each item's code; when the batch
+ * failed as a whole (rc an error and no item answered) every results[i] is CKGO_NO_RESULT. */
+#define CKGO_NO_RESULT UINT32_MAX
+ckgo_status ckgo_set_many(ckgo_client client, const uint8_t *keys, const size_t *key_lens,
+                          const uint8_t *values, const size_t *value_lens, size_t count,
+                          uint64_t ttl_ms, uint64_t grace_ms, const char *tags, size_t tag_count,
+                          uint32_t *results);
+ckgo_status ckgo_delete_many(ckgo_client client, const uint8_t *keys, const size_t *key_lens,
+                             size_t count, uint32_t *results);
 ckgo_status ckgo_invalidate(ckgo_client client, const char *tags, size_t tag_count,
                             uint32_t flags);
 ckgo_status ckgo_clear(ckgo_client client);

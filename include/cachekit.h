@@ -734,6 +734,62 @@ cachekit_result cachekit_batch_get(const struct cachekit_batch *batch,
 void cachekit_batch_free(struct cachekit_batch *batch);
 
 /**
+ * Stores `count` values at once, each as `cachekit_set` would, with the same `ttl_ms`,
+ * `grace_ms` and tags: `keys[i]` (`key_lens[i]` bytes) gets `values[i]` (`value_lens[i]`
+ * bytes). One request carries up to 1000 items and the daemon applies them within one turn
+ * of its writer; a longer batch, or one whose frame would pass the daemon's frame limit, is
+ * sent as several requests, in order.
+ *
+ * `results`, when not NULL, receives one code per item: `CACHEKIT_OK`, or why that item was
+ * not stored (`CACHEKIT_TOO_LARGE` for a key or value over its limit, `CACHEKIT_UNAVAILABLE`,
+ * ...); one bad item does not stop the others. Returns `CACHEKIT_OK` when every item was
+ * stored, else the code of the first item that was not, with its message in
+ * `cachekit_last_error`. A failure of the whole batch (a bad tag list, the daemon
+ * unreachable and no other path) is returned as such, with `results` left unwritten; items
+ * of requests sent before it are stored, and sending the whole batch again is safe.
+ *
+ * # Safety
+ *
+ * `client` must be a live handle; `keys`, `key_lens`, `values`, `value_lens` must point to
+ * `count` readable elements each (or be NULL with `count` 0), each buffer to its length of
+ * readable bytes (or NULL with length 0); `tags` must point to `tag_count` NUL-terminated
+ * strings (or be NULL with count 0); `results` must be NULL or point to `count` writable
+ * `cachekit_result`s.
+ */
+cachekit_result cachekit_set_many(const struct cachekit_client *client,
+                                  const uint8_t *const *keys,
+                                  const size_t *key_lens,
+                                  const uint8_t *const *values,
+                                  const size_t *value_lens,
+                                  size_t count,
+                                  uint64_t ttl_ms,
+                                  uint64_t grace_ms,
+                                  const char *const *tags,
+                                  size_t tag_count,
+                                  cachekit_result *results);
+
+/**
+ * Removes `count` keys at once, each as `cachekit_delete` would, in one request (split as
+ * `cachekit_set_many` splits): `keys[i]` has `key_lens[i]` bytes.
+ *
+ * `results`, when not NULL, receives one code per key: `CACHEKIT_OK` if it was there,
+ * `CACHEKIT_MISS` if not (both are success), or why it could not be removed. Returns
+ * `CACHEKIT_OK` when no key failed, else the code of the first that did (its message in
+ * `cachekit_last_error`); a failure of the whole batch as for `cachekit_set_many`.
+ *
+ * # Safety
+ *
+ * `client` must be a live handle; `keys` and `key_lens` must point to `count` readable
+ * elements each (or be NULL with `count` 0), each key to `key_lens[i]` readable bytes (or NULL
+ * with length 0); `results` must be NULL or point to `count` writable `cachekit_result`s.
+ */
+cachekit_result cachekit_delete_many(const struct cachekit_client *client,
+                                     const uint8_t *const *keys,
+                                     const size_t *key_lens,
+                                     size_t count,
+                                     cachekit_result *results);
+
+/**
  * Frees a buffer returned by `cachekit_get_alloc`. NULL is a no-op.
  *
  * # Safety

@@ -18,3 +18,4 @@ pub mod lease;
 pub mod memcache;
 pub mod sim;
 pub mod timing;
+pub mod writes;

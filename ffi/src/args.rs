@@ -131,6 +131,51 @@ pub(crate) unsafe fn write_out<T>(ptr: *mut T, value: T) {
     unsafe { ptr.write(value) }
 }
 
+/// `count` `(pointer, length)` buffers given as two parallel arrays (`ptrs[i]` has `lens[i]`
+/// bytes; the arrays are named `name` and `lens_name` in errors), as slices. Both arrays may be NULL when `count` is 0.
+///
+/// # Safety
+/// When `count > 0`, `ptrs` and `lens` are NULL or point to `count` readable elements each,
+/// and every `ptrs[i]` is NULL or points to `lens[i]` readable bytes; all stay valid and
+/// unmodified for `'a`.
+pub(crate) unsafe fn buffers_in<'a>(
+    ptrs: *const *const u8,
+    lens: *const usize,
+    count: usize,
+    name: &str,
+    lens_name: &str,
+) -> Result<Vec<&'a [u8]>, Failure> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    if ptrs.is_null() {
+        return Err(Failure::null_argument(name));
+    }
+    if lens.is_null() {
+        return Err(Failure::null_argument(lens_name));
+    }
+    if count > MAX_LEN / std::mem::size_of::<usize>() {
+        return Err(Failure::invalid(format!("count {count} is impossible")));
+    }
+    // SAFETY:
+    // - both arrays are non-NULL and, as the caller promises, `count` readable elements long;
+    //   pointers and usize are aligned as the caller's arrays of them are;
+    // - their byte size fits in isize (checked above).
+    let (ptrs, lens) = unsafe {
+        (
+            std::slice::from_raw_parts(ptrs, count),
+            std::slice::from_raw_parts(lens, count),
+        )
+    };
+    ptrs.iter()
+        .zip(lens)
+        .enumerate()
+        // SAFETY: each buffer is `len` readable bytes or NULL with length 0, the caller
+        // promises.
+        .map(|(i, (&p, &len))| unsafe { bytes_in(p, len, &format!("{name}[{i}]")) })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

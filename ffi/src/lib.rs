@@ -25,6 +25,7 @@
 
 // Declared in the order the header lists them (cbindgen keeps source order).
 mod batch;
+mod batch_write;
 mod buf;
 mod client;
 mod error;

@@ -102,6 +102,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod batch;
 mod client;
 mod conn;
 mod crypto;
@@ -119,7 +120,7 @@ mod stats;
 mod value;
 
 pub use cachekit_envelope::{EnvelopeConfig, KeyError, MasterKey, MASTER_KEY_LEN};
-pub use cachekit_proto::{ErrorCode, VerifyBad, VerifyReport};
+pub use cachekit_proto::{ErrorCode, VerifyBad, VerifyReport, MAX_BATCH_ITEMS};
 pub use client::Client;
 pub use crypto::{Encryption, DEFAULT_MEMO_BYTES, MEMO_MAX_VALUE_BYTES};
 pub use direct::DAEMON_PROBE_INTERVAL_MS;

@@ -38,6 +38,12 @@ pub enum Field {
     Namespaces,
     /// The text of a METRICS_TEXT; limit `max_frame_bytes`.
     MetricsText,
+    /// The items of a SET_MANY or DELETE_MANY, or the results of a BATCH_RESULTS; limit
+    /// [`MAX_BATCH_ITEMS`](crate::MAX_BATCH_ITEMS).
+    BatchItems,
+    /// The message of one BATCH_RESULTS item; limit
+    /// [`MAX_BATCH_MESSAGE_BYTES`](crate::MAX_BATCH_MESSAGE_BYTES).
+    ItemMessage,
 }
 
 impl Field {
@@ -57,6 +63,8 @@ impl Field {
             Field::Items => "items",
             Field::Namespaces => "namespaces",
             Field::MetricsText => "metrics text",
+            Field::BatchItems => "batch items",
+            Field::ItemMessage => "item message",
         }
     }
 
@@ -76,6 +84,8 @@ impl Field {
             Field::Items => "MAX_SCAN_PAGE",
             Field::Namespaces => "MAX_NAMESPACE_LIST",
             Field::MetricsText => "max_frame_bytes",
+            Field::BatchItems => "MAX_BATCH_ITEMS",
+            Field::ItemMessage => "MAX_BATCH_MESSAGE_BYTES",
         }
     }
 
@@ -95,8 +105,10 @@ impl Field {
             | Field::Pattern
             | Field::Items
             | Field::Namespaces
-            | Field::MetricsText => {
-                "this is a fixed protocol limit"
+            | Field::MetricsText
+            | Field::ItemMessage => "this is a fixed protocol limit",
+            Field::BatchItems => {
+                "send fewer items per request (the client libraries split a longer batch)"
             }
         }
     }

@@ -66,6 +66,10 @@ pub enum Kind {
     /// Request VERIFY: one page of an integrity walk of the live table (with `repair`, drops
     /// the damaged entries).
     Verify = 0x13,
+    /// Request SET_MANY: store values for many keys of one namespace, in one writer turn.
+    SetMany = 0x14,
+    /// Request DELETE_MANY: remove many keys of one namespace, in one writer turn.
+    DeleteMany = 0x15,
     /// Request METRICS: the daemon's metrics as OpenMetrics text.
     Metrics = 0x20,
     /// Reply HELLO_OK: session parameters (segment fds ride alongside by SCM_RIGHTS).
@@ -100,6 +104,8 @@ pub enum Kind {
     LeaseBusy = 0x8F,
     /// Reply VERIFY_REPORT: counts by reason, a sample of damaged entries, the next cursor.
     VerifyReport = 0x90,
+    /// Reply BATCH_RESULTS: one result per item of a SET_MANY or DELETE_MANY.
+    BatchResults = 0x91,
     /// Reply METRICS_TEXT: the answer to METRICS.
     MetricsText = 0xA0,
     /// Reply ERROR: a code and a message.
@@ -108,7 +114,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in wire order.
-    pub const ALL: [Kind; 38] = [
+    pub const ALL: [Kind; 41] = [
         Kind::Hello,
         Kind::Set,
         Kind::Delete,
@@ -128,6 +134,8 @@ impl Kind {
         Kind::LeaseFill,
         Kind::LeaseRelease,
         Kind::Verify,
+        Kind::SetMany,
+        Kind::DeleteMany,
         Kind::Metrics,
         Kind::HelloOk,
         Kind::Ok,
@@ -145,6 +153,7 @@ impl Kind {
         Kind::LeaseGranted,
         Kind::LeaseBusy,
         Kind::VerifyReport,
+        Kind::BatchResults,
         Kind::MetricsText,
         Kind::Error,
     ];
@@ -171,6 +180,8 @@ impl Kind {
             0x11 => Kind::LeaseFill,
             0x12 => Kind::LeaseRelease,
             0x13 => Kind::Verify,
+            0x14 => Kind::SetMany,
+            0x15 => Kind::DeleteMany,
             0x20 => Kind::Metrics,
             0x81 => Kind::HelloOk,
             0x82 => Kind::Ok,
@@ -188,6 +199,7 @@ impl Kind {
             0x8E => Kind::LeaseGranted,
             0x8F => Kind::LeaseBusy,
             0x90 => Kind::VerifyReport,
+            0x91 => Kind::BatchResults,
             0xA0 => Kind::MetricsText,
             0xFF => Kind::Error,
             _ => return None,
@@ -226,6 +238,8 @@ impl Kind {
             Kind::LeaseFill => "LEASE_FILL",
             Kind::LeaseRelease => "LEASE_RELEASE",
             Kind::Verify => "VERIFY",
+            Kind::SetMany => "SET_MANY",
+            Kind::DeleteMany => "DELETE_MANY",
             Kind::Metrics => "METRICS",
             Kind::HelloOk => "HELLO_OK",
             Kind::Ok => "OK",
@@ -243,6 +257,7 @@ impl Kind {
             Kind::LeaseGranted => "LEASE_GRANTED",
             Kind::LeaseBusy => "LEASE_BUSY",
             Kind::VerifyReport => "VERIFY_REPORT",
+            Kind::BatchResults => "BATCH_RESULTS",
             Kind::MetricsText => "METRICS_TEXT",
             Kind::Error => "ERROR",
         }
@@ -394,7 +409,7 @@ mod tests {
 
     #[test]
     fn rejects_unknown_kinds() {
-        for kind in [0x00u8, 0x14, 0x7F, 0x80, 0x91, 0xFE] {
+        for kind in [0x00u8, 0x16, 0x7F, 0x80, 0x92, 0xFE] {
             let mut bytes = header(Kind::Ping, 0).to_bytes();
             bytes[OFF_KIND] = kind;
             assert_eq!(

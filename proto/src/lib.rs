@@ -31,9 +31,10 @@
 //! | NAMESPACES | NAMESPACE_LIST, ERROR |
 //! | VERIFY | VERIFY_REPORT, ERROR |
 //! | METRICS | METRICS_TEXT, ERROR |
+//! | SET_MANY, DELETE_MANY | BATCH_RESULTS, ERROR |
 //!
-//! SET, DELETE, INVALIDATE, CLEAR, SET_IF, INCR, TAKE, TOUCH, DELETE_MATCHING and the three
-//! LEASE requests change the cache: they need the writer permission, and so does VERIFY with
+//! SET, DELETE, INVALIDATE, CLEAR, SET_IF, INCR, TAKE, TOUCH, DELETE_MATCHING, SET_MANY,
+//! DELETE_MANY and the three LEASE requests change the cache: they need the writer permission, and so does VERIFY with
 //! `repair`. Each is applied atomically by the daemon's single
 //! writer, so SET_IF and INCR from any number of processes never lose an update.
 //!
@@ -90,6 +91,8 @@
 //! | 0x11 | LEASE_FILL | client → daemon | see below |
 //! | 0x12 | LEASE_RELEASE | client → daemon | see below |
 //! | 0x13 | VERIFY | client → daemon | see below |
+//! | 0x14 | SET_MANY | client → daemon | see below |
+//! | 0x15 | DELETE_MANY | client → daemon | see below |
 //! | 0x20 | METRICS | client → daemon | empty |
 //! | 0x81 | HELLO_OK | daemon → client | see below (+ SCM_RIGHTS fds) |
 //! | 0x82 | OK | daemon → client | empty |
@@ -107,6 +110,7 @@
 //! | 0x8E | LEASE_GRANTED | daemon → client | see below |
 //! | 0x8F | LEASE_BUSY | daemon → client | empty |
 //! | 0x90 | VERIFY_REPORT | daemon → client | see below |
+//! | 0x91 | BATCH_RESULTS | daemon → client | see below |
 //! | 0xA0 | METRICS_TEXT | daemon → client | see below |
 //! | 0xFF | ERROR | daemon → client | see below |
 //!
@@ -257,6 +261,36 @@
 //!
 //! `namespace` str, `key` bytes, `token` u64. Nothing is stored; one waiter gets the lease.
 //!
+//! **SET_MANY** (0x14) — 17 (25 with a TTL) + namespace + Σ(4 + tag) + Σ(8 + key + value) bytes
+//!
+//! | field | type | notes |
+//! |---|---|---|
+//! | `namespace` | str | ≤ `max_namespace_bytes` |
+//! | `ttl_ms` | opt_u64 | time to live of every item; none = never expires |
+//! | `grace_ms` | u64 | stale-while-revalidate window after expiry |
+//! | `tags` | `list<str>` | tags of every item, as SET's |
+//! | `items` | `list<(bytes, bytes)>` | ≤ [`MAX_BATCH_ITEMS`] = 1000 pairs of key (≤ `max_key_bytes`) and value (≤ `max_value_bytes`) |
+//!
+//! **DELETE_MANY** (0x15) — 6 + namespace + Σ(4 + key) bytes
+//!
+//! | field | type | notes |
+//! |---|---|---|
+//! | `namespace` | str | ≤ `max_namespace_bytes` |
+//! | `keys` | `list<bytes>` | ≤ [`MAX_BATCH_ITEMS`] = 1000 keys of ≤ `max_key_bytes` |
+//!
+//! Many keys in one request: one round trip, and the daemon applies every item within one
+//! acquisition of its table writer, so no other write lands between two items of the batch
+//! (a reader still looks keys up one at a time: it may see some items of a batch being
+//! applied and not yet others). With a Redis tier each item goes through the write path of
+//! SET or DELETE first (write-through or queued, one item after the other). BATCH_RESULTS
+//! answers with one result per item, in order, so an item the table or Redis refuses does
+//! not lose the others. The whole request is refused (ERROR) only when it cannot be decoded:
+//! more than 1000 items, a frame over `max_frame_bytes`, or one field over its limit
+//! (the client libraries check each item first and send only those that pass, answering
+//! the others themselves). A longer batch, or one whose frame would pass `max_frame_bytes`,
+//! is split by the client libraries into several requests, each applied within one writer
+//! turn of its own, in order.
+//!
 //! # Reply bodies
 //!
 //! **HELLO_OK** (0x81) — 61 bytes, fixed
@@ -386,6 +420,12 @@
 //! | `counts` | `list<(str, u64)>` | ≤ [`MAX_STATS`] entries that failed, by reason: damage (`bad_location`, `unwritten`, `misplaced`, `check_failed`, `duplicate`) and, apart, `expired` and `invalidated` |
 //! | `sample` | `list<(u64, str, str, bytes)>` | ≤ [`MAX_VERIFY_SAMPLE`] = 16 damaged entries: slot, reason, namespace and key (empty when unreadable) |
 //!
+//! **BATCH_RESULTS** (0x91) — 2 + Σ(7 + message) bytes
+//!
+//! | field | type | notes |
+//! |---|---|---|
+//! | `results` | `list<(u16, bool, str)>` | one per item of the request, in order: `code` (0 = applied, else an ERROR code below), `existed` (DELETE_MANY: the key was present; else 0) and `message` (empty when applied; what is wrong and what to do, ≤ [`MAX_BATCH_MESSAGE_BYTES`] = 255) |
+//!
 //! **METRICS_TEXT** (0xA0) — 4 + text bytes
 //!
 //! | field | type | notes |
@@ -453,6 +493,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod batch;
 pub mod duration;
 mod error;
 pub mod fdpass;
@@ -469,6 +510,9 @@ mod request;
 mod verify;
 mod wire;
 
+pub use batch::{
+    set_many_item_len, DeleteMany, ItemResult, SetMany, MAX_BATCH_ITEMS, MAX_BATCH_MESSAGE_BYTES,
+};
 pub use error::{EncodeError, Field, ProtoError};
 pub use frame::{
     decode_body, decode_frame, encode_frame, encode_reply, encode_request, Frame, Message,

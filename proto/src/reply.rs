@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::batch::{self, ItemResult};
 use crate::error::{EncodeError, Field, ProtoError};
 use crate::header::{Kind, HEADER_LEN};
 use crate::limits::{Limits, MAX_ERROR_MESSAGE_BYTES, MAX_STATS, MAX_STAT_NAME_BYTES};
@@ -87,6 +88,11 @@ pub enum Reply {
     LeaseBusy,
     /// VERIFY_REPORT: one page of a VERIFY.
     VerifyReport(crate::verify::VerifyReport),
+    /// BATCH_RESULTS: the answer to SET_MANY and DELETE_MANY, one result per item, in order.
+    BatchResults {
+        /// At most [`MAX_BATCH_ITEMS`](crate::MAX_BATCH_ITEMS).
+        results: Vec<ItemResult>,
+    },
     /// METRICS_TEXT: the answer to METRICS.
     Metrics {
         /// OpenMetrics text, ending with `# EOF`; bounded by `max_frame_bytes` only.
@@ -273,6 +279,7 @@ impl Reply {
             Reply::LeaseGranted { .. } => Kind::LeaseGranted,
             Reply::LeaseBusy => Kind::LeaseBusy,
             Reply::VerifyReport(_) => Kind::VerifyReport,
+            Reply::BatchResults { .. } => Kind::BatchResults,
             Reply::Metrics { .. } => Kind::MetricsText,
             Reply::Error { .. } => Kind::Error,
         }
@@ -307,6 +314,7 @@ impl Reply {
                 | (Kind::Stats, Reply::Stats { .. })
                 | (Kind::Ping, Reply::Pong { .. })
                 | (Kind::Metrics, Reply::Metrics { .. })
+                | (Kind::SetMany | Kind::DeleteMany, Reply::BatchResults { .. })
         )
     }
 
@@ -328,6 +336,7 @@ impl Reply {
             }
             Reply::ScanPage { items, .. } => manage::check_scan_page(items, limits)?,
             Reply::VerifyReport(r) => crate::verify::check_report(r)?,
+            Reply::BatchResults { results } => batch::check_results(results)?,
             Reply::NamespaceList { namespaces } => {
                 manage::check_namespace_list(namespaces, limits)?
             }
@@ -389,6 +398,7 @@ impl Reply {
             Reply::VerifyReport(r) => crate::verify::report_len(r),
             Reply::Error { message, .. } => 2 + bytes_len(message.len()),
             Reply::Metrics { text } => bytes_len(text.len()),
+            Reply::BatchResults { results } => batch::results_len(results),
         }
     }
 
@@ -443,6 +453,7 @@ impl Reply {
             }
             Reply::NamespaceList { namespaces } => manage::put_namespace_list(out, namespaces)?,
             Reply::VerifyReport(r) => crate::verify::put_report(out, r)?,
+            Reply::BatchResults { results } => batch::put_results(out, results)?,
             Reply::Metrics { text } => {
                 wire::put_bytes(out, Field::MetricsText, text.as_bytes(), WIRE_MAX_LEN)?
             }
@@ -486,6 +497,9 @@ impl Reply {
             Kind::MetricsText => c
                 .str(Field::MetricsText, limits.max_frame_bytes)
                 .map(|t| Reply::Metrics { text: t.to_owned() }),
+            Kind::BatchResults => {
+                batch::decode_results(c).map(|results| Reply::BatchResults { results })
+            }
             Kind::Error => decode_error(c),
             Kind::Hello
             | Kind::Set
@@ -506,6 +520,8 @@ impl Reply {
             | Kind::LeaseFill
             | Kind::LeaseRelease
             | Kind::Verify
+            | Kind::SetMany
+            | Kind::DeleteMany
             | Kind::Metrics => return None,
         };
         Some(reply)

@@ -1,5 +1,6 @@
 //! Requests: what a client sends to the daemon.
 
+use crate::batch::{self, DeleteMany, SetMany};
 use crate::error::{EncodeError, Field, ProtoError};
 use crate::header::{Kind, HEADER_LEN, PROTOCOL_VERSION};
 use crate::limits::{Limits, MAX_CLIENT_NAME_BYTES};
@@ -93,6 +94,12 @@ pub enum Request {
     /// VERIFY: one page of an integrity walk of the live table. Answered by VERIFY_REPORT.
     /// With `repair` it changes the cache (the writer permission).
     Verify(crate::verify::VerifyRequest),
+    /// SET_MANY: store values for many keys of one namespace, under one acquisition of the
+    /// daemon's writer. Answered by BATCH_RESULTS, one result per item.
+    SetMany(SetMany),
+    /// DELETE_MANY: remove many keys of one namespace, under one acquisition of the daemon's
+    /// writer. Answered by BATCH_RESULTS, one result per key.
+    DeleteMany(DeleteMany),
 }
 
 /// The body of HELLO.
@@ -161,6 +168,8 @@ impl Request {
             Request::LeaseFill(_) => Kind::LeaseFill,
             Request::LeaseRelease { .. } => Kind::LeaseRelease,
             Request::Verify(_) => Kind::Verify,
+            Request::SetMany(_) => Kind::SetMany,
+            Request::DeleteMany(_) => Kind::DeleteMany,
         }
     }
 
@@ -178,7 +187,9 @@ impl Request {
             | Request::DeleteMatching(_)
             | Request::Lease(_)
             | Request::LeaseFill(_)
-            | Request::LeaseRelease { .. } => true,
+            | Request::LeaseRelease { .. }
+            | Request::SetMany(_)
+            | Request::DeleteMany(_) => true,
             Request::Verify(v) => v.repair,
             Request::Hello(_)
             | Request::Fetch { .. }
@@ -220,6 +231,8 @@ impl Request {
                 check_tags(tags, limits)?;
             }
             Request::Clear { namespace } => check_namespace(namespace, limits)?,
+            Request::SetMany(s) => batch::check_set_many(s, limits)?,
+            Request::DeleteMany(d) => batch::check_delete_many(d, limits)?,
             Request::Scan(s) | Request::DeleteMatching(s) => manage::check_scan(s, limits)?,
             Request::Stats
             | Request::Ping
@@ -266,6 +279,8 @@ impl Request {
             } => bytes_len(namespace.len()) + str_list_len(tags) + 1,
             Request::Clear { namespace } => bytes_len(namespace.len()),
             Request::Stats | Request::Ping => 0,
+            Request::SetMany(s) => batch::set_many_len(s),
+            Request::DeleteMany(d) => batch::delete_many_len(d),
         }
     }
 
@@ -329,6 +344,8 @@ impl Request {
                 put_str(out, Field::Namespace, namespace, WIRE_MAX_LEN)?
             }
             Request::Stats | Request::Ping => {}
+            Request::SetMany(s) => batch::put_set_many(out, s)?,
+            Request::DeleteMany(d) => batch::put_delete_many(out, d)?,
         }
         Ok(())
     }
@@ -374,6 +391,8 @@ impl Request {
                     token: c.u64("token")?,
                 })
             }),
+            Kind::SetMany => batch::decode_set_many(c, limits).map(Request::SetMany),
+            Kind::DeleteMany => batch::decode_delete_many(c, limits).map(Request::DeleteMany),
             Kind::HelloOk
             | Kind::Ok
             | Kind::Deleted
@@ -391,6 +410,7 @@ impl Request {
             | Kind::LeaseBusy
             | Kind::VerifyReport
             | Kind::MetricsText
+            | Kind::BatchResults
             | Kind::Error => return None,
         };
         Some(request)
@@ -411,7 +431,7 @@ pub fn validate_namespace(namespace: &str, limits: &Limits) -> Result<(), ProtoE
     )
 }
 
-fn check_namespace(namespace: &str, limits: &Limits) -> Result<(), ProtoError> {
+pub(crate) fn check_namespace(namespace: &str, limits: &Limits) -> Result<(), ProtoError> {
     validate_namespace(namespace, limits)
 }
 
@@ -441,7 +461,7 @@ pub(crate) fn put_set(out: &mut Vec<u8>, s: &Set) -> Result<(), EncodeError> {
     wire::put_bytes(out, Field::Value, &s.value, WIRE_MAX_LEN)
 }
 
-fn check_tags(tags: &[String], limits: &Limits) -> Result<(), ProtoError> {
+pub(crate) fn check_tags(tags: &[String], limits: &Limits) -> Result<(), ProtoError> {
     wire::check_count(Field::Tags, tags.len(), limits.max_tags)?;
     tags.iter().try_for_each(|t| {
         wire::check_len(Field::Tag, t.len(), limits.max_tag_bytes)?;
@@ -467,11 +487,16 @@ pub(crate) fn check_tag_grammar(tag: &str) -> Result<(), ProtoError> {
     }
 }
 
-fn put_str(out: &mut Vec<u8>, field: Field, s: &str, limit: usize) -> Result<(), EncodeError> {
+pub(crate) fn put_str(
+    out: &mut Vec<u8>,
+    field: Field,
+    s: &str,
+    limit: usize,
+) -> Result<(), EncodeError> {
     wire::put_bytes(out, field, s.as_bytes(), limit)
 }
 
-fn put_tags(out: &mut Vec<u8>, tags: &[String]) -> Result<(), EncodeError> {
+pub(crate) fn put_tags(out: &mut Vec<u8>, tags: &[String]) -> Result<(), EncodeError> {
     wire::put_count(out, Field::Tags, tags.len(), WIRE_MAX_COUNT)?;
     tags.iter()
         .try_for_each(|t| put_str(out, Field::Tag, t, WIRE_MAX_LEN))
@@ -492,7 +517,7 @@ pub(crate) fn namespace_and_key(
     Ok((namespace, key))
 }
 
-fn tags(c: &mut Cursor<'_>, limits: &Limits) -> Result<Vec<String>, ProtoError> {
+pub(crate) fn tags(c: &mut Cursor<'_>, limits: &Limits) -> Result<Vec<String>, ProtoError> {
     // Each tag takes at least its 4-byte length prefix.
     let (count, capacity) = c.count(Field::Tags, limits.max_tags, 4)?;
     let mut tags = Vec::with_capacity(capacity);

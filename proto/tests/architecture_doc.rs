@@ -341,6 +341,17 @@ fn sample(kind: Kind, full: bool) -> Vec<u8> {
             max_slots: 0,
             repair: full,
         })),
+        Kind::SetMany => Some(Request::SetMany(cachekit_proto::SetMany {
+            namespace: String::new(),
+            ttl_ms: ttl,
+            grace_ms: 0,
+            tags: Vec::new(),
+            items: Vec::new(),
+        })),
+        Kind::DeleteMany => Some(Request::DeleteMany(cachekit_proto::DeleteMany {
+            namespace: String::new(),
+            keys: Vec::new(),
+        })),
         _ => None,
     };
     if let Some(req) = req {
@@ -396,6 +407,9 @@ fn sample_reply(kind: Kind, full: bool) -> Reply {
         }),
         Kind::MetricsText => Reply::Metrics {
             text: String::new(),
+        },
+        Kind::BatchResults => Reply::BatchResults {
+            results: Vec::new(),
         },
         Kind::FetchMiss => Reply::FetchMiss,
         Kind::StatsReply => Reply::Stats {
@@ -644,7 +658,12 @@ fn hello_ok_table_matches_the_encoder() {
 
 #[test]
 fn constants_quoted_in_the_docs_have_their_values() {
-    let known: [(&str, u64); 13] = [
+    let known: [(&str, u64); 15] = [
+        ("MAX_BATCH_ITEMS", cachekit_proto::MAX_BATCH_ITEMS as u64),
+        (
+            "MAX_BATCH_MESSAGE_BYTES",
+            cachekit_proto::MAX_BATCH_MESSAGE_BYTES as u64,
+        ),
         ("MAX_PATTERN_BYTES", MAX_PATTERN_BYTES as u64),
         ("MAX_SCAN_PAGE", MAX_SCAN_PAGE as u64),
         ("MAX_NAMESPACE_LIST", MAX_NAMESPACE_LIST as u64),

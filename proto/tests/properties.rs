@@ -4,9 +4,9 @@
 use std::io::Cursor;
 
 use cachekit_proto::{
-    decode_frame, encode_frame, read_frame, Condition, ErrorCode, FetchHit, Frame, Hello, HelloOk,
-    Incr, Kind, Limits, Message, NamespaceInfo, ProtoError, RecvError, Reply, Request, ScanItem,
-    ScanRequest, Selection, Set, SetIf, HEADER_LEN,
+    decode_frame, encode_frame, read_frame, Condition, DeleteMany, ErrorCode, FetchHit, Frame,
+    Hello, HelloOk, Incr, ItemResult, Kind, Limits, Message, NamespaceInfo, ProtoError, RecvError,
+    Reply, Request, ScanItem, ScanRequest, Selection, Set, SetIf, SetMany, HEADER_LEN,
 };
 use proptest::prelude::*;
 
@@ -72,7 +72,7 @@ fn request(
                 })
             }),
         (ns.clone(), bytes(12)).prop_map(|(namespace, key)| Request::Delete { namespace, key }),
-        (ns.clone(), tags(tag), any::<bool>()).prop_map(|(namespace, tags, exact)| {
+        (ns.clone(), tags(tag.clone()), any::<bool>()).prop_map(|(namespace, tags, exact)| {
             Request::Invalidate {
                 namespace,
                 tags,
@@ -159,6 +159,24 @@ fn request(
                 }
             }),
         Just(Request::Namespaces),
+        (
+            ns.clone(),
+            any::<Option<u64>>(),
+            any::<u64>(),
+            tags(tag.clone()),
+            prop::collection::vec((bytes(12), bytes(60)), 0..12)
+        )
+            .prop_map(|(namespace, ttl_ms, grace_ms, tags, items)| {
+                Request::SetMany(SetMany {
+                    namespace,
+                    ttl_ms,
+                    grace_ms,
+                    tags,
+                    items,
+                })
+            }),
+        (ns.clone(), prop::collection::vec(bytes(12), 0..12))
+            .prop_map(|(namespace, keys)| Request::DeleteMany(DeleteMany { namespace, keys })),
     ]
 }
 
@@ -285,6 +303,17 @@ fn reply() -> impl Strategy<Value = Reply> {
         }),
         (any::<u16>(), text(60))
             .prop_map(|(code, message)| Reply::error(ErrorCode::from_u16(code), message)),
+        prop::collection::vec((0u16..12, any::<bool>(), text(30)), 0..20).prop_map(|l| {
+            Reply::BatchResults {
+                results: l
+                    .into_iter()
+                    .map(|(code, existed, message)| match code {
+                        0 => ItemResult::done(existed),
+                        code => ItemResult::failed(ErrorCode::from_u16(code), message),
+                    })
+                    .collect(),
+            }
+        }),
     ]
 }
 

@@ -235,6 +235,9 @@ class AsyncClient:
     async def delete(self, key: Key) -> bool:
         return await self._run(self._sync.delete, key)
 
+    async def delete_many(self, keys: Iterable[Key]) -> int:
+        return await self._run(self._sync.delete_many, list(keys))
+
     async def invalidate(self, *tags: Tag, exact: bool = False) -> None:
         await self._run(functools.partial(self._sync.invalidate, *tags, exact=exact))
 

@@ -36,7 +36,7 @@ from typing import (
 )
 
 from ._native import BUFFER_TOO_SMALL, MISS, OK, Batch, Native, StatsSnapshot, ffi, lib, raise_for
-from .errors import ClosedError, InvalidArgumentError, SerializationError
+from .errors import CachekitError, ClosedError, InvalidArgumentError, SerializationError
 from .lease import QueryMixin
 from .manage import ManageMixin, NamespaceInfo, ScanItem, counter_bytes
 from .serializers import Serializer, SerializerName, resolve
@@ -174,6 +174,11 @@ def tag_path(tag: Any) -> str:
     if "\0" in path:
         raise InvalidArgumentError(f"tag {path!r} contains a NUL character")
     return path
+
+
+# A result slot the library has not written: the batch failed as a whole (see
+# `cachekit_set_many`).
+_NO_RESULT = 0xFFFFFFFF
 
 
 def _tag_list(tags: Any) -> Tuple[Any, int, List[Any]]:
@@ -809,25 +814,73 @@ class Client(ManageMixin, QueryMixin, Native):
 
     def set_many(self, mapping: Union[Mapping[Key, Any], Iterable[Tuple[Key, Any]]],
                  ttl: Optional[Seconds] = None, grace: Seconds = 0, tags: Tags = ()) -> None:
-        """`set` for each item, with the same ttl, grace and tags (one request each; the
-        first failure raises, after the items before it were stored)."""
+        """`set` for each item, with the same ttl, grace and tags, in one request (one round
+        trip; the daemon applies the items within one turn of its writer; more than 1000 items
+        go as several requests). Ints stored as counters (see `incr`) take a request each.
+        Every item is tried: an item that fails (too large, ...) does not stop the others, and
+        the first failure then raises, after the others were stored."""
         items = mapping.items() if isinstance(mapping, Mapping) else mapping
         ttl_ms = _ttl_ms(ttl)
         grace_ms = _ms(grace, "grace", zero=True)
         tag_list = _tag_list(tags)
-        ctags, ntags, _keep = tag_list
-        ptr = self._handle()
         dumps = self._dumps
         name = self._serializer.name
+        pairs: List[Tuple[bytes, bytes]] = []
+        first: Optional[BaseException] = None
         for key, value in items:
             k = _key(key)
             if counter_bytes(value, name, self._encrypted) is not None:
-                self._set_i64(k, value, ttl_ms, grace_ms, tag_list)
+                try:
+                    self._set_i64(k, value, ttl_ms, grace_ms, tag_list)
+                except CachekitError as e:
+                    first = first or e
                 continue
-            data = dumps(value)
-            rc = lib.cachekit_set(ptr, k, len(k), data, len(data), ttl_ms, grace_ms, ctags, ntags)
-            if rc != OK:
-                raise_for(rc)
+            pairs.append((k, dumps(value)))
+        codes = self._set_many_codes(pairs, ttl_ms, grace_ms, tag_list)
+        failed = next((c for c in codes if c != OK), None)
+        if failed is not None and first is None:
+            raise_for(failed)
+        if first is not None:
+            raise first
+
+    def _set_many_codes(self, pairs: List[Tuple[bytes, bytes]], ttl_ms: int, grace_ms: int,
+                        tags: Tuple[Any, int, List[Any]]) -> List[int]:
+        """`cachekit_set_many` of ``(key, bytes)`` pairs: each item's result code (the first
+        failing one's message is the thread's last error). Raises when the batch fails as a
+        whole (bad tags, the daemon unreachable)."""
+        if not pairs:
+            return []
+        keys = [ffi.from_buffer("uint8_t[]", k) for k, _ in pairs]  # no copy; kept alive here
+        values = [ffi.from_buffer("uint8_t[]", v) for _, v in pairs]
+        n = len(pairs)
+        results = ffi.new("cachekit_result[]", [_NO_RESULT] * n)
+        rc = lib.cachekit_set_many(self._handle(), ffi.new("uint8_t *[]", keys), [len(k) for k, _ in pairs],
+                                   ffi.new("uint8_t *[]", values), [len(v) for _, v in pairs], n,
+                                   ttl_ms, grace_ms, tags[0], tags[1], results)
+        if rc != OK and results[0] == _NO_RESULT:
+            raise_for(rc)
+        return list(results)
+
+    def delete_many(self, keys: Iterable[Key]) -> int:
+        """Removes each of `keys` in one request (split as `set_many` splits); returns how many
+        were there. Every key is tried; the first that could not be removed then raises."""
+        codes = self._delete_many_codes([_key(k) for k in keys])
+        failed = next((c for c in codes if c not in (OK, MISS)), None)
+        if failed is not None:
+            raise_for(failed)
+        return sum(1 for c in codes if c == OK)
+
+    def _delete_many_codes(self, keys: List[bytes]) -> List[int]:
+        """`cachekit_delete_many`: each key's code (OK: it was there, MISS: it was not)."""
+        if not keys:
+            return []
+        views = [ffi.from_buffer("uint8_t[]", k) for k in keys]
+        results = ffi.new("cachekit_result[]", [_NO_RESULT] * len(keys))
+        rc = lib.cachekit_delete_many(self._handle(), ffi.new("uint8_t *[]", views),
+                                      [len(k) for k in keys], len(keys), results)
+        if rc != OK and results[0] == _NO_RESULT:
+            raise_for(rc)
+        return list(results)
 
     def delete(self, key: Key) -> bool:
         """Removes `key`; True if it was there."""

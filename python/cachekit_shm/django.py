@@ -137,7 +137,10 @@ from django.core.exceptions import ImproperlyConfigured
 
 from . import AsyncClient, Client
 from ._django_outage import ignore_outages
-from .client import tag_path
+from ._native import OK as _OK
+from ._native import lib as _lib
+from ._native import make_error
+from .client import _tag_list, _ttl_ms, tag_path
 from .errors import CachekitError, InvalidArgumentError, TooLargeError
 
 __all__ = ["CachekitCache", "Lock", "LockError", "LockNotOwnedError"]
@@ -476,19 +479,11 @@ class CachekitCache(BaseCache):
 
     def set_many(self, data, timeout=DEFAULT_TIMEOUT, version=None):
         ttl = self.get_backend_timeout(timeout)
-        failed = []
-        for key, value in data.items():
-            k = self._key(key, version)
-            blob = self._dumps(value)
-            try:
-                self._write(k, blob, ttl)
-            except TooLargeError:
-                failed.append(key)
-        return failed
+        items = [(key, self._key(key, version), self._dumps(value)) for key, value in data.items()]
+        return _store_many(self._client, items, ttl)
 
     def delete_many(self, keys, version=None):
-        for k in [self._key(key, version) for key in keys]:
-            self._client.delete(k)
+        self._client.delete_many([self._key(key, version) for key in keys])
 
     def clear(self):
         self._client.clear()
@@ -689,20 +684,12 @@ class CachekitCache(BaseCache):
 
     async def aset_many(self, data, timeout=DEFAULT_TIMEOUT, version=None):
         ttl = self.get_backend_timeout(timeout)
-        failed = []
-        for key, value in data.items():
-            k = self._key(key, version)
-            blob = self._dumps(value)
-            try:
-                await self._awrite(k, blob, ttl)
-            except TooLargeError:
-                failed.append(key)
-        return failed
+        items = [(key, self._key(key, version), self._dumps(value)) for key, value in data.items()]
+        client = self._aclient
+        return await client._run(_store_many, client._sync, items, ttl)
 
     async def adelete_many(self, keys, version=None):
-        client = self._aclient
-        for k in [self._key(key, version) for key in keys]:
-            await client.delete(k)
+        await self._aclient.delete_many([self._key(key, version) for key in keys])
 
     async def aclear(self):
         await self._aclient.clear()
@@ -828,3 +815,35 @@ class Lock:
 
     def __repr__(self) -> str:
         return f"<Lock {self.name!r} timeout={self.timeout} {'held' if self._token else 'not held'}>"
+
+
+_TOO_LARGE = _lib.CACHEKIT_TOO_LARGE
+_INVALID_ARGUMENT = _lib.CACHEKIT_INVALID_ARGUMENT
+
+
+def _store_many(client: Client, items: list[tuple[Any, bytes, bytes]], ttl: float | None) -> list[Any]:
+    """``set_many``'s work on ``(key, cache key, blob)`` items: one SET_MANY request for them
+    all (more than 1000 items: several). Returns the keys refused as too large, as Django's
+    memcached backend does; like ``_write``, a refused key is deleted, so no older value stays
+    readable. Any other failure raises, after the other items were stored."""
+    if not items:
+        return []
+    keys = [k for _, k, _ in items]
+    if ttl == 0:
+        client.delete_many(keys)
+        return []
+    codes = client._set_many_codes([(k, blob) for _, k, blob in items], _ttl_ms(ttl), 0, _tag_list(()))
+    bad = [i for i, code in enumerate(codes) if code != _OK]
+    if not bad:
+        return []
+    other = next((i for i in bad if codes[i] != _TOO_LARGE), None)
+    # The library's message is that of the first failing item: take it before another call.
+    error = make_error(codes[bad[0] if other is None else other])
+    refused = [keys[i] for i in bad if codes[i] in (_TOO_LARGE, _INVALID_ARGUMENT)]
+    try:
+        client.delete_many(refused)
+    except CachekitError:
+        pass  # a key itself refused: there is no older value
+    if other is not None:
+        raise error
+    return [items[i][0] for i in bad]

@@ -131,6 +131,16 @@ fn main() {
                 serde_json::to_string_pretty(&hit_ratio(plan)).unwrap()
             );
         }
+        Some("writes") => {
+            let quick = args.iter().any(|a| a == "--quick");
+            let v = cachekit_benches::writes::run(
+                &cachekit_benches::writes::self_exe(),
+                quick,
+                port("BENCH_REDIS_PORT"),
+            );
+            println!("{}", serde_json::to_string_pretty(&v).unwrap());
+        }
+        Some("write-worker") => cachekit_benches::writes::worker(&args[1..]),
         Some("encryption") => {
             let plan = if args.iter().any(|a| a == "--quick") {
                 QUICK
@@ -149,7 +159,9 @@ fn main() {
                  \x20      cachekit-bench lease [--quick]\n\
                  \x20      cachekit-bench hit [--quick]\n\
                  \x20      cachekit-bench encryption [--quick]\n\
-                 \x20      cachekit-bench ratio [--quick]"
+                 \x20      cachekit-bench ratio [--quick]\n\
+                 \x20      cachekit-bench writes [--quick]\n\
+                 \x20      cachekit-bench write-worker SOCKET set|set_many ID OPS MILLIS"
             );
             std::process::exit(2);
         }
@@ -216,6 +228,15 @@ fn run(args: &[String]) {
     let t = Instant::now();
     doc.insert("encryption".into(), encryption(plan));
     section("encryption", t);
+
+    let t = Instant::now();
+    let quick = plan.rounds == QUICK.rounds;
+    let exe = cachekit_benches::writes::self_exe();
+    doc.insert(
+        "writes".into(),
+        cachekit_benches::writes::run(&exe, quick, redis_port),
+    );
+    section("writes", t);
 
     doc.insert(
         "plan".into(),

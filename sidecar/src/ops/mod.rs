@@ -7,6 +7,7 @@
 
 mod atomic;
 mod atomic_redis;
+mod batch;
 mod clear;
 mod delete;
 mod fetch;
@@ -88,6 +89,8 @@ pub fn handle(d: &Daemon, peer: &Peer, req: Request) -> Reply {
             key,
             token,
         } => lease::release(d, &namespace, &key, token),
+        Request::SetMany(s) => batch::set_many(d, &s),
+        Request::DeleteMany(r) => batch::delete_many(d, &r),
     };
     if matches!(reply, Reply::Error { .. }) {
         bump(&c.errors);
