@@ -9,3 +9,6 @@ mod cases;
 
 #[cfg(all(feature = "sync", feature = "async"))]
 mod resend;
+
+#[cfg(all(feature = "sync", feature = "async"))]
+mod lease_floor;
