@@ -130,17 +130,20 @@ return out
 
 /// Where a write stands in its sender's order, so that sending it again is harmless.
 ///
-/// **The rule.** A *lane* is a sender that has at most one unresolved write per namespace
-/// at any time and sends its writes in increasing `seq`: the daemon's queue drainer (lane 0,
-/// numbers given in queue order, one batch in flight, each batch sent again until Redis
-/// answers) and each write-through send (a lane taken from a pool for the send, and kept by
-/// the write until the queue resolves it if the send timed out). The write script keeps, per
-/// namespace, writer and lane, the highest number it applied, and skips a sequenced write at
-/// or below it. Since a lane's write is sent again only until it is acknowledged and no later
-/// write of the lane is sent before that, a number at or below the highest applied is a
-/// write Redis already applied: skipping it is exactly "applied once". Sets, deletes,
-/// invalidations and clears are all sequenced alike (re-applying a delete, invalidation or
-/// clear could only remove more, but would still undo another host's later set).
+/// **The rule.** A *lane* is a sender that numbers its writes in increasing order and sends
+/// nothing numbered above an unanswered write until that write is answered: the daemon's
+/// queue drainer (lane 0, numbers given in queue order, one batch in flight, applied in
+/// order by one script, the batch sent again until Redis answers) and each write-through
+/// send (a lane taken from a pool for the send, and kept by the write until the queue
+/// resolves it if the send timed out). The write script keeps, per namespace, writer and
+/// lane, the highest number h it applied, and skips a sequenced write numbered at or below
+/// it. **Why that is safe**: a lower number of the lane was sent either in an earlier call,
+/// answered before h was sent (applied, or refused and never sent again), or earlier in the
+/// same call, applied before h (in order; an error part way records only what was applied).
+/// So a number at or below h seen again is a write Redis already applied: skipping it is
+/// exactly "applied once". Sets, deletes, invalidations and clears are all sequenced alike
+/// (re-applying a delete, invalidation or clear could only remove more, but would still
+/// undo another host's later set).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sequence {
     /// The sender (0: the queue's drainer; others: write-through sends).
