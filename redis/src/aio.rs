@@ -5,7 +5,7 @@ use crate::atomic::{self, CommitOp, DeletedPage, Expected};
 use crate::event::{Cursor, Event};
 use crate::lease::{self, FillRefused, Taken};
 use crate::record::{Fetched, Record};
-use crate::scripts::{self, WriteContext, WriteOp, Written};
+use crate::scripts::{self, Sequenced, WriteContext, WriteOp, Written};
 use crate::sentinel::{self, SentinelSpec};
 use crate::target::Target;
 use crate::StoreError;
@@ -283,6 +283,7 @@ impl AsyncStore {
     /// ms): one round trip for up to [`crate::MAX_BATCH`] writes. The script is atomic: after
     /// an error or a timeout either every write of the batch was applied or none (but a
     /// script error, such as an ACL refusal, stops it part way: the writes before it stay).
+    /// Not sequenced: sending it again applies it again (see [`Self::write_sequenced`]).
     ///
     /// # Errors
     /// Any [`StoreError`].
@@ -290,10 +291,39 @@ impl AsyncStore {
         if ops.is_empty() {
             return Ok(Vec::new());
         }
-        let inv = scripts::write_batch_invocation(ops, &self.ctx, now);
+        let inv = scripts::write_batch_invocation(ops.iter().map(|o| (o, None)), &self.ctx, now);
         let mut c = self.conn.clone();
         let v: Value = self.timed("WRITE_BATCH", inv.invoke_async(&mut c)).await?;
         scripts::parse_written_batch(&v, ops.len())
+    }
+
+    /// As [`Self::write_batch`], each write with its place in its sender's order: a write
+    /// an earlier send already applied is skipped and answers clock 0 (see
+    /// [`crate::Sequence`]), so a batch (or a part of one) may be sent again after a timeout
+    /// or an error without applying anything twice.
+    ///
+    /// # Errors
+    /// Any [`StoreError`].
+    pub async fn write_sequenced(
+        &self,
+        batch: &[Sequenced],
+        now: u64,
+    ) -> Result<Vec<Written>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let inv = scripts::write_batch_invocation(
+            batch.iter().map(|w| (&w.op, Some(w.seq))),
+            &self.ctx,
+            now,
+        );
+        let mut c = self.conn.clone();
+        let operation = match batch {
+            [one] => one.op.name(),
+            _ => "WRITE_BATCH",
+        };
+        let v: Value = self.timed(operation, inv.invoke_async(&mut c)).await?;
+        scripts::parse_written_batch(&v, batch.len())
     }
 
     /// Writes `op` to `key` at time `now` (Unix ms) if the key still holds exactly what

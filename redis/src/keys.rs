@@ -82,6 +82,13 @@ impl NsKeys {
         self.with(b"sweep", b"")
     }
 
+    /// `ck:{ns}:seq:<origin>`: a hash, per lane of writer `origin`, of the highest sequence
+    /// number its writes applied in this namespace (see [`crate::Sequence`]); it expires
+    /// [`crate::SEQUENCE_KEEP_MS`] after the writer's last sequenced write here.
+    pub fn sequence(&self, origin: &[u8]) -> Vec<u8> {
+        self.with(b"seq:", origin)
+    }
+
     /// `ck:{ns}:lease:<key>`: the cross-host fill lease of `key` (a token, with an expiry).
     pub fn lease(&self, key: &[u8]) -> Vec<u8> {
         self.with(b"lease:", key)

@@ -14,6 +14,14 @@
 //!   stream's entries after `since` are scanned for the key, at most [`FILL_SCAN_MAX`]). It
 //!   deletes the caller's lease either way. A refused fill writes nothing.
 //!
+//!   The floor (`clear`) above `since` refuses the fill only if one of those entries is an
+//!   invalidation or a clear. The sweep raises the floor without an event, and deletes
+//!   counters at or below it: a counter above `since` that the sweep deleted was set by an
+//!   invalidation after the grant, whose entry the scan sees; a clear after the grant has its
+//!   entry too. With neither among the entries, the floor rose by the sweep alone, which
+//!   invalidates only records stamped at or below it, never the fill's (stamped now): so a
+//!   sweep pass no longer refuses every leased fill granted before it.
+//!
 //! The record is stamped like any write (the clock of the fill itself), so followers and
 //! fills on every host treat it as the ordinary write it is; the check against `since` is
 //! what keeps a value computed across an invalidation out of Redis.
@@ -58,7 +66,7 @@ if redis.call('MGET', KEYS[1])[1] == ARGV[1] then return redis.call('DEL', KEYS[
 return 0
 ";
 
-/// KEYS: value, clock, stream, lease, then the counters the record depends on. ARGV: record,
+/// KEYS: value, clock, stream, lease, the floor (`clear`), then the tags' counters. ARGV: record,
 /// keep_ms (0 = forever), origin, key, maxlen, channel, namespace, since, token ('' = no
 /// Redis lease), scan_max. Answers `{clock, 0}` when written, `{0, why}` when refused (1: an
 /// invalidation, 2: cannot tell, 3: a write or delete of the key).
@@ -69,8 +77,9 @@ if ARGV[9] ~= '' and redis.call('MGET', KEYS[4])[1] == ARGV[9] then
   redis.call('DEL', KEYS[4])
 end
 local since = tonumber(ARGV[8])
-if #KEYS > 4 then
-  local vals = redis.call('MGET', unpack(KEYS, 5, #KEYS))
+local floor = tonumber(redis.call('MGET', KEYS[5])[1] or '0') or 0
+if #KEYS > 5 then
+  local vals = redis.call('MGET', unpack(KEYS, 6, #KEYS))
   for i = 1, #vals do
     local c = vals[i] and tonumber(vals[i])
     if c and c > since then return {0, 1} end
@@ -78,23 +87,28 @@ if #KEYS > 4 then
 end
 local now = tonumber(redis.call('MGET', KEYS[2])[1] or '0') or 0
 local n = now - since
+local dropping = false
 if n > 0 then
   if n > tonumber(ARGV[10]) then return {0, 2} end
   local es = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', n)
   local seen = 0
   for i = 1, #es do
     local f = es[i][2]
-    local s, k = 0, nil
+    local s, k, drops = 0, nil, false
     for j = 1, #f, 2 do
-      if f[j] == 's' then s = tonumber(f[j + 1]) or 0 elseif f[j] == 'k' then k = f[j + 1] end
+      if f[j] == 's' then s = tonumber(f[j + 1]) or 0
+      elseif f[j] == 'k' then k = f[j + 1]
+      elseif f[j] == 't' or f[j] == 'c' then drops = true end
     end
     if s > since then
       seen = seen + 1
       if k == ARGV[4] then return {0, 3} end
+      if drops then dropping = true end
     end
   end
   if seen < n then return {0, 2} end
 end
+if floor > since and (dropping or n <= 0) then return {0, 1} end
 local s = redis.call('INCR', KEYS[2])
 store_record(KEYS[1], ARGV[1], tonumber(ARGV[2]), s)
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 's', s, 'o', ARGV[3], 'k', ARGV[4])

@@ -73,7 +73,9 @@ pub use error::StoreError;
 pub use event::{Continuity, Cursor, Event, EventKind};
 pub use lease::{FillRefused, Taken};
 pub use record::{Fetched, Record, Rejected};
-pub use scripts::{WriteContext, WriteOp, Written, MAX_BATCH};
+pub use scripts::{
+    Sequence, Sequenced, WriteContext, WriteOp, Written, MAX_BATCH, RESEND_WINDOW, SEQUENCE_KEEP_MS,
+};
 pub use sweep::{Swept, SWEEP_COUNT};
 pub use target::Target;
 

@@ -16,67 +16,164 @@ use crate::StoreError;
 use redis::{Script, ScriptInvocation, Value};
 use std::sync::LazyLock;
 
-/// KEYS: clock, stream, clear, then each write's keys in order (set, delete: the value key;
-/// invalidate: `x:<tag>` and, unless exact, `p:<tag>` for each tag; clear: none). ARGV:
-/// origin, maxlen, channel, namespace, then the writes in order, each a kind and its fields:
-/// `S` record keep_ms key · `D` key · `I` exact(0/1) n tag×n · `C`. Applies them one after
-/// the other exactly as one script per write would (one clock `INCR` and one event each, so
-/// the clocks stay consecutive), rings the doorbell once, and answers `{clock, existed}` for
-/// each write, flattened. A batch of one is the ordinary write; the queue's drainer sends up
-/// to [`MAX_BATCH`] at once.
+/// KEYS: clock, stream, clear, the writer's sequence key (`ck:{ns}:seq:<origin>`), then each
+/// write's keys in order (set, delete: the value key; invalidate: `x:<tag>` and, unless exact,
+/// `p:<tag>` for each tag; clear: none). ARGV: origin, maxlen, channel, namespace, how long
+/// the sequence key is kept (ms), then the writes in order, each a lane (`''`: not
+/// sequenced), a sequence number, a kind and its fields: `S` record keep_ms key · `D` key ·
+/// `I` exact(0/1) n tag×n · `C`.
+///
+/// Applies them one after the other exactly as one script per write would (one clock `INCR`
+/// and one event each, so the clocks stay consecutive), rings the doorbell once, and answers
+/// `{clock, existed}` for each write, flattened. A sequenced write whose number is at or
+/// below the highest one its lane has applied in this namespace (the field `<lane>` of the
+/// sequence key) is skipped and answers `{0, 0}`: an earlier send of it was applied (see
+/// [`Sequence`]). The lanes' highest numbers are recorded for every write applied, also when
+/// an error stops the batch part way (then the error is answered after recording them), and
+/// the sequence key's expiry is renewed by every call carrying a sequenced write. A batch of
+/// one is the ordinary write; the queue's drainer sends up to [`MAX_BATCH`] at once.
 const WRITE: &str = concat!(
     store_record_lua!(),
     r"
-local clock, stream, clear = KEYS[1], KEYS[2], KEYS[3]
+local clock, stream, clear, seqkey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local origin, maxlen = ARGV[1], ARGV[2]
-local ki, ai = 4, 5
+local ki, ai = 5, 6
 local out = {}
-while ai <= #ARGV do
-  local kind = ARGV[ai]
-  local s, existed = 0, 0
-  if kind == 'S' then
-    s = redis.call('INCR', clock)
-    store_record(KEYS[ki], ARGV[ai + 1], tonumber(ARGV[ai + 2]), s)
-    redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 's', s, 'o', origin, 'k', ARGV[ai + 3])
-    ki, ai = ki + 1, ai + 4
-  elseif kind == 'D' then
-    existed = redis.call('DEL', KEYS[ki])
-    s = redis.call('INCR', clock)
-    redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 's', s, 'o', origin, 'k', ARGV[ai + 1])
-    ki, ai = ki + 1, ai + 2
-  elseif kind == 'I' then
-    local exact, n = ARGV[ai + 1], tonumber(ARGV[ai + 2])
-    s = redis.call('INCR', clock)
-    local args = {'MAXLEN', '~', maxlen, '*', 's', s, 'o', origin}
-    for i = 1, n do
-      redis.call('SET', KEYS[ki], s)
-      ki = ki + 1
-      if exact ~= '1' then
-        redis.call('SET', KEYS[ki], s)
-        ki = ki + 1
-      end
-      args[#args + 1] = 't'
-      args[#args + 1] = ARGV[ai + 2 + i]
-    end
-    args[#args + 1] = 'e'
-    args[#args + 1] = exact
-    redis.call('XADD', stream, unpack(args))
-    ai = ai + 3 + n
-  elseif kind == 'C' then
-    s = redis.call('INCR', clock)
-    redis.call('SET', clear, s)
-    redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 's', s, 'o', origin, 'c', '1')
-    ai = ai + 1
-  else
-    return redis.error_reply('cachekit write script: unknown write kind ' .. tostring(kind))
+local seen, raised, sequenced = {}, {}, false
+local function highest(lane)
+  local h = seen[lane]
+  if h == nil then
+    h = tonumber(redis.call('HGET', seqkey, lane) or '0') or 0
+    seen[lane] = h
   end
-  out[#out + 1] = s
-  out[#out + 1] = existed
+  return h
+end
+local function run()
+  while ai <= #ARGV do
+    local lane, q, kind = ARGV[ai], tonumber(ARGV[ai + 1]), ARGV[ai + 2]
+    ai = ai + 3
+    local skip = false
+    if lane ~= '' then
+      sequenced = true
+      skip = q <= highest(lane)
+    end
+    local s, existed = 0, 0
+    if kind == 'S' then
+      if not skip then
+        s = redis.call('INCR', clock)
+        store_record(KEYS[ki], ARGV[ai], tonumber(ARGV[ai + 1]), s)
+        redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 's', s, 'o', origin, 'k', ARGV[ai + 2])
+      end
+      ki, ai = ki + 1, ai + 3
+    elseif kind == 'D' then
+      if not skip then
+        existed = redis.call('DEL', KEYS[ki])
+        s = redis.call('INCR', clock)
+        redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 's', s, 'o', origin, 'k', ARGV[ai])
+      end
+      ki, ai = ki + 1, ai + 1
+    elseif kind == 'I' then
+      local exact, n = ARGV[ai], tonumber(ARGV[ai + 1])
+      if not skip then
+        s = redis.call('INCR', clock)
+        local args = {'MAXLEN', '~', maxlen, '*', 's', s, 'o', origin}
+        local k = ki
+        for i = 1, n do
+          redis.call('SET', KEYS[k], s)
+          k = k + 1
+          if exact ~= '1' then
+            redis.call('SET', KEYS[k], s)
+            k = k + 1
+          end
+          args[#args + 1] = 't'
+          args[#args + 1] = ARGV[ai + 1 + i]
+        end
+        args[#args + 1] = 'e'
+        args[#args + 1] = exact
+        redis.call('XADD', stream, unpack(args))
+      end
+      if exact == '1' then ki = ki + n else ki = ki + 2 * n end
+      ai = ai + 2 + n
+    elseif kind == 'C' then
+      if not skip then
+        s = redis.call('INCR', clock)
+        redis.call('SET', clear, s)
+        redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 's', s, 'o', origin, 'c', '1')
+      end
+    else
+      error('cachekit write script: unknown write kind ' .. tostring(kind))
+    end
+    if lane ~= '' and not skip then
+      seen[lane] = q
+      raised[lane] = q
+    end
+    out[#out + 1] = s
+    out[#out + 1] = existed
+  end
+end
+local ok, err = pcall(run)
+local fields = {}
+for lane, q in pairs(raised) do
+  fields[#fields + 1] = lane
+  fields[#fields + 1] = q
+end
+if #fields > 0 then redis.call('HSET', seqkey, unpack(fields)) end
+if sequenced then redis.call('PEXPIRE', seqkey, ARGV[5]) end
+if not ok then
+  if type(err) == 'table' and err.err then return redis.error_reply(err.err) end
+  return redis.error_reply(tostring(err))
 end
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 return out
 "
 );
+
+/// Where a write stands in its sender's order, so that sending it again is harmless.
+///
+/// **The rule.** A *lane* is a sender that numbers its writes in increasing order and sends
+/// nothing numbered above an unanswered write until that write is answered: the daemon's
+/// queue drainer (lane 0, numbers given in queue order, one batch in flight, applied in
+/// order by one script, the batch sent again until Redis answers) and each write-through
+/// send (a lane taken from a pool for the send, and kept by the write until the queue
+/// resolves it if the send timed out). The write script keeps, per namespace, writer and
+/// lane, the highest number h it applied, and skips a sequenced write numbered at or below
+/// it. **Why that is safe**: a lower number of the lane was sent either in an earlier call,
+/// answered before h was sent (applied, or refused and never sent again), or earlier in the
+/// same call, applied before h (in order; an error part way records only what was applied).
+/// So a number at or below h seen again is a write Redis already applied: skipping it is
+/// exactly "applied once". Sets, deletes, invalidations and clears are all sequenced alike
+/// (re-applying a delete, invalidation or clear could only remove more, but would still
+/// undo another host's later set).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sequence {
+    /// The sender (0: the queue's drainer; others: write-through sends).
+    pub lane: u32,
+    /// Its number, increasing within the lane.
+    pub seq: u64,
+}
+
+/// A write with its place in its sender's order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sequenced {
+    /// The write.
+    pub op: WriteOp,
+    /// Its place.
+    pub seq: Sequence,
+}
+
+/// How long Redis keeps a writer's sequence key after the writer's last write to the
+/// namespace: twice [`RESEND_WINDOW`], so a write sent again within the window always finds
+/// the number of its first send (Redis's and the daemon's clocks only have to agree on the
+/// length of an hour, within a factor of two). One small hash per namespace and daemon start,
+/// gone two hours after that daemon stopped writing to the namespace: bounded state.
+pub const SEQUENCE_KEEP_MS: u64 = 2 * 3600 * 1000;
+
+/// The longest a daemon sends a set again as it is after its first send: past this, a set
+/// still unacknowledged is sent as a delete of its key (a miss on every host, never a value
+/// older than a later write), because Redis may have dropped the number of its first send.
+/// Only reached when Redis ran a write and then stayed unreachable from this daemon for an
+/// hour.
+pub const RESEND_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Most writes the drainer sends in one script call. 512 sets of small records run in about
 /// 2 ms inside Redis: long enough to amortise the round trip (a batch drains about 100 times
@@ -206,34 +303,42 @@ pub struct WriteContext {
     pub stream_maxlen: u64,
 }
 
-/// The script call for `op` at time `now`.
+/// The script call for `op` at time `now`, not sequenced.
 pub(crate) fn write_invocation(
     op: &WriteOp,
     ctx: &WriteContext,
     now: u64,
 ) -> ScriptInvocation<'static> {
-    write_batch_invocation(std::slice::from_ref(op), ctx, now)
+    write_batch_invocation(std::iter::once((op, None)), ctx, now)
 }
 
-/// One script call applying `ops` in order at time `now`. Every op must be of one namespace
-/// (the script runs in its slot); the caller splits batches at namespace changes.
-pub(crate) fn write_batch_invocation(
-    ops: &[WriteOp],
+/// One script call applying `ops` in order at time `now`, each with its place in its
+/// sender's order (`None`: not sequenced, applied whatever was sent before). Every op must
+/// be of one namespace (the script runs in its slot); the caller splits batches at namespace
+/// changes.
+pub(crate) fn write_batch_invocation<'a>(
+    ops: impl Iterator<Item = (&'a WriteOp, Option<Sequence>)> + Clone,
     ctx: &WriteContext,
     now: u64,
 ) -> ScriptInvocation<'static> {
-    let ns = ops.first().map_or("", WriteOp::namespace);
-    debug_assert!(ops.iter().all(|o| o.namespace() == ns));
+    let ns = ops.clone().next().map_or("", |(op, _)| op.namespace());
+    debug_assert!(ops.clone().all(|(o, _)| o.namespace() == ns));
     let keys = NsKeys::new(ns);
     let mut inv = SCRIPTS.write.prepare_invoke();
     inv.key(keys.clock())
         .key(keys.stream())
         .key(keys.clear())
+        .key(keys.sequence(&ctx.origin))
         .arg(ctx.origin.as_slice())
         .arg(ctx.stream_maxlen)
         .arg(DOORBELL_CHANNEL)
-        .arg(ns);
-    for op in ops {
+        .arg(ns)
+        .arg(SEQUENCE_KEEP_MS);
+    for (op, seq) in ops {
+        match seq {
+            Some(q) => inv.arg(q.lane).arg(q.seq),
+            None => inv.arg("").arg(0),
+        };
         match op {
             WriteOp::Set { key, record, .. } => match record.keep_ms(now) {
                 // Already past its grace deadline: storing it would only bring back nothing.
@@ -276,7 +381,8 @@ pub(crate) fn write_batch_invocation(
 /// What a write script answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Written {
-    /// The namespace clock value of the write.
+    /// The namespace clock value of the write; 0 for a sequenced write Redis skipped because
+    /// an earlier send of it was applied (its clock is not known here).
     pub clock: u64,
     /// For a delete: whether the key existed in Redis.
     pub existed: bool,

@@ -193,6 +193,12 @@ impl Changes {
             && self.purge[self.ns_slot(ns)] == before.purge
     }
 
+    /// Whether nothing changed `key` (or a key sharing its slot) or `ns` (an invalidation, a
+    /// clear, a delete by pattern or tag, a flush) since `before` was taken.
+    pub fn unchanged_since(&self, before: Snapshot, ns: &str, key: &[u8]) -> bool {
+        self.ns[self.ns_slot(ns)].count == before.ns && self.key_unchanged(before, ns, key)
+    }
+
     /// A delete by pattern or tag in `ns` (it is a namespace change too).
     pub fn namespace_purged(&mut self, ns: &str) {
         let i = self.ns_slot(ns);
@@ -261,6 +267,22 @@ mod tests {
         );
         g.key_changed("ns", b"k", None, None);
         assert!(!g.may_fill(s, "ns", b"k", 9), "an unknown change");
+    }
+
+    #[test]
+    fn unchanged_since_sees_key_and_namespace_changes() {
+        let mut g = Changes::default();
+        let s = g.snapshot("ns", b"k");
+        g.key_changed("ns", b"other", Some(1), None);
+        assert!(g.unchanged_since(s, "ns", b"k"));
+        g.namespace_changed("ns", Some(2));
+        assert!(!g.unchanged_since(s, "ns", b"k"), "an invalidation");
+        let s = g.snapshot("ns", b"k");
+        g.key_changed("ns", b"k", Some(3), None);
+        assert!(!g.unchanged_since(s, "ns", b"k"), "a write of the key");
+        let s = g.snapshot("ns", b"k");
+        g.namespace_purged("ns");
+        assert!(!g.unchanged_since(s, "ns", b"k"), "a delete by pattern");
     }
 
     #[test]

@@ -58,6 +58,33 @@ impl Table {
         r.map(Some)
     }
 
+    /// Stores `value` for `key` from a write queued for Redis (its clock unknown), if nothing
+    /// changed the key, a key sharing its slot or its namespace since `before` (taken before
+    /// the write was handed to the Redis tier); otherwise deletes the key on this host.
+    ///
+    /// A queued write may already be in Redis (a send whose answer was lost, or the drainer
+    /// was quick), and another host may have written or invalidated the key after it, with
+    /// that event applied here before this write. Without its clock the table cannot order
+    /// the two, and storing it would keep the older value here while Redis and every other
+    /// host have the newer one. Any such event was applied after `before`, so: unchanged
+    /// since, the value is stored (an event applied later drops it as usual); changed, the
+    /// key goes (a miss; the next read asks Redis once the write was sent).
+    pub fn set_queued(
+        &mut self,
+        before: Snapshot,
+        ns: &str,
+        key: &[u8],
+        value: &[u8],
+        opts: &InsertOptions<'_>,
+    ) -> Result<Option<u64>, InsertError> {
+        if self.changes.unchanged_since(before, ns, key) {
+            self.set(ns, key, value, opts, None)
+        } else {
+            self.delete(ns, key, None);
+            Ok(None)
+        }
+    }
+
     /// What a fill lease needs from its grant: a reserved stamp (older than any change made
     /// while the value is computed) and the key's change counters.
     pub fn grant(&mut self, ns: &str, key: &[u8]) -> crate::leases::Grant {

@@ -6,3 +6,9 @@ compile_error!("these tests need both stores: run them with `--features sync,asy
 
 #[cfg(all(feature = "sync", feature = "async"))]
 mod cases;
+
+#[cfg(all(feature = "sync", feature = "async"))]
+mod resend;
+
+#[cfg(all(feature = "sync", feature = "async"))]
+mod lease_floor;

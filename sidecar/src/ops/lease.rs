@@ -200,6 +200,7 @@ pub fn fill(d: &Daemon, f: &LeaseFill) -> Reply {
                 LeasedFill::Stored { clock } => Some(Ok(Remote {
                     existed: false,
                     clock: Some(clock),
+                    queued: false,
                 })),
                 LeasedFill::Refused => None,
                 LeasedFill::NotSent => {

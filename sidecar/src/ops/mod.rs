@@ -104,6 +104,9 @@ struct Remote {
     existed: bool,
     /// The write's namespace clock value; `None` when queued, or without Redis.
     clock: Option<u64>,
+    /// Queued for Redis: it may reach Redis (or have reached it, unseen) at any time, at a
+    /// clock not known here (see [`Table::set_queued`](crate::table::Table::set_queued)).
+    queued: bool,
 }
 
 impl Remote {
@@ -111,6 +114,7 @@ impl Remote {
     const LOCAL: Remote = Remote {
         existed: false,
         clock: None,
+        queued: false,
     };
 }
 
@@ -124,8 +128,12 @@ fn to_redis(d: &Daemon, op: impl FnOnce() -> WriteOp) -> Result<Remote, String> 
         WriteOutcome::Done { existed, clock } => Ok(Remote {
             existed,
             clock: Some(clock),
+            queued: false,
         }),
-        WriteOutcome::Queued => Ok(Remote::LOCAL),
+        WriteOutcome::Queued => Ok(Remote {
+            queued: true,
+            ..Remote::LOCAL
+        }),
         WriteOutcome::Failed(message) => Err(message),
     }
 }

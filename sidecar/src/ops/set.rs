@@ -8,6 +8,12 @@ use cachekit_shm::{now_ms, InsertError, InsertOptions};
 
 pub fn run(d: &Daemon, s: &Set) -> Reply {
     bump(&d.counters.sets);
+    // What the table knew of the key before the write left for Redis: should it be queued,
+    // it is kept on this host only if nothing changed the key since (see `set_queued`).
+    let before = d
+        .tier
+        .as_ref()
+        .map(|_| d.table.snapshot(&s.namespace, &s.key));
     // The tags were checked at decode (proto), before anything reaches Redis.
     let remote = to_redis(d, || WriteOp::Set {
         ns: s.namespace.clone(),
@@ -32,9 +38,14 @@ pub fn run(d: &Daemon, s: &Set) -> Reply {
             t.delete(&s.namespace, &s.key, None);
             Ok(())
         }
-        Ok(r) => t
-            .set(&s.namespace, &s.key, &s.value, &opts, r.clock)
-            .map(|_| ()),
+        Ok(r) => match before.filter(|_| r.queued) {
+            Some(before) => t
+                .set_queued(before, &s.namespace, &s.key, &s.value, &opts)
+                .map(|_| ()),
+            None => t
+                .set(&s.namespace, &s.key, &s.value, &opts, r.clock)
+                .map(|_| ()),
+        },
     });
     match (stored, remote) {
         (Err(e), _) => insert_error(d, e),

@@ -1,5 +1,6 @@
-//! A model check of the fill rule: fills from Redis raced by this host's writes, other
-//! hosts' events (applied in stream order) and local flushes, in every interleaving proptest
+//! A model check of the fill rule: fills from Redis raced by this host's writes (written
+//! through, or queued and applied without their clock: `Table::set_queued`), other hosts'
+//! events (applied in stream order) and local flushes, in every interleaving proptest
 //! finds, against a model of Redis. Runs the real [`Table`] over a heap-backed shm table,
 //! with few change-counter slots so that keys and namespaces share them.
 //!
@@ -43,6 +44,11 @@ enum Op {
     LocalSet(u8),
     LocalDelete(u8),
     LocalInvalidate(u8),
+    /// This host sets a key through its queue: the write reaches Redis (the worst case: at
+    /// once, its answer lost)...
+    QueuedStart(u8),
+    /// ...and, later, is applied to the table without its clock (`Table::set_queued`).
+    QueuedApply(usize),
     /// This host clears the namespace without a clock (a stream gap, an outage).
     Flush,
     /// A fill takes its snapshot and reads Redis...
@@ -62,6 +68,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => k.clone().prop_map(Op::LocalSet),
         1 => k.clone().prop_map(Op::LocalDelete),
         1 => (0..2u8).prop_map(Op::LocalInvalidate),
+        1 => k.clone().prop_map(Op::QueuedStart),
+        2 => (0..4usize).prop_map(Op::QueuedApply),
         1 => Just(Op::Flush),
         3 => k.prop_map(Op::FillStart),
         3 => (0..8usize).prop_map(Op::FillFinish),
@@ -109,6 +117,8 @@ struct World {
     stream: Vec<(u64, Event, bool)>,
     applied: usize,
     fills: Vec<Fill>,
+    /// Queued sets of this host already in Redis, not yet in the table: (key, snapshot, clock).
+    queued: Vec<(u8, Snapshot, u64)>,
     floors: [Floor; KEYS as usize],
     filled: usize,
 }
@@ -128,6 +138,7 @@ impl World {
             stream: Vec::new(),
             applied: 0,
             fills: Vec::new(),
+            queued: Vec::new(),
             floors: [Floor::default(); KEYS as usize],
             filled: 0,
         }
@@ -187,6 +198,29 @@ impl World {
                     .change(|t| t.invalidate(NS, &tags, InvalidateMode::Hierarchical, Some(c)))
                     .expect("valid tag");
                 self.raise_tagged(tag, c);
+            }
+            Op::QueuedStart(k) => {
+                let before = self.table.snapshot(NS, &key(k));
+                let c = self.redis_write(Event::Key(k, true), true);
+                self.redis.insert(k, c);
+                self.queued.push((k, before, c));
+            }
+            Op::QueuedApply(i) => {
+                if self.queued.is_empty() {
+                    return;
+                }
+                let (k, before, c) = self.queued.remove(i % self.queued.len());
+                let tag = tag_of(k);
+                let opts = InsertOptions {
+                    ttl_ms: None,
+                    grace_ms: 0,
+                    tags: &[&tag],
+                };
+                self.table
+                    .change(|t| t.set_queued(before, NS, &key(k), &value(c), &opts))
+                    .expect("fits");
+                // Stored or dropped, nothing older than it may be served from now on.
+                self.floors[k as usize].raise(c, false);
             }
             Op::Flush => {
                 self.table.change(|t| t.clear(NS, None));
@@ -282,6 +316,9 @@ impl World {
     }
 
     fn check_at_rest(&mut self) {
+        while !self.queued.is_empty() {
+            self.step(&Op::QueuedApply(0));
+        }
         while !self.fills.is_empty() {
             self.step(&Op::FillFinish(0));
         }

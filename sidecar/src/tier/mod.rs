@@ -26,7 +26,9 @@ use crate::table::SharedTable;
 pub use atomic::UpdateOutcome;
 use breaker::{Breaker, State};
 use cachekit_proto::FetchHit;
-use cachekit_redis::{AsyncStore, Cursor, Fetched, Record, StoreError, WriteContext, WriteOp};
+use cachekit_redis::{
+    AsyncStore, Cursor, Fetched, Record, Sequenced, StoreError, WriteContext, WriteOp,
+};
 use cachekit_shm::{now_ms, InsertOptions};
 pub use lease::{LeasedFill, RemoteLease};
 use queue::Queue;
@@ -64,6 +66,9 @@ pub struct TierCounters {
     /// Of those, acknowledged as queued because the drainer had not sent them within
     /// `redis_timeout_ms`.
     pub backlog_wait_timeouts: AtomicU64,
+    /// Writes sent again (after a timeout or an error) that Redis skipped: an earlier send of
+    /// them was applied.
+    pub resends_skipped: AtomicU64,
     pub errors: AtomicU64,
     pub timeouts: AtomicU64,
     /// Events of other hosts applied to the table.
@@ -408,25 +413,44 @@ impl Tier {
             };
         }
         if through && self.breaker.allow() {
-            match self.block_on(self.store.write(&op, now_ms())) {
-                Ok(w) => {
+            // A lane of its own, so that the queue may send it again if this send's answer
+            // is lost, and Redis skips it if this send was applied.
+            let w = Sequenced {
+                seq: self.queue.lanes.take(),
+                op,
+            };
+            let sent = std::time::Instant::now();
+            let result = self.block_on(
+                self.store
+                    .write_sequenced(std::slice::from_ref(&w), now_ms()),
+            );
+            match result {
+                Ok(written) => {
+                    self.queue.lanes.give_back(w.seq);
                     self.breaker.success();
+                    // One answer per write (checked when parsed). A fresh number is never
+                    // skipped (clock 0); were it, its clock is unknown here.
+                    let Some(done) = written.first().filter(|d| d.clock != 0) else {
+                        return WriteOutcome::Queued;
+                    };
                     bump(&self.c.writes);
-                    self.wrote(op.namespace(), w.clock);
+                    self.wrote(w.op.namespace(), done.clock);
                     return WriteOutcome::Done {
-                        existed: w.existed,
-                        clock: w.clock,
+                        existed: done.existed,
+                        clock: done.clock,
                     };
                 }
                 Err(e) if e.is_outage() => {
                     self.failed(&e);
                     debug!(error = %e, "write failed; queued for retry");
+                    return self.enqueue_sent(w, sent);
                 }
                 Err(e) => {
+                    self.queue.lanes.give_back(w.seq);
                     self.failed(&e);
                     return WriteOutcome::Failed(format!(
                         "{e} (the {} was applied on this host only)",
-                        op.name()
+                        w.op.name()
                     ));
                 }
             }
@@ -597,6 +621,7 @@ impl Tier {
                 "redis_backlog_wait_timeouts".into(),
                 l(&c.backlog_wait_timeouts),
             ),
+            ("redis_resends_skipped".into(), l(&c.resends_skipped)),
             ("redis_events".into(), l(&c.events)),
             ("replayed".into(), l(&c.replayed)),
             ("flushes_for_gap".into(), l(&c.flushes_for_gap)),

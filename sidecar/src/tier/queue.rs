@@ -1,14 +1,15 @@
 //! The bounded queue of writes waiting for Redis (write-behind, or Redis unreachable), the
 //! task that drains it in order (batches of up to [`MAX_BATCH`] writes per round trip), the
-//! write-through callers waiting behind a backlog, and the pending counters that keep fills
-//! away from keys whose latest write Redis may not have yet.
+//! write-through callers waiting behind a backlog, the pending counters that keep fills
+//! away from keys whose latest write Redis may not have yet, and the lanes that make sending
+//! a write again harmless ([`Sequence`]: Redis skips what a lane already applied).
 
 use super::{bump, Tier, WriteOutcome};
-use cachekit_redis::{WriteOp, Written, MAX_BATCH};
+use cachekit_redis::{Sequence, Sequenced, WriteOp, Written, MAX_BATCH, RESEND_WINDOW};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tracing::{error, warn};
 
 /// Slots of the pending counters, per namespace and per key. A collision only costs a fill
@@ -73,7 +74,65 @@ type Reply = std::sync::mpsc::Sender<Result<Written, String>>;
 
 struct Queued {
     op: WriteOp,
+    /// Its place in its lane: lane 0 (the drainer's, numbered in queue order) for a write
+    /// queued at once; a write-through send's own lane for a send that failed or timed out.
+    seq: Sequence,
+    /// When it was first sent (Redis may have applied it since, unseen): the drainer sends a
+    /// set as a delete once this is older than [`RESEND_WINDOW`].
+    first_sent: Option<Instant>,
     reply: Option<Reply>,
+}
+
+/// The lanes of write-through sends (lane 0 is the drainer's) and the sequence numbers of
+/// every lane. A lane is taken for one send and given back once its write is resolved (the
+/// answer came, Redis refused it, or the queue sent or dropped it), so each lane has at most
+/// one unresolved write and sends in increasing numbers: what [`Sequence`] needs. Lanes are
+/// reused (a stack), so their count stays at the most sends ever in flight at once.
+pub struct Lanes {
+    free: Mutex<Vec<u32>>,
+    made: AtomicU32,
+    /// One counter for every lane: increasing within each lane is all that is needed.
+    next: AtomicU64,
+}
+
+impl Default for Lanes {
+    fn default() -> Self {
+        Lanes {
+            free: Mutex::new(Vec::new()),
+            made: AtomicU32::new(0),
+            next: AtomicU64::new(1),
+        }
+    }
+}
+
+impl Lanes {
+    fn number(&self) -> u64 {
+        self.next.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A free lane of its own for one write-through send, with the write's number.
+    pub fn take(&self) -> Sequence {
+        let lane = self
+            .free
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+            .unwrap_or_else(|| self.made.fetch_add(1, Ordering::Relaxed) + 1);
+        Sequence {
+            lane,
+            seq: self.number(),
+        }
+    }
+
+    /// Gives a write-through lane back once its write is resolved.
+    pub fn give_back(&self, seq: Sequence) {
+        if seq.lane != 0 {
+            self.free
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(seq.lane);
+        }
+    }
 }
 
 /// The writes waiting for Redis, oldest first.
@@ -82,6 +141,7 @@ pub struct Queue {
     writes: Mutex<VecDeque<Queued>>,
     wake: tokio::sync::Notify,
     pub pending: Pending,
+    pub lanes: Lanes,
 }
 
 impl Queue {
@@ -98,6 +158,30 @@ impl Tier {
     /// Queues `op` for Redis, unless the queue is full; with `reply`, the drainer says there
     /// what Redis answered once the write got there.
     pub(super) fn enqueue_with(&self, op: WriteOp, reply: Option<Reply>) -> WriteOutcome {
+        self.push(op, None, reply)
+    }
+
+    /// Queues a write whose write-through send failed or timed out (Redis may have applied
+    /// it): it keeps its lane and number, so the drainer's send of it is skipped if the first
+    /// one was applied.
+    pub(super) fn enqueue_sent(&self, w: Sequenced, sent: Instant) -> WriteOutcome {
+        let seq = w.seq;
+        let out = self.push(w.op, Some((seq, sent)), None);
+        if matches!(out, WriteOutcome::Failed(_)) {
+            // Not queued: the lane is free again. Should the first send still be applied
+            // late, after a later send of the lane, it is skipped: a write the caller was
+            // told failed.
+            self.queue.lanes.give_back(seq);
+        }
+        out
+    }
+
+    fn push(
+        &self,
+        op: WriteOp,
+        sent: Option<(Sequence, Instant)>,
+        reply: Option<Reply>,
+    ) -> WriteOutcome {
         let mut q = self.queue.lock();
         if q.len() >= self.cfg.queue {
             bump(&self.c.queue_full);
@@ -109,7 +193,24 @@ impl Tier {
             ));
         }
         self.queue.pending.add(&op);
-        q.push_back(Queued { op, reply });
+        // Lane 0 is numbered under the queue's lock: in queue order, which is the drainer's
+        // sending order.
+        let (seq, first_sent) = match sent {
+            Some((seq, at)) => (seq, Some(at)),
+            None => (
+                Sequence {
+                    lane: 0,
+                    seq: self.queue.lanes.number(),
+                },
+                None,
+            ),
+        };
+        q.push_back(Queued {
+            op,
+            seq,
+            first_sent,
+            reply,
+        });
         drop(q);
         bump(&self.c.queued);
         self.queue.wake.notify_one();
@@ -135,6 +236,8 @@ impl Tier {
         }
         bump(&self.c.backlog_waits);
         match rx.recv_timeout(self.cfg.target.timeout) {
+            // Skipped: an earlier send of it was applied, at a clock not known here.
+            Ok(Ok(w)) if w.clock == 0 => WriteOutcome::Queued,
             Ok(Ok(w)) => {
                 self.wrote(&ns, w.clock);
                 WriteOutcome::Done {
@@ -151,29 +254,53 @@ impl Tier {
     }
 
     /// The next batch: up to [`MAX_BATCH`] writes from the front of the queue, all of the
-    /// front write's namespace (one script runs in one namespace's slot).
-    fn next_batch(&self) -> Vec<WriteOp> {
-        let q = self.queue.lock();
+    /// front write's namespace (one script runs in one namespace's slot), with their places
+    /// in their lanes. Each is marked sent now if it never was; a set first sent more than
+    /// [`RESEND_WINDOW`] ago goes as a delete of its key (see [`RESEND_WINDOW`]).
+    fn next_batch(&self) -> Vec<Sequenced> {
+        let mut q = self.queue.lock();
         let Some(first) = q.front() else {
             return Vec::new();
         };
-        let ns = first.op.namespace();
-        q.iter()
+        let ns = first.op.namespace().to_owned();
+        let now = Instant::now();
+        q.iter_mut()
             .take(MAX_BATCH)
             .take_while(|w| w.op.namespace() == ns)
-            .map(|w| w.op.clone())
+            .map(|w| {
+                let first_sent = *w.first_sent.get_or_insert(now);
+                Sequenced {
+                    op: resend_form(&w.op, now.duration_since(first_sent)),
+                    seq: w.seq,
+                }
+            })
             .collect()
     }
 
-    /// Removes the front write (sent, or refused for good) and tells its waiter.
+    /// Removes the front write (sent, or refused for good), frees its lane and tells its
+    /// waiter.
     fn pop_front(&self, result: Result<Written, String>) {
         let Some(w) = self.queue.lock().pop_front() else {
             return;
         };
         self.queue.pending.done(&w.op);
+        self.queue.lanes.give_back(w.seq);
         if let Some(reply) = w.reply {
             let _ = reply.send(result); // the caller may have stopped waiting
         }
+    }
+
+    /// One write's answer: counted, and its clock noted as this host's (a failover that
+    /// lost it is then seen: `follow.rs`, `after_failover`). Clock 0: skipped, an earlier
+    /// send of it was applied.
+    fn drained(&self, ns: &str, w: Written) {
+        if w.clock == 0 {
+            bump(&self.c.resends_skipped);
+        } else {
+            self.wrote(ns, w.clock);
+            bump(&self.c.writes);
+        }
+        self.pop_front(Ok(w));
     }
 
     /// Sends queued writes to Redis, in order, forever: a batch of up to [`MAX_BATCH`]
@@ -192,30 +319,30 @@ impl Tier {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             }
-            match self.store.write_batch(&batch, cachekit_shm::now_ms()).await {
+            match self
+                .store
+                .write_sequenced(&batch, cachekit_shm::now_ms())
+                .await
+            {
                 Ok(written) => {
                     self.breaker.success();
                     bump(&self.c.drain_batches);
-                    // A batch is one namespace. Its clocks count as this host's writes, so
-                    // a failover that lost them is seen (`follow.rs`, `after_failover`).
-                    let ns = batch[0].namespace().to_owned();
+                    let ns = batch[0].op.namespace();
                     for w in written {
-                        self.wrote(&ns, w.clock);
-                        bump(&self.c.writes);
-                        self.pop_front(Ok(w));
+                        self.drained(ns, w);
                     }
                 }
                 Err(e) if e.is_outage() => {
-                    // Nothing of the batch, or all of it, was applied (the script is atomic);
-                    // sending it again applies it again in the same order, which leaves
-                    // Redis as once would.
+                    // Redis may have applied all of the batch or none of it (the script is
+                    // atomic) and the answer was lost: sending it again is harmless, Redis
+                    // skips every write the first send applied (`Sequence`).
                     self.failed(&e);
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 Err(e) => {
                     // Refused (ACL, script error): find the write Redis refuses by sending
-                    // them one at a time (the script stopped at it: those before it are
-                    // applied again, in order, which changes nothing).
+                    // them one at a time (the script stopped at it, and recorded the numbers
+                    // of those before it, which are skipped now).
                     self.failed(&e);
                     self.drain_one_by_one(batch).await;
                 }
@@ -223,14 +350,19 @@ impl Tier {
         }
     }
 
-    async fn drain_one_by_one(&self, batch: Vec<WriteOp>) {
-        for op in batch {
-            match self.store.write(&op, cachekit_shm::now_ms()).await {
-                Ok(w) => {
+    async fn drain_one_by_one(&self, batch: Vec<Sequenced>) {
+        for w in batch {
+            let op = &w.op;
+            match self
+                .store
+                .write_sequenced(std::slice::from_ref(&w), cachekit_shm::now_ms())
+                .await
+            {
+                Ok(written) => {
                     self.breaker.success();
-                    self.wrote(op.namespace(), w.clock);
-                    bump(&self.c.writes);
-                    self.pop_front(Ok(w));
+                    for done in written {
+                        self.drained(op.namespace(), done);
+                    }
                 }
                 Err(e) if e.is_outage() => {
                     self.failed(&e);
@@ -263,5 +395,64 @@ impl Tier {
                 "stopping with writes that never reached Redis (it is unreachable); other hosts will not see them"
             );
         }
+    }
+}
+
+/// What the drainer sends for `op`, first sent `age` ago: itself, or, for a set first sent
+/// more than [`RESEND_WINDOW`] ago, a delete of its key (Redis may have forgotten that the
+/// first send was applied; a delete is a miss on every host, never an older value).
+fn resend_form(op: &WriteOp, age: Duration) -> WriteOp {
+    match op {
+        WriteOp::Set { ns, key, .. } if age > RESEND_WINDOW => WriteOp::Delete {
+            ns: ns.clone(),
+            key: key.clone(),
+        },
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cachekit_redis::Record;
+
+    #[test]
+    fn only_old_sets_are_sent_as_deletes() {
+        let set = WriteOp::Set {
+            ns: "n".into(),
+            key: b"k".to_vec(),
+            record: Record::new(1, None, 0, vec![], b"v".to_vec()),
+        };
+        let inv = WriteOp::Invalidate {
+            ns: "n".into(),
+            tags: vec!["t".into()],
+            exact: false,
+        };
+        let fresh = RESEND_WINDOW - Duration::from_secs(1);
+        let old = RESEND_WINDOW + Duration::from_secs(1);
+        assert_eq!(resend_form(&set, fresh), set);
+        assert_eq!(
+            resend_form(&set, old),
+            WriteOp::Delete {
+                ns: "n".into(),
+                key: b"k".to_vec()
+            }
+        );
+        assert_eq!(resend_form(&inv, old), inv);
+    }
+
+    #[test]
+    fn lanes_are_reused_and_numbers_increase() {
+        let l = Lanes::default();
+        let a = l.take();
+        let b = l.take();
+        assert_ne!(a.lane, b.lane);
+        assert!(a.lane != 0 && b.lane != 0, "lane 0 is the drainer's");
+        l.give_back(a);
+        let c = l.take();
+        assert_eq!(c.lane, a.lane, "a free lane is reused");
+        assert!(c.seq > b.seq && b.seq > a.seq);
+        l.give_back(Sequence { lane: 0, seq: 9 });
+        assert_ne!(l.take().lane, 0, "lane 0 is never handed out");
     }
 }
