@@ -12,11 +12,15 @@ use cachekit_shm::{now_ms, InsertOptions};
 
 pub fn set_many(d: &Daemon, s: &SetMany) -> Reply {
     let now = now_ms();
+    // As in SET: what the table knew of each key before its write left for Redis, so that a
+    // queued item is kept on this host only if nothing changed the key since.
+    let mut befores = Vec::with_capacity(s.items.len());
     let remotes: Vec<Result<Remote, String>> = s
         .items
         .iter()
         .map(|(key, value)| {
             bump(&d.counters.sets);
+            befores.push(d.tier.as_ref().map(|_| d.table.snapshot(&s.namespace, key)));
             to_redis(d, || WriteOp::Set {
                 ns: s.namespace.clone(),
                 key: key.clone(),
@@ -34,13 +38,19 @@ pub fn set_many(d: &Daemon, s: &SetMany) -> Reply {
         s.items
             .iter()
             .zip(&remotes)
-            .map(|((key, value), remote)| match remote {
+            .zip(befores)
+            .map(|(((key, value), remote), before)| match remote {
                 // Not in Redis: keep neither the old value nor the new one on this host.
                 Err(_) => {
                     t.delete(&s.namespace, key, None);
                     Ok(())
                 }
-                Ok(r) => t.set(&s.namespace, key, value, &opts, r.clock).map(|_| ()),
+                Ok(r) => match before.filter(|_| r.queued) {
+                    Some(before) => t
+                        .set_queued(before, &s.namespace, key, value, &opts)
+                        .map(|_| ()),
+                    None => t.set(&s.namespace, key, value, &opts, r.clock).map(|_| ()),
+                },
             })
             .collect()
     });
