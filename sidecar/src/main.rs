@@ -40,6 +40,7 @@ mod snapshot;
 mod socket;
 mod systemd;
 mod table;
+mod testhook;
 mod tier;
 mod warm;
 
@@ -180,7 +181,7 @@ fn bind(
     dir: &Path,
     path: &Path,
     previous: Option<Duration>,
-) -> Result<(UnixListener, Option<rustix::fd::OwnedFd>)> {
+) -> Result<(UnixListener, Result<rustix::fd::OwnedFd, String>)> {
     // We hold the instance lock, so a socket file left here is stale: the previous daemon
     // died without its clean stop (kill -9, crash), and its clients may go on trusting its
     // segment until its last heartbeat is *its* heartbeat_timeout old (the one it handed
@@ -215,7 +216,11 @@ fn bind(
     }
     // From here until the journal is applied, a client whose write fails waits for this lock
     // before it journals, and then finds this daemon answering.
-    let journal_lock = journal::lock_exclusive(dir, &cfg.instance);
+    let writers = journal::Writers {
+        uids: &cfg.writer_uids,
+        gids: &cfg.writer_gids,
+    };
+    let journal_lock = journal::lock_exclusive(dir, &cfg.instance, writers);
     let _ = std::fs::remove_file(path);
     let listener =
         UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
@@ -305,6 +310,9 @@ fn run(cfg: Config) -> Result<()> {
         gids: &cfg.writer_gids,
     };
     journal::log(&journal::apply(&dir, &cfg.instance, writers, &daemon.table));
+    if let Err(why) = &journal_lock {
+        journal::without_lock(&dir, &cfg.instance, &daemon.table, why);
+    }
     drop(journal_lock);
     if let Some(addr) = cfg.metrics_listen {
         metrics::serve(daemon.clone(), addr)?;
