@@ -36,6 +36,11 @@ pub fn start(cfg: &Config, dir: &Path, table_cfg: &TableConfig) -> Result<(Write
                 table = Some(fd);
             }
         }
+        if table.is_some() {
+            if let Err(e) = fdstore::forget() {
+                warn!("removing the old segment from systemd's fd store failed ({e}): if this start dies carrying it, the next one tries it again");
+            }
+        }
         (table, None)
     } else {
         match Keeper::connect_or_start(dir, &cfg.instance) {
@@ -125,7 +130,30 @@ fn build(cfg: &Config, table_cfg: &TableConfig, old: Option<OwnedFd>) -> Result<
         hash_seed: Some(old.ref_space().hash_seed),
         ..table_cfg.clone()
     })?;
-    let report = carry(&old, &mut writer, now_ms());
+    // A panic here (a bug meeting a damaged segment) must not kill the daemon: the segment is
+    // dropped and the start goes on empty. The keeper or the fd store no longer holds it, so
+    // even a crash that cannot be caught is not repeated at the next start.
+    let carried = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if crate::testhook::flag("CACHEKIT_TEST_CARRY_PANIC") {
+            panic!("CACHEKIT_TEST_CARRY_PANIC is set");
+        }
+        if crate::testhook::flag("CACHEKIT_TEST_CARRY_ABORT") {
+            std::process::abort();
+        }
+        carry(&old, &mut writer, now_ms())
+    }));
+    let report = match carried {
+        Ok(r) => r,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            warn!("carrying the previous daemon's segment panicked ({what}): it is dropped; starting empty");
+            return create(table_cfg);
+        }
+    };
     let dropped: Vec<String> = report
         .dropped
         .named()
