@@ -260,6 +260,7 @@ fn run(cfg: Config) -> Result<()> {
         signal_hook::consts::SIGHUP,
     ])?;
     let sock_path = socket.clone();
+    let run_dir = dir.clone();
     let d = daemon.clone();
     std::thread::Builder::new()
         .name("cachekitd-signals".into())
@@ -285,13 +286,24 @@ fn run(cfg: Config) -> Result<()> {
                     // Under the shut-down table: no write is acknowledged after this cut.
                     let now = cachekit_shm::now_ms();
                     match snapshot::write(path, "stop", |w| snapshot::dump(&dead, w, now, true)) {
-                        Ok(s) => info!(
-                            entries = s.entries,
-                            bytes = s.bytes,
-                            elapsed_ms = s.elapsed.as_millis() as u64,
-                            "snapshot written to {}",
-                            path.display()
-                        ),
+                        Ok(s) => {
+                            info!(
+                                entries = s.entries,
+                                bytes = s.bytes,
+                                elapsed_ms = s.elapsed.as_millis() as u64,
+                                "snapshot written to {}",
+                                path.display()
+                            );
+                            // Loadable only while the journal of the writes failing from now
+                            // on is kept with it (see snapshot::mark_journal).
+                            if journal::exists(&run_dir, &d.cfg.instance) {
+                                if let Err(e) =
+                                    snapshot::mark_journal(&run_dir, &d.cfg.instance, s.token)
+                                {
+                                    error!("the snapshot will not be loaded: {e:#}");
+                                }
+                            }
+                        }
                         Err(e) => error!("the snapshot was not written: {e:#}"),
                     }
                 }

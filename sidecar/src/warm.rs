@@ -57,7 +57,11 @@ pub fn start(cfg: &Config, dir: &Path, table_cfg: &TableConfig) -> Result<(Write
             }
         }
     };
-    let writer = build(cfg, table_cfg, old)?;
+    // Taken (and removed) at every start: see snapshot::take_journal_mark.
+    let mark = crate::snapshot::take_journal_mark(dir, &cfg.instance).context(
+        "the snapshot's journal mark must be removed before serving: fix the runtime directory's permissions",
+    )?;
+    let writer = build(cfg, table_cfg, old, mark)?;
     if let Some(path) = &cfg.snapshot {
         // Loaded or not, it is out of date as soon as this daemon changes the table.
         crate::snapshot::retire(path).context(
@@ -88,7 +92,12 @@ pub fn start(cfg: &Config, dir: &Path, table_cfg: &TableConfig) -> Result<(Write
 }
 
 /// A new table, with `old`'s entries carried into it when that is allowed and possible.
-fn build(cfg: &Config, table_cfg: &TableConfig, old: Option<OwnedFd>) -> Result<Writer> {
+fn build(
+    cfg: &Config,
+    table_cfg: &TableConfig,
+    old: Option<OwnedFd>,
+    mark: Option<u64>,
+) -> Result<Writer> {
     let create =
         |c: &TableConfig| Writer::create(c, Backing::Memfd).context("creating the shared table");
     if cfg.cold {
@@ -99,7 +108,7 @@ fn build(cfg: &Config, table_cfg: &TableConfig, old: Option<OwnedFd>) -> Result<
     }
     let Some(fd) = old else {
         return match &cfg.snapshot {
-            Some(path) if path.exists() => from_snapshot(cfg, table_cfg, path),
+            Some(path) if path.exists() => from_snapshot(cfg, table_cfg, path, mark),
             _ => create(table_cfg),
         };
     };
@@ -180,7 +189,13 @@ fn build(cfg: &Config, table_cfg: &TableConfig, old: Option<OwnedFd>) -> Result<
 }
 
 /// A new table with the entries of the snapshot at `path` (no previous segment: a reboot).
-fn from_snapshot(cfg: &Config, table_cfg: &TableConfig, path: &Path) -> Result<Writer> {
+/// `mark`: the token of the snapshot the journal was kept for since its clean stop.
+fn from_snapshot(
+    cfg: &Config,
+    table_cfg: &TableConfig,
+    path: &Path,
+    mark: Option<u64>,
+) -> Result<Writer> {
     let create =
         |c: &TableConfig| Writer::create(c, Backing::Memfd).context("creating the shared table");
     if cfg.redis.is_some() {
@@ -194,6 +209,10 @@ fn from_snapshot(cfg: &Config, table_cfg: &TableConfig, path: &Path) -> Result<W
             return create(table_cfg);
         }
     };
+    if mark != Some(header.token()) {
+        warn!(snapshot = %path.display(), "the snapshot is not loaded: the journal of failed writes was not kept since it was written (the runtime directory was emptied, by a reboot on tmpfs say, or another start came between), so a write that failed meanwhile could be undone; to keep snapshots across reboots, give --dir a directory on persistent storage; starting empty");
+        return create(table_cfg);
+    }
     let mut writer = create(&TableConfig {
         hash_seed: Some(header.space.hash_seed),
         ..table_cfg.clone()

@@ -1,6 +1,7 @@
 //! Warm restart when things go wrong: a carry that panics or kills the daemon is not repeated
 //! at every restart, a journal lock someone holds cannot stall a start (the start is bounded
-//! and cold), and the keeper lets the segment go after its linger with no daemon.
+//! and cold), the keeper lets the segment go after its linger with no daemon, and a snapshot is
+//! loaded only when the journal of the writes that failed since it was kept.
 //!
 //! The faults are provoked through the daemon's test-only `CACHEKIT_TEST_*` variables
 //! (`sidecar/src/testhook.rs`: honoured only in builds with debug assertions, as the `ci`
@@ -8,6 +9,8 @@
 //!
 //! Needs `cachekitd` built first: `cargo build -p cachekitd` (scripts/test does it).
 #![forbid(unsafe_code)]
+
+mod common;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -179,5 +182,90 @@ fn a_daemon_connected_to_the_keeper_keeps_it_and_its_leaving_restarts_the_linger
         gone.elapsed() >= linger,
         "the linger did not start again when the daemon left: {:?}",
         gone.elapsed()
+    );
+}
+
+#[test]
+fn a_snapshot_is_not_loaded_after_a_reboot_that_emptied_the_runtime_directory() {
+    let site = Site::new("snap-tmpfs-a");
+    let snap = site.path("cache.snap");
+    let flags = [FLAGS, &["--snapshot", snap.to_str().unwrap()]].concat();
+    let mut d = site.start(&flags);
+    client(&site.socket())
+        .set("k", b"v", &SetOptions::new())
+        .unwrap();
+    assert!(d.stop().success(), "{}", d.log());
+    assert!(snap.exists(), "no snapshot; log:\n{}", d.log());
+    // The reboot: a fresh runtime directory (tmpfs), so the journal of the writes that failed
+    // since the stop is gone with it; the snapshot (on disk) is still there.
+    let rebooted = Site::new("snap-tmpfs-b");
+    let d2 = rebooted.start(&flags);
+    let log = d2.log();
+    assert!(
+        log.contains("the snapshot is not loaded: the journal of failed writes was not kept"),
+        "{log}"
+    );
+    assert!(!snap.exists(), "the refused snapshot is retired as well");
+    assert!(client(&rebooted.socket()).get("k").unwrap().is_none());
+}
+
+#[test]
+fn a_write_that_failed_after_the_clean_stop_is_not_undone_by_the_snapshot() {
+    let site = Site::new("snap-journal");
+    let snap = site.path("cache.snap");
+    let flags = [FLAGS, &["--snapshot", snap.to_str().unwrap()]].concat();
+    let mut d = site.start(&flags);
+    let c = client(&site.socket());
+    for k in ["kept", "deleted"] {
+        c.set(k, b"old", &SetOptions::new()).unwrap();
+    }
+    assert!(d.stop().success(), "{}", d.log());
+    // While it is stopped: the application deletes, the delete fails and is journaled.
+    let e = c.delete("deleted").expect_err("no daemon");
+    assert!(
+        matches!(e, cachekit_client::Error::Unavailable { .. }),
+        "{e:?}"
+    );
+    assert_eq!(c.local_stats().journaled_writes, 1);
+    // A reboot that kept the runtime directory (--dir on persistent storage).
+    common::stop_keeper(&site);
+    d.restart();
+    let log = d.log();
+    assert!(log.contains("loaded 2 of 2 snapshot entries"), "{log}");
+    assert!(log.contains("applied 1 failed write(s)"), "{log}");
+    let c = client(&site.socket());
+    assert!(
+        c.get("deleted").unwrap().is_none(),
+        "a delete that failed after the snapshot was undone by it"
+    );
+    assert_eq!(c.get("kept").unwrap().unwrap().bytes, b"old");
+}
+
+#[test]
+fn a_start_in_between_keeps_an_older_snapshot_from_loading() {
+    let site = Site::new("snap-between");
+    let snap = site.path("cache.snap");
+    let with = [FLAGS, &["--snapshot", snap.to_str().unwrap()]].concat();
+    let mut d = site.start(&with);
+    client(&site.socket())
+        .set("k", b"old", &SetOptions::new())
+        .unwrap();
+    assert!(d.stop().success(), "{}", d.log());
+    // A daemon without --snapshot runs (and deletes) in between; the snapshot stays on disk.
+    common::stop_keeper(&site);
+    let mut between = site.start(FLAGS);
+    client(&site.socket()).delete("k").unwrap();
+    assert!(between.stop().success());
+    assert!(snap.exists());
+    common::stop_keeper(&site);
+    let d = site.start(&with);
+    assert!(
+        d.log().contains("the snapshot is not loaded"),
+        "{}",
+        d.log()
+    );
+    assert!(
+        client(&site.socket()).get("k").unwrap().is_none(),
+        "the delete in between was undone"
     );
 }
