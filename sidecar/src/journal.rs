@@ -112,10 +112,10 @@ fn flock_exclusive(fd: &OwnedFd, wait: Duration) -> Result<(), rustix::io::Errno
 /// `libclient/src/journal.rs`: they append first and look for a daemon after).
 fn lock_group(fd: &OwnedFd, writers: Writers<'_>) -> Mode {
     let mine = rustix::process::getegid().as_raw();
-    if writers.gids.contains(&mine) {
-        return Mode::from_raw_mode(0o660);
-    }
-    for &g in writers.gids {
+    // Set explicitly even for our own group: a set-group-ID runtime directory gives new files
+    // its group, which need not be a writer group.
+    let first = writers.gids.contains(&mine).then_some(mine);
+    for g in first.into_iter().chain(writers.gids.iter().copied()) {
         if rustix::fs::fchown(fd, None, Some(rustix::fs::Gid::from_raw(g))).is_ok() {
             return Mode::from_raw_mode(0o660);
         }
