@@ -509,4 +509,50 @@ mod tests {
             "a lock on the replaced file was taken as held"
         );
     }
+
+    const CHILD_DIR: &str = "CACHEKIT_JOURNAL_TEST_CHILD_DIR";
+
+    #[test]
+    fn another_user_can_journal_into_the_daemons_directory() {
+        if let Some(dir) = std::env::var_os(CHILD_DIR) {
+            // The child, running as another user than the directory's owner.
+            leaked()
+                .append(Path::new(&dir), &ns_rec())
+                .expect("appending as a user other than the daemon's");
+            return;
+        }
+        assert_eq!(
+            rustix::process::geteuid().as_raw(),
+            0,
+            "this test runs as root (it journals as another user); run the client's unit tests as root"
+        );
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        use std::os::unix::process::CommandExt;
+        let d = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        // The journal directory as the daemon makes it: the daemon's, 1733.
+        let jdir = d.path().join("x.journal");
+        std::fs::create_dir(&jdir).unwrap();
+        std::fs::set_permissions(&jdir, std::fs::Permissions::from_mode(0o1733)).unwrap();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "journal::tests::another_user_can_journal_into_the_daemons_directory",
+                "--nocapture",
+            ])
+            .env(CHILD_DIR, &jdir)
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .expect("running the child");
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let made = files(&jdir);
+        assert_eq!(made.len(), 1, "{made:?}");
+        assert_eq!(std::fs::metadata(&made[0]).unwrap().uid(), 65534);
+    }
 }
