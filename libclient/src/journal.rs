@@ -14,6 +14,11 @@
 //! - something answers and the failure was a lost connection: a new daemon is serving, with
 //!   its journal applied: the write is sent to it instead ([`Outcome::Retry`]).
 //!
+//! A client that cannot take the lock (not allowed to open it: only the daemon's user and its
+//! writer group may; or held past the request timeout) appends first and looks after: a
+//! daemon that does not answer then has not bound yet, so it reads the record; one that
+//! answers gets the write as well.
+//!
 //! After a timeout (a stuck daemon, which answers connects) the record is appended whatever
 //! the socket says: a daemon that replaced the stuck one waited out the old one's heartbeat
 //! timeout before taking the lock (see the daemon's `bind`), longer than the write was
@@ -22,8 +27,9 @@
 //!
 //! # Bounds
 //!
-//! One file per client (per process, per [`Client::connect`](crate::Client::connect)), at most
-//! [`SOFT_CAP`] bytes of records; past it, each further namespace gets one "clear namespace"
+//! One file per process and instance (every [`Client`](crate::Client) of the instance in the
+//! process appends to it), a new one only after a daemon removed it or an append failed, and at
+//! most [`MAX_ABANDONED`] failed ones left behind; at most [`SOFT_CAP`] bytes of records; past it, each further namespace gets one "clear namespace"
 //! record instead of its keys, and past [`HARD_CAP`] one "clear all" ends the file (every
 //! record only drops, so a wider one is always safe).
 
@@ -52,10 +58,34 @@ pub(crate) enum Outcome {
     Done,
 }
 
-/// This client's journal file, opened on first use.
-#[derive(Default)]
+/// The failed-write journal of this process: one file per journal directory, shared by every
+/// client of that instance in the process (so a process that connects many times still makes
+/// one file), opened on first use.
 pub(crate) struct Journal {
-    file: Mutex<Option<Open>>,
+    files: &'static Mutex<Vec<DirFiles>>,
+}
+
+/// This process's files, all clients' together.
+static FILES: Mutex<Vec<DirFiles>> = Mutex::new(Vec::new());
+
+impl Default for Journal {
+    fn default() -> Self {
+        Journal { files: &FILES }
+    }
+}
+
+/// At most this many files of one process that a failed append left behind (ENOSPC, EIO)
+/// and no daemon has removed yet: past it the process records nothing more (counted as
+/// `journal_failures`) instead of filling the directory.
+pub(crate) const MAX_ABANDONED: usize = 8;
+
+/// This process's files in one journal directory.
+struct DirFiles {
+    dir: std::path::PathBuf,
+    /// The file records go to.
+    open: Option<Open>,
+    /// Files a failed append ended, kept open to see when a daemon has removed them.
+    abandoned: Vec<(u32, File)>,
 }
 
 struct Open {
@@ -110,7 +140,9 @@ fn answers(socket: &Path) -> bool {
 
 /// `flock(LOCK_SH)` on `lock`, waiting at most `limit` (a daemon holds it exclusively only
 /// while it binds and applies the journal). `None`: no lock file (a daemon without the journal
-/// never made one), or not taken in time.
+/// never made one), not allowed to open it (only the daemon's user and writer groups may), not
+/// taken in time, or replaced while waiting (each daemon start installs a new one): the caller
+/// then takes the lockless path.
 fn lock_shared(lock: &Path, limit: Duration) -> Option<OwnedFd> {
     let fd = rustix::fs::open(
         lock,
@@ -121,11 +153,15 @@ fn lock_shared(lock: &Path, limit: Duration) -> Option<OwnedFd> {
     let start = Instant::now();
     loop {
         match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockShared) {
-            Ok(()) => return Some(fd),
+            Ok(()) => break,
             Err(_) if start.elapsed() < limit => std::thread::sleep(Duration::from_millis(2)),
             Err(_) => return None,
         }
     }
+    // The lock that counts is the file at the path now.
+    let held = rustix::fs::fstat(&fd).ok()?;
+    let now = rustix::fs::lstat(lock).ok()?;
+    (held.st_dev == now.st_dev && held.st_ino == now.st_ino).then_some(fd)
 }
 
 impl Journal {
@@ -150,7 +186,18 @@ impl Journal {
             return (Outcome::Done, None);
         }
         // Held until this function returns (dropping the fd releases the lock).
-        let _held = lock_shared(&lock, wait);
+        let Some(_held) = lock_shared(&lock, wait) else {
+            // Without the lock, the other order: the record first, then the look. A daemon
+            // that does not answer after the record is on file binds, and so reads the
+            // journal, after it; one that answers may have read it before: the write goes to
+            // it too (the record stays for a later start, where dropping is still safe).
+            let recorded = self.append(&dir, &rec).is_ok();
+            let outcome = match retry && lost && answers(socket) {
+                true => Outcome::Retry,
+                false => Outcome::Done,
+            };
+            return (outcome, Some(recorded));
+        };
         if retry && lost && answers(socket) {
             return (Outcome::Retry, None);
         }
@@ -159,22 +206,45 @@ impl Journal {
 
     /// Appends `rec` (or the wider record the caps call for) and syncs it to the file.
     fn append(&self, dir: &Path, rec: &JournalRecord) -> std::io::Result<()> {
-        let mut guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        let at = match all.iter().position(|d| d.dir == dir) {
+            Some(at) => at,
+            None => {
+                all.push(DirFiles {
+                    dir: dir.to_path_buf(),
+                    open: None,
+                    abandoned: Vec::new(),
+                });
+                all.len() - 1
+            }
+        };
+        let d = &mut all[at];
         let pid = std::process::id();
-        let reopen = match guard.as_ref() {
+        let gone = |f: &File| rustix::fs::fstat(f).map_or(true, |s| s.st_nlink == 0);
+        let reopen = match d.open.as_ref() {
             None => true,
             // Removed by a daemon that applied it, or inherited over fork: a new file.
-            Some(o) => o.pid != pid || rustix::fs::fstat(&o.file).map_or(true, |s| s.st_nlink == 0),
+            Some(o) => o.pid != pid || gone(&o.file),
         };
         if reopen {
-            *guard = Some(create(dir, pid)?);
+            // Files of a parent process are its own; removed ones no longer count.
+            d.abandoned.retain(|(p, f)| *p == pid && !gone(f));
+            if d.abandoned.len() >= MAX_ABANDONED {
+                return Err(std::io::Error::other(format!(
+                    "{} journal files of this process failed an append and are still there: no more are made until a daemon removes them",
+                    d.abandoned.len()
+                )));
+            }
+            d.open = Some(create(dir, pid)?);
         }
-        let o = guard.as_mut().expect("opened above");
+        let o = d.open.as_mut().expect("opened above");
         let written = Self::append_to(o, rec);
         if written.is_err() {
             // The file may now end in part of a record (ENOSPC, EIO): the daemon stops reading
             // a file there, so nothing more goes into it; the next record starts a new file.
-            *guard = None;
+            if let Some(o) = d.open.take() {
+                d.abandoned.push((o.pid, o.file));
+            }
         }
         written
     }
@@ -215,9 +285,11 @@ impl Journal {
 /// that group, can then read it, and honours it if that group is a writer group or this user a
 /// writer uid.
 fn create(dir: &Path, pid: u32) -> std::io::Result<Open> {
+    // O_PATH: the directory is 1733, so a user other than the daemon's may not open it for
+    // reading; a path descriptor needs no permission and serves openat and fstat.
     let dirfd = rustix::fs::open(
         dir,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
     let dir_gid = rustix::fs::fstat(&dirfd)?.st_gid;
@@ -286,7 +358,9 @@ mod tests {
     #[test]
     fn a_failed_append_sends_the_next_record_to_a_new_file() {
         let d = tempfile::tempdir().expect("tempdir");
-        let j = Journal::default();
+        let j = Journal {
+            files: Box::leak(Box::new(Mutex::new(Vec::new()))),
+        };
         let rec = JournalRecord::ClearNamespace {
             namespace: "app".into(),
         };
@@ -295,8 +369,8 @@ mod tests {
         assert_eq!(first.len(), 1);
         // The open file can no longer be written (as after ENOSPC or EIO).
         {
-            let mut g = j.file.lock().unwrap();
-            g.as_mut().unwrap().file = File::open(&first[0]).expect("reopen read-only");
+            let mut g = j.files.lock().unwrap();
+            g[0].open.as_mut().unwrap().file = File::open(&first[0]).expect("reopen read-only");
         }
         j.append(d.path(), &rec).expect_err("the write fails");
         j.append(d.path(), &rec)
@@ -308,5 +382,177 @@ mod tests {
             (recs.len(), end),
             (1, cachekit_proto::journal::JournalEnd::Clean)
         );
+    }
+
+    fn leaked() -> Journal {
+        Journal {
+            files: Box::leak(Box::new(Mutex::new(Vec::new()))),
+        }
+    }
+
+    fn ns_rec() -> JournalRecord {
+        JournalRecord::ClearNamespace {
+            namespace: "app".into(),
+        }
+    }
+
+    #[test]
+    fn every_client_of_a_process_appends_to_one_file() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let state: &'static Mutex<Vec<DirFiles>> = Box::leak(Box::new(Mutex::new(Vec::new())));
+        for _ in 0..5 {
+            // A client of its own each time, as after a new Client::connect.
+            let j = Journal { files: state };
+            j.append(d.path(), &ns_rec()).expect("append");
+        }
+        assert_eq!(files(d.path()).len(), 1);
+    }
+
+    #[test]
+    fn failed_appends_leave_at_most_max_abandoned_files() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let j = leaked();
+        let spoil = |j: &Journal| {
+            let mut g = j.files.lock().unwrap();
+            let o = g[0].open.as_mut().unwrap();
+            let path = files(d.path())
+                .into_iter()
+                .find(|p| {
+                    std::fs::metadata(p).unwrap().ino()
+                        == rustix::fs::fstat(&o.file).unwrap().st_ino
+                })
+                .unwrap();
+            o.file = File::open(path).expect("reopen read-only");
+        };
+        use std::os::unix::fs::MetadataExt;
+        for _ in 0..MAX_ABANDONED {
+            j.append(d.path(), &ns_rec()).expect("a new file");
+            spoil(&j);
+            j.append(d.path(), &ns_rec())
+                .expect_err("the spoiled file fails");
+        }
+        assert_eq!(files(d.path()).len(), MAX_ABANDONED);
+        let e = j.append(d.path(), &ns_rec()).expect_err("no more files");
+        assert!(e.to_string().contains("no more are made"), "{e}");
+        assert_eq!(files(d.path()).len(), MAX_ABANDONED);
+        // A daemon applied and removed them: files are made again.
+        for f in files(d.path()) {
+            std::fs::remove_file(f).unwrap();
+        }
+        j.append(d.path(), &ns_rec())
+            .expect("a new file after the removal");
+        assert_eq!(files(d.path()).len(), 1);
+    }
+
+    fn delete_req() -> Request {
+        Request::Delete {
+            namespace: "app".into(),
+            key: b"k".to_vec(),
+        }
+    }
+
+    #[test]
+    fn without_the_lock_the_record_is_written_before_the_socket_is_tried() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let socket = d.path().join("x.sock");
+        let (dir, lock) = paths_for_socket(&socket);
+        std::fs::create_dir(&dir).unwrap();
+        assert!(!lock.exists());
+        let j = leaked();
+        // Nothing answers: recorded, nothing to retry.
+        let (o, rec) = j.failed_write(&socket, &delete_req(), true, true, Duration::ZERO);
+        assert!(matches!(o, Outcome::Done) && rec == Some(true));
+        // A daemon answers: recorded as well (it may have read the journal before), and the
+        // write goes to it.
+        let _l = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let (o, rec) = j.failed_write(&socket, &delete_req(), true, true, Duration::ZERO);
+        assert!(matches!(o, Outcome::Retry) && rec == Some(true));
+        let (recs, _) =
+            cachekit_proto::journal::decode_file(&std::fs::read(&files(&dir)[0]).unwrap());
+        assert_eq!(recs.len(), 2);
+    }
+
+    #[test]
+    fn with_the_lock_a_daemon_that_answers_gets_the_write_instead() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let socket = d.path().join("x.sock");
+        let (dir, lock) = paths_for_socket(&socket);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(&lock, b"").unwrap();
+        let j = leaked();
+        let _l = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let (o, rec) = j.failed_write(&socket, &delete_req(), true, true, Duration::ZERO);
+        assert!(matches!(o, Outcome::Retry) && rec.is_none());
+        assert!(files(&dir).is_empty());
+    }
+
+    #[test]
+    fn a_lock_replaced_while_waiting_is_not_held() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let lock = d.path().join("x.journal.lock");
+        std::fs::write(&lock, b"").unwrap();
+        assert!(lock_shared(&lock, Duration::ZERO).is_some());
+        // As a starting daemon does: held exclusively, then a new file renamed over it.
+        let old = File::open(&lock).unwrap();
+        rustix::fs::flock(&old, FlockOperation::LockExclusive).unwrap();
+        let fresh = d.path().join("new");
+        std::fs::write(&fresh, b"").unwrap();
+        let waiter = {
+            let lock = lock.clone();
+            std::thread::spawn(move || lock_shared(&lock, Duration::from_secs(5)).is_some())
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        std::fs::rename(&fresh, &lock).unwrap();
+        drop(old);
+        assert!(
+            !waiter.join().unwrap(),
+            "a lock on the replaced file was taken as held"
+        );
+    }
+
+    const CHILD_DIR: &str = "CACHEKIT_JOURNAL_TEST_CHILD_DIR";
+
+    #[test]
+    fn another_user_can_journal_into_the_daemons_directory() {
+        if let Some(dir) = std::env::var_os(CHILD_DIR) {
+            // The child, running as another user than the directory's owner.
+            leaked()
+                .append(Path::new(&dir), &ns_rec())
+                .expect("appending as a user other than the daemon's");
+            return;
+        }
+        assert_eq!(
+            rustix::process::geteuid().as_raw(),
+            0,
+            "this test runs as root (it journals as another user); run the client's unit tests as root"
+        );
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        use std::os::unix::process::CommandExt;
+        let d = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        // The journal directory as the daemon makes it: the daemon's, 1733.
+        let jdir = d.path().join("x.journal");
+        std::fs::create_dir(&jdir).unwrap();
+        std::fs::set_permissions(&jdir, std::fs::Permissions::from_mode(0o1733)).unwrap();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "journal::tests::another_user_can_journal_into_the_daemons_directory",
+                "--nocapture",
+            ])
+            .env(CHILD_DIR, &jdir)
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .expect("running the child");
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let made = files(&jdir);
+        assert_eq!(made.len(), 1, "{made:?}");
+        assert_eq!(std::fs::metadata(&made[0]).unwrap().uid(), 65534);
     }
 }

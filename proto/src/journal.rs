@@ -45,7 +45,10 @@ pub const JOURNAL_DIR_SUFFIX: &str = ".journal";
 /// while it binds its socket and applies the journal; a client holds it shared while it checks
 /// once more whether a daemon answers and, if none does, appends its record. So a record is
 /// either appended before the daemon reads the journal, or the client finds that daemon
-/// answering and sends the write to it.
+/// answering and sends the write to it. Each daemon start makes a new lock file, 0660 with a
+/// writer group (0600 without one): a client that cannot open or take it appends first and
+/// then looks for a daemon (one that does not answer yet reads the record; one that answers
+/// gets the write as well).
 pub const JOURNAL_LOCK_SUFFIX: &str = ".journal.lock";
 
 /// One failed write, as the table must see it after a restart.

@@ -5,8 +5,8 @@
 //! (one datagram per descriptor, named by `FDNAME`). When systemd starts the service again it
 //! hands them back as fds 3, 4, … with `LISTEN_PID` (ours), `LISTEN_FDS` (how many) and
 //! `LISTEN_FDNAMES` (their names, `:`-separated). The daemon takes the table's as the old
-//! segment, and once it carried it, removes the old ones from the store (`FDSTOREREMOVE=1`)
-//! and stores its new ones.
+//! segment and removes them from the store at once (`FDSTOREREMOVE=1`: a segment whose carry
+//! kills the daemon is not handed to the next start), then stores its new ones.
 
 use crate::fdpass;
 use std::io;
@@ -76,16 +76,28 @@ pub fn take_listen_fds() -> Vec<(String, OwnedFd)> {
         .collect()
 }
 
-/// Replaces the stored memfds with `table` and `clients`.
-pub fn store(table: impl AsFd, clients: impl AsFd) -> io::Result<()> {
-    let sock = socket()?;
+/// Removes the stored memfds (`FDSTOREREMOVE=1`). Done as soon as the daemon has taken them
+/// at start, before it carries the segment: a daemon that dies while carrying it (a damaged
+/// segment meeting a bug) leaves nothing for the next start to try again.
+pub fn forget() -> io::Result<()> {
+    remove(&socket()?)
+}
+
+fn remove(sock: &UnixDatagram) -> io::Result<()> {
     for name in [TABLE_NAME, CLIENTS_NAME] {
         fdpass::send(
-            &sock,
+            sock,
             format!("FDSTOREREMOVE=1\nFDNAME={name}").as_bytes(),
             &[],
         )?;
     }
+    Ok(())
+}
+
+/// Replaces the stored memfds with `table` and `clients`.
+pub fn store(table: impl AsFd, clients: impl AsFd) -> io::Result<()> {
+    let sock = socket()?;
+    remove(&sock)?;
     for (name, fd) in [(TABLE_NAME, table.as_fd()), (CLIENTS_NAME, clients.as_fd())] {
         // FDPOLL=0: a memfd never reports an error or hang-up for systemd to drop it on.
         fdpass::send(

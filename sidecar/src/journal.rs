@@ -4,11 +4,16 @@
 //! `libclient/src/journal.rs`).
 //!
 //! - [`prepare`] makes `<dir>/<instance>.journal/` (mode 1733: create-only for others, sticky,
-//!   so nobody but this daemon lists or removes another's files) and the lock file (0644:
-//!   anyone who may connect may take it shared).
-//! - `main.rs` takes the lock exclusively ([`lock_exclusive`]) once the previous daemon's
-//!   clients have been waited out, binds the socket, calls [`apply`], then releases the lock
-//!   and only then accepts connections (HELLO, which hands out the table, comes after).
+//!   so nobody but this daemon lists or removes another's files).
+//! - `main.rs` takes the lock exclusively ([`lock_exclusive`], which makes a new lock file
+//!   each start, 0660 with a writer group or 0600: only the daemon's user and the writers can
+//!   open it, so nobody else can stall a start) once the previous daemon's clients have been
+//!   waited out, binds the socket, calls [`apply`], then releases the lock and only then
+//!   accepts connections (HELLO, which hands out the table, comes after). Without the lock
+//!   (held past [`LOCK_WAIT`]) the start goes cold ([`without_lock`]).
+//! - Bounds: at most [`MAX_ENTRIES`] directory entries are examined and [`MAX_TOTAL_BYTES`]
+//!   read; a journal larger than that empties the table (a start stays bounded whatever is
+//!   planted in the directory).
 //! - Who is trusted: a file is honoured only if its owner uid is a writer uid, its group a
 //!   writer gid, or its owner a member of a writer gid (by `/etc/passwd` and `/etc/group`),
 //!   all read with fstat on the opened file (the owner cannot be forged; a group can only be
@@ -31,6 +36,16 @@ use tracing::{info, warn};
 
 /// The most a journal file is read: the client's hard cap and one more record, with room.
 const MAX_FILE_BYTES: u64 = 4 << 20;
+/// The most directory entries a start examines (files of writers and anything else): one
+/// file per client process that failed a write while no daemon ran, far more than a host has;
+/// past it the start is cold.
+pub const MAX_ENTRIES: u64 = 16_384;
+/// The most bytes of journal files a start reads (about 230 clients at their hard cap); past it
+/// the start is cold.
+pub const MAX_TOTAL_BYTES: u64 = 256 << 20;
+/// How long a start spends removing entries past [`MAX_ENTRIES`] (those left are removed by
+/// later starts).
+const REMOVE_BUDGET: Duration = Duration::from_secs(2);
 /// How long the daemon waits for clients holding the lock shared (each holds it for one
 /// append and fsync) before it goes on without it.
 pub const LOCK_WAIT: Duration = Duration::from_secs(10);
@@ -43,8 +58,8 @@ fn lock_of(dir: &Path, instance: &str) -> PathBuf {
     dir.join(format!("{instance}{JOURNAL_LOCK_SUFFIX}"))
 }
 
-/// Makes the journal directory and lock file of `instance` in `dir`. `Err`: the journal cannot
-/// be used (the message says why); the daemon runs without it.
+/// Makes the journal directory of `instance` in `dir`. `Err`: the journal cannot be used (the
+/// message says why); the daemon runs without it. The lock file is made by [`lock_exclusive`].
 pub fn prepare(dir: &Path, instance: &str) -> Result<(), String> {
     let jdir = dir_of(dir, instance);
     let me = rustix::process::geteuid();
@@ -69,51 +84,123 @@ pub fn prepare(dir: &Path, instance: &str) -> Result<(), String> {
     // The mode exactly, whatever the umask.
     rustix::fs::chmod(&jdir, Mode::from_raw_mode(0o1733))
         .map_err(|e| format!("setting the mode of {}: {e}", jdir.display()))?;
-    let lock = lock_of(dir, instance);
-    let fd = rustix::fs::open(
-        &lock,
-        OFlags::RDONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o644),
-    )
-    .map_err(|e| format!("opening {}: {e}", lock.display()))?;
-    rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o644))
-        .map_err(|e| format!("setting the mode of {}: {e}", lock.display()))?;
     Ok(())
 }
 
+/// How long [`lock_exclusive`] waits for each lock: [`LOCK_WAIT`], or in a build with debug
+/// assertions `CACHEKIT_TEST_JOURNAL_LOCK_WAIT_MS` (test-only, see `testhook.rs`).
+fn lock_wait() -> Duration {
+    crate::testhook::millis("CACHEKIT_TEST_JOURNAL_LOCK_WAIT_MS").unwrap_or(LOCK_WAIT)
+}
+
+/// `flock(LOCK_EX)` on `fd`, retried for at most `wait`.
+fn flock_exclusive(fd: &OwnedFd, wait: Duration) -> Result<(), rustix::io::Errno> {
+    let start = Instant::now();
+    loop {
+        match rustix::fs::flock(fd, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(()),
+            Err(_) if start.elapsed() < wait => std::thread::sleep(Duration::from_millis(2)),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The group and mode of a new journal lock: only the daemon's user and the writers open it
+/// (anyone who can open a file can flock it, and a lock held by a stranger would stall starts).
+/// Group access only through a writer gid this daemon can give the file (its own, or any when
+/// root); without one, 0600. Writers that cannot open the lock journal without it (see
+/// `libclient/src/journal.rs`: they append first and look for a daemon after).
+fn lock_group(fd: &OwnedFd, writers: Writers<'_>) -> Mode {
+    let mine = rustix::process::getegid().as_raw();
+    // Set explicitly even for our own group: a set-group-ID runtime directory gives new files
+    // its group, which need not be a writer group.
+    let first = writers.gids.contains(&mine).then_some(mine);
+    for g in first.into_iter().chain(writers.gids.iter().copied()) {
+        if rustix::fs::fchown(fd, None, Some(rustix::fs::Gid::from_raw(g))).is_ok() {
+            return Mode::from_raw_mode(0o660);
+        }
+    }
+    Mode::from_raw_mode(0o600)
+}
+
 /// Takes the journal lock exclusively (clients appending hold it shared for an append and an
-/// fsync), waiting at most [`LOCK_WAIT`]. `None` when it could not be had: the daemon goes on
-/// (a client holding the lock that long is not following the protocol), with a warning.
-pub fn lock_exclusive(dir: &Path, instance: &str) -> Option<OwnedFd> {
+/// fsync), each wait bounded by [`LOCK_WAIT`]. The lock file is replaced by a new one each time
+/// (made 0600, locked, then given its group and mode, renamed over the old), after the old one
+/// is locked exclusively: a descriptor of the old file someone kept (opened while it had a
+/// wider mode, or while its owner was a writer) locks nothing that matters any more, and a
+/// client that locked the old file finds it replaced and takes the lockless path.
+///
+/// `Err(why)`: the lock could not be had (held past the wait, or not made). The caller must
+/// then not serve a carried entry the journal may contradict: [`without_lock`].
+pub fn lock_exclusive(dir: &Path, instance: &str, writers: Writers<'_>) -> Result<OwnedFd, String> {
+    lock_within(dir, instance, writers, lock_wait())
+}
+
+/// [`lock_exclusive`], each wait bounded by `wait`.
+fn lock_within(
+    dir: &Path,
+    instance: &str,
+    writers: Writers<'_>,
+    wait: Duration,
+) -> Result<OwnedFd, String> {
     let lock = lock_of(dir, instance);
-    let fd = match rustix::fs::open(
+    let old = match rustix::fs::open(
         &lock,
         OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     ) {
-        Ok(fd) => fd,
+        Ok(fd) => Some(fd),
+        Err(rustix::io::Errno::NOENT) => None,
         Err(e) => {
-            warn!(
-                "cannot open the journal lock {} ({e}): applying the journal without it",
+            return Err(format!(
+                "cannot open the journal lock {} ({e})",
                 lock.display()
-            );
-            return None;
+            ))
         }
     };
-    let start = Instant::now();
-    loop {
-        match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => return Some(fd),
-            Err(_) if start.elapsed() < LOCK_WAIT => std::thread::sleep(Duration::from_millis(2)),
-            Err(e) => {
-                warn!(
-                    "the journal lock {} is still held after {LOCK_WAIT:?} ({e}): applying the journal without it (a write failing right now may be missed)",
-                    lock.display()
-                );
-                return None;
-            }
-        }
+    // Not returned at once when it fails: the new file is installed all the same, so a
+    // descriptor of the old one kept by whoever holds it stalls this start only.
+    let old_locked = match &old {
+        Some(old) => flock_exclusive(old, wait).map_err(|e| {
+            format!(
+                "the journal lock {} is still held after {wait:?} ({e}): a client may be appending a failed write",
+                lock.display()
+            )
+        }),
+        None => Ok(()),
+    };
+    let fresh = dir.join(format!("{instance}{JOURNAL_LOCK_SUFFIX}.new"));
+    let _ = rustix::fs::unlink(&fresh);
+    let fd = rustix::fs::open(
+        &fresh,
+        OFlags::RDONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .map_err(|e| format!("creating the journal lock {} ({e})", fresh.display()))?;
+    // Nobody else has it open yet (0600, just made): this cannot fail for long.
+    flock_exclusive(&fd, wait)
+        .map_err(|e| format!("locking the new journal lock {} ({e})", fresh.display()))?;
+    let mode = lock_group(&fd, writers);
+    rustix::fs::fchmod(&fd, mode)
+        .and_then(|()| rustix::fs::rename(&fresh, &lock))
+        .map_err(|e| format!("installing the journal lock {} ({e})", lock.display()))?;
+    // Released only now: a client waiting on the old file gets it after the rename, sees that
+    // the path names another file, and takes the lockless path.
+    drop(old);
+    old_locked.map(|()| fd)
+}
+
+/// Called when [`lock_exclusive`] failed (`why`), after [`apply`]: a client holding the lock
+/// may still be appending a failed write that this start did not read, so no carried entry may
+/// be served: every entry is dropped (the start is cold), unless there is no journal at all
+/// (then no client could have journaled). Returns whether the table was emptied.
+pub fn without_lock(dir: &Path, instance: &str, table: &SharedTable, why: &str) -> bool {
+    if !exists(dir, instance) {
+        return false;
     }
+    warn!("{why}: starting cold (every carried entry is dropped; a write failing right now could otherwise be missed)");
+    table.change(|t| t.clear_all());
+    true
 }
 
 /// What applying the journal did.
@@ -132,6 +219,9 @@ pub struct Report {
     /// Writers' files with a damaged record, not in the journal format, or too long: the
     /// records before the damage were applied, and then every entry dropped.
     pub damaged: u64,
+    /// Entries past [`MAX_ENTRIES`] or [`MAX_TOTAL_BYTES`]: not read, removed (within
+    /// [`REMOVE_BUDGET`]), and every entry dropped.
+    pub over_limit: u64,
     /// Why every entry was dropped ("clear all"), when the journal could not be read whole:
     /// a failed write it may hold could otherwise be served stale.
     pub cleared: Option<String>,
@@ -167,7 +257,27 @@ fn clear_all(table: &SharedTable, report: &mut Report, why: String) {
 /// fails: what cannot be read is counted and logged; a journal directory that exists but
 /// cannot be opened or listed empties the table (its failed writes are unknown).
 pub fn apply(dir: &Path, instance: &str, writers: Writers<'_>, table: &SharedTable) -> Report {
-    apply_trusting(dir, instance, &mut Trust::new(writers), table)
+    apply_trusting(
+        dir,
+        instance,
+        &mut Trust::new(writers),
+        table,
+        Limits::DEFAULT,
+    )
+}
+
+/// How much of the journal a start reads.
+#[derive(Clone, Copy)]
+struct Limits {
+    entries: u64,
+    bytes: u64,
+}
+
+impl Limits {
+    const DEFAULT: Limits = Limits {
+        entries: MAX_ENTRIES,
+        bytes: MAX_TOTAL_BYTES,
+    };
 }
 
 fn apply_trusting(
@@ -175,6 +285,7 @@ fn apply_trusting(
     instance: &str,
     trust: &mut Trust<'_>,
     table: &SharedTable,
+    limits: Limits,
 ) -> Report {
     let mut report = Report::default();
     let jdir = dir_of(dir, instance);
@@ -192,20 +303,52 @@ fn apply_trusting(
             return report;
         }
     };
-    let names: Vec<std::ffi::OsString> = match std::fs::read_dir(&jdir)
-        .and_then(|rd| rd.map(|e| e.map(|e| e.file_name())).collect())
-    {
-        Ok(names) => names,
+    let entries = match std::fs::read_dir(&jdir) {
+        Ok(rd) => rd,
         Err(e) => {
             let why = format!("cannot list the journal {} ({e})", jdir.display());
             clear_all(table, &mut report, why);
             return report;
         }
     };
-    for name in names {
+    let started = Instant::now();
+    let mut examined = 0u64;
+    let mut read_bytes = 0u64;
+    for entry in entries {
+        let name = match entry {
+            Ok(e) => e.file_name(),
+            Err(e) => {
+                let why = format!("cannot list the journal {} ({e})", jdir.display());
+                clear_all(table, &mut report, why);
+                break;
+            }
+        };
         let name = name.as_os_str();
+        examined += 1;
+        if examined > limits.entries || read_bytes > limits.bytes {
+            // More than any set of clients writes: nothing more is read (a start stays
+            // bounded), and what was not read may have dropped anything.
+            if report.over_limit == 0 {
+                let why = format!(
+                    "the journal {} holds more than {} entries or {} bytes",
+                    jdir.display(),
+                    limits.entries,
+                    limits.bytes
+                );
+                clear_all(table, &mut report, why);
+            }
+            report.over_limit += 1;
+            // Removed while the time allows; the rest waits for the next start (which will
+            // be cold again if it is still too many).
+            if started.elapsed() > REMOVE_BUDGET {
+                break;
+            }
+            let _ = rustix::fs::unlinkat(&dirfd, name, rustix::fs::AtFlags::empty());
+            continue;
+        }
         match read_one(&dirfd, name, trust) {
             Ok(bytes) => {
+                read_bytes += bytes.len() as u64;
                 let (records, end) = match bytes.len() as u64 > MAX_FILE_BYTES {
                     // Larger than any client writes: what follows the cut is unknown.
                     true => (Vec::new(), JournalEnd::Bad),
@@ -429,6 +572,7 @@ pub fn log(r: &Report) {
         unusable = r.unusable,
         torn = r.torn,
         damaged = r.damaged,
+        over_limit = r.over_limit,
         "applied {} failed write(s) from {} journal file(s) before serving",
         r.records,
         r.files

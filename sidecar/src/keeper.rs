@@ -6,13 +6,18 @@
 //! uid only (SO_PEERCRED):
 //!
 //! - `G`: "give me the fds": it answers `F` with the table and client-area memfds attached
-//!   (none if it holds none);
+//!   (none if it holds none), and forgets them: a daemon that dies before it hands back its own
+//!   (`P`), say while carrying a damaged segment, leaves nothing to carry, so a segment that
+//!   kills the daemon is tried once and not at every restart. Asked again then, it answers
+//!   `D` ("the last daemon took the segment and gave none back"), which the next daemon logs
+//!   and starts empty on;
 //! - `P` with two fds attached: "hold these instead"; it answers `K`;
 //! - `Q`: it answers `K` and exits, dropping what it holds (`cachekit stop --drop` can send it).
 //!
 //! The daemon keeps its connection open for its whole life: the keeper knows whether a daemon
 //! is there. It exits when its socket file or runtime directory goes away (checked every
-//! second), and after [`LINGER`] with no daemon connected, so a daemon stopped for good does
+//! second, or a quarter of the linger if shorter), and after [`LINGER`] with no daemon
+//! connected (`CACHEKIT_TEST_KEEPER_LINGER_MS` in a build with debug assertions: test-only), so a daemon stopped for good does
 //! not hold its memory forever. One keeper per instance: `<dir>/<instance>.keeper.lock`
 //! (flock) holds its pid.
 //!
@@ -47,8 +52,15 @@ fn lock_path(dir: &Path, instance: &str) -> PathBuf {
 #[derive(Default)]
 struct Held {
     fds: Option<(OwnedFd, OwnedFd)>,
+    /// The last `G` took a segment and no `P` has followed.
+    taken: bool,
     daemons: usize,
     alone_since: Option<Instant>,
+}
+
+/// [`LINGER`], or `CACHEKIT_TEST_KEEPER_LINGER_MS` (test-only, see `testhook.rs`).
+fn linger() -> Duration {
+    crate::testhook::millis("CACHEKIT_TEST_KEEPER_LINGER_MS").unwrap_or(LINGER)
 }
 
 /// Runs the keeper process (`cachekitd --keeper`); returns only on an error at start.
@@ -76,14 +88,16 @@ pub fn run(dir: &Path, instance: &str) -> Result<()> {
         ..Held::default()
     }));
     let h = held.clone();
+    let linger = linger();
+    let every = (linger / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
     std::thread::spawn(move || loop {
-        std::thread::sleep(Duration::from_secs(1));
+        std::thread::sleep(every);
         let ours = std::fs::metadata(&path).is_ok_and(|m| m.ino() == ino);
         let lingered = h
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .alone_since
-            .is_some_and(|t| t.elapsed() >= LINGER);
+            .is_some_and(|t| t.elapsed() >= linger);
         if !ours || lingered {
             if ours {
                 let _ = std::fs::remove_file(&path);
@@ -115,18 +129,22 @@ fn serve(mut conn: UnixStream, held: &Mutex<Held>) {
     while let Ok((1, fds)) = fdpass::recv(&conn, &mut buf) {
         let ok = match buf[0] {
             b'G' => {
-                let h = lock();
-                let fds: Vec<_> = h
-                    .fds
-                    .as_ref()
-                    .map(|(t, c)| vec![t.as_fd(), c.as_fd()])
-                    .unwrap_or_default();
-                fdpass::send(&conn, b"F", &fds).is_ok()
+                let mut h = lock();
+                match h.fds.take() {
+                    Some((t, c)) => {
+                        h.taken = true;
+                        fdpass::send(&conn, b"F", &[t.as_fd(), c.as_fd()]).is_ok()
+                    }
+                    None if h.taken => fdpass::send(&conn, b"D", &[]).is_ok(),
+                    None => fdpass::send(&conn, b"F", &[]).is_ok(),
+                }
             }
             b'P' => {
                 let mut fds = fds.into_iter();
                 if let (Some(t), Some(c)) = (fds.next(), fds.next()) {
-                    lock().fds = Some((t, c));
+                    let mut h = lock();
+                    h.fds = Some((t, c));
+                    h.taken = false;
                 }
                 conn.write_all(b"K").is_ok()
             }
@@ -205,11 +223,15 @@ impl Keeper {
         Ok(Keeper { conn })
     }
 
-    /// The memfds the keeper holds (table, client area), if any.
+    /// The memfds the keeper holds (table, client area), if any; the keeper no longer holds
+    /// them after this (see `G`).
     pub fn take(&mut self) -> Result<Option<(OwnedFd, OwnedFd)>> {
         fdpass::send(&self.conn, b"G", &[])?;
         let mut buf = [0u8; 1];
         let (n, fds) = fdpass::recv(&self.conn, &mut buf)?;
+        if n == 1 && buf[0] == b'D' {
+            bail!("the previous daemon took the segment from the keeper and died before it handed back its own (a crash while carrying it, or a kill during the start): that segment is not tried again");
+        }
         if n != 1 || buf[0] != b'F' {
             bail!("the keeper answered {:?} to G", &buf[..n]);
         }

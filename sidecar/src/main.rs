@@ -40,6 +40,7 @@ mod snapshot;
 mod socket;
 mod systemd;
 mod table;
+mod testhook;
 mod tier;
 mod warm;
 
@@ -180,7 +181,7 @@ fn bind(
     dir: &Path,
     path: &Path,
     previous: Option<Duration>,
-) -> Result<(UnixListener, Option<rustix::fd::OwnedFd>)> {
+) -> Result<(UnixListener, Result<rustix::fd::OwnedFd, String>)> {
     // We hold the instance lock, so a socket file left here is stale: the previous daemon
     // died without its clean stop (kill -9, crash), and its clients may go on trusting its
     // segment until its last heartbeat is *its* heartbeat_timeout old (the one it handed
@@ -215,7 +216,11 @@ fn bind(
     }
     // From here until the journal is applied, a client whose write fails waits for this lock
     // before it journals, and then finds this daemon answering.
-    let journal_lock = journal::lock_exclusive(dir, &cfg.instance);
+    let writers = journal::Writers {
+        uids: &cfg.writer_uids,
+        gids: &cfg.writer_gids,
+    };
+    let journal_lock = journal::lock_exclusive(dir, &cfg.instance, writers);
     let _ = std::fs::remove_file(path);
     let listener =
         UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
@@ -255,6 +260,7 @@ fn run(cfg: Config) -> Result<()> {
         signal_hook::consts::SIGHUP,
     ])?;
     let sock_path = socket.clone();
+    let run_dir = dir.clone();
     let d = daemon.clone();
     std::thread::Builder::new()
         .name("cachekitd-signals".into())
@@ -280,13 +286,24 @@ fn run(cfg: Config) -> Result<()> {
                     // Under the shut-down table: no write is acknowledged after this cut.
                     let now = cachekit_shm::now_ms();
                     match snapshot::write(path, "stop", |w| snapshot::dump(&dead, w, now, true)) {
-                        Ok(s) => info!(
-                            entries = s.entries,
-                            bytes = s.bytes,
-                            elapsed_ms = s.elapsed.as_millis() as u64,
-                            "snapshot written to {}",
-                            path.display()
-                        ),
+                        Ok(s) => {
+                            info!(
+                                entries = s.entries,
+                                bytes = s.bytes,
+                                elapsed_ms = s.elapsed.as_millis() as u64,
+                                "snapshot written to {}",
+                                path.display()
+                            );
+                            // Loadable only while the journal of the writes failing from now
+                            // on is kept with it (see snapshot::mark_journal).
+                            if journal::exists(&run_dir, &d.cfg.instance) {
+                                if let Err(e) =
+                                    snapshot::mark_journal(&run_dir, &d.cfg.instance, s.token)
+                                {
+                                    error!("the snapshot will not be loaded: {e:#}");
+                                }
+                            }
+                        }
                         Err(e) => error!("the snapshot was not written: {e:#}"),
                     }
                 }
@@ -305,6 +322,9 @@ fn run(cfg: Config) -> Result<()> {
         gids: &cfg.writer_gids,
     };
     journal::log(&journal::apply(&dir, &cfg.instance, writers, &daemon.table));
+    if let Err(why) = &journal_lock {
+        journal::without_lock(&dir, &cfg.instance, &daemon.table, why);
+    }
     drop(journal_lock);
     if let Some(addr) = cfg.metrics_listen {
         metrics::serve(daemon.clone(), addr)?;

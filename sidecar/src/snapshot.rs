@@ -110,6 +110,72 @@ fn parse_header(b: &[u8; HEADER]) -> Result<Header, String> {
     })
 }
 
+impl Header {
+    /// What names this snapshot in the journal mark ([`mark_journal`]): its header's checksum.
+    pub fn token(&self) -> u64 {
+        u64_at(&header_bytes(self), 56)
+    }
+}
+
+/// The journal mark of `instance` in the runtime directory `dir`.
+fn mark_path(dir: &Path, instance: &str) -> std::path::PathBuf {
+    dir.join(format!("{instance}.snapshot-journal"))
+}
+
+/// Records, beside the journal of failed writes, that the snapshot named `token` was written
+/// at a clean stop with that journal in place. A later start loads the snapshot only if the
+/// mark is still there ([`take_journal_mark`]): then every write that failed since the stop is
+/// in the journal, which is applied before serving. A reboot that empties the runtime
+/// directory (tmpfs) takes the mark with the journal, and the snapshot is not loaded.
+pub fn mark_journal(dir: &Path, instance: &str, token: u64) -> Result<()> {
+    let path = mark_path(dir, instance);
+    let tmp = dir.join(format!("{instance}.snapshot-journal.tmp"));
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc_flags::NOFOLLOW)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(format!("{token:016x}\n").as_bytes())
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    sync_dir(&path)
+}
+
+/// The token of the journal mark of `instance` in `dir`, if there is one this daemon's user
+/// wrote, and removes it (at every start: from now on this daemon changes the table, and a
+/// snapshot written before must not be loaded later). `Err`: it cannot be removed.
+pub fn take_journal_mark(dir: &Path, instance: &str) -> Result<Option<u64>> {
+    let path = mark_path(dir, instance);
+    let token = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc_flags::NOFOLLOW | libc_flags::NONBLOCK)
+        .open(&path)
+        .ok()
+        .filter(|f| {
+            rustix::fs::fstat(f).is_ok_and(|st| {
+                st.st_uid == rustix::process::geteuid().as_raw()
+                    && rustix::fs::FileType::from_raw_mode(st.st_mode)
+                        == rustix::fs::FileType::RegularFile
+            })
+        })
+        .and_then(|f| {
+            let mut text = String::new();
+            f.take(64).read_to_string(&mut text).ok()?;
+            u64::from_str_radix(text.trim(), 16).ok()
+        });
+    match std::fs::remove_file(&path) {
+        Ok(()) => sync_dir(&path)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
+    }
+    Ok(token)
+}
+
 /// Appends the framed record of `e` to `out`.
 pub fn encode_entry(e: &CarriedEntry, out: &mut Vec<u8>) {
     let start = out.len();
@@ -218,6 +284,8 @@ pub struct Written {
     pub bytes: u64,
     /// Time the table's lock was held (the walk and the buffered writes).
     pub locked: Duration,
+    /// The header's [`Header::token`].
+    pub token: u64,
     pub elapsed: Duration,
 }
 
@@ -237,6 +305,7 @@ pub fn dump(t: &Table, w: &mut impl Write, now: u64, clean: bool) -> std::io::Re
     w.write_all(&header_bytes(&h))?;
     let mut written = Written {
         bytes: HEADER as u64,
+        token: h.token(),
         ..Written::default()
     };
     let mut out = Vec::with_capacity(64 << 10);

@@ -40,6 +40,11 @@ pub fn start(cfg: &Config, dir: &Path, table_cfg: &TableConfig) -> Result<(Write
                 table = Some(fd);
             }
         }
+        if table.is_some() {
+            if let Err(e) = fdstore::forget() {
+                warn!("removing the old segment from systemd's fd store failed ({e}): if this start dies carrying it, the next one tries it again");
+            }
+        }
         (table, None)
     } else {
         match Keeper::connect_or_start(dir, &cfg.instance) {
@@ -56,7 +61,11 @@ pub fn start(cfg: &Config, dir: &Path, table_cfg: &TableConfig) -> Result<(Write
             }
         }
     };
-    let writer = build(cfg, table_cfg, old)?;
+    // Taken (and removed) at every start: see snapshot::take_journal_mark.
+    let mark = crate::snapshot::take_journal_mark(dir, &cfg.instance).context(
+        "the snapshot's journal mark must be removed before serving: fix the runtime directory's permissions",
+    )?;
+    let writer = build(cfg, table_cfg, old, mark)?;
     if let Some(path) = &cfg.snapshot {
         // Loaded or not, it is out of date as soon as this daemon changes the table.
         crate::snapshot::retire(path).context(
@@ -87,7 +96,12 @@ pub fn start(cfg: &Config, dir: &Path, table_cfg: &TableConfig) -> Result<(Write
 }
 
 /// A new table, with `old`'s entries carried into it when that is allowed and possible.
-fn build(cfg: &Config, table_cfg: &TableConfig, old: Option<OwnedFd>) -> Result<Writer> {
+fn build(
+    cfg: &Config,
+    table_cfg: &TableConfig,
+    old: Option<OwnedFd>,
+    mark: Option<u64>,
+) -> Result<Writer> {
     let create =
         |c: &TableConfig| Writer::create(c, Backing::Memfd).context("creating the shared table");
     if cfg.cold {
@@ -98,7 +112,7 @@ fn build(cfg: &Config, table_cfg: &TableConfig, old: Option<OwnedFd>) -> Result<
     }
     let Some(fd) = old else {
         return match &cfg.snapshot {
-            Some(path) if path.exists() => from_snapshot(table_cfg, path),
+            Some(path) if path.exists() => from_snapshot(table_cfg, path, mark),
             _ => create(table_cfg),
         };
     };
@@ -122,7 +136,30 @@ fn build(cfg: &Config, table_cfg: &TableConfig, old: Option<OwnedFd>) -> Result<
         hash_seed: Some(old.ref_space().hash_seed),
         ..table_cfg.clone()
     })?;
-    let report = carry(&old, &mut writer, now_ms());
+    // A panic here (a bug meeting a damaged segment) must not kill the daemon: the segment is
+    // dropped and the start goes on empty. The keeper or the fd store no longer holds it, so
+    // even a crash that cannot be caught is not repeated at the next start.
+    let carried = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if crate::testhook::flag("CACHEKIT_TEST_CARRY_PANIC") {
+            panic!("CACHEKIT_TEST_CARRY_PANIC is set");
+        }
+        if crate::testhook::flag("CACHEKIT_TEST_CARRY_ABORT") {
+            std::process::abort();
+        }
+        carry(&old, &mut writer, now_ms())
+    }));
+    let report = match carried {
+        Ok(r) => r,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            warn!("carrying the previous daemon's segment panicked ({what}): it is dropped; starting empty");
+            return create(table_cfg);
+        }
+    };
     let dropped: Vec<String> = report
         .dropped
         .named()
@@ -149,7 +186,8 @@ fn build(cfg: &Config, table_cfg: &TableConfig, old: Option<OwnedFd>) -> Result<
 }
 
 /// A new table with the entries of the snapshot at `path` (no previous segment: a reboot).
-fn from_snapshot(table_cfg: &TableConfig, path: &Path) -> Result<Writer> {
+/// `mark`: the token of the snapshot the journal was kept for since its clean stop.
+fn from_snapshot(table_cfg: &TableConfig, path: &Path, mark: Option<u64>) -> Result<Writer> {
     let create =
         |c: &TableConfig| Writer::create(c, Backing::Memfd).context("creating the shared table");
     let header = match crate::snapshot::read_header(path) {
@@ -159,6 +197,10 @@ fn from_snapshot(table_cfg: &TableConfig, path: &Path) -> Result<Writer> {
             return create(table_cfg);
         }
     };
+    if mark != Some(header.token()) {
+        warn!(snapshot = %path.display(), "the snapshot is not loaded: the journal of failed writes was not kept since it was written (the runtime directory was emptied, by a reboot on tmpfs say, or another start came between), so a write that failed meanwhile could be undone; to keep snapshots across reboots, give --dir a directory on persistent storage; starting empty");
+        return create(table_cfg);
+    }
     let mut writer = create(&TableConfig {
         hash_seed: Some(header.space.hash_seed),
         ..table_cfg.clone()

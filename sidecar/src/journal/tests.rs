@@ -348,7 +348,7 @@ fn a_writer_through_a_supplementary_group_is_honoured() {
         });
         trust.db = Some((passwd.clone(), group.to_string()));
         let t = table();
-        let r = apply_trusting(d.path(), INSTANCE, &mut trust, &t);
+        let r = apply_trusting(d.path(), INSTANCE, &mut trust, &t, Limits::DEFAULT);
         match honoured {
             true => assert_eq!((r.files, r.records, r.not_writer), (1, 4, 0), "gid {gid}"),
             false => assert_eq!((r.files, r.not_writer), (0, 1), "gid {gid}"),
@@ -385,4 +385,203 @@ fn a_writers_file_that_cannot_be_opened_is_damage() {
         unopenable(&dirfd, name, rustix::io::Errno::ACCESS, &mut strangers),
         Skip::Unusable(_)
     ));
+}
+
+fn mode_of(p: &Path) -> (u32, u32) {
+    let st = rustix::fs::lstat(p).expect("lstat");
+    (st.st_mode & 0o7777, st.st_gid)
+}
+
+fn gid_me() -> u32 {
+    rustix::process::getegid().as_raw()
+}
+
+#[test]
+fn the_lock_opens_only_to_the_daemons_user_and_the_writer_group() {
+    let d = tempfile::tempdir().expect("tempdir");
+    prepare(d.path(), INSTANCE).expect("prepare");
+    let lock = lock_of(d.path(), INSTANCE);
+    // An old lock file anyone could open (as earlier versions made it).
+    std::fs::write(&lock, b"").unwrap();
+    rustix::fs::chmod(&lock, Mode::from_raw_mode(0o644)).unwrap();
+    let gids = [gid_me()];
+    let w = Writers {
+        uids: &[],
+        gids: &gids,
+    };
+    let held = lock_exclusive(d.path(), INSTANCE, w).expect("lock");
+    assert_eq!(mode_of(&lock), (0o660, gid_me()));
+    drop(held);
+    // No writer group: the daemon's user alone.
+    let held = lock_exclusive(
+        d.path(),
+        INSTANCE,
+        Writers {
+            uids: &[],
+            gids: &[],
+        },
+    )
+    .expect("lock");
+    assert_eq!(mode_of(&lock).0, 0o600);
+    drop(held);
+}
+
+/// Whether `uid` (with `gid`) can open `path` for reading, tried by a shell running as them.
+fn opens_as(uid: u32, gid: u32, path: &Path) -> bool {
+    use std::os::unix::process::CommandExt;
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg("exec 3< \"$1\"")
+        .arg("sh")
+        .arg(path)
+        .uid(uid)
+        .gid(gid)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("running sh")
+        .success()
+}
+
+#[test]
+fn another_user_cannot_open_the_lock_to_stall_a_start() {
+    assert_eq!(
+        me(),
+        0,
+        "this test runs as root (it opens the lock as another user); run the daemon's unit tests as root"
+    );
+    let d = tempfile::tempdir().expect("tempdir");
+    // The runtime dir reachable by anyone: the lock's own mode is what keeps others out.
+    rustix::fs::chmod(d.path(), Mode::from_raw_mode(0o755)).unwrap();
+    prepare(d.path(), INSTANCE).expect("prepare");
+    let gids = [4242];
+    let w = Writers {
+        uids: &[],
+        gids: &gids,
+    };
+    drop(lock_exclusive(d.path(), INSTANCE, w).expect("lock"));
+    let lock = lock_of(d.path(), INSTANCE);
+    assert_eq!(
+        mode_of(&lock),
+        (0o660, 4242),
+        "root gives it the writer group"
+    );
+    assert!(!opens_as(65534, 65534, &lock), "a stranger opened the lock");
+    assert!(
+        opens_as(65534, 4242, &lock),
+        "a writer-group member could not open the lock"
+    );
+}
+
+#[test]
+fn a_lock_held_past_the_wait_fails_once_and_the_next_start_gets_a_fresh_one() {
+    let d = tempfile::tempdir().expect("tempdir");
+    prepare(d.path(), INSTANCE).expect("prepare");
+    let lock = lock_of(d.path(), INSTANCE);
+    std::fs::write(&lock, b"").unwrap();
+    // Someone kept a descriptor of the lock and holds it.
+    let stale = std::fs::File::open(&lock).unwrap();
+    rustix::fs::flock(&stale, FlockOperation::LockShared).unwrap();
+    let w = Writers {
+        uids: &[],
+        gids: &[],
+    };
+    let t0 = Instant::now();
+    let e = lock_within(d.path(), INSTANCE, w, Duration::from_millis(200)).unwrap_err();
+    assert!(e.contains("still held"), "{e}");
+    assert!(t0.elapsed() < Duration::from_secs(2), "the wait is bounded");
+    // The next start does not wait for that holder: the path names a new file.
+    lock_within(d.path(), INSTANCE, w, Duration::from_millis(200))
+        .expect("a fresh lock the old holder has nothing to do with");
+    drop(stale);
+}
+
+#[test]
+fn without_the_lock_a_start_with_a_journal_is_cold() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let t = table();
+    assert!(!without_lock(d.path(), INSTANCE, &t, "test"));
+    assert_eq!(
+        live(&t).len(),
+        8,
+        "no journal: nothing could contradict the table"
+    );
+    prepare(d.path(), INSTANCE).expect("prepare");
+    assert!(without_lock(d.path(), INSTANCE, &t, "test"));
+    assert!(live(&t).is_empty());
+}
+
+fn fill(dir: &Path, n: usize, bytes: &[u8]) {
+    let jdir = dir_of(dir, INSTANCE);
+    for i in 0..n {
+        std::fs::write(jdir.join(format!("junk-{i}")), bytes).expect("write");
+    }
+}
+
+#[test]
+fn more_entries_than_the_limit_empty_the_table_and_stop_reading() {
+    let d = tempfile::tempdir().expect("tempdir");
+    prepare(d.path(), INSTANCE).expect("prepare");
+    fill(d.path(), 11, &file_bytes(&[]));
+    let t = table();
+    let w = writers_me();
+    let mut trust = Trust::new(Writers {
+        uids: &w.0,
+        gids: &w.1,
+    });
+    let limits = Limits {
+        entries: 10,
+        bytes: u64::MAX,
+    };
+    let r = apply_trusting(d.path(), INSTANCE, &mut trust, &t, limits);
+    assert_eq!((r.files, r.over_limit), (10, 1), "{r:?}");
+    assert!(r.cleared.is_some() && live(&t).is_empty(), "{r:?}");
+    assert_eq!(
+        std::fs::read_dir(dir_of(d.path(), INSTANCE))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn more_bytes_than_the_limit_empty_the_table() {
+    let d = tempfile::tempdir().expect("tempdir");
+    prepare(d.path(), INSTANCE).expect("prepare");
+    fill(d.path(), 3, &file_bytes(&records()[..1]));
+    let t = table();
+    let w = writers_me();
+    let mut trust = Trust::new(Writers {
+        uids: &w.0,
+        gids: &w.1,
+    });
+    let limits = Limits {
+        entries: 100,
+        bytes: 20,
+    };
+    let r = apply_trusting(d.path(), INSTANCE, &mut trust, &t, limits);
+    assert_eq!((r.files, r.over_limit), (1, 2), "{r:?}");
+    assert!(r.cleared.is_some() && live(&t).is_empty(), "{r:?}");
+}
+
+#[test]
+fn a_flood_of_junk_from_a_non_writer_keeps_the_start_bounded_and_cold() {
+    let d = tempfile::tempdir().expect("tempdir");
+    prepare(d.path(), INSTANCE).expect("prepare");
+    let n = MAX_ENTRIES as usize + 1000;
+    fill(d.path(), n, b"junk");
+    let t = table();
+    let t0 = Instant::now();
+    // These files are not a writer's: each is only examined and removed.
+    let r = run(d.path(), &(vec![me() + 1], vec![]), &t);
+    let took = t0.elapsed();
+    assert_eq!(r.not_writer, MAX_ENTRIES, "{r:?}");
+    assert_eq!(r.over_limit, 1000, "{r:?}");
+    assert!(live(&t).is_empty(), "past the limit the start is cold");
+    assert!(took < REMOVE_BUDGET + Duration::from_secs(8), "{took:?}");
+    assert_eq!(
+        std::fs::read_dir(dir_of(d.path(), INSTANCE))
+            .unwrap()
+            .count(),
+        0
+    );
 }

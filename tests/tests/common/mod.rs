@@ -209,3 +209,19 @@ impl Get {
         self.value.as_deref()
     }
 }
+
+/// Stops the keeper of `site` (as a reboot would), and waits until it is gone.
+pub fn stop_keeper(site: &cachekit_testkit::Site) {
+    use std::io::Read;
+    let path = site.path(format!("{}.keeper", site.instance()).as_str());
+    let mut k = std::os::unix::net::UnixStream::connect(&path).expect("the keeper answers");
+    k.write_all(b"Q").unwrap();
+    let mut ok = [0u8; 1];
+    k.read_exact(&mut ok).unwrap();
+    cachekit_testkit::poll(Duration::from_secs(10), || {
+        std::os::unix::net::UnixStream::connect(&path)
+            .is_err()
+            .then_some(())
+    })
+    .expect("the keeper did not go");
+}
