@@ -401,9 +401,14 @@ impl Shared {
         };
         let reader = match attached {
             Some(Ok(mut r)) => {
-                // Host-wide counters: this process's hits and misses go to the record the
-                // daemon gave it (one per process, kept until it exits).
-                r.count_into_record(hello.client_slot);
+                // Host-wide counters: this process's hits and misses go to the counters file
+                // the daemon made for it (the third descriptor; one per process, kept until
+                // it exits). Without one (every record taken), or when it does not map (not
+                // a sealed file of the expected size), they are not counted host-wide; the
+                // reader serves hits all the same.
+                if let Some(counters) = fds.get(2) {
+                    let _ = r.count_into(counters.as_fd());
+                }
                 Some(r)
             }
             Some(Err(_)) => {

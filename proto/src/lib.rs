@@ -302,9 +302,9 @@
 //! | 9 | `layout_version` | u32 | layout version of the shared segment |
 //! | 13 | `segment_size` | u64 | bytes of the read-only table segment |
 //! | 21 | `client_area_size` | u64 | bytes of the client-writable area |
-//! | 29 | `client_slot` | u32 | this client's record in the client area, its own while the connection lasts (`u32::MAX`: none, all taken) |
+//! | 29 | `client_slot` | u32 | the number of this client process's counters file, shared by its connections and kept until it exits (`u32::MAX`: none sent, all taken) |
 //! | 33 | `heartbeat_timeout_ms` | u32 | heartbeat age after which the segment must not be trusted |
-//! | 37 | `fd_count` | u8 | file descriptors attached by SCM_RIGHTS: table segment, then client area |
+//! | 37 | `fd_count` | u8 | file descriptors attached by SCM_RIGHTS: table segment, client area, then (3 when `client_slot` names one) the counters file made for this client process alone: it counts its hits and misses there for the host-wide figures |
 //! | 38 | `max_frame_bytes` | u32 | the daemon's [`Limits`] |
 //! | 42 | `max_key_bytes` | u32 | |
 //! | 46 | `max_namespace_bytes` | u32 | |

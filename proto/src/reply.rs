@@ -120,13 +120,15 @@ pub struct HelloOk {
     pub segment_size: u64,
     /// Size of the client-writable area, in bytes.
     pub client_area_size: u64,
-    /// This client's record in the client area, its own while the connection lasts;
-    /// `u32::MAX` when every record is taken.
+    /// The number of this client process's counters file (the third descriptor), shared by
+    /// all its connections and kept until it has exited; `u32::MAX` when the daemon sent
+    /// none (every record taken).
     pub client_slot: u32,
     /// Heartbeat age in milliseconds after which clients must stop trusting the segment.
     pub heartbeat_timeout_ms: u32,
     /// Number of file descriptors sent by SCM_RIGHTS with this frame (in the order the daemon
-    /// documents: the table segment first, then the client area).
+    /// documents: the table segment, the client area, then this process's counters file
+    /// when `client_slot` names one).
     pub fd_count: u8,
     /// The limits this daemon enforces; clients decode replies and validate requests with them.
     pub limits: Limits,

@@ -1,7 +1,10 @@
 """The daemon's metrics endpoint (--metrics-listen), scraped with the Prometheus project's own
 OpenMetrics parser while three client processes work: the host-wide hits per namespace add up
 to what the processes counted themselves, and a fourth process that scribbles garbage over its
-own client-area record crashes nothing and changes none of the others' figures."""
+own counters file (and over the whole shared client area) crashes nothing and changes none of
+the others' figures. Each process is handed a counters file of its own, and only that one: the
+others' are not mapped in it (that a client under another uid cannot open them through /proc
+either is tested in sidecar/tests/client_area.rs)."""
 
 from __future__ import annotations
 
@@ -56,9 +59,11 @@ def _worker(index: int, sock: str, start, done, results) -> None:
                 for k in range(KEYS + 5 * (index + 1)):  # keys past KEYS are misses
                     hit = c.get_raw(f"k{k}") is not None
                     counted[ns][0 if hit else 1] += 1
+        # One counters file for the process, whichever client of it mapped it.
+        inodes = {ino for _, _, ino in _mappings(os.getpid(), "cachekit-counters")}
         for c in clients:
             c.close()
-        results.put((index, "ok", counted))
+        results.put((index, "ok", (counted, inodes)))
         done.wait(WATCHDOG_S)
     except BaseException as e:  # noqa: BLE001 - reported to the parent
         import traceback
@@ -66,46 +71,43 @@ def _worker(index: int, sock: str, start, done, results) -> None:
         results.put((index, "error", f"{e!r}\n{traceback.format_exc()}"))
 
 
-def _client_area(pid: int):
-    """(address, length) of this process's mapping of the client area."""
+def _mappings(pid: int, name: str) -> list:
+    """(address, length, inode) of each writable mapping of memfd `name` in process `pid`."""
+    out = []
     with open(f"/proc/{pid}/maps") as f:
         for line in f:
-            if "memfd:cachekit-clients" in line and " rw" in line:
-                lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
-                return lo, hi - lo
-    raise AssertionError("no client area mapped")
+            fields = line.split()
+            if len(fields) >= 6 and fields[5] == f"/memfd:{name}" and fields[1].startswith("rw"):
+                lo, hi = (int(x, 16) for x in fields[0].split("-"))
+                out.append((lo, hi - lo, int(fields[4])))
+    return out
 
 
 def _scribbler(sock: str, go, results) -> None:
-    """Attaches, then writes random bytes over its own record and namespace table."""
+    """Attaches, then writes random bytes over every byte of its own counters file and of the
+    shared client area (where every process's counters used to be)."""
     from cachekit_shm import Client
 
     try:
         with Client(socket=sock, namespace="m-scribbler", serializer=None) as c:
             c.set_raw("x", b"y")
             assert c.get_raw("x") == b"y"
-            base, length = _client_area(os.getpid())
+            counters = _mappings(os.getpid(), "cachekit-counters")
+            # The daemon sent this process its own file and no other's.
+            assert len(counters) == 1, counters
+            (base, length, inode), = counters
+            (area, area_len, _), = _mappings(os.getpid(), "cachekit-clients")
+            go.wait(WATCHDOG_S)
             with open("/proc/self/mem", "r+b", buffering=0) as mem:
-                mem.seek(base)
-                header = mem.read(64)
-                records_off, namespaces_off = struct.unpack_from("<Q", header, 32)[0], struct.unpack_from("<Q", header, 56)[0]
-                mine = None
-                for i in range(256):
-                    mem.seek(base + records_off + 64 * i)
-                    if struct.unpack("<Q", mem.read(8))[0] == os.getpid():
-                        mine = i
-                        break
-                assert mine is not None, "no record names this process"
-                go.wait(WATCHDOG_S)
                 for _ in range(20):
-                    mem.seek(base + records_off + 64 * mine)
-                    mem.write(os.urandom(64))
-                    mem.seek(base + namespaces_off + 256 * mine)
-                    mem.write(os.urandom(256))
+                    mem.seek(base)
+                    mem.write(os.urandom(length))
+                    mem.seek(area)
+                    mem.write(os.urandom(area_len))
                     time.sleep(0.02)
             for _ in range(100):
                 c.get_raw("x")
-        results.put(("scribbler", "ok", mine))
+        results.put(("scribbler", "ok", inode))
     except BaseException as e:  # noqa: BLE001
         import traceback
 
@@ -141,11 +143,18 @@ def test_host_wide_hits_per_namespace_add_up_and_a_scribbler_changes_only_its_ow
         assert not errors, errors
         # The workers are still alive (their records live): the sums hold now...
         counted = {ns: [0, 0] for ns in NAMESPACES}
-        for index, _, c in got:
-            if index != "scribbler":
-                for ns in NAMESPACES:
-                    counted[ns][0] += c[ns][0]
-                    counted[ns][1] += c[ns][1]
+        files = {}
+        for index, _, r in got:
+            if index == "scribbler":
+                files[index] = {r}
+                continue
+            c, files[index] = r
+            for ns in NAMESPACES:
+                counted[ns][0] += c[ns][0]
+                counted[ns][1] += c[ns][1]
+        # Every process counted into one file of its own.
+        assert all(len(f) == 1 for f in files.values()), files
+        assert len(set().union(*files.values())) == len(procs), files
         live = _scrape(port)
         done.wait(WATCHDOG_S)
     finally:
@@ -165,7 +174,8 @@ def test_host_wide_hits_per_namespace_add_up_and_a_scribbler_changes_only_its_ow
             misses = _ns_value(scrape, "cachekit_misses_total", ns) - _ns_value(before, "cachekit_misses_total", ns)
             assert (hits, misses) == tuple(counted[ns]), (ns, when, hits, misses, counted[ns])
     assert after[("cachekit_client_processes", "cachekit_client_processes", ())] == 1
-    # The scribbler damaged its record's pid word: counted, repaired; the daemon still serves.
+    # The scribbler damaged its file's header and the area's: counted, repaired; the daemon
+    # still serves.
     assert after[("cachekit_stat", "cachekit_stat", (("name", "client_area_damaged"),))] >= 1
     assert d.proc is not None and d.proc.poll() is None, d.log()
     with Client(socket=d.socket, namespace=NAMESPACES[0], serializer=None) as c:

@@ -95,10 +95,12 @@ fn config_for(n: usize) -> TableConfig {
 fn attach(w: &Writer) -> Reader {
     let fds = w.fds().expect("memfd backing");
     let mut r = Reader::attach(fds.table_fd(), Some(fds.client_fd())).expect("attach");
-    // As a client does: its lookups counted in its client record (host-wide counters), unless
-    // CACHEKIT_BENCH_NO_RECORD is set (to measure what the counting costs).
+    // As a client does: its lookups counted in a counters file of its own (host-wide
+    // counters), unless CACHEKIT_BENCH_NO_RECORD is set (to measure what the counting costs).
     if std::env::var_os("CACHEKIT_BENCH_NO_RECORD").is_none() {
-        r.count_into_record(0);
+        let file = cachekit_shm::CounterFile::create(u64::from(std::process::id()), 0)
+            .expect("counters memfd");
+        r.count_into(file.fd()).expect("mapping the counters file");
     }
     r
 }

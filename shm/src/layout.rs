@@ -117,7 +117,14 @@ const _: () = assert!(size_of::<SegmentHeader>() == 64);
 /// Header of the client area, the one region every client may write. The writer fills it
 /// at creation as a copy for people and tools; no reader relies on it (the area's geometry
 /// comes from the sealed table header and the constants of this module), and the daemon
-/// rewrites it when a client changed it (see `ClientRecords::check_header`).
+/// rewrites it when a client changed it (see `ClientArea::check_header`).
+///
+/// What the area holds that is used: the access bitmap (readers set a slot's bit on a hit;
+/// eviction gives such entries a second chance). The records and namespace tables drawn
+/// after the header are no longer written or read by anyone: every client wrote the same
+/// area, so one client could change another's figures; host-wide counters now live in a
+/// memfd per client process ([`CountersHeader`]). They stay drawn, unused, so that the
+/// area's size and offsets (and a table carried across a warm restart) are unchanged.
 #[repr(C)]
 pub struct ClientAreaHeader {
     /// [`CLIENT_MAGIC`].
@@ -139,11 +146,8 @@ pub struct ClientAreaHeader {
 }
 const _: () = assert!(size_of::<ClientAreaHeader>() == 64);
 
-/// One client's counters in the client area: owned by one client process from its first
-/// HELLO until it has exited and closed its last connection. Only `pid` is checked by the
-/// daemon; the counters are the client's own claims, summed as untrusted numbers. `hits`,
-/// `stale_hits` and `misses` count lookups of namespaces that found no slot in the client's
-/// [`ClientNamespaces`] table.
+/// A record of the client area: unused (reserved, see [`ClientAreaHeader`]); kept in the
+/// drawing so the area's offsets do not move.
 #[repr(C)]
 pub struct ClientRecord {
     /// Process id of the client holding this record, 0 when free.
@@ -169,14 +173,9 @@ pub const CLIENT_RECORDS: u64 = 256;
 /// Namespaces one client counts separately (see [`ClientNamespaces`]).
 pub const NAMESPACE_SLOTS: usize = 8;
 
-/// One client's per-namespace counters, in the client area after the access bitmap (record
-/// `i`'s table at `client_ns_off + i * 256`). A client claims a slot for a namespace by
-/// writing its tag (`namespace hash | 1`) into a free (zero) `tags` word with a
-/// compare-and-swap, then adds to that slot's counters; a namespace that finds no slot
-/// counts in its record's own `hits` / `stale_hits` / `misses` (unattributed). The tags sit
-/// on one cache line of their own, read by every hit and written once per namespace, so
-/// the hit path only writes the counter line. Like everything in the client area these are
-/// the client's own claims: the daemon sums them as untrusted numbers.
+/// Per-namespace tables of the client area, after the access bitmap (record `i`'s at
+/// `client_ns_off + i * 256`): unused (reserved, see [`ClientAreaHeader`]); kept in the
+/// drawing so the area's size does not change.
 #[repr(C)]
 pub struct ClientNamespaces {
     /// Namespace tags, 0 = free.
@@ -185,6 +184,76 @@ pub struct ClientNamespaces {
     pub counts: [[u64; 3]; NAMESPACE_SLOTS],
 }
 const _: () = assert!(size_of::<ClientNamespaces>() == 256);
+
+/// `b"CKSHMCN1"`: the first word of every counters file.
+pub const COUNTERS_MAGIC: u64 = u64::from_le_bytes(*b"CKSHMCN1");
+
+/// Header of a counters file: the memfd the daemon makes for one client process at its first
+/// HELLO (sent with HELLO_OK as the third descriptor) and keeps until the process has exited
+/// and closed its last connection. Only that process (and the daemon) maps it: what a client
+/// writes here changes its own figures and nobody else's. The daemon writes the header at
+/// creation; no client reads it; the daemon rewrites it when it changed (counted in
+/// `client_area_damaged`). The file is sealed against growing, shrinking and further seals,
+/// so it cannot be truncated under the daemon's mapping.
+///
+/// Layout: this header (64 bytes), the namespace tags (one cache line, [`NAMESPACE_SLOTS`]
+/// words at [`COUNTERS_TAGS_OFF`]), then [`COUNTER_STRIPES`] [`CounterStripe`]s at
+/// [`COUNTERS_STRIPES_OFF`]; [`COUNTERS_BYTES`] in all.
+///
+/// A reader counts a lookup of namespace `ns` under its tag (`namespace hash | 1`): it finds
+/// the tag in the tags line, or claims a free (zero) word for it with a compare-and-swap,
+/// and adds one to that slot's counter in its thread's stripe; a namespace that finds no
+/// slot counts in the stripe's own (unattributed) counters. The first `COUNTER_STRIPES - 1`
+/// stripes each belong to one thread of the process at a time (the reader's counter stripe,
+/// see `reader.rs`), so its add is a plain load and store; threads past them share the last
+/// stripe, with `fetch_add`. The daemon sums every stripe as untrusted numbers (saturating).
+#[repr(C)]
+pub struct CountersHeader {
+    /// [`COUNTERS_MAGIC`].
+    pub magic: u64,
+    /// [`LAYOUT_VERSION`].
+    pub layout_version: u64,
+    /// Process id of the client this file counts for.
+    pub pid: u64,
+    /// The record number HELLO_OK named (`client_slot`).
+    pub record: u64,
+    /// Bytes of the file ([`COUNTERS_BYTES`]).
+    pub total_bytes: u64,
+    /// [`COUNTER_STRIPES`].
+    pub stripe_count: u64,
+    /// [`COUNTERS_STRIPES_OFF`].
+    pub stripes_off: u64,
+    /// Reserved, zero.
+    pub reserved: u64,
+}
+const _: () = assert!(size_of::<CountersHeader>() == 64);
+
+/// One stripe of a counters file: per namespace slot hits, stale hits and misses, then the
+/// unattributed ones; padded to four cache lines so no two stripes share one.
+#[repr(C)]
+pub struct CounterStripe {
+    /// Per namespace slot (the index of its tag): hits, stale hits, misses.
+    pub counts: [[u64; 3]; NAMESPACE_SLOTS],
+    /// Lookups of namespaces that found no slot: hits, stale hits, misses.
+    pub unattributed: [u64; 3],
+    /// Reserved, zero.
+    pub reserved: [u64; 5],
+}
+const _: () = assert!(size_of::<CounterStripe>() == 256);
+
+/// Byte offset of the namespace tags in a counters file.
+pub const COUNTERS_TAGS_OFF: u64 = size_of::<CountersHeader>() as u64;
+/// Byte offset of the first [`CounterStripe`].
+pub const COUNTERS_STRIPES_OFF: u64 = COUNTERS_TAGS_OFF + 64;
+/// Stripes of a counters file: as many as fit in [`COUNTERS_BYTES`] (30 threads of a process
+/// count without a locked instruction; the rest share the last stripe).
+pub const COUNTER_STRIPES: usize = 31;
+/// Bytes of a counters file: two pages.
+pub const COUNTERS_BYTES: u64 = 2 * PAGE;
+const _: () = assert!(NAMESPACE_SLOTS * 8 <= 64);
+const _: () = assert!(
+    COUNTERS_STRIPES_OFF + (COUNTER_STRIPES * size_of::<CounterStripe>()) as u64 <= COUNTERS_BYTES
+);
 
 /// Word index of a [`TableHeader`] field.
 macro_rules! header_word {

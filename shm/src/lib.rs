@@ -36,7 +36,9 @@ mod writer;
 
 pub use carry::{carry, CarryReport, OldTable, RefSpace, StreamPosition};
 pub use check::{CarriedEntry, CarriedRef, DropCounts, DropReason};
-pub use clients::{ClientRecords, RecordTallies, Tallies};
+#[cfg(not(loom))]
+pub use clients::CounterFile;
+pub use clients::{ClientArea, RecordTallies, Tallies};
 pub use entry::{
     ENTRY_HEADER_BYTES, MAX_KEY_BYTES, MAX_NAMESPACE_BYTES, MAX_REFS, VALUE_LEN_CEILING,
 };

@@ -166,18 +166,9 @@ enum Probe {
     Corrupt,
 }
 
-/// Where a reader adds its lookups in the client area: its record's namespace table and
-/// the record's own counters (for namespaces that found no slot). Word indexes.
-#[derive(Clone, Copy)]
-struct RecordWords {
-    tags: usize,
-    counts: usize,
-    overflow: usize,
-}
-
-/// Which counter of a record a lookup adds to (the order of [`ClientNamespaces::counts`]).
+/// Which counter of a stripe a lookup adds to (the order of [`CounterStripe::counts`]).
 ///
-/// [`ClientNamespaces::counts`]: crate::layout::ClientNamespaces
+/// [`CounterStripe::counts`]: crate::layout::CounterStripe
 #[derive(Clone, Copy)]
 enum Tally {
     Hit = 0,
@@ -191,7 +182,8 @@ pub struct Reader {
     client: Option<Arc<Memory>>,
     geo: Geometry,
     counters: [Counters; STRIPES],
-    record: Option<RecordWords>,
+    /// This process's counters file (host-wide counters), once HELLO_OK handed it over.
+    host: Option<Memory>,
 }
 
 impl Reader {
@@ -205,54 +197,52 @@ impl Reader {
             client,
             geo,
             counters: std::array::from_fn(|_| Counters::default()),
-            record: None,
+            host: None,
         }
     }
 
-    /// From now on, adds this reader's hits, stale hits and misses to client record
-    /// `record` of the client area (the one HELLO_OK's `client_slot` named), per namespace:
-    /// one relaxed `fetch_add` on the record's counter line per lookup. Out of range (or no
-    /// client area) counts nothing.
-    pub fn count_into_record(&mut self, record: u32) {
-        if self.client.is_none() || u64::from(record) >= crate::layout::CLIENT_RECORDS {
-            self.record = None;
-            return;
+    /// From now on, adds this reader's hits, stale hits and misses to the counters file
+    /// `fd` (the third descriptor of HELLO_OK: this process's own), per namespace. Maps it
+    /// read-write; refused (and nothing counted) when it is not a memfd sealed against
+    /// shrinking or is shorter than [`COUNTERS_BYTES`](crate::layout::COUNTERS_BYTES).
+    #[cfg(not(loom))]
+    pub fn count_into(&mut self, fd: std::os::fd::BorrowedFd<'_>) -> Result<(), AttachError> {
+        self.host = None;
+        let m = crate::shared::map(fd, true)?;
+        if (m.region().len_bytes() as u64) < crate::layout::COUNTERS_BYTES {
+            return Err(AttachError::Corrupt(
+                "counters file smaller than this build's layout",
+            ));
         }
-        use crate::layout::{ClientNamespaces, ClientRecord};
-        use core::mem::{offset_of, size_of};
-        let table = (crate::geometry::client_ns_off(self.geo.bucket_count) as usize
-            + record as usize * size_of::<ClientNamespaces>())
-            / 8;
-        let rec = (crate::geometry::CLIENT_RECORDS_OFF as usize
-            + record as usize * size_of::<ClientRecord>())
-            / 8;
-        self.record = Some(RecordWords {
-            tags: table + offset_of!(ClientNamespaces, tags) / 8,
-            counts: table + offset_of!(ClientNamespaces, counts) / 8,
-            overflow: rec + offset_of!(ClientRecord, hits) / 8,
-        });
+        self.host = Some(m);
+        Ok(())
     }
 
-    /// Adds one lookup of the namespace hashed `ns_hash` to this reader's record: the
-    /// namespace's slot (claimed on first use), else the record's own counters. Every word
-    /// is bounds-checked against the mapping; another client scribbling over this record
-    /// only changes this record's figures.
+    /// Adds one lookup of the namespace hashed `ns_hash` to this process's counters file,
+    /// in the stripe of the calling thread (`stripe`, see [`stripe()`]): the namespace's
+    /// slot (claimed on first use), else the stripe's unattributed counters. The first
+    /// `COUNTER_STRIPES - 1` stripes have one writing thread each, so the add is a plain
+    /// load and store; the last is shared, with `fetch_add`. Every word is bounds-checked
+    /// against the mapping. Only this process maps the file (and the daemon reads it), so
+    /// whatever is in it changes this process's figures only.
     #[inline]
-    fn tally(&self, ns_hash: u64, what: Tally) {
-        let (Some(rec), Some(client)) = (self.record, &self.client) else {
+    fn tally(&self, ns_hash: u64, what: Tally, stripe: usize) {
+        use crate::clients::{stripe_word, tag_word};
+        use crate::layout::{CounterStripe, COUNTER_STRIPES, NAMESPACE_SLOTS};
+        use core::mem::offset_of;
+        let Some(host) = &self.host else {
             return;
         };
-        let r = client.region();
+        let r = host.region();
         let tag = ns_hash | 1;
-        let mut word = rec.overflow
-            + match what {
-                // The record's own words are hits, stale_hits, misses, in that order.
-                Tally::Hit => 0,
-                Tally::Stale => 1,
-                Tally::Miss => 2,
-            };
-        for i in 0..crate::layout::NAMESPACE_SLOTS {
-            let Some(t) = r.word(rec.tags + i) else {
+        let (fs, owned) = if stripe < COUNTER_STRIPES - 1 {
+            (stripe, true)
+        } else {
+            (COUNTER_STRIPES - 1, false)
+        };
+        let mut field = offset_of!(CounterStripe, unattributed);
+        for i in 0..NAMESPACE_SLOTS {
+            let Some(t) = r.word(tag_word(i)) else {
                 break;
             };
             let mut seen = t.load(Ordering::Relaxed);
@@ -264,12 +254,20 @@ impl Reader {
                 };
             }
             if seen == tag {
-                word = rec.counts + i * 3 + what as usize;
+                field = offset_of!(CounterStripe, counts) + i * 24;
                 break;
             }
         }
-        if let Some(w) = r.word(word) {
-            w.fetch_add(1, Ordering::Relaxed);
+        if let Some(w) = r.word(stripe_word(fs, field) + what as usize) {
+            if owned {
+                // One thread of this process writes this stripe (its claim is the reader's
+                // counter stripe); the daemon only reads it. Wrapping: the words may hold
+                // anything this process wrote.
+                let v = w.load(Ordering::Relaxed);
+                w.store(v.wrapping_add(1), Ordering::Relaxed);
+            } else {
+                w.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -428,10 +426,10 @@ impl Reader {
                 match self.probe(slot, s, kh, ns, key, sink, now) {
                     Probe::Hit(m) => {
                         bump(cs, st, |c| &c.hits);
-                        self.tally(nsh, Tally::Hit);
+                        self.tally(nsh, Tally::Hit, st);
                         if m.stale {
                             bump(cs, st, |c| &c.stale_hits);
-                            self.tally(nsh, Tally::Stale);
+                            self.tally(nsh, Tally::Stale, st);
                         }
                         self.touch(bucket * SLOTS_PER_BUCKET as u64 + i as u64);
                         return (Lookup::Hit(m), true);
@@ -440,7 +438,7 @@ impl Reader {
                     Probe::OtherKey => continue,
                     Probe::Dead => {
                         bump(cs, st, |c| &c.misses);
-                        self.tally(nsh, Tally::Miss);
+                        self.tally(nsh, Tally::Miss, st);
                         return (Lookup::Miss, true);
                     }
                     Probe::Corrupt => {
@@ -456,13 +454,13 @@ impl Reader {
             }
             if !retry {
                 bump(cs, st, |c| &c.misses);
-                self.tally(nsh, Tally::Miss);
+                self.tally(nsh, Tally::Miss, st);
                 return (Lookup::Miss, true);
             }
         }
         bump(cs, st, |c| &c.gave_up);
         bump(cs, st, |c| &c.misses);
-        self.tally(nsh, Tally::Miss);
+        self.tally(nsh, Tally::Miss, st);
         (Lookup::Miss, false)
     }
 

@@ -51,11 +51,6 @@ impl AtomicU64 {
     }
 
     #[inline(always)]
-    pub(crate) fn swap(&self, v: u64, order: Ordering) -> u64 {
-        self.0.swap(v, order)
-    }
-
-    #[inline(always)]
     pub(crate) fn compare_exchange(
         &self,
         current: u64,

@@ -132,9 +132,10 @@ impl Writer {
         self.fds.as_ref()
     }
 
-    /// The client area's per-client records (the daemon hands them out at HELLO).
-    pub fn client_records(&self) -> crate::ClientRecords {
-        crate::ClientRecords::new(self.client.clone(), self.geo)
+    /// A handle on the shared client area: its header and the namespace tags clients count
+    /// under (see [`ClientArea`](crate::ClientArea)).
+    pub fn client_area(&self) -> crate::ClientArea {
+        crate::ClientArea::new(self.client.clone(), self.geo)
     }
 
     /// A reader over the same memory, in this process.

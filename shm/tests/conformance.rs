@@ -585,17 +585,90 @@ fn a_client_area_full_of_garbage_still_attaches_serves_hits_and_is_reported_repa
         .expect("a reader attaches whatever the client area holds");
     assert_eq!(r.get("ns", b"k").map(|(v, _)| v), Some(b"v".to_vec()));
 
-    // The records handle sees the damage and repairs it: once.
-    let records = w.client_records();
-    assert!(!records.check_header(), "a garbled header is reported");
-    assert!(records.check_header(), "and rewritten");
-    assert!(!records.holds(3, 0), "a garbled free record is not free");
-    records.reset(3, 0);
-    assert!(records.holds(3, 0));
-    records.reset(4, 1234);
-    assert!(records.holds(4, 1234));
+    // The daemon's handle sees the damage and repairs it: once.
+    let area = w.client_area();
+    assert!(!area.check_header(), "a garbled header is reported");
+    assert!(area.check_header(), "and rewritten");
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "memfd: Miri cannot create or map one")]
+fn a_counters_file_counts_per_namespace_and_garbage_in_it_is_summed_saturating_and_repaired() {
+    use cachekit_shm::{CounterFile, Tallies};
+    use std::os::fd::AsFd;
+    let mut w = Writer::create(&small(), Backing::Memfd).unwrap();
+    for ns in ["a", "b"] {
+        w.insert(ns, b"k", b"v", &InsertOptions::default()).unwrap();
+    }
+    let fds = w.fds().unwrap();
+    let file = CounterFile::create(7, 3).expect("counters memfd");
+    let mut r = Reader::attach(fds.table_fd(), Some(fds.client_fd())).unwrap();
+    r.count_into(file.fd()).expect("a counters file maps");
+    for _ in 0..3 {
+        assert!(r.get("a", b"k").is_some());
+    }
+    assert!(r.get("a", b"nope").is_none());
+    assert!(r.get("b", b"k").is_some());
+    // Lookups from other threads land in stripes of their own: all summed.
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..10 {
+                    assert!(r.get("b", b"k").is_some());
+                }
+            });
+        }
+    });
+    let area = w.client_area();
+    let t = file.tallies();
+    let of = |ns: &str| {
+        t.namespaces
+            .iter()
+            .find(|(tag, _)| *tag == area.namespace_tag(ns))
+            .map(|(_, t)| *t)
+    };
+    assert_eq!(
+        of("a"),
+        Some(Tallies {
+            hits: 3,
+            stale_hits: 0,
+            misses: 1
+        })
+    );
+    assert_eq!(of("b").map(|t| t.hits), Some(41));
+    assert_eq!(t.unattributed, Tallies::default());
+    assert!(file.check_header(), "untouched");
+
+    // The file is sealed: it cannot be grown or shrunk under the daemon's mapping.
+    assert!(rustix::fs::ftruncate(file.fd(), 0).is_err());
+    assert!(rustix::fs::ftruncate(file.fd(), 1 << 20).is_err());
+
+    // Its process writes the largest numbers everywhere: the daemon's sums saturate, the
+    // header is reported and rewritten, and the reader keeps serving (and counting).
+    file.scribble(u64::MAX);
+    let t = file.tallies();
+    assert_eq!(t.unattributed.hits, u64::MAX, "saturating, never wrapping");
+    assert!(!file.check_header(), "a garbled header is reported");
+    assert!(file.check_header(), "and rewritten");
+    assert_eq!(r.get("a", b"k").map(|(v, _)| v), Some(b"v".to_vec()));
+    let _ = file.tallies();
+
+    // A descriptor that is not a sealed counters file is refused.
     assert!(
-        !records.holds(records.count(), 0),
-        "out of range holds nothing"
+        r.count_into(fds.table_fd()).is_err(),
+        "the table cannot be mapped writable"
+    );
+    let small = rustix::fs::memfd_create("short", rustix::fs::MemfdFlags::ALLOW_SEALING).unwrap();
+    rustix::fs::ftruncate(&small, 4096).unwrap();
+    rustix::fs::fcntl_add_seals(&small, rustix::fs::SealFlags::SHRINK).unwrap();
+    assert!(
+        r.count_into(small.as_fd()).is_err(),
+        "shorter than a counters file"
+    );
+    let unsealed = rustix::fs::memfd_create("unsealed", rustix::fs::MemfdFlags::empty()).unwrap();
+    rustix::fs::ftruncate(&unsealed, 8192).unwrap();
+    assert!(
+        r.count_into(unsealed.as_fd()).is_err(),
+        "not sealed against shrinking"
     );
 }

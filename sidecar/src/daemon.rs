@@ -93,7 +93,7 @@ impl Daemon {
             None => None,
         };
         let fds = writer.fds().expect("memfd backing").try_clone()?;
-        let slots = Arc::new(Slots::new(writer.client_records()));
+        let slots = Arc::new(Slots::new(writer.client_area()));
         let stat_len = |fd| rustix::fs::fstat(fd).map(|s| s.st_size as u64);
         let limits = Limits {
             max_value_bytes: stored_max as usize,

@@ -13,7 +13,7 @@
 //! - `tier/`: the Redis tier, a component the operations call (writes, read-through) that
 //!   changes the table through `table.rs` only (fills, other hosts' events, local flushes);
 //! - `peer.rs`: a peer's supplementary groups, for the write permission;
-//! - `slots.rs`: the client-area records, one per live connection, checked on every heartbeat;
+//! - `slots.rs`: the counters files, one per client process, checked on every heartbeat;
 //! - `config.rs`: flags, environment, file; `host.rs`: `--memory` against the host's memory;
 //!   `systemd.rs`: sd_notify; `metrics.rs`: the OpenMetrics text and its HTTP listener.
 //! - `warm.rs`: the start-time carry of the previous daemon's segment (warm restart), from

@@ -4,12 +4,12 @@
 //! `cachekit stats --format openmetrics` and `cachekit top` print).
 //!
 //! One set of counters, two views: every number here is read from what STATS reports
-//! (`ops::stats::counters`), the client records (`slots.rs`), the table's namespace census
+//! (`ops::stats::counters`), the clients' counters files (`slots.rs`), the table's namespace census
 //! and the Redis tier; nothing is counted twice. STATS counters without a family of their
 //! own below are exported as `cachekit_stat{name="…"}` (type unknown), so nothing STATS
 //! shows is missing here.
 //!
-//! Cost: a scrape reads atomics and the client area (256 records), except the namespace
+//! Cost: a scrape reads atomics and the counters files (at most 256, 31 stripes each), except the namespace
 //! census (entries and bytes per namespace), a walk of the index a page at a time under
 //! the table lock, which is cached and redone at most every [`CENSUS_MAX_AGE`].
 
@@ -180,11 +180,11 @@ const NAMED: &[(&str, &str, MetricType, &str)] = &[
     ("table_evictions", "cachekit_evictions", MetricType::Counter, "Entries dropped by segment eviction to make room."),
     ("table_live_entries", "cachekit_entries", MetricType::Gauge, "Entries in the table."),
     ("connections_open", "cachekit_connected_clients", MetricType::Gauge, "Open client connections."),
-    ("client_records_in_use", "cachekit_client_processes", MetricType::Gauge, "Client processes holding a record of the client area (host-wide counters)."),
+    ("client_records_in_use", "cachekit_client_processes", MetricType::Gauge, "Client processes holding a counters file (host-wide counters)."),
     ("redis_queue_full", "cachekit_redis_queue_refused", MetricType::Counter, "Writes refused (ERROR UNAVAILABLE) because redis_queue writes already waited for Redis: backpressure."),
 ];
 
-/// Host-wide tallies by namespace name, from the client records.
+/// Host-wide tallies by namespace name, from the clients' counters files.
 fn host_by_namespace(d: &Daemon, m: &Metrics) -> (HashMap<String, Tallies>, Tallies) {
     let host = d.slots.host();
     let names = lock(&m.names);
@@ -316,7 +316,7 @@ impl Collector for Snapshot {
         let rows = &self.namespaces;
         per_namespace(
             e,
-            ("cachekit_hits", "Lookups served from the shared segment, host-wide (every client process's record, plus those of exited ones).", None, MetricType::Counter),
+            ("cachekit_hits", "Lookups served from the shared segment, host-wide (every client process's counters file, plus those of exited ones).", None, MetricType::Counter),
             rows,
             |r| r.tallies.hits,
         )?;
@@ -343,7 +343,7 @@ impl Collector for Snapshot {
             |r| r.tallies.misses,
         )?;
         let u = self.unattributed;
-        counter(e, "cachekit_unattributed_hits", "Hits counted without a namespace: a client using more namespaces than its record has slots (8), a namespace no longer in the table, or past the series limit.", None, u.hits)?;
+        counter(e, "cachekit_unattributed_hits", "Hits counted without a namespace: a client using more namespaces than its counters file has slots (8), a namespace no longer in the table, or past the series limit.", None, u.hits)?;
         counter(
             e,
             "cachekit_unattributed_stale_hits",

@@ -131,7 +131,7 @@ fn serve(daemon: &Daemon, mut stream: UnixStream, peer: Peer) {
     let mut said_hello = false;
     // The fill leases this connection holds: released when `serve` returns.
     let _leases = LeaseGuard(daemon, peer.conn);
-    // This connection's client-area record: freed when `serve` returns.
+    // This connection's hold on its process's counters file: let go when `serve` returns.
     let mut _record = None;
     let mut frames = FrameReader::new();
     loop {
@@ -203,16 +203,19 @@ fn serve(daemon: &Daemon, mut stream: UnixStream, peer: Peer) {
                 match ops::hello_ok(daemon, peer.pid, h.min_version, h.max_version) {
                     Ok((ok, record)) => {
                         said_hello = true;
-                        _record = record;
                         info!(pid = peer.pid, uid = peer.uid, name = %h.client_name, "client attached");
                         let mut buf = Vec::new();
                         encode_reply(&Reply::HelloOk(ok), id, &mut buf)
                             .expect("HELLO_OK always encodes");
-                        send_with_fds(
-                            &stream,
-                            &buf,
-                            &[daemon.fds.table_fd(), daemon.fds.client_fd()],
-                        )
+                        let shared = [daemon.fds.table_fd(), daemon.fds.client_fd()];
+                        let sent = match &record {
+                            Some(lease) => {
+                                send_with_fds(&stream, &buf, &[shared[0], shared[1], lease.fd()])
+                            }
+                            None => send_with_fds(&stream, &buf, &shared),
+                        };
+                        _record = record;
+                        sent
                     }
                     Err(reply) => {
                         let _ = send(&stream, &reply, id);

@@ -196,7 +196,7 @@ impl Bystander {
 // 1. Handshake
 
 #[test]
-fn hello_ok_hands_over_the_table_and_the_client_area_as_two_fds() {
+fn hello_ok_hands_over_the_table_the_client_area_and_the_counters_file_as_three_fds() {
     let d = Daemon::start("hello", &[]);
     let mut conn = d.connect();
     let (id, reply, fds) = conn.hello("handshake");
@@ -207,8 +207,8 @@ fn hello_ok_hands_over_the_table_and_the_client_area_as_two_fds() {
     assert_eq!(ok.version, PROTOCOL_VERSION);
     assert_eq!(
         (ok.fd_count, fds.len()),
-        (2, 2),
-        "table and client area, by SCM_RIGHTS"
+        (3, 3),
+        "table, client area and this process's counters file, by SCM_RIGHTS"
     );
     let size = |i: usize| rustix::fs::fstat(&fds[i]).unwrap().st_size as u64;
     assert_eq!(ok.segment_size, size(0), "the first fd is the table");
@@ -217,6 +217,12 @@ fn hello_ok_hands_over_the_table_and_the_client_area_as_two_fds() {
         size(1),
         "the second fd is the client area"
     );
+    assert_eq!(
+        size(2),
+        cachekit_shm::layout::COUNTERS_BYTES,
+        "the third fd is the counters file"
+    );
+    assert_ne!(ok.client_slot, u32::MAX, "with the record it is under");
     assert_eq!(
         ok.heartbeat_timeout_ms, 2000,
         "the default heartbeat timeout"
@@ -267,6 +273,19 @@ fn the_table_fd_cannot_be_mapped_writable_or_written() {
         .len(c.hello.client_area_size as usize)
         .map_raw(&area)
         .expect("the client area maps writable");
+    // So is this process's counters file; it cannot be resized under the daemon.
+    let counters = std::fs::File::from(c.fds[2].try_clone().unwrap());
+    memmap2::MmapOptions::new()
+        .len(cachekit_shm::layout::COUNTERS_BYTES as usize)
+        .map_raw(&counters)
+        .expect("the counters file maps writable");
+    for len in [0, 1 << 20] {
+        assert_eq!(
+            rustix::fs::ftruncate(&counters, len),
+            Err(rustix::io::Errno::PERM),
+            "the counters file is sealed against resizing"
+        );
+    }
 }
 
 #[test]

@@ -1,14 +1,15 @@
 //! HELLO: the handshake. The answer carries the segment's sizes and the limits; the socket
-//! sends the two memfds with it (see `socket.rs`).
+//! sends the memfds with it (see `socket.rs`): the table, the client area and, when the
+//! process has one, its own counters file (`slots.rs`).
 
 use crate::daemon::Daemon;
 use crate::slots::{Lease, NO_RECORD};
 use cachekit_proto::{ErrorCode, HelloOk, Reply, HELLO_FLAG_SECOND_TIER, PROTOCOL_VERSION};
 
 /// The HELLO_OK for a client (process `pid`) speaking protocol versions `min..=max`, with
-/// the client-area record it owns until the connection closes (`None` past
-/// `CLIENT_RECORDS` live connections: `client_slot` is then `NO_RECORD`), or the ERROR to
-/// send before closing.
+/// the hold on its process's counters file that this connection keeps until it closes
+/// (`None` past `CLIENT_RECORDS` processes: `client_slot` is then `NO_RECORD` and only two
+/// descriptors go), or the ERROR to send before closing.
 pub fn hello_ok(d: &Daemon, pid: i32, min: u8, max: u8) -> Result<(HelloOk, Option<Lease>), Reply> {
     if !(min..=max).contains(&PROTOCOL_VERSION) {
         return Err(Reply::error(
@@ -25,7 +26,7 @@ pub fn hello_ok(d: &Daemon, pid: i32, min: u8, max: u8) -> Result<(HelloOk, Opti
         client_area_size: d.client_area_bytes,
         client_slot: lease.as_ref().map_or(NO_RECORD, Lease::record),
         heartbeat_timeout_ms: d.cfg.heartbeat_timeout.as_millis() as u32,
-        fd_count: 2,
+        fd_count: if lease.is_some() { 3 } else { 2 },
         limits: d.limits,
         flags: if d.tier.is_some() {
             HELLO_FLAG_SECOND_TIER

@@ -75,7 +75,7 @@ pub fn counters(d: &Daemon) -> Vec<(String, u64)> {
         ("errors".into(), l(&c.errors)),
         ("client_records_in_use".into(), d.slots.in_use()),
     ]);
-    // Host-wide: every client process's record, plus those of exited ones (`slots.rs`).
+    // Host-wide: every client process's counters file, plus those of exited ones (`slots.rs`).
     let host = d.slots.host().total();
     out.extend([
         ("host_hits".into(), host.hits),

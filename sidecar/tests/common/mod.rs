@@ -183,11 +183,20 @@ impl Client {
         };
         assert_eq!(
             fds.len(),
-            2,
-            "HELLO_OK carries the table and the client area"
+            usize::from(hello.fd_count),
+            "HELLO_OK carries the descriptors it counts"
         );
-        let reader = Reader::attach(fds[0].as_fd(), Some(fds[1].as_fd()))
+        assert!(
+            fds.len() == 3 || (fds.len() == 2 && hello.client_slot == u32::MAX),
+            "HELLO_OK carries the table, the client area and (unless every record is taken) this process's counters file"
+        );
+        let mut reader = Reader::attach(fds[0].as_fd(), Some(fds[1].as_fd()))
             .expect("mapping the table handed over in HELLO_OK");
+        if let Some(counters) = fds.get(2) {
+            reader
+                .count_into(counters.as_fd())
+                .expect("mapping the counters file handed over in HELLO_OK");
+        }
         Client {
             conn,
             hello,
