@@ -331,7 +331,7 @@ fn the_document_states_the_numbers_of_the_code() {
             "BUCKET_BYTES / load between INDEX_LOAD_TARGET / 2 and INDEX_LOAD_TARGET, and at the default load"),
         // The client area.
         ("| 0 | {} | header: magic `\"CKSHMCA1\"`, layout version, length, record count ({}), records offset", vec![u(records_off), n(CLIENT_RECORDS)], "size_of::<ClientAreaHeader>(), CLIENT_RECORDS"),
-        ("| {} | {} × {} | per-client records", vec![u(records_off), n(CLIENT_RECORDS), u(size_of::<ClientRecord>())], "CLIENT_RECORDS, size_of::<ClientRecord>()"),
+        ("| {} | {} × {} | reserved: the per-client records of earlier builds", vec![u(records_off), n(CLIENT_RECORDS), u(size_of::<ClientRecord>())], "CLIENT_RECORDS, size_of::<ClientRecord>()"),
         ("| {} | B | access bitmap: one bit per index slot ({} per bucket) |", vec![u(bits_off), u(SLOTS_PER_BUCKET)], "the records' end"),
         // Limits.
         ("| key | {} bytes | {}-bit length field", vec![u(MAX_KEY_BYTES), widths[1].to_string()], "MAX_KEY_BYTES"),

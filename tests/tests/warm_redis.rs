@@ -13,6 +13,8 @@
 
 use std::time::{Duration, Instant};
 
+mod common;
+
 use cachekit_client::{Client, ClientOptions, SetOptions};
 use cachekit_testkit::{Daemon, Redis, Site};
 
@@ -276,9 +278,12 @@ fn a_snapshot_loaded_after_a_reboot_is_replayed_too() {
     assert!(b.stop().success(), "{}", b.log());
     assert!(snap.exists(), "no snapshot; log:\n{}", b.log());
     client(&a, "s1").invalidate(&["y"]).unwrap();
-    // A reboot: another runtime directory, so no keeper holds B's segment.
-    let site_b2 = Site::new("wr-snap-b2");
-    let b2 = site_b2.start(&flags);
+    // A reboot with the runtime directory on persistent storage: no keeper holds B's segment,
+    // the journal (and its mark for the snapshot) are still there. (A reboot that empties it
+    // refuses the snapshot: `warm_faults.rs`.)
+    common::stop_keeper(&site_b);
+    b.restart();
+    let b2 = b;
     assert!(
         b2.log().contains("loaded 2 of 2 snapshot entries"),
         "{}",
