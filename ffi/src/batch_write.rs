@@ -2,9 +2,8 @@
 //! trip, one turn of the daemon's writer), with a result per item.
 
 use std::ffi::c_char;
-use std::time::Duration;
 
-use ::cachekit_client::{Error, SetOptions};
+use ::cachekit_client::Error;
 
 use crate::args::{buffers_in, handle, str_array_in, write_out};
 use crate::client::cachekit_client;
@@ -58,12 +57,7 @@ pub unsafe extern "C" fn cachekit_set_many(
         };
         // SAFETY: the caller promises `tag_count` readable string pointers at `tags` (or a count of 0).
         let tags = unsafe { str_array_in(tags, tag_count, "tags") }?;
-        let mut opts = SetOptions::new()
-            .grace(Duration::from_millis(grace_ms))
-            .tags(tags);
-        if ttl_ms != 0 {
-            opts = opts.ttl(Duration::from_millis(ttl_ms));
-        }
+        let opts = crate::client::set_options(ttl_ms, grace_ms, tags);
         let items: Vec<(&[u8], &[u8])> = keys.into_iter().zip(values).collect();
         let outcome = c.client.set_many(&items, &opts)?;
         // SAFETY: `results` is NULL or `count` writable elements, the caller promises.

@@ -155,12 +155,7 @@ pub unsafe extern "C" fn cachekit_set(
         let value = unsafe { bytes_in(value, value_len, "value") }?;
         // SAFETY: the caller promises `tag_count` readable string pointers at `tags` (or a count of 0).
         let tags = unsafe { str_array_in(tags, tag_count, "tags") }?;
-        let mut opts = SetOptions::new()
-            .grace(Duration::from_millis(grace_ms))
-            .tags(tags);
-        if ttl_ms != 0 {
-            opts = opts.ttl(Duration::from_millis(ttl_ms));
-        }
+        let opts = set_options(ttl_ms, grace_ms, tags);
         c.client.set(key, value, &opts)?;
         Ok(cachekit_result::CACHEKIT_OK)
     })
@@ -272,6 +267,18 @@ pub unsafe extern "C" fn cachekit_ping(
         }
         Ok(cachekit_result::CACHEKIT_OK)
     })
+}
+
+/// The options of `cachekit_set` and `cachekit_set_many`: a TTL of 0 never expires.
+pub(crate) fn set_options(ttl_ms: u64, grace_ms: u64, tags: Vec<&str>) -> SetOptions {
+    let opts = SetOptions::new()
+        .grace(Duration::from_millis(grace_ms))
+        .tags(tags);
+    if ttl_ms != 0 {
+        opts.ttl(Duration::from_millis(ttl_ms))
+    } else {
+        opts
+    }
 }
 
 #[cfg(test)]

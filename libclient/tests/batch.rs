@@ -4,6 +4,8 @@
 
 mod support;
 
+use support::noise;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -55,19 +57,6 @@ fn one_request_per_thousand_items() {
             .is_empty());
         assert_eq!(client.request_count(), before);
     });
-}
-
-/// Incompressible bytes (xorshift), so the envelope does not shrink them.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15_u64 ^ seed;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 #[test]

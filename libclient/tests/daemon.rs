@@ -7,6 +7,8 @@
 
 mod support;
 
+use support::noise;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -167,19 +169,6 @@ fn misses_ask_the_daemon_only_with_a_second_tier() {
     });
 }
 
-/// Incompressible bytes (xorshift), so the envelope does not shrink them.
-fn noise(len: usize) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 #[test]
 fn values_as_large_as_the_daemon_allows() {
     const MIB: usize = 1 << 20;
@@ -192,7 +181,7 @@ fn values_as_large_as_the_daemon_allows() {
         );
         let client = connect(big.socket());
         assert_eq!(client.max_value_bytes(), 4 * MIB);
-        let value = noise(3 * MIB);
+        let value = noise(3 * MIB, 0);
         client.set("3mib", &value, &SetOptions::new()).unwrap();
         let v = client.get("3mib").unwrap().unwrap();
         assert_eq!(v.source, Source::Segment);
@@ -206,11 +195,11 @@ fn values_as_large_as_the_daemon_allows() {
         assert_eq!(client.request_count(), before);
         // Up to the limit exactly, and not a byte more.
         client
-            .set("4mib", noise(4 * MIB), &SetOptions::new())
+            .set("4mib", noise(4 * MIB, 0), &SetOptions::new())
             .unwrap();
         assert_eq!(client.get("4mib").unwrap().unwrap().bytes.len(), 4 * MIB);
         let e = client
-            .set("over", noise(4 * MIB + 1), &SetOptions::new())
+            .set("over", noise(4 * MIB + 1, 0), &SetOptions::new())
             .unwrap_err();
         assert!(matches!(e, Error::TooLarge { .. }), "{e}");
         assert!(e.to_string().contains("max_value_bytes = 4194304"), "{e}");
@@ -220,11 +209,13 @@ fn values_as_large_as_the_daemon_allows() {
         let client = connect(default.socket());
         assert_eq!(client.max_value_bytes(), MIB);
         let e = client
-            .set("2mib", noise(2 * MIB), &SetOptions::new())
+            .set("2mib", noise(2 * MIB, 0), &SetOptions::new())
             .unwrap_err();
         assert!(matches!(e, Error::TooLarge { .. }), "{e}");
         assert!(e.to_string().contains("max_value_bytes = 1048576"), "{e}");
-        client.set("1mib", noise(MIB), &SetOptions::new()).unwrap();
+        client
+            .set("1mib", noise(MIB, 0), &SetOptions::new())
+            .unwrap();
         assert_eq!(client.get("1mib").unwrap().unwrap().bytes.len(), MIB);
     });
 }

@@ -2,6 +2,7 @@
 //! miss path, liveness and re-attach, told as stories. Each test runs under a watchdog.
 
 mod common;
+mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use cachekit_client::{Client, ClientOptions, Error, SetOptions, Source};
 use cachekit_testkit::{eventually, watchdog};
 use common::{socket_path, FakeDaemon, HEARTBEAT_TIMEOUT_MS};
+use support::noise;
 
 fn options(path: &std::path::Path) -> ClientOptions {
     ClientOptions::new()
@@ -190,19 +192,6 @@ fn limits_are_checked_before_sending() {
     });
 }
 
-/// Incompressible bytes (xorshift), so the envelope does not shrink them.
-fn noise(len: usize) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 #[test]
 fn the_daemons_own_limits_apply() {
     watchdog(Duration::from_secs(30), || {
@@ -215,7 +204,7 @@ fn the_daemons_own_limits_apply() {
         let _daemon = FakeDaemon::start_with(&path, limits);
         let client = Client::connect(options(&path)).unwrap();
         assert_eq!(client.max_value_bytes(), 936);
-        let value = noise(1000);
+        let value = noise(1000, 0);
         let before = client.request_count();
         let e = client.set("k", &value, &SetOptions::new()).unwrap_err();
         assert!(matches!(e, Error::TooLarge { .. }), "{e}");
@@ -233,7 +222,7 @@ fn the_value_limit_follows_the_daemon_unless_capped() {
         const MIB: usize = 1 << 20;
         let (_dir, path) = socket_path();
         let daemon = FakeDaemon::start_with_max_value(&path, 3 * MIB);
-        let big = noise(5 * MIB / 2);
+        let big = noise(5 * MIB / 2, 0);
 
         // A lazy client starts with the configured default and adopts the daemon's limit on
         // its first write, before checking the value.
@@ -245,7 +234,7 @@ fn the_value_limit_follows_the_daemon_unless_capped() {
         assert_eq!((v.bytes.len(), v.source), (big.len(), Source::Segment));
         assert!(v.bytes == big);
         let e = client
-            .set("k", noise(3 * MIB + 1), &SetOptions::new())
+            .set("k", noise(3 * MIB + 1, 0), &SetOptions::new())
             .unwrap_err();
         assert!(e.to_string().contains("max_value_bytes = 3145728"), "{e}");
 
@@ -274,7 +263,7 @@ fn the_value_limit_follows_the_daemon_unless_capped() {
         let capped = Client::connect(capped_opts).unwrap();
         assert_eq!(capped.max_value_bytes(), 2 * MIB);
         let e = capped
-            .set("k", noise(2 * MIB + 1), &SetOptions::new())
+            .set("k", noise(2 * MIB + 1, 0), &SetOptions::new())
             .unwrap_err();
         assert!(matches!(e, Error::TooLarge { .. }), "{e}");
         assert!(e.to_string().contains("max_value_bytes = 2097152"), "{e}");

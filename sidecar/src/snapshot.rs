@@ -122,6 +122,17 @@ fn mark_path(dir: &Path, instance: &str) -> std::path::PathBuf {
     dir.join(format!("{instance}.snapshot-journal"))
 }
 
+/// Creates `path` for writing: new (never an existing file), 0600, not through a link.
+fn create_private(path: &Path) -> Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc_flags::NOFOLLOW)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))
+}
+
 /// Records, beside the journal of failed writes, that the snapshot named `token` was written
 /// at a clean stop with that journal in place. A later start loads the snapshot only if the
 /// mark is still there ([`take_journal_mark`]): then every write that failed since the stop is
@@ -131,13 +142,7 @@ pub fn mark_journal(dir: &Path, instance: &str, token: u64) -> Result<()> {
     let path = mark_path(dir, instance);
     let tmp = dir.join(format!("{instance}.snapshot-journal.tmp"));
     let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc_flags::NOFOLLOW)
-        .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
+    let mut f = create_private(&tmp)?;
     f.write_all(format!("{token:016x}\n").as_bytes())
         .and_then(|()| f.sync_all())
         .with_context(|| format!("writing {}", tmp.display()))?;
@@ -352,13 +357,7 @@ pub fn write(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("removing the stale {}", tmp.display())),
     }
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc_flags::NOFOLLOW)
-        .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
+    let file = create_private(&tmp)?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
     let mut written = fill(&mut w).with_context(|| format!("writing {}", tmp.display()))?;
     let file = w

@@ -105,27 +105,15 @@ fn main() {
         Some("run") => run(&args[1..]),
         Some("reader") => reader(&args[1..]),
         Some("lease") => {
-            let plan = if args.iter().any(|a| a == "--quick") {
-                QUICK
-            } else {
-                FULL
-            };
+            let plan = plan_of(&args);
             println!("{}", serde_json::to_string_pretty(&lease(plan)).unwrap());
         }
         Some("hit") => {
-            let plan = if args.iter().any(|a| a == "--quick") {
-                QUICK
-            } else {
-                FULL
-            };
+            let plan = plan_of(&args);
             println!("{}", serde_json::to_string_pretty(&hit(plan)).unwrap());
         }
         Some("ratio") => {
-            let plan = if args.iter().any(|a| a == "--quick") {
-                QUICK
-            } else {
-                FULL
-            };
+            let plan = plan_of(&args);
             println!(
                 "{}",
                 serde_json::to_string_pretty(&hit_ratio(plan)).unwrap()
@@ -142,11 +130,7 @@ fn main() {
         }
         Some("write-worker") => cachekit_benches::writes::worker(&args[1..]),
         Some("encryption") => {
-            let plan = if args.iter().any(|a| a == "--quick") {
-                QUICK
-            } else {
-                FULL
-            };
+            let plan = plan_of(&args);
             println!(
                 "{}",
                 serde_json::to_string_pretty(&encryption(plan)).unwrap()
@@ -168,6 +152,15 @@ fn main() {
     }
 }
 
+/// QUICK with `--quick`, else FULL.
+fn plan_of(args: &[String]) -> Plan {
+    if args.iter().any(|a| a == "--quick") {
+        QUICK
+    } else {
+        FULL
+    }
+}
+
 fn arg_value(args: &[String], name: &str) -> Option<String> {
     args.iter()
         .position(|a| a == name)
@@ -180,11 +173,7 @@ fn port(var: &str) -> Option<u16> {
 
 fn run(args: &[String]) {
     let out = arg_value(args, "--out").expect("--out FILE");
-    let plan = if args.iter().any(|a| a == "--quick") {
-        QUICK
-    } else {
-        FULL
-    };
+    let plan = plan_of(args);
     let python = arg_value(args, "--python").zip(arg_value(args, "--python-script"));
     let redis_port = port("BENCH_REDIS_PORT");
     let mc_port = port("BENCH_MEMCACHED_PORT");
