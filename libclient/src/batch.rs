@@ -72,6 +72,14 @@ impl Client {
             if base + add > limits.max_frame_bytes as u64 {
                 // Every field at its limit: SET_MANY's item count makes the frame 2 bytes
                 // longer than the largest SET, which the daemon's frame limit is sized for.
+                // The items before it go first, so a key earlier in the batch ends with the
+                // later value, as in any order of single sets.
+                if !chunk.items.is_empty() {
+                    let full = std::mem::replace(&mut chunk, empty.clone());
+                    self.send_set_many(full, &chunk_index, &mut slots)?;
+                    chunk_index.clear();
+                    bytes = base;
+                }
                 slots[i] = Some(self.write(&Request::Set(set)).and_then(|r| match r {
                     Reply::Ok => Ok(()),
                     other => Err(unexpected("SET", &other)),

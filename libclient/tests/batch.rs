@@ -103,6 +103,38 @@ fn large_values_split_by_frame_size_and_bad_items_fail_alone() {
     });
 }
 
+/// A batch split by frame size keeps the order of a key's values: the key's later value,
+/// in the later request, wins. (An item too large for any SET_MANY frame, sent as a SET,
+/// is sent after the items before it too; no value the client accepts gets there: the
+/// envelope adds at most 44 bytes, the daemon's limit allows 64 more than the value.)
+#[test]
+fn a_batch_split_by_frame_size_keeps_the_order_of_a_keys_values() {
+    watchdog(Duration::from_secs(120), || {
+        let daemon = Daemon::start("batch-order", &["--memory", "64MiB"]);
+        // A namespace, key, tags and TTL at their limits, and the largest value: one item
+        // a frame.
+        let opts = ClientOptions::new()
+            .socket(daemon.socket())
+            .namespace("n".repeat(127))
+            .request_timeout(Duration::from_secs(5));
+        let client = support::connect_eventually(opts);
+        let options = (0..8).fold(SetOptions::new().ttl(Duration::from_secs(600)), |o, i| {
+            o.tag(format!("{i}").repeat(1024))
+        });
+        let key = "k".repeat(4096);
+        let big = noise(client.max_value_bytes(), 7);
+        let items: Vec<(&str, &[u8])> = vec![(&key, b"small"), (&key, &big)];
+        let before = client.request_count();
+        let results = client.set_many(&items, &options).unwrap();
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        assert_eq!(client.request_count() - before, 2, "split in two requests");
+        assert!(
+            client.get(&key).unwrap().unwrap().bytes == big,
+            "the later value of the key wins"
+        );
+    });
+}
+
 #[test]
 fn with_the_daemon_gone_each_item_says_so() {
     watchdog(Duration::from_secs(120), || {

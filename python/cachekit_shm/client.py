@@ -816,9 +816,10 @@ class Client(ManageMixin, QueryMixin, Native):
                  ttl: Optional[Seconds] = None, grace: Seconds = 0, tags: Tags = ()) -> None:
         """`set` for each item, with the same ttl, grace and tags, in one request (one round
         trip; the daemon applies the items within one turn of its writer; more than 1000 items
-        go as several requests). Ints stored as counters (see `incr`) take a request each.
-        Every item is tried: an item that fails (too large, ...) does not stop the others, and
-        the first failure then raises, after the others were stored."""
+        go as several requests). Ints stored as counters (see `incr`) take a request each, in
+        their place: the items before one are sent first, so a key given twice ends with its
+        later value. Every item is tried: an item that fails (too large, ...) does not stop
+        the others, and the first failure then raises, after the others were stored."""
         items = mapping.items() if isinstance(mapping, Mapping) else mapping
         ttl_ms = _ttl_ms(ttl)
         grace_ms = _ms(grace, "grace", zero=True)
@@ -827,19 +828,33 @@ class Client(ManageMixin, QueryMixin, Native):
         name = self._serializer.name
         pairs: List[Tuple[bytes, bytes]] = []
         first: Optional[BaseException] = None
+
+        def send_pairs() -> Optional[BaseException]:
+            """Sends the items gathered so far; the error of the first that failed."""
+            codes = self._set_many_codes(pairs, ttl_ms, grace_ms, tag_list)
+            pairs.clear()
+            failed = next((c for c in codes if c != OK), None)
+            if failed is None:
+                return None
+            try:
+                raise_for(failed)  # now, while its message is the thread's last error
+            except CachekitError as e:
+                return e
+            return None
+
         for key, value in items:
             k = _key(key)
             if counter_bytes(value, name, self._encrypted) is not None:
+                sent = send_pairs()  # always: the items before this one go first
+                first = first or sent
                 try:
                     self._set_i64(k, value, ttl_ms, grace_ms, tag_list)
                 except CachekitError as e:
                     first = first or e
                 continue
             pairs.append((k, dumps(value)))
-        codes = self._set_many_codes(pairs, ttl_ms, grace_ms, tag_list)
-        failed = next((c for c in codes if c != OK), None)
-        if failed is not None and first is None:
-            raise_for(failed)
+        sent = send_pairs()
+        first = first or sent
         if first is not None:
             raise first
 

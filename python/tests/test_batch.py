@@ -46,6 +46,13 @@ def test_ints_are_counters_in_a_batch_too(client):
     assert client.get("s") == "text"
 
 
+def test_a_key_given_twice_ends_with_its_later_value_counter_or_not(client):
+    # Ints go as counters, a request each, in their place among the others.
+    client.set_many([("a", 1), ("a", b"later"), ("b", b"first"), ("b", 2)])
+    assert client.get("a") == b"later"
+    assert client.get("b") == 2 and client.incr("b") == 3
+
+
 def test_async_delete_many(client, cachekitd_socket, namespace):
     import asyncio
 

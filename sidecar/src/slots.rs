@@ -7,8 +7,9 @@
 //! daemon's mapping unmapped) when its last connection has closed *and* the process has
 //! exited (its pidfd, opened at the first HELLO, turns readable; checked on every heartbeat):
 //! until then the process may still be counting hits into it. A peer whose pid is not
-//! visible (0: another pid namespace) gets no file; when a pidfd cannot be opened the file
-//! goes with the last connection. Past `CLIENT_RECORDS` processes (or when a memfd cannot be
+//! visible (0: another pid namespace) gets no file; when a pidfd cannot be opened (kernel
+//! before 5.3, seccomp) its connections share the file as well, and it goes with the last
+//! one. Past `CLIENT_RECORDS` processes (or when a memfd cannot be
 //! made) a HELLO gets [`NO_RECORD`] and two descriptors: the connection works as any other,
 //! its hits are just not counted host-wide. So the daemon holds at most `CLIENT_RECORDS`
 //! files: two descriptors (memfd, pidfd) and a mapping of `COUNTERS_BYTES` each.
@@ -63,6 +64,14 @@ impl Owner {
         };
         // An error is not a sign of life: free the record.
         matches!(rustix::event::poll(&mut poll, Some(&now)), Ok(0))
+    }
+
+    /// Whether the process may still count into its file: alive, or, when its exit cannot
+    /// be seen (no pidfd: kernel before 5.3, or seccomp), while it has a connection open.
+    /// Without the second case its next HELLO (a pooled connection) would get a new file
+    /// while it keeps counting into the one it mapped first: those counts would be lost.
+    fn holds_file(&self) -> bool {
+        self.alive() || (self.pidfd.is_none() && self.conns > 0)
     }
 }
 
@@ -170,12 +179,13 @@ impl Slots {
             .position(|o| o.as_ref().is_some_and(|o| o.pid == pid))
         {
             let o = owners[record].as_mut().expect("found above");
-            if o.alive() {
+            if o.holds_file() {
                 o.conns += 1;
                 let file = o.file.clone();
                 return Some(self.lease(record, file));
             }
-            // Its process exited (a new one has its pid): fold what it counted first.
+            // Its process exited (a new one has its pid, or a pid without pidfd came back
+            // after its last connection closed): fold what it counted first.
             self.free(&mut owners, record);
         }
         let record = owners.iter().position(Option::is_none)?;
@@ -221,7 +231,7 @@ impl Slots {
             return;
         };
         o.conns = o.conns.saturating_sub(1);
-        if o.conns == 0 && !o.alive() {
+        if !o.holds_file() {
             self.free(&mut owners, record as usize);
         }
     }
@@ -260,7 +270,7 @@ impl Slots {
         for record in 0..owners.len() {
             if owners[record]
                 .as_ref()
-                .is_some_and(|o| o.conns == 0 && !o.alive())
+                .is_some_and(|o| o.conns == 0 && !o.holds_file())
             {
                 self.free(&mut owners, record);
             }
@@ -390,6 +400,50 @@ mod tests {
             "a live process keeps its file with no connection open"
         );
         assert_eq!(slots.damaged(), 0);
+    }
+
+    /// A process whose pidfd cannot be opened (kernel before 5.3, seccomp) keeps its file
+    /// while it has a connection open: a second connection gets the same file, not a new
+    /// one (the client keeps counting into the file it mapped first).
+    #[test]
+    fn a_process_without_pidfd_keeps_its_file_while_connected() {
+        let w = table();
+        let slots = Arc::new(Slots::new(w.client_area()));
+        let mut w = w;
+        w.insert("a", b"k", b"v", &InsertOptions::default())
+            .unwrap();
+        let tag = slots.namespace_tag("a");
+        let pid = gone(7);
+        let first = slots.claim(pid).expect("a file");
+        assert!(
+            slots.owners()[first.record() as usize]
+                .as_ref()
+                .is_some_and(|o| o.pidfd.is_none()),
+            "no pidfd for a pid no process has"
+        );
+        let mut r = w.reader();
+        r.count_into(first.fd()).unwrap();
+        assert!(r.get("a", b"k").is_some());
+
+        let second = slots.claim(pid).expect("the same file again");
+        assert_eq!(second.record(), first.record());
+        assert_eq!(
+            inode(&second),
+            inode(&first),
+            "a second connection shares the file the process counts into"
+        );
+        slots.audit();
+        assert_eq!(slots.in_use(), 1, "kept while a connection is open");
+        drop(first);
+        slots.audit();
+        assert_eq!(slots.in_use(), 1, "kept while a connection is open");
+        assert!(r.get("a", b"k").is_some());
+        assert_eq!(slots.host().by_tag[&tag].hits, 2, "no count lost");
+
+        // Its last connection closes: the file goes, what it counted stays.
+        drop(second);
+        assert_eq!(slots.in_use(), 0);
+        assert_eq!(slots.host().by_tag[&tag].hits, 2);
     }
 
     #[test]

@@ -310,15 +310,19 @@ impl Tier {
     /// the only one that removes writes, and it removes them in order.
     pub(super) async fn drain(&self) {
         loop {
-            let batch = self.next_batch();
-            if batch.is_empty() {
+            if self.queue.len() == 0 {
                 self.queue.wake.notified().await;
                 continue;
             }
+            // Asked before taking a batch: `next_batch` marks its writes sent, which a write
+            // held back by the open breaker is not (a set marked sent more than
+            // `RESEND_WINDOW` ago goes as a delete).
             if !self.breaker.allow() {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             }
+            // Not empty: only the drainer removes writes.
+            let batch = self.next_batch();
             match self
                 .store
                 .write_sequenced(&batch, cachekit_shm::now_ms())
@@ -439,6 +443,49 @@ mod tests {
             }
         );
         assert_eq!(resend_form(&inv, old), inv);
+    }
+
+    /// A write held back by the open breaker is not marked sent: marked, it would go to
+    /// Redis as a delete after an outage longer than `RESEND_WINDOW`, though never sent.
+    #[test]
+    fn writes_held_back_by_the_open_breaker_are_not_marked_sent() {
+        use crate::config::{RedisConfig, WriteMode};
+        use cachekit_redis::Target;
+        use std::sync::Arc;
+        // Nothing is sent: the breaker is open for the whole test (port 1 answers nothing).
+        let t = Arc::new(
+            Tier::new(RedisConfig {
+                target: Target::parse("redis://127.0.0.1:1", false, Duration::from_millis(300))
+                    .unwrap(),
+                write_mode: WriteMode::Behind,
+                breaker_failures: 1,
+                breaker_open: Duration::from_secs(600),
+                queue: 100,
+                stream_maxlen: 10_000,
+                poll: Duration::from_secs(1),
+                stale_bound: None,
+                sweep: None,
+            })
+            .unwrap(),
+        );
+        t.breaker.failure();
+        assert!(!t.breaker.allow(), "the breaker is open");
+        let set = WriteOp::Set {
+            ns: "n".into(),
+            key: b"k".to_vec(),
+            record: Record::new(1, None, 0, vec![], b"v".to_vec()),
+        };
+        assert!(matches!(t.enqueue(set), WriteOutcome::Queued));
+        let d = t.clone();
+        t.rt.spawn(async move { d.drain().await });
+        // The drainer looks every 20 ms while the breaker is open.
+        std::thread::sleep(Duration::from_millis(200));
+        let q = t.queue.lock();
+        assert_eq!(q.len(), 1);
+        assert!(
+            q[0].first_sent.is_none(),
+            "a write the open breaker held back was marked sent"
+        );
     }
 
     #[test]
