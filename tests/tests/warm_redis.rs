@@ -305,6 +305,15 @@ fn a_snapshot_loaded_after_a_reboot_is_replayed_too() {
 /// daemon writes Redis first). The position B recorded must not pass such a write's event, or
 /// the replay would skip it and B would go on serving the value it replaced. So after the
 /// restart, each key B's table serves is exactly what Redis holds (what a fresh host reads).
+///
+/// The writes cut by the kill fail with Unavailable, and their clients journal them (a set as
+/// "drop the key"), which alone would drop exactly those keys at the restart and hide the
+/// position rule: so the journal's files are removed before B restarts (the directory stays,
+/// so the start is still warm) and the test checks that B applied none. What it can catch: a
+/// recorded position past an own event whose set reached Redis but not the table (B then
+/// serves the older value). What it cannot: the window is a few writes at the kill, so a
+/// wrong rule is caught often, not on every run; and a write whose event Redis never got is
+/// not at stake (B's table and Redis agree on it).
 #[test]
 fn own_writes_cut_by_the_kill_are_not_served_stale_after_the_replay() {
     const THREADS: usize = 6;
@@ -336,7 +345,18 @@ fn own_writes_cut_by_the_kill_are_not_served_stale_after_the_replay() {
     b.kill_9();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let written: u64 = writers.into_iter().map(|w| w.join().unwrap()).sum();
+    let journal = site_b.path(format!("{}.journal", site_b.instance()).as_str());
+    for f in std::fs::read_dir(&journal).unwrap_or_else(|e| panic!("{}: {e}", journal.display())) {
+        std::fs::remove_file(f.unwrap().path()).unwrap();
+    }
     b.restart();
+    assert!(
+        b.log()
+            .contains("applied 0 failed write(s) from 0 journal file(s)"),
+        "the journal must not drop the keys the kill cut (it was emptied); log:\n{}",
+        b.log()
+    );
+    assert!(b.log().contains("warm restart: carried"), "{}", b.log());
     let c = host(&site_c, &redis);
     let (bc, cc) = (client(&b, "own"), client(&c, "own"));
     let (mut kept, mut missing) = (0, 0);
@@ -394,4 +414,65 @@ fn redis_that_lost_its_data_while_b_was_down_clears_the_namespace() {
     }
     assert_eq!(counter(&b1, "redis_resume_clears"), 1, "{}", b.log());
     assert!(b.log().contains("below the recorded one"), "{}", b.log());
+}
+
+/// A delete and an invalidation that failed (Unavailable) while B was down, from clients
+/// without the direct Redis fallback: their journal records must drop the entries in Redis
+/// too, or B's read-through (its table dropped them) and host A would serve the old values
+/// from Redis after B restarts.
+#[test]
+fn failed_writes_journaled_while_b_was_down_are_dropped_in_redis_too() {
+    let redis = Redis::start();
+    let (site_a, site_b) = (Site::new("wr-journal-a"), Site::new("wr-journal-b"));
+    let a = host(&site_a, &redis);
+    let mut b = host(&site_b, &redis);
+    let b1 = client(&b, "j1");
+    b1.set("del", b"old", &tagged("d")).unwrap();
+    b1.set("inv", b"old", &tagged("grp/1")).unwrap();
+    b1.set("keep", b"old", &tagged("k")).unwrap();
+    let a1 = client(&a, "j1");
+    // A holds `inv` in its table too: it must drop it when B's invalidation reaches Redis.
+    assert_eq!(full(&a1, "inv").as_deref(), Some(&b"old"[..]));
+    assert_eq!(local(&a1, "inv").as_deref(), Some(&b"old"[..]));
+    let_b_record();
+    b.kill_9();
+    let e = b1.delete("del").expect_err("B is down");
+    assert!(e.is_unavailable(), "{e}");
+    let e = b1.invalidate(&["grp"]).expect_err("B is down");
+    assert!(e.is_unavailable(), "{e}");
+    // Redis still has both (the clients have no direct fallback).
+    assert_eq!(full(&a1, "del").as_deref(), Some(&b"old"[..]));
+
+    b.restart();
+    let log = b.log();
+    assert!(log.contains("warm restart: carried"), "{log}");
+    assert!(
+        log.contains("applied 2 failed write(s) from 1 journal file(s)"),
+        "{log}"
+    );
+    assert!(
+        log.contains("sent 2 drop(s) of the failed-write journal to Redis"),
+        "{log}"
+    );
+    let b1 = client(&b, "j1");
+    for key in ["del", "inv"] {
+        assert_eq!(local(&b1, key), None, "B's table serves {key}");
+        assert_eq!(
+            full(&b1, key),
+            None,
+            "B serves {key} through Redis: the failed write's record did not reach Redis"
+        );
+    }
+    assert_eq!(full(&a1, "del"), None, "A serves del from Redis");
+    let gone = cachekit_testkit::eventually(Duration::from_secs(5), || full(&a1, "inv").is_none());
+    assert!(
+        gone,
+        "A still serves inv, invalidated by a failed write on B"
+    );
+    assert_eq!(
+        local(&b1, "keep").as_deref(),
+        Some(&b"old"[..]),
+        "untouched: kept; log:\n{log}"
+    );
+    assert_eq!(counter(&b1, "redis_journal_drops"), 2, "{log}");
 }

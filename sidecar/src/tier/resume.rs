@@ -48,11 +48,12 @@ const TRIMMED: &str =
 impl Tier {
     /// Replays (or clears) every namespace of `table` from the positions its previous daemon
     /// recorded; call before the table is served and before [`Tier::start`]. See the module.
-    pub fn resume(&self, table: &SharedTable) {
+    /// Returns the namespaces the table held (for [`Tier::send_journal_drops`]).
+    pub fn resume(&self, table: &SharedTable) -> Vec<String> {
         let started = Instant::now();
         let (names, positions) = table.read(|t| (t.namespaces(), t.stream_positions()));
         if names.is_empty() && positions.is_empty() {
-            return;
+            return names;
         }
         let by_hash: HashMap<u64, StreamPosition> =
             positions.iter().map(|p| (p.namespace_hash, *p)).collect();
@@ -121,6 +122,7 @@ impl Tier {
             kept.len(),
             started.elapsed()
         );
+        names
     }
 
     /// Applies the events of `ns` after `p` to the table. `Ok(Ok((where it ended, events
