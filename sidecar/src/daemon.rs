@@ -133,7 +133,13 @@ impl Daemon {
                 t.start(self.table.clone());
                 carried
             }
-            None => Vec::new(),
+            None => {
+                // Positions carried from a run with Redis (`shm/src/carry.rs` copies them):
+                // this run's writes never reach Redis, so a later start with Redis must not
+                // replay from them (without a position, its namespaces are cleared).
+                self.table.change(|t| t.reset_stream_positions(&[]));
+                Vec::new()
+            }
         }
     }
 

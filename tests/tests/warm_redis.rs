@@ -476,3 +476,105 @@ fn failed_writes_journaled_while_b_was_down_are_dropped_in_redis_too() {
     );
     assert_eq!(counter(&b1, "redis_journal_drops"), 2, "{log}");
 }
+
+/// A failover while B was down that no daemon saw: the new primary lacks the tail of the
+/// stream, B's recorded entry included, and its own entries took IDs below B's (its clock was
+/// behind) while the namespace clock ran back up to B's recorded value. Reading after B's ID
+/// finds nothing and the clocks agree, so only the check that the recorded entry is still
+/// there with its clock tells: the namespace is cleared. Simulated on one redis-server by
+/// rewriting the stream as such a primary would hold it.
+#[test]
+fn a_recorded_entry_gone_from_the_stream_clears_the_namespace() {
+    let redis = Redis::start();
+    let site_b = Site::new("wr-moved-b");
+    let mut b = host(&site_b, &redis);
+    let b1 = client(&b, "f1");
+    b1.set("keep", b"old", &tagged("x")).unwrap();
+    b1.set("inv", b"old", &tagged("y")).unwrap();
+    let_b_record();
+    b.kill_9();
+    let mut conn = redis.conn();
+    let clock: u64 = redis::cmd("XREVRANGE")
+        .arg("ck:{f1}:inv")
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query::<Vec<(String, Vec<(String, String)>)>>(&mut conn)
+        .unwrap()
+        .first()
+        .and_then(|(_, f)| f.iter().find(|(k, _)| k == "s"))
+        .map(|(_, v)| v.parse().unwrap())
+        .expect("B's writes are in the stream");
+    // The new primary's stream: the old entries lost, one invalidation of `y` by another host
+    // at B's recorded clock value, with an ID below B's.
+    let _: () = redis::cmd("DEL")
+        .arg("ck:{f1}:inv")
+        .query(&mut conn)
+        .unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg("ck:{f1}:inv")
+        .arg("1-1")
+        .arg("s")
+        .arg(clock)
+        .arg("o")
+        .arg("another-host")
+        .arg("t")
+        .arg("y")
+        .query(&mut conn)
+        .unwrap();
+    b.restart();
+    let b1 = client(&b, "f1");
+    assert_eq!(
+        local(&b1, "inv"),
+        None,
+        "B's table serves inv, invalidated on the new primary; log:\n{}",
+        b.log()
+    );
+    assert_eq!(local(&b1, "keep"), None, "the namespace must be cleared");
+    assert_eq!(counter(&b1, "redis_resume_clears"), 1, "{}", b.log());
+    assert!(
+        b.log().contains("the recorded stream entry is gone"),
+        "{}",
+        b.log()
+    );
+}
+
+/// A run without Redis between two with it: its writes never reached Redis, so the stream
+/// positions carried from the first run must not let the third replay its namespaces (and keep
+/// values Redis never had): the run without Redis forgets them, and the namespace is cleared.
+#[test]
+fn a_run_without_redis_forgets_the_stream_positions() {
+    let redis = Redis::start();
+    let site_b = Site::new("wr-norediss-b");
+    let mut b = host(&site_b, &redis);
+    client(&b, "p1").set("k", b"old", &tagged("x")).unwrap();
+    let_b_record();
+    b.kill_9();
+    drop(b);
+    let mut local_only = site_b.start(FLAGS);
+    assert!(
+        local_only.log().contains("warm restart: carried"),
+        "{}",
+        local_only.log()
+    );
+    client(&local_only, "p1")
+        .set("k", b"local", &tagged("x"))
+        .unwrap();
+    local_only.kill_9();
+    drop(local_only);
+    let b = host(&site_b, &redis);
+    let b1 = client(&b, "p1");
+    assert_eq!(
+        local(&b1, "k"),
+        None,
+        "B's table serves a value Redis never had; log:\n{}",
+        b.log()
+    );
+    assert_eq!(full(&b1, "k").as_deref(), Some(&b"old"[..]));
+    assert!(
+        b.log().contains("no stream position recorded"),
+        "{}",
+        b.log()
+    );
+}
