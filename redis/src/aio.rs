@@ -475,6 +475,18 @@ impl AsyncStore {
         scripts::parse_read(&v)
     }
 
+    /// The entry `id` of the stream of `ns`, `None` when the stream does not hold it (a warm
+    /// restart checks that its recorded position is still where it was: `resume.rs`).
+    ///
+    /// # Errors
+    /// Any [`StoreError`].
+    pub async fn entry_at(&self, ns: &str, id: &str) -> Result<Option<Event>, StoreError> {
+        let cmd = scripts::entry_cmd(ns, id);
+        let mut c = self.conn.clone();
+        let v: Value = self.timed("XRANGE", cmd.query_async(&mut c)).await?;
+        Ok(scripts::parse_read(&v)?.into_iter().find(|e| e.id == id))
+    }
+
     /// PING (for the circuit breaker's probe).
     ///
     /// # Errors

@@ -500,6 +500,13 @@ pub(crate) fn read_cmd(ns: &str, cursor: &Cursor, count: usize) -> redis::Cmd {
     c
 }
 
+/// `XRANGE ck:{ns}:inv <id> <id>`: the entry `id`, if the stream holds it.
+pub(crate) fn entry_cmd(ns: &str, id: &str) -> redis::Cmd {
+    let mut c = redis::cmd("XRANGE");
+    c.arg(NsKeys::new(ns).stream()).arg(id).arg(id);
+    c
+}
+
 pub(crate) fn parse_read(v: &Value) -> Result<Vec<Event>, StoreError> {
     parse_entries(v)
 }

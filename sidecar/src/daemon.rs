@@ -125,10 +125,29 @@ impl Daemon {
     /// Brings a carried table up to date with the invalidation streams (or clears what it
     /// cannot), then starts the Redis tier's background tasks (no-op without Redis). Before
     /// the socket is bound: nothing carried is served before its namespace is replayed.
-    pub fn start_redis(&self) {
+    /// Returns the namespaces the table held at start (empty without Redis).
+    pub fn start_redis(&self) -> Vec<String> {
+        match &self.tier {
+            Some(t) => {
+                let carried = t.resume(&self.table);
+                t.start(self.table.clone());
+                carried
+            }
+            None => {
+                // Positions carried from a run with Redis (`shm/src/carry.rs` copies them):
+                // this run's writes never reach Redis, so a later start with Redis must not
+                // replay from them (without a position, its namespaces are cleared).
+                self.table.change(|t| t.reset_stream_positions(&[]));
+                Vec::new()
+            }
+        }
+    }
+
+    /// Takes the failed-write journal's drops to Redis (no-op without Redis; see
+    /// `tier/drops.rs`). `carried`: what [`Daemon::start_redis`] returned.
+    pub fn send_journal_drops(&self, drops: &crate::journal::Drops, carried: &[String]) {
         if let Some(t) = &self.tier {
-            t.resume(&self.table);
-            t.start(self.table.clone());
+            t.send_journal_drops(drops, carried);
         }
     }
 

@@ -225,6 +225,82 @@ pub struct Report {
     /// Why every entry was dropped ("clear all"), when the journal could not be read whole:
     /// a failed write it may hold could otherwise be served stale.
     pub cleared: Option<String>,
+    /// What was dropped, for the Redis tier to drop too (`tier/drops.rs`).
+    pub drops: Drops,
+}
+
+/// Per namespace, the most keys and invalidations [`Drops`] keeps before it asks for a clear
+/// of the namespace instead (wider, so still safe; it keeps the Redis queue short).
+pub const MAX_DROPS_PER_NAMESPACE: usize = 1000;
+
+/// What applying the journal dropped from the table, for a daemon with a Redis tier to drop
+/// from Redis too: the clients that journaled these writes did not reach Redis either (unless
+/// they have the direct fallback), so without it the read-through, and every other host, would
+/// serve what the records removed. Every item only drops, so sending it late or twice is safe.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Drops {
+    /// Per namespace named by a record, what to drop there.
+    pub namespaces: std::collections::BTreeMap<String, NamespaceDrops>,
+    /// Every namespace goes: a clear-all record, or the journal could not be read whole (its
+    /// lost records could have dropped anything). The tier clears every namespace the table
+    /// carried and every one named here.
+    pub everything: bool,
+}
+
+/// What to drop in one namespace.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct NamespaceDrops {
+    /// The whole namespace (a clear record, or more than [`MAX_DROPS_PER_NAMESPACE`] items).
+    pub clear: bool,
+    /// Keys to delete (empty once `clear`).
+    pub keys: std::collections::BTreeSet<Vec<u8>>,
+    /// Invalidations: the tags and whether exactly (empty once `clear`).
+    pub invalidations: Vec<(Vec<String>, bool)>,
+}
+
+impl NamespaceDrops {
+    fn widen(&mut self) {
+        self.clear = true;
+        self.keys.clear();
+        self.invalidations.clear();
+    }
+
+    fn too_many(&self) -> bool {
+        self.keys.len() + self.invalidations.len() > MAX_DROPS_PER_NAMESPACE
+    }
+}
+
+impl Drops {
+    /// Notes record `r`.
+    pub fn add(&mut self, r: &JournalRecord) {
+        let Some(ns) = r.namespace() else {
+            self.everything = true;
+            return;
+        };
+        let d = self.namespaces.entry(ns.to_owned()).or_default();
+        if d.clear {
+            return;
+        }
+        match r {
+            JournalRecord::DropKey { key, .. } => {
+                d.keys.insert(key.clone());
+            }
+            JournalRecord::Invalidate { tags, exact, .. } => {
+                if !d.invalidations.iter().any(|(t, e)| t == tags && e == exact) {
+                    d.invalidations.push((tags.clone(), *exact));
+                }
+            }
+            JournalRecord::ClearNamespace { .. } | JournalRecord::ClearAll => d.widen(),
+        }
+        if d.too_many() {
+            d.widen();
+        }
+    }
+
+    /// Whether there is nothing to drop.
+    pub fn is_empty(&self) -> bool {
+        !self.everything && self.namespaces.is_empty()
+    }
 }
 
 /// Who may write: the daemon's `writer_uids` and `writer_gids`.
@@ -250,6 +326,7 @@ fn clear_all(table: &SharedTable, report: &mut Report, why: String) {
         "{why}: every entry is dropped (the journal may hold failed writes of entries it carried)"
     );
     table.change(|t| t.clear_all());
+    report.drops.everything = true;
     report.cleared.get_or_insert(why);
 }
 
@@ -361,6 +438,9 @@ fn apply_trusting(
                         apply_record(t, r);
                     }
                 });
+                for r in &records {
+                    report.drops.add(r);
+                }
                 match end {
                     JournalEnd::Clean => {}
                     JournalEnd::Torn => report.torn += 1,
@@ -534,8 +614,8 @@ fn unopenable(
     }
 }
 
-/// One record, applied as the write it stands for would have been, locally only (it never
-/// reached Redis through this daemon; a client with the direct fallback wrote it there).
+/// One record, applied to the table as the write it stands for would have been (with a Redis
+/// tier, [`Report::drops`] takes it to Redis as well: `tier/drops.rs`).
 fn apply_record(t: &mut crate::table::Table, r: &JournalRecord) {
     match r {
         JournalRecord::DropKey { namespace, key } => {
@@ -560,11 +640,9 @@ fn apply_record(t: &mut crate::table::Table, r: &JournalRecord) {
     }
 }
 
-/// Logs what [`apply`] did (nothing when the journal was empty).
+/// Logs what [`apply`] did (also when the journal was empty: "applied 0 failed write(s) from
+/// 0 journal file(s)", which tests read).
 pub fn log(r: &Report) {
-    if *r == Report::default() {
-        return;
-    }
     info!(
         files = r.files,
         records = r.records,

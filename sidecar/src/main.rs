@@ -251,7 +251,7 @@ fn run(cfg: Config) -> Result<()> {
     // Before the socket is bound: the previous daemon's entries carried (warm restart).
     let (writer, _handover) = warm::start(&start_cfg, &dir, &Daemon::table_config(&cfg))?;
     let daemon = Arc::new(Daemon::new(cfg.clone(), writer).context("creating the shared table")?);
-    daemon.start_redis();
+    let carried = daemon.start_redis();
     // Signals first: a SIGTERM that arrives while binding (or waiting out a dead daemon's
     // clients) still stops the daemon cleanly.
     let mut signals = signal_hook::iterator::Signals::new([
@@ -321,11 +321,18 @@ fn run(cfg: Config) -> Result<()> {
         uids: &cfg.writer_uids,
         gids: &cfg.writer_gids,
     };
-    journal::log(&journal::apply(&dir, &cfg.instance, writers, &daemon.table));
+    let mut applied = journal::apply(&dir, &cfg.instance, writers, &daemon.table);
+    journal::log(&applied);
     if let Err(why) = &journal_lock {
-        journal::without_lock(&dir, &cfg.instance, &daemon.table, why);
+        if journal::without_lock(&dir, &cfg.instance, &daemon.table, why) {
+            // A record being appended may be missed: it could drop anything, in Redis too.
+            applied.drops.everything = true;
+        }
     }
     drop(journal_lock);
+    // With a Redis tier, Redis drops what the journal dropped (still before anyone is
+    // accepted), or the read-through and other hosts would serve it.
+    daemon.send_journal_drops(&applied.drops, &carried);
     if let Some(addr) = cfg.metrics_listen {
         metrics::serve(daemon.clone(), addr)?;
     }

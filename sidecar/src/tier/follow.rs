@@ -203,16 +203,21 @@ async fn after_failover(d: &SharedTable, t: &Tier) -> Result<(), ()> {
         // table, what came before is covered by the clear.
         let c = t.store.follow_start(ns).await.map_err(|e| t.failed(&e))?;
         flush_local(d, ns);
+        // The cleared table reflects the new primary's stream up to `c` (what came before is
+        // covered by the clear), own events included: recorded at once, so a successor
+        // replays this primary's stream, not the old one's position.
+        let recorded =
+            stream_id(&c.id).is_some_and(|(ms, seq)| d.record_stream_position(ns, ms, seq, c.seq));
         if let Some(f) = t
             .follows
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get_mut(ns)
         {
-            f.cursor = Some(c);
             // Positions in the old primary's stream mean nothing on this one.
             f.pending.clear();
-            f.recorded = None;
+            f.recorded = recorded.then(|| c.clone());
+            f.cursor = Some(c);
         }
     }
     t.seen_epoch.store(epoch, Ordering::SeqCst);

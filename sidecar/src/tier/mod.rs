@@ -14,6 +14,7 @@
 
 mod atomic;
 mod breaker;
+mod drops;
 mod follow;
 mod lease;
 mod queue;
@@ -102,6 +103,8 @@ pub struct TierCounters {
     pub resumed_namespaces: AtomicU64,
     pub resume_clears: AtomicU64,
     pub resume_events: AtomicU64,
+    /// Writes queued for Redis at start from the failed-write journal (`drops.rs`).
+    pub journal_drops: AtomicU64,
     /// Counter keys (`p:`, `x:`) at or below the floor the sweep deleted.
     pub swept_counters: AtomicU64,
     /// Fill leases taken in Redis (`LEASE_GLOBAL`).
@@ -639,6 +642,7 @@ impl Tier {
             ("redis_resumed_namespaces".into(), l(&c.resumed_namespaces)),
             ("redis_resume_clears".into(), l(&c.resume_clears)),
             ("redis_resume_events".into(), l(&c.resume_events)),
+            ("redis_journal_drops".into(), l(&c.journal_drops)),
             ("redis_sweep_steps".into(), l(&c.sweep_steps)),
             ("redis_sweep_passes".into(), l(&c.sweep_passes)),
             ("redis_swept_records".into(), l(&c.swept_records)),

@@ -13,7 +13,14 @@
 //!   unchecked; the outage rule (`redis_stale_bound_ms`) is for a daemon that was following.
 //! - **The namespace clock in Redis is below the recorded one**: Redis lost its data (restart
 //!   without persistence, flush) or is another primary: what happened is unknown; cleared.
-//! - Otherwise the events after the position are read (`XRANGE`, 1000 a call) and applied
+//! - **The recorded entry is gone from the stream, or has another clock** (`XRANGE id id`):
+//!   cleared. Entry IDs order one primary's history only: after a failover that lost the
+//!   stream's tail while no daemon followed, new entries can take IDs below the recorded one
+//!   while the clock runs back up to the recorded value, and reading after the ID would miss
+//!   them. (A recorded `0-0`, an empty stream then, needs no check: every entry is after it.)
+//!   An entry trimmed by `redis_stream_maxlen` reads the same way (cleared).
+//! - Otherwise the events after the position are read (`XRANGE`, 1000 a call, until the clock
+//!   read first is reached) and applied
 //!   exactly as the follower applies another host's, *whatever their origin*: the previous
 //!   daemon's own writes may have reached Redis without reaching its table (killed between
 //!   the two), and applying an event only ever drops entries. Their clocks must run on from
@@ -42,17 +49,21 @@ const NO_POSITION: &str = "no stream position recorded for it";
 const UNREACHABLE: &str = "Redis is unreachable";
 const CLOCK_BEHIND: &str =
     "the namespace clock in Redis is below the recorded one (Redis lost its data, or is another primary)";
+const POSITION_GONE: &str =
+    "the recorded stream entry is gone from the stream (trimmed, or lost in a failover no daemon saw: later events may have IDs below it)";
+const MOVED: &str = "the recorded stream entry has another clock value (another primary's history)";
 const TRIMMED: &str =
     "events after the recorded position are gone from the stream (trimmed, or lost) before they could be replayed";
 
 impl Tier {
     /// Replays (or clears) every namespace of `table` from the positions its previous daemon
     /// recorded; call before the table is served and before [`Tier::start`]. See the module.
-    pub fn resume(&self, table: &SharedTable) {
+    /// Returns the namespaces the table held (for [`Tier::send_journal_drops`]).
+    pub fn resume(&self, table: &SharedTable) -> Vec<String> {
         let started = Instant::now();
         let (names, positions) = table.read(|t| (t.namespaces(), t.stream_positions()));
         if names.is_empty() && positions.is_empty() {
-            return;
+            return names;
         }
         let by_hash: HashMap<u64, StreamPosition> =
             positions.iter().map(|p| (p.namespace_hash, *p)).collect();
@@ -121,6 +132,7 @@ impl Tier {
             kept.len(),
             started.elapsed()
         );
+        names
     }
 
     /// Applies the events of `ns` after `p` to the table. `Ok(Ok((where it ended, events
@@ -140,8 +152,23 @@ impl Tier {
             id: format!("{}-{}", p.id_ms, p.id_seq),
             seq: p.clock,
         };
+        // The recorded entry must still be there with its clock: entry IDs only order one
+        // primary's history. After a failover that lost the stream's tail while no daemon
+        // followed (so nobody cleared the namespace), new entries can take IDs below the
+        // recorded one (the new primary's clock behind the old one's) and the clock can run
+        // back up to the recorded value: reading after the ID would miss them. (`0-0`: the
+        // stream was empty then; every entry comes after it.)
+        if (p.id_ms, p.id_seq) != (0, 0) {
+            match self.store.entry_at(ns, &cur.id).await? {
+                Some(e) if e.seq == p.clock => {}
+                Some(_) => return Ok(Err(MOVED)),
+                None => return Ok(Err(POSITION_GONE)),
+            }
+        }
+        // Read up to where the stream ended at the start (`end`): later entries are the
+        // follower's.
         let mut n = 0u64;
-        loop {
+        while cur.seq < end.seq {
             let events = self.store.read_since(ns, &cur, BATCH).await?;
             let len = events.len();
             for e in events {
