@@ -12,7 +12,7 @@
 //!   `D` ("the last daemon took the segment and gave none back"), which the next daemon logs
 //!   and starts empty on;
 //! - `P` with two fds attached: "hold these instead"; it answers `K`;
-//! - `Q`: it answers `K` and exits, dropping what it holds (`cachekit stop --drop` can send it).
+//! - `Q`: it answers `K` and exits, dropping what it holds (nothing in the CLI sends it; the tests do, to stand for a reboot).
 //!
 //! The daemon keeps its connection open for its whole life: the keeper knows whether a daemon
 //! is there. It exits when its socket file or runtime directory goes away (checked every
