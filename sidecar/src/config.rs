@@ -736,10 +736,37 @@ fn parse_ids(text: &str, setting: &str) -> Result<Vec<u32>> {
         .collect()
 }
 
+/// Creates the runtime directory if needed, and checks that nobody else controls it: it holds
+/// the socket, the locks and the failed-write journal, so a directory another user owns (say
+/// `/tmp/cachekit-UID` made first by someone else), or one others may write without the sticky
+/// bit, would let them replace the journal and undo failed writes.
 fn ensure_dir(d: &Path) -> Result<()> {
-    std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if !d.exists() {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+        // Whatever the umask: a directory this daemon made is written by it alone.
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("setting the mode of {}", d.display()))?;
+    }
     rustix::fs::access(d, rustix::fs::Access::WRITE_OK)
         .with_context(|| format!("{} is not writable", d.display()))?;
+    let meta = std::fs::metadata(d).with_context(|| format!("reading {}", d.display()))?;
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me && meta.uid() != 0 {
+        bail!(
+            "{} is owned by uid {}, not by cachekitd's uid {me} or root: another user may have made it; remove it, or pass --dir with a directory of your own",
+            d.display(),
+            meta.uid()
+        );
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+        bail!(
+            "{} (mode {mode:04o}) can be written by other users and has no sticky bit, so they could replace what cachekitd keeps there; run `chmod go-w {}`, or pass --dir with a directory of your own",
+            d.display(),
+            d.display()
+        );
+    }
     Ok(())
 }
 
@@ -1046,5 +1073,38 @@ mod tests {
         })
         .unwrap_err();
         assert!(format!("{e:#}").contains("memroy"), "{e:#}");
+    }
+
+    #[test]
+    fn a_runtime_directory_someone_else_controls_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        // Made here whatever the umask: not writable by others.
+        let made = t.path().join("made/here");
+        let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0));
+        let r = ensure_dir(&made);
+        rustix::process::umask(old);
+        r.unwrap();
+        assert_eq!(
+            std::fs::metadata(&made).unwrap().permissions().mode() & 0o7777,
+            0o755
+        );
+        let ok = t.path().join("mine");
+        std::fs::create_dir(&ok).unwrap();
+        std::fs::set_permissions(&ok, std::fs::Permissions::from_mode(0o750)).unwrap();
+        ensure_dir(&ok).unwrap();
+        // Writable by others: refused unless sticky (like /tmp).
+        std::fs::set_permissions(&ok, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = format!("{:#}", ensure_dir(&ok).unwrap_err());
+        assert!(e.contains("chmod go-w") && e.contains("0777"), "{e}");
+        std::fs::set_permissions(&ok, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        ensure_dir(&ok).unwrap();
+        // Owned by another user (the tests run as root, which may chown).
+        let theirs = t.path().join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        rustix::fs::chown(&theirs, Some(rustix::fs::Uid::from_raw(65534)), None)
+            .expect("chown (these tests run as root, as scripts/test does)");
+        let e = format!("{:#}", ensure_dir(&theirs).unwrap_err());
+        assert!(e.contains("owned by uid 65534"), "{e}");
     }
 }
