@@ -3,6 +3,8 @@
 //! failing computation that reaches its caller only, a lease that passes on when its holder
 //! stalls, and a value computed across an invalidation that is not stored as fresh.
 
+mod support;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
@@ -11,22 +13,14 @@ use cachekit_client::{
     Client, ClientOptions, LeaseOptions, LeaseOutcome, OnTimeout, QueryError, QueryOptions,
     SetOptions, Source,
 };
-use cachekit_testkit::{eventually, watchdog, Daemon};
+use cachekit_testkit::{watchdog, Daemon};
 
 fn connect(socket: &std::path::Path) -> Client {
     let opts = ClientOptions::new()
         .socket(socket)
         .namespace("query")
         .request_timeout(Duration::from_secs(5));
-    let mut client = None;
-    assert!(
-        eventually(Duration::from_secs(10), || {
-            client = Client::connect(opts.clone()).ok();
-            client.is_some()
-        }),
-        "cachekitd did not come up within 10 s"
-    );
-    client.unwrap()
+    support::connect_eventually(opts)
 }
 
 fn opts(ttl: Duration, grace: Duration) -> QueryOptions {

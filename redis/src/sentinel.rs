@@ -200,6 +200,26 @@ fn shown_url(url: &str) -> String {
 }
 
 /// The address a sentinel answered `GET-MASTER-ADDR-BY-NAME` with.
+/// The primary's address from a sentinel's answer to the lookup; `None` (with why, in
+/// `tried`) when that sentinel failed or does not know the service.
+fn primary_addr<E: std::fmt::Display>(
+    addr: &Result<Value, E>,
+    host: &str,
+    tried: &mut Vec<String>,
+) -> Option<(String, u16)> {
+    match addr.as_ref().map(parse_addr) {
+        Ok(Some(a)) => Some(a),
+        Ok(None) => {
+            tried.push(format!("sentinel {host}: no such service"));
+            None
+        }
+        Err(e) => {
+            tried.push(format!("sentinel {host}: {e}"));
+            None
+        }
+    }
+}
+
 fn parse_addr(v: &Value) -> Option<(String, u16)> {
     let text = |v: &Value| match v {
         Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
@@ -264,16 +284,8 @@ pub(crate) fn connect_blocking(
     let mut tried = Vec::new();
     for (url, host) in spec.sentinel_urls().iter().zip(&spec.sentinels) {
         let addr = open(url).and_then(|mut c| lookup_cmd(&spec.service).query::<Value>(&mut c));
-        let (ip, port) = match addr.as_ref().map(parse_addr) {
-            Ok(Some(a)) => a,
-            Ok(None) => {
-                tried.push(format!("sentinel {host}: no such service"));
-                continue;
-            }
-            Err(e) => {
-                tried.push(format!("sentinel {host}: {e}"));
-                continue;
-            }
+        let Some((ip, port)) = primary_addr(&addr, host, &mut tried) else {
+            continue;
         };
         let primary = open(&spec.primary_url(&ip, port)).and_then(|mut c| {
             let role: Value = redis::cmd("ROLE").query(&mut c)?;
@@ -321,16 +333,8 @@ pub(crate) async fn connect_async(
             Ok(mut c) => lookup_cmd(&spec.service).query_async::<Value>(&mut c).await,
             Err(e) => Err(e),
         };
-        let (ip, port) = match addr.as_ref().map(parse_addr) {
-            Ok(Some(a)) => a,
-            Ok(None) => {
-                tried.push(format!("sentinel {host}: no such service"));
-                continue;
-            }
-            Err(e) => {
-                tried.push(format!("sentinel {host}: {e}"));
-                continue;
-            }
+        let Some((ip, port)) = primary_addr(&addr, host, &mut tried) else {
+            continue;
         };
         let url = spec.primary_url(&ip, port);
         let checked = async {

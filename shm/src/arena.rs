@@ -18,7 +18,7 @@ pub(crate) const LANES: usize = 2 * TTL_CLASSES;
 
 /// Share of the segments in use (percent) the small lanes may hold before eviction turns to
 /// them. S3-FIFO's paper uses 10%; over whole segments 3% measured best with the ghost of
-/// `Writer` (`cachekit-bench ratio`; 1–30% tried, 10% up to 0.7 points lower), see
+/// `Writer` (`cachekit-bench ratio`; 1–30% tried, 10% 0.8–1.6 points lower at the small capacity), see
 /// docs/ARCHITECTURE.md "Eviction". In practice the small lanes are their active segments and
 /// one or two sealed ones.
 pub(crate) const SMALL_PERCENT: usize = 3;

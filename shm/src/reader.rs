@@ -254,7 +254,7 @@ impl Reader {
                 };
             }
             if seen == tag {
-                field = offset_of!(CounterStripe, counts) + i * 24;
+                field = offset_of!(CounterStripe, counts) + i * core::mem::size_of::<[u64; 3]>();
                 break;
             }
         }

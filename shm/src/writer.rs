@@ -936,7 +936,7 @@ impl Writer {
 /// Keys the ghost remembers per generation: three per four index buckets, a quarter to half
 /// of the entries a full arena holds (the index is sized for up to `INDEX_LOAD_TARGET` entries
 /// per bucket). S3-FIFO sizes its ghost like its main queue; smaller measured better here
-/// (`cachekit-bench ratio`, 1/2 to 2 keys per bucket tried). Memory: two generations of 16 bits
+/// (`cachekit-bench ratio`, ½ to 16 keys per bucket tried). Memory: two generations of 16 bits
 /// per key, 3 bytes per bucket (the index takes 64).
 fn ghost_keys(geo: &Geometry) -> usize {
     geo.bucket_count as usize * 3 / 4

@@ -4,7 +4,10 @@
 //! items. Each item gets its own result: one the table or Redis refuses does not lose the
 //! others.
 
-use super::{set::insert_error, to_redis, Remote};
+use super::{
+    set::{insert_error, store},
+    to_redis, Remote,
+};
 use crate::daemon::{bump, Daemon};
 use cachekit_proto::{DeleteMany, ErrorCode, ItemResult, Reply, SetMany};
 use cachekit_redis::{Record, WriteOp};
@@ -39,18 +42,8 @@ pub fn set_many(d: &Daemon, s: &SetMany) -> Reply {
             .iter()
             .zip(&remotes)
             .zip(befores)
-            .map(|(((key, value), remote), before)| match remote {
-                // Not in Redis: keep neither the old value nor the new one on this host.
-                Err(_) => {
-                    t.delete(&s.namespace, key, None);
-                    Ok(())
-                }
-                Ok(r) => match before.filter(|_| r.queued) {
-                    Some(before) => t
-                        .set_queued(before, &s.namespace, key, value, &opts)
-                        .map(|_| ()),
-                    None => t.set(&s.namespace, key, value, &opts, r.clock).map(|_| ()),
-                },
+            .map(|(((key, value), remote), before)| {
+                store(t, remote, before, &s.namespace, key, value, &opts)
             })
             .collect()
     });

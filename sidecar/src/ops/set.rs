@@ -1,7 +1,9 @@
 //! SET: store a value, on this host and (write-through or queued) in Redis.
 
-use super::to_redis;
+use super::{to_redis, Remote};
+use crate::changes::Snapshot;
 use crate::daemon::{bump, Daemon};
+use crate::table::Table;
 use cachekit_proto::{ErrorCode, Reply, Set};
 use cachekit_redis::{Record, WriteOp};
 use cachekit_shm::{now_ms, InsertError, InsertOptions};
@@ -32,25 +34,38 @@ pub fn run(d: &Daemon, s: &Set) -> Reply {
         grace_ms: s.grace_ms,
         tags: &tags,
     };
-    let stored = d.table.change(|t| match &remote {
-        // Not in Redis: keep neither the old value nor the new one on this host.
-        Err(_) => {
-            t.delete(&s.namespace, &s.key, None);
-            Ok(())
-        }
-        Ok(r) => match before.filter(|_| r.queued) {
-            Some(before) => t
-                .set_queued(before, &s.namespace, &s.key, &s.value, &opts)
-                .map(|_| ()),
-            None => t
-                .set(&s.namespace, &s.key, &s.value, &opts, r.clock)
-                .map(|_| ()),
-        },
-    });
+    let stored = d
+        .table
+        .change(|t| store(t, &remote, before, &s.namespace, &s.key, &s.value, &opts));
     match (stored, remote) {
         (Err(e), _) => insert_error(d, e),
         (Ok(()), Err(message)) => Reply::error(ErrorCode::Unavailable, message),
         (Ok(()), Ok(_)) => Reply::Ok,
+    }
+}
+
+/// Puts a set into this host's table once the Redis tier has answered `remote` (SET and each
+/// item of SET_MANY): not in Redis, neither the old value nor the new one stays here; queued,
+/// it is kept only if nothing changed the key since `before` (`Table::set_queued`); written
+/// through, it is stored at its clock.
+pub(super) fn store(
+    t: &mut Table,
+    remote: &Result<Remote, String>,
+    before: Option<Snapshot>,
+    ns: &str,
+    key: &[u8],
+    value: &[u8],
+    opts: &InsertOptions<'_>,
+) -> Result<(), InsertError> {
+    match remote {
+        Err(_) => {
+            t.delete(ns, key, None);
+            Ok(())
+        }
+        Ok(r) => match before.filter(|_| r.queued) {
+            Some(before) => t.set_queued(before, ns, key, value, opts).map(|_| ()),
+            None => t.set(ns, key, value, opts, r.clock).map(|_| ()),
+        },
     }
 }
 
