@@ -21,21 +21,25 @@ use crate::CliError;
 pub fn lock_path(socket: Option<&Path>, instance: &str) -> PathBuf {
     let name = format!("{instance}.lock");
     if let Some(s) = socket {
-        let stem = s
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".sock"))
-            .unwrap_or(instance);
         return s
             .parent()
             .unwrap_or(Path::new("."))
-            .join(format!("{stem}.lock"));
+            .join(format!("{}.lock", socket_instance(s, instance)));
     }
     let dirs = cachekit_proto::paths::candidate_dirs();
     dirs.iter()
         .map(|d| d.join(&name))
         .find(|p| p.exists())
         .unwrap_or_else(|| dirs[0].join(&name))
+}
+
+/// The instance a socket path names (`<dir>/<instance>.sock`), else `instance`.
+fn socket_instance<'a>(socket: &'a Path, instance: &'a str) -> &'a str {
+    socket
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_suffix(".sock"))
+        .unwrap_or(instance)
 }
 
 fn unavailable(message: String) -> CliError {
@@ -57,6 +61,8 @@ fn held(f: &File) -> bool {
 
 pub fn stop(socket: Option<&Path>, instance: &str, timeout: Duration) -> Result<Outcome, CliError> {
     let path = lock_path(socket, instance);
+    // With --socket, the instance is the one it names, whatever --instance says.
+    let instance = socket.map_or(instance, |s| socket_instance(s, instance));
     let shown = path.display();
     let f = File::open(&path).map_err(|e| {
         unavailable(format!(

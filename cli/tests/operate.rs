@@ -184,7 +184,13 @@ fn stop_stops_that_instance_and_only_it() {
         assert!(bystander.try_wait().unwrap().is_none(), "not signalled");
         bystander.kill().unwrap();
         bystander.wait().unwrap();
-        ok(&["--instance", &other, "stop"], Some(dir));
+        // By its socket: the message names the instance the socket is of.
+        let sock = dir.join(format!("{other}.sock"));
+        let out = ok(&["--socket", sock.to_str().unwrap(), "stop"], None);
+        assert!(
+            out.contains(&format!("stopped cachekitd instance {other} ")),
+            "{out}"
+        );
         assert!(!b.is_running());
     });
 }

@@ -151,6 +151,14 @@ impl Daemon {
         }
     }
 
+    /// Stops applying other hosts' invalidations (no-op without Redis): called before the
+    /// table is shut down (see [`Tier::stop_following`](crate::tier::Tier::stop_following)).
+    pub fn stop_following_redis(&self) {
+        if let Some(t) = &self.tier {
+            t.stop_following();
+        }
+    }
+
     /// Waits (at most `limit`) for the writes queued for Redis to reach it.
     pub fn finish_redis_queue(&self, limit: std::time::Duration) {
         if let Some(t) = &self.tier {

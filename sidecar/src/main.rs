@@ -278,6 +278,8 @@ fn run(cfg: Config) -> Result<()> {
                 }
                 info!(signal = sig, "shutting down");
                 systemd::notify("STOPPING=1");
+                // Before the table's lock is taken for good: the follower takes it too.
+                d.stop_following_redis();
                 // Held until exit: the segment's heartbeat stays 0, so clients stop trusting
                 // it now, and the socket is gone, so they attach to the next daemon.
                 let dead = d.table.shut_down();

@@ -181,6 +181,9 @@ pub struct Tier {
     /// Write requests being handled ([`Tier::writing`]): until one is done, its own event
     /// the follower reads may not be in the table yet.
     in_flight: InFlight,
+    /// The follower task, the only one of the runtime that takes the table's lock: stopped
+    /// before the daemon takes that lock for good at shutdown ([`Tier::stop_following`]).
+    follower: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// The write requests being handled, numbered in the order they started.
@@ -267,6 +270,7 @@ impl Tier {
             caught_up_ms: AtomicU64::new(0),
             seen_epoch: AtomicU64::new(0),
             in_flight: InFlight::default(),
+            follower: Mutex::new(None),
         })
     }
 
@@ -295,11 +299,30 @@ impl Tier {
             origin = %String::from_utf8_lossy(&self.origin),
             "Redis tier on"
         );
-        self.rt.spawn(follow::run(self.clone(), table));
+        let follower = self.rt.spawn(follow::run(self.clone(), table));
+        *self.follower.lock().unwrap_or_else(|p| p.into_inner()) = Some(follower);
         let t = self.clone();
         self.rt.spawn(async move { t.drain().await });
         let t = self.clone();
         self.rt.spawn(async move { t.sweep().await });
+    }
+
+    /// Stops the follower and waits for it to end, before the shutdown takes the table's lock
+    /// until exit: a follower waiting for that lock would hold a runtime worker, and the
+    /// drainer, which `finish_queue` then waits for, could not run. Events read and not yet
+    /// recorded are replayed by a successor. From a thread that is not the runtime's.
+    pub fn stop_following(&self) {
+        let Some(follower) = self
+            .follower
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        else {
+            return;
+        };
+        follower.abort();
+        // Ends at its next await (at once, or after one table change).
+        let _ = self.rt.block_on(follower);
     }
 
     /// Runs `f` to completion from a connection thread (never from a runtime task).
