@@ -39,7 +39,7 @@ def _db_version(path: str) -> int:
         db.close()
 
 
-def _reader(index, mode, sock, namespace, db_path, published, stop, results):
+def _reader(index, mode, sock, namespace, db_path, published, ready, stop, results):
     try:
         stale = 0
         reads = 0
@@ -63,6 +63,7 @@ def _reader(index, mode, sock, namespace, db_path, published, stop, results):
             time.sleep(WORK_S)
             return v
 
+        first = True
         while not stop.is_set():
             floor = published.value  # every write up to this one is invalidated already
             if mode == "old":
@@ -75,6 +76,10 @@ def _reader(index, mode, sock, namespace, db_path, published, stop, results):
             else:
                 v = cache.get_or_set(KEY, from_db, timeout=None)
             reads += 1
+            if first:  # set up and reading: the writer may start
+                first = False
+                with ready.get_lock():
+                    ready.value += 1
             if v < floor:
                 stale += 1
                 stale_writes.add(floor)
@@ -96,16 +101,21 @@ def _run(mode: str, sock: str, namespace: str, tmp_path) -> tuple:
     db.commit()
     ctx = mp.get_context("spawn")
     published = ctx.Value("q", 0, lock=False)
+    ready = ctx.Value("i", 0)
     stop = ctx.Event()
     results = ctx.Queue()
-    procs = [ctx.Process(target=_reader, args=(i, mode, sock, namespace, db_path, published, stop, results))
+    procs = [ctx.Process(target=_reader, args=(i, mode, sock, namespace, db_path, published, ready, stop, results))
              for i in range(READERS)]
     for p in procs:
         p.start()
     writes = 0
     django_key = f":1:{KEY}"  # Django's make_key: KEY_PREFIX "", VERSION 1
     with Client(socket=sock, namespace=namespace) as c:
-        time.sleep(1.0)  # the readers are up (spawn imports take a while)
+        # Every reader is up and has read once (spawn imports, and Django's setup, take
+        # seconds on a loaded machine), bounded: a reader that failed reports its error.
+        deadline = time.monotonic() + 120
+        while ready.value < READERS and time.monotonic() < deadline and results.empty():
+            time.sleep(0.02)
         end = time.monotonic() + RUN_S
         while time.monotonic() < end:
             writes += 1
