@@ -96,6 +96,22 @@ def test_bytes_that_do_not_load_are_a_serialization_error(make):
     assert pickled.get_raw("k") == b"\x00 not a pickle"  # bytes are always readable
 
 
+def test_a_load_error_keeps_its_cause(make):
+    # get calls pickle.loads itself on a hit (not PickleSerializer.loads): the error is the
+    # same SerializationError, caused by pickle's; another serializer's error is its own.
+    raw, pickled, as_json = make(None), make("pickle"), make("json")
+    raw.set("k", b"\x80\x05 truncated")
+    with pytest.raises(SerializationError, match="does not load with pickle") as e:
+        pickled.get("k")
+    assert e.value.__cause__ is not None and not isinstance(e.value.__cause__, SerializationError)
+    with pytest.raises(SerializationError, match="does not load with pickle"):
+        pickled.get_local("k")
+    raw.set("j", b"{not json")
+    with pytest.raises(SerializationError, match="does not load with json") as e:
+        as_json.get("j")
+    assert isinstance(e.value.__cause__, ValueError) and e.value.__cause__ is not e.value
+
+
 def test_custom_serializer(make):
     class Upper:
         name = "upper"
