@@ -16,8 +16,11 @@
  * addr: the `cachekit_client *` as an int; the caller keeps the handle's cffi object alive
  * for the duration of the call (a local reference). key: str or bytes (anything else: the
  * tuple (0,), and the caller converts it). flags: HIT_INT (decode an integer counter as an
- * int), HIT_LOCAL (cachekit_get_local: the segment only). Returns the value's bytes; for an
- * integer counter with HIT_INT, its int; None on a miss; (code,) for anything else:
+ * int), HIT_LOCAL (cachekit_get_local: the segment only), HIT_PICKLE (the value is a pickle:
+ * one of a bytes or str object is returned unpickled, simple_pickle(); any other comes back
+ * as a bytearray for pickle.loads). Returns the value's bytes (a bytearray with HIT_PICKLE
+ * unless unpickled); for an integer counter with HIT_INT, its int; None on a miss; (code,)
+ * for anything else:
  * CACHEKIT_BUFFER_TOO_SMALL (the value is over STACK_BUF: read it through cffi), an error
  * (its message is this thread's cachekit_last_error_message), or 0 for a key this function
  * does not take.
@@ -35,6 +38,49 @@
 
 #define HIT_INT 1
 #define HIT_LOCAL 2
+#define HIT_PICKLE 4
+
+static uint64_t le(const uint8_t *p, int bytes) {
+  uint64_t v = 0;
+  for (int i = bytes - 1; i >= 0; i--) v = (v << 8) | p[i];
+  return v;
+}
+
+/* The value of a pickle that is one bytes or str object, as protocols 4 and 5 write it (what
+ * PickleSerializer stores for one): PROTO, an optional FRAME holding the rest, one
+ * SHORT_BINBYTES / BINBYTES / BINBYTES8 or SHORT_BINUNICODE / BINUNICODE / BINUNICODE8,
+ * MEMOIZE, STOP, and nothing after. Built as pickle.loads builds it (UTF-8 with
+ * surrogatepass). NULL, with no exception set, for any other pickle: pickle.loads reads it. */
+static PyObject *simple_pickle(const uint8_t *p, size_t n) {
+  const uint8_t *end = p + n;
+  if (n < 5 || p[0] != 0x80 || (p[1] != 4 && p[1] != 5)) return NULL;
+  p += 2;
+  if (*p == 0x95) { /* FRAME: its 8-byte length is all that follows */
+    if (end - p < 9 || le(p + 1, 8) != (uint64_t)(end - p - 9)) return NULL;
+    p += 9;
+  }
+  if (p >= end) return NULL;
+  int str, width;
+  switch (*p) {
+    case 'C': str = 0; width = 1; break;
+    case 'B': str = 0; width = 4; break;
+    case 0x8e: str = 0; width = 8; break;
+    case 0x8c: str = 1; width = 1; break;
+    case 'X': str = 1; width = 4; break;
+    case 0x8d: str = 1; width = 8; break;
+    default: return NULL;
+  }
+  p++;
+  if (end - p < width + 2) return NULL;
+  uint64_t len = le(p, width);
+  p += width;
+  /* Exactly the data, MEMOIZE, STOP. */
+  if (len != (uint64_t)(end - p - 2) || end[-2] != 0x94 || end[-1] != '.') return NULL;
+  if (!str) return PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)len);
+  PyObject *text = PyUnicode_DecodeUTF8((const char *)p, (Py_ssize_t)len, "surrogatepass");
+  if (text == NULL) PyErr_Clear(); /* pickle.loads raises the error the caller reports */
+  return text;
+}
 
 static PyObject *code_tuple(long code) {
   PyObject *c = PyLong_FromLong(code);
@@ -89,6 +135,11 @@ static PyObject *hit(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   Py_END_ALLOW_THREADS
 
   if (n >= 0) {
+    if ((flags & HIT_PICKLE) && !(infop != NULL && info.integer)) {
+      PyObject *v = simple_pickle(buf, (size_t)n);
+      if (v != NULL || PyErr_Occurred()) return v;
+      return PyByteArray_FromStringAndSize((const char *)buf, (Py_ssize_t)n);
+    }
     PyObject *value = PyBytes_FromStringAndSize((const char *)buf, (Py_ssize_t)n);
     if (value != NULL && infop != NULL && info.integer) {
       /* The ASCII decimal of an int64 (cachekit.h): int(value), as the cffi path does. */
@@ -119,6 +170,7 @@ PyMODINIT_FUNC PyInit__hit(void) {
   if (m == NULL) return NULL;
   if (PyModule_AddIntConstant(m, "HIT_INT", HIT_INT) < 0 ||
       PyModule_AddIntConstant(m, "HIT_LOCAL", HIT_LOCAL) < 0 ||
+      PyModule_AddIntConstant(m, "HIT_PICKLE", HIT_PICKLE) < 0 ||
       PyModule_AddIntConstant(m, "STACK_BUF", STACK_BUF) < 0) {
     Py_DECREF(m);
     return NULL;

@@ -1,7 +1,8 @@
 """`Client`: the synchronous client, one native `cachekit_client` handle per object.
 
 Hits are read from the daemon's shared-memory segment inside `cachekit_get` (no syscall, no
-lock); misses and writes are requests to cachekitd over its Unix socket. `get_local` reads the
+lock), for `get`, `get_raw` and `get_local` in one call of the C extension `_hit` (see its
+source, _hit.c); misses and writes are requests to cachekitd over its Unix socket. `get_local` reads the
 segment only (`cachekit_get_local`): it never waits for the daemon. One client serves any
 number of threads (the native handle is thread-safe; cffi releases the GIL during calls).
 
@@ -36,7 +37,7 @@ from typing import (
     Union,
 )
 
-from ._hit import HIT_INT as _HIT_INT, HIT_LOCAL as _HIT_LOCAL, hit as _hit
+from ._hit import HIT_INT as _HIT_INT, HIT_LOCAL as _HIT_LOCAL, HIT_PICKLE as _HIT_PICKLE, hit as _hit
 from ._native import BUFFER_TOO_SMALL, MISS, OK, Batch, Native, StatsSnapshot, ffi, lib, raise_for
 from .errors import CachekitError, ClosedError, InvalidArgumentError, SerializationError
 from .lease import QueryMixin
@@ -427,9 +428,7 @@ class Client(ManageMixin, QueryMixin, Native):
         self._serializer = resolve(serializer)
         self._dumps = self._serializer.dumps
         self._loads = self._serializer.loads
-        # What `get` calls on a hit's bytes: pickle.loads itself for the default serializer
-        # (its method's frame around the same call is ~45 ns), its errors wrapped as loads does.
-        self._hit_loads = pickle.loads if self._serializer is _PICKLE else self._loads
+        self._hit_setup()
         Native.__init__(self, _open(self._opts, lazy))
         self._pid = os.getpid()
         _LIVE.add(self)
@@ -537,15 +536,15 @@ class Client(ManageMixin, QueryMixin, Native):
         child._encrypted = self._encrypted
         child._dumps = self._dumps
         child._loads = self._loads
-        child._hit_loads = self._hit_loads
+        child._hit_setup()
         Native.__init__(child, out[0])
         child._pid = os.getpid()
         _LIVE.add(child)
         return child
 
     # ---- reads -------------------------------------------------------------------------------
-    # get / get_raw / get_with_info repeat the same few lines instead of sharing a helper: a
-    # hit costs about a microsecond, and a Python call more is a tenth of that.
+    # get / get_raw / _local_value / _local_raw repeat the same few lines instead of sharing a
+    # helper: a hit costs about half a microsecond, and a Python call more is ~60 ns of it.
 
     def get(self, key: Key, default: Any = None) -> Any:
         """The value of `key` (deserialized), or `default` on a miss. A stale hit (past its
@@ -556,8 +555,8 @@ class Client(ManageMixin, QueryMixin, Native):
         h = self._h
         if h[0] is not self._ptr:
             h = self._hit_handle()
-        r = _hit(h[1], key, _HIT_INT)  # `h` holds the handle for the call
-        if type(r) is bytes:
+        r = _hit(h[1], key, self._hit_flags)  # `h` holds the handle for the call
+        if type(r) is self._hit_raw:  # stored bytes to load
             try:
                 return self._hit_loads(r)
             except Exception as e:
@@ -626,18 +625,22 @@ class Client(ManageMixin, QueryMixin, Native):
         h = self._h
         if h[0] is not self._ptr:
             h = self._hit_handle()
-        r = _hit(h[1], k, _HIT_LOCAL | _HIT_INT)
-        if type(r) is tuple:
-            r = self._hit_slow(r[0], h, k, _HIT_LOCAL | _HIT_INT)
-        if r is None:
-            return default
-        if type(r) is bytes:
+        r = _hit(h[1], k, _HIT_LOCAL | self._hit_flags)
+        if type(r) is self._hit_raw:  # stored bytes to load
             try:
                 return self._hit_loads(r)
             except Exception as e:
                 if self._hit_loads is self._loads:
                     raise
                 raise load_error("pickle", r, e) from e
+        if r is None:
+            return default
+        if type(r) is tuple:
+            r = self._hit_slow(r[0], h, k, _HIT_LOCAL | _HIT_INT)
+            if r is None:
+                return default
+            if type(r) is bytes:
+                return self._loads(r)
         return r
 
     def _fresh_local_value(self, k: bytes, default: Any) -> Any:
@@ -682,6 +685,16 @@ class Client(ManageMixin, QueryMixin, Native):
         if rc == 1:
             return None
         return self._get_slow(rc, ptr, k, want_info=True, get=_get_local)  # type: ignore[return-value]
+
+    def _hit_setup(self) -> None:
+        """How `get` reads a hit through `_hit`. For the default serializer: pickle.loads
+        called directly (PickleSerializer.loads's frame around it is ~45 ns; its errors are
+        wrapped the same way in `get`), and HIT_PICKLE: a pickled bytes or str is unpickled in
+        C, any other pickle comes back as a bytearray (`_hit_raw`) for pickle.loads."""
+        if self._serializer is _PICKLE:
+            self._hit_loads, self._hit_raw, self._hit_flags = pickle.loads, bytearray, _HIT_INT | _HIT_PICKLE
+        else:
+            self._hit_loads, self._hit_raw, self._hit_flags = self._loads, bytes, _HIT_INT
 
     def _hit_handle(self) -> Tuple[Any, int]:
         """``(handle, its address)`` for `_hit`, taken again whenever ``_ptr`` changed (the
