@@ -6,7 +6,8 @@
    ready library from ``$CACHEKIT_LIB``), and copies ``libcachekit.so`` into the package as
    ``libcachekit.so.0`` (its SONAME; debug info stripped);
 2. compiles ``cachekit_shm._cachekit`` against ``include/cachekit.h``, linked with that copy
-   through ``$ORIGIN``: the wheel carries its own library and needs nothing installed.
+   through ``$ORIGIN``: the wheel carries its own library and needs nothing installed; and
+   ``cachekit_shm._hit`` (``cachekit_shm/_hit.c``, the hit path of ``Client.get``), the same way.
 
 The sdist (``python -m build``, or ``python -m build --sdist``) carries what step 1 needs, so
 it builds on its own: the Rust crates of libcachekit (``ffi`` and its path dependencies, plus
@@ -150,4 +151,14 @@ ext = Extension(
     extra_link_args=["-Wl,-rpath,$ORIGIN", "-Wl,--disable-new-dtags"],
 )
 
-setup(ext_modules=[ext], cmdclass={"build_ext": BuildExt, "sdist": SDist})
+# The hit path of Client.get_raw / get in one C call (cachekit_shm/_hit.c): the same C ABI and
+# library as the cffi module, without cffi's per-argument conversion around the call.
+hit_ext = Extension(
+    "cachekit_shm._hit",
+    sources=["cachekit_shm/_hit.c"],
+    libraries=["cachekit"],
+    extra_compile_args=["-std=c11", "-Wall", "-Werror"],
+    extra_link_args=["-Wl,-rpath,$ORIGIN", "-Wl,--disable-new-dtags"],
+)
+
+setup(ext_modules=[ext, hit_ext], cmdclass={"build_ext": BuildExt, "sdist": SDist})

@@ -6,7 +6,9 @@ Builds the out-of-line ABI-mode module from the same declarations (_cffi_build.c
 from include/cachekit.h), then runs each mode in a fresh process: the shipped `cachekit_shm`,
 and the same package with `cachekit_shm._cachekit` replaced by the ABI module dlopen-ing the
 same bundled libcachekit.so.0. Both processes read the same key from one private cachekitd. Timed: the
-bare `cachekit_get` call, and `Client.get_raw` / `Client.get` (pickled) as users call them.
+bare `cachekit_get` call, and `Client.get_raw` / `Client.get` (pickled) as users call them (a hit
+of those goes through cachekit_shm._hit, the same C call in both modes: only the bare row
+compares the modes now).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """`Client`: the synchronous client, one native `cachekit_client` handle per object.
 
 Hits are read from the daemon's shared-memory segment inside `cachekit_get` (no syscall, no
-lock); misses and writes are requests to cachekitd over its Unix socket. `get_local` reads the
+lock), for `get`, `get_raw` and `get_local` in one call of the C extension `_hit` (see its
+source, _hit.c); misses and writes are requests to cachekitd over its Unix socket. `get_local` reads the
 segment only (`cachekit_get_local`): it never waits for the daemon. One client serves any
 number of threads (the native handle is thread-safe; cffi releases the GIL during calls).
 
@@ -18,6 +19,7 @@ import base64
 import binascii
 import math
 import os
+import pickle
 import sys
 import threading
 import weakref
@@ -35,11 +37,12 @@ from typing import (
     Union,
 )
 
+from ._hit import HIT_INT as _HIT_INT, HIT_LOCAL as _HIT_LOCAL, HIT_PICKLE as _HIT_PICKLE, hit as _hit
 from ._native import BUFFER_TOO_SMALL, MISS, OK, Batch, Native, StatsSnapshot, ffi, lib, raise_for
 from .errors import CachekitError, ClosedError, InvalidArgumentError, SerializationError
 from .lease import QueryMixin
 from .manage import ManageMixin, NamespaceInfo, ScanItem, counter_bytes
-from .serializers import Serializer, SerializerName, resolve
+from .serializers import _PICKLE, Serializer, SerializerName, load_error, resolve
 
 __all__ = ["Client", "Info", "Pong", "Key", "Tag", "Tags", "Seconds", "MasterKey", "ScanItem", "NamespaceInfo"]
 
@@ -86,10 +89,9 @@ class Pong(NamedTuple):
 _SOURCES = {lib.CACHEKIT_SOURCE_SEGMENT: "segment", lib.CACHEKIT_SOURCE_DAEMON: "daemon"}
 _NULL = ffi.NULL
 _get = lib.cachekit_get
-# A hit's length as the call's result: no out-parameter to read back (each costs ~40 ns).
-_get_len = lib.cachekit_get_len
-_NEG_MISS = -MISS
 _get_local = lib.cachekit_get_local
+# A client's `_h` until its first hit: matches no handle, so the first hit takes the address.
+_NO_HIT: Tuple[Any, int] = (False, 0)
 _buffer = ffi.buffer
 _unbuffered = ffi.new_allocator(should_clear_after_alloc=False)
 
@@ -415,6 +417,7 @@ class Client(ManageMixin, QueryMixin, Native):
         encryption_memo_bytes: Optional[int] = None,
     ) -> None:
         self._ptr = None  # set first: the object is sane even if opening fails
+        self._h = _NO_HIT
         self._closed = False
         self._lock = threading.Lock()
         self._parent: Optional[Client] = None
@@ -425,6 +428,7 @@ class Client(ManageMixin, QueryMixin, Native):
         self._serializer = resolve(serializer)
         self._dumps = self._serializer.dumps
         self._loads = self._serializer.loads
+        self._hit_setup()
         Native.__init__(self, _open(self._opts, lazy))
         self._pid = os.getpid()
         _LIVE.add(self)
@@ -440,6 +444,7 @@ class Client(ManageMixin, QueryMixin, Native):
             ptr = self._ptr
             if ptr is None or self._pid != os.getpid():
                 self._ptr = None  # in a child that bypassed the hook: drop the parent's handle
+                self._h = _NO_HIT
                 ptr = self._ptr = ffi.gc(self._open_raw(), lib.cachekit_client_close)
                 self._pid = os.getpid()
             return ptr
@@ -471,6 +476,7 @@ class Client(ManageMixin, QueryMixin, Native):
     def _forget_after_fork(self) -> None:
         self._lock = threading.Lock()  # it may have been held by a thread that is not here
         self._ptr = None  # closes the child's copy of the handle
+        self._h = _NO_HIT
 
     def close(self) -> None:
         """Closes the client. Idempotent. A call running in another thread finishes first
@@ -478,6 +484,7 @@ class Client(ManageMixin, QueryMixin, Native):
         with self._lock:
             self._closed = True
             self._ptr = None
+            self._h = _NO_HIT
         _LIVE.discard(self)
 
     @property
@@ -520,6 +527,7 @@ class Client(ManageMixin, QueryMixin, Native):
             raise_for(rc)
         child = object.__new__(type(self))
         child._ptr = None
+        child._h = _NO_HIT
         child._closed = False
         child._lock = threading.Lock()
         child._parent = self
@@ -528,14 +536,15 @@ class Client(ManageMixin, QueryMixin, Native):
         child._encrypted = self._encrypted
         child._dumps = self._dumps
         child._loads = self._loads
+        child._hit_setup()
         Native.__init__(child, out[0])
         child._pid = os.getpid()
         _LIVE.add(child)
         return child
 
     # ---- reads -------------------------------------------------------------------------------
-    # get / get_raw / get_with_info repeat the same few lines instead of sharing a helper: a
-    # hit costs about a microsecond, and a Python call more is a tenth of that.
+    # get / get_raw / _local_value / _local_raw repeat the same few lines instead of sharing a
+    # helper: a hit costs about half a microsecond, and a Python call more is ~60 ns of it.
 
     def get(self, key: Key, default: Any = None) -> Any:
         """The value of `key` (deserialized), or `default` on a miss. A stale hit (past its
@@ -543,51 +552,36 @@ class Client(ManageMixin, QueryMixin, Native):
 
         Never raises because the daemon is down: that is a miss.
         """
-        ptr = self._ptr
-        if ptr is None:
-            ptr = self._reopen()
-        if type(key) is str:
-            k = key.encode()
-        elif type(key) is bytes:
-            k = key
-        else:
-            k = _key(key)
-        try:
-            buf, cap, lenp, view, info = _tls.s
-        except AttributeError:
-            buf, cap, lenp, view, info = _new_scratch()
-        n = _get_len(ptr, k, len(k), buf, cap, info)
-        if n >= 0:
-            if info.integer:
-                return int(view[:n])
-            return self._loads(view[:n])
-        if n == _NEG_MISS:
+        h = self._h
+        if h[0] is not self._ptr:
+            h = self._hit_handle()
+        r = _hit(h[1], key, self._hit_flags)  # `h` holds the handle for the call
+        if type(r) is self._hit_raw:  # stored bytes to load
+            try:
+                return self._hit_loads(r)
+            except Exception as e:
+                if self._hit_loads is self._loads:
+                    raise
+                raise load_error("pickle", r, e) from e
+        if r is None:
             return default
-        hit = self._get_len_slow(n, ptr, k, want_info=True)
-        return default if hit is None else self._value(hit[0], hit[1])
+        if type(r) is tuple:
+            r = self._hit_slow(r[0], h, key, _HIT_INT)
+            if r is None:
+                return default
+            if type(r) is bytes:
+                return self._loads(r)
+        return r
 
     def get_raw(self, key: Key) -> Optional[bytes]:
         """The stored bytes of `key` (no deserialization), or None on a miss."""
-        ptr = self._ptr
-        if ptr is None:
-            ptr = self._reopen()
-        if type(key) is str:
-            k = key.encode()
-        elif type(key) is bytes:
-            k = key
-        else:
-            k = _key(key)
-        try:
-            buf, cap, lenp, view, info = _tls.s
-        except AttributeError:
-            buf, cap, lenp, view, info = _new_scratch()
-        n = _get_len(ptr, k, len(k), buf, cap, _NULL)
-        if n >= 0:
-            return view[:n]
-        if n == _NEG_MISS:
-            return None
-        hit = self._get_len_slow(n, ptr, k)
-        return None if hit is None else hit[0]
+        h = self._h
+        if h[0] is not self._ptr:
+            h = self._hit_handle()
+        r = _hit(h[1], key, 0)  # `h` holds the handle for the call
+        if type(r) is tuple:
+            return self._hit_slow(r[0], h, key, 0)  # type: ignore[return-value]
+        return r  # type: ignore[return-value]
 
     def get_with_info(self, key: Key) -> Optional[Tuple[Any, Info]]:
         """``(value, Info)`` for a hit, None for a miss. ``Info.stale``: serve the value and
@@ -628,22 +622,26 @@ class Client(ManageMixin, QueryMixin, Native):
 
     def _local_value(self, k: bytes, default: Any) -> Any:
         """The value of `k` from the segment (`cachekit_get_local`), or `default`."""
-        ptr = self._ptr
-        if ptr is None:
-            ptr = self._reopen()
-        try:
-            buf, cap, lenp, view, info = _tls.s
-        except AttributeError:
-            buf, cap, lenp, view, info = _new_scratch()
-        rc = _get_local(ptr, k, len(k), buf, cap, lenp, info)
-        if rc == 0:
-            if info.integer:
-                return int(view[: lenp[0]])
-            return self._loads(view[: lenp[0]])
-        if rc == 1:
+        h = self._h
+        if h[0] is not self._ptr:
+            h = self._hit_handle()
+        r = _hit(h[1], k, _HIT_LOCAL | self._hit_flags)
+        if type(r) is self._hit_raw:  # stored bytes to load
+            try:
+                return self._hit_loads(r)
+            except Exception as e:
+                if self._hit_loads is self._loads:
+                    raise
+                raise load_error("pickle", r, e) from e
+        if r is None:
             return default
-        hit = self._get_slow(rc, ptr, k, want_info=True, get=_get_local)
-        return default if hit is None else self._value(hit[0], hit[1])
+        if type(r) is tuple:
+            r = self._hit_slow(r[0], h, k, _HIT_LOCAL | _HIT_INT)
+            if r is None:
+                return default
+            if type(r) is bytes:
+                return self._loads(r)
+        return r
 
     def _fresh_local_value(self, k: bytes, default: Any) -> Any:
         """`k`'s value from the segment if it is there and fresh, else `default` (the hit path
@@ -666,20 +664,13 @@ class Client(ManageMixin, QueryMixin, Native):
 
     def _local_raw(self, k: bytes) -> Optional[bytes]:
         """The stored bytes of `k` from the segment (`cachekit_get_local`), or None."""
-        ptr = self._ptr
-        if ptr is None:
-            ptr = self._reopen()
-        try:
-            buf, cap, lenp, view, info = _tls.s
-        except AttributeError:
-            buf, cap, lenp, view, info = _new_scratch()
-        rc = _get_local(ptr, k, len(k), buf, cap, lenp, _NULL)
-        if rc == 0:
-            return view[: lenp[0]]
-        if rc == 1:
-            return None
-        hit = self._get_slow(rc, ptr, k, get=_get_local)
-        return None if hit is None else hit[0]
+        h = self._h
+        if h[0] is not self._ptr:
+            h = self._hit_handle()
+        r = _hit(h[1], k, _HIT_LOCAL)
+        if type(r) is tuple:
+            return self._hit_slow(r[0], h, k, _HIT_LOCAL)  # type: ignore[return-value]
+        return r  # type: ignore[return-value]
 
     def _local_raw_with_info(self, k: bytes) -> Optional[Tuple[bytes, Info]]:
         """``(stored bytes, Info)`` of `k` from the segment, or None."""
@@ -695,18 +686,54 @@ class Client(ManageMixin, QueryMixin, Native):
             return None
         return self._get_slow(rc, ptr, k, want_info=True, get=_get_local)  # type: ignore[return-value]
 
-    def _get_len_slow(self, n: int, ptr: Any, k: bytes,
-                      want_info: bool = False) -> Optional[Tuple[bytes, Optional[Info]]]:
-        """A `cachekit_get_len` that answered minus a result code other than a miss: a value
-        longer than the thread's buffer (its length asked with `cachekit_get`, then read as
-        `_get_slow` does), or a failure."""
-        if -n != BUFFER_TOO_SMALL:
-            raise_for(-n)
-        _, _, lenp, _, _ = _tls.s
-        rc = _get(ptr, k, len(k), _NULL, 0, lenp, _NULL)
+    def _hit_setup(self) -> None:
+        """How `get` reads a hit through `_hit`. For the default serializer: pickle.loads
+        called directly (PickleSerializer.loads's frame around it is ~45 ns; its errors are
+        wrapped the same way in `get`), and HIT_PICKLE: a pickled bytes or str is unpickled in
+        C, any other pickle comes back as a bytearray (`_hit_raw`) for pickle.loads."""
+        if self._serializer is _PICKLE:
+            self._hit_loads, self._hit_raw, self._hit_flags = pickle.loads, bytearray, _HIT_INT | _HIT_PICKLE
+        else:
+            self._hit_loads, self._hit_raw, self._hit_flags = self._loads, bytes, _HIT_INT
+
+    def _hit_handle(self) -> Tuple[Any, int]:
+        """``(handle, its address)`` for `_hit`, taken again whenever ``_ptr`` changed (the
+        first hit, a reopen after fork): reopens the handle like `_live`. The caller keeps the
+        tuple while `_hit` runs, so the handle cannot be freed under the call; ``_h`` is
+        reset wherever ``_ptr`` is dropped (close, fork), so it never keeps a handle alive."""
+        ptr = self._ptr
+        if ptr is None:
+            ptr = self._reopen()
+        h = self._h = (ptr, int(ffi.cast("uintptr_t", ptr)))
+        if self._ptr is not ptr:  # closed (or reopened) meanwhile: keep no reference to it
+            self._h = _NO_HIT
+        return h
+
+    def _hit_slow(self, code: int, h: Tuple[Any, int], key: Any, flags: int) -> Any:
+        """The rest of a get that `_hit` answered ``(code,)``: a key it does not take (code 0:
+        converted as every method does, and read again), a value over its 16 KiB buffer
+        (read through cffi into this thread's buffer, grown), or a failure (raised). Returns
+        what `_hit` returns for a hit (bytes, or an int for a counter with HIT_INT) or None."""
+        k = _key(key)
+        if code == 0:
+            r = _hit(h[1], k, flags)
+            if type(r) is not tuple:
+                return r
+            code = r[0]  # a bytes key is always taken: not 0 again
+        if code != BUFFER_TOO_SMALL:
+            raise_for(code)
+        get = _get_local if flags & _HIT_LOCAL else _get
+        try:
+            lenp = _tls.s[2]
+        except AttributeError:
+            lenp = _new_scratch()[2]
+        rc = get(h[0], k, len(k), _NULL, 0, lenp, _NULL)  # the value's length
         if rc == OK:  # the value became empty meanwhile: read it into the thread's buffer
             rc, lenp[0] = BUFFER_TOO_SMALL, 0
-        return self._get_slow(rc, ptr, k, want_info=want_info)
+        hit = self._get_slow(rc, h[0], k, want_info=bool(flags & _HIT_INT), get=get)
+        if hit is None:
+            return None
+        return self._value(hit[0], hit[1]) if hit[1] is not None and hit[1].integer else hit[0]
 
     def _get_slow(self, rc: int, ptr: Any, k: bytes, want_info: bool = False,
                   get: Any = _get) -> Optional[Tuple[bytes, Optional[Info]]]:

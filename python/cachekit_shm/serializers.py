@@ -46,7 +46,7 @@ def _dump_error(serializer: str, value: Any, exc: BaseException) -> Serializatio
     )
 
 
-def _load_error(serializer: str, data: bytes, exc: BaseException) -> SerializationError:
+def load_error(serializer: str, data: bytes, exc: BaseException) -> SerializationError:
     return SerializationError(
         f"the stored value ({len(data)} bytes) does not load with {serializer}: {exc}; "
         "was it written by a client with another serializer?"
@@ -70,7 +70,7 @@ class PickleSerializer:
         try:
             return pickle.loads(data)
         except Exception as e:
-            raise _load_error("pickle", data, e) from e
+            raise load_error("pickle", data, e) from e
 
 
 class JsonSerializer:
@@ -88,7 +88,7 @@ class JsonSerializer:
         try:
             return json.loads(data)
         except (ValueError, UnicodeDecodeError) as e:
-            raise _load_error("json", data, e) from e
+            raise load_error("json", data, e) from e
 
 
 class MsgpackSerializer:
@@ -117,7 +117,7 @@ class MsgpackSerializer:
         try:
             return self._unpackb(data, raw=False, strict_map_key=False)
         except Exception as e:
-            raise _load_error("msgpack", data, e) from e
+            raise load_error("msgpack", data, e) from e
 
 
 class BytesSerializer:

@@ -46,6 +46,29 @@ def test_str_and_bytes_keys_are_the_same_key(client):
     assert client.get(bytearray(b"\xff\x00binary")) == 2
 
 
+def test_keys_the_hit_path_hands_back_are_converted_as_before(client):
+    # Client.get's C hit path (cachekit_shm._hit) takes str and bytes; other keys go through
+    # the Python conversion, with its errors.
+    client.set(memoryview(b"mv-key"), "m")
+    assert client.get(memoryview(b"mv-key")) == "m" and client.get_raw(bytearray(b"mv-key")) is not None
+    assert client.get_local(bytearray(b"mv-key")) == "m"
+    with pytest.raises(UnicodeEncodeError):
+        client.get("lone \ud800 surrogate")
+    with pytest.raises(UnicodeEncodeError):
+        client.get_raw("lone \ud800 surrogate")
+    with pytest.raises(TypeError, match="str or bytes"):
+        client.get_raw(None)
+
+
+def test_counters_read_as_ints_from_every_get(client):
+    client.incr("n", 41)
+    client.incr("n")
+    assert client.get("n") == 42 and client.get_local("n") == 42
+    assert client.get_raw("n") == b"42"
+    client.set("neg", -(1 << 63))
+    assert client.get("neg") == -(1 << 63)
+
+
 def test_raw_bytes_in_and_out(client, raw_client):
     raw_client.set_raw("r", b"\x00\x01 plain bytes")
     assert raw_client.get_raw("r") == b"\x00\x01 plain bytes"
@@ -306,6 +329,10 @@ def test_close_and_finalizer_release_the_native_handle(cachekitd_socket, namespa
     c = Client(socket=cachekitd_socket, namespace=namespace)
     c.set("k", 1)  # a daemon connection and the mapped segment
     assert _fds() > base
+    c.close()
+    assert _fds() == base
+    c = Client(socket=cachekitd_socket, namespace=namespace)
+    assert c.get("k") == 1 and c.get_local("k") == 1  # the hit path keeps no handle past close
     c.close()
     assert _fds() == base
     c = Client(socket=cachekitd_socket, namespace=namespace)

@@ -112,6 +112,9 @@ def test_shipped_as_api_mode_with_its_own_library():
 
     pkg = Path(cachekit_shm.__file__).parent
     assert Path(_cachekit.__file__).suffix == ".so"  # compiled (API mode), not dlopen
+    from cachekit_shm import _hit
+
+    assert Path(_hit.__file__).suffix == ".so"  # the C hit path of Client.get is built too
     assert (pkg / "libcachekit.so.0").exists()
     assert (pkg / "py.typed").exists()
 
