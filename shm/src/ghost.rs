@@ -10,7 +10,9 @@
 //! remembers lands in main and pushes a hot entry out. With two bits per key about 1.6% of a
 //! scan got through (16 to 32 bits per key over both generations), which cost 1.5 points of
 //! hit ratio on the scan trace at 10k entries; four bits let about 0.2% through
-//! (`cachekit-bench ratio`, 2, 3, 4 and 6 tried: 0.632, 0.644, 0.647, 0.648).
+//! (`cachekit-bench ratio`, 2, 3, 4 and 6 tried: 0.632, 0.644, 0.647, 0.648). The four bits
+//! are in one cache line (a blocked Bloom filter), so a lookup costs at most two cache
+//! misses, as two bits anywhere did not.
 
 /// Bits per remembered key in one generation.
 const BITS_PER_KEY: usize = 16;
@@ -18,13 +20,16 @@ const BITS_PER_KEY: usize = 16;
 /// Bits set per remembered key (see the module doc for why four).
 const BITS_SET: usize = 4;
 
+/// Bits of a cache line: all the bits of one key are in one line of each generation.
+const LINE_BITS: u64 = 512;
+
 pub(crate) struct Ghost {
     gens: [Vec<u64>; 2],
     current: usize,
     taken: usize,
     per_generation: usize,
-    /// Bit index mask (a power of two minus one).
-    mask: u64,
+    /// Line index mask (a power of two minus one).
+    line_mask: u64,
 }
 
 impl Ghost {
@@ -37,18 +42,20 @@ impl Ghost {
             current: 0,
             taken: 0,
             per_generation: keys,
-            mask: bits as u64 - 1,
+            line_mask: (bits as u64 / LINE_BITS) - 1,
         }
     }
 
     fn bits(&self, key_hash: u64) -> [u64; BITS_SET] {
-        // Double hashing: positions h1 + i·h2. The key hash is xxh3, so a second value mixed
-        // from its rotated halves is independent enough; h2 is odd, so with a power-of-two
-        // set the positions of one key are distinct.
-        let h2 = key_hash.rotate_left(32).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        // One cache line per key and generation: the low bits of the key hash (xxh3) pick
+        // the line, 9-bit pieces of a second value mixed from its rotated halves the bits in
+        // it. The writer looks the ghost up on every insert, under the table's lock: one
+        // line is at most one cache miss per generation.
+        let line = (key_hash & self.line_mask) * LINE_BITS;
+        let h2 = key_hash.rotate_left(32).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 28;
         let mut out = [0; BITS_SET];
         for (i, o) in out.iter_mut().enumerate() {
-            *o = key_hash.wrapping_add((i as u64).wrapping_mul(h2)) & self.mask;
+            *o = line + ((h2 >> (9 * i)) & (LINE_BITS - 1));
         }
         out
     }
