@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cachekit_proto::{
     encode_request, read_reply, HelloOk, Limits, Message, Reply, Request, PROTOCOL_VERSION,
@@ -28,6 +28,8 @@ pub(crate) struct Conn {
     /// Set when the daemon sent a connection-level ERROR (request id 0): it closes the
     /// connection after that, so this one must not go back to the pool.
     pub(crate) poisoned: bool,
+    /// When the last reply (or HELLO_OK) arrived: the daemon's idle timer runs from about then.
+    last_reply: Instant,
 }
 
 /// What connecting needs to know.
@@ -101,6 +103,7 @@ impl Conn {
             buf,
             request_timeout: p.request_timeout,
             poisoned: false,
+            last_reply: Instant::now(),
         };
         Ok((conn, fds))
     }
@@ -139,6 +142,7 @@ impl Conn {
         }
         let (rid, reply) = read_reply(&mut &self.stream, &self.hello.limits)
             .map_err(|e| Error::from_recv(e, operation, self.request_timeout))?;
+        self.last_reply = Instant::now();
         if rid == 0 {
             self.poisoned = true;
             return match reply {
@@ -161,6 +165,11 @@ impl Conn {
             });
         }
         Ok(reply)
+    }
+
+    /// How long since the last reply arrived.
+    pub(crate) fn idle_for(&self) -> Duration {
+        self.last_reply.elapsed()
     }
 
     /// Whether the daemon closed this idle connection (after its `idle_timeout_ms`, or

@@ -4,6 +4,11 @@
 //! round trip, so a mutex around a `Vec` is enough. At most `size` connections are open at
 //! once; a thread that finds them all busy waits on a condition variable, up to the request
 //! timeout. Connections are opened outside the lock.
+//!
+//! A round trip costs two syscalls (one send, one receive) and the pool adds none while it is
+//! busy: the condition variable is signalled only when a thread waits on it (a signal is a
+//! `futex` call even with no waiter), and a connection is checked for a close by the daemon
+//! only when it sat idle for [`RECHECK_IDLE_AFTER`].
 
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -23,7 +28,16 @@ struct State {
     open: usize,
     /// Bumped by [`Pool::clear`]; connections lent out before it are closed on return.
     generation: u64,
+    /// Threads waiting on `freed`.
+    waiting: usize,
 }
+
+/// How long a connection may sit idle in the pool before a checkout checks that the daemon
+/// did not close it (a `recv` that peeks). The daemon closes a connection only after its
+/// `idle_timeout_ms` without a request (100 ms at the least) or when it stops; half the
+/// shortest idle timeout leaves room for the reply's way back. A stopped daemon is found by
+/// the request itself, which is retried once on a fresh connection (`Shared::request`).
+pub(crate) const RECHECK_IDLE_AFTER: Duration = Duration::from_millis(50);
 
 /// A connection lent out by the pool; goes back on drop unless marked broken.
 pub(crate) struct Lease<'a> {
@@ -43,6 +57,7 @@ impl Pool {
                 idle: Vec::new(),
                 open: 0,
                 generation: 0,
+                waiting: 0,
             }),
             freed: Condvar::new(),
             size: size.max(1),
@@ -61,11 +76,12 @@ impl Pool {
         wait: Duration,
         open: impl FnOnce() -> Result<Conn, Error>,
     ) -> Result<Lease<'_>, Error> {
-        let deadline = Instant::now() + wait;
+        // Taken when a wait starts: a free connection needs no clock read.
+        let mut deadline = None;
         let mut state = self.lock();
         loop {
             if let Some(conn) = state.idle.pop() {
-                if conn.closed_by_daemon() {
+                if conn.idle_for() >= RECHECK_IDLE_AFTER && conn.closed_by_daemon() {
                     // The daemon closed it while idle (its idle timeout): not a failure, and
                     // not a sign the daemon is gone. Take another, or open a fresh one.
                     state.open -= 1;
@@ -99,25 +115,37 @@ impl Pool {
                 };
             }
             let now = Instant::now();
+            let deadline = *deadline.get_or_insert(now + wait);
             if now >= deadline {
                 return Err(Error::Timeout {
                     operation: "free connection from the pool",
                     after: wait,
                 });
             }
+            state.waiting += 1;
             state = self
                 .freed
                 .wait_timeout(state, deadline - now)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+            state.waiting -= 1;
         }
     }
 
     fn release_slot(&self) {
         let mut state = self.lock();
         state.open -= 1;
+        self.wake_one(state);
+    }
+
+    /// Wakes a thread waiting for a connection, if any. Takes the lock's guard: `waiting` is
+    /// read under the lock the waiters count themselves under, so none is missed.
+    fn wake_one(&self, state: MutexGuard<'_, State>) {
+        let waiting = state.waiting > 0;
         drop(state);
-        self.freed.notify_one();
+        if waiting {
+            self.freed.notify_one();
+        }
     }
 
     /// Closes every idle connection, and every lent one when it comes back: after a failure
@@ -127,8 +155,11 @@ impl Pool {
         state.generation += 1;
         let closed = std::mem::take(&mut state.idle);
         state.open -= closed.len();
+        let waiting = state.waiting > 0;
         drop(state);
-        self.freed.notify_all();
+        if waiting {
+            self.freed.notify_all();
+        }
         drop(closed);
     }
 
@@ -156,14 +187,14 @@ impl Drop for Lease<'_> {
     fn drop(&mut self) {
         let Some(conn) = self.conn.take() else { return };
         let mut state = self.pool.lock();
-        if self.broken || conn.poisoned || self.generation != state.generation {
+        let closed = if self.broken || conn.poisoned || self.generation != state.generation {
             state.open -= 1;
-            drop(state);
-            drop(conn);
+            Some(conn)
         } else {
             state.idle.push(conn);
-            drop(state);
-        }
-        self.pool.freed.notify_one();
+            None
+        };
+        self.pool.wake_one(state);
+        drop(closed);
     }
 }

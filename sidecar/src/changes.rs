@@ -34,9 +34,14 @@ fn key_hash(ns: &str, key: &[u8]) -> u64 {
 
 /// A fingerprint of (namespace, key) independent of its slot, never 0.
 fn fingerprint(ns: &str, key: &[u8]) -> u64 {
+    fingerprint_of(key_hash(ns, key))
+}
+
+/// [`fingerprint`] from the key's [`key_hash`].
+fn fingerprint_of(key_hash: u64) -> u64 {
     let mut h = std::hash::DefaultHasher::new();
     0xC4u8.hash(&mut h);
-    key_hash(ns, key).hash(&mut h);
+    key_hash.hash(&mut h);
     h.finish() | 1
 }
 
@@ -124,7 +129,11 @@ impl Changes {
     }
 
     fn key_slot(&self, ns: &str, key: &[u8]) -> usize {
-        (key_hash(ns, key) % self.key.len() as u64) as usize
+        self.key_slot_of(key_hash(ns, key))
+    }
+
+    fn key_slot_of(&self, key_hash: u64) -> usize {
+        (key_hash % self.key.len() as u64) as usize
     }
 
     /// An invalidation or a clear of `ns`, at namespace clock `clock` (`None`: unknown).
@@ -137,8 +146,11 @@ impl Changes {
     /// the clock of the Redis write the table now holds for the key, `None` for anything else
     /// (deleted, refused, written without a known clock).
     pub fn key_changed(&mut self, ns: &str, key: &[u8], clock: Option<u64>, held: Option<u64>) {
-        self.key_counted(ns, key, clock);
-        self.hold(ns, key, held);
+        // Under the table's lock on every write: the key is hashed once for both steps.
+        let kh = key_hash(ns, key);
+        let i = self.key_slot_of(kh);
+        self.key[i].bump(clock);
+        self.hold_at(i, kh, held);
     }
 
     /// A change of `key` at namespace clock `clock` that left the table's entry as it was (an
@@ -152,10 +164,14 @@ impl Changes {
     /// Notes what the table now holds for `key`: the Redis write at namespace clock `clock`,
     /// or `None` for anything else.
     pub fn hold(&mut self, ns: &str, key: &[u8], clock: Option<u64>) {
-        let i = self.key_slot(ns, key);
-        self.held[i] = match clock {
+        let kh = key_hash(ns, key);
+        self.hold_at(self.key_slot_of(kh), kh, clock);
+    }
+
+    fn hold_at(&mut self, slot: usize, key_hash: u64, clock: Option<u64>) {
+        self.held[slot] = match clock {
             Some(clock) => Held {
-                fp: fingerprint(ns, key),
+                fp: fingerprint_of(key_hash),
                 clock,
             },
             None => Held::default(),

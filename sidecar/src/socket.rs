@@ -134,6 +134,8 @@ fn serve(daemon: &Daemon, mut stream: UnixStream, peer: Peer) {
     // This connection's hold on its process's counters file: let go when `serve` returns.
     let mut _record = None;
     let mut frames = FrameReader::new();
+    // Replies are encoded here, one after the other: no allocation per reply.
+    let mut out = Vec::new();
     loop {
         let (header, body) = match frames.next(&mut stream, &daemon.limits, timeout, idle) {
             Ok(Some(f)) => f,
@@ -233,7 +235,7 @@ fn serve(daemon: &Daemon, mut stream: UnixStream, peer: Peer) {
             }
             (true, req) => {
                 let reply = ops::handle(daemon, &peer, req);
-                send(&stream, &reply, id)
+                send_with(&stream, &reply, id, &mut out)
             }
         };
         if let Err(e) = sent {
@@ -244,8 +246,18 @@ fn serve(daemon: &Daemon, mut stream: UnixStream, peer: Peer) {
     let _ = stream.flush();
 }
 
-fn send(mut stream: &UnixStream, reply: &Reply, id: u32) -> io::Result<()> {
-    let mut buf = Vec::new();
-    encode_reply(reply, id, &mut buf).map_err(io::Error::other)?;
-    stream.write_all(&buf)
+fn send(stream: &UnixStream, reply: &Reply, id: u32) -> io::Result<()> {
+    send_with(stream, reply, id, &mut Vec::new())
+}
+
+/// [`send`] encoding into `buf`, which keeps its allocation unless it grew past 64 KiB (a
+/// large reply's buffer is not kept for the connection's lifetime).
+fn send_with(mut stream: &UnixStream, reply: &Reply, id: u32, buf: &mut Vec<u8>) -> io::Result<()> {
+    buf.clear();
+    encode_reply(reply, id, buf).map_err(io::Error::other)?;
+    let sent = stream.write_all(buf);
+    if buf.capacity() > 64 << 10 {
+        *buf = Vec::new();
+    }
+    sent
 }
