@@ -136,6 +136,28 @@ impl Region {
         true
     }
 
+    /// Asks the CPU to start loading the cache line holding byte `off` (nothing when it is out
+    /// of bounds, or on targets without a prefetch instruction). Reads nothing and changes
+    /// nothing the program can observe: it only lets a later load of that line find it
+    /// cached, so that misses of lines whose addresses are known early overlap.
+    #[inline(always)]
+    pub(crate) fn prefetch(&self, off: usize) {
+        #[cfg(all(target_arch = "x86_64", not(loom)))]
+        if off < self.len_bytes() {
+            // SAFETY:
+            // - `off` is inside the block `new` was given (checked above), so the pointer is
+            //   in bounds of one allocation (or mapping);
+            // - a prefetch is a hint: it never faults and neither reads into the program nor
+            //   writes, so no access rule of the shared memory is touched.
+            unsafe {
+                let p = self.base.as_ptr().cast::<u8>().add(off).cast::<i8>();
+                core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p);
+            }
+        }
+        #[cfg(not(all(target_arch = "x86_64", not(loom))))]
+        let _ = off;
+    }
+
     /// Compares the bytes at `off` with `expected` using relaxed word loads, without
     /// copying. `None` when the range is out of bounds.
     #[inline]
