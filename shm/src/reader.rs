@@ -25,6 +25,9 @@ pub const MAX_RETRIES: u32 = 8;
 /// Bytes of entry header, namespace and key copied in one go (longer keys are compared in
 /// place).
 const META_COPY_BYTES: usize = 160;
+/// Cache lines of an entry prefetched as soon as its slot matches: a 100-byte value with a
+/// 16-byte key and its header spans three.
+const PREFETCH_LINES: usize = 3;
 /// References copied in one go (entries with more are read one by one).
 const FEW_REFS: usize = 8;
 
@@ -423,6 +426,7 @@ impl Reader {
                 if s == 0 || slot_fp(s) != fp {
                     continue;
                 }
+                self.prefetch(s, bucket * SLOTS_PER_BUCKET as u64 + i as u64);
                 match self.probe(slot, s, kh, ns, key, sink, now) {
                     Probe::Hit(m) => {
                         bump(cs, st, |c| &c.hits);
@@ -627,6 +631,33 @@ impl Reader {
             stale: expires.is_some_and(|e| now >= e),
             version: h.stamp,
         })
+    }
+
+    /// Starts loading, all at once, the cache lines a hit of slot value `s` (slot number
+    /// `slot_index`) reads one after the other: the entry's first lines (header, key, the
+    /// start of the value), its segment's generation word and the slot's access bit, so that
+    /// their misses overlap instead of each waiting behind the copy and check before it (the
+    /// access bit is read only after the value is checked). Hints only: an out-of-range
+    /// locator prefetches nothing, and [`Reader::probe`] checks everything as before.
+    #[inline(always)]
+    fn prefetch(&self, s: u64, slot_index: u64) {
+        let g = &self.geo;
+        let r = self.table.region();
+        let loc = slot_loc(s);
+        if let Some(rel) = loc.checked_sub(g.arena_off) {
+            let seg = rel / g.segment_bytes;
+            if seg < g.segment_count {
+                r.prefetch(
+                    (g.arena_off + seg * g.segment_bytes) as usize + 8 * SEG_GENERATION_WORD,
+                );
+                for line in 0..PREFETCH_LINES {
+                    r.prefetch(loc as usize + 64 * line);
+                }
+            }
+        }
+        if let Some(c) = &self.client {
+            c.region().prefetch(8 * self.geo.access_bit(slot_index).0);
+        }
     }
 
     /// Sets the access bit of a slot, at most once: no store when it is set already, so

@@ -79,42 +79,83 @@ impl Region {
         if dst.is_empty() {
             return true;
         }
-        // Every word index below is < ceil(end / 8) <= words: checked above. The bytes
-        // around an unaligned start or end are moved one by one (at most 7 each), not by a
-        // variable-length memcpy call.
-        let base = self.base.as_ptr();
+        // Every word index below is < ceil(end / 8) <= words: checked above. Each load is
+        // read as little-endian (memory byte i at bits 8i..8i+8) so that words can be spliced
+        // with shifts: the copy makes one 8-byte store per source word whatever the alignment,
+        // with no call and no per-byte loop except for the last (at most 7) bytes.
+        let (base, words, end) = (self.base.as_ptr(), self.words, off + dst.len());
         let load = |idx: usize| {
+            debug_assert!(idx < words && idx * 8 < end);
             // SAFETY:
             // - every idx passed below is < ceil(end / 8) <= words (the range check above), so
             //   the pointer stays inside the block `new` was given;
             // - the block is valid and aligned for AtomicU64 (contract of `new`).
-            unsafe { &*base.add(idx) }.load(Ordering::Relaxed)
+            u64::from_le(unsafe { &*base.add(idx) }.load(Ordering::Relaxed))
         };
+        let n = dst.len();
         let mut word = off / 8;
-        let skip = off % 8;
+        let shift = 8 * (off % 8) as u32;
         let mut out = 0;
-        if skip != 0 {
-            let bytes = load(word).to_ne_bytes();
-            let take = (8 - skip).min(dst.len());
-            for (d, b) in dst[..take].iter_mut().zip(&bytes[skip..]) {
-                *d = *b;
-            }
-            out = take;
-            word += 1;
-        }
-        let mut chunks = dst[out..].chunks_exact_mut(8);
+        // The source bytes not yet copied, from the start of `word`: `cur` holds word `word`
+        // shifted so that its first uncopied byte is at bits 0..8.
+        let mut cur = load(word) >> shift;
+        let mut chunks = dst.chunks_exact_mut(8);
         for chunk in &mut chunks {
-            chunk.copy_from_slice(&load(word).to_ne_bytes());
+            // 8 more bytes lie at or before byte off + out + 7 < end: when the start is not
+            // aligned they reach into word + 1, which is < ceil(end / 8).
+            let v = if shift == 0 {
+                let v = cur;
+                // The next word exists when another chunk or a tail follows.
+                cur = if out + 8 < n { load(word + 1) } else { 0 };
+                v
+            } else {
+                let next = load(word + 1);
+                let v = cur | (next << (64 - shift));
+                cur = next >> shift;
+                v
+            };
+            let c: &mut [u8; 8] = chunk.try_into().expect("chunks of 8");
+            *c = v.to_le_bytes();
             word += 1;
+            out += 8;
         }
         let rest = chunks.into_remainder();
         if !rest.is_empty() {
-            let bytes = load(word).to_ne_bytes();
-            for (d, b) in rest.iter_mut().zip(&bytes) {
-                *d = *b;
+            // `cur` holds 8 - shift/8 bytes of word `word`; the rest come from the next word,
+            // which exists when the tail reaches into it.
+            let have = 8 - (shift / 8) as usize;
+            let v = if rest.len() > have {
+                cur | (load(word + 1) << (64 - shift))
+            } else {
+                cur
+            };
+            for (d, b) in rest.iter_mut().zip(v.to_le_bytes()) {
+                *d = b;
             }
         }
         true
+    }
+
+    /// Asks the CPU to start loading the cache line holding byte `off` (nothing when it is out
+    /// of bounds, or on targets without a prefetch instruction). Reads nothing and changes
+    /// nothing the program can observe: it only lets a later load of that line find it
+    /// cached, so that misses of lines whose addresses are known early overlap.
+    #[inline(always)]
+    pub(crate) fn prefetch(&self, off: usize) {
+        #[cfg(all(target_arch = "x86_64", not(loom)))]
+        if off < self.len_bytes() {
+            // SAFETY:
+            // - `off` is inside the block `new` was given (checked above), so the pointer is
+            //   in bounds of one allocation (or mapping);
+            // - a prefetch is a hint: it never faults and neither reads into the program nor
+            //   writes, so no access rule of the shared memory is touched.
+            unsafe {
+                let p = self.base.as_ptr().cast::<u8>().add(off).cast::<i8>();
+                core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p);
+            }
+        }
+        #[cfg(not(all(target_arch = "x86_64", not(loom))))]
+        let _ = off;
     }
 
     /// Compares the bytes at `off` with `expected` using relaxed word loads, without
@@ -273,6 +314,19 @@ mod tests {
                 assert!(r.read_bytes(off, &mut dst));
                 assert_eq!(dst, src, "off {off} len {len}");
             }
+        }
+    }
+
+    #[test]
+    fn reads_up_to_the_end_at_every_alignment() {
+        let mem = Memory::heap(64);
+        let r = mem.region();
+        let all: Vec<u8> = (0..64).map(|i| (i * 13 + 5) as u8).collect();
+        r.write_bytes(0, &all);
+        for off in 0..64 {
+            let mut dst = vec![0u8; 64 - off];
+            assert!(r.read_bytes(off, &mut dst), "off {off}");
+            assert_eq!(dst, all[off..], "off {off}");
         }
     }
 
