@@ -148,14 +148,22 @@ def issue17_why(targets: List[Target], rust: Dict, py: Dict, c_hit_ns: Optional[
             + (f" With that overhead `get_raw` at 600 ns needs a C hit of {fmt_ns(600 - (raw['p50_ns'] - c_hit_ns))} "
                "or less; the C hit is what the row above measures." if raw and c_hit_ns else ""))
     if any(t.startswith("set") for t in missed):
+        cpu = (rust.get("writes") or {}).get("server_cpu") or {}
+        ck, rd = cpu.get("set") or {}, cpu.get("redis_set") or {}
+        figures = (
+            f" In this run cachekitd spent {ck['server_user_us_per_set']:.1f} µs of user and "
+            f"{ck['server_kernel_us_per_set']:.1f} µs of kernel time per SET, redis-server "
+            f"{rd['server_user_us_per_set']:.1f} and {rd['server_kernel_us_per_set']:.1f} µs."
+            if ck.get("server_user_us_per_set") is not None and rd.get("server_user_us_per_set") is not None
+            else "")
         out.append(
-            "**8-process set throughput against Redis**: each SET is one round trip of two syscalls on each "
-            "side (`strace -c -f`: the client's send and receive, the daemon's receive and send), and the "
-            "table's lock is rarely contended (about 2% of the daemon's user time); the time goes to the "
-            "kernel's wakeups and thread switches of a thread per connection, about 8–11 µs of kernel time "
-            "per SET in the daemon. Redis answers several clients per wakeup from one event loop. An epoll "
-            "loop in the daemon is the lever; `set_many` (one request, one lock turn for many) is the "
-            "answer for bulk writes today.")
+            "**8-process set throughput against Redis**: the kernel's work per request, not the table." + figures +
+            " Each SET is one round trip of two syscalls on each side (`strace -c -f`: the client's send and "
+            "receive, the daemon's receive and send), and the table's lock is rarely contended (about 2% of the "
+            "daemon's user time, measured with perf); a thread per connection pays a wakeup and a switch per "
+            "request, where Redis's one event loop answers several clients per wakeup. An epoll loop in the "
+            "daemon is the lever; `set_many` (one request, one lock turn for many) is the answer for bulk "
+            "writes today.")
     if any(t.startswith("Hit ratio") for t in missed):
         out.append(
             "**Hit ratio**: see section 8 for the row that trails and why.")

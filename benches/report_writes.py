@@ -14,6 +14,12 @@ def fmt_rate(r: object) -> str:
     return "—" if not isinstance(r, (int, float)) else f"{r / 1000:,.0f}k/s"
 
 
+def fmt_cpu(c: object) -> str:
+    if not isinstance(c, dict) or c.get("server_user_us_per_set") is None:
+        return "—"
+    return f"{c['server_user_us_per_set']:.1f} + {c['server_kernel_us_per_set']:.1f} µs"
+
+
 def writes(rust: Dict, fmt_ns: Callable, fmt_x: Callable, table: Callable) -> Tuple[List[Target], List[str]]:
     """The target (target, measured, met) and the lines of the section; none without the data.
     The hit latency while evicting is a row, not a target: the issue sets no bound for it."""
@@ -34,20 +40,24 @@ def writes(rust: Dict, fmt_ns: Callable, fmt_x: Callable, table: Callable) -> Tu
     hw = wr["hit_while_evicting"]
     idle, busy = hw["idle"], hw["evicting"]
     ratio = (lambda a, b: a / b if a and b else None)
+    cpu = wr.get("server_cpu") or {}
     lines = ["### Writes: set throughput, and hits while the daemon evicts", "",
-             table(["subject", "sets per second", "vs Redis SET"], [
+             table(["subject", "sets per second", "vs Redis SET", "server CPU per set (user + kernel)"], [
                  [f"cachekit `set`, {n} processes (one request per set)", fmt_rate(rates["set"]),
-                  fmt_x(ratio(rates["set"], redis))],
+                  fmt_x(ratio(rates["set"], redis)), fmt_cpu(cpu.get("set"))],
                  [f"cachekit `set_many`, {n} processes ({wr['batch']} items per request)",
-                  fmt_rate(rates["set_many"]), fmt_x(ratio(rates["set_many"], redis))],
-                 [f"Redis SET, `redis-benchmark -c {n} -t set -d {wr['value_bytes']}`", fmt_rate(redis), "1.00×"],
+                  fmt_rate(rates["set_many"]), fmt_x(ratio(rates["set_many"], redis)), fmt_cpu(cpu.get("set_many"))],
+                 [f"Redis SET, `redis-benchmark -c {n} -t set -d {wr['value_bytes']}`", fmt_rate(redis), "1.00×",
+                  fmt_cpu(cpu.get("redis_set"))],
              ]),
              "",
              f"{n} processes of `cachekit-bench write-worker` each store {wr['ops_per_process']:,} values of "
              f"{wr['value_bytes']} bytes (keys of their own) through one daemon, timed from a common start to "
              "the last one's end (best of three runs); Redis: redis-benchmark's 8 connections, same value size, "
              "same run, best of three. Single sets are one socket round trip each; `set_many` carries "
-             f"{wr['batch']} in one request, applied within one turn of the daemon's writer.",
+             f"{wr['batch']} in one request, applied within one turn of the daemon's writer. The server's CPU "
+             "per set is the change of cachekitd's (or redis-server's) user and kernel time over the best run "
+             "(`/proc/PID/stat`), divided by the sets it served.",
              "",
              table(["hot-key get (100 B)", "p50", "p90", "p99", "p99.9", "misses", "gets"], [
                  ["no writer", fmt_ns(idle["p50_ns"]), fmt_ns(idle["p90_ns"]), fmt_ns(idle["p99_ns"]),

@@ -165,13 +165,8 @@ impl Backend {
 
 /// utime+stime of `pid` in seconds.
 fn cpu_of(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // Fields 14 and 15 of stat; after ")" the state is field 3, so index 11 and 12.
-    // In USER_HZ ticks: 100 per second on Linux (the kernel ABI fixes it for /proc).
-    (ticks(11) + ticks(12)) / 100.0
+    let (user, sys) = cachekit_benches::cpu_times(pid);
+    user + sys
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
