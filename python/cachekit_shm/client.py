@@ -712,7 +712,8 @@ class Client(ManageMixin, QueryMixin, Native):
     def _hit_slow(self, code: int, h: Tuple[Any, int], key: Any, flags: int) -> Any:
         """The rest of a get that `_hit` answered ``(code,)``: a key it does not take (code 0:
         converted as every method does, and read again), a value over its 16 KiB buffer
-        (read through cffi into this thread's buffer, grown), or a failure (raised). Returns
+        (read through cffi into this thread's buffer, which grows once to hold values up to
+        its limit), or a failure (raised). Returns
         what `_hit` returns for a hit (bytes, or an int for a counter with HIT_INT) or None."""
         k = _key(key)
         if code == 0:
@@ -722,15 +723,20 @@ class Client(ManageMixin, QueryMixin, Native):
             code = r[0]  # a bytes key is always taken: not 0 again
         if code != BUFFER_TOO_SMALL:
             raise_for(code)
+        # Into this thread's buffer, grown by an earlier large value (one call), and grown
+        # now if this value does not fit it either (`_get_slow`).
         get = _get_local if flags & _HIT_LOCAL else _get
+        want_info = bool(flags & _HIT_INT)
         try:
-            lenp = _tls.s[2]
+            buf, cap, lenp, view, info = _tls.s
         except AttributeError:
-            lenp = _new_scratch()[2]
-        rc = get(h[0], k, len(k), _NULL, 0, lenp, _NULL)  # the value's length
-        if rc == OK:  # the value became empty meanwhile: read it into the thread's buffer
-            rc, lenp[0] = BUFFER_TOO_SMALL, 0
-        hit = self._get_slow(rc, h[0], k, want_info=bool(flags & _HIT_INT), get=get)
+            buf, cap, lenp, view, info = _new_scratch()
+        rc = get(h[0], k, len(k), buf, cap, lenp, info if want_info else _NULL)
+        hit: Optional[Tuple[bytes, Optional[Info]]]
+        if rc == OK:
+            hit = view[: lenp[0]], (_info(info) if want_info else None)
+        else:
+            hit = self._get_slow(rc, h[0], k, want_info=want_info, get=get)
         if hit is None:
             return None
         return self._value(hit[0], hit[1]) if hit[1] is not None and hit[1].integer else hit[0]

@@ -88,6 +88,24 @@ def test_values_of_every_size(raw_client, size):
     assert raw_client.get_local(f"v{size}") == value
 
 
+def test_a_thread_buffer_grown_for_a_large_value_serves_the_next_ones(raw_client):
+    # Values over the hit path's 16 KiB go through the thread's buffer: grown once, then
+    # reused (a buffer per get doubled the time of a 20 KB get).
+    from cachekit_shm import client as client_module
+
+    values = {f"big{i}": os.urandom((20 << 10) + i) for i in range(3)}
+    for k, v in values.items():
+        raw_client.set_raw(k, v)
+    assert raw_client.get_raw("big0") == values["big0"]
+    grown = client_module._tls.s
+    assert grown[1] >= 20 << 10
+    for _ in range(3):
+        for k, v in values.items():
+            assert raw_client.get_raw(k) == v
+            assert raw_client.get_local(k) == v
+    assert client_module._tls.s is grown, "the grown buffer was kept, not made again"
+
+
 def test_values_as_large_as_the_daemon_allows(make_daemon, namespace):
     d = make_daemon("--max-value-bytes", "4MiB")
     with Client(socket=d.socket, namespace=namespace, serializer=None) as c:

@@ -23,8 +23,20 @@ const BITS_SET: usize = 4;
 /// Bits of a cache line: all the bits of one key are in one line of each generation.
 const LINE_BITS: u64 = 512;
 
+/// One cache line of a generation, aligned to a line so that a key's bits are in exactly one
+/// (a `Vec<u64>` is only 8-byte aligned: its 64-byte blocks would mostly span two lines).
+#[derive(Clone, Copy, Default)]
+#[repr(C, align(64))]
+struct Line([u64; 8]);
+
+/// The word and the mask of bit `b` of a generation.
+fn at(set: &[Line], b: u64) -> (&u64, u64) {
+    let line = &set[(b / LINE_BITS) as usize];
+    (&line.0[((b % LINE_BITS) / 64) as usize], 1 << (b % 64))
+}
+
 pub(crate) struct Ghost {
-    gens: [Vec<u64>; 2],
+    gens: [Vec<Line>; 2],
     current: usize,
     taken: usize,
     per_generation: usize,
@@ -38,7 +50,10 @@ impl Ghost {
         let keys = keys.max(64);
         let bits = (keys * BITS_PER_KEY).next_power_of_two();
         Ghost {
-            gens: [vec![0; bits / 64], vec![0; bits / 64]],
+            gens: [
+                vec![Line::default(); bits / LINE_BITS as usize],
+                vec![Line::default(); bits / LINE_BITS as usize],
+            ],
             current: 0,
             taken: 0,
             per_generation: keys,
@@ -60,22 +75,25 @@ impl Ghost {
         out
     }
 
-    fn holds(set: &[u64], bits: [u64; BITS_SET]) -> bool {
-        bits.iter()
-            .all(|b| set[(*b / 64) as usize] & (1 << (*b % 64)) != 0)
+    fn holds(set: &[Line], bits: [u64; BITS_SET]) -> bool {
+        bits.iter().all(|b| {
+            let (word, mask) = at(set, *b);
+            word & mask != 0
+        })
     }
 
     /// Remembers `key_hash`.
     pub(crate) fn insert(&mut self, key_hash: u64) {
         if self.taken >= self.per_generation {
             self.current ^= 1;
-            self.gens[self.current].fill(0);
+            self.gens[self.current].fill(Line::default());
             self.taken = 0;
         }
         let bits = self.bits(key_hash);
         let set = &mut self.gens[self.current];
         for b in bits {
-            set[(b / 64) as usize] |= 1 << (b % 64);
+            let line = &mut set[(b / LINE_BITS) as usize];
+            line.0[((b % LINE_BITS) / 64) as usize] |= 1 << (b % 64);
         }
         self.taken += 1;
     }
@@ -89,7 +107,7 @@ impl Ghost {
     /// Forgets everything (the table was cleared).
     pub(crate) fn clear(&mut self) {
         for g in &mut self.gens {
-            g.fill(0);
+            g.fill(Line::default());
         }
         self.taken = 0;
     }
@@ -97,7 +115,7 @@ impl Ghost {
     /// Bytes of memory it holds.
     #[cfg(test)]
     pub(crate) fn bytes(&self) -> usize {
-        self.gens.iter().map(|g| g.len() * 8).sum()
+        self.gens.iter().map(|g| g.len() * 64).sum()
     }
 }
 

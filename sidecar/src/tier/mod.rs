@@ -321,7 +321,8 @@ impl Tier {
             return;
         };
         follower.abort();
-        // Ends at its next await (at once, or after one table change).
+        // Ends at its next await: at once, or after the batch of events it is applying and
+        // its position (nothing holds the table's lock for good yet).
         let _ = self.rt.block_on(follower);
     }
 
