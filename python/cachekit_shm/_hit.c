@@ -8,7 +8,7 @@
  * arguments through an argument tuple (~140 ns of a ~215 ns call on the machine that measured
  * it, python/bench/hit_breakdown.py), and the value then needs a thread's scratch buffer
  * (a threading.local lookup) and a slice of it to become bytes. Here: a vectorcall, the key's
- * bytes (or a str's cached UTF-8) read in place, the value read into a stack buffer with the
+ * bytes (or a str's cached UTF-8) read in place, the value read into a per-thread buffer with the
  * GIL released, then one PyBytes_FromStringAndSize.
  *
  *   hit(addr, key, flags) -> bytes | int | None | tuple
@@ -21,7 +21,7 @@
  * as a bytearray for pickle.loads). Returns the value's bytes (a bytearray with HIT_PICKLE
  * unless unpickled); for an integer counter with HIT_INT, its int; None on a miss; (code,)
  * for anything else:
- * CACHEKIT_BUFFER_TOO_SMALL (the value is over STACK_BUF: read it through cffi), an error
+ * CACHEKIT_BUFFER_TOO_SMALL (the value is over HIT_BUF: read it through cffi), an error
  * (its message is this thread's cachekit_last_error_message), or 0 for a key this function
  * does not take.
  */
@@ -32,9 +32,15 @@
 #include "cachekit.h"
 
 /* Values up to this size are read here; a larger one answers (CACHEKIT_BUFFER_TOO_SMALL,) and
- * Python reads it through its grown per-thread buffer. 16 KiB of stack, what the cffi path's
- * first per-thread buffer holds too. */
-#define STACK_BUF (16 * 1024)
+ * Python reads it through its grown per-thread buffer. 16 KiB, what the cffi path's first
+ * per-thread buffer holds too. Thread-local rather than on the stack: a thread started with a
+ * small threading.stack_size() (32 KiB is allowed) keeps its stack for the library's call.
+ * One per thread is enough: nothing on this thread can use it again before the object built
+ * from it exists: the library call runs no Python code, and the objects built from the buffer
+ * (bytes, str, bytearray) are not tracked by the cycle collector, so making them runs no
+ * finalizer. */
+#define HIT_BUF (16 * 1024)
+static _Thread_local uint8_t hit_buf[HIT_BUF];
 
 #define HIT_INT 1
 #define HIT_LOCAL 2
@@ -117,7 +123,7 @@ static PyObject *hit(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     return code_tuple(0);
   }
 
-  uint8_t buf[STACK_BUF];
+  uint8_t *buf = hit_buf;
   cachekit_value_info info;
   cachekit_value_info *infop = (flags & HIT_INT) ? &info : NULL;
   int64_t n;
@@ -127,10 +133,10 @@ static PyObject *hit(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   if (flags & HIT_LOCAL) {
     size_t len = 0;
     cachekit_result rc = cachekit_get_local(client, (const uint8_t *)k, (size_t)klen, buf,
-                                            sizeof buf, &len, infop);
+                                            (size_t)HIT_BUF, &len, infop);
     n = rc == CACHEKIT_OK ? (int64_t)len : -(int64_t)rc;
   } else {
-    n = cachekit_get_len(client, (const uint8_t *)k, (size_t)klen, buf, sizeof buf, infop);
+    n = cachekit_get_len(client, (const uint8_t *)k, (size_t)klen, buf, (size_t)HIT_BUF, infop);
   }
   Py_END_ALLOW_THREADS
 
@@ -171,7 +177,7 @@ PyMODINIT_FUNC PyInit__hit(void) {
   if (PyModule_AddIntConstant(m, "HIT_INT", HIT_INT) < 0 ||
       PyModule_AddIntConstant(m, "HIT_LOCAL", HIT_LOCAL) < 0 ||
       PyModule_AddIntConstant(m, "HIT_PICKLE", HIT_PICKLE) < 0 ||
-      PyModule_AddIntConstant(m, "STACK_BUF", STACK_BUF) < 0) {
+      PyModule_AddIntConstant(m, "HIT_BUF", HIT_BUF) < 0) {
     Py_DECREF(m);
     return NULL;
   }

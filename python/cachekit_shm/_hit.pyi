@@ -4,6 +4,6 @@ from typing import Tuple, Union
 HIT_INT: int
 HIT_LOCAL: int
 HIT_PICKLE: int
-STACK_BUF: int
+HIT_BUF: int
 
 def hit(addr: int, key: object, flags: int) -> Union[bytes, int, None, Tuple[int]]: ...
