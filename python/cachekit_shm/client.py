@@ -560,17 +560,12 @@ class Client(ManageMixin, QueryMixin, Native):
             try:
                 return self._hit_loads(r)
             except Exception as e:
-                if self._hit_loads is self._loads:
-                    raise
-                raise load_error("pickle", r, e) from e
+                self._hit_load_failed(r, e)
+                raise
         if r is None:
             return default
         if type(r) is tuple:
-            r = self._hit_slow(r[0], h, key, _HIT_INT)
-            if r is None:
-                return default
-            if type(r) is bytes:
-                return self._loads(r)
+            return self._hit_slow_value(r[0], h, key, _HIT_INT, default)
         return r
 
     def get_raw(self, key: Key) -> Optional[bytes]:
@@ -630,17 +625,12 @@ class Client(ManageMixin, QueryMixin, Native):
             try:
                 return self._hit_loads(r)
             except Exception as e:
-                if self._hit_loads is self._loads:
-                    raise
-                raise load_error("pickle", r, e) from e
+                self._hit_load_failed(r, e)
+                raise
         if r is None:
             return default
         if type(r) is tuple:
-            r = self._hit_slow(r[0], h, k, _HIT_LOCAL | _HIT_INT)
-            if r is None:
-                return default
-            if type(r) is bytes:
-                return self._loads(r)
+            return self._hit_slow_value(r[0], h, k, _HIT_LOCAL | _HIT_INT, default)
         return r
 
     def _fresh_local_value(self, k: bytes, default: Any) -> Any:
@@ -708,6 +698,23 @@ class Client(ManageMixin, QueryMixin, Native):
         if self._ptr is not ptr:  # closed (or reopened) meanwhile: keep no reference to it
             self._h = _NO_HIT
         return h
+
+    def _hit_load_failed(self, raw: bytearray, e: Exception) -> None:
+        """`get` / `get_local`: pickle.loads (called directly for the default serializer)
+        failed on `raw`: raises the serializer's error for it, as PickleSerializer.loads
+        would. Returns when `e` is already the configured serializer's own error."""
+        if self._hit_loads is not self._loads:
+            raise load_error("pickle", raw, e) from e
+
+    def _hit_slow_value(self, code: int, h: Tuple[Any, int], key: Any, flags: int, default: Any) -> Any:
+        """`get` / `get_local` after `_hit` answered ``(code,)``: the value (an int for a
+        counter, else deserialized), or `default` on a miss."""
+        r = self._hit_slow(code, h, key, flags)
+        if r is None:
+            return default
+        if type(r) is bytes:
+            return self._loads(r)
+        return r
 
     def _hit_slow(self, code: int, h: Tuple[Any, int], key: Any, flags: int) -> Any:
         """The rest of a get that `_hit` answered ``(code,)``: a key it does not take (code 0:
