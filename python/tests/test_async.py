@@ -129,7 +129,7 @@ async def test_a_stale_segment_is_never_read_inline(make_daemon, pool):
             await asyncio.sleep(0.5)  # the heartbeat is now older than its timeout
             started = time.monotonic()
             assert c.sync.get_local("warm") is None  # the segment is not trusted; no waiting
-            assert time.monotonic() - started < 0.1
+            assert time.monotonic() - started < 0.4  # under request_timeout: it did not wait
             assert await c.get("warm") is None  # so the get went to the pool, and timed out there
             assert pool.submitted == before + 1
         finally:

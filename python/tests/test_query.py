@@ -149,7 +149,7 @@ def test_stale_value_is_served_and_refreshed_once_in_the_background(client: Clie
 
     t0 = time.monotonic()
     assert [client.query("k", refresh, ttl=60) for _ in range(50)] == ["old"] * 50
-    assert time.monotonic() - t0 < 1.0  # nobody waited for the refresh
+    assert time.monotonic() - t0 < 10  # nobody waited for the refresh (it waits for `release`)
     release.set()
     wait_until(lambda: client.get("k") == "new", what="the refresh to land")
     assert client.query("k", refresh, ttl=60) == "new"
@@ -250,13 +250,13 @@ async def test_async_stale_is_served_at_once_and_refreshed_by_one_task(cachekitd
 
         async def refresh() -> str:
             calls.bump()
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(1.0)
             return "new"
 
         t0 = time.monotonic()
         assert await asyncio.gather(*[c.query("k", refresh, ttl=60) for _ in range(64)]) == ["old"] * 64
-        assert time.monotonic() - t0 < 0.15
-        for _ in range(300):
+        assert time.monotonic() - t0 < 0.8  # before the refresh could end: nobody waited for it
+        for _ in range(1000):
             if await c.get("k") == "new":
                 break
             await asyncio.sleep(0.01)
