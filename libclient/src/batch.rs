@@ -24,7 +24,8 @@ impl Client {
     /// Returns one result per item, in order: an item over a limit is refused on its own
     /// (checked here, before sending), and so is one the daemon or Redis refuses, without
     /// losing the others. When the daemon is gone, each item takes the path of a single
-    /// [`set`](Client::set) (the failed-write journal, or Redis directly).
+    /// [`set`](Client::set) (the failed-write journal, or Redis directly). A daemon from before
+    /// batch writes (its HELLO_OK says so) is sent one SET per item.
     ///
     /// # Errors
     /// For the batch as a whole: a bad tag list ([`Error::InvalidArgument`] /
@@ -218,10 +219,11 @@ impl Client {
         Ok(())
     }
 
-    /// Sends one batch request. `Ok(None)`: the daemon is gone, so each item must take the
-    /// path of a single write (the journal, or Redis directly).
+    /// Sends one batch request. `Ok(None)`: each item must take the path of a single write:
+    /// the daemon is gone (the journal, or Redis directly), or it is from before batch writes
+    /// (HELLO_OK without [`HELLO_FLAG_BATCH_WRITES`](cachekit_proto::HELLO_FLAG_BATCH_WRITES)).
     fn batch(&self, req: &Request, items: usize) -> Result<Option<Vec<ItemResult>>, Error> {
-        if self.shared.direct_first() {
+        if self.shared.direct_first() || !self.shared.batch_writes() {
             return Ok(None);
         }
         match self.shared.request(req) {

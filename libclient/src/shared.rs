@@ -70,6 +70,9 @@ pub(crate) struct Session {
     /// The daemon has a second tier (HELLO_OK's `flags`): a key the segment lacks may be in
     /// Redis. Without one, a settled miss of a live segment is the whole cache's answer.
     pub(crate) second_tier: bool,
+    /// The daemon takes SET_MANY and DELETE_MANY (HELLO_OK's `flags`); an older one is sent
+    /// single writes.
+    pub(crate) batch_writes: bool,
 }
 
 impl Session {
@@ -182,6 +185,15 @@ impl Shared {
             .load()
             .as_ref()
             .map_or(Limits::DEFAULT, |s| s.limits)
+    }
+
+    /// Whether the daemon takes SET_MANY and DELETE_MANY (attaching first if no daemon has
+    /// been yet; if none answers, true: the request finds the daemon gone).
+    pub(crate) fn batch_writes(&self) -> bool {
+        if !self.attached() {
+            let _ = self.warm_up();
+        }
+        self.session.load().as_ref().is_none_or(|s| s.batch_writes)
     }
 
     /// Whether a daemon has been attached (HELLO_OK seen) at least once.
@@ -429,6 +441,7 @@ impl Shared {
                 ..self.opts.envelope
             },
             second_tier: hello.has_second_tier(),
+            batch_writes: hello.has_batch_writes(),
         };
         if let Some(old) = current {
             bump(&self.counters.reattaches);

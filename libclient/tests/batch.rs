@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use cachekit_client::{Client, ClientOptions, Error, SetOptions, MAX_BATCH_ITEMS};
-use cachekit_testkit::{watchdog, Daemon};
+use cachekit_testkit::{watchdog, Daemon, Site};
 
 fn connect(socket: &Path) -> Client {
     let opts = ClientOptions::new()
@@ -151,5 +151,33 @@ fn with_the_daemon_gone_each_item_says_so() {
         for r in &results {
             assert!(r.as_ref().is_err_and(Error::is_unavailable), "{r:?}");
         }
+    });
+}
+
+#[test]
+fn a_daemon_from_before_batch_writes_is_sent_single_writes() {
+    watchdog(Duration::from_secs(60), || {
+        // The daemon's test hook: no batch-writes bit in HELLO_OK, and SET_MANY / DELETE_MANY
+        // refused, as a daemon from before them would.
+        let site = Site::new("batch-older");
+        let mut daemon = site.spawn(&["--memory", "16MiB"], |c| {
+            c.env("CACHEKIT_TEST_NO_BATCH_WRITES", "1");
+        });
+        daemon.wait_ready();
+        let client = connect(daemon.socket());
+        let items: Vec<(String, String)> =
+            (0..5).map(|i| (format!("k{i}"), format!("v{i}"))).collect();
+        let before = client.request_count();
+        let results = client.set_many(&items, &SetOptions::new()).unwrap();
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        assert_eq!(client.request_count() - before, 5, "one SET per item");
+        for (k, v) in &items {
+            assert_eq!(client.get(k).unwrap().unwrap().bytes, v.as_bytes());
+        }
+        let keys = ["k0", "k1", "absent"];
+        let deleted = client.delete_many(&keys).unwrap();
+        let existed: Vec<bool> = deleted.into_iter().map(Result::unwrap).collect();
+        assert_eq!(existed, [true, true, false]);
+        assert!(client.get("k0").unwrap().is_none());
     });
 }

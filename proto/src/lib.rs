@@ -311,7 +311,7 @@
 //! | 50 | `max_value_bytes` | u32 | |
 //! | 54 | `max_tags` | u16 | |
 //! | 56 | `max_tag_bytes` | u32 | |
-//! | 60 | `flags` | u8 | bit 0 ([`HELLO_FLAG_SECOND_TIER`]): the daemon has a second tier (Redis), so a key missing from the segment may be there; without it a client answers such a miss from the segment alone. Other bits reserved (0) |
+//! | 60 | `flags` | u8 | bit 0 ([`HELLO_FLAG_SECOND_TIER`]): the daemon has a second tier (Redis), so a key missing from the segment may be there; without it a client answers such a miss from the segment alone. Bit 1 ([`HELLO_FLAG_BATCH_WRITES`]): the daemon takes SET_MANY and DELETE_MANY; without it a client sends single SETs and DELETEs. Other bits reserved (0) |
 //!
 //! The codec only describes the frame; the descriptors travel as SCM_RIGHTS ancillary data sent
 //! with the frame's bytes (`sendmsg`). A client must receive this frame with `recvmsg`, not with
@@ -532,6 +532,8 @@ pub use manage::{
     scan_item_len, Condition, Incr, Lease, LeaseFill, NamespaceInfo, ScanItem, ScanRequest,
     Selection, SetIf, LEASE_GLOBAL, LEASE_REFRESH,
 };
-pub use reply::{ErrorCode, FetchHit, HelloOk, Reply, HELLO_FLAG_SECOND_TIER};
+pub use reply::{
+    ErrorCode, FetchHit, HelloOk, Reply, HELLO_FLAG_BATCH_WRITES, HELLO_FLAG_SECOND_TIER,
+};
 pub use request::{validate_namespace, Hello, Request, Set};
 pub use verify::{VerifyBad, VerifyReport, VerifyRequest, MAX_VERIFY_SAMPLE};

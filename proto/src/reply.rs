@@ -132,8 +132,8 @@ pub struct HelloOk {
     pub fd_count: u8,
     /// The limits this daemon enforces; clients decode replies and validate requests with them.
     pub limits: Limits,
-    /// What this daemon has: [`HELLO_FLAG_SECOND_TIER`]; other bits are reserved (sent as 0,
-    /// ignored).
+    /// What this daemon has: [`HELLO_FLAG_SECOND_TIER`], [`HELLO_FLAG_BATCH_WRITES`]; other bits
+    /// are reserved (sent as 0, ignored).
     pub flags: u8,
 }
 
@@ -142,10 +142,20 @@ pub struct HelloOk {
 /// client may answer a miss from the segment alone.
 pub const HELLO_FLAG_SECOND_TIER: u8 = 1 << 0;
 
+/// [`HelloOk::flags`]: the daemon takes SET_MANY and DELETE_MANY. A daemon from before them
+/// sends the bit as 0 (reserved then) and answers either with an unknown-kind ERROR that
+/// closes the connection, so a client sends it single SETs and DELETEs instead.
+pub const HELLO_FLAG_BATCH_WRITES: u8 = 1 << 1;
+
 impl HelloOk {
     /// Whether the daemon has a second tier ([`HELLO_FLAG_SECOND_TIER`]).
     pub fn has_second_tier(&self) -> bool {
         self.flags & HELLO_FLAG_SECOND_TIER != 0
+    }
+
+    /// Whether the daemon takes SET_MANY and DELETE_MANY ([`HELLO_FLAG_BATCH_WRITES`]).
+    pub fn has_batch_writes(&self) -> bool {
+        self.flags & HELLO_FLAG_BATCH_WRITES != 0
     }
 }
 

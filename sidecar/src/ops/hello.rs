@@ -4,7 +4,9 @@
 
 use crate::daemon::Daemon;
 use crate::slots::{Lease, NO_RECORD};
-use cachekit_proto::{ErrorCode, HelloOk, Reply, HELLO_FLAG_SECOND_TIER, PROTOCOL_VERSION};
+use cachekit_proto::{
+    ErrorCode, HelloOk, Reply, HELLO_FLAG_BATCH_WRITES, HELLO_FLAG_SECOND_TIER, PROTOCOL_VERSION,
+};
 
 /// The HELLO_OK for a client (process `pid`) speaking protocol versions `min..=max`, with
 /// the hold on its process's counters file that this connection keeps until it closes
@@ -32,7 +34,18 @@ pub fn hello_ok(d: &Daemon, pid: i32, min: u8, max: u8) -> Result<(HelloOk, Opti
             HELLO_FLAG_SECOND_TIER
         } else {
             0
+        } | if batch_writes() {
+            HELLO_FLAG_BATCH_WRITES
+        } else {
+            0
         },
     };
     Ok((ok, lease))
+}
+
+/// Whether this daemon takes SET_MANY and DELETE_MANY: always, except when a test makes it
+/// behave as a daemon from before them (`CACHEKIT_TEST_NO_BATCH_WRITES`, builds with debug
+/// assertions only): the bit is not sent and the requests are refused.
+pub fn batch_writes() -> bool {
+    !crate::testhook::flag("CACHEKIT_TEST_NO_BATCH_WRITES")
 }

@@ -89,6 +89,10 @@ pub fn handle(d: &Daemon, peer: &Peer, req: Request) -> Reply {
             key,
             token,
         } => lease::release(d, &namespace, &key, token),
+        Request::SetMany(_) | Request::DeleteMany(_) if !hello::batch_writes() => Reply::error(
+            ErrorCode::BadFrame,
+            "this cachekitd does not take batch writes",
+        ),
         Request::SetMany(s) => batch::set_many(d, &s),
         Request::DeleteMany(r) => batch::delete_many(d, &r),
     };
