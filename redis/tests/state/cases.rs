@@ -1,29 +1,14 @@
 //! The cases (compiled with both stores only: see `main.rs`).
 
+use super::{ctx, now};
 use cachekit_redis::event::{parse_entries, EventKind};
 use cachekit_redis::keys::NsKeys;
-use cachekit_redis::{
-    AsyncStore, Record, Rejected, Swept, SyncStore, Target, WriteContext, WriteOp, Written,
-};
+use cachekit_redis::{AsyncStore, Record, Rejected, Swept, SyncStore, Target, WriteOp, Written};
 use cachekit_testkit::Redis;
 use std::time::Duration;
 
-fn ctx() -> WriteContext {
-    WriteContext {
-        origin: b"test".to_vec(),
-        stream_maxlen: 100_000,
-    }
-}
-
 fn target(redis: &Redis) -> Target {
     Target::parse(&redis.url(), false, Duration::from_secs(5)).unwrap()
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }
 
 fn set_op(ns: &str, key: &str, ttl_ms: Option<u64>, tags: &[&str], value: &str) -> WriteOp {
@@ -85,7 +70,7 @@ fn pass(s: &SyncStore, ns: &str) -> Swept {
 #[test]
 fn a_batch_applies_its_writes_in_order_like_one_script_each() {
     let redis = Redis::start();
-    let sync = SyncStore::new(target(&redis), ctx());
+    let sync = SyncStore::new(target(&redis), ctx("test"));
     sync.write(&set_op("b", "old", None, &[], "x"), now())
         .unwrap();
     let batch = vec![
@@ -108,7 +93,7 @@ fn a_batch_applies_its_writes_in_order_like_one_script_each() {
         .build()
         .unwrap();
     let written: Vec<Written> = rt.block_on(async {
-        let s = AsyncStore::new(&target(&redis), ctx()).unwrap();
+        let s = AsyncStore::new(&target(&redis), ctx("test")).unwrap();
         s.write_batch(&batch, now()).await.unwrap()
     });
     let clocks: Vec<u64> = written.iter().map(|w| w.clock).collect();
@@ -144,7 +129,7 @@ fn a_batch_applies_its_writes_in_order_like_one_script_each() {
 #[test]
 fn the_sweep_never_brings_back_an_invalidated_record_and_keeps_the_live_ones() {
     let redis = Redis::start();
-    let s = SyncStore::new(target(&redis), ctx());
+    let s = SyncStore::new(target(&redis), ctx("test"));
     let ns = "sw";
     // Live records with and without TTL, records invalidated by a tag (exact and below), a
     // cleared namespace's worth of records, and counters of tags nobody uses.
@@ -229,7 +214,7 @@ fn the_sweep_never_brings_back_an_invalidated_record_and_keeps_the_live_ones() {
 #[test]
 fn a_clear_leaves_nothing_behind_after_one_pass() {
     let redis = Redis::start();
-    let s = SyncStore::new(target(&redis), ctx());
+    let s = SyncStore::new(target(&redis), ctx("test"));
     for i in 0..300 {
         s.write(&set_op("c", &format!("k{i}"), None, &["t/1"], "v"), now())
             .unwrap();
@@ -246,7 +231,7 @@ fn a_clear_leaves_nothing_behind_after_one_pass() {
 #[test]
 fn ever_new_tags_leave_at_most_two_passes_of_counters() {
     let redis = Redis::start();
-    let s = SyncStore::new(target(&redis), ctx());
+    let s = SyncStore::new(target(&redis), ctx("test"));
     let mut most = 0;
     for round in 0..10 {
         for i in 0..200 {

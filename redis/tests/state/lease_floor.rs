@@ -1,25 +1,10 @@
 //! A sweep pass raises the namespace's floor without an event: a leased fill granted before
 //! it lands unless an invalidation or a clear came in since the grant.
 
-use cachekit_redis::{
-    AsyncStore, FillRefused, Record, SyncStore, Taken, Target, WriteContext, WriteOp,
-};
+use super::{ctx, now};
+use cachekit_redis::{AsyncStore, FillRefused, Record, SyncStore, Taken, Target, WriteOp};
 use cachekit_testkit::Redis;
 use std::time::Duration;
-
-fn ctx() -> WriteContext {
-    WriteContext {
-        origin: b"floor-test".to_vec(),
-        stream_maxlen: 100_000,
-    }
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
 
 fn record(tag: &str, value: &str) -> Record {
     Record::new(now(), None, 0, vec![tag.into()], value.as_bytes().to_vec())
@@ -40,14 +25,14 @@ fn fill_after(
     between: impl FnOnce(&SyncStore),
 ) -> Result<u64, FillRefused> {
     let target = Target::parse(&redis.url(), false, Duration::from_secs(5)).unwrap();
-    let sync = SyncStore::new(target.clone(), ctx());
+    let sync = SyncStore::new(target.clone(), ctx("floor-test"));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let store = {
         let _enter = rt.enter();
-        AsyncStore::new(&target, ctx()).unwrap()
+        AsyncStore::new(&target, ctx("floor-test")).unwrap()
     };
     let taken = rt
         .block_on(store.take_lease(ns, b"leased", b"h1:1", b"h1:", 60_000, false))

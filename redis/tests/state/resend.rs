@@ -1,27 +1,13 @@
 //! Sending a sequenced write again applies it once: the write script skips what its lane
 //! already applied, so a resent batch never overwrites a later write of another host.
 
+use super::{ctx, now};
 use cachekit_redis::keys::NsKeys;
 use cachekit_redis::{
-    AsyncStore, Record, Sequence, Sequenced, StoreError, SyncStore, Target, WriteContext, WriteOp,
-    Written,
+    AsyncStore, Record, Sequence, Sequenced, StoreError, SyncStore, Target, WriteOp, Written,
 };
 use cachekit_testkit::Redis;
 use std::time::Duration;
-
-fn store_ctx(origin: &str) -> WriteContext {
-    WriteContext {
-        origin: origin.as_bytes().to_vec(),
-        stream_maxlen: 100_000,
-    }
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
 
 fn set(ns: &str, key: &str, value: &str) -> WriteOp {
     WriteOp::Set {
@@ -73,7 +59,7 @@ impl Host {
         let target = Target::parse(url, false, Duration::from_secs(5)).unwrap();
         let store = {
             let _enter = rt.enter();
-            AsyncStore::new(&target, store_ctx(origin)).unwrap()
+            AsyncStore::new(&target, ctx(origin)).unwrap()
         };
         Host { rt, store }
     }
@@ -89,7 +75,7 @@ fn a_batch_sent_again_after_another_hosts_write_changes_nothing() {
     let a = Host::new(&redis.url(), "host-a");
     let b = SyncStore::new(
         Target::parse(&redis.url(), false, Duration::from_secs(5)).unwrap(),
-        store_ctx("host-b"),
+        ctx("host-b"),
     );
     let ns = "r";
     let batch = vec![
@@ -198,7 +184,7 @@ fn writes_before_an_error_part_way_are_recorded_and_not_applied_again() {
     let a = Host::new(&redis.url_as("nodel", "pw"), "host-a");
     let b = SyncStore::new(
         Target::parse(&redis.url(), false, Duration::from_secs(5)).unwrap(),
-        store_ctx("host-b"),
+        ctx("host-b"),
     );
     let ns = "p";
     let batch = vec![
