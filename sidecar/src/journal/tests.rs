@@ -114,6 +114,16 @@ fn writers_me() -> (Vec<u32>, Vec<u32>) {
     (vec![me()], vec![])
 }
 
+/// [`apply_trusting`] with this process's uid as the only writer, under `limits`.
+fn apply_as_me(dir: &Path, t: &SharedTable, limits: Limits) -> Report {
+    let w = writers_me();
+    let mut trust = Trust::new(Writers {
+        uids: &w.0,
+        gids: &w.1,
+    });
+    apply_trusting(dir, INSTANCE, &mut trust, t, limits)
+}
+
 fn run(dir: &Path, w: &(Vec<u32>, Vec<u32>), t: &SharedTable) -> Report {
     apply(
         dir,
@@ -523,16 +533,11 @@ fn more_entries_than_the_limit_empty_the_table_and_stop_reading() {
     prepare(d.path(), INSTANCE).expect("prepare");
     fill(d.path(), 11, &file_bytes(&[]));
     let t = table();
-    let w = writers_me();
-    let mut trust = Trust::new(Writers {
-        uids: &w.0,
-        gids: &w.1,
-    });
     let limits = Limits {
         entries: 10,
         bytes: u64::MAX,
     };
-    let r = apply_trusting(d.path(), INSTANCE, &mut trust, &t, limits);
+    let r = apply_as_me(d.path(), &t, limits);
     assert_eq!((r.files, r.over_limit), (10, 1), "{r:?}");
     assert!(r.cleared.is_some() && live(&t).is_empty(), "{r:?}");
     assert_eq!(
@@ -549,16 +554,11 @@ fn more_bytes_than_the_limit_empty_the_table() {
     prepare(d.path(), INSTANCE).expect("prepare");
     fill(d.path(), 3, &file_bytes(&records()[..1]));
     let t = table();
-    let w = writers_me();
-    let mut trust = Trust::new(Writers {
-        uids: &w.0,
-        gids: &w.1,
-    });
     let limits = Limits {
         entries: 100,
         bytes: 20,
     };
-    let r = apply_trusting(d.path(), INSTANCE, &mut trust, &t, limits);
+    let r = apply_as_me(d.path(), &t, limits);
     assert_eq!((r.files, r.over_limit), (1, 2), "{r:?}");
     assert!(r.cleared.is_some() && live(&t).is_empty(), "{r:?}");
 }
